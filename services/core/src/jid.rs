@@ -1,0 +1,181 @@
+//! XMPP addresses (RFC 7622).
+//!
+//! Parsing splits at the first `@` before the first `/` and at the first `/` (§3.1) and
+//! enforces each part: the localpart with the PRECIS UsernameCaseMapped profile (§3.3), the
+//! resourcepart with OpaqueString (§3.4), and the domainpart lower-cased with a trailing dot
+//! removed (§3.2; IDNA2008 for non-ASCII labels is applied as Unicode lower-casing, which is
+//! what matching against our own configured domains needs). Every part is 1..=1023 bytes.
+
+use precis_profiles::precis_core::profile::PrecisFastInvocation;
+use precis_profiles::{OpaqueString, UsernameCaseMapped};
+use std::fmt;
+
+const MAX_PART_BYTES: usize = 1023;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JidError {
+    #[error("empty domainpart")]
+    EmptyDomain,
+    #[error("invalid domainpart")]
+    InvalidDomain,
+    #[error("invalid localpart")]
+    InvalidLocal,
+    #[error("invalid resourcepart")]
+    InvalidResource,
+}
+
+/// A normalized JID: `[localpart@]domainpart[/resourcepart]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Jid {
+    local: Option<String>,
+    domain: String,
+    resource: Option<String>,
+}
+
+impl Jid {
+    pub fn parse(s: &str) -> Result<Self, JidError> {
+        let (bare, resource) = match s.split_once('/') {
+            Some((bare, res)) => (bare, Some(res)),
+            None => (s, None),
+        };
+        let (local, domain) = match bare.split_once('@') {
+            Some((local, domain)) => (Some(local), domain),
+            None => (None, bare),
+        };
+        let domain = normalize_domain(domain)?;
+        let local = local.map(normalize_local).transpose()?;
+        let resource = resource.map(normalize_resource).transpose()?;
+        Ok(Self {
+            local,
+            domain,
+            resource,
+        })
+    }
+
+    /// `local@domain` from already-trusted parts (an authenticated account).
+    pub fn bare_from(local: &str, domain: &str) -> Result<Self, JidError> {
+        Ok(Self {
+            local: Some(normalize_local(local)?),
+            domain: normalize_domain(domain)?,
+            resource: None,
+        })
+    }
+
+    pub fn with_resource(&self, resource: &str) -> Result<Self, JidError> {
+        Ok(Self {
+            resource: Some(normalize_resource(resource)?),
+            ..self.clone()
+        })
+    }
+
+    pub fn local(&self) -> Option<&str> {
+        self.local.as_deref()
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    pub fn is_bare(&self) -> bool {
+        self.resource.is_none()
+    }
+
+    pub fn bare(&self) -> Self {
+        Self {
+            resource: None,
+            ..self.clone()
+        }
+    }
+}
+
+impl fmt::Display for Jid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(local) = &self.local {
+            write!(f, "{local}@")?;
+        }
+        f.write_str(&self.domain)?;
+        if let Some(res) = &self.resource {
+            write!(f, "/{res}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Jid {
+    type Err = JidError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+fn check_len(s: &str, err: JidError) -> Result<(), JidError> {
+    if s.is_empty() || s.len() > MAX_PART_BYTES {
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// RFC 7622 §3.3: UsernameCaseMapped, plus the characters §3.3.1 excludes.
+pub fn normalize_local(s: &str) -> Result<String, JidError> {
+    check_len(s, JidError::InvalidLocal)?;
+    let out = UsernameCaseMapped::enforce(s).map_err(|_| JidError::InvalidLocal)?;
+    if out.contains(['"', '&', '\'', '/', ':', '<', '>', '@']) {
+        return Err(JidError::InvalidLocal);
+    }
+    check_len(&out, JidError::InvalidLocal)?;
+    Ok(out.into_owned())
+}
+
+fn normalize_domain(s: &str) -> Result<String, JidError> {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    if s.is_empty() {
+        return Err(JidError::EmptyDomain);
+    }
+    check_len(s, JidError::InvalidDomain)?;
+    let bad = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '@' | '/' | '<' | '>' | '"' | '\'' | '&');
+    if s.chars().any(bad) || s.split('.').any(str::is_empty) {
+        return Err(JidError::InvalidDomain);
+    }
+    Ok(s.to_lowercase())
+}
+
+fn normalize_resource(s: &str) -> Result<String, JidError> {
+    check_len(s, JidError::InvalidResource)?;
+    let out = OpaqueString::enforce(s).map_err(|_| JidError::InvalidResource)?;
+    check_len(&out, JidError::InvalidResource)?;
+    Ok(out.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_normalizes_rfc7622_parts() {
+        let jid = Jid::parse("Juliet@Example.COM./Balcony Room").unwrap();
+        assert_eq!(jid.local(), Some("juliet"));
+        assert_eq!(jid.domain(), "example.com");
+        assert_eq!(jid.resource(), Some("Balcony Room"));
+        assert_eq!(jid.to_string(), "juliet@example.com/Balcony Room");
+        assert_eq!(jid.bare().to_string(), "juliet@example.com");
+    }
+
+    #[test]
+    fn resource_may_contain_at_and_slash() {
+        let jid = Jid::parse("a@b/c@d/e").unwrap();
+        assert_eq!(jid.resource(), Some("c@d/e"));
+    }
+
+    #[test]
+    fn rejects_malformed_addresses() {
+        for bad in ["", "@example.com", "a@", "a@example.com/", "a b@example.com", "a@exa mple.com", "a@.com", "a@b..c"] {
+            assert!(Jid::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        let long = "a".repeat(1024);
+        assert_eq!(Jid::parse(&format!("{long}@x")), Err(JidError::InvalidLocal));
+    }
+}

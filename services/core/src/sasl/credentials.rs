@@ -1,0 +1,117 @@
+//! Salted SCRAM keys (RFC 5802 §3): what an account stores instead of a password.
+
+use super::{ct_eq, Failure};
+use hmac::{Hmac, Mac};
+use precis_profiles::precis_core::profile::PrecisFastInvocation;
+use precis_profiles::OpaqueString;
+use rand::RngCore;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// Lowest iteration count accepted for new credentials (RFC 7677 §4 recommends ≥ 4096).
+pub const MIN_ITERATIONS: u32 = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    Sha1,
+    Sha256,
+}
+
+impl HashAlg {
+    pub fn hmac(self, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
+        fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[&[u8]]) -> Vec<u8> {
+            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+            for d in data {
+                mac.update(d);
+            }
+            mac.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Self::Sha1 => run::<Hmac<Sha1>>(key, data),
+            Self::Sha256 => run::<Hmac<Sha256>>(key, data),
+        }
+    }
+
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Sha1 => Sha1::digest(data).to_vec(),
+            Self::Sha256 => Sha256::digest(data).to_vec(),
+        }
+    }
+
+    fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+        match self {
+            Self::Sha1 => pbkdf2::pbkdf2_hmac_array::<Sha1, 20>(password, salt, iterations).to_vec(),
+            Self::Sha256 => pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations).to_vec(),
+        }
+    }
+}
+
+/// One hash's salted keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramKeys {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+/// Normalizes a password with the RFC 8265 OpaqueString profile (SASLprep's successor).
+fn prepare(password: &str) -> Result<String, Failure> {
+    OpaqueString::enforce(password)
+        .map(|p| p.into_owned())
+        .map_err(|_| Failure::NotAuthorized)
+}
+
+impl ScramKeys {
+    pub fn derive(alg: HashAlg, password: &str, salt: &[u8], iterations: u32) -> Result<Self, Failure> {
+        let salted = alg.salted_password(prepare(password)?.as_bytes(), salt, iterations);
+        let client_key = alg.hmac(&salted, &[b"Client Key"]);
+        Ok(Self {
+            salt: salt.to_vec(),
+            iterations,
+            stored_key: alg.digest(&client_key),
+            server_key: alg.hmac(&salted, &[b"Server Key"]),
+        })
+    }
+
+    /// Checks a cleartext password (PLAIN) against these keys.
+    pub fn verify_password(&self, alg: HashAlg, password: &str) -> bool {
+        Self::derive(alg, password, &self.salt, self.iterations)
+            .is_ok_and(|k| ct_eq(&k.stored_key, &self.stored_key))
+    }
+}
+
+/// Everything stored for an account's authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCredentials {
+    pub sha1: ScramKeys,
+    pub sha256: ScramKeys,
+}
+
+impl StoredCredentials {
+    /// Derives fresh keys with random salts. Fails for a password the OpaqueString profile
+    /// rejects (e.g. empty) or an iteration count below [`MIN_ITERATIONS`].
+    pub fn from_password(password: &str, iterations: u32) -> Result<Self, &'static str> {
+        if iterations < MIN_ITERATIONS {
+            return Err("iteration count below 4096");
+        }
+        let salt = || {
+            let mut s = vec![0u8; 16];
+            rand::thread_rng().fill_bytes(&mut s);
+            s
+        };
+        let derive = |alg| ScramKeys::derive(alg, password, &salt(), iterations).map_err(|_| "password is empty or not valid text");
+        Ok(Self {
+            sha1: derive(HashAlg::Sha1)?,
+            sha256: derive(HashAlg::Sha256)?,
+        })
+    }
+
+    pub fn keys(&self, alg: HashAlg) -> &ScramKeys {
+        match alg {
+            HashAlg::Sha1 => &self.sha1,
+            HashAlg::Sha256 => &self.sha256,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! SASL authentication (RFC 6120 §6) with the mechanisms SCRAM-SHA-256(-PLUS),
+//! SCRAM-SHA-1(-PLUS) (RFC 5802, RFC 7677) and PLAIN (RFC 4616).
+//!
+//! The server only ever stores salted SCRAM keys ([`StoredCredentials`]); PLAIN is checked
+//! by deriving the same keys from the offered password. Channel binding supports
+//! `tls-exporter` (RFC 9266, TLS 1.3 only) and `tls-server-end-point` (RFC 5929).
+
+mod credentials;
+mod exchange;
+mod scram;
+
+pub use credentials::{HashAlg, ScramKeys, StoredCredentials};
+pub use exchange::{Exchange, Step};
+
+/// Channel-binding data of the TLS connection the exchange runs over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelBindings {
+    /// RFC 9266 keying material; only present for TLS 1.3.
+    pub tls_exporter: Option<Vec<u8>>,
+    /// RFC 5929 §4: hash of the server certificate.
+    pub tls_server_end_point: Option<Vec<u8>>,
+}
+
+impl ChannelBindings {
+    pub fn any(&self) -> bool {
+        self.tls_exporter.is_some() || self.tls_server_end_point.is_some()
+    }
+
+    /// Data for a binding type by its IANA name.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            "tls-exporter" => self.tls_exporter.as_deref(),
+            "tls-server-end-point" => self.tls_server_end_point.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Type names available, for XEP-0440 advertisement.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            ("tls-exporter", self.tls_exporter.is_some()),
+            ("tls-server-end-point", self.tls_server_end_point.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+    }
+}
+
+/// The mechanisms the server implements, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mechanism {
+    ScramSha256Plus,
+    ScramSha256,
+    ScramSha1Plus,
+    ScramSha1,
+    Plain,
+}
+
+impl Mechanism {
+    pub const ALL: [Mechanism; 5] = [
+        Self::ScramSha256Plus,
+        Self::ScramSha256,
+        Self::ScramSha1Plus,
+        Self::ScramSha1,
+        Self::Plain,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
+            Self::ScramSha1 => "SCRAM-SHA-1",
+            Self::Plain => "PLAIN",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    pub fn is_plus(self) -> bool {
+        matches!(self, Self::ScramSha256Plus | Self::ScramSha1Plus)
+    }
+
+    /// The SCRAM hash, `None` for PLAIN.
+    pub fn hash(self) -> Option<HashAlg> {
+        match self {
+            Self::ScramSha256Plus | Self::ScramSha256 => Some(HashAlg::Sha256),
+            Self::ScramSha1Plus | Self::ScramSha1 => Some(HashAlg::Sha1),
+            Self::Plain => None,
+        }
+    }
+}
+
+/// RFC 6120 §6.5 SASL failure conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    Aborted,
+    EncryptionRequired,
+    IncorrectEncoding,
+    InvalidAuthzid,
+    InvalidMechanism,
+    MalformedRequest,
+    MechanismTooWeak,
+    NotAuthorized,
+    TemporaryAuthFailure,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aborted => "aborted",
+            Self::EncryptionRequired => "encryption-required",
+            Self::IncorrectEncoding => "incorrect-encoding",
+            Self::InvalidAuthzid => "invalid-authzid",
+            Self::InvalidMechanism => "invalid-mechanism",
+            Self::MalformedRequest => "malformed-request",
+            Self::MechanismTooWeak => "mechanism-too-weak",
+            Self::NotAuthorized => "not-authorized",
+            Self::TemporaryAuthFailure => "temporary-auth-failure",
+        }
+    }
+}
+
+/// Constant-time equality for secrets.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests;

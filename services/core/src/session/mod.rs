@@ -1,0 +1,291 @@
+//! The client-to-server session state machine (RFC 6120 §4–§8).
+//!
+//! One [`Session`] per connection. The driver feeds [`Input`]s to [`Session::handle`] and
+//! carries out the returned [`Output`]s; nothing here touches a socket, a clock or storage.
+//! Lifecycle: `AwaitHeader` → (STARTTLS → `AwaitTls` → `AwaitHeader`) → SASL (`Authenticating`,
+//! possibly `AwaitCredentials`) → `AwaitHeader` → `Negotiating` (bind, `AwaitBind`) →
+//! `Established` → `Closed`. Every invalid input ends in exactly one RFC 6120 error.
+//!
+//! While the session waits for the driver (credentials, bind result, TLS handshake) it
+//! stops consuming frames, so a pipelining client's next stanza is processed only once the
+//! session is ready for it; [`Session::wants_bytes`] tells the driver to stop reading
+//! meanwhile, which keeps buffering bounded.
+
+mod negotiate;
+mod stanzas;
+
+use crate::error::{StanzaCondition, StreamCondition};
+use crate::jid::Jid;
+use crate::ns;
+use crate::sasl::{ChannelBindings, Exchange, Failure, Mechanism, StoredCredentials};
+use crate::stanza::Stanza;
+use crate::xml::{escape_attr, Element, Frame, Framer, Limits};
+
+/// Policy for one listener's sessions.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Domains served; the first is used when a client names none.
+    pub domains: Vec<String>,
+    /// STARTTLS can be offered (a certificate is configured).
+    pub starttls: bool,
+    /// Authentication requires TLS (RFC 6120 §5.3.1 "mandatory-to-negotiate").
+    pub tls_required: bool,
+    /// Mechanisms enabled, in preference order.
+    pub mechanisms: Vec<Mechanism>,
+    /// SCRAM iterations presented for unknown users so they look like real ones.
+    pub decoy_iterations: u32,
+    /// SASL attempts allowed per connection before the stream is closed (RFC 6120 §6.4.5).
+    pub max_auth_attempts: u32,
+    pub limits: Limits,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            domains: vec!["localhost".into()],
+            starttls: true,
+            tls_required: true,
+            mechanisms: Mechanism::ALL.to_vec(),
+            decoy_iterations: 4096,
+            max_auth_attempts: 3,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The result of a credential lookup requested with [`Output::FetchCredentials`].
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Found(Box<StoredCredentials>),
+    NotFound,
+    /// Too many recent failures for this address or account.
+    Throttled,
+    /// Storage could not answer (RFC 6120 §6.5.12 temporary-auth-failure).
+    Unavailable,
+}
+
+#[derive(Debug)]
+pub enum Input<'a> {
+    Bytes(&'a [u8]),
+    TlsEstablished(ChannelBindings),
+    Credentials(Lookup),
+    /// Outcome of [`Output::Bind`]; an error is returned to the client as this condition.
+    Bound(Result<(), StanzaCondition>),
+    /// A stanza routed to this session.
+    Deliver(Element),
+    /// The server ends the session (conflict, shutdown, timeout, slow consumer …).
+    Terminate(StreamCondition),
+    /// The transport reached end of file or failed.
+    PeerClosed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Send(String),
+    /// Flush what was sent, then run the TLS handshake and report `TlsEstablished`.
+    StartTls,
+    FetchCredentials { username: String },
+    Authenticated { username: String, mechanism: Mechanism },
+    AuthFailed { mechanism: Mechanism, failure: Failure },
+    /// Register this full JID (a conflicting older session is replaced, RFC 6120 §7.7.2.2).
+    Bind { jid: Jid },
+    Route(Stanza),
+    /// Flush and close the transport; no more input will be accepted.
+    Close,
+}
+
+#[derive(Debug)]
+enum Phase {
+    AwaitHeader,
+    Negotiating,
+    AwaitTls,
+    Authenticating(Exchange),
+    AwaitCredentials(Exchange),
+    AwaitBind { iq_id: String, jid: Jid },
+    Established,
+    Closed,
+}
+
+/// One client connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    config: std::sync::Arc<SessionConfig>,
+    phase: Phase,
+    framer: Framer,
+    /// Channel bindings once TLS is up (direct TLS or after STARTTLS).
+    tls: Option<ChannelBindings>,
+    /// The stream's domain, chosen by the client's header.
+    domain: String,
+    /// The authenticated account's localpart.
+    user: Option<String>,
+    jid: Option<Jid>,
+    header_sent: bool,
+    auth_failures: u32,
+    out: Vec<Output>,
+}
+
+impl Session {
+    /// A new session; `tls` is set for direct-TLS connections (XEP-0368).
+    pub fn new(config: std::sync::Arc<SessionConfig>, tls: Option<ChannelBindings>) -> Self {
+        let domain = config.domains.first().cloned().unwrap_or_default();
+        Self {
+            framer: Framer::new(config.limits),
+            config,
+            phase: Phase::AwaitHeader,
+            tls,
+            domain,
+            user: None,
+            jid: None,
+            header_sent: false,
+            auth_failures: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// The bound full JID, once bound.
+    pub fn jid(&self) -> Option<&Jid> {
+        self.jid.as_ref()
+    }
+
+    pub fn is_established(&self) -> bool {
+        matches!(self.phase, Phase::Established)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether the session is authenticated and bound, or still negotiating (for the
+    /// driver's handshake timeout).
+    pub fn in_handshake(&self) -> bool {
+        !matches!(self.phase, Phase::Established | Phase::Closed)
+    }
+
+    /// Whether the driver should read more bytes now.
+    pub fn wants_bytes(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::AwaitHeader | Phase::Negotiating | Phase::Authenticating(_) | Phase::Established
+        )
+    }
+
+    /// Handles one input and returns what the driver must do, in order.
+    pub fn handle(&mut self, input: Input<'_>) -> Vec<Output> {
+        match input {
+            Input::Bytes(bytes) => {
+                if self.wants_bytes() {
+                    self.framer.push(bytes);
+                }
+            }
+            Input::TlsEstablished(cb) => {
+                if matches!(self.phase, Phase::AwaitTls) {
+                    self.tls = Some(cb);
+                    self.phase = Phase::AwaitHeader;
+                }
+            }
+            Input::Credentials(lookup) => self.on_credentials(lookup),
+            Input::Bound(result) => self.on_bound(result),
+            Input::Deliver(element) => {
+                if self.is_established() {
+                    self.send(element.to_xml(ns::CLIENT));
+                }
+            }
+            Input::Terminate(condition) => self.stream_error(condition, None),
+            Input::PeerClosed => {
+                if !self.is_closed() {
+                    self.phase = Phase::Closed;
+                    self.out.push(Output::Close);
+                }
+            }
+        }
+        self.pump();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Processes buffered frames while the session is ready for them.
+    fn pump(&mut self) {
+        while self.wants_bytes() {
+            match self.framer.next_frame() {
+                Ok(Some(frame)) => self.on_frame(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    let text = format!("{e}");
+                    self.stream_error(e.condition(), Some(&text));
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame) {
+        match (frame, &self.phase) {
+            (Frame::Open(header), Phase::AwaitHeader) => self.on_header(header),
+            (Frame::Open(_), _) => self.stream_error(
+                StreamCondition::UnsupportedStanzaType,
+                Some("unexpected stream header"),
+            ),
+            (Frame::Close, _) => self.close(None),
+            (Frame::Whitespace, _) => {}
+            (Frame::Stanza(element, _), Phase::Established) => self.on_stanza(element),
+            (Frame::Stanza(element, _), _) => self.on_negotiation_element(element),
+        }
+    }
+
+    fn send(&mut self, xml: String) {
+        self.out.push(Output::Send(xml));
+    }
+
+    /// The server's stream header for the current stream.
+    fn send_header(&mut self, to: Option<&str>) {
+        let id: String = {
+            use rand::Rng;
+            rand::thread_rng()
+                .sample_iter(&rand::distributions::Alphanumeric)
+                .take(16)
+                .map(char::from)
+                .collect()
+        };
+        let to = to.map(|t| format!(" to='{}'", escape_attr(t))).unwrap_or_default();
+        self.send(format!(
+            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' id='{id}' from='{}'{to} version='1.0' xml:lang='en'>",
+            ns::CLIENT,
+            ns::STREAMS,
+            escape_attr(&self.domain)
+        ));
+        self.header_sent = true;
+    }
+
+    /// Ends the stream with an error (RFC 6120 §4.9.1.1); opens it first when the error
+    /// precedes our header (§4.9.1.2).
+    fn stream_error(&mut self, condition: StreamCondition, text: Option<&str>) {
+        if self.is_closed() {
+            return;
+        }
+        if !self.header_sent {
+            self.send_header(None);
+        }
+        self.close(Some(condition.to_xml(text)));
+    }
+
+    fn close(&mut self, error: Option<String>) {
+        if self.is_closed() {
+            return;
+        }
+        if let Some(error) = error {
+            self.send(error);
+        }
+        self.send("</stream:stream>".into());
+        self.out.push(Output::Close);
+        self.phase = Phase::Closed;
+    }
+
+    /// Answers a stanza with an error (never an error with an error).
+    fn stanza_error(&mut self, stanza: &Stanza, condition: StanzaCondition) {
+        let error = crate::error::StanzaError::new(condition);
+        if let Some(reply) = stanza.error_reply(&error) {
+            self.send(reply.to_xml(ns::CLIENT));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,60 @@
+//! Stanzas from an established session (RFC 6120 §8): validated, stamped with the
+//! session's full JID (§8.1.2.1) and handed to the router.
+
+use super::{Output, Session};
+use crate::error::{StanzaCondition, StreamCondition};
+use crate::jid::Jid;
+use crate::ns;
+use crate::stanza::{Stanza, StanzaKind};
+use crate::xml::Element;
+
+impl Session {
+    pub(super) fn on_stanza(&mut self, mut el: Element) {
+        if StanzaKind::of(&el).is_none() {
+            if el.is("error", ns::STREAMS) {
+                return self.close(None);
+            }
+            return self.stream_error(StreamCondition::UnsupportedStanzaType, None);
+        }
+        let Some(jid) = self.jid.clone() else {
+            return self.stream_error(StreamCondition::NotAuthorized, None);
+        };
+        // §8.1.2.1: a `from` naming anyone but this session (or its account) is forged.
+        if let Some(from) = el.attr("from") {
+            let claimed = Jid::parse(from).ok();
+            if claimed.as_ref().is_none_or(|c| *c != jid && *c != jid.bare()) {
+                return self.stream_error(StreamCondition::InvalidFrom, None);
+            }
+        }
+        el.set_attr("from", jid.to_string());
+        let bad_to = el.attr("to").is_some_and(|to| Jid::parse(to).is_err());
+        if bad_to {
+            // Answer from our own domain since the address cannot be echoed as a JID.
+            el.remove_attr("to");
+            if let Some(stanza) = Stanza::from_element(el) {
+                self.stanza_error(&stanza, StanzaCondition::JidMalformed);
+            }
+            return;
+        }
+        let Some(stanza) = Stanza::from_element(el) else {
+            return self.stream_error(StreamCondition::InternalServerError, None);
+        };
+        if stanza.kind == StanzaKind::Iq && !valid_iq(&stanza) {
+            return self.stanza_error(&stanza, StanzaCondition::BadRequest);
+        }
+        self.out.push(Output::Route(stanza));
+    }
+}
+
+/// RFC 6120 §8.2.3: an IQ has an id and a known type; get/set carry exactly one payload,
+/// result at most one, error its `<error/>`.
+fn valid_iq(stanza: &Stanza) -> bool {
+    let payloads = stanza.element.children().count();
+    stanza.id().is_some_and(|id| !id.is_empty())
+        && match stanza.type_attr() {
+            Some("get" | "set") => payloads == 1,
+            Some("result") => payloads <= 1,
+            Some("error") => true,
+            _ => false,
+        }
+}
