@@ -65,14 +65,25 @@ fn prepare(password: &str) -> Result<String, Failure> {
 
 impl ScramKeys {
     pub fn derive(alg: HashAlg, password: &str, salt: &[u8], iterations: u32) -> Result<Self, Failure> {
+        Self::derive_with_client_key(alg, password, salt, iterations).map(|(keys, _)| keys)
+    }
+
+    /// The keys plus the ClientKey a SCRAM client signs with (never stored).
+    pub(crate) fn derive_with_client_key(
+        alg: HashAlg,
+        password: &str,
+        salt: &[u8],
+        iterations: u32,
+    ) -> Result<(Self, Vec<u8>), Failure> {
         let salted = alg.salted_password(prepare(password)?.as_bytes(), salt, iterations);
         let client_key = alg.hmac(&salted, &[b"Client Key"]);
-        Ok(Self {
+        let keys = Self {
             salt: salt.to_vec(),
             iterations,
             stored_key: alg.digest(&client_key),
             server_key: alg.hmac(&salted, &[b"Server Key"]),
-        })
+        };
+        Ok((keys, client_key))
     }
 
     /// Checks a cleartext password (PLAIN) against these keys.

@@ -5,10 +5,12 @@
 //! by deriving the same keys from the offered password. Channel binding supports
 //! `tls-exporter` (RFC 9266, TLS 1.3 only) and `tls-server-end-point` (RFC 5929).
 
+mod client;
 mod credentials;
 mod exchange;
 mod scram;
 
+pub use client::ScramClient;
 pub use credentials::{HashAlg, ScramKeys, StoredCredentials};
 pub use exchange::{Exchange, Step};
 

@@ -200,17 +200,18 @@ impl Session {
 
     fn sasl_failed(&mut self, mechanism: Mechanism, failure: Failure) {
         self.out.push(Output::AuthFailed { mechanism, failure });
-        self.auth_failures += 1;
         self.sasl_reply_failure(failure);
-        if self.auth_failures >= self.config.max_auth_attempts {
-            self.stream_error(StreamCondition::PolicyViolation, Some("too many authentication attempts"));
-        }
     }
 
+    /// Every failed attempt counts toward the per-connection limit (RFC 6120 §6.4.5).
     fn sasl_reply_failure(&mut self, failure: Failure) {
         let reply = Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL));
         self.send(reply.to_xml(ns::CLIENT));
         self.phase = Phase::Negotiating;
+        self.auth_failures += 1;
+        if self.auth_failures >= self.config.max_auth_attempts {
+            self.stream_error(StreamCondition::PolicyViolation, Some("too many authentication attempts"));
+        }
     }
 
     /// Resource binding (RFC 6120 §7) and the optional legacy session (RFC 6121 App. E).

@@ -49,6 +49,8 @@ pub enum FramerError {
     UnsupportedEncoding,
     #[error("character data at stream level")]
     BadFormat,
+    #[error("a stream header inside the stream")]
+    NestedStream,
 }
 
 impl FramerError {
@@ -59,6 +61,7 @@ impl FramerError {
             Self::PolicyViolation(_) => StreamCondition::PolicyViolation,
             Self::UnsupportedEncoding => StreamCondition::UnsupportedEncoding,
             Self::BadFormat => StreamCondition::BadFormat,
+            Self::NestedStream => StreamCondition::UnsupportedStanzaType,
         }
     }
 }
@@ -215,6 +218,9 @@ impl Framer {
             }
             (TokenKind::Start { empty }, depth) => {
                 if depth == 1 {
+                    if tag_name(&self.buf[start..end]) == self.stream_qname.as_bytes() {
+                        return Err(FramerError::NestedStream);
+                    }
                     self.stanza_start = Some(start);
                 }
                 if !empty {
@@ -290,6 +296,16 @@ fn parse_default_ns(tag: &quick_xml::events::BytesStart<'_>) -> Result<Option<St
         }
     }
     Ok(None)
+}
+
+/// The qualified name of a start tag's bytes (`<name ...>`).
+fn tag_name(tag: &[u8]) -> &[u8] {
+    let name = &tag[1..];
+    let end = name
+        .iter()
+        .position(|&b| b.is_ascii_whitespace() || b == b'>' || b == b'/')
+        .unwrap_or(name.len());
+    &name[..end]
 }
 
 /// Checks UTF-8 and the XML 1.0 character range for the C0 controls.
