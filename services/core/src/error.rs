@@ -129,8 +129,12 @@ impl StanzaCondition {
     pub fn default_type(self) -> ErrorType {
         use StanzaCondition::*;
         match self {
-            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => ErrorType::Modify,
-            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => ErrorType::Auth,
+            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => {
+                ErrorType::Modify
+            }
+            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => {
+                ErrorType::Auth
+            }
             RecipientUnavailable | RemoteServerTimeout | ResourceConstraint | UnexpectedRequest => {
                 ErrorType::Wait
             }
@@ -204,9 +208,21 @@ mod tests {
 
     #[test]
     fn stanza_error_default_types_follow_rfc6120_8_3_3() {
-        assert_eq!(StanzaCondition::ServiceUnavailable.default_type(), ErrorType::Cancel);
-        assert_eq!(StanzaCondition::BadRequest.default_type(), ErrorType::Modify);
-        assert_eq!(StanzaCondition::NotAuthorized.default_type(), ErrorType::Auth);
-        assert_eq!(StanzaCondition::RecipientUnavailable.default_type(), ErrorType::Wait);
+        assert_eq!(
+            StanzaCondition::ServiceUnavailable.default_type(),
+            ErrorType::Cancel
+        );
+        assert_eq!(
+            StanzaCondition::BadRequest.default_type(),
+            ErrorType::Modify
+        );
+        assert_eq!(
+            StanzaCondition::NotAuthorized.default_type(),
+            ErrorType::Auth
+        );
+        assert_eq!(
+            StanzaCondition::RecipientUnavailable.default_type(),
+            ErrorType::Wait
+        );
     }
 }

@@ -136,7 +136,9 @@ fn normalize_domain(s: &str) -> Result<String, JidError> {
         return Err(JidError::EmptyDomain);
     }
     check_len(s, JidError::InvalidDomain)?;
-    let bad = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '@' | '/' | '<' | '>' | '"' | '\'' | '&');
+    let bad = |c: char| {
+        c.is_whitespace() || c.is_control() || matches!(c, '@' | '/' | '<' | '>' | '"' | '\'' | '&')
+    };
     if s.chars().any(bad) || s.split('.').any(str::is_empty) {
         return Err(JidError::InvalidDomain);
     }
@@ -172,10 +174,22 @@ mod tests {
 
     #[test]
     fn rejects_malformed_addresses() {
-        for bad in ["", "@example.com", "a@", "a@example.com/", "a b@example.com", "a@exa mple.com", "a@.com", "a@b..c"] {
+        for bad in [
+            "",
+            "@example.com",
+            "a@",
+            "a@example.com/",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@.com",
+            "a@b..c",
+        ] {
             assert!(Jid::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         let long = "a".repeat(1024);
-        assert_eq!(Jid::parse(&format!("{long}@x")), Err(JidError::InvalidLocal));
+        assert_eq!(
+            Jid::parse(&format!("{long}@x")),
+            Err(JidError::InvalidLocal)
+        );
     }
 }

@@ -19,7 +19,12 @@ pub struct ScramClient {
 
 impl ScramClient {
     /// `binding` is `(type name, data)` for a `-PLUS` mechanism.
-    pub fn new(alg: HashAlg, username: &str, password: &str, binding: Option<(&str, &[u8])>) -> Self {
+    pub fn new(
+        alg: HashAlg,
+        username: &str,
+        password: &str,
+        binding: Option<(&str, &[u8])>,
+    ) -> Self {
         let nonce: String = {
             use rand::Rng;
             rand::thread_rng()
@@ -65,14 +70,20 @@ impl ScramClient {
         let without_proof = format!("c={},r={nonce}", B64.encode(cbind));
         let auth_message = format!("{},{server_first},{without_proof}", self.first_bare);
         let signature = self.alg.hmac(&keys.stored_key, &[auth_message.as_bytes()]);
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
         self.server_signature = Some(self.alg.hmac(&keys.server_key, &[auth_message.as_bytes()]));
         Some(format!("{without_proof},p={}", B64.encode(proof)))
     }
 
     /// Checks the server's `v=` proof that it knows the stored keys (mutual auth).
     pub fn verify_server_final(&self, server_final: &str) -> bool {
-        let Some(expected) = &self.server_signature else { return false };
+        let Some(expected) = &self.server_signature else {
+            return false;
+        };
         server_final
             .strip_prefix("v=")
             .and_then(|v| B64.decode(v).ok())

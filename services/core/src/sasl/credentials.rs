@@ -20,7 +20,8 @@ pub enum HashAlg {
 impl HashAlg {
     pub fn hmac(self, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
         fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[&[u8]]) -> Vec<u8> {
-            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
+                .expect("HMAC takes any key length");
             for d in data {
                 mac.update(d);
             }
@@ -41,8 +42,12 @@ impl HashAlg {
 
     fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
         match self {
-            Self::Sha1 => pbkdf2::pbkdf2_hmac_array::<Sha1, 20>(password, salt, iterations).to_vec(),
-            Self::Sha256 => pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations).to_vec(),
+            Self::Sha1 => {
+                pbkdf2::pbkdf2_hmac_array::<Sha1, 20>(password, salt, iterations).to_vec()
+            }
+            Self::Sha256 => {
+                pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations).to_vec()
+            }
         }
     }
 }
@@ -64,7 +69,12 @@ fn prepare(password: &str) -> Result<String, Failure> {
 }
 
 impl ScramKeys {
-    pub fn derive(alg: HashAlg, password: &str, salt: &[u8], iterations: u32) -> Result<Self, Failure> {
+    pub fn derive(
+        alg: HashAlg,
+        password: &str,
+        salt: &[u8],
+        iterations: u32,
+    ) -> Result<Self, Failure> {
         Self::derive_with_client_key(alg, password, salt, iterations).map(|(keys, _)| keys)
     }
 
@@ -112,7 +122,10 @@ impl StoredCredentials {
             rand::thread_rng().fill_bytes(&mut s);
             s
         };
-        let derive = |alg| ScramKeys::derive(alg, password, &salt(), iterations).map_err(|_| "password is empty or not valid text");
+        let derive = |alg| {
+            ScramKeys::derive(alg, password, &salt(), iterations)
+                .map_err(|_| "password is empty or not valid text")
+        };
         Ok(Self {
             sha1: derive(HashAlg::Sha1)?,
             sha256: derive(HashAlg::Sha256)?,

@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Look up the stored credentials of `username` and call [`Exchange::credentials`].
-    NeedCredentials { username: String },
+    NeedCredentials {
+        username: String,
+    },
     /// Send a `<challenge/>` with this data and wait for a `<response/>`.
     Challenge(Vec<u8>),
     /// Authenticated; send `<success/>` with the additional data, if any.
@@ -29,11 +31,20 @@ enum State {
     /// PLAIN without an initial response: waiting for the credentials message.
     AwaitPlain,
     /// PLAIN: credentials requested for this message.
-    PlainPending { authzid: Option<String>, username: String, password: String },
+    PlainPending {
+        authzid: Option<String>,
+        username: String,
+        password: String,
+    },
     /// SCRAM: credentials requested for this client-first message.
     ScramPending(ClientFirst),
     /// SCRAM: server-first sent; `keys` are the real or (for unknown users) decoy keys.
-    ScramFinal { client: ClientFirst, server: ServerFirst, keys: ScramKeys, known: bool },
+    ScramFinal {
+        client: ClientFirst,
+        server: ServerFirst,
+        keys: ScramKeys,
+        known: bool,
+    },
     Done,
 }
 
@@ -102,7 +113,8 @@ impl Exchange {
     }
 
     fn scram_first(&mut self, msg: &[u8]) -> Step {
-        match scram::parse_client_first(msg, self.mechanism.is_plus(), self.offered_plus, &self.cb) {
+        match scram::parse_client_first(msg, self.mechanism.is_plus(), self.offered_plus, &self.cb)
+        {
             Ok(client) => {
                 let username = client.username.clone();
                 self.state = State::ScramPending(client);
@@ -115,10 +127,19 @@ impl Exchange {
     /// Supplies the stored credentials asked for (`None`: no such account).
     pub fn credentials(&mut self, creds: Option<&StoredCredentials>) -> Step {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::PlainPending { authzid, username, password } => {
-                let ok = creds.is_some_and(|c| c.sha256.verify_password(super::HashAlg::Sha256, &password));
+            State::PlainPending {
+                authzid,
+                username,
+                password,
+            } => {
+                let ok = creds
+                    .is_some_and(|c| c.sha256.verify_password(super::HashAlg::Sha256, &password));
                 if ok {
-                    Step::Success { username, authzid, additional: None }
+                    Step::Success {
+                        username,
+                        authzid,
+                        additional: None,
+                    }
                 } else {
                     Step::Failure(Failure::NotAuthorized)
                 }
@@ -136,7 +157,12 @@ impl Exchange {
                     .collect();
                 let server = scram::server_first(&client, &keys, &nonce);
                 let challenge = server.message.clone().into_bytes();
-                self.state = State::ScramFinal { client, server, keys, known };
+                self.state = State::ScramFinal {
+                    client,
+                    server,
+                    keys,
+                    known,
+                };
                 Step::Challenge(challenge)
             }
             _ => self.fail(Failure::MalformedRequest),
@@ -147,7 +173,12 @@ impl Exchange {
     pub fn response(&mut self, msg: &[u8]) -> Step {
         match std::mem::replace(&mut self.state, State::Done) {
             State::AwaitPlain => self.plain(msg),
-            State::ScramFinal { client, server, keys, known } => {
+            State::ScramFinal {
+                client,
+                server,
+                keys,
+                known,
+            } => {
                 let alg = self.mechanism.hash().expect("SCRAM mechanisms have a hash");
                 match scram::verify_client_final(msg, alg, &keys, &client, &server, &self.cb) {
                     Ok(server_final) if known => Step::Success {

@@ -63,7 +63,9 @@ pub(crate) fn parse_client_first(
     };
     let authzid = match authz {
         "" => None,
-        a => Some(saslname(a.strip_prefix("a=").ok_or(Failure::MalformedRequest)?)?),
+        a => Some(saslname(
+            a.strip_prefix("a=").ok_or(Failure::MalformedRequest)?,
+        )?),
     };
     let mut fields = bare.split(',');
     let username = fields
@@ -92,9 +94,17 @@ pub(crate) struct ServerFirst {
     pub nonce: String,
 }
 
-pub(crate) fn server_first(client: &ClientFirst, keys: &ScramKeys, server_nonce: &str) -> ServerFirst {
+pub(crate) fn server_first(
+    client: &ClientFirst,
+    keys: &ScramKeys,
+    server_nonce: &str,
+) -> ServerFirst {
     let nonce = format!("{}{}", client.nonce, server_nonce);
-    let message = format!("r={nonce},s={},i={}", B64.encode(&keys.salt), keys.iterations);
+    let message = format!(
+        "r={nonce},s={},i={}",
+        B64.encode(&keys.salt),
+        keys.iterations
+    );
     ServerFirst { message, nonce }
 }
 

@@ -5,52 +5,115 @@ fn creds() -> StoredCredentials {
 }
 
 /// Runs a whole SCRAM exchange; returns the server's last step.
-fn scram(mech: Mechanism, password: &str, client_cb: Option<(&str, &[u8])>, server_cb: ChannelBindings, known: bool) -> Step {
+fn scram(
+    mech: Mechanism,
+    password: &str,
+    client_cb: Option<(&str, &[u8])>,
+    server_cb: ChannelBindings,
+    known: bool,
+) -> Step {
     let stored = creds();
     let mut client = ScramClient::new(mech.hash().unwrap(), "user", password, client_cb);
-    let (mut ex, step) = Exchange::start(mech, Some(client.client_first().as_bytes()), server_cb, 4096);
+    let (mut ex, step) = Exchange::start(
+        mech,
+        Some(client.client_first().as_bytes()),
+        server_cb,
+        4096,
+    );
     if let Step::Failure(_) = step {
         return step;
     }
-    assert_eq!(step, Step::NeedCredentials { username: "user".into() });
-    let Step::Challenge(first) = ex.credentials(known.then_some(&stored)) else { panic!("no challenge") };
-    let fin = client.client_final(std::str::from_utf8(&first).unwrap()).unwrap();
+    assert_eq!(
+        step,
+        Step::NeedCredentials {
+            username: "user".into()
+        }
+    );
+    let Step::Challenge(first) = ex.credentials(known.then_some(&stored)) else {
+        panic!("no challenge")
+    };
+    let fin = client
+        .client_final(std::str::from_utf8(&first).unwrap())
+        .unwrap();
     let step = ex.response(fin.as_bytes());
-    if let Step::Success { additional: Some(v), .. } = &step {
-        assert!(client.verify_server_final(std::str::from_utf8(v).unwrap()), "server proof must verify");
+    if let Step::Success {
+        additional: Some(v),
+        ..
+    } = &step
+    {
+        assert!(
+            client.verify_server_final(std::str::from_utf8(v).unwrap()),
+            "server proof must verify"
+        );
     }
     step
 }
 
 fn cb13() -> ChannelBindings {
-    ChannelBindings { tls_exporter: Some(vec![7; 32]), tls_server_end_point: Some(vec![9; 32]) }
+    ChannelBindings {
+        tls_exporter: Some(vec![7; 32]),
+        tls_server_end_point: Some(vec![9; 32]),
+    }
 }
 
 #[test]
 fn scram_sha1_and_sha256_succeed_with_the_right_password() {
     for mech in [Mechanism::ScramSha1, Mechanism::ScramSha256] {
-        assert!(matches!(scram(mech, "pencil", None, ChannelBindings::default(), true), Step::Success { .. }));
-        assert_eq!(scram(mech, "pen", None, ChannelBindings::default(), true), Step::Failure(Failure::NotAuthorized));
+        assert!(matches!(
+            scram(mech, "pencil", None, ChannelBindings::default(), true),
+            Step::Success { .. }
+        ));
+        assert_eq!(
+            scram(mech, "pen", None, ChannelBindings::default(), true),
+            Step::Failure(Failure::NotAuthorized)
+        );
     }
 }
 
 #[test]
 fn unknown_users_fail_only_at_the_end() {
-    assert_eq!(scram(Mechanism::ScramSha256, "pencil", None, ChannelBindings::default(), false), Step::Failure(Failure::NotAuthorized));
+    assert_eq!(
+        scram(
+            Mechanism::ScramSha256,
+            "pencil",
+            None,
+            ChannelBindings::default(),
+            false
+        ),
+        Step::Failure(Failure::NotAuthorized)
+    );
 }
 
 #[test]
 fn plus_variants_bind_to_the_channel() {
     for name in ["tls-exporter", "tls-server-end-point"] {
         let data = cb13().get(name).unwrap().to_vec();
-        let ok = scram(Mechanism::ScramSha256Plus, "pencil", Some((name, &data)), cb13(), true);
+        let ok = scram(
+            Mechanism::ScramSha256Plus,
+            "pencil",
+            Some((name, &data)),
+            cb13(),
+            true,
+        );
         assert!(matches!(ok, Step::Success { .. }), "{name}");
         // A man in the middle sees different channel data than the client.
-        let mitm = scram(Mechanism::ScramSha256Plus, "pencil", Some((name, &[1; 32])), cb13(), true);
+        let mitm = scram(
+            Mechanism::ScramSha256Plus,
+            "pencil",
+            Some((name, &[1; 32])),
+            cb13(),
+            true,
+        );
         assert_eq!(mitm, Step::Failure(Failure::NotAuthorized), "{name}");
     }
     // tls-unique is not supported: rustls cannot provide it.
-    let unique = scram(Mechanism::ScramSha1Plus, "pencil", Some(("tls-unique", &[1; 12])), cb13(), true);
+    let unique = scram(
+        Mechanism::ScramSha1Plus,
+        "pencil",
+        Some(("tls-unique", &[1; 12])),
+        cb13(),
+        true,
+    );
     assert_eq!(unique, Step::Failure(Failure::NotAuthorized));
 }
 
@@ -58,13 +121,28 @@ fn plus_variants_bind_to_the_channel() {
 fn gs2_y_flag_is_a_downgrade_when_plus_was_offered() {
     let start = |cb| Exchange::start(Mechanism::ScramSha256, Some(b"y,,n=user,r=abc"), cb, 4096).1;
     assert_eq!(start(cb13()), Step::Failure(Failure::NotAuthorized));
-    assert!(matches!(start(ChannelBindings::default()), Step::NeedCredentials { .. }));
+    assert!(matches!(
+        start(ChannelBindings::default()),
+        Step::NeedCredentials { .. }
+    ));
 }
 
 #[test]
 fn malformed_scram_messages_are_rejected() {
-    for msg in [&b"x"[..], b"n,,r=abc", b"n,,n=user", b"n,,n=us=zzer,r=abc", b"n,x,n=user,r=abc", b"\xff"] {
-        let (_, step) = Exchange::start(Mechanism::ScramSha256, Some(msg), ChannelBindings::default(), 4096);
+    for msg in [
+        &b"x"[..],
+        b"n,,r=abc",
+        b"n,,n=user",
+        b"n,,n=us=zzer,r=abc",
+        b"n,x,n=user,r=abc",
+        b"\xff",
+    ] {
+        let (_, step) = Exchange::start(
+            Mechanism::ScramSha256,
+            Some(msg),
+            ChannelBindings::default(),
+            4096,
+        );
         assert_eq!(step, Step::Failure(Failure::MalformedRequest), "{msg:?}");
     }
 }
@@ -72,15 +150,45 @@ fn malformed_scram_messages_are_rejected() {
 #[test]
 fn plain_checks_the_password_against_stored_keys() {
     let stored = creds();
-    let (mut ex, step) = Exchange::start(Mechanism::Plain, Some(b"\0user\0pencil"), ChannelBindings::default(), 4096);
-    assert_eq!(step, Step::NeedCredentials { username: "user".into() });
-    assert!(matches!(ex.credentials(Some(&stored)), Step::Success { additional: None, .. }));
-    let (mut ex, _) = Exchange::start(Mechanism::Plain, Some(b"\0user\0wrong"), ChannelBindings::default(), 4096);
-    assert_eq!(ex.credentials(Some(&stored)), Step::Failure(Failure::NotAuthorized));
+    let (mut ex, step) = Exchange::start(
+        Mechanism::Plain,
+        Some(b"\0user\0pencil"),
+        ChannelBindings::default(),
+        4096,
+    );
+    assert_eq!(
+        step,
+        Step::NeedCredentials {
+            username: "user".into()
+        }
+    );
+    assert!(matches!(
+        ex.credentials(Some(&stored)),
+        Step::Success {
+            additional: None,
+            ..
+        }
+    ));
+    let (mut ex, _) = Exchange::start(
+        Mechanism::Plain,
+        Some(b"\0user\0wrong"),
+        ChannelBindings::default(),
+        4096,
+    );
+    assert_eq!(
+        ex.credentials(Some(&stored)),
+        Step::Failure(Failure::NotAuthorized)
+    );
     let (mut ex, step) = Exchange::start(Mechanism::Plain, None, ChannelBindings::default(), 4096);
     assert_eq!(step, Step::Challenge(Vec::new()));
-    assert!(matches!(ex.response(b"\0user\0pencil"), Step::NeedCredentials { .. }));
-    assert!(matches!(ex.credentials(Some(&stored)), Step::Success { .. }));
+    assert!(matches!(
+        ex.response(b"\0user\0pencil"),
+        Step::NeedCredentials { .. }
+    ));
+    assert!(matches!(
+        ex.credentials(Some(&stored)),
+        Step::Success { .. }
+    ));
 }
 
 #[test]
@@ -95,14 +203,34 @@ fn credentials_never_hold_the_password_and_need_4096_iterations() {
 /// RFC 7677 §3 test vector: user "user", password "pencil".
 #[test]
 fn rfc7677_test_vector() {
-    let salt = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, "W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+    let salt = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        "W22ZaJ0SNY7soEsUEjb6gQ==",
+    )
+    .unwrap();
     let keys = ScramKeys::derive(HashAlg::Sha256, "pencil", &salt, 4096).unwrap();
-    let client = scram::parse_client_first(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO", false, false, &ChannelBindings::default()).unwrap();
+    let client = scram::parse_client_first(
+        b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+        false,
+        false,
+        &ChannelBindings::default(),
+    )
+    .unwrap();
     let server = scram::ServerFirst {
-        message: "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096".into(),
+        message:
+            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+                .into(),
         nonce: "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into(),
     };
     let fin = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
-    let v = scram::verify_client_final(fin, HashAlg::Sha256, &keys, &client, &server, &ChannelBindings::default()).unwrap();
+    let v = scram::verify_client_final(
+        fin,
+        HashAlg::Sha256,
+        &keys,
+        &client,
+        &server,
+        &ChannelBindings::default(),
+    )
+    .unwrap();
     assert_eq!(v, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
 }

@@ -84,11 +84,21 @@ pub enum Output {
     Send(String),
     /// Flush what was sent, then run the TLS handshake and report `TlsEstablished`.
     StartTls,
-    FetchCredentials { username: String },
-    Authenticated { username: String, mechanism: Mechanism },
-    AuthFailed { mechanism: Mechanism, failure: Failure },
+    FetchCredentials {
+        username: String,
+    },
+    Authenticated {
+        username: String,
+        mechanism: Mechanism,
+    },
+    AuthFailed {
+        mechanism: Mechanism,
+        failure: Failure,
+    },
     /// Register this full JID (a conflicting older session is replaced, RFC 6120 §7.7.2.2).
-    Bind { jid: Jid },
+    Bind {
+        jid: Jid,
+    },
     Route(Stanza),
     /// Flush and close the transport; no more input will be accepted.
     Close,
@@ -244,7 +254,9 @@ impl Session {
                 .map(char::from)
                 .collect()
         };
-        let to = to.map(|t| format!(" to='{}'", escape_attr(t))).unwrap_or_default();
+        let to = to
+            .map(|t| format!(" to='{}'", escape_attr(t)))
+            .unwrap_or_default();
         self.send(format!(
             "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' id='{id}' from='{}'{to} version='1.0' xml:lang='en'>",
             ns::CLIENT,

@@ -18,24 +18,29 @@ impl Session {
             return self.stream_error(StreamCondition::InvalidNamespace, None);
         }
         if let Some(to) = el.attr("to") {
-            let to = Jid::parse(to).ok().filter(|j| j.local().is_none() && j.is_bare());
+            let to = Jid::parse(to)
+                .ok()
+                .filter(|j| j.local().is_none() && j.is_bare());
             match to.filter(|j| self.config.domains.iter().any(|d| d == j.domain())) {
                 Some(jid) => self.domain = jid.domain().to_owned(),
                 None => return self.stream_error(StreamCondition::HostUnknown, None),
             }
         }
         // RFC 6120 §4.7.5: a missing version means 0.9, which has no stream features.
-        let major = el.attr("version").and_then(|v| v.split('.').next()?.parse::<u32>().ok());
+        let major = el
+            .attr("version")
+            .and_then(|v| v.split('.').next()?.parse::<u32>().ok());
         if major.is_none_or(|m| m < 1) {
             return self.stream_error(StreamCondition::UnsupportedVersion, None);
         }
         self.send_header(el.attr("from"));
         let features = self.features();
-        self.send(features.to_xml(ns::STREAMS).replacen("<features", "<stream:features", 1).replacen(
-            "</features>",
-            "</stream:features>",
-            1,
-        ));
+        self.send(
+            features
+                .to_xml(ns::STREAMS)
+                .replacen("<features", "<stream:features", 1)
+                .replacen("</features>", "</stream:features>", 1),
+        );
         self.phase = Phase::Negotiating;
     }
 
@@ -56,7 +61,8 @@ impl Session {
         if self.user.is_some() {
             features.push_child(Element::new("bind", ns::BIND));
             features.push_child(
-                Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)),
+                Element::new("session", ns::SESSION)
+                    .with_child(Element::new("optional", ns::SESSION)),
             );
             return features;
         }
@@ -78,7 +84,9 @@ impl Session {
         if let Some(cb) = self.tls.as_ref().filter(|cb| cb.any()) {
             let mut types = Element::new("sasl-channel-binding", ns::SASL_CB);
             for name in cb.names() {
-                types.push_child(Element::new("channel-binding", ns::SASL_CB).with_attr("type", name));
+                types.push_child(
+                    Element::new("channel-binding", ns::SASL_CB).with_attr("type", name),
+                );
             }
             features.push_child(types);
         }
@@ -136,8 +144,12 @@ impl Session {
         match decode(el) {
             Ok(initial) => {
                 let cb = self.tls.clone().unwrap_or_default();
-                let (exchange, step) =
-                    Exchange::start(mechanism, initial.as_deref(), cb, self.config.decoy_iterations);
+                let (exchange, step) = Exchange::start(
+                    mechanism,
+                    initial.as_deref(),
+                    cb,
+                    self.config.decoy_iterations,
+                );
                 self.on_step(exchange, step);
             }
             Err(f) => self.sasl_failed(mechanism, f),
@@ -161,7 +173,11 @@ impl Session {
                 self.send(challenge.to_xml(ns::CLIENT));
                 self.phase = Phase::Authenticating(exchange);
             }
-            Step::Success { username, authzid, additional } => {
+            Step::Success {
+                username,
+                authzid,
+                additional,
+            } => {
                 let Ok(username) = normalize_local(&username) else {
                     return self.sasl_failed(exchange.mechanism(), Failure::NotAuthorized);
                 };
@@ -174,7 +190,10 @@ impl Session {
                     success = success.with_text(B64.encode(data));
                 }
                 self.send(success.to_xml(ns::CLIENT));
-                self.out.push(Output::Authenticated { username: username.clone(), mechanism: exchange.mechanism() });
+                self.out.push(Output::Authenticated {
+                    username: username.clone(),
+                    mechanism: exchange.mechanism(),
+                });
                 self.user = Some(username);
                 // RFC 6120 §6.4.6: stream restart; the client's next header may be buffered.
                 self.framer.reset_stream();
@@ -186,7 +205,8 @@ impl Session {
     }
 
     pub(super) fn on_credentials(&mut self, lookup: Lookup) {
-        let Phase::AwaitCredentials(mut exchange) = std::mem::replace(&mut self.phase, Phase::Negotiating)
+        let Phase::AwaitCredentials(mut exchange) =
+            std::mem::replace(&mut self.phase, Phase::Negotiating)
         else {
             return;
         };
@@ -205,12 +225,16 @@ impl Session {
 
     /// Every failed attempt counts toward the per-connection limit (RFC 6120 §6.4.5).
     fn sasl_reply_failure(&mut self, failure: Failure) {
-        let reply = Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL));
+        let reply =
+            Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL));
         self.send(reply.to_xml(ns::CLIENT));
         self.phase = Phase::Negotiating;
         self.auth_failures += 1;
         if self.auth_failures >= self.config.max_auth_attempts {
-            self.stream_error(StreamCondition::PolicyViolation, Some("too many authentication attempts"));
+            self.stream_error(
+                StreamCondition::PolicyViolation,
+                Some("too many authentication attempts"),
+            );
         }
     }
 
@@ -226,7 +250,9 @@ impl Session {
         let Some(stanza) = Stanza::from_element(el) else {
             return self.stream_error(StreamCondition::NotAuthorized, None);
         };
-        let payload = stanza.payload().filter(|_| stanza.type_attr() == Some("set"));
+        let payload = stanza
+            .payload()
+            .filter(|_| stanza.type_attr() == Some("set"));
         let resource = match payload {
             Some(p) if p.is("session", ns::SESSION) && self.jid.is_some() => {
                 return self.send(stanza.result(None).to_xml(ns::CLIENT));
@@ -236,7 +262,9 @@ impl Session {
             }
             _ => return self.stream_error(StreamCondition::NotAuthorized, None),
         };
-        let resource = resource.filter(|r| !r.is_empty()).unwrap_or_else(generated_resource);
+        let resource = resource
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(generated_resource);
         match account.with_resource(&resource) {
             Ok(jid) => {
                 self.out.push(Output::Bind { jid: jid.clone() });
@@ -247,7 +275,9 @@ impl Session {
     }
 
     pub(super) fn on_bound(&mut self, result: Result<(), StanzaCondition>) {
-        let Phase::AwaitBind { iq_id, jid } = std::mem::replace(&mut self.phase, Phase::Negotiating) else {
+        let Phase::AwaitBind { iq_id, jid } =
+            std::mem::replace(&mut self.phase, Phase::Negotiating)
+        else {
             return;
         };
         let mut reply = Element::new("iq", ns::CLIENT).with_attr("id", iq_id);
@@ -255,7 +285,8 @@ impl Session {
             Ok(()) => {
                 reply.set_attr("type", "result");
                 reply.push_child(
-                    Element::new("bind", ns::BIND).with_child(Element::new("jid", ns::BIND).with_text(jid.to_string())),
+                    Element::new("bind", ns::BIND)
+                        .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string())),
                 );
                 self.jid = Some(jid);
                 self.phase = Phase::Established;
@@ -285,6 +316,9 @@ fn decode(el: &Element) -> Result<Option<Vec<u8>>, Failure> {
     match el.text().trim() {
         "" => Ok(None),
         "=" => Ok(Some(Vec::new())),
-        text => B64.decode(text).map(Some).map_err(|_| Failure::IncorrectEncoding),
+        text => B64
+            .decode(text)
+            .map(Some)
+            .map_err(|_| Failure::IncorrectEncoding),
     }
 }

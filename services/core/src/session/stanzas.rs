@@ -22,7 +22,10 @@ impl Session {
         // §8.1.2.1: a `from` naming anyone but this session (or its account) is forged.
         if let Some(from) = el.attr("from") {
             let claimed = Jid::parse(from).ok();
-            if claimed.as_ref().is_none_or(|c| *c != jid && *c != jid.bare()) {
+            if claimed
+                .as_ref()
+                .is_none_or(|c| *c != jid && *c != jid.bare())
+            {
                 return self.stream_error(StreamCondition::InvalidFrom, None);
             }
         }

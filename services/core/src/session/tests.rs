@@ -24,18 +24,26 @@ fn feed(s: &mut Session, xml: &str) -> Vec<Output> {
 }
 
 fn cb() -> ChannelBindings {
-    ChannelBindings { tls_exporter: Some(vec![1; 32]), tls_server_end_point: Some(vec![2; 32]) }
+    ChannelBindings {
+        tls_exporter: Some(vec![1; 32]),
+        tls_server_end_point: Some(vec![2; 32]),
+    }
 }
 
 fn found() -> Lookup {
-    Lookup::Found(Box::new(StoredCredentials::from_password("secret", 4096).unwrap()))
+    Lookup::Found(Box::new(
+        StoredCredentials::from_password("secret", 4096).unwrap(),
+    ))
 }
 
 /// Drives a session through STARTTLS, PLAIN and bind; returns it established.
 fn established() -> Session {
     let mut s = session();
     feed(&mut s, OPEN);
-    feed(&mut s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    feed(
+        &mut s,
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+    );
     s.handle(Input::TlsEstablished(cb()));
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
@@ -50,7 +58,12 @@ fn established() -> Session {
 /// Asserts the outputs end the stream with `condition`.
 fn assert_stream_error(outs: &[Output], condition: &str) {
     let xml = sent(outs);
-    assert!(xml.contains(&format!("<{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>")), "{xml}");
+    assert!(
+        xml.contains(&format!(
+            "<{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        )),
+        "{xml}"
+    );
     assert!(xml.ends_with("</stream:stream>"), "{xml}");
     assert_eq!(outs.last(), Some(&Output::Close));
 }
@@ -60,36 +73,83 @@ fn happy_path_starttls_plain_bind_route() {
     let mut s = session();
     let out = feed(&mut s, &format!("<?xml version='1.0'?>{OPEN}"));
     let xml = sent(&out);
-    assert!(xml.starts_with("<?xml version='1.0'?><stream:stream xmlns='jabber:client'"), "{xml}");
+    assert!(
+        xml.starts_with("<?xml version='1.0'?><stream:stream xmlns='jabber:client'"),
+        "{xml}"
+    );
     assert!(xml.contains("<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"), "{xml}");
     assert!(!xml.contains("mechanisms"), "no SASL before TLS: {xml}");
 
-    let out = feed(&mut s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    assert_eq!(out, vec![Output::Send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".into()), Output::StartTls]);
+    let out = feed(
+        &mut s,
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+    );
+    assert_eq!(
+        out,
+        vec![
+            Output::Send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".into()),
+            Output::StartTls
+        ]
+    );
     assert!(!s.wants_bytes());
 
     assert!(s.handle(Input::TlsEstablished(cb())).is_empty());
     let xml = sent(&feed(&mut s, OPEN));
-    for m in ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN"] {
-        assert!(xml.contains(&format!("<mechanism>{m}</mechanism>")), "{m}: {xml}");
+    for m in [
+        "SCRAM-SHA-256-PLUS",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-1-PLUS",
+        "SCRAM-SHA-1",
+        "PLAIN",
+    ] {
+        assert!(
+            xml.contains(&format!("<mechanism>{m}</mechanism>")),
+            "{m}: {xml}"
+        );
     }
-    assert!(xml.contains("<channel-binding type='tls-exporter'/><channel-binding type='tls-server-end-point'/>"));
+    assert!(xml.contains(
+        "<channel-binding type='tls-exporter'/><channel-binding type='tls-server-end-point'/>"
+    ));
 
     let out = feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AEFsaWNlAHNlY3JldA==</auth>");
-    assert_eq!(out, vec![Output::FetchCredentials { username: "alice".into() }]);
+    assert_eq!(
+        out,
+        vec![Output::FetchCredentials {
+            username: "alice".into()
+        }]
+    );
     let out = s.handle(Input::Credentials(found()));
-    assert_eq!(out[0], Output::Send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".into()));
-    assert_eq!(out[1], Output::Authenticated { username: "alice".into(), mechanism: Mechanism::Plain });
+    assert_eq!(
+        out[0],
+        Output::Send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".into())
+    );
+    assert_eq!(
+        out[1],
+        Output::Authenticated {
+            username: "alice".into(),
+            mechanism: Mechanism::Plain
+        }
+    );
 
     let xml = sent(&feed(&mut s, OPEN));
     assert!(xml.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"), "{xml}");
     let out = feed(&mut s, "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>phone</resource></bind></iq>");
-    assert_eq!(out, vec![Output::Bind { jid: Jid::parse("alice@localhost/phone").unwrap() }]);
+    assert_eq!(
+        out,
+        vec![Output::Bind {
+            jid: Jid::parse("alice@localhost/phone").unwrap()
+        }]
+    );
     let out = s.handle(Input::Bound(Ok(())));
     assert_eq!(sent(&out), "<iq id='b' type='result'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/phone</jid></bind></iq>");
 
-    let out = feed(&mut s, "<message to='bob@localhost/x' type='chat'><body>hi</body></message>");
-    let [Output::Route(stanza)] = &out[..] else { panic!("{out:?}") };
+    let out = feed(
+        &mut s,
+        "<message to='bob@localhost/x' type='chat'><body>hi</body></message>",
+    );
+    let [Output::Route(stanza)] = &out[..] else {
+        panic!("{out:?}")
+    };
     assert_eq!(stanza.element.attr("from"), Some("alice@localhost/phone"));
     assert_eq!(stanza.to, Some(Jid::parse("bob@localhost/x").unwrap()));
 }
@@ -98,17 +158,26 @@ fn happy_path_starttls_plain_bind_route() {
 fn rfc6120_5_4_3_3_bytes_after_starttls_are_discarded() {
     let mut s = session();
     feed(&mut s, OPEN);
-    let out = feed(&mut s, &format!("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>{OPEN}<auth/>"));
+    let out = feed(
+        &mut s,
+        &format!("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>{OPEN}<auth/>"),
+    );
     assert_eq!(out.len(), 2);
     s.handle(Input::TlsEstablished(cb()));
-    assert!(s.handle(Input::Bytes(b"")).is_empty(), "injected plaintext must not be processed");
+    assert!(
+        s.handle(Input::Bytes(b"")).is_empty(),
+        "injected plaintext must not be processed"
+    );
 }
 
 #[test]
 fn rfc6120_6_4_6_pipelined_bytes_after_sasl_success_are_kept() {
     let mut s = session();
     feed(&mut s, OPEN);
-    feed(&mut s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    feed(
+        &mut s,
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+    );
     s.handle(Input::TlsEstablished(cb()));
     feed(&mut s, OPEN);
     feed(&mut s, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>{OPEN}"));
@@ -120,14 +189,22 @@ fn rfc6120_6_4_6_pipelined_bytes_after_sasl_success_are_kept() {
 fn rfc6120_7_pipelined_stanza_waits_for_the_bind_result() {
     let mut s = session();
     feed(&mut s, OPEN);
-    feed(&mut s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    feed(
+        &mut s,
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+    );
     s.handle(Input::TlsEstablished(cb()));
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
     s.handle(Input::Credentials(found()));
     let out = feed(&mut s, &format!("{OPEN}<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq><presence/>"));
-    let Some(Output::Bind { jid }) = out.last() else { panic!("{out:?}") };
-    assert!(jid.resource().is_some_and(|r| r.starts_with("sy-")), "server-generated resource");
+    let Some(Output::Bind { jid }) = out.last() else {
+        panic!("{out:?}")
+    };
+    assert!(
+        jid.resource().is_some_and(|r| r.starts_with("sy-")),
+        "server-generated resource"
+    );
     let out = s.handle(Input::Bound(Ok(())));
     assert!(matches!(out.last(), Some(Output::Route(p)) if p.element.name() == "presence"));
 }
@@ -143,9 +220,15 @@ fn rfc6120_7_7_bind_error_is_returned_and_session_can_retry() {
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
     s.handle(Input::Credentials(found()));
     feed(&mut s, OPEN);
-    feed(&mut s, "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+    feed(
+        &mut s,
+        "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>",
+    );
     let xml = sent(&s.handle(Input::Bound(Err(StanzaCondition::ResourceConstraint))));
-    assert!(xml.contains("type='error'") && xml.contains("<resource-constraint"), "{xml}");
+    assert!(
+        xml.contains("type='error'") && xml.contains("<resource-constraint"),
+        "{xml}"
+    );
     assert!(!s.is_established());
 }
 
@@ -153,26 +236,50 @@ fn rfc6120_7_7_bind_error_is_returned_and_session_can_retry() {
 fn rfc6120_6_4_sasl_before_tls_is_encryption_required() {
     let mut s = session();
     feed(&mut s, OPEN);
-    let xml = sent(&feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>"));
-    assert_eq!(xml, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><encryption-required/></failure>");
+    let xml = sent(&feed(
+        &mut s,
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>",
+    ));
+    assert_eq!(
+        xml,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><encryption-required/></failure>"
+    );
 }
 
 #[test]
 fn rfc6120_6_4_sasl_failures() {
     let mut s = session();
     feed(&mut s, OPEN);
-    feed(&mut s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    feed(
+        &mut s,
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+    );
     s.handle(Input::TlsEstablished(ChannelBindings::default()));
     let xml = sent(&feed(&mut s, OPEN));
-    assert!(!xml.contains("-PLUS"), "no -PLUS without channel-binding data: {xml}");
-    let xml = sent(&feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-OAUTH'/>"));
+    assert!(
+        !xml.contains("-PLUS"),
+        "no -PLUS without channel-binding data: {xml}"
+    );
+    let xml = sent(&feed(
+        &mut s,
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-OAUTH'/>",
+    ));
     assert!(xml.contains("<invalid-mechanism/>"), "{xml}");
-    let xml = sent(&feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!</auth>"));
+    let xml = sent(&feed(
+        &mut s,
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!</auth>",
+    ));
     assert!(xml.contains("<incorrect-encoding/>"), "{xml}");
-    feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHdyb25n</auth>");
+    feed(
+        &mut s,
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHdyb25n</auth>",
+    );
     let out = s.handle(Input::Credentials(found()));
     assert!(sent(&out).contains("<not-authorized/>"));
-    assert!(out.contains(&Output::AuthFailed { mechanism: Mechanism::Plain, failure: Failure::NotAuthorized }));
+    assert!(out.contains(&Output::AuthFailed {
+        mechanism: Mechanism::Plain,
+        failure: Failure::NotAuthorized
+    }));
     // The third failure on this connection ends the stream.
     assert_stream_error(&out, "policy-violation");
 }
@@ -181,7 +288,10 @@ fn rfc6120_6_4_sasl_failures() {
 fn rfc6120_6_5_storage_down_is_temporary_auth_failure() {
     let mut s = session();
     feed(&mut s, OPEN);
-    feed(&mut s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    feed(
+        &mut s,
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+    );
     s.handle(Input::TlsEstablished(cb()));
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
@@ -204,10 +314,16 @@ fn rfc6120_4_9_stream_header_errors() {
         let mut s = session();
         let out = feed(&mut s, input);
         // §4.9.1.2: the server opens its own stream before the error.
-        assert!(sent(&out).starts_with("<?xml version='1.0'?><stream:stream"), "{input}");
+        assert!(
+            sent(&out).starts_with("<?xml version='1.0'?><stream:stream"),
+            "{input}"
+        );
         assert_stream_error(&out, condition);
         assert!(s.is_closed());
-        assert!(s.handle(Input::Bytes(b"<more/>")).is_empty(), "closed sessions ignore input");
+        assert!(
+            s.handle(Input::Bytes(b"<more/>")).is_empty(),
+            "closed sessions ignore input"
+        );
     }
 }
 
@@ -217,7 +333,10 @@ fn rfc6120_established_stream_errors() {
         (OPEN, "unsupported-stanza-type"),
         ("<foo xmlns='jabber:client'/>", "unsupported-stanza-type"),
         ("<message xmlns='urn:other'/>", "unsupported-stanza-type"),
-        ("<message from='mallory@localhost/x'><body>x</body></message>", "invalid-from"),
+        (
+            "<message from='mallory@localhost/x'><body>x</body></message>",
+            "invalid-from",
+        ),
         ("<message><!-- c --></message>", "restricted-xml"),
         ("<message></foo>", "not-well-formed"),
         ("x", "bad-format"),
@@ -232,26 +351,43 @@ fn rfc6120_established_stream_errors() {
 fn rfc6120_6_stanzas_before_auth_are_not_authorized() {
     let mut s = session();
     feed(&mut s, OPEN);
-    assert_stream_error(&feed(&mut s, "<message to='a@localhost'/>"), "not-authorized");
+    assert_stream_error(
+        &feed(&mut s, "<message to='a@localhost'/>"),
+        "not-authorized",
+    );
 }
 
 #[test]
 fn rfc6120_8_1_2_1_from_is_stamped_and_bare_from_accepted() {
     let mut s = established();
     let out = feed(&mut s, "<presence from='alice@localhost'/>");
-    let [Output::Route(p)] = &out[..] else { panic!("{out:?}") };
+    let [Output::Route(p)] = &out[..] else {
+        panic!("{out:?}")
+    };
     assert_eq!(p.element.attr("from"), Some("alice@localhost/phone"));
 }
 
 #[test]
 fn rfc6120_8_stanza_level_errors() {
     let mut s = established();
-    let xml = sent(&feed(&mut s, "<message to='a@b@c' id='m1'><body>x</body></message>"));
-    assert!(xml.contains("type='error'") && xml.contains("<jid-malformed"), "{xml}");
-    let xml = sent(&feed(&mut s, "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"));
+    let xml = sent(&feed(
+        &mut s,
+        "<message to='a@b@c' id='m1'><body>x</body></message>",
+    ));
+    assert!(
+        xml.contains("type='error'") && xml.contains("<jid-malformed"),
+        "{xml}"
+    );
+    let xml = sent(&feed(
+        &mut s,
+        "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+    ));
     assert!(xml.contains("<bad-request"), "IQ without id: {xml}");
     let xml = sent(&feed(&mut s, "<iq type='get' id='2'/>"));
-    assert!(xml.contains("<bad-request"), "IQ get without payload: {xml}");
+    assert!(
+        xml.contains("<bad-request"),
+        "IQ get without payload: {xml}"
+    );
     let xml = sent(&feed(&mut s, "<iq type='bogus' id='3'><x xmlns='y'/></iq>"));
     assert!(xml.contains("<bad-request"), "IQ with unknown type: {xml}");
     // No error in answer to an error (no bounce loops).
@@ -263,9 +399,15 @@ fn rfc6120_8_stanza_level_errors() {
 fn rfc6120_4_4_close_and_terminate() {
     let mut s = established();
     let out = feed(&mut s, "</stream:stream>");
-    assert_eq!(out, vec![Output::Send("</stream:stream>".into()), Output::Close]);
+    assert_eq!(
+        out,
+        vec![Output::Send("</stream:stream>".into()), Output::Close]
+    );
     let mut s = established();
-    assert_stream_error(&s.handle(Input::Terminate(StreamCondition::Conflict)), "conflict");
+    assert_stream_error(
+        &s.handle(Input::Terminate(StreamCondition::Conflict)),
+        "conflict",
+    );
     let mut s = established();
     assert_eq!(s.handle(Input::PeerClosed), vec![Output::Close]);
 }
@@ -273,9 +415,16 @@ fn rfc6120_4_4_close_and_terminate() {
 #[test]
 fn delivered_stanzas_are_written_only_when_established() {
     let mut s = session();
-    assert!(s.handle(Input::Deliver(crate::xml::Element::new("message", ns::CLIENT))).is_empty());
+    assert!(s
+        .handle(Input::Deliver(crate::xml::Element::new(
+            "message",
+            ns::CLIENT
+        )))
+        .is_empty());
     let mut s = established();
-    let out = s.handle(Input::Deliver(crate::xml::Element::new("message", ns::CLIENT).with_attr("to", "alice@localhost/phone")));
+    let out = s.handle(Input::Deliver(
+        crate::xml::Element::new("message", ns::CLIENT).with_attr("to", "alice@localhost/phone"),
+    ));
     assert_eq!(sent(&out), "<message to='alice@localhost/phone'/>");
 }
 

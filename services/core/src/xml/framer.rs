@@ -181,7 +181,12 @@ impl Framer {
         }
     }
 
-    fn token(&mut self, kind: TokenKind, start: usize, end: usize) -> Result<Option<Frame>, FramerError> {
+    fn token(
+        &mut self,
+        kind: TokenKind,
+        start: usize,
+        end: usize,
+    ) -> Result<Option<Frame>, FramerError> {
         match (kind, self.depth) {
             (TokenKind::Declaration, _) => Err(FramerError::RestrictedXml),
             (TokenKind::ProcessingInstruction, 0) if !self.started => {
@@ -210,7 +215,9 @@ impl Framer {
             (TokenKind::End, 1) => {
                 let name = &self.buf[start + 2..end - 1];
                 if name.trim_ascii() != self.stream_qname.as_bytes() {
-                    return Err(FramerError::NotWellFormed("mismatched stream end tag".into()));
+                    return Err(FramerError::NotWellFormed(
+                        "mismatched stream end tag".into(),
+                    ));
                 }
                 self.consume(end);
                 self.depth = 0;
@@ -254,14 +261,19 @@ impl Framer {
 
     fn xml_declaration(&self, start: usize, end: usize) -> Result<(), FramerError> {
         let decl = valid_text(&self.buf[start..end])?;
-        let Some(body) = decl.strip_prefix("<?xml").filter(|b| b.starts_with(char::is_whitespace)) else {
+        let Some(body) = decl
+            .strip_prefix("<?xml")
+            .filter(|b| b.starts_with(char::is_whitespace))
+        else {
             return Err(FramerError::RestrictedXml);
         };
         let encoding = body
             .split_once("encoding")
             .and_then(|(_, rest)| rest.split(['\'', '"']).nth(1));
         match encoding {
-            Some(enc) if !enc.eq_ignore_ascii_case("utf-8") => Err(FramerError::UnsupportedEncoding),
+            Some(enc) if !enc.eq_ignore_ascii_case("utf-8") => {
+                Err(FramerError::UnsupportedEncoding)
+            }
             _ => Ok(()),
         }
     }
@@ -271,7 +283,11 @@ impl Framer {
         let mut reader = Reader::from_str(text);
         let tag = match reader.read_event() {
             Ok(Event::Start(tag)) => tag,
-            Ok(_) => return Err(FramerError::NotWellFormed("expected a stream header".into())),
+            Ok(_) => {
+                return Err(FramerError::NotWellFormed(
+                    "expected a stream header".into(),
+                ))
+            }
             Err(e) => return Err(FramerError::NotWellFormed(e.to_string())),
         };
         let mut scope = Scope::new("");
@@ -282,11 +298,16 @@ impl Framer {
         self.depth = 1;
         self.started = true;
         self.consume(end);
-        Ok(Frame::Open(StreamHeader { element, content_ns }))
+        Ok(Frame::Open(StreamHeader {
+            element,
+            content_ns,
+        }))
     }
 }
 
-fn parse_default_ns(tag: &quick_xml::events::BytesStart<'_>) -> Result<Option<String>, FramerError> {
+fn parse_default_ns(
+    tag: &quick_xml::events::BytesStart<'_>,
+) -> Result<Option<String>, FramerError> {
     for attr in tag.attributes().flatten() {
         if attr.key.as_ref() == b"xmlns" {
             let v = attr
@@ -311,7 +332,10 @@ fn tag_name(tag: &[u8]) -> &[u8] {
 /// Checks UTF-8 and the XML 1.0 character range for the C0 controls.
 fn valid_text(bytes: &[u8]) -> Result<&str, FramerError> {
     let text = std::str::from_utf8(bytes).map_err(|_| FramerError::UnsupportedEncoding)?;
-    if bytes.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) {
+    if bytes
+        .iter()
+        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    {
         return Err(FramerError::NotWellFormed("control character".into()));
     }
     Ok(text)

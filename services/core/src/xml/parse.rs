@@ -69,7 +69,8 @@ pub(crate) fn open(
         if attr.value.len() > limits.max_attribute_bytes {
             return Err(FramerError::PolicyViolation("attribute value too long"));
         }
-        let key = std::str::from_utf8(attr.key.as_ref()).map_err(|_| FramerError::UnsupportedEncoding)?;
+        let key =
+            std::str::from_utf8(attr.key.as_ref()).map_err(|_| FramerError::UnsupportedEncoding)?;
         let value = attr.unescape_value().map_err(map_err)?.into_owned();
         match key.strip_prefix("xmlns") {
             Some("") => scope.bind("", &value),
@@ -83,7 +84,9 @@ pub(crate) fn open(
     for (key, _) in &attrs {
         if let Some((prefix, _)) = key.split_once(':') {
             if prefix != "xmlns" && scope.resolve(prefix).is_none() {
-                return Err(FramerError::NotWellFormed(format!("unbound prefix {prefix}")));
+                return Err(FramerError::NotWellFormed(format!(
+                    "unbound prefix {prefix}"
+                )));
             }
         }
     }
@@ -103,7 +106,11 @@ pub(crate) fn open(
 }
 
 /// Parses a complete element (a whole stanza) from `text`.
-pub(crate) fn element(text: &str, scope: &Scope, limits: AttrLimits) -> Result<Element, FramerError> {
+pub(crate) fn element(
+    text: &str,
+    scope: &Scope,
+    limits: AttrLimits,
+) -> Result<Element, FramerError> {
     let mut scope = scope.clone();
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
@@ -160,6 +167,8 @@ fn push_text(stack: &mut [(Element, usize)], text: String) -> Result<(), FramerE
             Ok(())
         }
         None if text.trim().is_empty() => Ok(()),
-        None => Err(FramerError::NotWellFormed("text outside the element".into())),
+        None => Err(FramerError::NotWellFormed(
+            "text outside the element".into(),
+        )),
     }
 }

@@ -10,7 +10,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TokenKind {
     /// `<name ...>`; `empty` for `<name .../>`.
-    Start { empty: bool },
+    Start {
+        empty: bool,
+    },
     End,
     /// Character data up to the next `<` or the end of the buffer (may be cut anywhere).
     Text,
@@ -35,7 +37,10 @@ pub(crate) struct Scanner {
 pub(crate) enum Scan {
     Token(TokenKind, usize, usize),
     /// The token starting at `start` is not complete yet; `scanned` bytes of it are seen.
-    Incomplete { start: usize, scanned: usize },
+    Incomplete {
+        start: usize,
+        scanned: usize,
+    },
 }
 
 impl Scanner {
@@ -116,8 +121,13 @@ impl Scanner {
     fn until(&mut self, buf: &[u8], terminator: &[u8]) -> Option<usize> {
         let from = self.cursor.max(self.start + 2);
         // Step back so a terminator split across reads is still found.
-        let from = from.saturating_sub(terminator.len() - 1).max(self.start + 2);
-        match buf[from..].windows(terminator.len()).position(|w| w == terminator) {
+        let from = from
+            .saturating_sub(terminator.len() - 1)
+            .max(self.start + 2);
+        match buf[from..]
+            .windows(terminator.len())
+            .position(|w| w == terminator)
+        {
             Some(i) => Some(from + i + terminator.len()),
             None => {
                 self.cursor = buf.len();

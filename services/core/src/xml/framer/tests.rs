@@ -19,7 +19,9 @@ fn frames(input: &[u8], chunk: usize) -> Result<Vec<Frame>, FramerError> {
 
 fn error_of(body: &str) -> StreamCondition {
     let input = format!("{HEADER}{body}");
-    frames(input.as_bytes(), 7).expect_err("must fail").condition()
+    frames(input.as_bytes(), 7)
+        .expect_err("must fail")
+        .condition()
 }
 
 #[test]
@@ -30,15 +32,24 @@ fn splits_header_stanzas_whitespace_and_close_at_any_chunking() {
     for chunk in [1, 2, 3, 7, 64, 4096] {
         let got = frames(input.as_bytes(), chunk).unwrap();
         assert_eq!(got.len(), 6, "chunk {chunk}: {got:?}");
-        let Frame::Open(header) = &got[0] else { panic!("no header") };
+        let Frame::Open(header) = &got[0] else {
+            panic!("no header")
+        };
         assert!(header.element.is("stream", crate::ns::STREAMS));
         assert_eq!(header.content_ns.as_deref(), Some("jabber:client"));
-        let Frame::Stanza(msg, len) = &got[1] else { panic!("no message") };
+        let Frame::Stanza(msg, len) = &got[1] else {
+            panic!("no message")
+        };
         assert_eq!(*len, input.find(" \n").unwrap() - HEADER.len());
         assert_eq!(msg.ns(), "jabber:client");
-        assert_eq!(msg.child("body", "jabber:client").unwrap().text(), "a & b < c");
+        assert_eq!(
+            msg.child("body", "jabber:client").unwrap().text(),
+            "a & b < c"
+        );
         assert_eq!(got[2], Frame::Whitespace);
-        let Frame::Stanza(iq, _) = &got[3] else { panic!("no iq") };
+        let Frame::Stanza(iq, _) = &got[3] else {
+            panic!("no iq")
+        };
         assert!(iq.child("ping", "urn:xmpp:ping").is_some());
         assert_eq!(got[5], Frame::Close);
     }
@@ -48,7 +59,9 @@ fn splits_header_stanzas_whitespace_and_close_at_any_chunking() {
 fn round_trips_through_the_serializer() {
     let input = format!("{HEADER}<message xml:lang='en' to='x@y'><body>&apos;hi&apos; &gt;</body><x xmlns='urn:a'><y/></x><![CDATA[<raw>]]></message>");
     let got = frames(input.as_bytes(), 5).unwrap();
-    let Frame::Stanza(msg, _) = &got[1] else { panic!() };
+    let Frame::Stanza(msg, _) = &got[1] else {
+        panic!()
+    };
     assert_eq!(
         msg.to_xml("jabber:client"),
         "<message xml:lang='en' to='x@y'><body>&apos;hi&apos; &gt;</body><x xmlns='urn:a'><y/></x>&lt;raw&gt;</message>"
@@ -58,28 +71,55 @@ fn round_trips_through_the_serializer() {
 
 #[test]
 fn prefixed_elements_resolve_against_the_header_scope() {
-    let got = frames(format!("{HEADER}<stream:error><x xmlns='urn:a'/></stream:error>").as_bytes(), 3).unwrap();
-    let Frame::Stanza(err, _) = &got[1] else { panic!() };
+    let got = frames(
+        format!("{HEADER}<stream:error><x xmlns='urn:a'/></stream:error>").as_bytes(),
+        3,
+    )
+    .unwrap();
+    let Frame::Stanza(err, _) = &got[1] else {
+        panic!()
+    };
     assert!(err.is("error", crate::ns::STREAMS));
 }
 
 #[test]
 fn rfc6120_11_restricted_xml_is_rejected() {
     assert_eq!(error_of("<!-- hi -->"), StreamCondition::RestrictedXml);
-    assert_eq!(error_of("<message><!-- hi --></message>"), StreamCondition::RestrictedXml);
+    assert_eq!(
+        error_of("<message><!-- hi --></message>"),
+        StreamCondition::RestrictedXml
+    );
     assert_eq!(error_of("<?pi x?>"), StreamCondition::RestrictedXml);
-    assert_eq!(error_of("<message><body>&custom;</body></message>"), StreamCondition::RestrictedXml);
-    assert_eq!(error_of("<message><body a='&ent;'/></message>"), StreamCondition::RestrictedXml);
+    assert_eq!(
+        error_of("<message><body>&custom;</body></message>"),
+        StreamCondition::RestrictedXml
+    );
+    assert_eq!(
+        error_of("<message><body a='&ent;'/></message>"),
+        StreamCondition::RestrictedXml
+    );
     let doctype = frames(b"<!DOCTYPE foo [<!ENTITY x 'y'>]><stream:stream>", 4);
-    assert_eq!(doctype.unwrap_err().condition(), StreamCondition::RestrictedXml);
+    assert_eq!(
+        doctype.unwrap_err().condition(),
+        StreamCondition::RestrictedXml
+    );
 }
 
 #[test]
 fn malformed_xml_is_not_well_formed() {
-    assert_eq!(error_of("<message><body></message></body>"), StreamCondition::NotWellFormed);
-    assert_eq!(error_of("<message a='1' a='2'/>"), StreamCondition::NotWellFormed);
+    assert_eq!(
+        error_of("<message><body></message></body>"),
+        StreamCondition::NotWellFormed
+    );
+    assert_eq!(
+        error_of("<message a='1' a='2'/>"),
+        StreamCondition::NotWellFormed
+    );
     assert_eq!(error_of("<p:message/>"), StreamCondition::NotWellFormed);
-    assert_eq!(error_of("<message>\u{1}</message>"), StreamCondition::NotWellFormed);
+    assert_eq!(
+        error_of("<message>\u{1}</message>"),
+        StreamCondition::NotWellFormed
+    );
     assert_eq!(error_of("</stream:other>"), StreamCondition::NotWellFormed);
 }
 
@@ -87,9 +127,15 @@ fn malformed_xml_is_not_well_formed() {
 fn invalid_utf8_is_unsupported_encoding() {
     let mut input = HEADER.as_bytes().to_vec();
     input.extend_from_slice(b"<message><body>\xff\xfe</body></message>");
-    assert_eq!(frames(&input, 3).unwrap_err().condition(), StreamCondition::UnsupportedEncoding);
+    assert_eq!(
+        frames(&input, 3).unwrap_err().condition(),
+        StreamCondition::UnsupportedEncoding
+    );
     let latin = b"<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream>";
-    assert_eq!(frames(latin, 9).unwrap_err().condition(), StreamCondition::UnsupportedEncoding);
+    assert_eq!(
+        frames(latin, 9).unwrap_err().condition(),
+        StreamCondition::UnsupportedEncoding
+    );
 }
 
 #[test]
@@ -99,7 +145,12 @@ fn text_at_stream_level_is_bad_format() {
 
 #[test]
 fn limits_are_policy_violations_before_buffering_more() {
-    let limits = Limits { max_stanza_bytes: 1024, max_depth: 4, max_attributes: 5, max_attribute_bytes: 40 };
+    let limits = Limits {
+        max_stanza_bytes: 1024,
+        max_depth: 4,
+        max_attributes: 5,
+        max_attribute_bytes: 40,
+    };
     let run = |body: String| {
         let mut framer = Framer::new(limits);
         framer.push(HEADER.as_bytes());
@@ -113,9 +164,18 @@ fn limits_are_policy_violations_before_buffering_more() {
     assert_eq!(cond, StreamCondition::PolicyViolation);
     let (cond, _) = run(format!("<message a='{}", "x".repeat(2000)));
     assert_eq!(cond, StreamCondition::PolicyViolation);
-    assert_eq!(run("<a><b><c><d><e/></d></c></b></a>".into()).0, StreamCondition::PolicyViolation);
-    assert_eq!(run("<a u='0' v='0' w='1' x='2' y='3' z='4'/>".into()).0, StreamCondition::PolicyViolation);
-    assert_eq!(run(format!("<a w='{}'/>", "x".repeat(41))).0, StreamCondition::PolicyViolation);
+    assert_eq!(
+        run("<a><b><c><d><e/></d></c></b></a>".into()).0,
+        StreamCondition::PolicyViolation
+    );
+    assert_eq!(
+        run("<a u='0' v='0' w='1' x='2' y='3' z='4'/>".into()).0,
+        StreamCondition::PolicyViolation
+    );
+    assert_eq!(
+        run(format!("<a w='{}'/>", "x".repeat(41))).0,
+        StreamCondition::PolicyViolation
+    );
 }
 
 #[test]
