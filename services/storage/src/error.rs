@@ -1,0 +1,18 @@
+//! Storage errors: what callers can act on, with backend detail kept for logs.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("not found")]
+    NotFound,
+    /// The backend could not answer (down, timed out, corrupt); retrying may help.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,181 @@
+//! Embedded SQLite backend: the single-node default, one file in the data directory.
+//!
+//! rusqlite is blocking, so every call runs on tokio's blocking pool behind one connection
+//! (SQLite serializes writers anyway). Schema versions live in `PRAGMA user_version` and
+//! are applied in order at open.
+
+use crate::{AccountStore, StorageError};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use switchyard_core::sasl::{ScramKeys, StoredCredentials};
+use switchyard_core::Jid;
+
+const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
+    jid TEXT PRIMARY KEY NOT NULL,
+    sha1_salt BLOB NOT NULL, sha1_iterations INTEGER NOT NULL,
+    sha1_stored_key BLOB NOT NULL, sha1_server_key BLOB NOT NULL,
+    sha256_salt BLOB NOT NULL, sha256_iterations INTEGER NOT NULL,
+    sha256_stored_key BLOB NOT NULL, sha256_server_key BLOB NOT NULL
+)"];
+
+#[derive(Debug, Clone)]
+pub struct SqliteAccounts {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteAccounts {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            conn.execute_batch(sql)?;
+            conn.pragma_update(None, "user_version", i + 1)?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StorageError::Unavailable(e.to_string()))?
+    }
+}
+
+fn keys(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ScramKeys> {
+    Ok(ScramKeys {
+        salt: row.get(at)?,
+        iterations: row.get(at + 1)?,
+        stored_key: row.get(at + 2)?,
+        server_key: row.get(at + 3)?,
+    })
+}
+
+#[async_trait]
+impl AccountStore for SqliteAccounts {
+    async fn create(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError> {
+        let (jid, c) = (account.to_string(), creds.clone());
+        self.with(move |db| {
+            let n = db.execute(
+                "INSERT INTO accounts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                params![
+                    jid,
+                    c.sha1.salt,
+                    c.sha1.iterations,
+                    c.sha1.stored_key,
+                    c.sha1.server_key,
+                    c.sha256.salt,
+                    c.sha256.iterations,
+                    c.sha256.stored_key,
+                    c.sha256.server_key
+                ],
+            )?;
+            if n == 0 {
+                return Err(StorageError::AlreadyExists);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_credentials(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError> {
+        let (jid, c) = (account.to_string(), creds.clone());
+        self.with(move |db| {
+            let n = db.execute(
+                "UPDATE accounts SET sha1_salt = ?2, sha1_iterations = ?3, sha1_stored_key = ?4,
+                 sha1_server_key = ?5, sha256_salt = ?6, sha256_iterations = ?7,
+                 sha256_stored_key = ?8, sha256_server_key = ?9 WHERE jid = ?1",
+                params![
+                    jid,
+                    c.sha1.salt,
+                    c.sha1.iterations,
+                    c.sha1.stored_key,
+                    c.sha1.server_key,
+                    c.sha256.salt,
+                    c.sha256.iterations,
+                    c.sha256.stored_key,
+                    c.sha256.server_key
+                ],
+            )?;
+            if n == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError> {
+        let jid = account.to_string();
+        self.with(move |db| {
+            let row = db
+                .query_row(
+                    "SELECT sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
+                     sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key
+                     FROM accounts WHERE jid = ?1",
+                    [jid],
+                    |row| {
+                        Ok(StoredCredentials {
+                            sha1: keys(row, 0)?,
+                            sha256: keys(row, 4)?,
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(row)
+        })
+        .await
+    }
+
+    async fn remove(&self, account: &Jid) -> Result<bool, StorageError> {
+        let jid = account.to_string();
+        self.with(move |db| Ok(db.execute("DELETE FROM accounts WHERE jid = ?1", [jid])? > 0))
+            .await
+    }
+
+    async fn list(&self) -> Result<Vec<Jid>, StorageError> {
+        self.with(|db| {
+            let mut stmt = db.prepare("SELECT jid FROM accounts ORDER BY jid")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.map(|r| {
+                let s = r?;
+                Jid::parse(&s).map_err(|e| StorageError::Unavailable(format!("stored JID {s:?}: {e}")))
+            })
+            .collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accounts_conformance_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.db");
+        let store = SqliteAccounts::open(&path).unwrap();
+        crate::conformance::accounts(&store).await;
+        let alice = Jid::parse("persist@localhost").unwrap();
+        let creds = StoredCredentials::from_password("pw", 4096).unwrap();
+        store.create(&alice, &creds).await.unwrap();
+        drop(store);
+        let reopened = SqliteAccounts::open(&path).unwrap();
+        assert_eq!(reopened.credentials(&alice).await.unwrap(), Some(creds));
+    }
+}
