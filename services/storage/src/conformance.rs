@@ -18,16 +18,31 @@ pub async fn accounts(store: &dyn AccountStore) {
 
     assert_eq!(store.credentials(&alice).await.expect("get"), None);
     store.create(&alice, &creds).await.expect("create");
-    assert!(matches!(store.create(&alice, &other).await, Err(StorageError::AlreadyExists)));
-    assert_eq!(store.credentials(&alice).await.expect("get"), Some(creds.clone()));
+    assert!(matches!(
+        store.create(&alice, &other).await,
+        Err(StorageError::AlreadyExists)
+    ));
+    assert_eq!(
+        store.credentials(&alice).await.expect("get"),
+        Some(creds.clone())
+    );
 
     store.set_credentials(&alice, &other).await.expect("set");
-    assert_eq!(store.credentials(&alice).await.expect("get"), Some(other.clone()));
-    assert!(matches!(store.set_credentials(&bob, &creds).await, Err(StorageError::NotFound)));
+    assert_eq!(
+        store.credentials(&alice).await.expect("get"),
+        Some(other.clone())
+    );
+    assert!(matches!(
+        store.set_credentials(&bob, &creds).await,
+        Err(StorageError::NotFound)
+    ));
 
     store.create(&bob, &creds).await.expect("create bob");
     let listed = store.list().await.expect("list");
-    let ours: Vec<_> = listed.iter().filter(|j| j.local().is_some_and(|l| l.starts_with("conformance-"))).collect();
+    let ours: Vec<_> = listed
+        .iter()
+        .filter(|j| j.local().is_some_and(|l| l.starts_with("conformance-")))
+        .collect();
     assert_eq!(ours, vec![&alice, &bob], "sorted");
 
     assert!(store.remove(&alice).await.expect("remove"));
@@ -40,7 +55,11 @@ pub async fn accounts(store: &dyn AccountStore) {
 pub async fn registry(reg: &dyn SessionRegistry) {
     let phone = jid("conformance-carol@localhost/phone");
     let laptop = jid("conformance-carol@localhost/laptop");
-    let rec = |j: &Jid, conn| SessionRecord { jid: j.clone(), edge: "edge-1".into(), conn };
+    let rec = |j: &Jid, conn| SessionRecord {
+        jid: j.clone(),
+        edge: "edge-1".into(),
+        conn,
+    };
 
     assert_eq!(reg.bind(rec(&phone, 1)).await.expect("bind"), None);
     assert_eq!(reg.bind(rec(&laptop, 2)).await.expect("bind"), None);
@@ -49,12 +68,19 @@ pub async fn registry(reg: &dyn SessionRegistry) {
     assert_eq!(all, vec![rec(&phone, 1), rec(&laptop, 2)]);
 
     // RFC 6120 §7.7.2.2: the new session replaces the old one with the same full JID.
-    assert_eq!(reg.bind(rec(&phone, 3)).await.expect("rebind"), Some(rec(&phone, 1)));
+    assert_eq!(
+        reg.bind(rec(&phone, 3)).await.expect("rebind"),
+        Some(rec(&phone, 1))
+    );
     // The replaced connection's late unbind must not remove its successor.
     assert!(!reg.unbind(&phone, 1).await.expect("stale unbind"));
     assert!(reg.unbind(&phone, 3).await.expect("unbind"));
     assert!(reg.unbind(&laptop, 2).await.expect("unbind"));
-    assert!(reg.sessions(&phone.bare()).await.expect("sessions").is_empty());
+    assert!(reg
+        .sessions(&phone.bare())
+        .await
+        .expect("sessions")
+        .is_empty());
 }
 
 #[cfg(test)]

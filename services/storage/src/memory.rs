@@ -27,7 +27,11 @@ impl AccountStore for MemoryAccounts {
         Ok(())
     }
 
-    async fn set_credentials(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError> {
+    async fn set_credentials(
+        &self,
+        account: &Jid,
+        creds: &StoredCredentials,
+    ) -> Result<(), StorageError> {
         let mut map = lock(&self.accounts);
         let slot = map.get_mut(account).ok_or(StorageError::NotFound)?;
         *slot = creds.clone();
@@ -69,7 +73,9 @@ impl SessionRegistry for MemoryRegistry {
     async fn unbind(&self, jid: &Jid, conn: u64) -> Result<bool, StorageError> {
         let mut map = lock(&self.sessions);
         let bare = jid.bare();
-        let Some(list) = map.get_mut(&bare) else { return Ok(false) };
+        let Some(list) = map.get_mut(&bare) else {
+            return Ok(false);
+        };
         let before = list.len();
         list.retain(|r| !(r.jid == *jid && r.conn == conn));
         let removed = list.len() != before;

@@ -48,7 +48,9 @@ impl SqliteAccounts {
     ) -> Result<T, StorageError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&guard)
         })
         .await
@@ -92,7 +94,11 @@ impl AccountStore for SqliteAccounts {
         .await
     }
 
-    async fn set_credentials(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError> {
+    async fn set_credentials(
+        &self,
+        account: &Jid,
+        creds: &StoredCredentials,
+    ) -> Result<(), StorageError> {
         let (jid, c) = (account.to_string(), creds.clone());
         self.with(move |db| {
             let n = db.execute(
@@ -153,7 +159,8 @@ impl AccountStore for SqliteAccounts {
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             rows.map(|r| {
                 let s = r?;
-                Jid::parse(&s).map_err(|e| StorageError::Unavailable(format!("stored JID {s:?}: {e}")))
+                Jid::parse(&s)
+                    .map_err(|e| StorageError::Unavailable(format!("stored JID {s:?}: {e}")))
             })
             .collect()
         })

@@ -11,7 +11,11 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// Creates an account; [`StorageError::AlreadyExists`] if it exists.
     async fn create(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError>;
     /// Replaces the credentials; [`StorageError::NotFound`] if there is no such account.
-    async fn set_credentials(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError>;
+    async fn set_credentials(
+        &self,
+        account: &Jid,
+        creds: &StoredCredentials,
+    ) -> Result<(), StorageError>;
     async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError>;
     /// Removes an account; `false` if there was none.
     async fn remove(&self, account: &Jid) -> Result<bool, StorageError>;
