@@ -84,8 +84,9 @@ pub enum Output {
     Send(String),
     /// Flush what was sent, then run the TLS handshake and report `TlsEstablished`.
     StartTls,
+    /// Look up the stored credentials of this bare JID and report `Credentials`.
     FetchCredentials {
-        username: String,
+        account: Jid,
     },
     Authenticated {
         username: String,

@@ -158,10 +158,10 @@ impl Session {
 
     fn on_step(&mut self, mut exchange: Exchange, step: Step) {
         match step {
-            Step::NeedCredentials { username } => match normalize_local(&username) {
-                Ok(username) => {
+            Step::NeedCredentials { username } => match Jid::bare_from(&username, &self.domain) {
+                Ok(account) => {
                     self.phase = Phase::AwaitCredentials(exchange);
-                    self.out.push(Output::FetchCredentials { username });
+                    self.out.push(Output::FetchCredentials { account });
                 }
                 Err(_) => {
                     let step = exchange.credentials(None);

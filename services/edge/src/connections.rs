@@ -1,0 +1,81 @@
+//! The live connections of this edge: a bounded mailbox per connection, found by id.
+//! A full mailbox means a slow consumer; it is closed rather than allowed to grow.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use switchyard_core::{Element, StreamCondition};
+use tokio::sync::mpsc;
+
+/// What a connection's task is asked to do.
+#[derive(Debug)]
+pub enum Command {
+    Deliver(Element),
+    Terminate(StreamCondition),
+}
+
+#[derive(Debug, Default)]
+pub struct Connections {
+    next_id: AtomicU64,
+    mailboxes: Mutex<HashMap<u64, mpsc::Sender<Command>>>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Connections {
+    /// Counts a connection from `ip`; `None` when the per-IP cap is reached.
+    pub(crate) fn admit(&self, ip: IpAddr, max_per_ip: usize) -> Option<u64> {
+        let mut per_ip = lock(&self.per_ip);
+        let count = per_ip.entry(ip).or_default();
+        if *count >= max_per_ip {
+            return None;
+        }
+        *count += 1;
+        Some(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    pub(crate) fn register(&self, id: u64, mailbox: mpsc::Sender<Command>) {
+        lock(&self.mailboxes).insert(id, mailbox);
+    }
+
+    pub(crate) fn release(&self, id: u64, ip: IpAddr) {
+        lock(&self.mailboxes).remove(&id);
+        let mut per_ip = lock(&self.per_ip);
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Queues a command; `false` when the connection is gone. A full mailbox closes the
+    /// connection as a slow consumer (`policy-violation`).
+    pub fn send(&self, id: u64, command: Command) -> bool {
+        let Some(mailbox) = lock(&self.mailboxes).get(&id).cloned() else {
+            return false;
+        };
+        match mailbox.try_send(command) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(conn = id, "slow consumer: mailbox full, closing");
+                lock(&self.mailboxes).remove(&id);
+                // The task notices the closed mailbox sender and ends the stream.
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.mailboxes).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

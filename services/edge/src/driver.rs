@@ -1,0 +1,273 @@
+//! The connection driver: one task per connection that moves bytes and events between the
+//! socket, the sans-IO session, the connection's mailbox and the router link.
+//!
+//! Bounded everywhere: reads stop while the session waits (credentials, bind, TLS), the
+//! mailbox has a fixed capacity, writes have a timeout, and the handshake and idle timers
+//! end the stream with `connection-timeout`.
+
+use crate::connections::Command;
+use crate::listener::EdgeCtx;
+use crate::throttle::Throttle;
+use crate::tls::TlsSnapshot;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+use switchyard_core::session::{Input, Lookup, Output, Session};
+use switchyard_core::{Jid, StreamCondition};
+use switchyard_storage::SessionRecord;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_rustls::server::TlsStream;
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while a STARTTLS handshake owns the socket.
+    Upgrading,
+}
+
+impl Transport {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf).await,
+            Self::Tls(s) => s.read(buf).await,
+            Self::Upgrading => Ok(0),
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(s) => s.write_all(data).await,
+            Self::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Self::Upgrading => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Self::Plain(s) => s.shutdown().await,
+            Self::Tls(s) => s.shutdown().await,
+            Self::Upgrading => Ok(()),
+        };
+    }
+}
+
+/// Runs the TLS handshake and returns the stream with its channel bindings.
+async fn handshake(
+    ctx: &EdgeCtx,
+    tcp: TcpStream,
+) -> Option<(
+    Box<TlsStream<TcpStream>>,
+    switchyard_core::sasl::ChannelBindings,
+)> {
+    let snapshot: Arc<TlsSnapshot> = ctx.tls.snapshot();
+    match timeout(ctx.config.handshake_timeout, snapshot.acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            let cb = snapshot.bindings(stream.get_ref().1);
+            Some((Box::new(stream), cb))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id: u64, ip: IpAddr) {
+    let (transport, tls) = if direct_tls {
+        match handshake(&ctx, tcp).await {
+            Some((stream, cb)) => (Transport::Tls(stream), Some(cb)),
+            None => return,
+        }
+    } else {
+        (Transport::Plain(tcp), None)
+    };
+    let (tx, rx) = mpsc::channel(ctx.config.mailbox_capacity);
+    ctx.connections.register(id, tx);
+    let mut conn = Conn {
+        session: Session::new(ctx.session.clone(), tls),
+        ctx,
+        transport,
+        id,
+        ip,
+        account: None,
+    };
+    conn.serve(rx).await;
+    if let Some(jid) = conn.session.jid() {
+        conn.ctx.link.unbind(jid, id).await;
+        tracing::info!(%jid, conn = id, "session ended");
+    }
+}
+
+struct Conn {
+    ctx: Arc<EdgeCtx>,
+    session: Session,
+    transport: Transport,
+    id: u64,
+    ip: IpAddr,
+    /// The account named in the current SASL attempt, for failure throttling.
+    account: Option<Jid>,
+}
+
+impl Conn {
+    async fn serve(&mut self, mut rx: mpsc::Receiver<Command>) {
+        let cfg = self.ctx.config.clone();
+        let handshake_deadline = Instant::now() + cfg.handshake_timeout;
+        let mut idle_deadline = Instant::now() + cfg.idle_timeout;
+        let mut buf = vec![0u8; cfg.read_buffer_bytes];
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            let deadline = if self.session.in_handshake() {
+                handshake_deadline.min(idle_deadline)
+            } else {
+                idle_deadline
+            };
+            let outputs = tokio::select! {
+                read = self.transport.read(&mut buf), if self.session.wants_bytes() => match read {
+                    Ok(0) | Err(_) => self.session.handle(Input::PeerClosed),
+                    Ok(n) => {
+                        idle_deadline = Instant::now() + cfg.idle_timeout;
+                        self.session.handle(Input::Bytes(&buf[..n]))
+                    }
+                },
+                command = rx.recv() => match command {
+                    Some(Command::Deliver(el)) => self.session.handle(Input::Deliver(el)),
+                    Some(Command::Terminate(c)) => self.session.handle(Input::Terminate(c)),
+                    None => self.session.handle(Input::Terminate(StreamCondition::PolicyViolation)),
+                },
+                () = sleep_until(deadline) => self.session.handle(Input::Terminate(StreamCondition::ConnectionTimeout)),
+                () = shutdown.cancelled() => self.session.handle(Input::Terminate(StreamCondition::SystemShutdown)),
+            };
+            if !self.execute(outputs).await {
+                break;
+            }
+        }
+        self.ctx.connections.release(self.id, self.ip);
+    }
+
+    /// Carries out outputs in order; `false` once the connection is finished.
+    async fn execute(&mut self, outputs: Vec<Output>) -> bool {
+        let mut queue: VecDeque<Output> = outputs.into();
+        let mut pending = String::new();
+        while let Some(output) = queue.pop_front() {
+            let more = match output {
+                Output::Send(xml) => {
+                    pending.push_str(&xml);
+                    continue;
+                }
+                Output::Route(stanza) => {
+                    self.ctx.link.submit(stanza).await;
+                    continue;
+                }
+                Output::Authenticated {
+                    username,
+                    mechanism,
+                } => {
+                    tracing::info!(user = %username, mechanism = mechanism.name(), conn = self.id, "authenticated");
+                    continue;
+                }
+                Output::AuthFailed { mechanism, failure } => {
+                    self.ctx.throttle.failed(self.ip, self.account.as_ref());
+                    tracing::info!(
+                        mechanism = mechanism.name(),
+                        reason = failure.as_str(),
+                        conn = self.id,
+                        "authentication failed"
+                    );
+                    continue;
+                }
+                other => {
+                    if !self.flush(&mut pending).await {
+                        return false;
+                    }
+                    other
+                }
+            };
+            let next = match more {
+                Output::StartTls => self.start_tls().await,
+                Output::FetchCredentials { account } => self.fetch(account).await,
+                Output::Bind { jid } => {
+                    let record = SessionRecord {
+                        jid: jid.clone(),
+                        edge: self.ctx.config.edge_id.clone(),
+                        conn: self.id,
+                    };
+                    let result = self.ctx.link.bind(record).await;
+                    if result.is_ok() {
+                        tracing::info!(%jid, conn = self.id, "session bound");
+                    }
+                    self.session.handle(Input::Bound(result))
+                }
+                _ => {
+                    self.transport.shutdown().await;
+                    return false;
+                }
+            };
+            queue.extend(next);
+        }
+        self.flush(&mut pending).await
+    }
+
+    async fn flush(&mut self, pending: &mut String) -> bool {
+        if pending.is_empty() {
+            return true;
+        }
+        let write = self.transport.write_all(pending.as_bytes());
+        let ok = matches!(
+            timeout(self.ctx.config.write_timeout, write).await,
+            Ok(Ok(()))
+        );
+        pending.clear();
+        ok
+    }
+
+    async fn start_tls(&mut self) -> Vec<Output> {
+        let Transport::Plain(tcp) = std::mem::replace(&mut self.transport, Transport::Upgrading)
+        else {
+            return self.session.handle(Input::PeerClosed);
+        };
+        match handshake(&self.ctx, tcp).await {
+            Some((stream, cb)) => {
+                self.transport = Transport::Tls(stream);
+                self.session.handle(Input::TlsEstablished(cb))
+            }
+            None => self.session.handle(Input::PeerClosed),
+        }
+    }
+
+    async fn fetch(&mut self, account: Jid) -> Vec<Output> {
+        let lookup = if !self.ctx.throttle.allowed(self.ip, Some(&account)) {
+            Lookup::Throttled
+        } else {
+            match self.ctx.link.credentials(&account).await {
+                Ok(Some(creds)) => Lookup::Found(Box::new(creds)),
+                Ok(None) => Lookup::NotFound,
+                Err(e) => {
+                    tracing::warn!(error = %e, "credential lookup failed");
+                    Lookup::Unavailable
+                }
+            }
+        };
+        self.account = Some(account);
+        self.session.handle(Input::Credentials(lookup))
+    }
+}
+
+impl Throttle {
+    fn failed(&self, ip: IpAddr, account: Option<&Jid>) {
+        self.record(&ip.to_string());
+        if let Some(a) = account {
+            self.record(&a.to_string());
+        }
+    }
+
+    fn allowed(&self, ip: IpAddr, account: Option<&Jid>) -> bool {
+        self.check(&ip.to_string()) && account.is_none_or(|a| self.check(&a.to_string()))
+    }
+}

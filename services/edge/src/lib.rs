@@ -1,0 +1,15 @@
+//! The edge: accepts client connections (STARTTLS on 5222, direct TLS on 5223 per
+//! XEP-0368), runs one [`switchyard_core::session::Session`] per connection and talks to
+//! routers through the [`RouterLink`] trait.
+
+mod connections;
+mod driver;
+mod link;
+mod listener;
+mod throttle;
+mod tls;
+
+pub use connections::{Command, Connections};
+pub use link::RouterLink;
+pub use listener::{serve, EdgeConfig, Listener};
+pub use tls::{TlsError, TlsStore};

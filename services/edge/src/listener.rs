@@ -1,0 +1,132 @@
+//! Accept loops: a global connection cap (semaphore), a per-IP cap, one task per
+//! connection, and drain on shutdown (stop accepting, end sessions with `system-shutdown`,
+//! wait a bounded grace).
+
+use crate::connections::Connections;
+use crate::link::RouterLink;
+use crate::throttle::Throttle;
+use crate::tls::TlsStore;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::session::SessionConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Edge connection policy (see the README's configuration reference for defaults).
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// This edge's name in the session registry.
+    pub edge_id: String,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Time allowed from accept to a bound resource.
+    pub handshake_timeout: Duration,
+    /// Time without any bytes from the client (whitespace keepalives count).
+    pub idle_timeout: Duration,
+    /// Time a write to the client may take before it is treated as gone.
+    pub write_timeout: Duration,
+    /// Stanzas queued for one connection before it is closed as a slow consumer.
+    pub mailbox_capacity: usize,
+    pub read_buffer_bytes: usize,
+    pub auth_max_failures: u32,
+    pub auth_failure_window: Duration,
+    /// How long draining sessions get after `system-shutdown` before the process exits.
+    pub shutdown_grace: Duration,
+}
+
+/// A bound listening socket and whether it speaks direct TLS (XEP-0368) or STARTTLS.
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: TcpListener,
+    pub direct_tls: bool,
+}
+
+/// Everything a connection task shares with the others.
+pub(crate) struct EdgeCtx {
+    pub config: Arc<EdgeConfig>,
+    pub session: Arc<SessionConfig>,
+    pub tls: Arc<TlsStore>,
+    pub link: Arc<dyn RouterLink>,
+    pub connections: Arc<Connections>,
+    pub throttle: Throttle,
+    pub shutdown: CancellationToken,
+}
+
+/// Serves the listeners until `shutdown` is cancelled, then drains.
+pub async fn serve(
+    listeners: Vec<Listener>,
+    config: EdgeConfig,
+    session: SessionConfig,
+    tls: Arc<TlsStore>,
+    link: Arc<dyn RouterLink>,
+    connections: Arc<Connections>,
+    shutdown: CancellationToken,
+) {
+    let grace = config.shutdown_grace;
+    let ctx = Arc::new(EdgeCtx {
+        throttle: Throttle::new(config.auth_max_failures, config.auth_failure_window),
+        config: Arc::new(config),
+        session: Arc::new(session),
+        tls,
+        link,
+        connections,
+        shutdown: shutdown.clone(),
+    });
+    let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
+    let tracker = TaskTracker::new();
+    for listener in listeners {
+        tracker.spawn(accept_loop(
+            ctx.clone(),
+            listener,
+            permits.clone(),
+            tracker.clone(),
+        ));
+    }
+    shutdown.cancelled().await;
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            remaining = ctx.connections.len(),
+            "shutdown grace elapsed with connections open"
+        );
+    }
+}
+
+async fn accept_loop(
+    ctx: Arc<EdgeCtx>,
+    listener: Listener,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.socket.accept() => accepted,
+            () = ctx.shutdown.cancelled() => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!("connection limit reached; refusing connection");
+            continue;
+        };
+        let ip = peer.ip();
+        let Some(id) = ctx.connections.admit(ip, ctx.config.max_connections_per_ip) else {
+            tracing::warn!("per-IP connection limit reached; refusing connection");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let ctx = ctx.clone();
+        tracker.spawn(async move {
+            crate::driver::run(ctx, tcp, listener.direct_tls, id, ip).await;
+            drop(permit);
+        });
+    }
+}

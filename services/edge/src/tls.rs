@@ -1,0 +1,211 @@
+//! TLS configuration (RFC 7590: TLS 1.2+, rustls) with hot reload.
+//!
+//! The certificate chain and key are PEM files. When none are configured a self-signed
+//! development certificate for the served domains is generated once into the data
+//! directory. [`TlsStore::reload`] swaps in a new acceptor atomically; each connection
+//! takes a snapshot at accept time, so the `tls-server-end-point` channel binding always
+//! matches the certificate that connection was actually served.
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+use switchyard_core::sasl::ChannelBindings;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no usable PEM {what}")]
+    Pem { path: PathBuf, what: &'static str },
+    #[error("certificate and key do not form a valid configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("cannot generate a development certificate: {0}")]
+    Generate(String),
+}
+
+/// An acceptor and the RFC 5929 end-point hash of its certificate.
+#[derive(Clone)]
+pub struct TlsSnapshot {
+    pub acceptor: TlsAcceptor,
+    pub end_point: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSnapshot").finish_non_exhaustive()
+    }
+}
+
+impl TlsSnapshot {
+    /// Channel bindings of an established server connection.
+    pub fn bindings(&self, conn: &rustls::ServerConnection) -> ChannelBindings {
+        let tls13 = conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+        let exporter = tls13
+            .then(|| {
+                conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+                    .ok()
+            })
+            .flatten();
+        ChannelBindings {
+            tls_exporter: exporter,
+            tls_server_end_point: Some(self.end_point.clone()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct TlsStore {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<(Arc<TlsSnapshot>, Option<SystemTime>)>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.into(),
+        source,
+    })
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn load(cert: &Path, key: &Path) -> Result<TlsSnapshot, TlsError> {
+    let cert_pem = read(cert)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .ok()
+        .filter(|c: &Vec<_>| !c.is_empty())
+        .ok_or_else(|| TlsError::Pem {
+            path: cert.into(),
+            what: "certificate",
+        })?;
+    let key_der = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|_| TlsError::Pem {
+        path: key.into(),
+        what: "private key",
+    })?;
+    let end_point = end_point_hash(&chain[0]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
+    Ok(TlsSnapshot {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        end_point,
+    })
+}
+
+/// RFC 5929 §4.1: hash the certificate with its signature's hash, SHA-256 for MD5/SHA-1.
+fn end_point_hash(cert: &[u8]) -> Vec<u8> {
+    // OIDs of sha384/sha512 signature algorithms (RSA and ECDSA), DER-encoded bodies.
+    const SHA384: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c],
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],
+    ];
+    const SHA512: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d],
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],
+    ];
+    // The outer signatureAlgorithm sits near the end, after the TBS certificate.
+    let tail = &cert[cert.len().saturating_sub(600)..];
+    let has = |oids: &[&[u8]]| {
+        oids.iter()
+            .any(|oid| tail.windows(oid.len()).any(|w| w == *oid))
+    };
+    if has(&SHA512) {
+        Sha512::digest(cert).to_vec()
+    } else if has(&SHA384) {
+        Sha384::digest(cert).to_vec()
+    } else {
+        Sha256::digest(cert).to_vec()
+    }
+}
+
+/// Writes a self-signed certificate for `domains` unless the files exist.
+fn generate(cert: &Path, key: &Path, domains: &[String]) -> Result<(), TlsError> {
+    if cert.exists() && key.exists() {
+        return Ok(());
+    }
+    let gen = rcgen::generate_simple_self_signed(domains.to_vec())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    if let Some(dir) = cert.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Read {
+            path: dir.into(),
+            source,
+        })?;
+    }
+    std::fs::write(cert, gen.cert.pem()).map_err(|source| TlsError::Read {
+        path: cert.into(),
+        source,
+    })?;
+    std::fs::write(key, gen.key_pair.serialize_pem()).map_err(|source| TlsError::Read {
+        path: key.into(),
+        source,
+    })?;
+    tracing::warn!(cert = %cert.display(), "generated a self-signed development certificate");
+    Ok(())
+}
+
+impl TlsStore {
+    /// Loads the configured files, or generates a development certificate at those paths
+    /// when `generate_if_missing` is set.
+    pub fn open(
+        cert: PathBuf,
+        key: PathBuf,
+        domains: &[String],
+        generate_if_missing: bool,
+    ) -> Result<Self, TlsError> {
+        if generate_if_missing {
+            generate(&cert, &key, domains)?;
+        }
+        let snapshot = load(&cert, &key)?;
+        let stamp = modified(&cert).max(modified(&key));
+        Ok(Self {
+            cert,
+            key,
+            current: RwLock::new((Arc::new(snapshot), stamp)),
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<TlsSnapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Reloads when the files changed (or always with `force`). A bad new pair is logged
+    /// and the running certificate kept, so a half-written renewal never takes TLS down.
+    pub fn reload(&self, force: bool) -> bool {
+        let stamp = modified(&self.cert).max(modified(&self.key));
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !force && stamp == current.1 {
+            return false;
+        }
+        match load(&self.cert, &self.key) {
+            Ok(snapshot) => {
+                *current = (Arc::new(snapshot), stamp);
+                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the current certificate");
+                false
+            }
+        }
+    }
+}

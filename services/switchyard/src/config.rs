@@ -1,0 +1,287 @@
+//! The configuration tree: one TOML file plus `SWITCHYARD_*` environment overrides, read
+//! here and nowhere else. Nested keys use `__` in variable names, e.g.
+//! `SWITCHYARD_LIMITS__MAX_STANZA_BYTES=65536` sets `[limits] max_stanza_bytes`.
+//! Every field has a default, so an empty file (or none) runs a development server.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Domains served; the first is the default for clients that name none.
+    pub domains: Vec<String>,
+    /// Directory for the SQLite database and the generated development certificate.
+    pub data_dir: PathBuf,
+    pub listen: Listen,
+    pub tls: Tls,
+    pub auth: Auth,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub server: Server,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// STARTTLS client listener (RFC 6120); empty disables it.
+    pub c2s: String,
+    /// Direct-TLS client listener (XEP-0368); empty disables it.
+    pub c2s_direct_tls: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain; empty means `<data_dir>/dev-cert.pem`, generated if missing.
+    pub cert_path: String,
+    /// PEM private key; empty means `<data_dir>/dev-key.pem`, generated if missing.
+    pub key_path: String,
+    /// Whether clients must negotiate TLS before authenticating.
+    pub required: bool,
+    /// How often the certificate files are checked for changes (SIGHUP reloads at once).
+    pub reload_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// PBKDF2 iterations for new SCRAM credentials (at least 4096).
+    pub scram_iterations: u32,
+    /// SASL attempts allowed on one connection.
+    pub max_attempts_per_connection: u32,
+    /// Failures per IP or account within the window before logins are refused.
+    pub max_failures: u32,
+    pub failure_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_stanza_bytes: usize,
+    pub max_depth: usize,
+    pub max_attributes: usize,
+    pub max_attribute_bytes: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Stanzas queued for one connection before it is closed as a slow consumer.
+    pub mailbox_stanzas: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    pub handshake_secs: u64,
+    pub idle_secs: u64,
+    pub write_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// Answer XEP-0092 software version queries.
+    pub expose_version: bool,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            domains: vec!["localhost".into()],
+            data_dir: PathBuf::from("data"),
+            listen: Listen::default(),
+            tls: Tls::default(),
+            auth: Auth::default(),
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            server: Server::default(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            c2s: "0.0.0.0:5222".into(),
+            c2s_direct_tls: "0.0.0.0:5223".into(),
+        }
+    }
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Self {
+            cert_path: String::new(),
+            key_path: String::new(),
+            required: true,
+            reload_interval_secs: 30,
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            scram_iterations: 4096,
+            max_attempts_per_connection: 3,
+            max_failures: 10,
+            failure_window_secs: 300,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let core = switchyard_core::Limits::default();
+        Self {
+            max_stanza_bytes: core.max_stanza_bytes,
+            max_depth: core.max_depth,
+            max_attributes: core.max_attributes,
+            max_attribute_bytes: core.max_attribute_bytes,
+            max_connections: 100_000,
+            max_connections_per_ip: 1_000,
+            mailbox_stanzas: 1_024,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            handshake_secs: 30,
+            idle_secs: 600,
+            write_secs: 30,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            expose_version: true,
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then `SWITCHYARD_*` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(
+                file.exists(),
+                "config file {} does not exist",
+                file.display()
+            );
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("SWITCHYARD_").split("__"))
+            .extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.domains.is_empty(),
+            "domains: at least one domain is required"
+        );
+        for d in &self.domains {
+            let jid = switchyard_core::Jid::parse(d)
+                .map_err(|e| anyhow::anyhow!("domains: {d:?} is not a domain: {e}"))?;
+            anyhow::ensure!(
+                jid.local().is_none() && jid.is_bare(),
+                "domains: {d:?} is not a bare domain"
+            );
+        }
+        anyhow::ensure!(
+            self.auth.scram_iterations >= 4096,
+            "auth.scram_iterations must be at least 4096"
+        );
+        anyhow::ensure!(
+            self.auth.max_attempts_per_connection >= 1,
+            "auth.max_attempts_per_connection must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.max_stanza_bytes >= 10_000,
+            "limits.max_stanza_bytes must be at least 10000 (RFC 6120 §13.12)"
+        );
+        anyhow::ensure!(
+            self.limits.mailbox_stanzas >= 1,
+            "limits.mailbox_stanzas must be at least 1"
+        );
+        anyhow::ensure!(
+            self.tls.cert_path.is_empty() == self.tls.key_path.is_empty(),
+            "tls.cert_path and tls.key_path must be set together"
+        );
+        anyhow::ensure!(
+            matches!(self.server.log_format.as_str(), "text" | "json"),
+            "server.log_format must be text or json"
+        );
+        for addr in [&self.listen.c2s, &self.listen.c2s_direct_tls] {
+            anyhow::ensure!(
+                addr.is_empty() || addr.parse::<std::net::SocketAddr>().is_ok(),
+                "listen: {addr:?} is not an address:port"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn core_limits(&self) -> switchyard_core::Limits {
+        switchyard_core::Limits {
+            max_stanza_bytes: self.limits.max_stanza_bytes,
+            max_depth: self.limits.max_depth,
+            max_attributes: self.limits.max_attributes,
+            max_attribute_bytes: self.limits.max_attribute_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_env_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "domains = ['example.org']\n[limits]\nmax_depth = 8\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SWITCHYARD_LIMITS__MAX_STANZA_BYTES", "65536");
+            let c = Config::load(Some(&file)).unwrap();
+            assert_eq!(c.domains, vec!["example.org"]);
+            assert_eq!(c.limits.max_depth, 8);
+            assert_eq!(c.limits.max_stanza_bytes, 65536);
+            assert_eq!(c.auth.scram_iterations, 4096);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_get_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        for (body, needle) in [
+            ("[auth]\nscram_iterations = 100\n", "scram_iterations"),
+            ("unknown_key = 1\n", "unknown_key"),
+            ("[listen]\nc2s = 'nope'\n", "listen"),
+        ] {
+            std::fs::write(&file, body).unwrap();
+            let err = format!("{:#}", Config::load(Some(&file)).unwrap_err());
+            assert!(err.contains(needle), "{body}: {err}");
+        }
+        assert!(Config::load(Some(Path::new("/nonexistent.toml"))).is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! The in-process wiring of the all-in-one mode: the edge's [`RouterLink`] calls the router
+//! directly, and the router's [`EdgeDelivery`] posts to the edge's connection mailboxes.
+//! The cluster replaces both with gRPC implementations of the same traits.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use switchyard_core::sasl::StoredCredentials;
+use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
+use switchyard_edge::{Command, Connections, RouterLink};
+use switchyard_router::{EdgeDelivery, Router, Undeliverable};
+use switchyard_storage::{AccountStore, SessionRecord, StorageError};
+
+#[derive(Debug)]
+pub(crate) struct InProcessLink {
+    pub router: Arc<Router>,
+    pub accounts: Arc<dyn AccountStore>,
+}
+
+#[async_trait]
+impl RouterLink for InProcessLink {
+    async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError> {
+        self.accounts.credentials(account).await
+    }
+    async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {
+        self.router.bind(record).await
+    }
+    async fn unbind(&self, jid: &Jid, conn: u64) {
+        self.router.unbind(jid, conn).await;
+    }
+    async fn submit(&self, stanza: Stanza) {
+        self.router.route(stanza).await;
+    }
+}
+
+/// Delivery to this process's own edge; the edge id is checked so a stale record naming
+/// another edge is reported undeliverable rather than misdelivered.
+#[derive(Debug)]
+pub(crate) struct LocalEdge {
+    pub edge_id: String,
+    pub connections: Arc<Connections>,
+}
+
+#[async_trait]
+impl EdgeDelivery for LocalEdge {
+    async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
+        if edge == self.edge_id && self.connections.send(conn, Command::Deliver(stanza)) {
+            Ok(())
+        } else {
+            Err(Undeliverable)
+        }
+    }
+    async fn terminate(&self, edge: &str, conn: u64, condition: StreamCondition) {
+        if edge == self.edge_id {
+            self.connections.send(conn, Command::Terminate(condition));
+        }
+    }
+}

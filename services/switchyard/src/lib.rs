@@ -1,0 +1,8 @@
+//! The Switchyard binary's library: configuration, role wiring and the CLI commands, kept
+//! in a library so integration tests can start a server in-process.
+
+pub mod config;
+mod inproc;
+pub mod serve;
+pub mod telemetry;
+pub mod user;

@@ -1,0 +1,72 @@
+//! `switchyard`: the one binary. `serve` runs the roles, `user` manages accounts,
+//! `check-config` validates configuration without starting anything.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use switchyard::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "Clustered XMPP server")]
+struct Cli {
+    /// Configuration file (TOML); `SWITCHYARD_*` variables override it.
+    #[arg(long, short, global = true, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Roles to run in this process (comma-separated: edge, router).
+        #[arg(long, default_value = "edge,router", value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        action: switchyard::user::Action,
+    },
+    /// Validate the configuration and print the effective values.
+    CheckConfig,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchyard: configuration error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { roles } => {
+                switchyard::telemetry::init(&config.server.log_format);
+                switchyard::serve::run(config, &roles).await
+            }
+            Command::User { action } => switchyard::user::run(&config, action).await,
+            Command::CheckConfig => {
+                print!("{}", toml::to_string_pretty(&config)?);
+                eprintln!("configuration is valid");
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
