@@ -115,7 +115,7 @@ fn happy_path_starttls_plain_bind_route() {
     assert_eq!(
         out,
         vec![Output::FetchCredentials {
-            username: "alice".into()
+            account: Jid::parse("alice@localhost").unwrap()
         }]
     );
     let out = s.handle(Input::Credentials(found()));

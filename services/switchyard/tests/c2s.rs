@@ -1,0 +1,244 @@
+//! End-to-end tests over real sockets on 127.0.0.1: login paths, chat, server IQs,
+//! RFC 6120 error cases (each followed by proof that others still log in and chat).
+
+mod support;
+
+use support::{assert_still_chatting, Client, Server, OPEN};
+
+#[tokio::test]
+async fn starttls_scram_plus_chat_and_server_iqs() {
+    let server = Server::start().await;
+    let mut alice = Client::login(&server, "alice", "SCRAM-SHA-256-PLUS", "desk").await;
+    let mut bob = Client::login(&server, "bob", "SCRAM-SHA-1-PLUS", "phone").await;
+    assert_eq!(alice.jid.as_deref(), Some("alice@localhost/desk"));
+
+    // RFC 6120 §8.1.2.1: a forged-looking but own bare `from` is replaced by the full JID.
+    alice.send("<message to='bob@localhost/phone' type='chat' from='alice@localhost'><body>hi &amp; bye</body></message>").await;
+    let got = bob.element().await;
+    assert_eq!(got.attr("from"), Some("alice@localhost/desk"));
+    assert_eq!(
+        got.child("body", "jabber:client").unwrap().text(),
+        "hi & bye"
+    );
+
+    bob.send("<message to='alice@localhost/desk' type='chat'><body>back</body></message>")
+        .await;
+    assert_eq!(
+        alice
+            .element()
+            .await
+            .child("body", "jabber:client")
+            .unwrap()
+            .text(),
+        "back"
+    );
+
+    alice
+        .send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let pong = alice.element().await;
+    assert_eq!(
+        (pong.attr("type"), pong.attr("id")),
+        (Some("result"), Some("p1"))
+    );
+
+    alice.send("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    let info = alice.element().await;
+    let features: Vec<_> = info
+        .children()
+        .next()
+        .unwrap()
+        .children()
+        .filter_map(|f| f.attr("var").map(str::to_owned))
+        .collect();
+    assert!(
+        features.contains(&"urn:xmpp:ping".to_owned()),
+        "{features:?}"
+    );
+
+    alice
+        .send("<iq type='get' id='v1' to='localhost'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let version = alice.element().await;
+    assert_eq!(
+        version
+            .children()
+            .next()
+            .unwrap()
+            .child("name", "jabber:iq:version")
+            .unwrap()
+            .text(),
+        "Switchyard"
+    );
+
+    alice
+        .send("<iq type='get' id='u1' to='localhost'><query xmlns='urn:example:unknown'/></iq>")
+        .await;
+    let err = alice.element().await;
+    assert_eq!(err.attr("type"), Some("error"));
+    assert!(err
+        .child("error", "jabber:client")
+        .unwrap()
+        .child("service-unavailable", "urn:ietf:params:xml:ns:xmpp-stanzas")
+        .is_some());
+
+    // Messages to someone offline bounce (never silently lost).
+    alice
+        .send("<message to='carol@localhost/x' type='chat' id='m9'><body>?</body></message>")
+        .await;
+    let bounce = alice.element().await;
+    assert_eq!(
+        (bounce.attr("type"), bounce.attr("id")),
+        (Some("error"), Some("m9"))
+    );
+
+    // Clean close in both directions (RFC 6120 §4.4).
+    alice.send("</stream:stream>").await;
+    assert_eq!(alice.stream_error().await, None);
+}
+
+#[tokio::test]
+async fn direct_tls_with_sha1_and_plain() {
+    let server = Server::start().await;
+    let mut a = Client::login_direct(&server, "alice", "SCRAM-SHA-1", "t1").await;
+    let mut b = Client::login_direct(&server, "bob", "PLAIN", "t2").await;
+    a.send("<message to='bob@localhost/t2'><body>direct</body></message>")
+        .await;
+    assert_eq!(b.element().await.attr("from"), Some("alice@localhost/t1"));
+}
+
+#[tokio::test]
+async fn rfc6120_6_wrong_password_is_not_authorized() {
+    let server = Server::start().await;
+    let mut c = Client::connect(server.c2s()).await;
+    c.open().await;
+    c.starttls(server.cert_der()).await;
+    c.open().await;
+    for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
+        let failure = c.auth(mechanism, "alice", "wrong").await;
+        assert_eq!(failure.name(), "failure");
+        assert_eq!(failure.children().next().unwrap().name(), "not-authorized");
+    }
+    let failure = c.auth("SCRAM-SHA-256", "nobody", "secret").await;
+    assert_eq!(failure.children().next().unwrap().name(), "not-authorized");
+    assert_eq!(
+        c.stream_error().await.as_deref(),
+        Some("policy-violation"),
+        "third failure ends the stream"
+    );
+}
+
+#[tokio::test]
+async fn rfc6120_5_3_1_no_auth_before_tls() {
+    let server = Server::start().await;
+    let mut c = Client::connect(server.c2s()).await;
+    let features = c.open().await;
+    assert!(features
+        .child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .is_none());
+    let failure = c.auth("PLAIN", "alice", "secret").await;
+    assert_eq!(
+        failure.children().next().unwrap().name(),
+        "encryption-required"
+    );
+}
+
+#[tokio::test]
+async fn rfc6120_7_7_2_2_new_session_wins_the_resource() {
+    let server = Server::start().await;
+    let mut old = Client::login(&server, "alice", "SCRAM-SHA-256", "same").await;
+    let mut new = Client::login(&server, "alice", "SCRAM-SHA-256", "same").await;
+    assert_eq!(old.stream_error().await.as_deref(), Some("conflict"));
+    let mut bob = Client::login(&server, "bob", "SCRAM-SHA-256", "b").await;
+    bob.send("<message to='alice@localhost/same'><body>to the new one</body></message>")
+        .await;
+    assert_eq!(
+        new.element()
+            .await
+            .child("body", "jabber:client")
+            .unwrap()
+            .text(),
+        "to the new one"
+    );
+}
+
+/// Each bad input, sent after login, ends that stream with its RFC 6120 condition.
+#[tokio::test]
+async fn rfc6120_bad_input_gets_the_specified_stream_error() {
+    let server = Server::start().await;
+    let big = format!(
+        "<message to='bob@localhost'><body>{}</body></message>",
+        "x".repeat(300 * 1024)
+    );
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("restricted-xml", b"<!DOCTYPE x [<!ENTITY a 'b'>]>".to_vec()),
+        ("restricted-xml", b"<!-- comment -->".to_vec()),
+        ("restricted-xml", b"<?php echo 1; ?>".to_vec()),
+        (
+            "restricted-xml",
+            b"<message><body>&xxe;</body></message>".to_vec(),
+        ),
+        ("policy-violation", big.into_bytes()),
+        (
+            "not-well-formed",
+            b"<message><body></message></body>".to_vec(),
+        ),
+        (
+            "unsupported-encoding",
+            b"<message><body>\xc3\x28</body></message>".to_vec(),
+        ),
+        (
+            "unsupported-stanza-type",
+            b"<message xmlns='urn:wrong'/>".to_vec(),
+        ),
+        ("unsupported-stanza-type", b"<foo/>".to_vec()),
+        (
+            "unsupported-stanza-type",
+            OPEN.split_once("?>").unwrap().1.as_bytes().to_vec(),
+        ),
+        (
+            "invalid-from",
+            b"<message from='bob@localhost/x' to='bob@localhost'/>".to_vec(),
+        ),
+        ("bad-format", b"stray text".to_vec()),
+    ];
+    for (condition, input) in cases {
+        let mut c = Client::login(&server, "alice", "SCRAM-SHA-256", "victim").await;
+        c.send_bytes(&input).await;
+        assert_eq!(
+            c.stream_error().await.as_deref(),
+            Some(condition),
+            "input {:?}",
+            String::from_utf8_lossy(&input[..input.len().min(60)])
+        );
+    }
+    // Header-level errors, before any login.
+    for (condition, header) in [
+        ("invalid-namespace", "<stream:stream to='localhost' version='1.0' xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"),
+        ("host-unknown", "<stream:stream to='example.net' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"),
+        ("unsupported-version", "<stream:stream to='localhost' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"),
+    ] {
+        let mut c = Client::connect(server.c2s()).await;
+        c.send(header).await;
+        assert_eq!(c.stream_error().await.as_deref(), Some(condition));
+    }
+    assert_still_chatting(&server).await;
+}
+
+#[tokio::test]
+async fn rfc6120_4_6_whitespace_keepalive_is_accepted() {
+    let server = Server::start().await;
+    let mut a = Client::login(&server, "alice", "SCRAM-SHA-256", "ws").await;
+    a.send(" \n ").await;
+    a.send("<iq type='get' id='k' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(a.element().await.attr("id"), Some("k"));
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_with_system_shutdown() {
+    let server = Server::start().await;
+    let mut a = Client::login(&server, "alice", "SCRAM-SHA-256", "s").await;
+    server.running.shutdown.cancel();
+    assert_eq!(a.stream_error().await.as_deref(), Some("system-shutdown"));
+}

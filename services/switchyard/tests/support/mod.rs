@@ -1,0 +1,340 @@
+//! A real server on 127.0.0.1:0 and a minimal XMPP client built on the core framer and
+//! SCRAM client, for integration tests over real sockets.
+
+#![allow(dead_code)]
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard::config::Config;
+use switchyard::serve::Running;
+use switchyard_core::sasl::{HashAlg, ScramClient, StoredCredentials};
+use switchyard_core::xml::{Element, Frame, Framer, Limits};
+use switchyard_core::Jid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const OPEN: &str = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Server {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.listen.c2s = "127.0.0.1:0".into();
+        config.listen.c2s_direct_tls = "127.0.0.1:0".into();
+        let running = switchyard::serve::start(config)
+            .await
+            .expect("server starts");
+        let server = Self { running, dir };
+        for user in ["alice", "bob", "carol"] {
+            server.add_user(user, "secret").await;
+        }
+        server
+    }
+
+    pub async fn add_user(&self, user: &str, password: &str) {
+        let jid = Jid::parse(&format!("{user}@localhost")).unwrap();
+        let creds = StoredCredentials::from_password(password, 4096).unwrap();
+        self.running
+            .accounts
+            .create(&jid, &creds)
+            .await
+            .expect("create account");
+    }
+
+    pub fn c2s(&self) -> SocketAddr {
+        self.running.c2s.expect("c2s listener")
+    }
+
+    pub fn direct(&self) -> SocketAddr {
+        self.running.c2s_direct_tls.expect("direct TLS listener")
+    }
+
+    pub fn cert_der(&self) -> Vec<u8> {
+        use rustls::pki_types::pem::PemObject;
+        let pem = std::fs::read(self.dir.path().join("dev-cert.pem")).unwrap();
+        CertificateDer::from_pem_slice(&pem).unwrap().to_vec()
+    }
+}
+
+/// Trusts exactly one certificate (the server's generated one), still checking signatures.
+#[derive(Debug)]
+struct Pinned(Vec<u8>, Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end.as_ref() == self.0.as_slice() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("unexpected certificate".into()))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.1.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub fn tls_config(cert: Vec<u8>) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned(cert, provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub struct Client {
+    pub io: Box<dyn Io>,
+    pub framer: Framer,
+    pub exporter: Option<Vec<u8>>,
+    pub jid: Option<String>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        Self {
+            io: Box::new(tcp),
+            framer: Framer::new(Limits::default()),
+            exporter: None,
+            jid: None,
+        }
+    }
+
+    pub async fn send(&mut self, xml: &str) {
+        self.io.write_all(xml.as_bytes()).await.expect("write");
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        let _ = self.io.write_all(bytes).await;
+    }
+
+    /// The next frame from the server, `None` at end of stream.
+    pub async fn frame(&mut self) -> Option<Frame> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.framer.next_frame() {
+                Ok(Some(Frame::Whitespace)) => continue,
+                Ok(Some(f)) => return Some(f),
+                Ok(None) => {}
+                Err(e) => panic!("server sent bad XML: {e}"),
+            }
+            let n = tokio::time::timeout(TIMEOUT, self.io.read(&mut buf))
+                .await
+                .expect("server answered in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            self.framer.push(&buf[..n]);
+        }
+    }
+
+    pub async fn element(&mut self) -> Element {
+        match self.frame().await {
+            Some(Frame::Stanza(e, _)) => e,
+            other => panic!("expected an element, got {other:?}"),
+        }
+    }
+
+    /// Opens a stream and returns the features.
+    pub async fn open(&mut self) -> Element {
+        self.framer = Framer::new(Limits::default());
+        self.send(OPEN).await;
+        assert!(matches!(self.frame().await, Some(Frame::Open(_))));
+        self.element().await
+    }
+
+    pub async fn starttls(&mut self, cert: Vec<u8>) {
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        assert_eq!(self.element().await.name(), "proceed");
+        let io = std::mem::replace(&mut self.io, Box::new(tokio::io::empty()));
+        self.tls(io, cert).await;
+    }
+
+    async fn tls(&mut self, io: Box<dyn Io>, cert: Vec<u8>) {
+        let connector = tokio_rustls::TlsConnector::from(tls_config(cert));
+        let stream = connector
+            .connect(ServerName::try_from("localhost").unwrap(), io)
+            .await
+            .expect("TLS handshake");
+        self.exporter = stream
+            .get_ref()
+            .1
+            .export_keying_material(vec![0; 32], b"EXPORTER-Channel-Binding", None)
+            .ok();
+        self.io = Box::new(stream);
+    }
+
+    /// SASL with `mechanism`; returns the server's final element (`success` or `failure`).
+    pub async fn auth(&mut self, mechanism: &str, user: &str, password: &str) -> Element {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if mechanism == "PLAIN" {
+            let msg = b64.encode(format!("\0{user}\0{password}"));
+            self.send(&format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{msg}</auth>"
+            ))
+            .await;
+            return self.element().await;
+        }
+        let alg = if mechanism.starts_with("SCRAM-SHA-256") {
+            HashAlg::Sha256
+        } else {
+            HashAlg::Sha1
+        };
+        let exporter = self.exporter.clone().unwrap_or_default();
+        let binding = mechanism
+            .ends_with("-PLUS")
+            .then_some(("tls-exporter", exporter.as_slice()));
+        let mut scram = ScramClient::new(alg, user, password, binding);
+        let first = b64.encode(scram.client_first());
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mechanism}'>{first}</auth>"
+        ))
+        .await;
+        let challenge = self.element().await;
+        if challenge.name() != "challenge" {
+            return challenge;
+        }
+        let server_first = String::from_utf8(b64.decode(challenge.text()).unwrap()).unwrap();
+        let fin = b64.encode(
+            scram
+                .client_final(&server_first)
+                .expect("valid server-first"),
+        );
+        self.send(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{fin}</response>"
+        ))
+        .await;
+        let outcome = self.element().await;
+        if outcome.name() == "success" {
+            let v = String::from_utf8(b64.decode(outcome.text()).unwrap()).unwrap();
+            assert!(
+                scram.verify_server_final(&v),
+                "server proved knowledge of the keys"
+            );
+        }
+        outcome
+    }
+
+    pub async fn bind(&mut self, resource: &str) -> String {
+        let features = self.open().await;
+        assert!(features
+            .child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+            .is_some());
+        self.send(&format!("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>")).await;
+        let result = self.element().await;
+        assert_eq!(result.attr("type"), Some("result"), "{result:?}");
+        let jid = result
+            .child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+            .unwrap()
+            .child("jid", "urn:ietf:params:xml:ns:xmpp-bind")
+            .unwrap()
+            .text();
+        self.jid = Some(jid.clone());
+        jid
+    }
+
+    /// STARTTLS + mechanism + bind.
+    pub async fn login(server: &Server, user: &str, mechanism: &str, resource: &str) -> Self {
+        let mut c = Self::connect(server.c2s()).await;
+        c.open().await;
+        c.starttls(server.cert_der()).await;
+        let features = c.open().await;
+        assert!(features
+            .child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+            .is_some());
+        assert_eq!(c.auth(mechanism, user, "secret").await.name(), "success");
+        c.bind(resource).await;
+        c
+    }
+
+    /// Direct TLS (XEP-0368) + mechanism + bind.
+    pub async fn login_direct(
+        server: &Server,
+        user: &str,
+        mechanism: &str,
+        resource: &str,
+    ) -> Self {
+        let mut c = Self::connect(server.direct()).await;
+        let io = std::mem::replace(&mut c.io, Box::new(tokio::io::empty()));
+        c.tls(io, server.cert_der()).await;
+        c.open().await;
+        assert_eq!(c.auth(mechanism, user, "secret").await.name(), "success");
+        c.bind(resource).await;
+        c
+    }
+
+    /// Reads until the stream ends and returns the stream error condition, if any.
+    pub async fn stream_error(&mut self) -> Option<String> {
+        let mut condition = None;
+        while let Some(frame) = self.frame().await {
+            match frame {
+                Frame::Stanza(e, _) if e.is("error", "http://etherx.jabber.org/streams") => {
+                    condition = e.children().next().map(|c| c.name().to_owned());
+                }
+                Frame::Close => break,
+                _ => {}
+            }
+        }
+        condition
+    }
+}
+
+/// Proves the server still serves: two fresh clients log in and exchange a message.
+pub async fn assert_still_chatting(server: &Server) {
+    let mut a = Client::login(server, "carol", "SCRAM-SHA-256-PLUS", "check-a").await;
+    let mut b = Client::login(server, "bob", "SCRAM-SHA-256", "check-b").await;
+    a.send("<message to='bob@localhost/check-b' type='chat'><body>still here</body></message>")
+        .await;
+    let got = b.element().await;
+    assert_eq!(got.attr("from"), Some("carol@localhost/check-a"));
+    assert_eq!(
+        got.child("body", "jabber:client")
+            .map(|b| b.text())
+            .as_deref(),
+        Some("still here")
+    );
+}
