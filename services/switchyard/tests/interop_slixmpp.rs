@@ -1,0 +1,45 @@
+//! Interop with slixmpp, a client we did not write: two slixmpp clients log in (STARTTLS,
+//! then direct TLS) and chat through the server. The Python interpreter comes from
+//! `SWITCHYARD_SLIXMPP_PYTHON` (a venv `.ci/run` creates); without it the test fails in CI
+//! (`CI` set) and skips with a visible message on a laptop.
+
+mod support;
+
+use support::Server;
+
+fn python() -> Option<String> {
+    match std::env::var("SWITCHYARD_SLIXMPP_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var_os("CI").is_some() => panic!("SWITCHYARD_SLIXMPP_PYTHON is not set; .ci/run creates the slixmpp venv"),
+        _ => {
+            eprintln!("SKIPPED: set SWITCHYARD_SLIXMPP_PYTHON to a python with slixmpp (see .ci/run)");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn slixmpp_clients_chat_over_starttls_and_direct_tls() {
+    let Some(python) = python() else { return };
+    let server = Server::start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/slixmpp_chat.py");
+    let ca = server.dir.path().join("dev-cert.pem");
+    for (port, direct) in [(server.c2s().port(), false), (server.direct().port(), true)] {
+        let mut cmd = tokio::process::Command::new(&python);
+        cmd.arg(script).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+        cmd.arg("--ca").arg(&ca);
+        cmd.args(["--jid1", "alice@localhost", "--pw1", "secret", "--jid2", "bob@localhost", "--pw2", "secret"]);
+        if direct {
+            cmd.arg("--direct-tls");
+        }
+        let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+            .await
+            .expect("slixmpp finished in time")
+            .expect("slixmpp started");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "direct={direct}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(stdout.contains("SCRAM-SHA-256"), "slixmpp should pick SCRAM-SHA-256: {stdout}");
+        println!("{stdout}");
+    }
+}
