@@ -10,9 +10,13 @@ use support::Server;
 fn python() -> Option<String> {
     match std::env::var("SWITCHYARD_SLIXMPP_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some() => panic!("SWITCHYARD_SLIXMPP_PYTHON is not set; .ci/run creates the slixmpp venv"),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("SWITCHYARD_SLIXMPP_PYTHON is not set; .ci/run creates the slixmpp venv")
+        }
         _ => {
-            eprintln!("SKIPPED: set SWITCHYARD_SLIXMPP_PYTHON to a python with slixmpp (see .ci/run)");
+            eprintln!(
+                "SKIPPED: set SWITCHYARD_SLIXMPP_PYTHON to a python with slixmpp (see .ci/run)"
+            );
             None
         }
     }
@@ -26,9 +30,19 @@ async fn slixmpp_clients_chat_over_starttls_and_direct_tls() {
     let ca = server.dir.path().join("dev-cert.pem");
     for (port, direct) in [(server.c2s().port(), false), (server.direct().port(), true)] {
         let mut cmd = tokio::process::Command::new(&python);
-        cmd.arg(script).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+        cmd.arg(script)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
         cmd.arg("--ca").arg(&ca);
-        cmd.args(["--jid1", "alice@localhost", "--pw1", "secret", "--jid2", "bob@localhost", "--pw2", "secret"]);
+        cmd.args([
+            "--jid1",
+            "alice@localhost",
+            "--pw1",
+            "secret",
+            "--jid2",
+            "bob@localhost",
+            "--pw2",
+            "secret",
+        ]);
         if direct {
             cmd.arg("--direct-tls");
         }
@@ -38,8 +52,14 @@ async fn slixmpp_clients_chat_over_starttls_and_direct_tls() {
             .expect("slixmpp started");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "direct={direct}\nstdout:\n{stdout}\nstderr:\n{stderr}");
-        assert!(stdout.contains("SCRAM-SHA-256"), "slixmpp should pick SCRAM-SHA-256: {stdout}");
+        assert!(
+            out.status.success(),
+            "direct={direct}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(
+            stdout.contains("SCRAM-SHA-256"),
+            "slixmpp should pick SCRAM-SHA-256: {stdout}"
+        );
         println!("{stdout}");
     }
 }
