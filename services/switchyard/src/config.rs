@@ -1,6 +1,7 @@
 //! The configuration tree: one TOML file plus `SWITCHYARD_*` environment overrides, read
 //! here and nowhere else. Nested keys use `__` in variable names, e.g.
 //! `SWITCHYARD_LIMITS__MAX_STANZA_BYTES=65536` sets `[limits] max_stanza_bytes`.
+//! `SWITCHYARD_CONFIG` names the file itself and is not a key.
 //! Every field has a default, so an empty file (or none) runs a development server.
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -261,6 +262,7 @@ mod tests {
         .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("SWITCHYARD_LIMITS__MAX_STANZA_BYTES", "65536");
+            jail.set_env("SWITCHYARD_CONFIG", "names the file, not a key");
             let c = Config::load(Some(&file)).unwrap();
             assert_eq!(c.domains, vec!["example.org"]);
             assert_eq!(c.limits.max_depth, 8);

@@ -1,6 +1,6 @@
 //! Interop with slixmpp, a client we did not write: two slixmpp clients log in (STARTTLS,
 //! then direct TLS) and chat through the server. The Python interpreter comes from
-//! `SWITCHYARD_SLIXMPP_PYTHON` (a venv `.ci/run` creates); without it the test fails in CI
+//! `INTEROP_SLIXMPP_PYTHON` (a venv `.ci/run` creates); without it the test fails in CI
 //! (`CI` set) and skips with a visible message on a laptop.
 
 mod support;
@@ -8,14 +8,14 @@ mod support;
 use support::Server;
 
 fn python() -> Option<String> {
-    match std::env::var("SWITCHYARD_SLIXMPP_PYTHON") {
+    match std::env::var("INTEROP_SLIXMPP_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("SWITCHYARD_SLIXMPP_PYTHON is not set; .ci/run creates the slixmpp venv")
+            panic!("INTEROP_SLIXMPP_PYTHON is not set; .ci/run creates the slixmpp venv")
         }
         _ => {
             eprintln!(
-                "SKIPPED: set SWITCHYARD_SLIXMPP_PYTHON to a python with slixmpp (see .ci/run)"
+                "SKIPPED: set INTEROP_SLIXMPP_PYTHON to a python with slixmpp (see .ci/run)"
             );
             None
         }
