@@ -249,13 +249,21 @@ async fn rfc7590_certificate_reloads_without_restart() {
     let before = server.cert_der();
     let new = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     std::fs::write(server.dir.path().join("dev-cert.pem"), new.cert.pem()).unwrap();
-    std::fs::write(server.dir.path().join("dev-key.pem"), new.key_pair.serialize_pem()).unwrap();
-    assert!(server.running.tls.reload(true), "reload picks up the new pair");
+    std::fs::write(
+        server.dir.path().join("dev-key.pem"),
+        new.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    assert!(
+        server.running.tls.reload(true),
+        "reload picks up the new pair"
+    );
     let after = server.cert_der();
     assert_ne!(before, after);
     // A new connection is served the new certificate (the client pins exactly it).
     let mut c = Client::login(&server, "alice", "SCRAM-SHA-256-PLUS", "fresh").await;
-    c.send("<iq type='get' id='r' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    c.send("<iq type='get' id='r' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
     assert_eq!(c.element().await.attr("id"), Some("r"));
     // A broken file keeps the running certificate.
     std::fs::write(server.dir.path().join("dev-cert.pem"), "not a certificate").unwrap();
@@ -284,5 +292,9 @@ async fn repeated_login_failures_are_throttled_per_account() {
     c.starttls(server.cert_der()).await;
     c.open().await;
     let failure = c.auth("PLAIN", "alice", "secret").await;
-    assert_eq!(failure.children().next().unwrap().name(), "temporary-auth-failure", "even the right password is refused while throttled");
+    assert_eq!(
+        failure.children().next().unwrap().name(),
+        "temporary-auth-failure",
+        "even the right password is refused while throttled"
+    );
 }

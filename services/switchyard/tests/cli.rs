@@ -13,31 +13,71 @@ fn switchyard(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Outp
         .expect("binary runs");
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().unwrap()
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
 fn user_add_list_passwd_remove() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(switchyard(d, &["user", "add", "alice"], Some("from stdin\n")).status.success());
-    assert!(switchyard(d, &["user", "add", "bob@localhost", "--password", "pw"], None).status.success());
+    assert!(
+        switchyard(d, &["user", "add", "alice"], Some("from stdin\n"))
+            .status
+            .success()
+    );
+    assert!(switchyard(
+        d,
+        &["user", "add", "bob@localhost", "--password", "pw"],
+        None
+    )
+    .status
+    .success());
     let dup = switchyard(d, &["user", "add", "alice", "--password", "x"], None);
-    assert!(!dup.status.success() && text(&dup).contains("already exists"), "{}", text(&dup));
+    assert!(
+        !dup.status.success() && text(&dup).contains("already exists"),
+        "{}",
+        text(&dup)
+    );
     let list = switchyard(d, &["user", "list"], None);
-    assert_eq!(String::from_utf8_lossy(&list.stdout), "alice@localhost\nbob@localhost\n");
-    assert!(switchyard(d, &["user", "passwd", "alice", "--password", "new"], None).status.success());
-    assert!(switchyard(d, &["user", "remove", "alice"], None).status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "alice@localhost\nbob@localhost\n"
+    );
+    assert!(
+        switchyard(d, &["user", "passwd", "alice", "--password", "new"], None)
+            .status
+            .success()
+    );
+    assert!(switchyard(d, &["user", "remove", "alice"], None)
+        .status
+        .success());
     let again = switchyard(d, &["user", "remove", "alice"], None);
     assert!(!again.status.success() && text(&again).contains("no such account"));
-    let bad = switchyard(d, &["user", "add", "eve@other.example", "--password", "x"], None);
-    assert!(!bad.status.success() && text(&bad).contains("not a served domain"), "{}", text(&bad));
+    let bad = switchyard(
+        d,
+        &["user", "add", "eve@other.example", "--password", "x"],
+        None,
+    );
+    assert!(
+        !bad.status.success() && text(&bad).contains("not a served domain"),
+        "{}",
+        text(&bad)
+    );
     let empty = switchyard(d, &["user", "add", "carol", "--password", ""], None);
     assert!(!empty.status.success(), "empty passwords are refused");
     // The database never holds the password.
@@ -53,9 +93,17 @@ fn check_config_reports_bad_values_clearly() {
     assert!(text(&ok).contains("max_stanza_bytes = 262144"));
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[limits]\nmax_stanza_bytes = 'big'\n").unwrap();
-    let bad = switchyard(dir.path(), &["--config", file.to_str().unwrap(), "check-config"], None);
+    let bad = switchyard(
+        dir.path(),
+        &["--config", file.to_str().unwrap(), "check-config"],
+        None,
+    );
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("max_stanza_bytes"), "{}", text(&bad));
     let roles = switchyard(dir.path(), &["serve", "--roles", "gateway"], None);
-    assert!(!roles.status.success() && text(&roles).contains("unknown role"), "{}", text(&roles));
+    assert!(
+        !roles.status.success() && text(&roles).contains("unknown role"),
+        "{}",
+        text(&roles)
+    );
 }

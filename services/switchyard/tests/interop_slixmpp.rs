@@ -14,9 +14,7 @@ fn python() -> Option<String> {
             panic!("INTEROP_SLIXMPP_PYTHON is not set; .ci/run creates the slixmpp venv")
         }
         _ => {
-            eprintln!(
-                "SKIPPED: set INTEROP_SLIXMPP_PYTHON to a python with slixmpp (see .ci/run)"
-            );
+            eprintln!("SKIPPED: set INTEROP_SLIXMPP_PYTHON to a python with slixmpp (see .ci/run)");
             None
         }
     }
