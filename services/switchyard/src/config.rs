@@ -183,7 +183,11 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         let config: Config = figment
-            .merge(Env::prefixed("SWITCHYARD_").split("__"))
+            .merge(
+                Env::prefixed("SWITCHYARD_")
+                    .ignore(&["config"])
+                    .split("__"),
+            )
             .extract()?;
         config.validate()?;
         Ok(config)
