@@ -183,11 +183,7 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         let config: Config = figment
-            .merge(
-                Env::prefixed("SWITCHYARD_")
-                    .ignore(&["config"])
-                    .split("__"),
-            )
+            .merge(Env::prefixed("SWITCHYARD_").ignore(&["config"]).split("__"))
             .extract()?;
         config.validate()?;
         Ok(config)
