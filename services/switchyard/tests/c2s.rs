@@ -298,3 +298,43 @@ async fn repeated_login_failures_are_throttled_per_account() {
         "even the right password is refused while throttled"
     );
 }
+
+#[tokio::test]
+async fn handshake_and_idle_timeouts_end_the_stream() {
+    let server = Server::start_with(|c| {
+        c.timeouts.handshake_secs = 1;
+        c.timeouts.idle_secs = 2;
+    })
+    .await;
+    // Connected but never authenticated: the handshake timer fires.
+    let mut lurker = Client::connect(server.c2s()).await;
+    lurker.open().await;
+    assert_eq!(
+        lurker.stream_error().await.as_deref(),
+        Some("connection-timeout")
+    );
+    // Bound but silent: the idle timer fires.
+    let mut idle = Client::login(&server, "alice", "SCRAM-SHA-256", "idle").await;
+    assert_eq!(
+        idle.stream_error().await.as_deref(),
+        Some("connection-timeout")
+    );
+}
+
+#[tokio::test]
+async fn connections_per_ip_are_capped() {
+    let server = Server::start_with(|c| c.limits.max_connections_per_ip = 2).await;
+    let mut first = Client::connect(server.c2s()).await;
+    let _second = Client::connect(server.c2s()).await;
+    first.open().await;
+    let mut third = Client::connect(server.c2s()).await;
+    third.send(OPEN).await;
+    assert!(
+        third.frame().await.is_none(),
+        "the third connection is closed at once"
+    );
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut again = Client::connect(server.c2s()).await;
+    again.open().await;
+}

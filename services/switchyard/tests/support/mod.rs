@@ -27,6 +27,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test listeners and `adjust` applied to the configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
             data_dir: dir.path().to_path_buf(),
@@ -34,6 +39,7 @@ impl Server {
         };
         config.listen.c2s = "127.0.0.1:0".into();
         config.listen.c2s_direct_tls = "127.0.0.1:0".into();
+        adjust(&mut config);
         let running = switchyard::serve::start(config)
             .await
             .expect("server starts");
