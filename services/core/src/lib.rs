@@ -10,6 +10,7 @@ pub mod ns;
 pub mod sasl;
 pub mod session;
 pub mod stanza;
+mod token;
 pub mod xml;
 
 pub use error::{StanzaCondition, StanzaError, StreamCondition};

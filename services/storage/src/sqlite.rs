@@ -58,6 +58,41 @@ impl SqliteAccounts {
     }
 }
 
+impl SqliteAccounts {
+    /// Runs `sql` with the account's JID as `?1` and its keys as `?2..?9`; `unchanged` is
+    /// the error when no row was written.
+    async fn write_credentials(
+        &self,
+        sql: &'static str,
+        account: &Jid,
+        creds: &StoredCredentials,
+        unchanged: StorageError,
+    ) -> Result<(), StorageError> {
+        let (jid, c) = (account.to_string(), creds.clone());
+        self.with(move |db| {
+            let written = db.execute(
+                sql,
+                params![
+                    jid,
+                    c.sha1.salt,
+                    c.sha1.iterations,
+                    c.sha1.stored_key,
+                    c.sha1.server_key,
+                    c.sha256.salt,
+                    c.sha256.iterations,
+                    c.sha256.stored_key,
+                    c.sha256.server_key
+                ],
+            )?;
+            if written == 0 {
+                return Err(unchanged);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
 fn keys(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ScramKeys> {
     Ok(ScramKeys {
         salt: row.get(at)?,
@@ -70,28 +105,10 @@ fn keys(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ScramKeys> {
 #[async_trait]
 impl AccountStore for SqliteAccounts {
     async fn create(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError> {
-        let (jid, c) = (account.to_string(), creds.clone());
-        self.with(move |db| {
-            let n = db.execute(
-                "INSERT INTO accounts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
-                params![
-                    jid,
-                    c.sha1.salt,
-                    c.sha1.iterations,
-                    c.sha1.stored_key,
-                    c.sha1.server_key,
-                    c.sha256.salt,
-                    c.sha256.iterations,
-                    c.sha256.stored_key,
-                    c.sha256.server_key
-                ],
-            )?;
-            if n == 0 {
-                return Err(StorageError::AlreadyExists);
-            }
-            Ok(())
-        })
-        .await
+        const SQL: &str = "INSERT INTO accounts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                           ON CONFLICT DO NOTHING";
+        self.write_credentials(SQL, account, creds, StorageError::AlreadyExists)
+            .await
     }
 
     async fn set_credentials(
@@ -99,30 +116,11 @@ impl AccountStore for SqliteAccounts {
         account: &Jid,
         creds: &StoredCredentials,
     ) -> Result<(), StorageError> {
-        let (jid, c) = (account.to_string(), creds.clone());
-        self.with(move |db| {
-            let n = db.execute(
-                "UPDATE accounts SET sha1_salt = ?2, sha1_iterations = ?3, sha1_stored_key = ?4,
-                 sha1_server_key = ?5, sha256_salt = ?6, sha256_iterations = ?7,
-                 sha256_stored_key = ?8, sha256_server_key = ?9 WHERE jid = ?1",
-                params![
-                    jid,
-                    c.sha1.salt,
-                    c.sha1.iterations,
-                    c.sha1.stored_key,
-                    c.sha1.server_key,
-                    c.sha256.salt,
-                    c.sha256.iterations,
-                    c.sha256.stored_key,
-                    c.sha256.server_key
-                ],
-            )?;
-            if n == 0 {
-                return Err(StorageError::NotFound);
-            }
-            Ok(())
-        })
-        .await
+        const SQL: &str = "UPDATE accounts SET sha1_salt = ?2, sha1_iterations = ?3,
+            sha1_stored_key = ?4, sha1_server_key = ?5, sha256_salt = ?6,
+            sha256_iterations = ?7, sha256_stored_key = ?8, sha256_server_key = ?9 WHERE jid = ?1";
+        self.write_credentials(SQL, account, creds, StorageError::NotFound)
+            .await
     }
 
     async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError> {

@@ -25,14 +25,7 @@ impl ScramClient {
         password: &str,
         binding: Option<(&str, &[u8])>,
     ) -> Self {
-        let nonce: String = {
-            use rand::Rng;
-            rand::thread_rng()
-                .sample_iter(&rand::distributions::Alphanumeric)
-                .take(24)
-                .map(char::from)
-                .collect()
-        };
+        let nonce = crate::token::token(24);
         let user = username.replace('=', "=3D").replace(',', "=2C");
         let (gs2_header, cb_data) = match binding {
             Some((name, data)) => (format!("p={name},,"), data.to_vec()),

@@ -4,8 +4,6 @@
 use super::credentials::{ScramKeys, StoredCredentials};
 use super::scram::{self, ClientFirst, ServerFirst};
 use super::{ChannelBindings, Failure, Mechanism};
-use rand::distributions::Alphanumeric;
-use rand::Rng;
 use std::sync::OnceLock;
 
 /// What the session must do next.
@@ -150,11 +148,7 @@ impl Exchange {
                     Some(c) => (c.keys(alg).clone(), true),
                     None => (self.decoy_keys(&client.username), false),
                 };
-                let nonce: String = rand::thread_rng()
-                    .sample_iter(&Alphanumeric)
-                    .take(24)
-                    .map(char::from)
-                    .collect();
+                let nonce = crate::token::token(24);
                 let server = scram::server_first(&client, &keys, &nonce);
                 let challenge = server.message.clone().into_bytes();
                 self.state = State::ScramFinal {

@@ -247,14 +247,7 @@ impl Session {
 
     /// The server's stream header for the current stream.
     fn send_header(&mut self, to: Option<&str>) {
-        let id: String = {
-            use rand::Rng;
-            rand::thread_rng()
-                .sample_iter(&rand::distributions::Alphanumeric)
-                .take(16)
-                .map(char::from)
-                .collect()
-        };
+        let id = crate::token::token(16);
         let to = to
             .map(|t| format!(" to='{}'", escape_attr(t)))
             .unwrap_or_default();

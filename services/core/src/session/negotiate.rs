@@ -302,13 +302,7 @@ impl Session {
 
 /// A server-generated resource (RFC 6120 §7.6.2.1): random, so it cannot collide in practice.
 fn generated_resource() -> String {
-    use rand::Rng;
-    let r: String = rand::thread_rng()
-        .sample_iter(&rand::distributions::Alphanumeric)
-        .take(12)
-        .map(char::from)
-        .collect();
-    format!("sy-{r}")
+    format!("sy-{}", crate::token::token(12))
 }
 
 /// Decodes SASL element content (RFC 6120 §6.4.2: empty is "no data", `=` is empty data).

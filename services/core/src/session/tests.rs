@@ -36,15 +36,21 @@ fn found() -> Lookup {
     ))
 }
 
-/// Drives a session through STARTTLS, PLAIN and bind; returns it established.
-fn established() -> Session {
+/// A session that has negotiated STARTTLS with these channel bindings.
+fn tls_up(cb: ChannelBindings) -> Session {
     let mut s = session();
     feed(&mut s, OPEN);
     feed(
         &mut s,
         "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
     );
-    s.handle(Input::TlsEstablished(cb()));
+    s.handle(Input::TlsEstablished(cb));
+    s
+}
+
+/// Drives a session through STARTTLS, PLAIN and bind; returns it established.
+fn established() -> Session {
+    let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
     s.handle(Input::Credentials(found()));
@@ -172,13 +178,7 @@ fn rfc6120_5_4_3_3_bytes_after_starttls_are_discarded() {
 
 #[test]
 fn rfc6120_6_4_6_pipelined_bytes_after_sasl_success_are_kept() {
-    let mut s = session();
-    feed(&mut s, OPEN);
-    feed(
-        &mut s,
-        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
-    );
-    s.handle(Input::TlsEstablished(cb()));
+    let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>{OPEN}"));
     let out = s.handle(Input::Credentials(found()));
@@ -187,13 +187,7 @@ fn rfc6120_6_4_6_pipelined_bytes_after_sasl_success_are_kept() {
 
 #[test]
 fn rfc6120_7_pipelined_stanza_waits_for_the_bind_result() {
-    let mut s = session();
-    feed(&mut s, OPEN);
-    feed(
-        &mut s,
-        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
-    );
-    s.handle(Input::TlsEstablished(cb()));
+    let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
     s.handle(Input::Credentials(found()));
@@ -248,13 +242,7 @@ fn rfc6120_6_4_sasl_before_tls_is_encryption_required() {
 
 #[test]
 fn rfc6120_6_4_sasl_failures() {
-    let mut s = session();
-    feed(&mut s, OPEN);
-    feed(
-        &mut s,
-        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
-    );
-    s.handle(Input::TlsEstablished(ChannelBindings::default()));
+    let mut s = tls_up(ChannelBindings::default());
     let xml = sent(&feed(&mut s, OPEN));
     assert!(
         !xml.contains("-PLUS"),
@@ -286,13 +274,7 @@ fn rfc6120_6_4_sasl_failures() {
 
 #[test]
 fn rfc6120_6_5_storage_down_is_temporary_auth_failure() {
-    let mut s = session();
-    feed(&mut s, OPEN);
-    feed(
-        &mut s,
-        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
-    );
-    s.handle(Input::TlsEstablished(cb()));
+    let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
     let xml = sent(&s.handle(Input::Credentials(Lookup::Unavailable)));
