@@ -71,11 +71,8 @@ impl Connections {
         }
     }
 
-    pub fn len(&self) -> usize {
+    /// Connections with a live mailbox (for the shutdown log line).
+    pub(crate) fn open(&self) -> usize {
         lock(&self.mailboxes).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

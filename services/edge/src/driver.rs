@@ -7,7 +7,6 @@
 
 use crate::connections::Command;
 use crate::listener::EdgeCtx;
-use crate::throttle::Throttle;
 use crate::tls::TlsSnapshot;
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -256,18 +255,5 @@ impl Conn {
         };
         self.account = Some(account);
         self.session.handle(Input::Credentials(lookup))
-    }
-}
-
-impl Throttle {
-    fn failed(&self, ip: IpAddr, account: Option<&Jid>) {
-        self.record(&ip.to_string());
-        if let Some(a) = account {
-            self.record(&a.to_string());
-        }
-    }
-
-    fn allowed(&self, ip: IpAddr, account: Option<&Jid>) -> bool {
-        self.check(&ip.to_string()) && account.is_none_or(|a| self.check(&a.to_string()))
     }
 }

@@ -88,7 +88,7 @@ pub async fn serve(
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
-            remaining = ctx.connections.len(),
+            remaining = ctx.connections.open(),
             "shutdown grace elapsed with connections open"
         );
     }

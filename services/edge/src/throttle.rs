@@ -4,8 +4,10 @@
 //! when full, expired entries are swept and, if still full, new keys are not tracked.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use switchyard_core::Jid;
 
 const MAX_KEYS: usize = 100_000;
 
@@ -25,7 +27,7 @@ impl Throttle {
         }
     }
 
-    pub(crate) fn record(&self, key: &str) {
+    fn record(&self, key: &str) {
         let now = Instant::now();
         let mut map = self
             .failures
@@ -44,7 +46,7 @@ impl Throttle {
         entry.0 += 1;
     }
 
-    pub(crate) fn check(&self, key: &str) -> bool {
+    fn check(&self, key: &str) -> bool {
         let map = self
             .failures
             .lock()
@@ -52,5 +54,20 @@ impl Throttle {
         map.get(key).is_none_or(|(count, since)| {
             *count < self.max_failures || since.elapsed() >= self.window
         })
+    }
+}
+
+impl Throttle {
+    /// Counts a failed login against the address and, when named, the account.
+    pub(crate) fn failed(&self, ip: IpAddr, account: Option<&Jid>) {
+        self.record(&ip.to_string());
+        if let Some(a) = account {
+            self.record(&a.to_string());
+        }
+    }
+
+    /// Whether a login from this address for this account may be attempted now.
+    pub(crate) fn allowed(&self, ip: IpAddr, account: Option<&Jid>) -> bool {
+        self.check(&ip.to_string()) && account.is_none_or(|a| self.check(&a.to_string()))
     }
 }
