@@ -149,6 +149,8 @@ pub struct StanzaError {
     pub condition: StanzaCondition,
     pub kind: ErrorType,
     pub text: Option<String>,
+    /// An application-specific condition (RFC 6120 §8.3.2), e.g. XEP-0191's `<blocked/>`.
+    pub app: Option<Element>,
 }
 
 impl StanzaError {
@@ -157,7 +159,13 @@ impl StanzaError {
             condition,
             kind: condition.default_type(),
             text: None,
+            app: None,
         }
+    }
+
+    pub fn with_app(mut self, condition: Element) -> Self {
+        self.app = Some(condition);
+        self
     }
 
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
@@ -178,6 +186,9 @@ impl StanzaError {
                     .with_attr("xml:lang", "en")
                     .with_text(text.as_str()),
             );
+        }
+        if let Some(app) = &self.app {
+            err.push_child(app.clone());
         }
         err
     }

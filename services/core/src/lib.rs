@@ -10,7 +10,8 @@ pub mod ns;
 pub mod sasl;
 pub mod session;
 pub mod stanza;
-mod token;
+pub mod time;
+pub mod token;
 pub mod xml;
 
 pub use error::{StanzaCondition, StanzaError, StreamCondition};

@@ -20,3 +20,30 @@ pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 /// XEP-0092.
 pub const VERSION: &str = "jabber:iq:version";
+/// RFC 6121 §2.
+pub const ROSTER: &str = "jabber:iq:roster";
+/// RFC 6121 §2.6.1 stream feature.
+pub const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
+/// RFC 6121 §3.4 stream feature.
+pub const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
+/// XEP-0191.
+pub const BLOCKING: &str = "urn:xmpp:blocking";
+pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+/// XEP-0280.
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// XEP-0297.
+pub const FORWARD: &str = "urn:xmpp:forward:0";
+/// XEP-0334.
+pub const HINTS: &str = "urn:xmpp:hints";
+/// XEP-0203.
+pub const DELAY: &str = "urn:xmpp:delay";
+/// XEP-0054.
+pub const VCARD: &str = "vcard-temp";
+/// XEP-0049.
+pub const PRIVATE: &str = "jabber:iq:private";
+/// XEP-0012.
+pub const LAST: &str = "jabber:iq:last";
+/// XEP-0352.
+pub const CSI: &str = "urn:xmpp:csi:0";
+/// XEP-0160 disco feature.
+pub const OFFLINE: &str = "msgoffline";

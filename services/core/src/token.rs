@@ -4,7 +4,7 @@
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-pub(crate) fn token(len: usize) -> String {
+pub fn token(len: usize) -> String {
     rand::thread_rng()
         .sample_iter(&Alphanumeric)
         .take(len)

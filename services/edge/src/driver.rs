@@ -192,11 +192,8 @@ impl Conn {
                 Output::StartTls => self.start_tls().await,
                 Output::FetchCredentials { account } => self.fetch(account).await,
                 Output::Bind { jid } => {
-                    let record = SessionRecord {
-                        jid: jid.clone(),
-                        edge: self.ctx.config.edge_id.clone(),
-                        conn: self.id,
-                    };
+                    let record =
+                        SessionRecord::bound(jid.clone(), &self.ctx.config.edge_id, self.id);
                     let result = self.ctx.link.bind(record).await;
                     if result.is_ok() {
                         tracing::info!(%jid, conn = self.id, "session bound");

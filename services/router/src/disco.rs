@@ -1,30 +1,65 @@
-//! XEP-0030 Service Discovery for the server JID: identity `server/im` (§3.1) and the
-//! features of every handler in the dispatch table; no items yet (§4).
+//! XEP-0030 Service Discovery.
+//!
+//! - The server (§3.1): identity `server/im` and the features of every handler serving
+//!   the server in the dispatch table, plus stanza features that have no IQ.
+//! - An account's bare JID, answered by the server on the account's behalf: identity
+//!   `account/registered` and the features served at account JIDs, for the owner and
+//!   contacts with a `from` or `both` subscription; others get `service-unavailable`
+//!   (§8), the same answer as for an account that does not exist.
+//! - No items yet (§4); a `node` that does not exist is `item-not-found`.
 
-use crate::dispatch::{ServerInfo, TABLE};
+use crate::dispatch::{features, Answer, Outcome, Target};
+use crate::router::Router;
 use switchyard_core::{ns, Element, Stanza, StanzaCondition, StanzaError};
 
-pub(crate) fn info(stanza: &Stanza, info: &ServerInfo) -> Result<Option<Element>, StanzaError> {
-    if stanza.payload().and_then(|p| p.attr("node")).is_some() {
-        return Err(StanzaError::new(StanzaCondition::ItemNotFound));
+/// Advertised by the server for behaviour that is not an IQ handler.
+const SERVER_EXTRA: &[&str] = &[ns::OFFLINE, ns::BLOCKING, ns::VCARD, ns::PRIVATE];
+
+fn no_node(stanza: &Stanza) -> Result<(), StanzaError> {
+    match stanza.payload().and_then(|p| p.attr("node")) {
+        Some(_) => Err(StanzaError::new(StanzaCondition::ItemNotFound)),
+        None => Ok(()),
     }
-    let mut query = Element::new("query", ns::DISCO_INFO).with_child(
-        Element::new("identity", ns::DISCO_INFO)
-            .with_attr("category", "server")
-            .with_attr("type", "im")
-            .with_attr("name", info.name),
-    );
-    let mut features: Vec<&str> = TABLE.iter().map(|(_, ns, _)| *ns).collect();
-    features.retain(|f| *f != ns::VERSION || info.expose_version);
-    for feature in features {
-        query.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", feature));
-    }
-    Ok(Some(query))
 }
 
-pub(crate) fn items(stanza: &Stanza, _: &ServerInfo) -> Result<Option<Element>, StanzaError> {
-    if stanza.payload().and_then(|p| p.attr("node")).is_some() {
-        return Err(StanzaError::new(StanzaCondition::ItemNotFound));
+fn info(category: &str, kind: &str, name: Option<&str>, mut vars: Vec<&str>) -> Element {
+    let mut identity = Element::new("identity", ns::DISCO_INFO)
+        .with_attr("category", category)
+        .with_attr("type", kind);
+    if let Some(name) = name {
+        identity.set_attr("name", name);
     }
-    Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
+    let mut query = Element::new("query", ns::DISCO_INFO).with_child(identity);
+    vars.sort_unstable();
+    vars.dedup();
+    for var in vars {
+        query.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
+    }
+    query
+}
+
+pub(crate) async fn server_info(router: &Router, stanza: &Stanza) -> Outcome {
+    no_node(stanza)?;
+    let server = &router.config.info;
+    let mut vars = features(Target::Server, server.expose_version);
+    vars.extend_from_slice(SERVER_EXTRA);
+    Ok(Answer::with(info("server", "im", Some(server.name), vars)))
+}
+
+pub(crate) async fn account_info(router: &Router, stanza: &Stanza) -> Outcome {
+    let (account, asker) = (stanza.effective_to().bare(), stanza.from.bare());
+    if account != asker {
+        let item = router.stores.rosters.item(&account, &asker).await;
+        if !item.ok().flatten().is_some_and(|i| i.subscription.has_from()) {
+            return Err(StanzaError::new(StanzaCondition::ServiceUnavailable));
+        }
+    }
+    no_node(stanza)?;
+    let vars = features(Target::Other, false);
+    Ok(Answer::with(info("account", "registered", None, vars)))
+}
+
+pub(crate) async fn items(_: &Router, stanza: &Stanza) -> Outcome {
+    no_node(stanza)?;
+    Ok(Answer::with(Element::new("query", ns::DISCO_ITEMS)))
 }

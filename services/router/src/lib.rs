@@ -1,14 +1,42 @@
-//! The router: resolves where a stanza goes (RFC 6120 §10, the delivery subset of RFC 6121
-//! §8 needed for one node) and answers stanzas addressed to the server itself through a
-//! dispatch table of small, spec-labelled handler modules.
+//! The router: resolves where a stanza goes (RFC 6120 §10, RFC 6121 §8) and answers what
+//! the server handles itself, one module per RFC section or XEP:
+//!
+//! | module          | specification                                   |
+//! |-----------------|-------------------------------------------------|
+//! | `message`       | RFC 6121 §8.5 message delivery                  |
+//! | `presence`      | RFC 6121 §4 presence, probes, directed presence |
+//! | `subscription`  | RFC 6121 §3 and Appendix A                      |
+//! | `roster`        | RFC 6121 §2 with versioning (§2.6)              |
+//! | `iq`            | RFC 6120 §8.2.3 / RFC 6121 §8.5 IQ routing      |
+//! | `offline`       | XEP-0160 with XEP-0203 delay                    |
+//! | `blocking`      | XEP-0191                                        |
+//! | `carbons`       | XEP-0280 (+ XEP-0334 hints)                     |
+//! | `vcard`         | XEP-0054                                        |
+//! | `private`       | XEP-0049                                        |
+//! | `last`          | XEP-0012                                        |
+//! | `disco`         | XEP-0030                                        |
+//! | `ping`          | XEP-0199                                        |
+//! | `version`       | XEP-0092                                        |
 
+mod blocking;
+mod carbons;
+mod config;
 mod delivery;
 mod disco;
 mod dispatch;
+mod iq;
+mod last;
+mod message;
+mod offline;
 mod ping;
+mod presence;
+mod private;
+mod roster;
 mod router;
+mod subscription;
+mod vcard;
 mod version;
 
+pub use config::{BareDelivery, RouterConfig, ServerInfo};
 pub use delivery::{EdgeDelivery, Undeliverable};
-pub use dispatch::ServerInfo;
 pub use router::Router;

@@ -1,8 +1,10 @@
-//! XEP-0199 XMPP Ping §4.2: the server answers a ping addressed to it with an empty result.
+//! XEP-0199 XMPP Ping §4.2–§4.3: the server answers a ping to itself, and to an account's
+//! bare JID on the account's behalf, with an empty result.
 
-use crate::dispatch::ServerInfo;
-use switchyard_core::{Element, Stanza, StanzaError};
+use crate::dispatch::{Answer, Outcome};
+use crate::router::Router;
+use switchyard_core::Stanza;
 
-pub(crate) fn handle(_: &Stanza, _: &ServerInfo) -> Result<Option<Element>, StanzaError> {
-    Ok(None)
+pub(crate) async fn handle(_: &Router, _: &Stanza) -> Outcome {
+    Ok(Answer::empty())
 }

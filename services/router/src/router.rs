@@ -1,48 +1,50 @@
-//! Where each stanza goes (RFC 6120 §10.3–§10.5 for one node).
+//! The router: where each stanza goes (RFC 6120 §10, RFC 6121 §8) and the session
+//! lifecycle events that drive presence (RFC 6121 §4).
 //!
-//! - No `to`, or the server's domain: IQ requests go to the dispatch table; anything else
-//!   addressed to the server is dropped (RFC 6120 §10.3.3 lets the server handle it).
-//! - A full JID with a session: delivered to that connection.
-//! - A bare JID, or a full JID without a session: messages go to every session of the
-//!   account (the full RFC 6121 §8.5 priority rules come with presence); presence to every
-//!   session; IQs get `service-unavailable` (RFC 6121 §8.5.3.2.3).
-//! - No session at all: `service-unavailable` back to the sender for messages and IQ
-//!   requests (offline storage arrives with XEP-0160). Errors are never answered with
-//!   errors.
+//! A stanza from a session is handled in two steps, as RFC 6121 describes them for two
+//! servers: the sender's side (outbound: stamping, the sender's block list, subscription
+//! state) and the recipient's side (inbound: existence, block list, delivery rules). Both
+//! run here because every served domain is local; stanzas for other domains get
+//! `remote-server-not-found` (there is no server-to-server link).
+//!
+//! The router holds no state of its own: sessions live in the [`SessionRegistry`], data in
+//! the [`Stores`], so any router can handle any stanza.
 
+use crate::config::RouterConfig;
 use crate::delivery::EdgeDelivery;
-use crate::dispatch::{self, ServerInfo};
 use std::sync::Arc;
 use switchyard_core::{
     Element, Jid, Stanza, StanzaCondition, StanzaError, StanzaKind, StreamCondition,
 };
-use switchyard_storage::{SessionRecord, SessionRegistry};
+use switchyard_storage::{SessionEdit, SessionRecord, SessionRegistry, StorageError, Stores};
 
 #[derive(Debug)]
 pub struct Router {
-    domains: Vec<String>,
-    info: ServerInfo,
-    registry: Arc<dyn SessionRegistry>,
+    pub(crate) config: RouterConfig,
+    pub(crate) registry: Arc<dyn SessionRegistry>,
+    pub(crate) stores: Stores,
     edges: Arc<dyn EdgeDelivery>,
+    pub(crate) started: std::time::Instant,
 }
 
 impl Router {
     pub fn new(
-        domains: Vec<String>,
-        info: ServerInfo,
+        config: RouterConfig,
         registry: Arc<dyn SessionRegistry>,
+        stores: Stores,
         edges: Arc<dyn EdgeDelivery>,
     ) -> Self {
         Self {
-            domains,
-            info,
+            config,
             registry,
+            stores,
             edges,
+            started: std::time::Instant::now(),
         }
     }
 
     /// Registers a bound resource; a previous session with the same full JID is closed
-    /// with `conflict` (RFC 6120 §7.7.2.2: the new session wins).
+    /// with `conflict` (RFC 6120 §7.7.2.2: the new session wins) and goes unavailable.
     pub async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {
         match self.registry.bind(record).await {
             Ok(Some(old)) => {
@@ -50,6 +52,7 @@ impl Router {
                 self.edges
                     .terminate(&old.edge, old.conn, StreamCondition::Conflict)
                     .await;
+                self.gone(old).await;
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -60,73 +63,95 @@ impl Router {
         }
     }
 
+    /// The session's connection ended (gracefully or not).
     pub async fn unbind(&self, jid: &Jid, conn: u64) {
-        if let Err(e) = self.registry.unbind(jid, conn).await {
-            tracing::warn!(error = %e, %jid, "session registry unbind failed");
+        match self.registry.unbind(jid, conn).await {
+            Ok(Some(record)) => self.gone(record).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, %jid, "session registry unbind failed"),
         }
     }
 
-    fn is_server(&self, jid: &Jid) -> bool {
-        jid.local().is_none() && jid.is_bare() && self.domains.iter().any(|d| d == jid.domain())
+    /// RFC 6121 §4.5.2: the server never relies on the client's unavailable presence.
+    async fn gone(&self, record: SessionRecord) {
+        if record.presence.is_some() {
+            self.unavailable(record, None).await;
+        }
     }
 
-    /// Routes one stanza from a session.
+    /// Routes one stanza from a session (its `from` already stamped by the edge).
     pub async fn route(&self, stanza: Stanza) {
-        let to = stanza.effective_to();
-        if self.is_server(&to) || (stanza.to.is_none() && stanza.kind == StanzaKind::Iq) {
-            if stanza.is_iq_request() {
-                if let Some(reply) = dispatch::answer(&stanza, &self.info) {
-                    self.deliver_to(&stanza.from, reply).await;
-                }
-            }
-            return;
-        }
-        let sessions = match self.registry.sessions(&to.bare()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "session registry lookup failed");
-                return self
-                    .bounce(&stanza, StanzaCondition::InternalServerError)
-                    .await;
-            }
-        };
-        let exact: Vec<&SessionRecord> = sessions.iter().filter(|s| s.jid == to).collect();
-        let targets: Vec<&SessionRecord> = match (stanza.kind, exact.is_empty()) {
-            (_, false) => exact,
-            (StanzaKind::Iq, true) => Vec::new(),
-            (StanzaKind::Message | StanzaKind::Presence, true) => sessions.iter().collect(),
-        };
-        let mut delivered = false;
-        for target in targets {
-            let sent = self
-                .edges
-                .deliver(&target.edge, target.conn, stanza.element.clone())
-                .await;
-            delivered |= sent.is_ok();
-        }
-        if !delivered && stanza.kind != StanzaKind::Presence {
-            self.bounce(&stanza, StanzaCondition::ServiceUnavailable)
-                .await;
+        match stanza.kind {
+            StanzaKind::Message => self.route_message(stanza).await,
+            StanzaKind::Presence => self.route_presence(stanza).await,
+            StanzaKind::Iq => self.route_iq(stanza).await,
         }
     }
 
-    async fn bounce(&self, stanza: &Stanza, condition: StanzaCondition) {
+    pub(crate) fn is_local(&self, jid: &Jid) -> bool {
+        self.config.domains.iter().any(|d| d == jid.domain())
+    }
+
+    /// The server itself: a bare domain JID that is served here.
+    pub(crate) fn is_server(&self, jid: &Jid) -> bool {
+        jid.local().is_none() && jid.is_bare() && self.is_local(jid)
+    }
+
+    /// Sessions of a local account; a registry failure is logged and reads as none.
+    pub(crate) async fn sessions(&self, bare: &Jid) -> Vec<SessionRecord> {
+        self.registry.sessions(bare).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "session registry lookup failed");
+            Vec::new()
+        })
+    }
+
+    pub(crate) async fn update_session(&self, record: &SessionRecord, edit: SessionEdit) {
+        if let Err(e) = self.registry.update(&record.jid, record.conn, edit).await {
+            tracing::warn!(error = %e, jid = %record.jid, "session registry update failed");
+        }
+    }
+
+    /// Whether a local account exists; storage trouble is reported to the caller.
+    pub(crate) async fn account_exists(&self, bare: &Jid) -> Result<bool, StorageError> {
+        Ok(self.stores.accounts.credentials(bare).await?.is_some())
+    }
+
+    /// Hands an element to one session's connection.
+    pub(crate) async fn send(&self, to: &SessionRecord, element: Element) -> bool {
+        self.edges.deliver(&to.edge, to.conn, element).await.is_ok()
+    }
+
+    /// Delivers to one full JID if it is connected.
+    pub(crate) async fn send_to(&self, jid: &Jid, element: Element) {
+        if let Some(s) = self
+            .sessions(&jid.bare())
+            .await
+            .iter()
+            .find(|s| s.jid == *jid)
+        {
+            self.send(s, element).await;
+        }
+    }
+
+    /// Answers a stanza with an error (RFC 6120 §8.3); errors and IQ responses are never
+    /// answered, so no bounce loops.
+    pub(crate) async fn bounce(&self, stanza: &Stanza, error: StanzaError) {
         if stanza.kind == StanzaKind::Iq && !stanza.is_iq_request() {
             return;
         }
-        if let Some(reply) = stanza.error_reply(&StanzaError::new(condition)) {
-            self.deliver_to(&stanza.from, reply).await;
+        if let Some(reply) = stanza.error_reply(&error) {
+            self.send_to(&stanza.from, reply).await;
         }
     }
 
-    /// Delivers a server-generated stanza to one full JID, if it is still online.
-    async fn deliver_to(&self, jid: &Jid, element: Element) {
-        let Ok(sessions) = self.registry.sessions(&jid.bare()).await else {
-            return;
-        };
-        if let Some(s) = sessions.iter().find(|s| s.jid == *jid) {
-            let _ = self.edges.deliver(&s.edge, s.conn, element).await;
-        }
+    pub(crate) async fn bounce_with(&self, stanza: &Stanza, condition: StanzaCondition) {
+        self.bounce(stanza, StanzaError::new(condition)).await;
+    }
+
+    /// RFC 6120 §10.4: no server-to-server link, so another domain is unreachable.
+    pub(crate) async fn bounce_remote(&self, stanza: &Stanza) {
+        self.bounce_with(stanza, StanzaCondition::RemoteServerNotFound)
+            .await;
     }
 }
 

@@ -1,7 +1,10 @@
 //! The one conformance suite per trait. Every backend's tests call these functions, so all
 //! backends are held to the same behaviour, not to look-alike tests.
+//!
+//! Names are prefixed with `conformance-` so a suite can share a database with other data.
 
-use crate::{AccountStore, SessionRecord, SessionRegistry, StorageError};
+use crate::model::{Presence, RosterItem, Subscription};
+use crate::{AccountStore, Backend, DocumentStore, SessionRecord, SessionRegistry, StorageError};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
 
@@ -9,35 +12,48 @@ fn jid(s: &str) -> Jid {
     Jid::parse(s).expect("test JID")
 }
 
-/// [`AccountStore`] behaviour. Uses accounts under the `conformance-*` names.
+fn creds(password: &str) -> StoredCredentials {
+    StoredCredentials::from_password(password, 4096).expect("creds")
+}
+
+/// Every data trait of a durable backend.
+pub async fn backend<B: Backend>(store: &B) {
+    accounts(store).await;
+    roster(store).await;
+    offline(store).await;
+    blocks(store).await;
+    documents(store).await;
+    removal_takes_everything(store).await;
+}
+
+/// [`AccountStore`] behaviour.
 pub async fn accounts(store: &dyn AccountStore) {
     let alice = jid("conformance-alice@localhost");
     let bob = jid("conformance-bob@localhost");
-    let creds = StoredCredentials::from_password("one", 4096).expect("creds");
-    let other = StoredCredentials::from_password("two", 4096).expect("creds");
+    let (one, two) = (creds("one"), creds("two"));
 
     assert_eq!(store.credentials(&alice).await.expect("get"), None);
-    store.create(&alice, &creds).await.expect("create");
+    store.create(&alice, &one).await.expect("create");
     assert!(matches!(
-        store.create(&alice, &other).await,
+        store.create(&alice, &two).await,
         Err(StorageError::AlreadyExists)
     ));
     assert_eq!(
         store.credentials(&alice).await.expect("get"),
-        Some(creds.clone())
+        Some(one.clone())
     );
 
-    store.set_credentials(&alice, &other).await.expect("set");
+    store.set_credentials(&alice, &two).await.expect("set");
     assert_eq!(
         store.credentials(&alice).await.expect("get"),
-        Some(other.clone())
+        Some(two.clone())
     );
     assert!(matches!(
-        store.set_credentials(&bob, &creds).await,
+        store.set_credentials(&bob, &one).await,
         Err(StorageError::NotFound)
     ));
 
-    store.create(&bob, &creds).await.expect("create bob");
+    store.create(&bob, &one).await.expect("create bob");
     let listed = store.list().await.expect("list");
     let ours: Vec<_> = listed
         .iter()
@@ -51,15 +67,238 @@ pub async fn accounts(store: &dyn AccountStore) {
     assert!(store.remove(&bob).await.expect("remove bob"));
 }
 
+/// [`RosterStore`]: atomic edits, versions, unchanged edits, missing accounts.
+pub async fn roster<B: Backend>(store: &B) {
+    let owner = jid("conformance-roster@localhost");
+    let (romeo, nurse) = (jid("romeo@example.net"), jid("nurse@example.net"));
+    store.create(&owner, &creds("x")).await.expect("create");
+    assert_eq!(store.roster(&owner).await.expect("empty").items, vec![]);
+
+    let added = store
+        .update(
+            &owner,
+            &romeo,
+            Box::new(|row| {
+                assert_eq!(row, None);
+                let mut item = RosterItem::new(jid("romeo@example.net"));
+                item.name = Some("Romeo & co".into());
+                item.groups = vec!["Friends".into(), "Lovers".into()];
+                item.listed = true;
+                item.ask = true;
+                Some(item)
+            }),
+        )
+        .await
+        .expect("add")
+        .after
+        .expect("changed");
+    assert!(added.version > 0);
+    assert_eq!(added.jid, romeo);
+
+    let unchanged = store
+        .update(&owner, &romeo, Box::new(|_| None))
+        .await
+        .expect("no-op");
+    assert_eq!(unchanged.before, Some(added.clone()));
+    assert_eq!(unchanged.after, None);
+    assert_eq!(
+        store.roster(&owner).await.expect("r").version,
+        added.version
+    );
+
+    let pending = store
+        .update(
+            &owner,
+            &nurse,
+            Box::new(|_| {
+                let mut item = RosterItem::new(jid("nurse@example.net"));
+                item.pending_in = Some("<presence type='subscribe'/>".into());
+                Some(item)
+            }),
+        )
+        .await
+        .expect("pending")
+        .after
+        .expect("changed");
+    assert!(pending.version > added.version, "versions increase");
+
+    let updated = store
+        .update(
+            &owner,
+            &romeo,
+            Box::new(|row| {
+                let mut row = row.expect("existing row");
+                row.subscription = Subscription::Both;
+                row.ask = false;
+                row.approved = true;
+                row.groups.clear();
+                Some(row)
+            }),
+        )
+        .await
+        .expect("update")
+        .after
+        .expect("changed");
+    let roster = store.roster(&owner).await.expect("roster");
+    assert_eq!(roster.version, updated.version);
+    assert_eq!(roster.items.len(), 2);
+    assert_eq!(
+        store.item(&owner, &romeo).await.expect("item"),
+        Some(updated.clone())
+    );
+    assert_eq!(updated.name.as_deref(), Some("Romeo & co"));
+    assert_eq!(updated.subscription, Subscription::Both);
+    assert!(updated.groups.is_empty() && updated.approved && !updated.ask);
+    assert_eq!(
+        store.item(&owner, &nurse).await.expect("item"),
+        Some(pending)
+    );
+
+    let ghost = jid("conformance-ghost@localhost");
+    assert_eq!(store.roster(&ghost).await.expect("read").items, vec![]);
+    assert!(matches!(
+        store
+            .update(
+                &ghost,
+                &romeo,
+                Box::new(|_| Some(RosterItem::new(jid("a@b"))))
+            )
+            .await,
+        Err(StorageError::NotFound)
+    ));
+    store.remove(&owner).await.expect("cleanup");
+}
+
+/// [`OfflineStore`]: order, quota, take empties.
+pub async fn offline<B: Backend>(store: &B) {
+    let owner = jid("conformance-offline@localhost");
+    store.create(&owner, &creds("x")).await.expect("create");
+    for i in 0..3 {
+        store
+            .push(&owner, &format!("<message id='{i}'/>"), 3)
+            .await
+            .expect("push");
+    }
+    assert!(matches!(
+        store.push(&owner, "<message id='over'/>", 3).await,
+        Err(StorageError::QuotaExceeded)
+    ));
+    let held = store.take(&owner).await.expect("take");
+    assert_eq!(
+        held,
+        vec![
+            "<message id='0'/>",
+            "<message id='1'/>",
+            "<message id='2'/>"
+        ]
+    );
+    assert!(store.take(&owner).await.expect("again").is_empty());
+    let ghost = jid("conformance-ghost@localhost");
+    assert!(matches!(
+        store.push(&ghost, "<message/>", 3).await,
+        Err(StorageError::NotFound)
+    ));
+    store.remove(&owner).await.expect("cleanup");
+}
+
+/// [`BlockStore`]: set semantics, sorted, unblock all.
+pub async fn blocks<B: Backend>(store: &B) {
+    let owner = jid("conformance-blocks@localhost");
+    store.create(&owner, &creds("x")).await.expect("create");
+    let list = [
+        jid("b@example.net"),
+        jid("example.org"),
+        jid("a@example.net/r"),
+    ];
+    store.block(&owner, &list).await.expect("block");
+    store.block(&owner, &list[..1]).await.expect("idempotent");
+    let mut sorted = list.to_vec();
+    sorted.sort();
+    assert_eq!(store.blocked(&owner).await.expect("list"), sorted);
+    store
+        .unblock(&owner, &list[1..2])
+        .await
+        .expect("unblock one");
+    assert_eq!(store.blocked(&owner).await.expect("list").len(), 2);
+    store.unblock(&owner, &[]).await.expect("unblock all");
+    assert!(store.blocked(&owner).await.expect("list").is_empty());
+    store.remove(&owner).await.expect("cleanup");
+}
+
+/// [`DocumentStore`]: put, replace, remove.
+pub async fn documents<B: Backend>(store: &B) {
+    let owner = jid("conformance-docs@localhost");
+    store.create(&owner, &creds("x")).await.expect("create");
+    assert_eq!(
+        DocumentStore::get(store, &owner, "vcard")
+            .await
+            .expect("get"),
+        None
+    );
+    store
+        .put(&owner, "vcard", Some("<vCard/>"))
+        .await
+        .expect("put");
+    store
+        .put(&owner, "vcard", Some("<vCard><FN>J</FN></vCard>"))
+        .await
+        .expect("replace");
+    assert_eq!(
+        DocumentStore::get(store, &owner, "vcard")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("<vCard><FN>J</FN></vCard>")
+    );
+    store.put(&owner, "vcard", None).await.expect("remove");
+    assert_eq!(
+        DocumentStore::get(store, &owner, "vcard")
+            .await
+            .expect("get"),
+        None
+    );
+    store.remove(&owner).await.expect("cleanup");
+}
+
+/// Removing an account removes all its data; a new account of that name starts empty.
+async fn removal_takes_everything<B: Backend>(store: &B) {
+    let owner = jid("conformance-gone@localhost");
+    let contact = jid("contact@example.net");
+    store.create(&owner, &creds("x")).await.expect("create");
+    let row = Box::new(|_| {
+        let mut item = RosterItem::new(jid("contact@example.net"));
+        item.listed = true;
+        Some(item)
+    });
+    store.update(&owner, &contact, row).await.expect("roster");
+    store.push(&owner, "<message/>", 10).await.expect("offline");
+    store
+        .block(&owner, &[contact.clone()])
+        .await
+        .expect("block");
+    store
+        .put(&owner, "vcard", Some("<vCard/>"))
+        .await
+        .expect("doc");
+    assert!(store.remove(&owner).await.expect("remove"));
+    store.create(&owner, &creds("x")).await.expect("recreate");
+    assert!(store.roster(&owner).await.expect("roster").items.is_empty());
+    assert!(store.take(&owner).await.expect("offline").is_empty());
+    assert!(store.blocked(&owner).await.expect("blocks").is_empty());
+    assert_eq!(
+        DocumentStore::get(store, &owner, "vcard")
+            .await
+            .expect("doc"),
+        None
+    );
+    store.remove(&owner).await.expect("cleanup");
+}
+
 /// [`SessionRegistry`] behaviour.
 pub async fn registry(reg: &dyn SessionRegistry) {
     let phone = jid("conformance-carol@localhost/phone");
     let laptop = jid("conformance-carol@localhost/laptop");
-    let rec = |j: &Jid, conn| SessionRecord {
-        jid: j.clone(),
-        edge: "edge-1".into(),
-        conn,
-    };
+    let rec = |j: &Jid, conn| SessionRecord::bound(j.clone(), "edge-1", conn);
 
     assert_eq!(reg.bind(rec(&phone, 1)).await.expect("bind"), None);
     assert_eq!(reg.bind(rec(&laptop, 2)).await.expect("bind"), None);
@@ -72,10 +311,43 @@ pub async fn registry(reg: &dyn SessionRegistry) {
         reg.bind(rec(&phone, 3)).await.expect("rebind"),
         Some(rec(&phone, 1))
     );
+
+    // Updates reach only the session that still owns the connection.
+    let presence = Presence {
+        priority: -5,
+        stanza: "<presence><priority>-5</priority></presence>".into(),
+    };
+    let p = presence.clone();
+    let edit = Box::new(move |r: &mut SessionRecord| {
+        r.presence = Some(p);
+        r.carbons = true;
+        r.interested = true;
+        r.directed.push(Jid::parse("x@example.net/y").expect("jid"));
+    });
+    let updated = reg
+        .update(&phone, 3, edit)
+        .await
+        .expect("update")
+        .expect("live");
+    assert_eq!(updated.presence, Some(presence));
+    assert!(updated.carbons && updated.interested);
+    assert_eq!(updated.directed, vec![jid("x@example.net/y")]);
+    assert_eq!(
+        reg.update(&phone, 1, Box::new(|r| r.carbons = false))
+            .await
+            .expect("stale"),
+        None
+    );
+    let stored: Vec<_> = reg.sessions(&phone.bare()).await.expect("sessions");
+    assert!(stored.iter().any(|r| *r == updated), "update persisted");
+
     // The replaced connection's late unbind must not remove its successor.
-    assert!(!reg.unbind(&phone, 1).await.expect("stale unbind"));
-    assert!(reg.unbind(&phone, 3).await.expect("unbind"));
-    assert!(reg.unbind(&laptop, 2).await.expect("unbind"));
+    assert_eq!(reg.unbind(&phone, 1).await.expect("stale unbind"), None);
+    assert_eq!(reg.unbind(&phone, 3).await.expect("unbind"), Some(updated));
+    assert_eq!(
+        reg.unbind(&laptop, 2).await.expect("unbind"),
+        Some(rec(&laptop, 2))
+    );
     assert!(reg
         .sessions(&phone.bare())
         .await
@@ -87,7 +359,7 @@ pub async fn registry(reg: &dyn SessionRegistry) {
 mod tests {
     #[tokio::test]
     async fn memory_backends_conform() {
-        super::accounts(&crate::MemoryAccounts::default()).await;
+        super::backend(&crate::MemoryStore::default()).await;
         super::registry(&crate::MemoryRegistry::default()).await;
     }
 }

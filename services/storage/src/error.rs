@@ -6,6 +6,9 @@ pub enum StorageError {
     AlreadyExists,
     #[error("not found")]
     NotFound,
+    /// A per-account limit (e.g. the offline message quota) is reached.
+    #[error("quota exceeded")]
+    QuotaExceeded,
     /// The backend could not answer (down, timed out, corrupt); retrying may help.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

@@ -2,14 +2,50 @@
 //!
 //! Each trait has one conformance suite ([`conformance`]) that every backend must pass:
 //! memory (tests, embedded registry) and SQLite (the embedded single-node default).
+//! A durable backend implements every data trait on one type, so removing an account
+//! removes everything stored for it in one place.
 
 pub mod conformance;
 mod error;
 mod memory;
+mod model;
 mod sqlite;
 mod traits;
 
+use std::sync::Arc;
+
 pub use error::StorageError;
-pub use memory::{MemoryAccounts, MemoryRegistry};
-pub use sqlite::SqliteAccounts;
-pub use traits::{AccountStore, SessionRecord, SessionRegistry};
+pub use memory::{MemoryRegistry, MemoryStore};
+pub use model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
+pub use sqlite::SqliteStore;
+pub use traits::{
+    AccountStore, BlockStore, DocumentStore, OfflineStore, RosterStore, SessionEdit, SessionRecord,
+    SessionRegistry,
+};
+
+/// Every durable data trait, as implemented by one backend.
+pub trait Backend: AccountStore + RosterStore + OfflineStore + BlockStore + DocumentStore {}
+impl<T: AccountStore + RosterStore + OfflineStore + BlockStore + DocumentStore> Backend for T {}
+
+/// The durable stores the router uses, each behind its own trait.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub accounts: Arc<dyn AccountStore>,
+    pub rosters: Arc<dyn RosterStore>,
+    pub offline: Arc<dyn OfflineStore>,
+    pub blocks: Arc<dyn BlockStore>,
+    pub documents: Arc<dyn DocumentStore>,
+}
+
+impl Stores {
+    /// All stores served by one backend.
+    pub fn of<B: Backend + 'static>(backend: Arc<B>) -> Self {
+        Self {
+            accounts: backend.clone(),
+            rosters: backend.clone(),
+            offline: backend.clone(),
+            blocks: backend.clone(),
+            documents: backend,
+        }
+    }
+}

@@ -1,8 +1,13 @@
-//! In-memory backends: the embedded session registry and a test account store.
+//! In-memory backends: the embedded session registry and a test store for every data trait.
 
-use crate::{AccountStore, SessionRecord, SessionRegistry, StorageError};
+use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate};
+use crate::traits::{
+    AccountStore, BlockStore, DocumentStore, OfflineStore, RosterStore, SessionEdit, SessionRecord,
+    SessionRegistry,
+};
+use crate::StorageError;
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
@@ -11,19 +16,55 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Everything stored for one account.
+#[derive(Debug)]
+struct Account {
+    creds: StoredCredentials,
+    roster_version: u64,
+    roster: BTreeMap<Jid, RosterItem>,
+    offline: VecDeque<String>,
+    blocked: BTreeSet<Jid>,
+    documents: HashMap<String, String>,
+}
+
+/// Every data trait in one map. As with every backend, reads of an account that does not
+/// exist find nothing and writes fail with [`StorageError::NotFound`].
 #[derive(Debug, Default)]
-pub struct MemoryAccounts {
-    accounts: Mutex<BTreeMap<Jid, StoredCredentials>>,
+pub struct MemoryStore {
+    accounts: Mutex<BTreeMap<Jid, Account>>,
+}
+
+impl MemoryStore {
+    fn with<T>(&self, account: &Jid, f: impl FnOnce(&mut Account) -> T) -> Result<T, StorageError> {
+        let mut map = lock(&self.accounts);
+        map.get_mut(account).map(f).ok_or(StorageError::NotFound)
+    }
+
+    fn read<T: Default>(
+        &self,
+        account: &Jid,
+        f: impl FnOnce(&Account) -> T,
+    ) -> Result<T, StorageError> {
+        Ok(lock(&self.accounts).get(account).map(f).unwrap_or_default())
+    }
 }
 
 #[async_trait]
-impl AccountStore for MemoryAccounts {
+impl AccountStore for MemoryStore {
     async fn create(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError> {
         let mut map = lock(&self.accounts);
         if map.contains_key(account) {
             return Err(StorageError::AlreadyExists);
         }
-        map.insert(account.clone(), creds.clone());
+        let fresh = Account {
+            creds: creds.clone(),
+            roster_version: 0,
+            roster: BTreeMap::new(),
+            offline: VecDeque::new(),
+            blocked: BTreeSet::new(),
+            documents: HashMap::new(),
+        };
+        map.insert(account.clone(), fresh);
         Ok(())
     }
 
@@ -32,14 +73,11 @@ impl AccountStore for MemoryAccounts {
         account: &Jid,
         creds: &StoredCredentials,
     ) -> Result<(), StorageError> {
-        let mut map = lock(&self.accounts);
-        let slot = map.get_mut(account).ok_or(StorageError::NotFound)?;
-        *slot = creds.clone();
-        Ok(())
+        self.with(account, |a| a.creds = creds.clone())
     }
 
     async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError> {
-        Ok(lock(&self.accounts).get(account).cloned())
+        Ok(lock(&self.accounts).get(account).map(|a| a.creds.clone()))
     }
 
     async fn remove(&self, account: &Jid) -> Result<bool, StorageError> {
@@ -51,7 +89,101 @@ impl AccountStore for MemoryAccounts {
     }
 }
 
-/// Sessions by bare JID, then by resource.
+#[async_trait]
+impl RosterStore for MemoryStore {
+    async fn roster(&self, account: &Jid) -> Result<Roster, StorageError> {
+        self.read(account, |a| Roster {
+            version: a.roster_version,
+            items: a.roster.values().cloned().collect(),
+        })
+    }
+
+    async fn item(&self, account: &Jid, contact: &Jid) -> Result<Option<RosterItem>, StorageError> {
+        self.read(account, |a| a.roster.get(contact).cloned())
+    }
+
+    async fn update(
+        &self,
+        account: &Jid,
+        contact: &Jid,
+        edit: RosterEdit,
+    ) -> Result<RosterUpdate, StorageError> {
+        self.with(account, |a| {
+            let before = a.roster.get(contact).cloned();
+            let after = edit(before.clone()).map(|mut row| {
+                a.roster_version += 1;
+                row.jid = contact.clone();
+                row.version = a.roster_version;
+                a.roster.insert(contact.clone(), row.clone());
+                row
+            });
+            RosterUpdate { before, after }
+        })
+    }
+}
+
+#[async_trait]
+impl OfflineStore for MemoryStore {
+    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError> {
+        self.with(account, |a| {
+            if a.offline.len() >= quota {
+                return Err(StorageError::QuotaExceeded);
+            }
+            a.offline.push_back(stanza.to_owned());
+            Ok(())
+        })?
+    }
+
+    async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
+        let mut map = lock(&self.accounts);
+        Ok(map
+            .get_mut(account)
+            .map(|a| a.offline.drain(..).collect())
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl BlockStore for MemoryStore {
+    async fn blocked(&self, account: &Jid) -> Result<Vec<Jid>, StorageError> {
+        self.read(account, |a| a.blocked.iter().cloned().collect())
+    }
+
+    async fn block(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError> {
+        self.with(account, |a| a.blocked.extend(jids.iter().cloned()))
+    }
+
+    async fn unblock(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError> {
+        self.with(account, |a| {
+            if jids.is_empty() {
+                a.blocked.clear();
+            }
+            for j in jids {
+                a.blocked.remove(j);
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl DocumentStore for MemoryStore {
+    async fn get(&self, account: &Jid, key: &str) -> Result<Option<String>, StorageError> {
+        self.read(account, |a| a.documents.get(key).cloned())
+    }
+
+    async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError> {
+        self.with(account, |a| match value {
+            Some(v) => {
+                a.documents.insert(key.to_owned(), v.to_owned());
+            }
+            None => {
+                a.documents.remove(key);
+            }
+        })
+    }
+}
+
+/// Sessions by bare JID.
 #[derive(Debug, Default)]
 pub struct MemoryRegistry {
     sessions: Mutex<HashMap<Jid, Vec<SessionRecord>>>,
@@ -70,19 +202,36 @@ impl SessionRegistry for MemoryRegistry {
         Ok(replaced)
     }
 
-    async fn unbind(&self, jid: &Jid, conn: u64) -> Result<bool, StorageError> {
+    async fn unbind(&self, jid: &Jid, conn: u64) -> Result<Option<SessionRecord>, StorageError> {
         let mut map = lock(&self.sessions);
         let bare = jid.bare();
         let Some(list) = map.get_mut(&bare) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let before = list.len();
-        list.retain(|r| !(r.jid == *jid && r.conn == conn));
-        let removed = list.len() != before;
+        let removed = list
+            .iter()
+            .position(|r| r.jid == *jid && r.conn == conn)
+            .map(|at| list.swap_remove(at));
         if list.is_empty() {
             map.remove(&bare);
         }
         Ok(removed)
+    }
+
+    async fn update(
+        &self,
+        jid: &Jid,
+        conn: u64,
+        edit: SessionEdit,
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        let mut map = lock(&self.sessions);
+        let record = map
+            .get_mut(&jid.bare())
+            .and_then(|list| list.iter_mut().find(|r| r.jid == *jid && r.conn == conn));
+        Ok(record.map(|r| {
+            edit(r);
+            r.clone()
+        }))
     }
 
     async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {

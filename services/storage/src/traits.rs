@@ -1,5 +1,6 @@
-//! The storage traits. Accounts are keyed by bare JID (`user@domain`).
+//! The storage traits. Accounts and their data are keyed by bare JID (`user@domain`).
 
+use crate::model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate};
 use crate::StorageError;
 use async_trait::async_trait;
 use switchyard_core::sasl::StoredCredentials;
@@ -17,13 +18,58 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
         creds: &StoredCredentials,
     ) -> Result<(), StorageError>;
     async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError>;
-    /// Removes an account; `false` if there was none.
+    /// Removes an account and everything stored for it; `false` if there was none.
     async fn remove(&self, account: &Jid) -> Result<bool, StorageError>;
     /// All accounts, sorted.
     async fn list(&self) -> Result<Vec<Jid>, StorageError>;
 }
 
-/// One bound resource: where its connection lives.
+/// Rosters and subscription state (RFC 6121 §2, §3).
+#[async_trait]
+pub trait RosterStore: Send + Sync + std::fmt::Debug {
+    /// Every row of the account's roster (listed or not) and the current version.
+    async fn roster(&self, account: &Jid) -> Result<Roster, StorageError>;
+    async fn item(&self, account: &Jid, contact: &Jid) -> Result<Option<RosterItem>, StorageError>;
+    /// Applies `edit` to the contact's row atomically. When it returns a row, the roster
+    /// version is incremented and stamped on the row, which is stored and returned.
+    async fn update(
+        &self,
+        account: &Jid,
+        contact: &Jid,
+        edit: RosterEdit,
+    ) -> Result<RosterUpdate, StorageError>;
+}
+
+/// Messages held for accounts with no available resource (XEP-0160).
+#[async_trait]
+pub trait OfflineStore: Send + Sync + std::fmt::Debug {
+    /// Appends a serialized stanza; [`StorageError::QuotaExceeded`] when the account
+    /// already holds `quota` of them.
+    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError>;
+    /// Removes and returns every held stanza, oldest first.
+    async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError>;
+}
+
+/// Block lists (XEP-0191). Entries are JIDs of any form (domain, bare or full).
+#[async_trait]
+pub trait BlockStore: Send + Sync + std::fmt::Debug {
+    /// The block list, sorted.
+    async fn blocked(&self, account: &Jid) -> Result<Vec<Jid>, StorageError>;
+    async fn block(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError>;
+    /// Unblocks the given JIDs; an empty slice unblocks everyone.
+    async fn unblock(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError>;
+}
+
+/// Small per-account XML documents keyed by name: the vCard (XEP-0054), private XML
+/// (XEP-0049, one key per namespace) and last activity (XEP-0012).
+#[async_trait]
+pub trait DocumentStore: Send + Sync + std::fmt::Debug {
+    async fn get(&self, account: &Jid, key: &str) -> Result<Option<String>, StorageError>;
+    /// Stores `value` under `key`, or removes the key when `value` is `None`.
+    async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError>;
+}
+
+/// One bound resource: where its connection lives and what the router must know about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Full JID.
@@ -32,7 +78,40 @@ pub struct SessionRecord {
     pub edge: String,
     /// The connection's id on that edge.
     pub conn: u64,
+    /// The last available presence; `None` before initial presence and after
+    /// unavailable (RFC 6121 §4.2, §4.5): the resource is connected but not available.
+    pub presence: Option<Presence>,
+    /// XEP-0280 carbons enabled.
+    pub carbons: bool,
+    /// Requested the roster, so it receives roster pushes (RFC 6121 §2.2).
+    pub interested: bool,
+    /// Entities that received directed available presence (RFC 6121 §4.6), owed an
+    /// unavailable when the resource goes away.
+    pub directed: Vec<Jid>,
 }
+
+impl SessionRecord {
+    /// A freshly bound session: connected, not yet available.
+    pub fn bound(jid: Jid, edge: impl Into<String>, conn: u64) -> Self {
+        Self {
+            jid,
+            edge: edge.into(),
+            conn,
+            presence: None,
+            carbons: false,
+            interested: false,
+            directed: Vec::new(),
+        }
+    }
+
+    /// The priority of an available resource; `None` when it is not available.
+    pub fn priority(&self) -> Option<i8> {
+        self.presence.as_ref().map(|p| p.priority)
+    }
+}
+
+/// An in-place change to a session record.
+pub type SessionEdit = Box<dyn FnOnce(&mut SessionRecord) + Send>;
 
 /// Who is online where (RFC 6120 §7: one session per full JID).
 #[async_trait]
@@ -40,8 +119,16 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     /// Registers a session; returns the record it replaced for the same full JID, whose
     /// connection the caller must close with a `conflict` stream error (RFC 6120 §7.7.2.2).
     async fn bind(&self, record: SessionRecord) -> Result<Option<SessionRecord>, StorageError>;
-    /// Removes the session if it still belongs to `conn` (a newer session is kept).
-    async fn unbind(&self, jid: &Jid, conn: u64) -> Result<bool, StorageError>;
+    /// Removes the session if it still belongs to `conn` (a newer session is kept) and
+    /// returns what was removed.
+    async fn unbind(&self, jid: &Jid, conn: u64) -> Result<Option<SessionRecord>, StorageError>;
+    /// Applies `edit` to the session if it still belongs to `conn`; returns the new record.
+    async fn update(
+        &self,
+        jid: &Jid,
+        conn: u64,
+        edit: SessionEdit,
+    ) -> Result<Option<SessionRecord>, StorageError>;
     /// All sessions of a bare JID.
     async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError>;
 }

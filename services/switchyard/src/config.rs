@@ -22,6 +22,7 @@ pub struct Config {
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub server: Server,
+    pub im: Im,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -89,6 +90,28 @@ pub struct Server {
     pub log_format: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Im {
+    /// Messages to a bare JID with several available resources (RFC 6121 §8.5.2.1.1):
+    /// `highest-priority` or `all-non-negative`.
+    pub bare_jid_messages: String,
+    /// XEP-0160: messages held per offline account; beyond it senders get an error.
+    pub offline_quota: usize,
+    /// Roster rows per account.
+    pub max_roster_items: usize,
+}
+
+impl Default for Im {
+    fn default() -> Self {
+        Self {
+            bare_jid_messages: "highest-priority".into(),
+            offline_quota: 1000,
+            max_roster_items: 2000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -100,6 +123,7 @@ impl Default for Config {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             server: Server::default(),
+            im: Im::default(),
         }
     }
 }
@@ -226,6 +250,13 @@ impl Config {
         anyhow::ensure!(
             matches!(self.server.log_format.as_str(), "text" | "json"),
             "server.log_format must be text or json"
+        );
+        anyhow::ensure!(
+            matches!(
+                self.im.bare_jid_messages.as_str(),
+                "highest-priority" | "all-non-negative"
+            ),
+            "im.bare_jid_messages must be highest-priority or all-non-negative"
         );
         for addr in [&self.listen.c2s, &self.listen.c2s_direct_tls] {
             anyhow::ensure!(

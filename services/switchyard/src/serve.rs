@@ -11,8 +11,8 @@ use std::time::Duration;
 use switchyard_core::sasl::Mechanism;
 use switchyard_core::session::SessionConfig;
 use switchyard_edge::{Connections, EdgeConfig, Listener, TlsStore};
-use switchyard_router::{Router, ServerInfo};
-use switchyard_storage::{AccountStore, MemoryRegistry};
+use switchyard_router::{BareDelivery, Router, RouterConfig, ServerInfo};
+use switchyard_storage::{AccountStore, MemoryRegistry, Stores};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -56,21 +56,34 @@ fn tls_paths(config: &Config) -> (PathBuf, PathBuf, bool) {
     }
 }
 
+fn router_config(config: &Config) -> RouterConfig {
+    let info = ServerInfo {
+        name: "Switchyard",
+        version: env!("CARGO_PKG_VERSION"),
+        expose_version: config.server.expose_version,
+    };
+    let mut router = RouterConfig::new(config.domains.clone(), info);
+    router.offline_quota = config.im.offline_quota;
+    router.max_roster_items = config.im.max_roster_items;
+    router.bare_delivery = match config.im.bare_jid_messages.as_str() {
+        "all-non-negative" => BareDelivery::AllNonNegative,
+        _ => BareDelivery::HighestPriority,
+    };
+    router
+}
+
 /// Starts all roles in this process and returns once the listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let accounts: Arc<dyn AccountStore> = Arc::new(crate::user::open_accounts(&config)?);
+    let stores = Stores::of(Arc::new(crate::user::open_store(&config)?));
+    let accounts = stores.accounts.clone();
     let (cert, key, generate) = tls_paths(&config);
     let tls = Arc::new(TlsStore::open(cert, key, &config.domains, generate)?);
     let edge_id = "edge-local".to_owned();
     let connections = Arc::new(Connections::default());
     let router = Arc::new(Router::new(
-        config.domains.clone(),
-        ServerInfo {
-            name: "Switchyard",
-            version: env!("CARGO_PKG_VERSION"),
-            expose_version: config.server.expose_version,
-        },
+        router_config(&config),
         Arc::new(MemoryRegistry::default()),
+        stores,
         Arc::new(LocalEdge {
             edge_id: edge_id.clone(),
             connections: connections.clone(),

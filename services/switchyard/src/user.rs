@@ -7,7 +7,7 @@ use clap::Subcommand;
 use std::io::BufRead;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
-use switchyard_storage::{AccountStore, SqliteAccounts};
+use switchyard_storage::{AccountStore, SqliteStore};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -29,12 +29,12 @@ pub enum Action {
     List,
 }
 
-/// Opens the embedded account store of this configuration.
-pub fn open_accounts(config: &Config) -> anyhow::Result<SqliteAccounts> {
+/// Opens the embedded store of this configuration.
+pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let path = config.data_dir.join("switchyard.db");
-    SqliteAccounts::open(&path).with_context(|| format!("cannot open {}", path.display()))
+    SqliteStore::open(&path).with_context(|| format!("cannot open {}", path.display()))
 }
 
 fn account(config: &Config, jid: &str) -> anyhow::Result<Jid> {
@@ -73,7 +73,7 @@ fn credentials(config: &Config, password: Option<String>) -> anyhow::Result<Stor
 }
 
 pub async fn run(config: &Config, action: Action) -> anyhow::Result<()> {
-    let store = open_accounts(config)?;
+    let store = open_store(config)?;
     match action {
         Action::Add { jid, password } => {
             let jid = account(config, &jid)?;

@@ -11,6 +11,7 @@
 //! session is ready for it; [`Session::wants_bytes`] tells the driver to stop reading
 //! meanwhile, which keeps buffering bounded.
 
+mod csi;
 mod negotiate;
 mod stanzas;
 
@@ -132,6 +133,8 @@ pub struct Session {
     jid: Option<Jid>,
     header_sent: bool,
     auth_failures: u32,
+    /// XEP-0352: presence held while the client says it is inactive (`None`: active).
+    inactive: Option<csi::Held>,
     out: Vec<Output>,
 }
 
@@ -149,6 +152,7 @@ impl Session {
             jid: None,
             header_sent: false,
             auth_failures: 0,
+            inactive: None,
             out: Vec::new(),
         }
     }
@@ -198,7 +202,7 @@ impl Session {
             Input::Bound(result) => self.on_bound(result),
             Input::Deliver(element) => {
                 if self.is_established() {
-                    self.send(element.to_xml(ns::CLIENT));
+                    self.deliver(element);
                 }
             }
             Input::Terminate(condition) => self.stream_error(condition, None),

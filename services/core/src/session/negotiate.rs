@@ -64,6 +64,10 @@ impl Session {
                 Element::new("session", ns::SESSION)
                     .with_child(Element::new("optional", ns::SESSION)),
             );
+            // Informational features of what the server does for bound sessions.
+            features.push_child(Element::new("ver", ns::ROSTER_VER));
+            features.push_child(Element::new("sub", ns::PRE_APPROVAL));
+            features.push_child(Element::new("csi", ns::CSI));
             return features;
         }
         if self.tls.is_none() && self.config.starttls {

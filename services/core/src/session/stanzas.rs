@@ -14,6 +14,9 @@ impl Session {
             if el.is("error", ns::STREAMS) {
                 return self.close(None);
             }
+            if el.ns() == ns::CSI {
+                return self.on_csi(&el);
+            }
             return self.stream_error(StreamCondition::UnsupportedStanzaType, None);
         }
         let Some(jid) = self.jid.clone() else {

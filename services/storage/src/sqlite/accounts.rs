@@ -1,64 +1,13 @@
-//! Embedded SQLite backend: the single-node default, one file in the data directory.
-//!
-//! rusqlite is blocking, so every call runs on tokio's blocking pool behind one connection
-//! (SQLite serializes writers anyway). Schema versions live in `PRAGMA user_version` and
-//! are applied in order at open.
+//! Accounts and their SCRAM keys in SQLite.
 
+use super::SqliteStore;
 use crate::{AccountStore, StorageError};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use rusqlite::{params, OptionalExtension};
 use switchyard_core::sasl::{ScramKeys, StoredCredentials};
 use switchyard_core::Jid;
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
-    jid TEXT PRIMARY KEY NOT NULL,
-    sha1_salt BLOB NOT NULL, sha1_iterations INTEGER NOT NULL,
-    sha1_stored_key BLOB NOT NULL, sha1_server_key BLOB NOT NULL,
-    sha256_salt BLOB NOT NULL, sha256_iterations INTEGER NOT NULL,
-    sha256_stored_key BLOB NOT NULL, sha256_server_key BLOB NOT NULL
-)"];
-
-#[derive(Debug, Clone)]
-pub struct SqliteAccounts {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl SqliteAccounts {
-    /// Opens (creating if needed) the database file and applies pending migrations.
-    pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(sql)?;
-            conn.pragma_update(None, "user_version", i + 1)?;
-        }
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let guard = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&guard)
-        })
-        .await
-        .map_err(|e| StorageError::Unavailable(e.to_string()))?
-    }
-}
-
-impl SqliteAccounts {
+impl SqliteStore {
     /// Runs `sql` with the account's JID as `?1` and its keys as `?2..?9`; `unchanged` is
     /// the error when no row was written.
     async fn write_credentials(
@@ -103,9 +52,11 @@ fn keys(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ScramKeys> {
 }
 
 #[async_trait]
-impl AccountStore for SqliteAccounts {
+impl AccountStore for SqliteStore {
     async fn create(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError> {
-        const SQL: &str = "INSERT INTO accounts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        const SQL: &str = "INSERT INTO accounts (jid, sha1_salt, sha1_iterations, sha1_stored_key,
+            sha1_server_key, sha256_salt, sha256_iterations, sha256_stored_key,
+            sha256_server_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                            ON CONFLICT DO NOTHING";
         self.write_credentials(SQL, account, creds, StorageError::AlreadyExists)
             .await
@@ -163,24 +114,5 @@ impl AccountStore for SqliteAccounts {
             .collect()
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn accounts_conformance_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("switchyard.db");
-        let store = SqliteAccounts::open(&path).unwrap();
-        crate::conformance::accounts(&store).await;
-        let alice = Jid::parse("persist@localhost").unwrap();
-        let creds = StoredCredentials::from_password("pw", 4096).unwrap();
-        store.create(&alice, &creds).await.unwrap();
-        drop(store);
-        let reopened = SqliteAccounts::open(&path).unwrap();
-        assert_eq!(reopened.credentials(&alice).await.unwrap(), Some(creds));
     }
 }

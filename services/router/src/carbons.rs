@@ -1,0 +1,103 @@
+//! XEP-0280 Message Carbons (namespace `urn:xmpp:carbons:2`).
+//!
+//! - §4–§5: a resource enables or disables carbons with an IQ set; the flag lives in its
+//!   session record so every router sees it.
+//! - §6 eligibility: `chat` messages, `normal` messages with a body, and messages carrying
+//!   receipts (XEP-0184), chat states (XEP-0085) or markers (XEP-0333); never
+//!   `groupchat`, `headline` or `error`, never a carbon itself, never messages marked
+//!   `<private/>` (§9) or with the XEP-0334 `<no-copy/>` hint.
+//! - §7 sent copies go to the sender's other carbons-enabled resources; received copies
+//!   go to the recipient's carbons-enabled available resources that did not get the
+//!   message itself. Both are wrapped in `<forwarded/>` (XEP-0297) and sent from the
+//!   account's bare JID.
+
+use crate::dispatch::{Answer, Outcome};
+use crate::message::MessageType;
+use crate::router::Router;
+use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaError};
+use switchyard_storage::SessionRecord;
+
+pub(crate) async fn toggle(router: &Router, stanza: &Stanza) -> Outcome {
+    let enable = match stanza.payload().map(Element::name) {
+        Some("enable") => true,
+        Some("disable") => false,
+        _ => return Err(StanzaError::new(StanzaCondition::BadRequest)),
+    };
+    let sessions = router.sessions(&stanza.from.bare()).await;
+    let Some(own) = sessions.iter().find(|s| s.jid == stanza.from) else {
+        return Err(StanzaError::new(StanzaCondition::InternalServerError));
+    };
+    router
+        .update_session(own, Box::new(move |r| r.carbons = enable))
+        .await;
+    Ok(Answer::empty())
+}
+
+/// Payloads that make a `normal` message without a body worth copying (§6).
+const IM_PAYLOADS: &[&str] = &[
+    "urn:xmpp:receipts",
+    "http://jabber.org/protocol/chatstates",
+    "urn:xmpp:chat-markers:0",
+];
+
+fn eligible(stanza: &Stanza) -> bool {
+    let el = &stanza.element;
+    let kind_ok = match MessageType::of(stanza) {
+        MessageType::Chat => true,
+        MessageType::Normal => {
+            el.child("body", ns::CLIENT).is_some()
+                || el.children().any(|c| IM_PAYLOADS.contains(&c.ns()))
+        }
+        _ => false,
+    };
+    let opted_out = el.child("private", ns::CARBONS).is_some()
+        || el.child("no-copy", ns::HINTS).is_some()
+        || el.children().any(|c| c.ns() == ns::CARBONS);
+    kind_ok && !opted_out
+}
+
+fn wrap(direction: &str, account: &Jid, to: &Jid, original: &Element) -> Element {
+    let forwarded = Element::new("forwarded", ns::FORWARD).with_child(original.clone());
+    Element::new("message", ns::CLIENT)
+        .with_attr("from", account.to_string())
+        .with_attr("to", to.to_string())
+        .with_attr("type", original.attr("type").unwrap_or("normal"))
+        .with_child(Element::new(direction, ns::CARBONS).with_child(forwarded))
+}
+
+impl Router {
+    /// Copies after a delivery to `delivered` among the recipient's `sessions`.
+    pub(crate) async fn carbon_copies(
+        &self,
+        stanza: &Stanza,
+        sessions: &[SessionRecord],
+        delivered: &[Jid],
+    ) {
+        if !eligible(stanza) {
+            return;
+        }
+        self.sent_copies(stanza).await;
+        let recipient = stanza.effective_to().bare();
+        for s in sessions {
+            let wanted = s.carbons && s.presence.is_some() && !delivered.contains(&s.jid);
+            if wanted && s.jid != stanza.from {
+                self.send(s, wrap("received", &recipient, &s.jid, &stanza.element))
+                    .await;
+            }
+        }
+    }
+
+    /// Sent copies to the sender's other resources.
+    pub(crate) async fn sent_copies(&self, stanza: &Stanza) {
+        if !eligible(stanza) {
+            return;
+        }
+        let account = stanza.from.bare();
+        for s in self.sessions(&account).await {
+            if s.carbons && s.jid != stanza.from && stanza.to.as_ref() != Some(&s.jid) {
+                self.send(&s, wrap("sent", &account, &s.jid, &stanza.element))
+                    .await;
+            }
+        }
+    }
+}

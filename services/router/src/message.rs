@@ -1,0 +1,177 @@
+//! Message delivery (RFC 6121 §8.5, Table 1 of §8.5.4; RFC 6120 §10.3.1 for the server).
+//!
+//! Where Table 1 leaves "silently ignore or return an error" (S/E), Switchyard returns
+//! `service-unavailable`, except for `headline` and `error`, which are never answered.
+//!
+//! | to                               | normal / chat                   | groupchat | headline         | error  |
+//! |----------------------------------|---------------------------------|-----------|------------------|--------|
+//! | no such account                  | error                           | error     | ignore           | ignore |
+//! | bare, no non-negative resource   | offline (XEP-0160)              | error     | ignore           | ignore |
+//! | bare, non-negative resources     | highest priority (config: all)  | error     | all non-negative | ignore |
+//! | full, connected resource         | that resource, any priority     | same      | same             | same   |
+//! | full, no such resource           | normal: error; chat: as bare    | error     | error            | ignore |
+//!
+//! XEP-0280 carbons are added around every delivery (see [`crate::carbons`]).
+
+use crate::config::BareDelivery;
+use crate::router::Router;
+use switchyard_core::{Jid, Stanza, StanzaCondition};
+use switchyard_storage::SessionRecord;
+
+/// RFC 6121 §5.2.2: a missing or unknown type is `normal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MessageType {
+    Normal,
+    Chat,
+    Groupchat,
+    Headline,
+    Error,
+}
+
+impl MessageType {
+    pub(crate) fn of(stanza: &Stanza) -> Self {
+        match stanza.type_attr() {
+            Some("chat") => Self::Chat,
+            Some("groupchat") => Self::Groupchat,
+            Some("headline") => Self::Headline,
+            Some("error") => Self::Error,
+            _ => Self::Normal,
+        }
+    }
+}
+
+/// The sessions that receive a message sent to a bare JID (§8.5.2.1.1): never a
+/// resource with negative priority or one that is not available.
+pub(crate) fn bare_targets(
+    sessions: &[SessionRecord],
+    kind: MessageType,
+    policy: BareDelivery,
+) -> Vec<&SessionRecord> {
+    let eligible = sessions.iter().filter(|s| s.priority().is_some_and(|p| p >= 0));
+    match (kind, policy) {
+        (MessageType::Headline, _) | (_, BareDelivery::AllNonNegative) => eligible.collect(),
+        _ => {
+            let top = eligible.clone().filter_map(SessionRecord::priority).max();
+            eligible.filter(|s| s.priority() == top).collect()
+        }
+    }
+}
+
+impl Router {
+    pub(crate) async fn route_message(&self, stanza: Stanza) {
+        let to = stanza.effective_to();
+        let kind = MessageType::of(&stanza);
+        if self.is_server(&to) {
+            return; // RFC 6120 §10.3.1: the server may handle or ignore it; nothing here does.
+        }
+        if !self.is_local(&to) {
+            return self.bounce_remote(&stanza).await;
+        }
+        if let Some(blocked) = self.outbound_block(&stanza, &to).await {
+            return self.bounce(&stanza, blocked).await;
+        }
+        let sessions = self.sessions(&to.bare()).await;
+        if self.inbound_blocked(&stanza, &to).await {
+            return self.refuse(&stanza, kind).await;
+        }
+        if let Some(exact) = sessions.iter().find(|s| s.jid == to) {
+            if self.send(exact, stanza.element.clone()).await {
+                let delivered = [exact.jid.clone()];
+                self.carbon_copies(&stanza, &sessions, &delivered).await;
+            }
+            return;
+        }
+        let as_bare = to.is_bare() || kind == MessageType::Chat;
+        if !as_bare {
+            return self.refuse(&stanza, kind).await;
+        }
+        match kind {
+            MessageType::Error => {}
+            MessageType::Groupchat => {
+                self.bounce_with(&stanza, StanzaCondition::ServiceUnavailable)
+                    .await
+            }
+            MessageType::Normal | MessageType::Chat | MessageType::Headline => {
+                self.deliver_bare(stanza, kind, &sessions).await
+            }
+        }
+    }
+
+    async fn deliver_bare(&self, stanza: Stanza, kind: MessageType, sessions: &[SessionRecord]) {
+        let mut delivered: Vec<Jid> = Vec::new();
+        for target in bare_targets(sessions, kind, self.config.bare_delivery) {
+            if self.send(target, stanza.element.clone()).await {
+                delivered.push(target.jid.clone());
+            }
+        }
+        if !delivered.is_empty() {
+            return self.carbon_copies(&stanza, sessions, &delivered).await;
+        }
+        if kind == MessageType::Headline {
+            return; // §8.5.2.2.1: ignored when no resource can take it.
+        }
+        let to = stanza.effective_to().bare();
+        match self.account_exists(&to).await {
+            Ok(true) => {
+                self.sent_copies(&stanza).await;
+                self.store_offline(&to, stanza).await;
+            }
+            Ok(false) => self.refuse(&stanza, kind).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "account lookup failed");
+                self.bounce_with(&stanza, StanzaCondition::InternalServerError)
+                    .await;
+            }
+        }
+    }
+
+    /// The S/E cells of Table 1: `service-unavailable`, except headlines and errors.
+    async fn refuse(&self, stanza: &Stanza, kind: MessageType) {
+        if !matches!(kind, MessageType::Headline | MessageType::Error) {
+            self.bounce_with(stanza, StanzaCondition::ServiceUnavailable)
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_storage::Presence;
+
+    fn session(resource: &str, priority: Option<i8>) -> SessionRecord {
+        let jid = Jid::parse(&format!("u@localhost/{resource}")).unwrap();
+        let mut s = SessionRecord::bound(jid, "e", 1);
+        s.presence = priority.map(|priority| Presence {
+            priority,
+            stanza: String::new(),
+        });
+        s
+    }
+
+    fn resources(targets: Vec<&SessionRecord>) -> Vec<&str> {
+        targets.iter().filter_map(|s| s.jid.resource()).collect()
+    }
+
+    #[test]
+    fn rfc6121_8_5_2_1_1_highest_priority_ties_and_negative_never() {
+        let all = [
+            session("a", Some(5)),
+            session("b", Some(5)),
+            session("c", Some(1)),
+            session("neg", Some(-1)),
+            session("unavailable", None),
+        ];
+        let pick = |kind, policy| resources(bare_targets(&all, kind, policy));
+        assert_eq!(pick(MessageType::Chat, BareDelivery::HighestPriority), ["a", "b"]);
+        assert_eq!(pick(MessageType::Normal, BareDelivery::AllNonNegative), ["a", "b", "c"]);
+        assert_eq!(
+            pick(MessageType::Headline, BareDelivery::HighestPriority),
+            ["a", "b", "c"],
+            "§8.5.2.1.1: headlines go to all non-negative resources"
+        );
+        let negative_only = [session("neg", Some(-1)), session("idle", None)];
+        assert!(bare_targets(&negative_only, MessageType::Chat, BareDelivery::AllNonNegative)
+            .is_empty());
+    }
+}

@@ -1,0 +1,237 @@
+//! Roster management (RFC 6121 §2) with versioning (§2.6).
+//!
+//! - §2.1.3 get: the listed items and the current `ver`. With a `ver` the server knows
+//!   (§2.6.3), an empty result and one push per row changed since, removals included —
+//!   every row keeps the version of its last change, and removed items stay as unlisted
+//!   tombstones so a removal can still be pushed. An unknown or newer `ver` gets the
+//!   whole roster.
+//! - §2.1.5 set: exactly one `<item/>` (`bad-request`), distinct groups (`bad-request`),
+//!   name and groups non-empty and bounded (`not-acceptable`); `subscription` values
+//!   other than `remove` are ignored, as are `ask` and `approved`. The item is stored as
+//!   sent and pushed to every interested resource (§2.2, §2.3.2).
+//! - §2.5 remove: pushes `subscription='remove'` and cancels subscriptions both ways;
+//!   removing an item that is not there is `item-not-found` (§2.5.3).
+//! - Policy: the account's own JID cannot be an item, and a roster holds at most
+//!   `max_roster_items` rows (`not-allowed`, §2.3.3 leaves this to the server).
+
+use crate::dispatch::{Answer, Outcome};
+use crate::router::Router;
+use crate::subscription::Kind;
+use switchyard_core::{ns, token, Element, Jid, Stanza, StanzaCondition, StanzaError};
+use switchyard_storage::RosterItem;
+
+const MAX_NAME_BYTES: usize = 1024;
+const MAX_GROUPS: usize = 64;
+
+fn error(condition: StanzaCondition, text: &str) -> StanzaError {
+    StanzaError::new(condition).with_text(text)
+}
+
+/// The `<item/>` clients see for a row (§2.1.2); unlisted rows are removals.
+pub(crate) fn item_element(item: &RosterItem) -> Element {
+    let mut el = Element::new("item", ns::ROSTER).with_attr("jid", item.jid.to_string());
+    if !item.listed {
+        el.set_attr("subscription", "remove");
+        return el;
+    }
+    el.set_attr("subscription", item.subscription.as_str());
+    if let Some(name) = &item.name {
+        el.set_attr("name", name.as_str());
+    }
+    if item.ask {
+        el.set_attr("ask", "subscribe");
+    }
+    if item.approved {
+        el.set_attr("approved", "true");
+    }
+    for group in &item.groups {
+        el.push_child(Element::new("group", ns::ROSTER).with_text(group.as_str()));
+    }
+    el
+}
+
+fn query(version: u64) -> Element {
+    Element::new("query", ns::ROSTER).with_attr("ver", version.to_string())
+}
+
+/// A roster push of one row to one resource (§2.1.6), carrying the row's version.
+fn push(to: &Jid, item: &RosterItem) -> Element {
+    Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("id", format!("push-{}", token::token(12)))
+        .with_attr("to", to.to_string())
+        .with_child(query(item.version).with_child(item_element(item)))
+}
+
+impl Router {
+    /// Every row of an account's roster; storage trouble is logged and reads as empty.
+    pub(crate) async fn roster_rows(&self, account: &Jid) -> Vec<RosterItem> {
+        match self.stores.rosters.roster(account).await {
+            Ok(roster) => roster.items,
+            Err(e) => {
+                tracing::warn!(error = %e, "roster read failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// §2.1.6 roster push to every resource that requested the roster.
+    pub(crate) async fn push_roster(&self, account: &Jid, item: &RosterItem) {
+        for s in self.sessions(account).await.iter().filter(|s| s.interested) {
+            self.send(s, push(&s.jid, item)).await;
+        }
+    }
+}
+
+pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
+    let account = stanza.from.bare();
+    let request = stanza.payload().expect("dispatched with a payload");
+    if request.children().next().is_some() {
+        return Err(StanzaError::new(StanzaCondition::BadRequest));
+    }
+    let roster = router.stores.rosters.roster(&account).await.map_err(|e| {
+        tracing::warn!(error = %e, "roster read failed");
+        StanzaError::new(StanzaCondition::InternalServerError)
+    })?;
+    let sessions = router.sessions(&account).await;
+    if let Some(me) = sessions.iter().find(|s| s.jid == stanza.from) {
+        router
+            .update_session(me, Box::new(|r| r.interested = true))
+            .await;
+    }
+    let known = request
+        .attr("ver")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|v| *v <= roster.version);
+    if let Some(since) = known {
+        let changed = roster.items.iter().filter(|i| i.version > since);
+        let then = changed.map(|item| push(&stanza.from, item)).collect();
+        return Ok(Answer { payload: None, then });
+    }
+    let mut result = query(roster.version);
+    for item in roster.items.iter().filter(|i| i.listed) {
+        result.push_child(item_element(item));
+    }
+    Ok(Answer::with(result))
+}
+
+/// A validated roster set.
+struct Requested {
+    jid: Jid,
+    remove: bool,
+    name: Option<String>,
+    groups: Vec<String>,
+}
+
+fn parse_set(stanza: &Stanza) -> Result<Requested, StanzaError> {
+    let request = stanza.payload().expect("dispatched with a payload");
+    let items: Vec<&Element> = request.children().collect();
+    let [item] = items.as_slice() else {
+        return Err(error(StanzaCondition::BadRequest, "a roster set carries exactly one item"));
+    };
+    if !item.is("item", ns::ROSTER) {
+        return Err(StanzaError::new(StanzaCondition::BadRequest));
+    }
+    let jid = item
+        .attr("jid")
+        .and_then(|j| Jid::parse(j).ok())
+        .ok_or_else(|| StanzaError::new(StanzaCondition::JidMalformed))?;
+    let name = item.attr("name").filter(|n| !n.is_empty()).map(str::to_owned);
+    if name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
+        return Err(error(StanzaCondition::NotAcceptable, "the name is too long"));
+    }
+    let mut groups: Vec<String> = Vec::new();
+    for g in item.children().filter(|g| g.is("group", ns::ROSTER)) {
+        let g = g.text();
+        if g.is_empty() || g.len() > MAX_NAME_BYTES {
+            return Err(error(StanzaCondition::NotAcceptable, "a group name is empty or too long"));
+        }
+        if groups.contains(&g) {
+            return Err(error(StanzaCondition::BadRequest, "duplicate group"));
+        }
+        groups.push(g);
+    }
+    if groups.len() > MAX_GROUPS {
+        return Err(error(StanzaCondition::NotAcceptable, "too many groups"));
+    }
+    Ok(Requested {
+        jid,
+        remove: item.attr("subscription") == Some("remove"),
+        name,
+        groups,
+    })
+}
+
+pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
+    let account = stanza.from.bare();
+    let req = parse_set(stanza)?;
+    if req.jid == account {
+        return Err(error(StanzaCondition::NotAllowed, "an account cannot list itself"));
+    }
+    let rosters = &router.stores.rosters;
+    let storage_error = |e: switchyard_storage::StorageError| {
+        tracing::warn!(error = %e, "roster write failed");
+        StanzaError::new(StanzaCondition::InternalServerError)
+    };
+    if req.remove {
+        return remove(router, stanza, &account, &req.jid).await;
+    }
+    let roster = rosters.roster(&account).await.map_err(storage_error)?;
+    let exists = roster.items.iter().any(|i| i.jid == req.jid);
+    if !exists && roster.items.len() >= router.config.max_roster_items {
+        return Err(error(StanzaCondition::NotAllowed, "the roster is full"));
+    }
+    let (name, groups, jid) = (req.name, req.groups, req.jid.clone());
+    let edit = Box::new(move |row: Option<RosterItem>| {
+        let mut row = row.unwrap_or_else(|| RosterItem::new(jid));
+        row.name = name;
+        row.groups = groups;
+        row.listed = true;
+        Some(row)
+    });
+    let update = rosters.update(&account, &req.jid, edit).await.map_err(storage_error)?;
+    if let Some(after) = &update.after {
+        router.push_roster(&account, after).await;
+    }
+    Ok(Answer::empty())
+}
+
+/// §2.5.2: unsubscribe and unsubscribed as owed, then the row becomes a tombstone.
+async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) -> Outcome {
+    let row = router.stores.rosters.item(account, contact).await.map_err(|e| {
+        tracing::warn!(error = %e, "roster read failed");
+        StanzaError::new(StanzaCondition::InternalServerError)
+    })?;
+    let Some(row) = row.filter(|r| r.listed) else {
+        return Err(StanzaError::new(StanzaCondition::ItemNotFound));
+    };
+    let cancel = |kind: Kind| {
+        let el = Element::new("presence", ns::CLIENT)
+            .with_attr("from", stanza.from.to_string())
+            .with_attr("to", contact.to_string())
+            .with_attr("type", kind.as_str());
+        Stanza::from_element(el).expect("well-formed presence")
+    };
+    if row.subscription.has_to() || row.ask {
+        router.route_subscription(cancel(Kind::Unsubscribe), Kind::Unsubscribe).await;
+    }
+    if row.subscription.has_from() || row.pending_in.is_some() {
+        router.route_subscription(cancel(Kind::Unsubscribed), Kind::Unsubscribed).await;
+    }
+    let edit = Box::new(|row: Option<RosterItem>| {
+        let mut row = row?;
+        row.listed = false;
+        row.approved = false;
+        row.name = None;
+        row.groups.clear();
+        Some(row)
+    });
+    let update = router.stores.rosters.update(account, contact, edit).await.map_err(|e| {
+        tracing::warn!(error = %e, "roster write failed");
+        StanzaError::new(StanzaCondition::InternalServerError)
+    })?;
+    if let Some(after) = &update.after {
+        router.push_roster(account, after).await;
+    }
+    Ok(Answer::empty())
+}

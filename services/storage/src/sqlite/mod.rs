@@ -1,0 +1,127 @@
+//! Embedded SQLite backend: the single-node default, one file in the data directory.
+//!
+//! rusqlite is blocking, so every call runs on tokio's blocking pool behind one connection
+//! (SQLite serializes writers anyway). Schema versions live in `PRAGMA user_version` and
+//! are applied in order at open. Every per-account table references `accounts` with
+//! `ON DELETE CASCADE`, so removing an account removes its data, and a write for an
+//! account that does not exist fails.
+
+mod accounts;
+mod im;
+
+use crate::StorageError;
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE accounts (
+        jid TEXT PRIMARY KEY NOT NULL,
+        sha1_salt BLOB NOT NULL, sha1_iterations INTEGER NOT NULL,
+        sha1_stored_key BLOB NOT NULL, sha1_server_key BLOB NOT NULL,
+        sha256_salt BLOB NOT NULL, sha256_iterations INTEGER NOT NULL,
+        sha256_stored_key BLOB NOT NULL, sha256_server_key BLOB NOT NULL
+    )",
+    "ALTER TABLE accounts ADD COLUMN roster_version INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE roster (
+        account TEXT NOT NULL REFERENCES accounts(jid) ON DELETE CASCADE,
+        contact TEXT NOT NULL,
+        name TEXT,
+        groups TEXT NOT NULL,
+        subscription TEXT NOT NULL,
+        ask INTEGER NOT NULL,
+        approved INTEGER NOT NULL,
+        pending_in TEXT,
+        listed INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (account, contact)
+     );
+     CREATE TABLE offline (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account TEXT NOT NULL REFERENCES accounts(jid) ON DELETE CASCADE,
+        stanza TEXT NOT NULL
+     );
+     CREATE INDEX offline_by_account ON offline (account, id);
+     CREATE TABLE blocks (
+        account TEXT NOT NULL REFERENCES accounts(jid) ON DELETE CASCADE,
+        jid TEXT NOT NULL,
+        PRIMARY KEY (account, jid)
+     );
+     CREATE TABLE documents (
+        account TEXT NOT NULL REFERENCES accounts(jid) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (account, key)
+     );",
+];
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StorageError::Unavailable(e.to_string()))?
+    }
+}
+
+/// A write that violated the `accounts` reference: the account does not exist.
+fn missing_account(e: rusqlite::Error) -> StorageError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StorageError::NotFound,
+        _ => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AccountStore;
+    use switchyard_core::sasl::StoredCredentials;
+    use switchyard_core::Jid;
+
+    #[tokio::test]
+    async fn conforms_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.db");
+        let store = SqliteStore::open(&path).unwrap();
+        crate::conformance::backend(&store).await;
+        let alice = Jid::parse("persist@localhost").unwrap();
+        let creds = StoredCredentials::from_password("pw", 4096).unwrap();
+        store.create(&alice, &creds).await.unwrap();
+        drop(store);
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(reopened.credentials(&alice).await.unwrap(), Some(creds));
+    }
+}
