@@ -121,13 +121,24 @@ pub(crate) async fn change(router: &Router, stanza: &Stanza) -> Outcome {
         if jids.is_empty() {
             return Err(StanzaError::new(StanzaCondition::BadRequest));
         }
-        router.presence_for_block_change(&account, &jids, false).await;
+        router
+            .presence_for_block_change(&account, &jids, false)
+            .await;
         store.block(&account, &jids).await.map_err(storage_error)?;
     } else {
         let before = store.blocked(&account).await.map_err(storage_error)?;
-        store.unblock(&account, &jids).await.map_err(storage_error)?;
-        let freed = if jids.is_empty() { before } else { jids.clone() };
-        router.presence_for_block_change(&account, &freed, true).await;
+        store
+            .unblock(&account, &jids)
+            .await
+            .map_err(storage_error)?;
+        let freed = if jids.is_empty() {
+            before
+        } else {
+            jids.clone()
+        };
+        router
+            .presence_for_block_change(&account, &freed, true)
+            .await;
     }
     for item in items(&jids) {
         pushed.push_child(item);

@@ -50,7 +50,11 @@ pub(crate) async fn account_info(router: &Router, stanza: &Stanza) -> Outcome {
     let (account, asker) = (stanza.effective_to().bare(), stanza.from.bare());
     if account != asker {
         let item = router.stores.rosters.item(&account, &asker).await;
-        if !item.ok().flatten().is_some_and(|i| i.subscription.has_from()) {
+        if !item
+            .ok()
+            .flatten()
+            .is_some_and(|i| i.subscription.has_from())
+        {
             return Err(StanzaError::new(StanzaCondition::ServiceUnavailable));
         }
     }

@@ -44,9 +44,15 @@ impl Router {
             return;
         }
         if self.inbound_blocked(&stanza, &to).await {
-            return self.bounce_with(&stanza, StanzaCondition::ServiceUnavailable).await;
+            return self
+                .bounce_with(&stanza, StanzaCondition::ServiceUnavailable)
+                .await;
         }
-        let session = self.sessions(&to.bare()).await.into_iter().find(|s| s.jid == to);
+        let session = self
+            .sessions(&to.bare())
+            .await
+            .into_iter()
+            .find(|s| s.jid == to);
         match session {
             Some(s) if !stanza.is_iq_request() || self.shares_presence(&stanza, &s).await => {
                 self.send(&s, stanza.element).await;
@@ -78,9 +84,18 @@ impl Router {
         true
     }
 
-    async fn shares_presence(&self, stanza: &Stanza, to: &switchyard_storage::SessionRecord) -> bool {
+    async fn shares_presence(
+        &self,
+        stanza: &Stanza,
+        to: &switchyard_storage::SessionRecord,
+    ) -> bool {
         let sender = stanza.from.bare();
-        if sender == to.jid.bare() || to.directed.iter().any(|d| *d == sender || *d == stanza.from) {
+        if sender == to.jid.bare()
+            || to
+                .directed
+                .iter()
+                .any(|d| *d == sender || *d == stanza.from)
+        {
             return true;
         }
         match self.stores.rosters.item(&to.jid.bare(), &sender).await {

@@ -48,23 +48,44 @@ impl Router {
 pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
     let to = stanza.effective_to();
     if router.is_server(&to) {
-        return Ok(Answer::with(query(router.started.elapsed().as_secs(), String::new())));
+        return Ok(Answer::with(query(
+            router.started.elapsed().as_secs(),
+            String::new(),
+        )));
     }
     let asker = stanza.from.bare();
     if asker != to {
-        let item = router.stores.rosters.item(&to, &asker).await.map_err(storage_error)?;
+        let item = router
+            .stores
+            .rosters
+            .item(&to, &asker)
+            .await
+            .map_err(storage_error)?;
         if !item.is_some_and(|i| i.subscription.has_from()) {
             return Err(StanzaError::new(StanzaCondition::Forbidden));
         }
     }
-    if router.sessions(&to).await.iter().any(|s| s.presence.is_some()) {
+    if router
+        .sessions(&to)
+        .await
+        .iter()
+        .any(|s| s.presence.is_some())
+    {
         return Ok(Answer::with(query(0, String::new())));
     }
-    let stored = router.stores.documents.get(&to, KEY).await.map_err(storage_error)?;
+    let stored = router
+        .stores
+        .documents
+        .get(&to, KEY)
+        .await
+        .map_err(storage_error)?;
     let record = stored.and_then(|s| Element::parse(&s).ok());
     let Some(record) = record else {
         return Err(StanzaError::new(StanzaCondition::ItemNotFound));
     };
-    let at: u64 = record.attr("seconds").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let at: u64 = record
+        .attr("seconds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     Ok(Answer::with(query(now().saturating_sub(at), record.text())))
 }

@@ -47,7 +47,9 @@ pub(crate) fn bare_targets(
     kind: MessageType,
     policy: BareDelivery,
 ) -> Vec<&SessionRecord> {
-    let eligible = sessions.iter().filter(|s| s.priority().is_some_and(|p| p >= 0));
+    let eligible = sessions
+        .iter()
+        .filter(|s| s.priority().is_some_and(|p| p >= 0));
     match (kind, policy) {
         (MessageType::Headline, _) | (_, BareDelivery::AllNonNegative) => eligible.collect(),
         _ => {
@@ -163,15 +165,25 @@ mod tests {
             session("unavailable", None),
         ];
         let pick = |kind, policy| resources(bare_targets(&all, kind, policy));
-        assert_eq!(pick(MessageType::Chat, BareDelivery::HighestPriority), ["a", "b"]);
-        assert_eq!(pick(MessageType::Normal, BareDelivery::AllNonNegative), ["a", "b", "c"]);
+        assert_eq!(
+            pick(MessageType::Chat, BareDelivery::HighestPriority),
+            ["a", "b"]
+        );
+        assert_eq!(
+            pick(MessageType::Normal, BareDelivery::AllNonNegative),
+            ["a", "b", "c"]
+        );
         assert_eq!(
             pick(MessageType::Headline, BareDelivery::HighestPriority),
             ["a", "b", "c"],
             "§8.5.2.1.1: headlines go to all non-negative resources"
         );
         let negative_only = [session("neg", Some(-1)), session("idle", None)];
-        assert!(bare_targets(&negative_only, MessageType::Chat, BareDelivery::AllNonNegative)
-            .is_empty());
+        assert!(bare_targets(
+            &negative_only,
+            MessageType::Chat,
+            BareDelivery::AllNonNegative
+        )
+        .is_empty());
     }
 }

@@ -36,10 +36,17 @@ impl Router {
                 .with_text("Offline Storage"),
         );
         let quota = self.config.offline_quota;
-        let error = match self.stores.offline.push(account, &el.to_xml(""), quota).await {
+        let error = match self
+            .stores
+            .offline
+            .push(account, &el.to_xml(""), quota)
+            .await
+        {
             Ok(()) => return,
-            Err(StorageError::QuotaExceeded) => StanzaError::new(StanzaCondition::ServiceUnavailable)
-                .with_text("the recipient's offline storage is full"),
+            Err(StorageError::QuotaExceeded) => {
+                StanzaError::new(StanzaCondition::ServiceUnavailable)
+                    .with_text("the recipient's offline storage is full")
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "offline storage failed");
                 StanzaError::new(StanzaCondition::InternalServerError)

@@ -59,10 +59,7 @@ impl Router {
             }
             Some(t) => match Kind::parse(t) {
                 Some(kind) => self.route_subscription(stanza, kind).await,
-                None => {
-                    self.bounce_with(&stanza, StanzaCondition::BadRequest)
-                        .await
-                }
+                None => self.bounce_with(&stanza, StanzaCondition::BadRequest).await,
             },
         }
     }
@@ -92,17 +89,27 @@ impl Router {
         self.update_session(&me, edit).await;
         let account = me.jid.bare();
         let roster = self.roster_rows(&account).await;
-        for item in roster.iter().filter(|i| i.listed && i.subscription.has_from()) {
+        for item in roster
+            .iter()
+            .filter(|i| i.listed && i.subscription.has_from())
+        {
             let el = addressed(stanza.element.clone(), &item.jid);
             self.deliver_presence(&me.jid, &item.jid, el).await;
         }
-        for s in own.iter().filter(|s| s.presence.is_some() || s.jid == me.jid) {
-            self.send(s, addressed(stanza.element.clone(), &account)).await;
+        for s in own
+            .iter()
+            .filter(|s| s.presence.is_some() || s.jid == me.jid)
+        {
+            self.send(s, addressed(stanza.element.clone(), &account))
+                .await;
         }
         if !initial {
             return;
         }
-        for item in roster.iter().filter(|i| i.listed && i.subscription.has_to()) {
+        for item in roster
+            .iter()
+            .filter(|i| i.listed && i.subscription.has_to())
+        {
             self.answer_probe(&me.jid, &item.jid).await;
         }
         for sibling in own.iter().filter(|s| s.jid != me.jid) {
@@ -135,12 +142,19 @@ impl Router {
             .filter(|i| i.listed && i.subscription.has_from())
             .map(|i| i.jid)
             .collect();
-        let directed = me.directed.iter().filter(|d| !subscribers.contains(&d.bare()));
+        let directed = me
+            .directed
+            .iter()
+            .filter(|d| !subscribers.contains(&d.bare()));
         for to in subscribers.iter().chain(directed) {
-            self.deliver_presence(&me.jid, to, addressed(el.clone(), to)).await;
+            self.deliver_presence(&me.jid, to, addressed(el.clone(), to))
+                .await;
         }
         let own = self.sessions(&account).await;
-        for s in own.iter().filter(|s| s.presence.is_some() || (graceful && s.jid == me.jid)) {
+        for s in own
+            .iter()
+            .filter(|s| s.presence.is_some() || (graceful && s.jid == me.jid))
+        {
             self.send(s, addressed(el.clone(), &account)).await;
         }
         if !own.iter().any(|s| s.presence.is_some()) {

@@ -46,7 +46,9 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
     let data = stored
         .and_then(|s| Element::parse(&s).ok())
         .unwrap_or_else(|| child.clone());
-    Ok(Answer::with(Element::new("query", ns::PRIVATE).with_child(data)))
+    Ok(Answer::with(
+        Element::new("query", ns::PRIVATE).with_child(data),
+    ))
 }
 
 pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {

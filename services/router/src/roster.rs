@@ -83,7 +83,16 @@ impl Router {
     }
 }
 
+/// §2.1.5: only the owner may read or edit a roster.
+fn owner_only(stanza: &Stanza) -> Result<(), StanzaError> {
+    if stanza.effective_to() != stanza.from.bare() {
+        return Err(StanzaError::new(StanzaCondition::Forbidden));
+    }
+    Ok(())
+}
+
 pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
+    owner_only(stanza)?;
     let account = stanza.from.bare();
     let request = stanza.payload().expect("dispatched with a payload");
     if request.children().next().is_some() {
@@ -104,9 +113,17 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|v| *v <= roster.version);
     if let Some(since) = known {
-        let changed = roster.items.iter().filter(|i| i.version > since);
-        let then = changed.map(|item| push(&stanza.from, item)).collect();
-        return Ok(Answer { payload: None, then });
+        let mut changed: Vec<&RosterItem> =
+            roster.items.iter().filter(|i| i.version > since).collect();
+        changed.sort_by_key(|i| i.version); // §2.6.3: in the order of modification
+        let then = changed
+            .iter()
+            .map(|item| push(&stanza.from, item))
+            .collect();
+        return Ok(Answer {
+            payload: None,
+            then,
+        });
     }
     let mut result = query(roster.version);
     for item in roster.items.iter().filter(|i| i.listed) {
@@ -127,7 +144,10 @@ fn parse_set(stanza: &Stanza) -> Result<Requested, StanzaError> {
     let request = stanza.payload().expect("dispatched with a payload");
     let items: Vec<&Element> = request.children().collect();
     let [item] = items.as_slice() else {
-        return Err(error(StanzaCondition::BadRequest, "a roster set carries exactly one item"));
+        return Err(error(
+            StanzaCondition::BadRequest,
+            "a roster set carries exactly one item",
+        ));
     };
     if !item.is("item", ns::ROSTER) {
         return Err(StanzaError::new(StanzaCondition::BadRequest));
@@ -136,15 +156,24 @@ fn parse_set(stanza: &Stanza) -> Result<Requested, StanzaError> {
         .attr("jid")
         .and_then(|j| Jid::parse(j).ok())
         .ok_or_else(|| StanzaError::new(StanzaCondition::JidMalformed))?;
-    let name = item.attr("name").filter(|n| !n.is_empty()).map(str::to_owned);
+    let name = item
+        .attr("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
     if name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
-        return Err(error(StanzaCondition::NotAcceptable, "the name is too long"));
+        return Err(error(
+            StanzaCondition::NotAcceptable,
+            "the name is too long",
+        ));
     }
     let mut groups: Vec<String> = Vec::new();
     for g in item.children().filter(|g| g.is("group", ns::ROSTER)) {
         let g = g.text();
         if g.is_empty() || g.len() > MAX_NAME_BYTES {
-            return Err(error(StanzaCondition::NotAcceptable, "a group name is empty or too long"));
+            return Err(error(
+                StanzaCondition::NotAcceptable,
+                "a group name is empty or too long",
+            ));
         }
         if groups.contains(&g) {
             return Err(error(StanzaCondition::BadRequest, "duplicate group"));
@@ -163,10 +192,14 @@ fn parse_set(stanza: &Stanza) -> Result<Requested, StanzaError> {
 }
 
 pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
+    owner_only(stanza)?;
     let account = stanza.from.bare();
     let req = parse_set(stanza)?;
     if req.jid == account {
-        return Err(error(StanzaCondition::NotAllowed, "an account cannot list itself"));
+        return Err(error(
+            StanzaCondition::NotAllowed,
+            "an account cannot list itself",
+        ));
     }
     let rosters = &router.stores.rosters;
     let storage_error = |e: switchyard_storage::StorageError| {
@@ -189,7 +222,10 @@ pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
         row.listed = true;
         Some(row)
     });
-    let update = rosters.update(&account, &req.jid, edit).await.map_err(storage_error)?;
+    let update = rosters
+        .update(&account, &req.jid, edit)
+        .await
+        .map_err(storage_error)?;
     if let Some(after) = &update.after {
         router.push_roster(&account, after).await;
     }
@@ -198,10 +234,15 @@ pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
 
 /// §2.5.2: unsubscribe and unsubscribed as owed, then the row becomes a tombstone.
 async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) -> Outcome {
-    let row = router.stores.rosters.item(account, contact).await.map_err(|e| {
-        tracing::warn!(error = %e, "roster read failed");
-        StanzaError::new(StanzaCondition::InternalServerError)
-    })?;
+    let row = router
+        .stores
+        .rosters
+        .item(account, contact)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "roster read failed");
+            StanzaError::new(StanzaCondition::InternalServerError)
+        })?;
     let Some(row) = row.filter(|r| r.listed) else {
         return Err(StanzaError::new(StanzaCondition::ItemNotFound));
     };
@@ -213,10 +254,14 @@ async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) 
         Stanza::from_element(el).expect("well-formed presence")
     };
     if row.subscription.has_to() || row.ask {
-        router.route_subscription(cancel(Kind::Unsubscribe), Kind::Unsubscribe).await;
+        router
+            .route_subscription(cancel(Kind::Unsubscribe), Kind::Unsubscribe)
+            .await;
     }
     if row.subscription.has_from() || row.pending_in.is_some() {
-        router.route_subscription(cancel(Kind::Unsubscribed), Kind::Unsubscribed).await;
+        router
+            .route_subscription(cancel(Kind::Unsubscribed), Kind::Unsubscribed)
+            .await;
     }
     let edit = Box::new(|row: Option<RosterItem>| {
         let mut row = row?;
@@ -226,10 +271,15 @@ async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) 
         row.groups.clear();
         Some(row)
     });
-    let update = router.stores.rosters.update(account, contact, edit).await.map_err(|e| {
-        tracing::warn!(error = %e, "roster write failed");
-        StanzaError::new(StanzaCondition::InternalServerError)
-    })?;
+    let update = router
+        .stores
+        .rosters
+        .update(account, contact, edit)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "roster write failed");
+            StanzaError::new(StanzaCondition::InternalServerError)
+        })?;
     if let Some(after) = &update.after {
         router.push_roster(account, after).await;
     }

@@ -154,6 +154,3 @@ impl Router {
             .await;
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -81,7 +81,8 @@ pub(crate) struct Inbound {
 }
 
 fn or_new(row: Option<&RosterItem>, contact: &switchyard_core::Jid) -> RosterItem {
-    row.cloned().unwrap_or_else(|| RosterItem::new(contact.clone()))
+    row.cloned()
+        .unwrap_or_else(|| RosterItem::new(contact.clone()))
 }
 
 /// The new row (if it changes) and effects for a stanza the user sends to `contact`.

@@ -54,13 +54,15 @@ impl Router {
         if fx.unavailable_first {
             self.presence_of_resources(&user, &contact, false).await;
         }
+        // Pushed before routing: a local contact's automatic answer changes the row
+        // again, and its push must come last.
+        self.push_if_visible(&user, &update).await;
         if fx.route {
             let mut el = stanza.element;
             el.set_attr("from", user.to_string());
             el.set_attr("to", contact.to_string());
             self.inbound_subscription(el, kind, &user, &contact).await;
         }
-        self.push_if_visible(&user, &update).await;
         if fx.presence_after {
             self.presence_of_resources(&user, &contact, true).await;
         }

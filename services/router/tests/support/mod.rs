@@ -1,0 +1,195 @@
+//! A router over memory backends with a recording edge: tests connect resources, send
+//! stanzas as those resources and read what each connection received.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use switchyard_core::sasl::StoredCredentials;
+use switchyard_core::{ns, Element, Jid, Stanza, StreamCondition};
+use switchyard_router::{EdgeDelivery, Router, RouterConfig, ServerInfo, Undeliverable};
+use switchyard_storage::{AccountStore, MemoryRegistry, MemoryStore, SessionRecord, Stores};
+
+#[derive(Debug, Default)]
+pub struct Edge {
+    connected: Mutex<HashSet<u64>>,
+    received: Mutex<HashMap<u64, Vec<Element>>>,
+    pub terminated: Mutex<Vec<(u64, StreamCondition)>>,
+}
+
+#[async_trait]
+impl EdgeDelivery for Edge {
+    async fn deliver(&self, _: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
+        if !self.connected.lock().unwrap().contains(&conn) {
+            return Err(Undeliverable);
+        }
+        self.received
+            .lock()
+            .unwrap()
+            .entry(conn)
+            .or_default()
+            .push(stanza);
+        Ok(())
+    }
+
+    async fn terminate(&self, _: &str, conn: u64, condition: StreamCondition) {
+        self.terminated.lock().unwrap().push((conn, condition));
+    }
+}
+
+/// One bound resource.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub jid: Jid,
+    pub conn: u64,
+}
+
+#[derive(Debug)]
+pub struct World {
+    pub router: Router,
+    pub edge: Arc<Edge>,
+    pub store: Arc<MemoryStore>,
+    next_conn: AtomicU64,
+}
+
+/// Parses test XML written without the `jabber:client` namespace.
+pub fn xml(text: &str) -> Element {
+    let at = text.find([' ', '>', '/']).expect("a tag");
+    let with_ns = format!("{} xmlns='{}'{}", &text[..at], ns::CLIENT, &text[at..]);
+    Element::parse(&with_ns).expect("test XML")
+}
+
+pub fn jid(s: &str) -> Jid {
+    Jid::parse(s).expect("test JID")
+}
+
+impl World {
+    pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(tune: impl FnOnce(&mut RouterConfig)) -> Self {
+        let info = ServerInfo {
+            name: "Switchyard",
+            version: "test",
+            expose_version: true,
+        };
+        let mut config = RouterConfig::new(vec!["localhost".into()], info);
+        tune(&mut config);
+        let edge = Arc::new(Edge::default());
+        let store = Arc::new(MemoryStore::default());
+        let router = Router::new(
+            config,
+            Arc::new(MemoryRegistry::default()),
+            Stores::of(store.clone()),
+            edge.clone(),
+        );
+        Self {
+            router,
+            edge,
+            store,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// Creates accounts `name@localhost`.
+    pub async fn accounts(&self, names: &[&str]) {
+        let creds = StoredCredentials::from_password("pw", 4096).unwrap();
+        for name in names {
+            let account = jid(&format!("{name}@localhost"));
+            self.store.create(&account, &creds).await.unwrap();
+        }
+    }
+
+    /// Binds a resource (not yet available).
+    pub async fn connect(&self, full: &str) -> Client {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        self.edge.connected.lock().unwrap().insert(conn);
+        let jid = jid(full);
+        let record = SessionRecord::bound(jid.clone(), "edge", conn);
+        self.router.bind(record).await.unwrap();
+        Client { jid, conn }
+    }
+
+    /// Binds, requests the roster and sends initial presence, like a typical client.
+    pub async fn login(&self, full: &str) -> Client {
+        self.login_with(full, "<presence/>").await
+    }
+
+    pub async fn login_with(&self, full: &str, presence: &str) -> Client {
+        let c = self.connect(full).await;
+        self.send(
+            &c,
+            "<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+        self.send(&c, presence).await;
+        c
+    }
+
+    /// The connection drops (no unavailable presence from the client).
+    pub async fn drop_connection(&self, c: &Client) {
+        self.edge.connected.lock().unwrap().remove(&c.conn);
+        self.router.unbind(&c.jid, c.conn).await;
+    }
+
+    /// Sends a stanza as `from` (the edge stamps `from`).
+    pub async fn send(&self, from: &Client, text: &str) {
+        let mut el = xml(text);
+        el.set_attr("from", from.jid.to_string());
+        self.router
+            .route(Stanza::from_element(el).expect("a stanza"))
+            .await;
+    }
+
+    /// Everything the connection received since the last call.
+    pub fn take(&self, c: &Client) -> Vec<Element> {
+        self.edge
+            .received
+            .lock()
+            .unwrap()
+            .remove(&c.conn)
+            .unwrap_or_default()
+    }
+
+    /// Sends and returns the one reply the sender got (panics otherwise).
+    pub async fn ask(&self, from: &Client, text: &str) -> Element {
+        self.take(from);
+        self.send(from, text).await;
+        let mut got = self.take(from);
+        assert_eq!(got.len(), 1, "expected one reply, got {got:#?}");
+        got.remove(0)
+    }
+}
+
+/// The stanza error condition of an error reply.
+pub fn condition(el: &Element) -> Option<String> {
+    assert_eq!(el.attr("type"), Some("error"), "not an error: {el:?}");
+    let error = el.child("error", ns::CLIENT)?;
+    error
+        .children()
+        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+/// Stanzas of one kind (`presence`, `message`, `iq`), optionally filtered by `type`.
+pub fn of<'a>(got: &'a [Element], name: &str, kind: Option<&str>) -> Vec<&'a Element> {
+    got.iter()
+        .filter(|e| e.name() == name && e.attr("type") == kind)
+        .collect()
+}
+
+/// The `<item/>` of a roster push, if `el` is one.
+pub fn pushed_item(el: &Element) -> Option<&Element> {
+    if el.name() != "iq" || el.attr("type") != Some("set") {
+        return None;
+    }
+    el.child("query", "jabber:iq:roster")?
+        .child("item", "jabber:iq:roster")
+}
+
+pub fn pushes(got: &[Element]) -> Vec<&Element> {
+    got.iter().filter_map(pushed_item).collect()
+}
