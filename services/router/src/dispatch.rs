@@ -81,14 +81,9 @@ pub(crate) const TABLE: &[Entry] = &[
     entry!("set", ns::CARBONS, SERVER_OR_OWN, crate::carbons::toggle),
     entry!("get", ns::VCARD, ACCOUNTS, crate::vcard::get),
     entry!("set", ns::VCARD, OWN, crate::vcard::set),
-    entry!("get", ns::PRIVATE, ACCOUNTS, crate::private::get),
-    entry!("set", ns::PRIVATE, ACCOUNTS, crate::private::set),
-    entry!(
-        "get",
-        ns::LAST,
-        &[Target::Server, Target::Other],
-        crate::last::get
-    ),
+    entry!("get", ns::PRIVATE, OWN, crate::private::get),
+    entry!("set", ns::PRIVATE, OWN, crate::private::set),
+    entry!("get", ns::LAST, ANY, crate::last::get),
 ];
 
 /// Features served at a target, for disco#info; XEP-0092 only when the version is exposed.
