@@ -150,7 +150,7 @@ pub struct StanzaError {
     pub kind: ErrorType,
     pub text: Option<String>,
     /// An application-specific condition (RFC 6120 §8.3.2), e.g. XEP-0191's `<blocked/>`.
-    pub app: Option<Element>,
+    pub app: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -164,7 +164,7 @@ impl StanzaError {
     }
 
     pub fn with_app(mut self, condition: Element) -> Self {
-        self.app = Some(condition);
+        self.app = Some(Box::new(condition));
         self
     }
 
@@ -188,7 +188,7 @@ impl StanzaError {
             );
         }
         if let Some(app) = &self.app {
-            err.push_child(app.clone());
+            err.push_child(app.as_ref().clone());
         }
         err
     }

@@ -273,7 +273,7 @@ async fn removal_takes_everything<B: Backend>(store: &B) {
     store.update(&owner, &contact, row).await.expect("roster");
     store.push(&owner, "<message/>", 10).await.expect("offline");
     store
-        .block(&owner, &[contact.clone()])
+        .block(&owner, std::slice::from_ref(&contact))
         .await
         .expect("block");
     store
@@ -339,7 +339,7 @@ pub async fn registry(reg: &dyn SessionRegistry) {
         None
     );
     let stored: Vec<_> = reg.sessions(&phone.bare()).await.expect("sessions");
-    assert!(stored.iter().any(|r| *r == updated), "update persisted");
+    assert!(stored.contains(&updated), "update persisted");
 
     // The replaced connection's late unbind must not remove its successor.
     assert_eq!(reg.unbind(&phone, 1).await.expect("stale unbind"), None);

@@ -82,9 +82,9 @@ async fn starttls_scram_plus_chat_and_server_iqs() {
         .child("service-unavailable", "urn:ietf:params:xml:ns:xmpp-stanzas")
         .is_some());
 
-    // Messages to someone offline bounce (never silently lost).
+    // Messages to an account that does not exist bounce (never silently lost).
     alice
-        .send("<message to='carol@localhost/x' type='chat' id='m9'><body>?</body></message>")
+        .send("<message to='nobody@localhost/x' type='chat' id='m9'><body>?</body></message>")
         .await;
     let bounce = alice.element().await;
     assert_eq!(

@@ -410,6 +410,64 @@ fn delivered_stanzas_are_written_only_when_established() {
     assert_eq!(sent(&out), "<message to='alice@localhost/phone'/>");
 }
 
+fn presence(from: &str, show: &str) -> Element {
+    Element::new("presence", ns::CLIENT)
+        .with_attr("from", from)
+        .with_child(Element::new("show", ns::CLIENT).with_text(show))
+}
+
+#[test]
+fn xep0352_inactive_holds_latest_presence_per_sender_until_a_message() {
+    let mut s = established();
+    assert!(
+        feed(&mut s, "<inactive xmlns='urn:xmpp:csi:0'/>").is_empty(),
+        "§4.2: no reply"
+    );
+    for (from, show) in [("a@x/1", "away"), ("b@x/1", "xa"), ("a@x/1", "dnd")] {
+        assert!(s.handle(Input::Deliver(presence(from, show))).is_empty());
+    }
+    let message = Element::new("message", ns::CLIENT).with_attr("from", "c@x/1");
+    let out = sent(&s.handle(Input::Deliver(message)));
+    assert_eq!(
+        out,
+        "<presence from='a@x/1'><show>dnd</show></presence>\
+         <presence from='b@x/1'><show>xa</show></presence>\
+         <message from='c@x/1'/>",
+        "latest per sender, in first-seen order, before the message"
+    );
+    // Still inactive: presence is held again; <active/> flushes it (§5.1).
+    assert!(s
+        .handle(Input::Deliver(presence("a@x/1", "chat")))
+        .is_empty());
+    let out = sent(&feed(&mut s, "<active xmlns='urn:xmpp:csi:0'/>"));
+    assert_eq!(out, "<presence from='a@x/1'><show>chat</show></presence>");
+    let out = sent(&s.handle(Input::Deliver(presence("a@x/1", "away"))));
+    assert!(out.contains("away"), "active again: delivered at once");
+}
+
+#[test]
+fn xep0352_holding_is_bounded() {
+    let mut s = established();
+    feed(&mut s, "<inactive xmlns='urn:xmpp:csi:0'/>");
+    let mut written = 0;
+    for i in 0..=super::csi::MAX_HELD {
+        let out = s.handle(Input::Deliver(presence(&format!("u{i}@x/r"), "away")));
+        written += out.len();
+    }
+    assert_eq!(
+        written,
+        super::csi::MAX_HELD + 1,
+        "past the bound everything is flushed"
+    );
+}
+
+#[test]
+fn xep0352_unknown_csi_element_is_a_stream_error() {
+    let mut s = established();
+    let out = feed(&mut s, "<sleepy xmlns='urn:xmpp:csi:0'/>");
+    assert_stream_error(&out, "unsupported-stanza-type");
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;

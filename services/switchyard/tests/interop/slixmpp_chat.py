@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Interop check: two slixmpp clients chat through a running Switchyard server.
 
+Scenario `chat` (default):
+
 Both accounts log in to HOST:PORT (STARTTLS by default, or direct TLS / XEP-0368
 with --direct-tls), client 1 sends a <message type='chat'> with a unique body to
 client 2's bound full JID, client 2 replies to the sender, and both receipts are
@@ -10,6 +12,13 @@ SCRAM GS2 header (i.e. which channel binding was used) are printed.
 The server certificate must be valid for the JIDs' domain (e.g. `localhost`) and
 is verified against --ca FILE; --insecure disables verification instead.
 No roster is fetched and no presence is sent unless --presence is given.
+
+Scenario `im` (RFC 6121 with slixmpp's own roster handling): both clients fetch
+the roster and send presence; client 1 subscribes to client 2, which approves
+(slixmpp's auto_authorize) and subscribes back; client 1 checks its roster item
+and receives client 2's presence; client 2 disconnects (client 1 sees it go
+unavailable); client 1 sends a chat message to client 2's bare JID; client 2
+logs in again and must receive it from offline storage with a XEP-0203 delay.
 
 Exit status: 0 on success; 1 with a "FAIL: ..." line on stderr on any error, or
 if login and the exchange take longer than 20 seconds in total.
@@ -64,6 +73,10 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("message", self.inbox.put_nowait)
         self.add_event_handler("message_error", self.inbox.put_nowait)
         self.add_event_handler("session_start", self._maybe_presence(args.presence))
+        self.register_plugin("xep_0203")
+        self.presences: asyncio.Queue = asyncio.Queue()
+        for event in ("got_online", "got_offline", "presence_subscribed"):
+            self.add_event_handler(event, self._presence_handler(event))
         for event, what in [
             ("connection_failed", "connection failed"),
             ("ssl_invalid_chain", "TLS certificate not trusted"),
@@ -75,6 +88,16 @@ class Client(slixmpp.ClientXMPP):
 
     def _maybe_presence(self, enabled: bool):
         return (lambda _: self.send_presence()) if enabled else (lambda _: None)
+
+    def _presence_handler(self, event: str):
+        return lambda presence: self.presences.put_nowait((event, presence["from"]))
+
+    async def presence_event(self, event: str, bare: str):
+        """Wait for a presence event (got_online, ...) from `bare`'s account."""
+        while True:
+            got, sender = await self.presences.get()
+            if got == event and sender.bare == bare:
+                return sender
 
     def _fail_handler(self, what: str):
         def handler(detail=None):
@@ -152,13 +175,63 @@ async def exchange(args, a: Client, b: Client, stage: list) -> None:
     print(f"{a.boundjid.full} received {pong!r} from {b.boundjid.full}")
 
 
+async def online_with_presence(args, clients, stage: list) -> None:
+    stage[0] = "logging in with roster and presence"
+    for c in clients:
+        c.connect(args.host, args.port)
+    await guarded(asyncio.gather(*(c.online for c in clients)), clients, stage[0])
+    for c in clients:
+        await guarded(c.get_roster(), clients, "fetching the roster")
+        c.send_presence()
+        print(f"{c.requested_jid}: bound {c.boundjid.full}, {c.auth_info}")
+
+
+async def im_exchange(args, a: Client, b: Client, stage: list, spare: list) -> None:
+    await online_with_presence(args, [a, b], stage)
+    bare_b = b.boundjid.bare
+    clients = [a, b]
+
+    stage[0] = "subscribing client 1 to client 2"
+    a.send_presence(pto=bare_b, ptype="subscribe")
+    await guarded(a.presence_event("presence_subscribed", bare_b), clients, stage[0])
+    stage[0] = "waiting for client 2's presence at client 1"
+    await guarded(a.presence_event("got_online", bare_b), clients, stage[0])
+    subscription = a.client_roster[bare_b]["subscription"]
+    if subscription not in ("to", "both"):
+        raise Failure(f"client 1's roster shows subscription={subscription!r} for {bare_b}")
+    print(f"{a.boundjid.bare} subscribed to {bare_b}: subscription={subscription}")
+
+    stage[0] = "waiting for client 2 to go unavailable"
+    b.disconnect()
+    await guarded(a.presence_event("got_offline", bare_b), [a], stage[0])
+
+    token = uuid.uuid4().hex
+    body = f"offline {token}"
+    a.send_message(mto=bare_b, mbody=body, mtype="chat")
+    await guarded(a.get_roster(), [a], "syncing after the offline message")
+
+    stage[0] = "waiting for the offline message after client 2 logs in again"
+    b2 = spare[0]
+    await online_with_presence(args, [b2], stage)
+    msg = await guarded(receive(b2, body, a.boundjid.full), [a, b2], stage[0])
+    if not msg["delay"]["stamp"]:
+        raise Failure("the offline message carries no XEP-0203 delay")
+    print(f"{b2.boundjid.full} received {body!r} from offline storage, "
+          f"stamped {msg['delay']['stamp']}")
+
+
 async def main_async(args) -> int:
     a = Client(args.jid1, args.pw1, args)
     b = Client(args.jid2, args.pw2, args)
+    spare = [Client(args.jid2, args.pw2, args)]
     stage = ["starting"]
     try:
-        await asyncio.wait_for(exchange(args, a, b, stage), TIMEOUT - CLOSE_GRACE)
-        print("PASS: chat message and reply delivered")
+        if args.scenario == "im":
+            run = im_exchange(args, a, b, stage, spare)
+        else:
+            run = exchange(args, a, b, stage)
+        await asyncio.wait_for(run, TIMEOUT - CLOSE_GRACE)
+        print(f"PASS: {args.scenario} scenario")
         return 0
     except Failure as e:
         print(f"FAIL: {e}", file=sys.stderr)
@@ -166,9 +239,10 @@ async def main_async(args) -> int:
         print(f"FAIL: timed out after {TIMEOUT - CLOSE_GRACE:.0f}s while {stage[0]}",
               file=sys.stderr)
     finally:
-        closing = [asyncio.ensure_future(c.disconnect(wait=CLOSE_GRACE / 2)) for c in (a, b)]
+        everyone = (a, b, *spare)
+        closing = [asyncio.ensure_future(c.disconnect(wait=CLOSE_GRACE / 2)) for c in everyone]
         await asyncio.wait(closing, timeout=CLOSE_GRACE)
-        for c in (a, b):
+        for c in everyone:
             c.cancel_connection_attempt()
             c.abort()
     return 1
@@ -184,6 +258,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     trust.add_argument("--ca", help="PEM file with the CA (or self-signed cert) to trust")
     trust.add_argument("--insecure", action="store_true",
                        help="do not verify the server certificate")
+    p.add_argument("--scenario", choices=["chat", "im"], default="chat")
     p.add_argument("--presence", action="store_true",
                    help="send initial presence after binding")
     p.add_argument("--jid1", required=True)

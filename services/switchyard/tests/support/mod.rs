@@ -183,6 +183,20 @@ impl Client {
         }
     }
 
+    /// Reads elements until one satisfies `wanted` (at most 50), returning it and the
+    /// ones read before it.
+    pub async fn until(&mut self, wanted: impl Fn(&Element) -> bool) -> (Element, Vec<Element>) {
+        let mut before = Vec::new();
+        for _ in 0..50 {
+            let e = self.element().await;
+            if wanted(&e) {
+                return (e, before);
+            }
+            before.push(e);
+        }
+        panic!("nothing wanted among {before:#?}");
+    }
+
     /// Opens a stream and returns the features.
     pub async fn open(&mut self) -> Element {
         self.framer = Framer::new(Limits::default());
