@@ -13,7 +13,7 @@
 //!   `domain/resource` that resource name on any account of the domain, and a domain
 //!   everything on it.
 
-use crate::dispatch::{Answer, Outcome};
+use crate::dispatch::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaError};
 
@@ -83,18 +83,13 @@ impl Router {
     }
 }
 
-fn storage_error(e: switchyard_storage::StorageError) -> StanzaError {
-    tracing::warn!(error = %e, "block list storage failed");
-    StanzaError::new(StanzaCondition::InternalServerError)
-}
-
 pub(crate) async fn list(router: &Router, stanza: &Stanza) -> Outcome {
     let jids = router
         .stores
         .blocks
         .blocked(&stanza.from.bare())
         .await
-        .map_err(storage_error)?;
+        .map_err(storage_failed("block list"))?;
     let mut list = Element::new("blocklist", ns::BLOCKING);
     for item in items(&jids) {
         list.push_child(item);
@@ -124,13 +119,19 @@ pub(crate) async fn change(router: &Router, stanza: &Stanza) -> Outcome {
         router
             .presence_for_block_change(&account, &jids, false)
             .await;
-        store.block(&account, &jids).await.map_err(storage_error)?;
+        store
+            .block(&account, &jids)
+            .await
+            .map_err(storage_failed("block list"))?;
     } else {
-        let before = store.blocked(&account).await.map_err(storage_error)?;
+        let before = store
+            .blocked(&account)
+            .await
+            .map_err(storage_failed("block list"))?;
         store
             .unblock(&account, &jids)
             .await
-            .map_err(storage_error)?;
+            .map_err(storage_failed("block list"))?;
         let freed = if jids.is_empty() {
             before
         } else {

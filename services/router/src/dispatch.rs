@@ -40,6 +40,16 @@ impl Answer {
 }
 
 pub(crate) type Outcome = Result<Answer, StanzaError>;
+
+/// For `map_err`: logs a storage failure of `what` and answers `internal-server-error`.
+pub(crate) fn storage_failed(
+    what: &'static str,
+) -> impl Fn(switchyard_storage::StorageError) -> StanzaError {
+    move |e| {
+        tracing::warn!(error = %e, "{what} storage failed");
+        StanzaError::new(StanzaCondition::InternalServerError)
+    }
+}
 pub(crate) type Reply<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 pub(crate) type Handler = for<'a> fn(&'a Router, &'a Stanza) -> Reply<'a>;
 

@@ -7,7 +7,7 @@
 //!   and contacts with a `from` or `both` subscription may ask; others get `forbidden`.
 //!   The time is recorded when the last available resource goes away.
 
-use crate::dispatch::{Answer, Outcome};
+use crate::dispatch::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaError};
@@ -24,11 +24,6 @@ fn query(seconds: u64, status: String) -> Element {
     Element::new("query", ns::LAST)
         .with_attr("seconds", seconds.to_string())
         .with_text(status)
-}
-
-fn storage_error(e: switchyard_storage::StorageError) -> StanzaError {
-    tracing::warn!(error = %e, "last activity storage failed");
-    StanzaError::new(StanzaCondition::InternalServerError)
 }
 
 impl Router {
@@ -60,7 +55,7 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
             .rosters
             .item(&to, &asker)
             .await
-            .map_err(storage_error)?;
+            .map_err(storage_failed("last activity"))?;
         if !item.is_some_and(|i| i.subscription.has_from()) {
             return Err(StanzaError::new(StanzaCondition::Forbidden));
         }
@@ -78,7 +73,7 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
         .documents
         .get(&to, KEY)
         .await
-        .map_err(storage_error)?;
+        .map_err(storage_failed("last activity"))?;
     let record = stored.and_then(|s| Element::parse(&s).ok());
     let Some(record) = record else {
         return Err(StanzaError::new(StanzaCondition::ItemNotFound));

@@ -7,7 +7,7 @@
 //!   way. Only the owner reaches this handler (others get `service-unavailable`, which
 //!   §3 allows alongside `forbidden`).
 
-use crate::dispatch::{Answer, Outcome};
+use crate::dispatch::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Stanza, StanzaCondition, StanzaError};
 
@@ -30,11 +30,6 @@ fn key(child: &Element) -> String {
     format!("private:{}", child.ns())
 }
 
-fn storage_error(e: switchyard_storage::StorageError) -> StanzaError {
-    tracing::warn!(error = %e, "private storage failed");
-    StanzaError::new(StanzaCondition::InternalServerError)
-}
-
 pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
     let child = child(stanza)?;
     let stored = router
@@ -42,7 +37,7 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
         .documents
         .get(&stanza.from.bare(), &key(child))
         .await
-        .map_err(storage_error)?;
+        .map_err(storage_failed("private XML"))?;
     let data = stored
         .and_then(|s| Element::parse(&s).ok())
         .unwrap_or_else(|| child.clone());
@@ -59,6 +54,6 @@ pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
         .documents
         .put(&stanza.from.bare(), &key(child), Some(&xml))
         .await
-        .map_err(storage_error)?;
+        .map_err(storage_failed("private XML"))?;
     Ok(Answer::empty())
 }

@@ -14,7 +14,7 @@
 //! - Policy: the account's own JID cannot be an item, and a roster holds at most
 //!   `max_roster_items` rows (`not-allowed`, §2.3.3 leaves this to the server).
 
-use crate::dispatch::{Answer, Outcome};
+use crate::dispatch::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use crate::subscription::Kind;
 use switchyard_core::{ns, token, Element, Jid, Stanza, StanzaCondition, StanzaError};
@@ -98,10 +98,12 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
     if request.children().next().is_some() {
         return Err(StanzaError::new(StanzaCondition::BadRequest));
     }
-    let roster = router.stores.rosters.roster(&account).await.map_err(|e| {
-        tracing::warn!(error = %e, "roster read failed");
-        StanzaError::new(StanzaCondition::InternalServerError)
-    })?;
+    let roster = router
+        .stores
+        .rosters
+        .roster(&account)
+        .await
+        .map_err(storage_failed("roster"))?;
     let sessions = router.sessions(&account).await;
     if let Some(me) = sessions.iter().find(|s| s.jid == stanza.from) {
         router
@@ -202,14 +204,13 @@ pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
         ));
     }
     let rosters = &router.stores.rosters;
-    let storage_error = |e: switchyard_storage::StorageError| {
-        tracing::warn!(error = %e, "roster write failed");
-        StanzaError::new(StanzaCondition::InternalServerError)
-    };
     if req.remove {
         return remove(router, stanza, &account, &req.jid).await;
     }
-    let roster = rosters.roster(&account).await.map_err(storage_error)?;
+    let roster = rosters
+        .roster(&account)
+        .await
+        .map_err(storage_failed("roster"))?;
     let exists = roster.items.iter().any(|i| i.jid == req.jid);
     if !exists && roster.items.len() >= router.config.max_roster_items {
         return Err(error(StanzaCondition::NotAllowed, "the roster is full"));
@@ -225,7 +226,7 @@ pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
     let update = rosters
         .update(&account, &req.jid, edit)
         .await
-        .map_err(storage_error)?;
+        .map_err(storage_failed("roster"))?;
     if let Some(after) = &update.after {
         router.push_roster(&account, after).await;
     }
@@ -239,10 +240,7 @@ async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) 
         .rosters
         .item(account, contact)
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "roster read failed");
-            StanzaError::new(StanzaCondition::InternalServerError)
-        })?;
+        .map_err(storage_failed("roster"))?;
     let Some(row) = row.filter(|r| r.listed) else {
         return Err(StanzaError::new(StanzaCondition::ItemNotFound));
     };
@@ -276,10 +274,7 @@ async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) 
         .rosters
         .update(account, contact, edit)
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "roster write failed");
-            StanzaError::new(StanzaCondition::InternalServerError)
-        })?;
+        .map_err(storage_failed("roster"))?;
     if let Some(after) = &update.after {
         router.push_roster(account, after).await;
     }

@@ -7,16 +7,11 @@
 //! - §3.3: anyone may read another account's vCard at its bare JID; none stored is
 //!   `item-not-found`.
 
-use crate::dispatch::{Answer, Outcome};
+use crate::dispatch::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Stanza, StanzaCondition, StanzaError};
 
 const KEY: &str = "vcard";
-
-fn storage_error(e: switchyard_storage::StorageError) -> StanzaError {
-    tracing::warn!(error = %e, "vCard storage failed");
-    StanzaError::new(StanzaCondition::InternalServerError)
-}
 
 pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
     let account = stanza.effective_to().bare();
@@ -25,7 +20,7 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
         .documents
         .get(&account, KEY)
         .await
-        .map_err(storage_error)?;
+        .map_err(storage_failed("vCard"))?;
     match stored.map(|s| Element::parse(&s)) {
         Some(Ok(vcard)) => Ok(Answer::with(vcard)),
         _ if account == stanza.from.bare() => Ok(Answer::with(Element::new("vCard", ns::VCARD))),
@@ -44,6 +39,6 @@ pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
         .documents
         .put(&stanza.from.bare(), KEY, Some(&xml))
         .await
-        .map_err(storage_error)?;
+        .map_err(storage_failed("vCard"))?;
     Ok(Answer::empty())
 }

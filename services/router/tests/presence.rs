@@ -106,10 +106,7 @@ async fn rfc6121_3_1_2_request_to_a_missing_account_is_refused() {
 
 #[tokio::test]
 async fn rfc6121_3_4_preapproval_answers_the_later_request() {
-    let w = World::new().await;
-    w.accounts(&["romeo", "juliet"]).await;
-    let j = w.login("juliet@localhost/balcony").await;
-    let r = w.login("romeo@localhost/orchard").await;
+    let (w, j, r) = World::romeo_and_juliet().await;
     w.take(&r);
     w.send(&j, "<presence type='subscribed' to='romeo@localhost'/>")
         .await;
@@ -140,10 +137,7 @@ async fn rfc6121_3_4_preapproval_answers_the_later_request() {
 
 #[tokio::test]
 async fn rfc6121_3_2_and_3_3_cancelling_both_ways() {
-    let w = World::new().await;
-    w.accounts(&["romeo", "juliet"]).await;
-    let j = w.login("juliet@localhost/balcony").await;
-    let r = w.login("romeo@localhost/orchard").await;
+    let (w, j, r) = World::romeo_and_juliet().await;
     subscribe(&w, &r, &j).await;
     w.take(&j);
     w.take(&r);
@@ -180,10 +174,7 @@ async fn rfc6121_3_2_and_3_3_cancelling_both_ways() {
 
 #[tokio::test]
 async fn rfc6121_4_2_initial_presence_broadcast_probe_and_siblings() {
-    let w = World::new().await;
-    w.accounts(&["romeo", "juliet"]).await;
-    let j = w.login("juliet@localhost/balcony").await;
-    let r = w.login("romeo@localhost/orchard").await;
+    let (w, j, r) = World::romeo_and_juliet().await;
     subscribe(&w, &r, &j).await; // Romeo sees Juliet
     subscribe(&w, &j, &r).await; // Juliet sees Romeo
     w.drop_connection(&j).await;
@@ -259,10 +250,7 @@ async fn rfc6121_4_3_2_probe_answers() {
 
 #[tokio::test]
 async fn rfc6121_4_5_unavailable_graceful_abrupt_and_initial_again() {
-    let w = World::new().await;
-    w.accounts(&["romeo", "juliet"]).await;
-    let j = w.login("juliet@localhost/balcony").await;
-    let r = w.login("romeo@localhost/orchard").await;
+    let (w, j, r) = World::romeo_and_juliet().await;
     subscribe(&w, &r, &j).await;
     w.take(&r);
     // Graceful: the client's own stanza, status kept.
@@ -292,10 +280,7 @@ async fn rfc6121_4_5_unavailable_graceful_abrupt_and_initial_again() {
 
 #[tokio::test]
 async fn rfc6121_4_6_directed_presence_is_undone_on_unavailable() {
-    let w = World::new().await;
-    w.accounts(&["romeo", "juliet"]).await;
-    let j = w.login("juliet@localhost/balcony").await;
-    let r = w.login("romeo@localhost/orchard").await;
+    let (w, j, r) = World::romeo_and_juliet().await;
     w.take(&r);
     w.send(&j, "<presence to='romeo@localhost'/>").await;
     assert_eq!(of(&w.take(&r), "presence", None).len(), 1);
@@ -333,10 +318,7 @@ async fn rfc6121_4_7_bad_priority_and_unknown_type_are_bad_request() {
 
 #[tokio::test]
 async fn rfc6120_7_7_2_2_rebind_replaces_and_the_old_resource_goes_unavailable() {
-    let w = World::new().await;
-    w.accounts(&["romeo", "juliet"]).await;
-    let j = w.login("juliet@localhost/balcony").await;
-    let r = w.login("romeo@localhost/orchard").await;
+    let (w, j, r) = World::romeo_and_juliet().await;
     subscribe(&w, &r, &j).await;
     w.take(&r);
     let again = w.connect("juliet@localhost/balcony").await;

@@ -168,10 +168,7 @@ async fn xep0280_carbons_sent_and_received_copies_and_private() {
 
 #[tokio::test]
 async fn xep0054_vcard_set_get_and_others_read() {
-    let w = World::new().await;
-    w.accounts(&["romeo", "juliet"]).await;
-    let j = w.login("juliet@localhost/balcony").await;
-    let r = w.login("romeo@localhost/orchard").await;
+    let (w, j, r) = World::romeo_and_juliet().await;
     let get = |to: &str| format!("<iq type='get' id='v' {to}><vCard xmlns='vcard-temp'/></iq>");
     let empty = w.ask(&j, &get("")).await;
     assert_eq!(
@@ -202,10 +199,7 @@ async fn xep0054_vcard_set_get_and_others_read() {
 
 #[tokio::test]
 async fn xep0049_private_storage() {
-    let w = World::new().await;
-    w.accounts(&["romeo", "juliet"]).await;
-    let j = w.login("juliet@localhost/balcony").await;
-    let r = w.login("romeo@localhost/orchard").await;
+    let (w, j, r) = World::romeo_and_juliet().await;
     let set = "<iq type='set' id='p'><query xmlns='jabber:iq:private'><prefs xmlns='ex:prefs'><n>1</n></prefs></query></iq>";
     assert_eq!(w.ask(&j, set).await.attr("type"), Some("result"));
     let get = "<iq type='get' id='g'><query xmlns='jabber:iq:private'><prefs xmlns='ex:prefs'/></query></iq>";
@@ -280,10 +274,7 @@ async fn xep0012_last_activity() {
 
 #[tokio::test]
 async fn xep0030_server_and_account_discovery() {
-    let w = World::new().await;
-    w.accounts(&["romeo", "juliet"]).await;
-    let j = w.login("juliet@localhost/balcony").await;
-    let r = w.login("romeo@localhost/orchard").await;
+    let (w, j, r) = World::romeo_and_juliet().await;
     let info = |to: &str| {
         format!("<iq type='get' id='d' to='{to}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
     };

@@ -5,6 +5,7 @@
 //! A durable backend implements every data trait on one type, so removing an account
 //! removes everything stored for it in one place.
 
+mod cache;
 pub mod conformance;
 mod error;
 mod memory;
@@ -14,6 +15,7 @@ mod traits;
 
 use std::sync::Arc;
 
+pub use cache::CachedBlocks;
 pub use error::StorageError;
 pub use memory::{MemoryRegistry, MemoryStore};
 pub use model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};

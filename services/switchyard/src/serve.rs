@@ -12,7 +12,7 @@ use switchyard_core::sasl::Mechanism;
 use switchyard_core::session::SessionConfig;
 use switchyard_edge::{Connections, EdgeConfig, Listener, TlsStore};
 use switchyard_router::{BareDelivery, Router, RouterConfig, ServerInfo};
-use switchyard_storage::{AccountStore, MemoryRegistry, Stores};
+use switchyard_storage::{AccountStore, CachedBlocks, MemoryRegistry, Stores};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -74,7 +74,12 @@ fn router_config(config: &Config) -> RouterConfig {
 
 /// Starts all roles in this process and returns once the listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let stores = Stores::of(Arc::new(crate::user::open_store(&config)?));
+    let mut stores = Stores::of(Arc::new(crate::user::open_store(&config)?));
+    stores.blocks = Arc::new(CachedBlocks::new(
+        stores.blocks.clone(),
+        100_000,
+        Duration::from_secs(60),
+    ));
     let accounts = stores.accounts.clone();
     let (cert, key, generate) = tls_paths(&config);
     let tls = Arc::new(TlsStore::open(cert, key, &config.domains, generate)?);

@@ -94,6 +94,17 @@ impl World {
         }
     }
 
+    /// Juliet (balcony) and Romeo (orchard) logged in, with nothing left to read.
+    pub async fn romeo_and_juliet() -> (Self, Client, Client) {
+        let w = Self::new().await;
+        w.accounts(&["romeo", "juliet"]).await;
+        let j = w.login("juliet@localhost/balcony").await;
+        let r = w.login("romeo@localhost/orchard").await;
+        w.take(&j);
+        w.take(&r);
+        (w, j, r)
+    }
+
     /// Creates accounts `name@localhost`.
     pub async fn accounts(&self, names: &[&str]) {
         let creds = StoredCredentials::from_password("pw", 4096).unwrap();
