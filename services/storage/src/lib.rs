@@ -1,7 +1,8 @@
 //! Storage for Switchyard behind narrow per-data traits.
 //!
 //! Each trait has one conformance suite ([`conformance`]) that every backend must pass:
-//! memory (tests, embedded registry) and SQLite (the embedded single-node default).
+//! memory (tests, embedded registry), SQLite (the embedded single-node default) and
+//! PostgreSQL (the cluster).
 //! A durable backend implements every data trait on one type, so removing an account
 //! removes everything stored for it in one place.
 
@@ -10,6 +11,7 @@ pub mod conformance;
 mod error;
 mod memory;
 mod model;
+mod postgres;
 mod sqlite;
 mod traits;
 
@@ -19,6 +21,7 @@ pub use cache::CachedBlocks;
 pub use error::StorageError;
 pub use memory::{MemoryRegistry, MemoryStore};
 pub use model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use traits::{
     AccountStore, BlockStore, DocumentStore, OfflineStore, RosterStore, SessionEdit, SessionRecord,

@@ -1,0 +1,271 @@
+//! Rosters, offline messages, block lists and documents in PostgreSQL.
+
+use super::PgStore;
+use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
+use crate::traits::{BlockStore, DocumentStore, OfflineStore, RosterStore};
+use crate::StorageError;
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use switchyard_core::Jid;
+use tokio_postgres::Row;
+
+const ROW_COLUMNS: &str =
+    "contact, name, groups, subscription, ask, approved, pending_in, listed, version";
+
+pub(super) fn stored_jid(s: &str) -> Result<Jid, StorageError> {
+    Jid::parse(s).map_err(|e| StorageError::Unavailable(format!("stored JID {s:?}: {e}")))
+}
+
+fn roster_row(row: &Row) -> Result<RosterItem, StorageError> {
+    let subscription: &str = row.try_get(3)?;
+    let version: i64 = row.try_get(8)?;
+    Ok(RosterItem {
+        jid: stored_jid(row.try_get(0)?)?,
+        name: row.try_get(1)?,
+        groups: row.try_get(2)?,
+        subscription: Subscription::parse(subscription).unwrap_or_default(),
+        ask: row.try_get(4)?,
+        approved: row.try_get(5)?,
+        pending_in: row.try_get(6)?,
+        listed: row.try_get(7)?,
+        version: version as u64,
+    })
+}
+
+async fn read_row(
+    db: &impl GenericClient,
+    account: &str,
+    contact: &str,
+) -> Result<Option<RosterItem>, StorageError> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM roster WHERE account = $1 AND contact = $2");
+    db.query_opt(&sql, &[&account, &contact])
+        .await?
+        .map(|r| roster_row(&r))
+        .transpose()
+}
+
+#[async_trait]
+impl RosterStore for PgStore {
+    async fn roster(&self, account: &Jid) -> Result<Roster, StorageError> {
+        let account = account.to_string();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let version: Option<i64> = tx
+            .query_opt(
+                "SELECT roster_version FROM accounts WHERE jid = $1",
+                &[&account],
+            )
+            .await?
+            .map(|r| r.get(0));
+        let sql = format!("SELECT {ROW_COLUMNS} FROM roster WHERE account = $1 ORDER BY contact");
+        let rows = tx.query(&sql, &[&account]).await?;
+        tx.commit().await?;
+        Ok(Roster {
+            version: version.unwrap_or(0) as u64,
+            items: rows.iter().map(roster_row).collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn item(&self, account: &Jid, contact: &Jid) -> Result<Option<RosterItem>, StorageError> {
+        let client = self.client().await?;
+        read_row(&client, &account.to_string(), &contact.to_string()).await
+    }
+
+    async fn update(
+        &self,
+        account: &Jid,
+        contact: &Jid,
+        edit: RosterEdit,
+    ) -> Result<RosterUpdate, StorageError> {
+        let (account_s, contact_s) = (account.to_string(), contact.to_string());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let version: i64 = tx
+            .query_opt(
+                "UPDATE accounts SET roster_version = roster_version + 1 WHERE jid = $1
+                 RETURNING roster_version",
+                &[&account_s],
+            )
+            .await?
+            .ok_or(StorageError::NotFound)?
+            .get(0);
+        let before = read_row(&tx, &account_s, &contact_s).await?;
+        let Some(mut row) = edit(before.clone()) else {
+            tx.rollback().await?;
+            return Ok(RosterUpdate {
+                before,
+                after: None,
+            });
+        };
+        row.jid = contact.clone();
+        row.version = version as u64;
+        tx.execute(
+            &format!(
+                "INSERT INTO roster (account, {ROW_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (account, contact) DO UPDATE SET name = $3, groups = $4,
+                 subscription = $5, ask = $6, approved = $7, pending_in = $8, listed = $9,
+                 version = $10"
+            ),
+            &[
+                &account_s,
+                &contact_s,
+                &row.name,
+                &row.groups,
+                &row.subscription.as_str(),
+                &row.ask,
+                &row.approved,
+                &row.pending_in,
+                &row.listed,
+                &version,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(RosterUpdate {
+            before,
+            after: Some(row),
+        })
+    }
+}
+
+#[async_trait]
+impl OfflineStore for PgStore {
+    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError> {
+        let account = account.to_string();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let locked = tx
+            .query_opt(
+                "SELECT 1 FROM accounts WHERE jid = $1 FOR UPDATE",
+                &[&account],
+            )
+            .await?;
+        if locked.is_none() {
+            return Err(StorageError::NotFound);
+        }
+        let held: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM offline WHERE account = $1",
+                &[&account],
+            )
+            .await?
+            .get(0);
+        if held as usize >= quota {
+            return Err(StorageError::QuotaExceeded);
+        }
+        tx.execute(
+            "INSERT INTO offline (account, stanza) VALUES ($1, $2)",
+            &[&account, &stanza],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "DELETE FROM offline WHERE account = $1 RETURNING id, stanza",
+                &[&account.to_string()],
+            )
+            .await?;
+        let mut held: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        held.sort_by_key(|(id, _)| *id);
+        Ok(held.into_iter().map(|(_, s)| s).collect())
+    }
+}
+
+#[async_trait]
+impl BlockStore for PgStore {
+    async fn blocked(&self, account: &Jid) -> Result<Vec<Jid>, StorageError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT jid FROM blocks WHERE account = $1",
+                &[&account.to_string()],
+            )
+            .await?;
+        let mut jids = rows
+            .iter()
+            .map(|r| stored_jid(r.get(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        jids.sort();
+        Ok(jids)
+    }
+
+    async fn block(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError> {
+        let jids: Vec<String> = jids.iter().map(Jid::to_string).collect();
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO blocks (account, jid) SELECT $1, unnest($2::text[])
+                 ON CONFLICT DO NOTHING",
+                &[&account.to_string(), &jids],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn unblock(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError> {
+        let account = account.to_string();
+        let client = self.client().await?;
+        if jids.is_empty() {
+            client
+                .execute("DELETE FROM blocks WHERE account = $1", &[&account])
+                .await?;
+            return Ok(());
+        }
+        let jids: Vec<String> = jids.iter().map(Jid::to_string).collect();
+        client
+            .execute(
+                "DELETE FROM blocks WHERE account = $1 AND jid = ANY($2)",
+                &[&account, &jids],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DocumentStore for PgStore {
+    async fn get(&self, account: &Jid, key: &str) -> Result<Option<String>, StorageError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT value FROM documents WHERE account = $1 AND key = $2",
+                &[&account.to_string(), &key],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError> {
+        let account = account.to_string();
+        let client = self.client().await?;
+        match value {
+            Some(v) => {
+                client
+                    .execute(
+                        "INSERT INTO documents (account, key, value) VALUES ($1, $2, $3)
+                         ON CONFLICT (account, key) DO UPDATE SET value = $3",
+                        &[&account, &key, &v],
+                    )
+                    .await?
+            }
+            None => {
+                client
+                    .execute(
+                        "DELETE FROM documents WHERE account = $1 AND key = $2",
+                        &[&account, &key],
+                    )
+                    .await?
+            }
+        };
+        Ok(())
+    }
+}

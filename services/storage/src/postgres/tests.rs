@@ -1,0 +1,79 @@
+//! The conformance suite against a real PostgreSQL, in a schema of its own per run.
+//! `SWITCHYARD_TEST_POSTGRES` names the server (default: the local test database);
+//! without one, CI fails loudly and a laptop skips with a message.
+
+use super::*;
+use crate::AccountStore;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A store in a fresh schema, dropped by [`TestSchema::drop_schema`].
+pub(crate) struct TestSchema {
+    pub store: PgStore,
+    admin: PgStore,
+    name: String,
+}
+
+impl TestSchema {
+    pub(crate) async fn create() -> Option<Self> {
+        let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
+        let admin = PgStore::connect(&url, None, 2).expect("postgres url");
+        let name = format!(
+            "sy_test_{}_{}",
+            std::process::id(),
+            switchyard_core::token::token(8).to_lowercase()
+        );
+        let client = match admin.client().await {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("PostgreSQL at {url} is required in CI: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: no PostgreSQL at {url} ({e}); set SWITCHYARD_TEST_POSTGRES");
+                return None;
+            }
+        };
+        client
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .expect("create schema");
+        let store = PgStore::connect(&url, Some(&name), 4).expect("store");
+        Some(Self { store, admin, name })
+    }
+
+    pub(crate) async fn drop_schema(self) {
+        let client = self.admin.client().await.expect("admin");
+        client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .await
+            .expect("drop schema");
+    }
+}
+
+#[tokio::test]
+async fn conforms_migrates_once_and_survives_reconnect() {
+    let Some(db) = TestSchema::create().await else {
+        return;
+    };
+    assert_eq!(db.store.migrate().await.unwrap(), MIGRATIONS.len());
+    assert_eq!(db.store.migrate().await.unwrap(), 0, "idempotent");
+    crate::conformance::backend(&db.store).await;
+
+    let alice = switchyard_core::Jid::parse("persist@localhost").unwrap();
+    let creds = switchyard_core::sasl::StoredCredentials::from_password("pw", 4096).unwrap();
+    db.store.create(&alice, &creds).await.unwrap();
+    let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
+    let again = PgStore::connect(&url, Some(&db.name), 2).unwrap();
+    assert_eq!(again.credentials(&alice).await.unwrap(), Some(creds));
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn unreachable_database_is_unavailable_not_a_panic() {
+    let store = PgStore::connect("postgres://nobody@127.0.0.1:1/none", None, 1).unwrap();
+    let alice = switchyard_core::Jid::parse("a@localhost").unwrap();
+    assert!(matches!(
+        store.credentials(&alice).await,
+        Err(StorageError::Unavailable(_))
+    ));
+}
