@@ -85,7 +85,7 @@ impl Router {
             priority,
             stanza: stanza.element.to_xml(""),
         };
-        let edit = Box::new(move |r: &mut SessionRecord| r.presence = Some(presence));
+        let edit = Box::new(move |r: &mut SessionRecord| r.presence = Some(presence.clone()));
         self.update_session(&me, edit).await;
         let account = me.jid.bare();
         let roster = self.roster_rows(&account).await;
@@ -192,7 +192,7 @@ impl Router {
             let edit = Box::new(move |r: &mut SessionRecord| {
                 r.directed.retain(|d| *d != to);
                 if track {
-                    r.directed.push(to);
+                    r.directed.push(to.clone());
                 }
             });
             self.update_session(&me, edit).await;

@@ -319,7 +319,7 @@ pub async fn registry(reg: &dyn SessionRegistry) {
     };
     let p = presence.clone();
     let edit = Box::new(move |r: &mut SessionRecord| {
-        r.presence = Some(p);
+        r.presence = Some(p.clone());
         r.carbons = true;
         r.interested = true;
         r.directed.push(Jid::parse("x@example.net/y").expect("jid"));
@@ -353,6 +353,48 @@ pub async fn registry(reg: &dyn SessionRegistry) {
         .await
         .expect("sessions")
         .is_empty());
+    liveness(reg).await;
+}
+
+/// Edge liveness and reaping: a dead edge's sessions are removed once.
+async fn liveness(reg: &dyn SessionRegistry) {
+    let live = SessionRecord::bound(jid("conformance-dave@localhost/a"), "edge-live", 7);
+    let doomed = SessionRecord::bound(jid("conformance-dave@localhost/b"), "edge-dead", 8);
+    let also = SessionRecord::bound(jid("conformance-erin@localhost/c"), "edge-dead", 9);
+    for r in [&live, &doomed, &also] {
+        reg.bind(r.clone()).await.expect("bind");
+    }
+    let long = std::time::Duration::from_secs(60);
+    reg.heartbeat("edge-live", long).await.expect("heartbeat");
+    reg.heartbeat("edge-dead", std::time::Duration::from_millis(50))
+        .await
+        .expect("heartbeat");
+    assert!(!reg
+        .dead_edges()
+        .await
+        .expect("dead")
+        .contains(&"edge-dead".to_owned()));
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    let dead = reg.dead_edges().await.expect("dead");
+    assert!(dead.contains(&"edge-dead".to_owned()), "{dead:?}");
+    assert!(!dead.contains(&"edge-live".to_owned()), "{dead:?}");
+    let (first, second) = tokio::join!(reg.reap("edge-dead"), reg.reap("edge-dead"));
+    let mut reaped: Vec<u64> = first
+        .expect("reap")
+        .into_iter()
+        .chain(second.expect("reap"))
+        .map(|r| r.conn)
+        .collect();
+    reaped.sort_unstable();
+    assert_eq!(reaped, vec![8, 9], "each record reaped exactly once");
+    let left = reg.sessions(&live.jid.bare()).await.expect("sessions");
+    assert_eq!(left, vec![live.clone()]);
+    assert!(!reg
+        .dead_edges()
+        .await
+        .expect("dead")
+        .contains(&"edge-dead".to_owned()));
+    reg.unbind(&live.jid, live.conn).await.expect("cleanup");
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod error;
 mod memory;
 mod model;
 mod postgres;
+mod redis;
 mod sqlite;
 mod traits;
 
@@ -22,6 +23,7 @@ pub use error::StorageError;
 pub use memory::{MemoryRegistry, MemoryStore};
 pub use model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
 pub use postgres::PgStore;
+pub use redis::RedisRegistry;
 pub use sqlite::SqliteStore;
 pub use traits::{
     AccountStore, BlockStore, DocumentStore, OfflineStore, RosterStore, SessionEdit, SessionRecord,

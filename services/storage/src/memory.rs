@@ -9,6 +9,7 @@ use crate::StorageError;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
 
@@ -183,10 +184,11 @@ impl DocumentStore for MemoryStore {
     }
 }
 
-/// Sessions by bare JID.
+/// Sessions by bare JID, and edge liveness deadlines.
 #[derive(Debug, Default)]
 pub struct MemoryRegistry {
     sessions: Mutex<HashMap<Jid, Vec<SessionRecord>>>,
+    alive: Mutex<HashMap<String, Instant>>,
 }
 
 #[async_trait]
@@ -236,5 +238,38 @@ impl SessionRegistry for MemoryRegistry {
 
     async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
         Ok(lock(&self.sessions).get(bare).cloned().unwrap_or_default())
+    }
+
+    async fn heartbeat(&self, edge: &str, ttl: Duration) -> Result<(), StorageError> {
+        lock(&self.alive).insert(edge.to_owned(), Instant::now() + ttl);
+        Ok(())
+    }
+
+    async fn dead_edges(&self) -> Result<Vec<String>, StorageError> {
+        let alive = lock(&self.alive);
+        let live = |edge: &str| alive.get(edge).is_some_and(|until| *until > Instant::now());
+        let mut dead: Vec<String> = lock(&self.sessions)
+            .values()
+            .flatten()
+            .filter(|r| !live(&r.edge))
+            .map(|r| r.edge.clone())
+            .collect();
+        dead.sort();
+        dead.dedup();
+        Ok(dead)
+    }
+
+    async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {
+        let mut map = lock(&self.sessions);
+        let mut reaped = Vec::new();
+        for list in map.values_mut() {
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(list)
+                .into_iter()
+                .partition(|r| r.edge == edge);
+            *list = kept;
+            reaped.extend(gone);
+        }
+        map.retain(|_, list| !list.is_empty());
+        Ok(reaped)
     }
 }

@@ -3,6 +3,7 @@
 use crate::model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate};
 use crate::StorageError;
 use async_trait::async_trait;
+use std::time::Duration;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
 
@@ -110,8 +111,9 @@ impl SessionRecord {
     }
 }
 
-/// An in-place change to a session record.
-pub type SessionEdit = Box<dyn FnOnce(&mut SessionRecord) + Send>;
+/// An in-place change to a session record; a store may apply it more than once (to a
+/// fresh copy) when it retries an optimistic update.
+pub type SessionEdit = Box<dyn Fn(&mut SessionRecord) + Send + Sync>;
 
 /// Who is online where (RFC 6120 §7: one session per full JID).
 #[async_trait]
@@ -131,4 +133,12 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<SessionRecord>, StorageError>;
     /// All sessions of a bare JID.
     async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError>;
+    /// Marks an edge alive for `ttl`. Routers call it while the edge's link to them is up,
+    /// so an edge is alive as long as any router hears from it.
+    async fn heartbeat(&self, edge: &str, ttl: Duration) -> Result<(), StorageError>;
+    /// Edges that hold sessions but whose liveness has expired.
+    async fn dead_edges(&self) -> Result<Vec<String>, StorageError>;
+    /// Removes every session of `edge`. Each removed record is returned to exactly one
+    /// caller, however many call at once, so its unavailable presence goes out once.
+    async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError>;
 }

@@ -1,0 +1,432 @@
+//! The session registry on Redis, single node or Redis Cluster.
+//!
+//! Keys (every one under a configurable prefix, so test runs and deployments never mix):
+//! - `{prefix}{<bare JID>}:s`: a hash, resource → session record (JSON). The braces are
+//!   a Redis Cluster hash tag: everything about one account lives in one slot, so every
+//!   change is one atomic script on one key.
+//! - `{prefix}edge:<id>`: the set of `full JID \n conn` on an edge, for reaping.
+//! - `{prefix}alive:<id>`: the edge's liveness, refreshed with a TTL by the routers that
+//!   hear from it; `{prefix}edges`: edges that ever held sessions.
+//!
+//! bind, unbind and updates are Lua scripts that compare the connection id, so a late
+//! unbind of a replaced connection never removes its successor, and a reaped record is
+//! removed (and returned) exactly once however many routers reap at the same time.
+
+use crate::traits::{SessionEdit, SessionRecord, SessionRegistry};
+use crate::{Presence, StorageError};
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::Jid;
+
+/// One connection handle to a single Redis or to a Redis Cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The stored form of a session record (the full JID is the key and field).
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    edge: String,
+    conn: u64,
+    priority: Option<i8>,
+    presence: Option<String>,
+    carbons: bool,
+    interested: bool,
+    directed: Vec<String>,
+}
+
+impl Stored {
+    fn of(r: &SessionRecord) -> Self {
+        Self {
+            edge: r.edge.clone(),
+            conn: r.conn,
+            priority: r.presence.as_ref().map(|p| p.priority),
+            presence: r.presence.as_ref().map(|p| p.stanza.clone()),
+            carbons: r.carbons,
+            interested: r.interested,
+            directed: r.directed.iter().map(Jid::to_string).collect(),
+        }
+    }
+
+    fn record(self, jid: Jid) -> SessionRecord {
+        let presence = match (self.priority, self.presence) {
+            (Some(priority), Some(stanza)) => Some(Presence { priority, stanza }),
+            _ => None,
+        };
+        SessionRecord {
+            jid,
+            edge: self.edge,
+            conn: self.conn,
+            presence,
+            carbons: self.carbons,
+            interested: self.interested,
+            directed: self
+                .directed
+                .iter()
+                .filter_map(|d| Jid::parse(d).ok())
+                .collect(),
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Unavailable(format!("redis: {e}"))
+}
+
+fn decode(jid: Jid, json: &str) -> Result<SessionRecord, StorageError> {
+    let stored: Stored = serde_json::from_str(json).map_err(unavailable)?;
+    Ok(stored.record(jid))
+}
+
+fn encode(r: &SessionRecord) -> String {
+    serde_json::to_string(&Stored::of(r)).expect("plain data serializes")
+}
+
+/// HSET the new value; return the old one.
+const BIND: &str = "local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return old";
+
+/// HDEL only when the stored conn matches; return the removed value.
+const UNBIND: &str = "local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and tostring(cjson.decode(v).conn) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return v
+end
+return false";
+
+/// Replace only when the stored value is exactly what the edit started from.
+const SWAP: &str = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0";
+
+pub struct RedisRegistry {
+    conn: Conn,
+    prefix: String,
+    scripts: [Script; 3],
+    /// Commands sent, for tests and metrics.
+    commands: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for RedisRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRegistry")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRegistry {
+    /// Connects to one Redis (`redis://host:port`), or to a Redis Cluster through the
+    /// given seed nodes when there are several or `cluster` is set.
+    pub async fn connect(
+        urls: &[String],
+        cluster: bool,
+        prefix: &str,
+    ) -> Result<Self, StorageError> {
+        if prefix.contains(['{', '}']) {
+            return Err(StorageError::Unavailable(
+                "redis key prefix must not contain braces".into(),
+            ));
+        }
+        let conn = if cluster || urls.len() > 1 {
+            let client = redis::cluster::ClusterClient::new(urls.to_vec()).map_err(unavailable)?;
+            Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let url = urls.first().ok_or_else(|| unavailable("no redis url"))?;
+            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(5)))
+                .set_response_timeout(Some(Duration::from_secs(5)));
+            Conn::Single(
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(unavailable)?,
+            )
+        };
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            scripts: [Script::new(BIND), Script::new(UNBIND), Script::new(SWAP)],
+            commands: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// How many commands this registry has sent so far.
+    pub fn commands_sent(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+
+    fn session_key(&self, bare: &Jid) -> String {
+        format!("{}{{{bare}}}:s", self.prefix)
+    }
+
+    fn edge_key(&self, edge: &str) -> String {
+        format!("{}edge:{edge}", self.prefix)
+    }
+
+    fn alive_key(&self, edge: &str) -> String {
+        format!("{}alive:{edge}", self.prefix)
+    }
+
+    fn edges_key(&self) -> String {
+        format!("{}edges", self.prefix)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StorageError> {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        cmd.query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        which: usize,
+        key: &str,
+        args: &[&str],
+    ) -> Result<T, StorageError> {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        let mut invocation = self.scripts[which].key(key);
+        for a in args {
+            invocation.arg(*a);
+        }
+        invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    fn member(jid: &Jid, conn: u64) -> String {
+        format!("{jid}\n{conn}")
+    }
+}
+
+fn resource(jid: &Jid) -> &str {
+    jid.resource().unwrap_or_default()
+}
+
+#[async_trait]
+impl SessionRegistry for RedisRegistry {
+    async fn bind(&self, record: SessionRecord) -> Result<Option<SessionRecord>, StorageError> {
+        let key = self.session_key(&record.jid.bare());
+        let old: Option<String> = self
+            .script(0, &key, &[resource(&record.jid), &encode(&record)])
+            .await?;
+        let old = old
+            .map(|json| decode(record.jid.clone(), &json))
+            .transpose()?;
+        let mut index = redis::pipe();
+        index
+            .sadd(
+                self.edge_key(&record.edge),
+                Self::member(&record.jid, record.conn),
+            )
+            .ignore()
+            .sadd(self.edges_key(), &record.edge)
+            .ignore();
+        if let Some(old) = &old {
+            index
+                .srem(self.edge_key(&old.edge), Self::member(&old.jid, old.conn))
+                .ignore();
+        }
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        index
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(old)
+    }
+
+    async fn unbind(&self, jid: &Jid, conn: u64) -> Result<Option<SessionRecord>, StorageError> {
+        let key = self.session_key(&jid.bare());
+        let removed: Option<String> = self
+            .script(1, &key, &[resource(jid), &conn.to_string()])
+            .await?;
+        let Some(json) = removed else { return Ok(None) };
+        let record = decode(jid.clone(), &json)?;
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(self.edge_key(&record.edge))
+            .arg(Self::member(jid, conn));
+        self.run::<()>(&cmd).await?;
+        Ok(Some(record))
+    }
+
+    async fn update(
+        &self,
+        jid: &Jid,
+        conn: u64,
+        edit: SessionEdit,
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        let key = self.session_key(&jid.bare());
+        // Only the session's own stanzas edit its record, one at a time, so the swap
+        // practically always succeeds; a bounded retry covers a racing rebind.
+        for _ in 0..3 {
+            let mut get = redis::cmd("HGET");
+            get.arg(&key).arg(resource(jid));
+            let Some(json) = self.run::<Option<String>>(&get).await? else {
+                return Ok(None);
+            };
+            let mut record = decode(jid.clone(), &json)?;
+            if record.conn != conn {
+                return Ok(None);
+            }
+            edit(&mut record);
+            let swapped: i64 = self
+                .script(2, &key, &[resource(jid), &json, &encode(&record)])
+                .await?;
+            if swapped == 1 {
+                return Ok(Some(record));
+            }
+        }
+        Err(unavailable("session record kept changing"))
+    }
+
+    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.session_key(bare));
+        let all: Vec<(String, String)> = self.run(&cmd).await?;
+        all.into_iter()
+            .map(|(res, json)| {
+                let jid = bare.with_resource(&res).map_err(unavailable)?;
+                decode(jid, &json)
+            })
+            .collect()
+    }
+
+    async fn heartbeat(&self, edge: &str, ttl: Duration) -> Result<(), StorageError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.alive_key(edge))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64);
+        self.run::<()>(&cmd).await
+    }
+
+    async fn dead_edges(&self) -> Result<Vec<String>, StorageError> {
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(self.edges_key());
+        let edges: Vec<String> = self.run(&members).await?;
+        let mut dead = Vec::new();
+        for edge in edges {
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(self.alive_key(&edge));
+            if self.run::<i64>(&exists).await? == 0 {
+                dead.push(edge);
+            }
+        }
+        dead.sort();
+        Ok(dead)
+    }
+
+    async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(self.edge_key(edge));
+        let entries: Vec<String> = self.run(&members).await?;
+        let mut reaped = Vec::new();
+        for entry in entries {
+            let Some((jid, conn)) = entry.split_once('\n') else {
+                continue;
+            };
+            let (Ok(jid), Ok(conn)) = (Jid::parse(jid), conn.parse::<u64>()) else {
+                continue;
+            };
+            if let Some(record) = self.unbind(&jid, conn).await? {
+                reaped.push(record);
+            }
+        }
+        let mut forget = redis::cmd("SREM");
+        forget.arg(self.edges_key()).arg(edge);
+        self.run::<()>(&forget).await?;
+        Ok(reaped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `SWITCHYARD_TEST_REDIS` names the server (default: the local one); CI fails
+    /// loudly without it, a laptop skips with a message.
+    pub(crate) async fn registry() -> Option<RedisRegistry> {
+        let url = std::env::var("SWITCHYARD_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!(
+            "sytest:{}:{}:",
+            std::process::id(),
+            switchyard_core::token::token(8)
+        );
+        let urls = [url.clone()];
+        let connect = RedisRegistry::connect(&urls, false, &prefix);
+        match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(Ok(r)) => Some(r),
+            _ if std::env::var_os("CI").is_some() => panic!("Redis at {url} is required in CI"),
+            _ => {
+                eprintln!("SKIPPED: no Redis at {url}; set SWITCHYARD_TEST_REDIS");
+                None
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn conforms_on_a_real_redis() {
+        let Some(reg) = registry().await else { return };
+        crate::conformance::registry(&reg).await;
+        let mut scan = redis::cmd("KEYS");
+        scan.arg(format!("{}*", reg.prefix));
+        let left: Vec<String> = reg.run(&scan).await.unwrap();
+        let stale: Vec<&String> = left
+            .iter()
+            .filter(|k| !k.ends_with("edges") && !k.contains("alive:"))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "sessions and indexes are cleaned up: {stale:?}"
+        );
+        let mut del = redis::cmd("DEL");
+        for key in &left {
+            del.arg(key);
+        }
+        if !left.is_empty() {
+            reg.run::<()>(&del).await.unwrap();
+        }
+    }
+}
