@@ -52,7 +52,7 @@ impl Router {
                 self.edges
                     .terminate(&old.edge, old.conn, StreamCondition::Conflict)
                     .await;
-                self.gone(old).await;
+                self.session_ended(old).await;
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -66,14 +66,15 @@ impl Router {
     /// The session's connection ended (gracefully or not).
     pub async fn unbind(&self, jid: &Jid, conn: u64) {
         match self.registry.unbind(jid, conn).await {
-            Ok(Some(record)) => self.gone(record).await,
+            Ok(Some(record)) => self.session_ended(record).await,
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, %jid, "session registry unbind failed"),
         }
     }
 
-    /// RFC 6121 §4.5.2: the server never relies on the client's unavailable presence.
-    async fn gone(&self, record: SessionRecord) {
+    /// A session is gone from the registry (unbound, replaced, or reaped with its dead
+    /// edge): RFC 6121 §4.5.2, the server never relies on the client's unavailable.
+    pub async fn session_ended(&self, record: SessionRecord) {
         if record.presence.is_some() {
             self.unavailable(record, None).await;
         }

@@ -23,6 +23,79 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub server: Server,
     pub im: Im,
+    pub cluster: Cluster,
+    pub redis: Redis,
+    pub postgres: Postgres,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    /// Edge: the routers to link to, `host:port` each; names are resolved every few
+    /// seconds, so a Kubernetes headless service name covers every router pod.
+    pub routers: Vec<String>,
+    /// Router: the gRPC listen address for edges.
+    pub rpc_listen: String,
+    /// Edge: this edge's id in the registry; empty = host name plus a random suffix.
+    pub edge_id: String,
+    /// Seconds an edge stays alive in the registry after the last router heard from it.
+    pub edge_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Redis {
+    /// Session registry: `redis://host:port` (one, or seed nodes of a Redis Cluster);
+    /// empty keeps the registry in memory, which only a single router can use.
+    pub urls: Vec<String>,
+    /// Use the Redis Cluster protocol even with one seed URL.
+    pub cluster: bool,
+    /// Prefix of every key, so deployments can share a Redis.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Postgres {
+    /// `postgres://user@host:port/db`; empty uses the embedded SQLite file.
+    pub url: String,
+    /// Schema (search_path); empty uses the server's default.
+    pub schema: String,
+    pub pool_size: usize,
+    /// Apply pending migrations at start-up (otherwise run `switchyard migrate`).
+    pub migrate_on_start: bool,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            routers: Vec::new(),
+            rpc_listen: "0.0.0.0:7400".into(),
+            edge_id: String::new(),
+            edge_ttl_secs: 10,
+        }
+    }
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            cluster: false,
+            key_prefix: "sy:".into(),
+        }
+    }
+}
+
+impl Default for Postgres {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            schema: String::new(),
+            pool_size: 16,
+            migrate_on_start: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -124,6 +197,9 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             server: Server::default(),
             im: Im::default(),
+            cluster: Cluster::default(),
+            redis: Redis::default(),
+            postgres: Postgres::default(),
         }
     }
 }
@@ -258,7 +334,23 @@ impl Config {
             ),
             "im.bare_jid_messages must be highest-priority or all-non-negative"
         );
-        for addr in [&self.listen.c2s, &self.listen.c2s_direct_tls] {
+        anyhow::ensure!(
+            self.cluster.edge_ttl_secs >= 3,
+            "cluster.edge_ttl_secs must be at least 3"
+        );
+        anyhow::ensure!(
+            !self.redis.key_prefix.contains(['{', '}']),
+            "redis.key_prefix must not contain braces (they are Redis Cluster hash tags)"
+        );
+        anyhow::ensure!(
+            self.postgres.pool_size >= 1,
+            "postgres.pool_size must be at least 1"
+        );
+        for addr in [
+            &self.listen.c2s,
+            &self.listen.c2s_direct_tls,
+            &self.cluster.rpc_listen,
+        ] {
             anyhow::ensure!(
                 addr.is_empty() || addr.parse::<std::net::SocketAddr>().is_ok(),
                 "listen: {addr:?} is not an address:port"

@@ -6,3 +6,4 @@ mod inproc;
 pub mod serve;
 pub mod telemetry;
 pub mod user;
+pub mod wiring;

@@ -28,6 +28,8 @@ enum Command {
         #[command(subcommand)]
         action: switchyard::user::Action,
     },
+    /// Apply pending PostgreSQL schema migrations.
+    Migrate,
     /// Validate the configuration and print the effective values.
     CheckConfig,
 }
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
                 switchyard::serve::run(config, &roles).await
             }
             Command::User { action } => switchyard::user::run(&config, action).await,
+            Command::Migrate => switchyard::user::migrate(&config).await,
             Command::CheckConfig => {
                 print!("{}", toml::to_string_pretty(&config)?);
                 eprintln!("configuration is valid");

@@ -1,8 +1,14 @@
-//! `switchyard serve`: wires storage, router and edge for the requested roles, handles
-//! signals (SIGTERM/Ctrl-C drain, SIGHUP reloads TLS) and waits for the drain to finish.
+//! `switchyard serve`: wires the requested roles, handles signals (SIGTERM/Ctrl-C drain,
+//! SIGHUP reloads TLS) and waits for the drain to finish.
+//!
+//! - `edge,router` (default): one process, the edge→router hop an in-process call.
+//! - `router`: the gRPC `Router` service for edges, with the registry and the stores;
+//!   keeps the edges it hears alive in the registry and reaps dead ones.
+//! - `edge`: client listeners, linked over gRPC to every configured router.
 
 use crate::config::Config;
 use crate::inproc::{InProcessLink, LocalEdge};
+use crate::wiring;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,23 +16,47 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::sasl::Mechanism;
 use switchyard_core::session::SessionConfig;
-use switchyard_edge::{Connections, EdgeConfig, Listener, TlsStore};
-use switchyard_router::{BareDelivery, Router, RouterConfig, ServerInfo};
-use switchyard_storage::{AccountStore, CachedBlocks, MemoryRegistry, Stores};
+use switchyard_edge::{Connections, EdgeConfig, Listener, RouterLink, TlsStore};
+use switchyard_rpc::{EdgeLinks, RemoteRouters, RouterService};
+use switchyard_storage::AccountStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A running all-in-one server.
+/// Which roles one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    All,
+    Edge,
+    Router,
+}
+
+impl Roles {
+    pub fn parse(roles: &[String]) -> anyhow::Result<Self> {
+        let mut roles: Vec<&str> = roles.iter().map(|r| r.trim()).collect();
+        roles.sort_unstable();
+        roles.dedup();
+        match roles.as_slice() {
+            ["edge", "router"] => Ok(Self::All),
+            ["edge"] => Ok(Self::Edge),
+            ["router"] => Ok(Self::Router),
+            _ => anyhow::bail!("unknown roles {roles:?}: use edge, router, or edge,router"),
+        }
+    }
+}
+
+/// A running server (some roles of it).
 #[derive(Debug)]
 pub struct Running {
-    /// Bound STARTTLS address, if that listener is enabled.
+    /// Bound STARTTLS address, if this process is an edge with that listener.
     pub c2s: Option<SocketAddr>,
     /// Bound direct-TLS address, if enabled.
     pub c2s_direct_tls: Option<SocketAddr>,
+    /// Bound gRPC address of a router.
+    pub rpc: Option<SocketAddr>,
     pub shutdown: CancellationToken,
-    pub tls: Arc<TlsStore>,
-    pub accounts: Arc<dyn AccountStore>,
+    pub tls: Option<Arc<TlsStore>>,
+    pub accounts: Option<Arc<dyn AccountStore>>,
     pub task: JoinHandle<()>,
 }
 
@@ -56,48 +86,129 @@ fn tls_paths(config: &Config) -> (PathBuf, PathBuf, bool) {
     }
 }
 
-fn router_config(config: &Config) -> RouterConfig {
-    let info = ServerInfo {
-        name: "Switchyard",
-        version: env!("CARGO_PKG_VERSION"),
-        expose_version: config.server.expose_version,
-    };
-    let mut router = RouterConfig::new(config.domains.clone(), info);
-    router.offline_quota = config.im.offline_quota;
-    router.max_roster_items = config.im.max_roster_items;
-    router.bare_delivery = match config.im.bare_jid_messages.as_str() {
-        "all-non-negative" => BareDelivery::AllNonNegative,
-        _ => BareDelivery::HighestPriority,
-    };
-    router
+fn edge_id(config: &Config) -> String {
+    if !config.cluster.edge_id.is_empty() {
+        return config.cluster.edge_id.clone();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "edge".into());
+    format!("{host}-{}", switchyard_core::token::token(6))
 }
 
 /// Starts all roles in this process and returns once the listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let mut stores = Stores::of(Arc::new(crate::user::open_store(&config)?));
-    stores.blocks = Arc::new(CachedBlocks::new(
-        stores.blocks.clone(),
-        100_000,
-        Duration::from_secs(60),
-    ));
+    start_roles(config, Roles::All).await
+}
+
+/// Starts the given roles and returns once their listeners are bound.
+pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    match roles {
+        Roles::All => {
+            let stores = wiring::open_stores(&config).await?;
+            let accounts = stores.accounts.clone();
+            let registry = wiring::open_registry(&config).await?;
+            let connections = Arc::new(Connections::default());
+            let edge_id = edge_id(&config);
+            let local = Arc::new(LocalEdge {
+                edge_id: edge_id.clone(),
+                connections: connections.clone(),
+            });
+            let router = wiring::router(&config, registry, stores, local);
+            let link = Arc::new(InProcessLink {
+                router,
+                accounts: accounts.clone(),
+            });
+            let mut running = start_edge(&config, edge_id, link, connections, shutdown).await?;
+            running.accounts = Some(accounts);
+            Ok(running)
+        }
+        Roles::Edge => {
+            anyhow::ensure!(
+                !config.cluster.routers.is_empty(),
+                "--roles edge needs cluster.routers (router addresses to link to)"
+            );
+            let connections = Arc::new(Connections::default());
+            let edge_id = edge_id(&config);
+            let link = RemoteRouters::start(
+                edge_id.clone(),
+                config.cluster.routers.clone(),
+                connections.clone(),
+                shutdown.clone(),
+            );
+            start_edge(&config, edge_id, link, connections, shutdown).await
+        }
+        Roles::Router => start_router(&config, shutdown).await,
+    }
+}
+
+async fn start_router(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let stores = wiring::open_stores(config).await?;
     let accounts = stores.accounts.clone();
-    let (cert, key, generate) = tls_paths(&config);
-    let tls = Arc::new(TlsStore::open(cert, key, &config.domains, generate)?);
-    let edge_id = "edge-local".to_owned();
-    let connections = Arc::new(Connections::default());
-    let router = Arc::new(Router::new(
-        router_config(&config),
-        Arc::new(MemoryRegistry::default()),
-        stores,
-        Arc::new(LocalEdge {
-            edge_id: edge_id.clone(),
-            connections: connections.clone(),
-        }),
-    ));
-    let link = Arc::new(InProcessLink {
-        router,
+    let registry = wiring::open_registry(config).await?;
+    if config.redis.urls.is_empty() {
+        tracing::warn!("no redis.urls: the registry is in memory, so run only one router");
+    }
+    let links = Arc::new(EdgeLinks::default());
+    let router = wiring::router(config, registry.clone(), stores, links.clone());
+    let service = RouterService {
+        router: router.clone(),
         accounts: accounts.clone(),
+        links: links.clone(),
+    };
+    let listener = TcpListener::bind(&config.cluster.rpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.cluster.rpc_listen))?;
+    let rpc = listener.local_addr()?;
+    println!("switchyard: listening rpc {rpc}");
+    let ttl = Duration::from_secs(config.cluster.edge_ttl_secs);
+    tokio::spawn(switchyard_rpc::keep_edges_alive(
+        links,
+        registry,
+        router,
+        ttl,
+        shutdown.clone(),
+    ));
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(5)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+            .add_service(service.into_server())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stop.cancelled(),
+            )
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "router gRPC server failed");
+        }
     });
+    tracing::info!(%rpc, "switchyard router serving");
+    Ok(Running {
+        c2s: None,
+        c2s_direct_tls: None,
+        rpc: Some(rpc),
+        shutdown,
+        tls: None,
+        accounts: Some(accounts),
+        task,
+    })
+}
+
+async fn start_edge(
+    config: &Config,
+    edge_id: String,
+    link: Arc<dyn RouterLink>,
+    connections: Arc<Connections>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let (cert, key, generate) = tls_paths(config);
+    let tls = Arc::new(TlsStore::open(cert, key, &config.domains, generate)?);
     let listeners: Vec<Listener> = [
         bind(&config.listen.c2s, false).await?,
         bind(&config.listen.c2s_direct_tls, true).await?,
@@ -112,6 +223,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .and_then(|l| l.socket.local_addr().ok())
     };
     let (c2s, c2s_direct_tls) = (addr_of(false), addr_of(true));
+    for (kind, addr) in [("c2s", c2s), ("c2s_direct_tls", c2s_direct_tls)] {
+        if let Some(addr) = addr {
+            println!("switchyard: listening {kind} {addr}");
+        }
+    }
     let secs = Duration::from_secs;
     let edge = EdgeConfig {
         edge_id,
@@ -135,7 +251,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_auth_attempts: config.auth.max_attempts_per_connection,
         limits: config.core_limits(),
     };
-    let shutdown = CancellationToken::new();
     tokio::spawn(reload_tls(
         tls.clone(),
         secs(config.tls.reload_interval_secs.max(1)),
@@ -150,13 +265,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         connections,
         shutdown.clone(),
     ));
-    tracing::info!(?c2s, ?c2s_direct_tls, domains = ?config.domains, "switchyard serving");
+    tracing::info!(?c2s, ?c2s_direct_tls, domains = ?config.domains, "switchyard edge serving");
     Ok(Running {
         c2s,
         c2s_direct_tls,
+        rpc: None,
         shutdown,
-        tls,
-        accounts,
+        tls: Some(tls),
+        accounts: None,
         task,
     })
 }
@@ -177,18 +293,8 @@ async fn reload_tls(tls: Arc<TlsStore>, every: Duration, shutdown: CancellationT
 
 /// `switchyard serve`: runs until SIGTERM or Ctrl-C, then drains.
 pub async fn run(config: Config, roles: &[String]) -> anyhow::Result<()> {
-    let mut roles: Vec<&str> = roles.iter().map(|r| r.trim()).collect();
-    roles.sort_unstable();
-    roles.dedup();
-    if let Some(bad) = roles.iter().find(|r| !matches!(**r, "edge" | "router")) {
-        anyhow::bail!("unknown role {bad:?}: roles are edge and router");
-    }
-    anyhow::ensure!(
-        roles == ["edge", "router"],
-        "--roles {} alone needs the cluster link (gRPC), which this build does not have yet; run --roles edge,router",
-        roles.join(",")
-    );
-    let running = start(config).await?;
+    let roles = Roles::parse(roles)?;
+    let running = start_roles(config, roles).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: draining"),

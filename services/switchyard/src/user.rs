@@ -7,7 +7,6 @@ use clap::Subcommand;
 use std::io::BufRead;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
-use switchyard_storage::{AccountStore, SqliteStore};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -29,12 +28,15 @@ pub enum Action {
     List,
 }
 
-/// Opens the embedded store of this configuration.
-pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let path = config.data_dir.join("switchyard.db");
-    SqliteStore::open(&path).with_context(|| format!("cannot open {}", path.display()))
+/// `switchyard migrate`: applies pending PostgreSQL migrations (SQLite migrates itself
+/// when opened).
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let Some(pg) = crate::wiring::open_postgres(config)? else {
+        anyhow::bail!("postgres.url is not set; the embedded SQLite store migrates itself");
+    };
+    let applied = pg.migrate().await.context("postgres migrations")?;
+    println!("applied {applied} migration(s)");
+    Ok(())
 }
 
 fn account(config: &Config, jid: &str) -> anyhow::Result<Jid> {
@@ -73,7 +75,7 @@ fn credentials(config: &Config, password: Option<String>) -> anyhow::Result<Stor
 }
 
 pub async fn run(config: &Config, action: Action) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let store = crate::wiring::open_stores(config).await?.accounts;
     match action {
         Action::Add { jid, password } => {
             let jid = account(config, &jid)?;

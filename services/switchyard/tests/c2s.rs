@@ -255,7 +255,7 @@ async fn rfc7590_certificate_reloads_without_restart() {
     )
     .unwrap();
     assert!(
-        server.running.tls.reload(true),
+        server.running.tls.as_ref().unwrap().reload(true),
         "reload picks up the new pair"
     );
     let after = server.cert_der();
@@ -267,7 +267,7 @@ async fn rfc7590_certificate_reloads_without_restart() {
     assert_eq!(c.element().await.attr("id"), Some("r"));
     // A broken file keeps the running certificate.
     std::fs::write(server.dir.path().join("dev-cert.pem"), "not a certificate").unwrap();
-    assert!(!server.running.tls.reload(true));
+    assert!(!server.running.tls.as_ref().unwrap().reload(true));
     std::fs::write(server.dir.path().join("dev-cert.pem"), new.cert.pem()).unwrap();
     assert_still_chatting(&server).await;
 }

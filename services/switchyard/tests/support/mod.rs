@@ -55,6 +55,8 @@ impl Server {
         let creds = StoredCredentials::from_password(password, 4096).unwrap();
         self.running
             .accounts
+            .as_ref()
+            .expect("this process stores accounts")
             .create(&jid, &creds)
             .await
             .expect("create account");

@@ -1,0 +1,382 @@
+//! The edge's end of the link: [`RemoteRouters`], the edge's [`RouterLink`] over gRPC.
+//!
+//! - Discovery: the configured router addresses (static `host:port` entries, or a
+//!   Kubernetes headless service name) are resolved every few seconds; each resolved
+//!   address gets one Link stream, reconnected with backoff.
+//! - Affinity: a stanza goes to the router chosen by rendezvous hashing of the sender's
+//!   bare JID over the routers whose link is up. One user's stanzas meet one router
+//!   (in order, warm caches); when routers come or go only the users of that router
+//!   move.
+//! - Delivery guarantee: every stanza stays in the link's in-flight table until the
+//!   router acknowledges it. When a link breaks, its unacknowledged stanzas are sent
+//!   again through the routers still up. A router that routed a stanza but died before
+//!   its acknowledgement reached the edge causes a duplicate; that window is the only
+//!   source of duplicates (clients dedupe by stanza id where it matters).
+//! - Backpressure: at most [`MAX_IN_FLIGHT`] unacknowledged stanzas per link; a
+//!   session's next stanza waits for room.
+
+use crate::convert;
+use crate::pb;
+use crate::pb::router_client::RouterClient;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchyard_core::sasl::StoredCredentials;
+use switchyard_core::{Jid, Stanza, StanzaCondition};
+use switchyard_edge::{Command, Connections, RouterLink};
+use switchyard_storage::{SessionRecord, StorageError};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+pub const MAX_IN_FLIGHT: usize = 4096;
+const RESOLVE_EVERY: Duration = Duration::from_secs(5);
+/// How long a stanza waits for any router before it is given up (and logged).
+const NO_ROUTER_PATIENCE: Duration = Duration::from_secs(30);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One router address and the state of this edge's link to it.
+#[derive(Debug)]
+struct RouterConn {
+    addr: String,
+    client: RouterClient<Channel>,
+    /// The open stream's sender, while the link is up.
+    up: Mutex<Option<mpsc::Sender<pb::EdgeMessage>>>,
+    /// Unacknowledged stanzas: seq → (serialized stanza, sender's bare JID).
+    in_flight: Mutex<BTreeMap<u64, (Vec<u8>, Jid)>>,
+    room: Arc<Semaphore>,
+    stop: CancellationToken,
+}
+
+#[derive(Debug)]
+pub struct RemoteRouters {
+    edge_id: String,
+    connections: Arc<Connections>,
+    routers: Mutex<HashMap<String, Arc<RouterConn>>>,
+    next_seq: AtomicU64,
+}
+
+fn score(key: &Jid, addr: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (key, addr).hash(&mut h);
+    h.finish()
+}
+
+fn status_error(e: tonic::Status) -> StorageError {
+    StorageError::Unavailable(format!("router: {e}"))
+}
+
+impl RemoteRouters {
+    /// Starts discovery and links; `routers` are `host:port` names to resolve.
+    pub fn start(
+        edge_id: String,
+        routers: Vec<String>,
+        connections: Arc<Connections>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let this = Arc::new(Self {
+            edge_id,
+            connections,
+            routers: Mutex::new(HashMap::new()),
+            next_seq: AtomicU64::new(1),
+        });
+        tokio::spawn(this.clone().discover(routers, shutdown));
+        this
+    }
+
+    /// Whether at least one router link is up (the edge's readiness).
+    pub fn any_up(&self) -> bool {
+        lock(&self.routers).values().any(|r| lock(&r.up).is_some())
+    }
+
+    async fn discover(self: Arc<Self>, names: Vec<String>, shutdown: CancellationToken) {
+        loop {
+            let mut found = Vec::new();
+            for name in &names {
+                match tokio::net::lookup_host(name.as_str()).await {
+                    Ok(addrs) => found.extend(addrs.map(|a| a.to_string())),
+                    Err(e) => tracing::warn!(error = %e, name, "cannot resolve router address"),
+                }
+            }
+            if !found.is_empty() {
+                self.reconcile(&found);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RESOLVE_EVERY) => {}
+                () = shutdown.cancelled() => {
+                    for r in lock(&self.routers).values() {
+                        r.stop.cancel();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Opens links to new addresses and closes links to vanished ones.
+    fn reconcile(self: &Arc<Self>, addrs: &[String]) {
+        let mut routers = lock(&self.routers);
+        routers.retain(|addr, r| {
+            let keep = addrs.contains(addr);
+            if !keep {
+                r.stop.cancel();
+            }
+            keep
+        });
+        for addr in addrs {
+            if routers.contains_key(addr) {
+                continue;
+            }
+            let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) else {
+                continue;
+            };
+            let endpoint = endpoint
+                .connect_timeout(Duration::from_secs(2))
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true);
+            let conn = Arc::new(RouterConn {
+                addr: addr.clone(),
+                client: RouterClient::new(endpoint.connect_lazy()),
+                up: Mutex::new(None),
+                in_flight: Mutex::new(BTreeMap::new()),
+                room: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                stop: CancellationToken::new(),
+            });
+            routers.insert(addr.clone(), conn.clone());
+            tokio::spawn(self.clone().keep_linked(conn));
+        }
+    }
+
+    /// The routers whose link is up, best first for `key`.
+    fn ranked(&self, key: &Jid) -> Vec<Arc<RouterConn>> {
+        let mut up: Vec<Arc<RouterConn>> = lock(&self.routers)
+            .values()
+            .filter(|r| lock(&r.up).is_some())
+            .cloned()
+            .collect();
+        up.sort_by_key(|r| std::cmp::Reverse(score(key, &r.addr)));
+        up
+    }
+
+    /// Sends one serialized stanza through the best router for `key`, waiting (bounded)
+    /// for a router when none is up.
+    async fn send(&self, xml: Vec<u8>, key: Jid) {
+        let deadline = tokio::time::Instant::now() + NO_ROUTER_PATIENCE;
+        loop {
+            if let Some(router) = self.ranked(&key).into_iter().next() {
+                let Ok(permit) = router.room.clone().acquire_owned().await else {
+                    continue;
+                };
+                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                lock(&router.in_flight).insert(seq, (xml.clone(), key.clone()));
+                permit.forget(); // returned when the router acknowledges
+                let batch = pb::EdgeMessage {
+                    body: Some(pb::edge_message::Body::Stanzas(pb::StanzaBatch {
+                        stanzas: vec![pb::Stanza { seq, xml }],
+                    })),
+                };
+                let sender = lock(&router.up).clone();
+                if let Some(tx) = sender {
+                    // If the link died meanwhile, its failure handling resends this one.
+                    let _ = tx.send(batch).await;
+                }
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(%key, "no router reachable: a stanza was dropped");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Keeps one router's link open until it is stopped.
+    async fn keep_linked(self: Arc<Self>, router: Arc<RouterConn>) {
+        let mut backoff = Duration::from_millis(100);
+        while !router.stop.is_cancelled() {
+            match self.link_once(&router).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => tracing::debug!(error = %e, addr = router.addr, "router link failed"),
+            }
+            *lock(&router.up) = None;
+            self.resend_from(&router).await;
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = router.stop.cancelled() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        *lock(&router.up) = None;
+        self.resend_from(&router).await;
+    }
+
+    /// Sends what `router` never acknowledged through the routers still up.
+    async fn resend_from(&self, router: &RouterConn) {
+        let orphans = std::mem::take(&mut *lock(&router.in_flight));
+        router.room.add_permits(orphans.len());
+        if !orphans.is_empty() {
+            tracing::warn!(
+                addr = router.addr,
+                stanzas = orphans.len(),
+                "resending unacknowledged stanzas"
+            );
+        }
+        for (_, (xml, key)) in orphans {
+            self.send(xml, key).await;
+        }
+    }
+
+    async fn link_once(&self, router: &RouterConn) -> Result<(), tonic::Status> {
+        let (tx, rx) = mpsc::channel(1024);
+        let hello = pb::EdgeMessage {
+            body: Some(pb::edge_message::Body::Hello(pb::Hello {
+                edge_id: self.edge_id.clone(),
+            })),
+        };
+        tx.send(hello)
+            .await
+            .map_err(|_| tonic::Status::cancelled("link closed"))?;
+        let mut inbound = router
+            .client
+            .clone()
+            .link(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        *lock(&router.up) = Some(tx.clone());
+        tracing::info!(addr = router.addr, "router link up");
+        loop {
+            let message = tokio::select! {
+                m = inbound.message() => m?,
+                () = router.stop.cancelled() => return Ok(()),
+            };
+            let Some(message) = message else {
+                return Ok(());
+            };
+            match message.body {
+                Some(pb::router_message::Body::Acks(acks)) => {
+                    let mut in_flight = lock(&router.in_flight);
+                    let acked = acks
+                        .seqs
+                        .iter()
+                        .filter(|s| in_flight.remove(s).is_some())
+                        .count();
+                    router.room.add_permits(acked);
+                }
+                Some(pb::router_message::Body::Deliveries(batch)) => {
+                    let results = batch
+                        .deliveries
+                        .into_iter()
+                        .map(|d| pb::DeliveryResult {
+                            id: d.id,
+                            delivered: convert::element(&d.xml).is_ok_and(|el| {
+                                self.connections.send(d.conn, Command::Deliver(el))
+                            }),
+                        })
+                        .collect();
+                    let reply = pb::EdgeMessage {
+                        body: Some(pb::edge_message::Body::Results(pb::DeliveryResults {
+                            results,
+                        })),
+                    };
+                    let _ = tx.send(reply).await;
+                }
+                Some(pb::router_message::Body::Terminate(t)) => {
+                    let condition = convert::stream_condition(&t.condition);
+                    self.connections.send(t.conn, Command::Terminate(condition));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// A unary call on the best router for `key`, falling back to the others.
+    async fn call<T, F, Fut>(&self, key: &Jid, f: F) -> Result<T, tonic::Status>
+    where
+        F: Fn(RouterClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut last = tonic::Status::unavailable("no router link is up");
+        for router in self.ranked(key) {
+            match f(router.client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+#[async_trait]
+impl RouterLink for RemoteRouters {
+    async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError> {
+        let request = pb::CredentialsRequest {
+            account: account.to_string(),
+        };
+        let reply = self
+            .call(account, |mut c| {
+                let request = request.clone();
+                async move { c.credentials(request).await }
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        reply
+            .found
+            .map(convert::credentials)
+            .transpose()
+            .map_err(status_error)
+    }
+
+    async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {
+        let request = pb::BindRequest {
+            jid: record.jid.to_string(),
+            edge_id: record.edge.clone(),
+            conn: record.conn,
+        };
+        let reply = self
+            .call(&record.jid.bare(), |mut c| {
+                let request = request.clone();
+                async move { c.bind(request).await }
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "bind through the router failed");
+                StanzaCondition::InternalServerError
+            })?
+            .into_inner();
+        match reply.error_condition.as_str() {
+            "" => Ok(()),
+            other => Err(convert::stanza_condition(other)),
+        }
+    }
+
+    async fn unbind(&self, jid: &Jid, conn: u64) {
+        let request = pb::UnbindRequest {
+            jid: jid.to_string(),
+            conn,
+        };
+        let result = self
+            .call(&jid.bare(), |mut c| {
+                let request = request.clone();
+                async move { c.unbind(request).await }
+            })
+            .await;
+        if let Err(e) = result {
+            // The registry entry stays until this edge is reaped.
+            tracing::warn!(error = %e, %jid, "unbind through the router failed");
+        }
+    }
+
+    async fn submit(&self, stanza: Stanza) {
+        let key = stanza.from.bare();
+        self.send(convert::stanza_bytes(&stanza.element), key).await;
+    }
+}

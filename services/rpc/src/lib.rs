@@ -1,0 +1,19 @@
+//! The gRPC link between edges and routers (`proto/switchyard/v1`).
+//!
+//! Generated code stays in `pb`, private to this crate; `convert` is the one place where
+//! its types meet the domain's. [`RemoteRouters`] is the edge's `RouterLink`,
+//! [`EdgeLinks`] the router's `EdgeDelivery`, [`RouterService`] the router's server.
+
+mod convert;
+mod edge_side;
+mod liveness;
+mod router_side;
+
+mod pb {
+    #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
+    tonic::include_proto!("switchyard.v1");
+}
+
+pub use edge_side::{RemoteRouters, MAX_IN_FLIGHT};
+pub use liveness::keep_edges_alive;
+pub use router_side::{EdgeLinks, RouterService};

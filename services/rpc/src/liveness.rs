@@ -1,0 +1,56 @@
+//! Edge liveness as the routers see it (DESIGN: failure semantics).
+//!
+//! Every router refreshes, with a TTL, the liveness of each edge that holds a link to it;
+//! an edge is therefore alive while any router hears from it. Every router also looks
+//! for edges whose liveness expired and reaps their sessions; the registry hands each
+//! reaped session to exactly one router, which sends its unavailable presence. So when an
+//! edge dies, its sessions leave the registry within about `ttl` plus one period, and
+//! contacts are told once.
+
+use crate::router_side::EdgeLinks;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_router::Router;
+use switchyard_storage::SessionRegistry;
+use tokio_util::sync::CancellationToken;
+
+/// Runs until `shutdown`: heartbeats every `ttl / 3`, reaping on the same beat.
+pub async fn keep_edges_alive(
+    links: Arc<EdgeLinks>,
+    registry: Arc<dyn SessionRegistry>,
+    router: Arc<Router>,
+    ttl: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(ttl / 3);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let heard = links.edges();
+        for edge in &heard {
+            if let Err(e) = registry.heartbeat(edge, ttl).await {
+                tracing::warn!(error = %e, edge, "edge heartbeat failed");
+            }
+        }
+        let dead = match registry.dead_edges().await {
+            Ok(dead) => dead,
+            Err(e) => {
+                tracing::warn!(error = %e, "dead edge scan failed");
+                continue;
+            }
+        };
+        for edge in dead.iter().filter(|e| !heard.contains(e)) {
+            match registry.reap(edge).await {
+                Ok(reaped) => {
+                    tracing::info!(edge, sessions = reaped.len(), "reaped a dead edge");
+                    for record in reaped {
+                        router.session_ended(record).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, edge, "reaping failed"),
+            }
+        }
+    }
+}
