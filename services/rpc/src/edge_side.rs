@@ -69,6 +69,11 @@ fn score(key: &Jid, addr: &str) -> u64 {
     h.finish()
 }
 
+/// The router address a key (a bare JID) prefers among `addrs` (rendezvous hashing).
+pub fn preferred_router<'a>(key: &Jid, addrs: &'a [String]) -> Option<&'a String> {
+    addrs.iter().max_by_key(|a| score(key, a))
+}
+
 fn status_error(e: tonic::Status) -> StorageError {
     StorageError::Unavailable(format!("router: {e}"))
 }
@@ -91,9 +96,12 @@ impl RemoteRouters {
         this
     }
 
-    /// Whether at least one router link is up (the edge's readiness).
-    pub fn any_up(&self) -> bool {
-        lock(&self.routers).values().any(|r| lock(&r.up).is_some())
+    /// How many router links are up (readiness: at least one).
+    pub fn routers_up(&self) -> usize {
+        lock(&self.routers)
+            .values()
+            .filter(|r| lock(&r.up).is_some())
+            .count()
     }
 
     async fn discover(self: Arc<Self>, names: Vec<String>, shutdown: CancellationToken) {

@@ -14,6 +14,9 @@ mod pb {
     tonic::include_proto!("switchyard.v1");
 }
 
-pub use edge_side::{RemoteRouters, MAX_IN_FLIGHT};
+#[cfg(test)]
+mod resend_tests;
+
+pub use edge_side::{preferred_router, RemoteRouters, MAX_IN_FLIGHT};
 pub use liveness::keep_edges_alive;
 pub use router_side::{EdgeLinks, RouterService};

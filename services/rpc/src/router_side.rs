@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::{Element, Stanza, StreamCondition};
 use switchyard_router::{EdgeDelivery, Router, Undeliverable};
-use switchyard_storage::{AccountStore, SessionRecord};
+use switchyard_storage::{AccountStore, SessionRecord, SessionRegistry};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -136,6 +136,9 @@ pub struct RouterService {
     pub router: Arc<Router>,
     pub accounts: Arc<dyn AccountStore>,
     pub links: Arc<EdgeLinks>,
+    /// Where edge liveness is kept, and for how long one heartbeat counts.
+    pub registry: Arc<dyn SessionRegistry>,
+    pub edge_ttl: Duration,
 }
 
 impl RouterService {
@@ -229,6 +232,12 @@ impl router_server::Router for RouterService {
             }) if !hello.edge_id.is_empty() => hello.edge_id,
             _ => return Err(Status::invalid_argument("a link starts with Hello")),
         };
+        // Alive from the first moment, not from the next heartbeat: another router must
+        // not mistake a new edge for a dead one.
+        self.registry
+            .heartbeat(&edge, self.edge_ttl)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let link = self.links.open(&edge, tx);
         tracing::info!(edge, "edge link open");

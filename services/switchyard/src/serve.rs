@@ -155,17 +155,19 @@ async fn start_router(config: &Config, shutdown: CancellationToken) -> anyhow::R
     }
     let links = Arc::new(EdgeLinks::default());
     let router = wiring::router(config, registry.clone(), stores, links.clone());
+    let ttl = Duration::from_secs(config.cluster.edge_ttl_secs);
     let service = RouterService {
         router: router.clone(),
         accounts: accounts.clone(),
         links: links.clone(),
+        registry: registry.clone(),
+        edge_ttl: ttl,
     };
     let listener = TcpListener::bind(&config.cluster.rpc_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.cluster.rpc_listen))?;
     let rpc = listener.local_addr()?;
     println!("switchyard: listening rpc {rpc}");
-    let ttl = Duration::from_secs(config.cluster.edge_ttl_secs);
     tokio::spawn(switchyard_rpc::keep_edges_alive(
         links,
         registry,

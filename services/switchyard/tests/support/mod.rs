@@ -301,9 +301,20 @@ impl Client {
 
     /// STARTTLS + mechanism + bind.
     pub async fn login(server: &Server, user: &str, mechanism: &str, resource: &str) -> Self {
-        let mut c = Self::connect(server.c2s()).await;
+        Self::login_at(server.c2s(), server.cert_der(), user, mechanism, resource).await
+    }
+
+    /// STARTTLS + mechanism + bind at `addr`, trusting `cert`; the password is `secret`.
+    pub async fn login_at(
+        addr: SocketAddr,
+        cert: Vec<u8>,
+        user: &str,
+        mechanism: &str,
+        resource: &str,
+    ) -> Self {
+        let mut c = Self::connect(addr).await;
         c.open().await;
-        c.starttls(server.cert_der()).await;
+        c.starttls(cert).await;
         let features = c.open().await;
         assert!(features
             .child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")

@@ -1,0 +1,219 @@
+//! A cluster of real `switchyard` processes on loopback: routers and edges with their own
+//! configuration files, sharing the machine's PostgreSQL (a schema of their own) and
+//! Redis (a key prefix of their own). Without those services CI fails loudly and a
+//! laptop skips with a message.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// One `switchyard serve` process.
+pub struct Proc {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Proc {
+    /// `kill -9`.
+    pub async fn kill_9(&mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        let _ = self.child.wait().await;
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub schema: String,
+    pub prefix: String,
+    pub routers: Vec<Proc>,
+    pub edges: Vec<Proc>,
+    pub cert_der: Vec<u8>,
+}
+
+fn skip_or_fail(what: &str) -> Option<Cluster> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is required in CI");
+    }
+    eprintln!("SKIPPED: {what} not available");
+    None
+}
+
+impl Cluster {
+    fn config_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.toml"))
+    }
+
+    /// Writes a configuration for one process; `routers` are the router addresses.
+    fn write_config(&self, name: &str, routers: &[SocketAddr]) -> PathBuf {
+        let data = self.dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        let routers: Vec<String> = routers.iter().map(|a| format!("\"{a}\"")).collect();
+        let text = format!(
+            r#"domains = ["localhost"]
+data_dir = "{data}"
+[listen]
+c2s = "127.0.0.1:0"
+c2s_direct_tls = ""
+[tls]
+cert_path = "{cert}"
+key_path = "{key}"
+[cluster]
+routers = [{routers}]
+rpc_listen = "127.0.0.1:0"
+edge_ttl_secs = 3
+[redis]
+urls = ["{REDIS}"]
+key_prefix = "{prefix}"
+[postgres]
+url = "{PG}"
+schema = "{schema}"
+pool_size = 4
+migrate_on_start = true
+"#,
+            data = data.display(),
+            cert = self.dir.path().join("cert.pem").display(),
+            key = self.dir.path().join("key.pem").display(),
+            routers = routers.join(", "),
+            prefix = self.prefix,
+            schema = self.schema,
+        );
+        let path = self.config_path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Two routers and two edges, with accounts `names` (password `secret`).
+    pub async fn start(names: &[&str]) -> Option<Self> {
+        let suffix = format!("{}_{}", std::process::id(), rand_suffix());
+        let schema = format!("sy_cluster_{suffix}");
+        let (admin, connection) = match tokio_postgres::connect(PG, tokio_postgres::NoTls).await {
+            Ok(c) => c,
+            Err(_) => return skip_or_fail("PostgreSQL on 127.0.0.1:5432"),
+        };
+        tokio::spawn(connection);
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap();
+        if redis::Client::open(REDIS)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .is_err()
+        {
+            return skip_or_fail("Redis on 127.0.0.1:6379");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+        let mut cluster = Self {
+            dir,
+            schema,
+            prefix: format!("sytest:{suffix}:"),
+            routers: Vec::new(),
+            edges: Vec::new(),
+            cert_der: cert.cert.der().to_vec(),
+        };
+        let config = cluster.write_config("admin", &[]);
+        run(&config, &["migrate"]).await;
+        for name in names {
+            run(&config, &["user", "add", name, "--password", "secret"]).await;
+        }
+        for i in 0..2 {
+            let config = cluster.write_config(&format!("router{i}"), &[]);
+            cluster.routers.push(spawn(&config, "router", "rpc").await);
+        }
+        let addrs: Vec<SocketAddr> = cluster.routers.iter().map(|r| r.addr).collect();
+        for i in 0..2 {
+            let config = cluster.write_config(&format!("edge{i}"), &addrs);
+            cluster.edges.push(spawn(&config, "edge", "c2s").await);
+        }
+        // Let every edge link to every router before clients arrive.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Some(cluster)
+    }
+
+    /// Removes the schema and the Redis keys of this run.
+    pub async fn clean_up(mut self) {
+        for p in self.routers.iter_mut().chain(self.edges.iter_mut()) {
+            p.kill_9().await;
+        }
+        if let Ok((admin, connection)) = tokio_postgres::connect(PG, tokio_postgres::NoTls).await {
+            tokio::spawn(connection);
+            let _ = admin
+                .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
+                .await;
+        }
+        let mut redis = redis::Client::open(REDIS)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut redis)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut redis).await;
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    switchyard_core::token::token(8).to_lowercase()
+}
+
+/// Runs a one-shot `switchyard` command and asserts it succeeded.
+async fn run(config: &Path, args: &[&str]) {
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "switchyard {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `switchyard serve --roles ROLE` and waits for its `listening KIND` line.
+/// Its log goes next to its configuration (`NAME.log`), for post-mortems.
+async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--roles", role])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let wanted = format!("switchyard: listening {kind} ");
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix(&wanted) {
+                return addr.parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("{role} exited before listening");
+    })
+    .await
+    .expect("process listening in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Proc { child, addr }
+}

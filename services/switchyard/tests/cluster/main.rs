@@ -1,0 +1,206 @@
+//! The cluster over real processes: 2 routers and 2 edges on loopback, PostgreSQL and
+//! Redis from this machine (issue: the cluster). Each test has its own schema and key
+//! prefix.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod harness;
+
+use harness::Cluster;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use support::Client;
+use switchyard_core::xml::Element;
+
+async fn online(cluster: &Cluster, edge: usize, user: &str, resource: &str) -> Client {
+    let addr = cluster.edges[edge].addr;
+    let mut c = Client::login_at(
+        addr,
+        cluster.cert_der.clone(),
+        user,
+        "SCRAM-SHA-256",
+        resource,
+    )
+    .await;
+    c.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq><presence/>")
+        .await;
+    c.until(|e| e.name() == "presence" && e.attr("type").is_none())
+        .await;
+    c
+}
+
+/// `x` subscribes to `y`, who approves; `x` then receives `y`'s presence.
+async fn subscribe(x: &mut Client, x_name: &str, y: &mut Client, y_name: &str) {
+    x.send(&format!(
+        "<presence type='subscribe' to='{y_name}@localhost'/>"
+    ))
+    .await;
+    y.until(|e| e.attr("type") == Some("subscribe")).await;
+    y.send(&format!(
+        "<presence type='subscribed' to='{x_name}@localhost'/>"
+    ))
+    .await;
+    x.until(|e| e.name() == "presence" && e.attr("type").is_none())
+        .await;
+}
+
+fn body(e: &Element) -> Option<String> {
+    e.child("body", "jabber:client").map(|b| b.text())
+}
+
+#[tokio::test]
+async fn users_on_different_edges_chat_see_presence_and_get_roster_pushes() {
+    let Some(cluster) = Cluster::start(&["alice", "bob"]).await else {
+        return;
+    };
+    let mut alice = online(&cluster, 0, "alice", "desk").await;
+    let mut bob = online(&cluster, 1, "bob", "phone").await;
+
+    alice
+        .send("<presence type='subscribe' to='bob@localhost'/>")
+        .await;
+    let (push, _) = alice
+        .until(|e| e.name() == "iq" && e.attr("type") == Some("set"))
+        .await;
+    assert!(
+        push.child("query", "jabber:iq:roster").is_some(),
+        "roster push on edge 0"
+    );
+    bob.until(|e| e.attr("type") == Some("subscribe")).await;
+    bob.send("<presence type='subscribed' to='alice@localhost'/>")
+        .await;
+    let (presence, _) = alice
+        .until(|e| e.name() == "presence" && e.attr("type").is_none())
+        .await;
+    assert_eq!(presence.attr("from"), Some("bob@localhost/phone"));
+
+    alice
+        .send("<message to='bob@localhost' type='chat' id='c1'><body>across edges</body></message>")
+        .await;
+    let (m, _) = bob.until(|e| e.name() == "message").await;
+    assert_eq!(body(&m).as_deref(), Some("across edges"));
+    assert_eq!(m.attr("from"), Some("alice@localhost/desk"));
+    bob.send("<message to='alice@localhost/desk' type='chat'><body>back</body></message>")
+        .await;
+    let (m, _) = alice.until(|e| e.name() == "message").await;
+    assert_eq!(body(&m).as_deref(), Some("back"));
+    cluster.clean_up().await;
+}
+
+#[tokio::test]
+async fn router_kill_9_mid_flow_loses_no_message() {
+    let Some(mut cluster) = Cluster::start(&["sender", "sink"]).await else {
+        return;
+    };
+    let mut sink = online(&cluster, 1, "sink", "r").await;
+    let mut sender = online(&cluster, 0, "sender", "r").await;
+    // Kill the router the sender's stanzas go to, in the middle of a burst.
+    let addrs: Vec<String> = cluster.routers.iter().map(|r| r.addr.to_string()).collect();
+    let key = switchyard_core::Jid::parse("sender@localhost").unwrap();
+    let victim = addrs
+        .iter()
+        .position(|a| Some(a) == switchyard_rpc::preferred_router(&key, &addrs))
+        .unwrap();
+    const TOTAL: usize = 600;
+    let burst = |range: std::ops::Range<usize>| {
+        range
+            .map(|i| format!("<message to='sink@localhost/r' type='chat' id='m{i}'><body>{i}</body></message>"))
+            .collect::<String>()
+    };
+    sender.send(&burst(0..TOTAL / 2)).await;
+    cluster.routers[victim].kill_9().await;
+    sender.send(&burst(TOTAL / 2..TOTAL)).await;
+    let expected: BTreeSet<String> = (0..TOTAL).map(|i| i.to_string()).collect();
+    let mut got = BTreeSet::new();
+    while got.len() < expected.len() {
+        let (m, _) = sink.until(|e| e.name() == "message").await;
+        got.extend(body(&m));
+    }
+    assert_eq!(
+        got, expected,
+        "every message delivered (duplicates allowed)"
+    );
+    let log = std::fs::read_to_string(cluster.dir.path().join("edge0.log")).unwrap_or_default();
+    let resends: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("resending unacknowledged"))
+        .collect();
+    println!("edge 0 after the router died: {resends:?}");
+    // Sessions stayed connected on both edges.
+    sender
+        .send("<message to='sink@localhost/r' type='chat'><body>after</body></message>")
+        .await;
+    let (m, _) = sink.until(|e| body(e).as_deref() == Some("after")).await;
+    assert_eq!(m.attr("from"), Some("sender@localhost/r"));
+    cluster.clean_up().await;
+}
+
+#[tokio::test]
+async fn edge_kill_9_sessions_reaped_contacts_told_messages_held() {
+    let Some(mut cluster) = Cluster::start(&["alice", "bob"]).await else {
+        return;
+    };
+    let mut alice = online(&cluster, 0, "alice", "desk").await;
+    let mut bob = online(&cluster, 1, "bob", "phone").await;
+    subscribe(&mut alice, "alice", &mut bob, "bob").await;
+    subscribe(&mut bob, "bob", &mut alice, "alice").await;
+    // Past a heartbeat, so the edge's liveness must expire on its own.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Bob's connection stays open: it dies with the edge, which says nothing to anyone.
+    cluster.edges[1].kill_9().await;
+    // Within the liveness bound (TTL 3 s plus a beat), Alice sees Bob go, once.
+    let started = std::time::Instant::now();
+    let (gone, _) = alice
+        .until(|e| e.name() == "presence" && e.attr("type") == Some("unavailable"))
+        .await;
+    assert_eq!(gone.attr("from"), Some("bob@localhost/phone"));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let logs: String = ["router0.log", "router1.log"]
+        .iter()
+        .map(|f| std::fs::read_to_string(cluster.dir.path().join(f)).unwrap_or_default())
+        .collect();
+    let reaps: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("reaped a dead edge"))
+        .collect();
+    println!("unavailable after {:?}; {reaps:?}", started.elapsed());
+    assert_eq!(reaps.len(), 1, "one router reaped the edge: {reaps:?}");
+    // A message to Bob now goes to offline storage (no error) …
+    alice
+        .send("<message to='bob@localhost' type='chat' id='o1'><body>held</body></message>")
+        .await;
+    alice
+        .send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let (pong, before) = alice.until(|e| e.attr("id") == Some("sync")).await;
+    assert_eq!(pong.attr("type"), Some("result"));
+    let unavailable = before
+        .iter()
+        .filter(|e| e.attr("type") == Some("unavailable"))
+        .count();
+    assert_eq!(unavailable, 0, "unavailable presence arrives exactly once");
+    assert!(
+        before.iter().all(|e| e.attr("type") != Some("error")),
+        "{before:?}"
+    );
+    // … and arrives at Bob's next login, on the surviving edge.
+    drop(bob);
+    let mut bob = Client::login_at(
+        cluster.edges[0].addr,
+        cluster.cert_der.clone(),
+        "bob",
+        "SCRAM-SHA-256",
+        "phone",
+    )
+    .await;
+    bob.send("<presence/>").await;
+    let (m, _) = bob.until(|e| e.name() == "message").await;
+    assert_eq!(body(&m).as_deref(), Some("held"));
+    assert!(m.child("delay", "urn:xmpp:delay").is_some());
+    cluster.clean_up().await;
+}
