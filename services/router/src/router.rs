@@ -117,9 +117,14 @@ impl Router {
         Ok(self.stores.accounts.credentials(bare).await?.is_some())
     }
 
-    /// Hands an element to one session's connection.
+    /// Hands an element to one session's connection. A session found gone corrects
+    /// any cached view of the registry.
     pub(crate) async fn send(&self, to: &SessionRecord, element: Element) -> bool {
-        self.edges.deliver(&to.edge, to.conn, element).await.is_ok()
+        let delivered = self.edges.deliver(&to.edge, to.conn, element).await.is_ok();
+        if !delivered {
+            self.registry.forget(&to.jid.bare());
+        }
+        delivered
     }
 
     /// Delivers to one full JID if it is connected.

@@ -13,6 +13,7 @@ mod memory;
 mod model;
 mod postgres;
 mod redis;
+mod registry_cache;
 mod sqlite;
 mod traits;
 
@@ -24,10 +25,11 @@ pub use memory::{MemoryRegistry, MemoryStore};
 pub use model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
 pub use postgres::PgStore;
 pub use redis::RedisRegistry;
+pub use registry_cache::CachedRegistry;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AccountStore, BlockStore, DocumentStore, OfflineStore, RosterStore, SessionEdit, SessionRecord,
-    SessionRegistry,
+    AccountStore, BlockStore, Change, DocumentStore, OfflineStore, RosterStore, SessionEdit,
+    SessionRecord, SessionRegistry,
 };
 
 /// Every durable data trait, as implemented by one backend.

@@ -12,7 +12,7 @@
 //! unbind of a replaced connection never removes its successor, and a reaped record is
 //! removed (and returned) exactly once however many routers reap at the same time.
 
-use crate::traits::{SessionEdit, SessionRecord, SessionRegistry};
+use crate::traits::{Change, SessionEdit, SessionRecord, SessionRegistry};
 use crate::{Presence, StorageError};
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::Jid;
+use tokio::sync::mpsc;
 
 /// One connection handle to a single Redis or to a Redis Cluster.
 #[derive(Clone)]
@@ -140,6 +141,8 @@ return 0";
 
 pub struct RedisRegistry {
     conn: Conn,
+    /// Where change notifications are subscribed (the first URL).
+    notify_url: String,
     prefix: String,
     scripts: [Script; 3],
     /// Commands sent, for tests and metrics.
@@ -184,10 +187,24 @@ impl RedisRegistry {
         };
         Ok(Self {
             conn,
+            notify_url: urls.first().cloned().unwrap_or_default(),
             prefix: prefix.to_owned(),
             scripts: [Script::new(BIND), Script::new(UNBIND), Script::new(SWAP)],
             commands: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Deletes every key under this registry's prefix (tests, decommissioning).
+    pub async fn delete_all_keys(&self) -> Result<(), StorageError> {
+        let mut scan = redis::cmd("KEYS");
+        scan.arg(format!("{}*", self.prefix));
+        let keys: Vec<String> = self.run(&scan).await?;
+        for key in keys {
+            let mut del = redis::cmd("DEL");
+            del.arg(key);
+            self.run::<()>(&del).await?;
+        }
+        Ok(())
     }
 
     /// How many commands this registry has sent so far.
@@ -209,6 +226,17 @@ impl RedisRegistry {
 
     fn edges_key(&self) -> String {
         format!("{}edges", self.prefix)
+    }
+
+    fn changes_channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+
+    /// Tells every router's cache that `bare`'s sessions changed.
+    async fn announce(&self, bare: &Jid) -> Result<(), StorageError> {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(self.changes_channel()).arg(bare.to_string());
+        self.run::<()>(&cmd).await
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StorageError> {
@@ -273,6 +301,7 @@ impl SessionRegistry for RedisRegistry {
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
+        self.announce(&record.jid.bare()).await?;
         Ok(old)
     }
 
@@ -314,6 +343,7 @@ impl SessionRegistry for RedisRegistry {
                 .script(2, &key, &[resource(jid), &json, &encode(&record)])
                 .await?;
             if swapped == 1 {
+                self.announce(&jid.bare()).await?;
                 return Ok(Some(record));
             }
         }
@@ -357,6 +387,13 @@ impl SessionRegistry for RedisRegistry {
         Ok(dead)
     }
 
+    fn changes(&self) -> Option<mpsc::Receiver<Change>> {
+        let (tx, rx) = mpsc::channel(4096);
+        let (url, channel) = (self.notify_url.clone(), self.changes_channel());
+        tokio::spawn(follow_changes(url, channel, tx));
+        Some(rx)
+    }
+
     async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {
         let mut members = redis::cmd("SMEMBERS");
         members.arg(self.edge_key(edge));
@@ -377,6 +414,43 @@ impl SessionRegistry for RedisRegistry {
         forget.arg(self.edges_key()).arg(edge);
         self.run::<()>(&forget).await?;
         Ok(reaped)
+    }
+}
+
+/// Forwards change notifications until the receiver is dropped, resubscribing with
+/// backoff; after any gap it reports [`Change::Unknown`] so caches start over.
+async fn follow_changes(url: String, channel: String, tx: mpsc::Sender<Change>) {
+    use tokio_stream::StreamExt;
+    let mut backoff = Duration::from_millis(100);
+    while !tx.is_closed() {
+        let subscribed = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub.into_on_message())
+        };
+        match subscribed.await {
+            Ok(mut messages) => {
+                backoff = Duration::from_millis(100);
+                if tx.send(Change::Unknown).await.is_err() {
+                    return;
+                }
+                while let Some(message) = messages.next().await {
+                    let change = message
+                        .get_payload::<String>()
+                        .ok()
+                        .and_then(|s| Jid::parse(&s).ok())
+                        .map_or(Change::Unknown, Change::Account);
+                    if tx.send(change).await.is_err() {
+                        return;
+                    }
+                }
+                tracing::warn!("registry change notifications interrupted; resubscribing");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe to registry changes"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -421,12 +495,6 @@ mod tests {
             stale.is_empty(),
             "sessions and indexes are cleaned up: {stale:?}"
         );
-        let mut del = redis::cmd("DEL");
-        for key in &left {
-            del.arg(key);
-        }
-        if !left.is_empty() {
-            reg.run::<()>(&del).await.unwrap();
-        }
+        reg.delete_all_keys().await.unwrap();
     }
 }

@@ -141,4 +141,20 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     /// Removes every session of `edge`. Each removed record is returned to exactly one
     /// caller, however many call at once, so its unavailable presence goes out once.
     async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError>;
+    /// Drops anything cached about `bare` (a delivery found a session gone).
+    fn forget(&self, _bare: &Jid) {}
+    /// Accounts whose sessions other processes changed, for caches to drop; `None` when
+    /// every change goes through this handle anyway.
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
+        None
+    }
+}
+
+/// A change another process made to the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The sessions of one account changed.
+    Account(Jid),
+    /// Changes may have been missed (the notification link broke): forget everything.
+    Unknown,
 }

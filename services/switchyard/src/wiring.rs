@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_router::{BareDelivery, EdgeDelivery, Router, RouterConfig, ServerInfo};
 use switchyard_storage::{
-    CachedBlocks, MemoryRegistry, PgStore, RedisRegistry, SessionRegistry, SqliteStore, Stores,
+    CachedBlocks, CachedRegistry, MemoryRegistry, PgStore, RedisRegistry, SessionRegistry,
+    SqliteStore, Stores,
 };
 
 /// The embedded SQLite store in `data_dir`.
@@ -58,7 +59,11 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn SessionReg
     let registry = RedisRegistry::connect(&redis.urls, redis.cluster, &redis.key_prefix)
         .await
         .context("redis")?;
-    Ok(Arc::new(registry))
+    Ok(Arc::new(CachedRegistry::new(
+        Arc::new(registry),
+        200_000,
+        Duration::from_secs(300),
+    )))
 }
 
 fn router_config(config: &Config) -> RouterConfig {

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::{ns, Element, Jid, Stanza, StreamCondition};
 use switchyard_router::{EdgeDelivery, Router, RouterConfig, ServerInfo, Undeliverable};
-use switchyard_storage::{AccountStore, MemoryRegistry, MemoryStore, SessionRecord, Stores};
+use switchyard_storage::{
+    AccountStore, MemoryRegistry, MemoryStore, SessionRecord, SessionRegistry, Stores,
+};
 
 #[derive(Debug, Default)]
 pub struct Edge {
@@ -71,6 +73,14 @@ impl World {
     }
 
     pub async fn with(tune: impl FnOnce(&mut RouterConfig)) -> Self {
+        Self::with_registry(Arc::new(MemoryRegistry::default()), tune).await
+    }
+
+    /// A router over `registry` (and memory stores).
+    pub async fn with_registry(
+        registry: Arc<dyn SessionRegistry>,
+        tune: impl FnOnce(&mut RouterConfig),
+    ) -> Self {
         let info = ServerInfo {
             name: "Switchyard",
             version: "test",
@@ -80,12 +90,7 @@ impl World {
         tune(&mut config);
         let edge = Arc::new(Edge::default());
         let store = Arc::new(MemoryStore::default());
-        let router = Router::new(
-            config,
-            Arc::new(MemoryRegistry::default()),
-            Stores::of(store.clone()),
-            edge.clone(),
-        );
+        let router = Router::new(config, registry, Stores::of(store.clone()), edge.clone());
         Self {
             router,
             edge,
@@ -203,4 +208,11 @@ pub fn pushed_item(el: &Element) -> Option<&Element> {
 
 pub fn pushes(got: &[Element]) -> Vec<&Element> {
     got.iter().filter_map(pushed_item).collect()
+}
+
+impl World {
+    /// The edge loses a connection without telling the router (as when it crashes).
+    pub fn edge_forgets(&self, c: &Client) {
+        self.edge.connected.lock().unwrap().remove(&c.conn);
+    }
 }
