@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use switchyard_core::{Element, StreamCondition};
+use switchyard_core::{Element, Jid, StreamCondition};
 use tokio::sync::mpsc;
 
 /// What a connection's task is asked to do.
@@ -15,10 +15,20 @@ pub enum Command {
     Terminate(StreamCondition),
 }
 
+/// A bound session as the edge knows it: enough to register it again after the
+/// registry lost its data.
+#[derive(Debug, Clone)]
+pub struct BoundSession {
+    pub jid: Jid,
+    /// The last presence it broadcast, while available.
+    pub presence: Option<Element>,
+}
+
 #[derive(Debug, Default)]
 pub struct Connections {
     next_id: AtomicU64,
     mailboxes: Mutex<HashMap<u64, mpsc::Sender<Command>>>,
+    bound: Mutex<HashMap<u64, BoundSession>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -42,8 +52,34 @@ impl Connections {
         lock(&self.mailboxes).insert(id, mailbox);
     }
 
+    pub(crate) fn bound(&self, id: u64, jid: Jid) {
+        lock(&self.bound).insert(
+            id,
+            BoundSession {
+                jid,
+                presence: None,
+            },
+        );
+    }
+
+    /// Records a broadcast presence (`None` after unavailable).
+    pub(crate) fn presence(&self, id: u64, presence: Option<Element>) {
+        if let Some(s) = lock(&self.bound).get_mut(&id) {
+            s.presence = presence;
+        }
+    }
+
+    /// Every bound session on this edge, by connection id.
+    pub fn sessions(&self) -> Vec<(u64, BoundSession)> {
+        lock(&self.bound)
+            .iter()
+            .map(|(id, s)| (*id, s.clone()))
+            .collect()
+    }
+
     pub(crate) fn release(&self, id: u64, ip: IpAddr) {
         lock(&self.mailboxes).remove(&id);
+        lock(&self.bound).remove(&id);
         let mut per_ip = lock(&self.per_ip);
         if let Some(count) = per_ip.get_mut(&ip) {
             *count -= 1;

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use switchyard_core::session::{Input, Lookup, Output, Session};
-use switchyard_core::{Jid, StreamCondition};
+use switchyard_core::{Jid, StanzaKind, StreamCondition};
 use switchyard_storage::SessionRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -161,6 +161,11 @@ impl Conn {
                     continue;
                 }
                 Output::Route(stanza) => {
+                    if stanza.kind == StanzaKind::Presence && stanza.to.is_none() {
+                        let available = stanza.type_attr().is_none();
+                        let presence = available.then(|| stanza.element.clone());
+                        self.ctx.connections.presence(self.id, presence);
+                    }
                     self.ctx.link.submit(stanza).await;
                     continue;
                 }
@@ -197,6 +202,7 @@ impl Conn {
                     let result = self.ctx.link.bind(record).await;
                     if result.is_ok() {
                         tracing::info!(%jid, conn = self.id, "session bound");
+                        self.ctx.connections.bound(self.id, jid);
                     }
                     self.session.handle(Input::Bound(result))
                 }

@@ -9,7 +9,7 @@ mod listener;
 mod throttle;
 mod tls;
 
-pub use connections::{Command, Connections};
+pub use connections::{BoundSession, Command, Connections};
 pub use link::RouterLink;
 pub use listener::{serve, EdgeConfig, Listener};
 pub use tls::{TlsError, TlsStore};

@@ -242,7 +242,7 @@ impl RemoteRouters {
         }
     }
 
-    async fn link_once(&self, router: &RouterConn) -> Result<(), tonic::Status> {
+    async fn link_once(self: &Arc<Self>, router: &RouterConn) -> Result<(), tonic::Status> {
         let (tx, rx) = mpsc::channel(1024);
         let hello = pb::EdgeMessage {
             body: Some(pb::edge_message::Body::Hello(pb::Hello {
@@ -300,7 +300,29 @@ impl RemoteRouters {
                     let condition = convert::stream_condition(&t.condition);
                     self.connections.send(t.conn, Command::Terminate(condition));
                 }
+                Some(pb::router_message::Body::Resync(_)) => {
+                    tokio::spawn(self.clone().resync());
+                }
                 None => {}
+            }
+        }
+    }
+
+    /// The registry lost its data: bind every live session again and resend its last
+    /// broadcast presence, which the router handles as initial presence.
+    async fn resync(self: Arc<Self>) {
+        let sessions = self.connections.sessions();
+        tracing::warn!(
+            sessions = sessions.len(),
+            "registry lost its data: registering sessions again"
+        );
+        for (conn, session) in sessions {
+            let record = SessionRecord::bound(session.jid.clone(), self.edge_id.clone(), conn);
+            if self.bind(record).await.is_err() {
+                continue;
+            }
+            if let Some(stanza) = session.presence.and_then(Stanza::from_element) {
+                self.submit(stanza).await;
             }
         }
     }

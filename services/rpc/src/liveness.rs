@@ -6,6 +6,10 @@
 //! reaped session to exactly one router, which sends its unavailable presence. So when an
 //! edge dies, its sessions leave the registry within about `ttl` plus one period, and
 //! contacts are told once.
+//!
+//! On the same beat each router reads the registry's epoch; a new epoch means the
+//! registry lost its data (Redis restarted empty), and the router asks its edges to
+//! register their live sessions again.
 
 use crate::router_side::EdgeLinks;
 use std::sync::Arc;
@@ -23,10 +27,21 @@ pub async fn keep_edges_alive(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(ttl / 3);
+    let mut epoch: Option<String> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
+        }
+        match registry.epoch().await {
+            Ok(now) => {
+                if epoch.as_ref().is_some_and(|before| *before != now) {
+                    tracing::warn!("the session registry lost its data; edges re-register");
+                    links.resync_all().await;
+                }
+                epoch = Some(now);
+            }
+            Err(e) => tracing::warn!(error = %e, "registry epoch check failed"),
         }
         let heard = links.edges();
         for edge in &heard {

@@ -59,6 +59,17 @@ impl EdgeLinks {
         lock(&self.links).get(edge).cloned()
     }
 
+    /// Asks every linked edge to register its sessions again.
+    pub async fn resync_all(&self) {
+        let links: Vec<Arc<Link>> = lock(&self.links).values().cloned().collect();
+        for link in links {
+            let message = pb::RouterMessage {
+                body: Some(pb::router_message::Body::Resync(pb::Resync {})),
+            };
+            let _ = link.tx.send(Ok(message)).await;
+        }
+    }
+
     /// Edges with a link up now (kept alive in the registry by this router).
     pub fn edges(&self) -> Vec<String> {
         lock(&self.links).keys().cloned().collect()

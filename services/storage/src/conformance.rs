@@ -354,6 +354,12 @@ pub async fn registry(reg: &dyn SessionRegistry) {
         .expect("sessions")
         .is_empty());
     liveness(reg).await;
+    let epoch = reg.epoch().await.expect("epoch");
+    assert_eq!(
+        reg.epoch().await.expect("epoch"),
+        epoch,
+        "stable while data lives"
+    );
 }
 
 /// Edge liveness and reaping: a dead edge's sessions are removed once.

@@ -240,6 +240,10 @@ impl SessionRegistry for MemoryRegistry {
         Ok(lock(&self.sessions).get(bare).cloned().unwrap_or_default())
     }
 
+    async fn epoch(&self) -> Result<String, StorageError> {
+        Ok("memory".into()) // lives and dies with the process
+    }
+
     async fn heartbeat(&self, edge: &str, ttl: Duration) -> Result<(), StorageError> {
         lock(&self.alive).insert(edge.to_owned(), Instant::now() + ttl);
         Ok(())

@@ -387,6 +387,19 @@ impl SessionRegistry for RedisRegistry {
         Ok(dead)
     }
 
+    async fn epoch(&self) -> Result<String, StorageError> {
+        let key = format!("{}epoch", self.prefix);
+        let mut set = redis::cmd("SET");
+        set.arg(&key)
+            .arg(switchyard_core::token::token(16))
+            .arg("NX");
+        self.run::<()>(&set).await?;
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
+        let epoch: Option<String> = self.run(&get).await?;
+        epoch.ok_or_else(|| unavailable("epoch vanished"))
+    }
+
     fn changes(&self) -> Option<mpsc::Receiver<Change>> {
         let (tx, rx) = mpsc::channel(4096);
         let (url, channel) = (self.notify_url.clone(), self.changes_channel());

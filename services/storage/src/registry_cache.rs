@@ -132,6 +132,10 @@ impl SessionRegistry for CachedRegistry {
         Ok(reaped)
     }
 
+    async fn epoch(&self) -> Result<String, StorageError> {
+        self.inner.epoch().await
+    }
+
     fn forget(&self, bare: &Jid) {
         lock(&self.entries).remove(bare);
     }

@@ -141,6 +141,9 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     /// Removes every session of `edge`. Each removed record is returned to exactly one
     /// caller, however many call at once, so its unavailable presence goes out once.
     async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError>;
+    /// Identifies the registry's current contents: it changes when the registry lost its
+    /// data (a Redis restarted empty), so live sessions must be registered again.
+    async fn epoch(&self) -> Result<String, StorageError>;
     /// Drops anything cached about `bare` (a delivery found a session gone).
     fn forget(&self, _bare: &Jid) {}
     /// Accounts whose sessions other processes changed, for caches to drop; `None` when

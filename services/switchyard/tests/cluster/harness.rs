@@ -30,6 +30,7 @@ impl Proc {
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
+    pub redis: String,
     pub schema: String,
     pub prefix: String,
     pub routers: Vec<Proc>,
@@ -69,7 +70,7 @@ routers = [{routers}]
 rpc_listen = "127.0.0.1:0"
 edge_ttl_secs = 3
 [redis]
-urls = ["{REDIS}"]
+urls = ["{redis}"]
 key_prefix = "{prefix}"
 [postgres]
 url = "{PG}"
@@ -83,6 +84,7 @@ migrate_on_start = true
             routers = routers.join(", "),
             prefix = self.prefix,
             schema = self.schema,
+            redis = self.redis,
         );
         let path = self.config_path(name);
         std::fs::write(&path, text).unwrap();
@@ -91,6 +93,11 @@ migrate_on_start = true
 
     /// Two routers and two edges, with accounts `names` (password `secret`).
     pub async fn start(names: &[&str]) -> Option<Self> {
+        Self::start_with_redis(names, REDIS).await
+    }
+
+    /// The same, with the registry on the Redis at `redis`.
+    pub async fn start_with_redis(names: &[&str], redis: &str) -> Option<Self> {
         let suffix = format!("{}_{}", std::process::id(), rand_suffix());
         let schema = format!("sy_cluster_{suffix}");
         let (admin, connection) = match tokio_postgres::connect(PG, tokio_postgres::NoTls).await {
@@ -102,7 +109,7 @@ migrate_on_start = true
             .batch_execute(&format!("CREATE SCHEMA {schema}"))
             .await
             .unwrap();
-        if redis::Client::open(REDIS)
+        if redis::Client::open(redis)
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -116,6 +123,7 @@ migrate_on_start = true
         std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
         let mut cluster = Self {
             dir,
+            redis: redis.to_owned(),
             schema,
             prefix: format!("sytest:{suffix}:"),
             routers: Vec::new(),
@@ -152,11 +160,13 @@ migrate_on_start = true
                 .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
                 .await;
         }
-        let mut redis = redis::Client::open(REDIS)
+        let Ok(mut redis) = redis::Client::open(self.redis.as_str())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
-            .unwrap();
+        else {
+            return;
+        };
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", self.prefix))
             .query_async(&mut redis)
@@ -165,6 +175,53 @@ migrate_on_start = true
         if !keys.is_empty() {
             let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut redis).await;
         }
+    }
+}
+
+/// A private `redis-server` on a fixed loopback port that keeps nothing on disk, so a
+/// restart comes back empty.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Child,
+}
+
+impl PrivateRedis {
+    pub async fn start(port: Option<u16>) -> Self {
+        let port = match port {
+            Some(p) => p,
+            None => std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port(),
+        };
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (Debian package redis-server) is installed");
+        let url = format!("redis://127.0.0.1:{port}");
+        for _ in 0..100 {
+            let client = redis::Client::open(url.as_str()).unwrap();
+            if client.get_multiplexed_async_connection().await.is_ok() {
+                return Self { port, child };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("private redis-server did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9`, then a fresh empty server on the same port.
+    pub async fn restart_empty(&mut self) {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+        *self = Self::start(Some(self.port)).await;
     }
 }
 

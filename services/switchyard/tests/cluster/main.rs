@@ -7,7 +7,7 @@ mod support;
 
 mod harness;
 
-use harness::Cluster;
+use harness::{Cluster, PrivateRedis};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use support::Client;
@@ -202,5 +202,50 @@ async fn edge_kill_9_sessions_reaped_contacts_told_messages_held() {
     let (m, _) = bob.until(|e| e.name() == "message").await;
     assert_eq!(body(&m).as_deref(), Some("held"));
     assert!(m.child("delay", "urn:xmpp:delay").is_some());
+    cluster.clean_up().await;
+}
+
+#[tokio::test]
+async fn redis_restart_edges_reregister_and_routing_resumes() {
+    let mut redis = PrivateRedis::start(None).await;
+    let Some(cluster) = Cluster::start_with_redis(&["alice", "bob"], &redis.url()).await else {
+        return;
+    };
+    let mut alice = online(&cluster, 0, "alice", "desk").await;
+    let mut bob = online(&cluster, 1, "bob", "phone").await;
+    subscribe(&mut alice, "alice", &mut bob, "bob").await;
+    subscribe(&mut bob, "bob", &mut alice, "alice").await;
+
+    redis.restart_empty().await;
+    // Within a few heartbeats the routers see the new epoch and the edges register the
+    // live sessions again.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}{{bob@localhost}}:s", cluster.prefix);
+    let started = std::time::Instant::now();
+    loop {
+        let n: i64 = redis::cmd("HLEN")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "Bob never came back to the registry"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("re-registered {:?} after the restart", started.elapsed());
+    // Bare-JID chat works again (Bob's presence was restored, so he is available).
+    alice
+        .send("<message to='bob@localhost' type='chat'><body>after the restart</body></message>")
+        .await;
+    let (m, _) = bob
+        .until(|e| body(e).as_deref() == Some("after the restart"))
+        .await;
+    assert_eq!(m.attr("from"), Some("alice@localhost/desk"));
     cluster.clean_up().await;
 }
