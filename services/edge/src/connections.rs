@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use switchyard_core::{Element, Jid, StreamCondition};
+use switchyard_telemetry as metrics;
 use tokio::sync::mpsc;
 
 /// What a connection's task is asked to do.
@@ -79,7 +80,9 @@ impl Connections {
 
     pub(crate) fn release(&self, id: u64, ip: IpAddr) {
         lock(&self.mailboxes).remove(&id);
-        lock(&self.bound).remove(&id);
+        if lock(&self.bound).remove(&id).is_some() {
+            metrics::EDGE_SESSIONS.dec();
+        }
         let mut per_ip = lock(&self.per_ip);
         if let Some(count) = per_ip.get_mut(&ip) {
             *count -= 1;
@@ -99,6 +102,7 @@ impl Connections {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(conn = id, "slow consumer: mailbox full, closing");
+                metrics::EDGE_SLOW_CONSUMERS.inc();
                 lock(&self.mailboxes).remove(&id);
                 // The task notices the closed mailbox sender and ends the stream.
                 false

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use switchyard_core::session::{Input, Lookup, Output, Session};
 use switchyard_core::{Jid, StanzaKind, StreamCondition};
 use switchyard_storage::SessionRecord;
+use switchyard_telemetry as metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -72,9 +73,13 @@ async fn handshake(
         }
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
+            metrics::EDGE_TLS_FAILURES.inc();
             None
         }
-        Err(_) => None,
+        Err(_) => {
+            metrics::EDGE_TLS_FAILURES.inc();
+            None
+        }
     }
 }
 
@@ -82,7 +87,7 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
     let (transport, tls) = if direct_tls {
         match handshake(&ctx, tcp).await {
             Some((stream, cb)) => (Transport::Tls(stream), Some(cb)),
-            None => return,
+            None => return ctx.connections.release(id, ip),
         }
     } else {
         (Transport::Plain(tcp), None)
@@ -131,12 +136,16 @@ impl Conn {
                 read = self.transport.read(&mut buf), if self.session.wants_bytes() => match read {
                     Ok(0) | Err(_) => self.session.handle(Input::PeerClosed),
                     Ok(n) => {
+                        metrics::EDGE_BYTES_IN.inc_by(n as u64);
                         idle_deadline = Instant::now() + cfg.idle_timeout;
                         self.session.handle(Input::Bytes(&buf[..n]))
                     }
                 },
                 command = rx.recv() => match command {
-                    Some(Command::Deliver(el)) => self.session.handle(Input::Deliver(el)),
+                    Some(Command::Deliver(el)) => {
+                        metrics::EDGE_STANZAS_OUT.with_label_values(&[el.name()]).inc();
+                        self.session.handle(Input::Deliver(el))
+                    }
                     Some(Command::Terminate(c)) => self.session.handle(Input::Terminate(c)),
                     None => self.session.handle(Input::Terminate(StreamCondition::PolicyViolation)),
                 },
@@ -161,6 +170,9 @@ impl Conn {
                     continue;
                 }
                 Output::Route(stanza) => {
+                    metrics::EDGE_STANZAS_IN
+                        .with_label_values(&[stanza.kind.as_str()])
+                        .inc();
                     if stanza.kind == StanzaKind::Presence && stanza.to.is_none() {
                         let available = stanza.type_attr().is_none();
                         let presence = available.then(|| stanza.element.clone());
@@ -169,14 +181,26 @@ impl Conn {
                     self.ctx.link.submit(stanza).await;
                     continue;
                 }
+                Output::StreamError(condition) => {
+                    metrics::EDGE_STREAM_ERRORS
+                        .with_label_values(&[condition.as_str()])
+                        .inc();
+                    continue;
+                }
                 Output::Authenticated {
                     username,
                     mechanism,
                 } => {
+                    metrics::EDGE_LOGINS
+                        .with_label_values(&[mechanism.name(), "success", "none"])
+                        .inc();
                     tracing::info!(user = %username, mechanism = mechanism.name(), conn = self.id, "authenticated");
                     continue;
                 }
                 Output::AuthFailed { mechanism, failure } => {
+                    metrics::EDGE_LOGINS
+                        .with_label_values(&[mechanism.name(), "failure", failure.as_str()])
+                        .inc();
                     self.ctx.throttle.failed(self.ip, self.account.as_ref());
                     tracing::info!(
                         mechanism = mechanism.name(),
@@ -220,6 +244,7 @@ impl Conn {
         if pending.is_empty() {
             return true;
         }
+        metrics::EDGE_BYTES_OUT.inc_by(pending.len() as u64);
         let write = self.transport.write_all(pending.as_bytes());
         let ok = matches!(
             timeout(self.ctx.config.write_timeout, write).await,

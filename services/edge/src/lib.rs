@@ -11,5 +11,5 @@ mod tls;
 
 pub use connections::{BoundSession, Command, Connections};
 pub use link::RouterLink;
-pub use listener::{serve, EdgeConfig, Listener};
+pub use listener::{serve, Drain, EdgeConfig, Listener};
 pub use tls::{TlsError, TlsStore};

@@ -9,6 +9,7 @@ use crate::tls::TlsStore;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::session::SessionConfig;
+use switchyard_telemetry as metrics;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -52,9 +53,20 @@ pub(crate) struct EdgeCtx {
     pub connections: Arc<Connections>,
     pub throttle: Throttle,
     pub shutdown: CancellationToken,
+    /// Cancelled when the drain starts: no new connections from then on.
+    pub stop_accepting: CancellationToken,
 }
 
-/// Serves the listeners until `shutdown` is cancelled, then drains.
+/// The two steps of a drain.
+#[derive(Debug, Clone, Default)]
+pub struct Drain {
+    /// First: no new connections (and readiness turns false).
+    pub stop_accepting: CancellationToken,
+    /// Then: every session ends with `system-shutdown`, within the grace.
+    pub shutdown: CancellationToken,
+}
+
+/// Serves the listeners until the drain ends them (see [`Drain`]).
 pub async fn serve(
     listeners: Vec<Listener>,
     config: EdgeConfig,
@@ -62,8 +74,12 @@ pub async fn serve(
     tls: Arc<TlsStore>,
     link: Arc<dyn RouterLink>,
     connections: Arc<Connections>,
-    shutdown: CancellationToken,
+    drain: Drain,
 ) {
+    let Drain {
+        stop_accepting,
+        shutdown,
+    } = drain;
     let grace = config.shutdown_grace;
     let ctx = Arc::new(EdgeCtx {
         throttle: Throttle::new(config.auth_max_failures, config.auth_failure_window),
@@ -73,6 +89,7 @@ pub async fn serve(
         link,
         connections,
         shutdown: shutdown.clone(),
+        stop_accepting,
     });
     let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
     let tracker = TaskTracker::new();
@@ -103,6 +120,7 @@ async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             accepted = listener.socket.accept() => accepted,
+            () = ctx.stop_accepting.cancelled() => return,
             () = ctx.shutdown.cancelled() => return,
         };
         let (tcp, peer) = match accepted {
@@ -124,8 +142,16 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
+        let kind = if listener.direct_tls {
+            "direct_tls"
+        } else {
+            "starttls"
+        };
+        let open = metrics::EDGE_CONNECTIONS.with_label_values(&[kind]);
+        open.inc();
         tracker.spawn(async move {
             crate::driver::run(ctx, tcp, listener.direct_tls, id, ip).await;
+            open.dec();
             drop(permit);
         });
     }

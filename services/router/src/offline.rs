@@ -69,7 +69,9 @@ impl Router {
                 tracing::warn!(%account, "dropping an unreadable stored message");
                 continue;
             };
-            if !self.send(to, el).await {
+            if self.send(to, el).await {
+                switchyard_telemetry::ROUTER_OFFLINE_DELIVERED.inc();
+            } else {
                 let quota = usize::MAX;
                 if let Err(e) = self.stores.offline.push(&account, &text, quota).await {
                     tracing::warn!(error = %e, %account, "could not re-store an offline message");

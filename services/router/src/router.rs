@@ -17,6 +17,7 @@ use switchyard_core::{
     Element, Jid, Stanza, StanzaCondition, StanzaError, StanzaKind, StreamCondition,
 };
 use switchyard_storage::{SessionEdit, SessionRecord, SessionRegistry, StorageError, Stores};
+use switchyard_telemetry as metrics;
 
 #[derive(Debug)]
 pub struct Router {
@@ -85,11 +86,34 @@ impl Router {
 
     /// Routes one stanza from a session (its `from` already stamped by the edge).
     pub async fn route(&self, stanza: Stanza) {
+        let _timer = metrics::ROUTER_ROUTE_DURATION.start_timer();
+        metrics::ROUTER_STANZAS
+            .with_label_values(&[stanza.kind.as_str()])
+            .inc();
         match stanza.kind {
             StanzaKind::Message => self.route_message(stanza).await,
             StanzaKind::Presence => self.route_presence(stanza).await,
             StanzaKind::Iq => self.route_iq(stanza).await,
         }
+    }
+
+    /// Sessions of an account (the admin API's view).
+    pub async fn sessions_of(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+        self.registry.sessions(bare).await
+    }
+
+    /// Ends one session's stream with `policy-violation` (an administrator's kick);
+    /// `false` when no such session is bound.
+    pub async fn kick(&self, full: &Jid) -> Result<bool, StorageError> {
+        let sessions = self.registry.sessions(&full.bare()).await?;
+        let Some(s) = sessions.iter().find(|s| s.jid == *full) else {
+            return Ok(false);
+        };
+        tracing::info!(jid = %full, conn = s.conn, "session kicked by an administrator");
+        self.edges
+            .terminate(&s.edge, s.conn, StreamCondition::PolicyViolation)
+            .await;
+        Ok(true)
     }
 
     pub(crate) fn is_local(&self, jid: &Jid) -> bool {

@@ -28,6 +28,7 @@ use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::{Jid, Stanza, StanzaCondition};
 use switchyard_edge::{Command, Connections, RouterLink};
 use switchyard_storage::{SessionRecord, StorageError};
+use switchyard_telemetry as metrics;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,15 @@ pub const MAX_IN_FLIGHT: usize = 4096;
 const RESOLVE_EVERY: Duration = Duration::from_secs(5);
 /// How long a stanza waits for any router before it is given up (and logged).
 const NO_ROUTER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Counts a link as up while alive.
+struct LinkUp;
+
+impl Drop for LinkUp {
+    fn drop(&mut self) {
+        metrics::EDGE_ROUTER_LINKS.dec();
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -49,10 +59,19 @@ struct RouterConn {
     client: RouterClient<Channel>,
     /// The open stream's sender, while the link is up.
     up: Mutex<Option<mpsc::Sender<pb::EdgeMessage>>>,
-    /// Unacknowledged stanzas: seq → (serialized stanza, sender's bare JID).
-    in_flight: Mutex<BTreeMap<u64, (Vec<u8>, Jid)>>,
+    /// Unacknowledged stanzas: seq → the stanza and when the edge received it.
+    in_flight: Mutex<BTreeMap<u64, InFlight>>,
     room: Arc<Semaphore>,
     stop: CancellationToken,
+}
+
+/// A stanza sent to a router and not yet acknowledged.
+#[derive(Debug)]
+struct InFlight {
+    xml: Vec<u8>,
+    /// The sender's bare JID (the affinity key).
+    key: Jid,
+    received: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -176,7 +195,7 @@ impl RemoteRouters {
 
     /// Sends one serialized stanza through the best router for `key`, waiting (bounded)
     /// for a router when none is up.
-    async fn send(&self, xml: Vec<u8>, key: Jid) {
+    async fn send(&self, xml: Vec<u8>, key: Jid, received: std::time::Instant) {
         let deadline = tokio::time::Instant::now() + NO_ROUTER_PATIENCE;
         loop {
             if let Some(router) = self.ranked(&key).into_iter().next() {
@@ -184,7 +203,13 @@ impl RemoteRouters {
                     continue;
                 };
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                lock(&router.in_flight).insert(seq, (xml.clone(), key.clone()));
+                let entry = InFlight {
+                    xml: xml.clone(),
+                    key: key.clone(),
+                    received,
+                };
+                lock(&router.in_flight).insert(seq, entry);
+                metrics::EDGE_IN_FLIGHT.inc();
                 permit.forget(); // returned when the router acknowledges
                 let batch = pb::EdgeMessage {
                     body: Some(pb::edge_message::Body::Stanzas(pb::StanzaBatch {
@@ -230,15 +255,17 @@ impl RemoteRouters {
     async fn resend_from(&self, router: &RouterConn) {
         let orphans = std::mem::take(&mut *lock(&router.in_flight));
         router.room.add_permits(orphans.len());
+        metrics::EDGE_IN_FLIGHT.sub(orphans.len() as i64);
         if !orphans.is_empty() {
             tracing::warn!(
                 addr = router.addr,
                 stanzas = orphans.len(),
                 "resending unacknowledged stanzas"
             );
+            metrics::EDGE_RESENDS.inc_by(orphans.len() as u64);
         }
-        for (_, (xml, key)) in orphans {
-            self.send(xml, key).await;
+        for (_, orphan) in orphans {
+            self.send(orphan.xml, orphan.key, orphan.received).await;
         }
     }
 
@@ -260,6 +287,8 @@ impl RemoteRouters {
             .into_inner();
         *lock(&router.up) = Some(tx.clone());
         tracing::info!(addr = router.addr, "router link up");
+        metrics::EDGE_ROUTER_LINKS.inc();
+        let _down = LinkUp;
         loop {
             let message = tokio::select! {
                 m = inbound.message() => m?,
@@ -271,12 +300,14 @@ impl RemoteRouters {
             match message.body {
                 Some(pb::router_message::Body::Acks(acks)) => {
                     let mut in_flight = lock(&router.in_flight);
-                    let acked = acks
-                        .seqs
-                        .iter()
-                        .filter(|s| in_flight.remove(s).is_some())
-                        .count();
+                    let mut acked = 0;
+                    for done in acks.seqs.iter().filter_map(|s| in_flight.remove(s)) {
+                        let waited = done.received.elapsed().as_secs_f64();
+                        metrics::EDGE_ROUTING_LATENCY.observe(waited);
+                        acked += 1;
+                    }
                     router.room.add_permits(acked);
+                    metrics::EDGE_IN_FLIGHT.sub(acked as i64);
                 }
                 Some(pb::router_message::Body::Deliveries(batch)) => {
                     let results = batch
@@ -407,6 +438,8 @@ impl RouterLink for RemoteRouters {
 
     async fn submit(&self, stanza: Stanza) {
         let key = stanza.from.bare();
-        self.send(convert::stanza_bytes(&stanza.element), key).await;
+        let received = std::time::Instant::now();
+        self.send(convert::stanza_bytes(&stanza.element), key, received)
+            .await;
     }
 }

@@ -60,6 +60,7 @@ pub async fn keep_edges_alive(
             match registry.reap(edge).await {
                 Ok(reaped) => {
                     tracing::info!(edge, sessions = reaped.len(), "reaped a dead edge");
+                    switchyard_telemetry::ROUTER_REAPED.inc_by(reaped.len() as u64);
                     for record in reaped {
                         router.session_ended(record).await;
                     }

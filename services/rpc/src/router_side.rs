@@ -82,7 +82,12 @@ impl EdgeLinks {
             next_delivery: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
         });
-        lock(&self.links).insert(edge.to_owned(), link.clone());
+        if lock(&self.links)
+            .insert(edge.to_owned(), link.clone())
+            .is_none()
+        {
+            switchyard_telemetry::ROUTER_EDGE_LINKS.inc();
+        }
         link
     }
 
@@ -91,6 +96,7 @@ impl EdgeLinks {
         let mut links = lock(&self.links);
         if links.get(edge).is_some_and(|l| l.instance == link.instance) {
             links.remove(edge);
+            switchyard_telemetry::ROUTER_EDGE_LINKS.dec();
         }
         lock(&link.pending).clear();
     }

@@ -9,6 +9,7 @@
 mod cache;
 pub mod conformance;
 mod error;
+mod instrumented;
 mod memory;
 mod model;
 mod postgres;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 pub use cache::CachedBlocks;
 pub use error::StorageError;
+pub use instrumented::Instrumented;
 pub use memory::{MemoryRegistry, MemoryStore};
 pub use model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
 pub use postgres::PgStore;

@@ -100,10 +100,12 @@ impl SessionRegistry for CachedRegistry {
         if let Some((at, sessions)) = lock(&self.entries).get(bare) {
             if at.elapsed() < self.ttl {
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                switchyard_telemetry::ROUTER_CACHE_HITS.inc();
                 return Ok(sessions.to_vec());
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        switchyard_telemetry::ROUTER_CACHE_MISSES.inc();
         let sessions = self.inner.sessions(bare).await?;
         if !sessions.is_empty() {
             let mut entries = lock(&self.entries);

@@ -26,6 +26,25 @@ pub struct Config {
     pub cluster: Cluster,
     pub redis: Redis,
     pub postgres: Postgres,
+    pub admin: Admin,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Admin {
+    /// HTTP listener for /metrics, /healthz, /readyz and the admin API; empty disables.
+    pub listen: String,
+    /// Bearer token for /api/v1; empty disables the admin API.
+    pub token: String,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9400".into(),
+            token: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -152,6 +171,9 @@ pub struct Timeouts {
     pub idle_secs: u64,
     pub write_secs: u64,
     pub shutdown_grace_secs: u64,
+    /// After SIGTERM: seconds between turning unready (and not accepting) and ending
+    /// sessions with `system-shutdown`, so load balancers move new clients away first.
+    pub drain_delay_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -200,6 +222,7 @@ impl Default for Config {
             cluster: Cluster::default(),
             redis: Redis::default(),
             postgres: Postgres::default(),
+            admin: Admin::default(),
         }
     }
 }
@@ -257,6 +280,7 @@ impl Default for Timeouts {
             idle_secs: 600,
             write_secs: 30,
             shutdown_grace_secs: 10,
+            drain_delay_secs: 5,
         }
     }
 }
@@ -350,6 +374,7 @@ impl Config {
             &self.listen.c2s,
             &self.listen.c2s_direct_tls,
             &self.cluster.rpc_listen,
+            &self.admin.listen,
         ] {
             anyhow::ensure!(
                 addr.is_empty() || addr.parse::<std::net::SocketAddr>().is_ok(),

@@ -28,6 +28,7 @@ impl RouterLink for InProcessLink {
         self.router.unbind(jid, conn).await;
     }
     async fn submit(&self, stanza: Stanza) {
+        let _timer = switchyard_telemetry::EDGE_ROUTING_LATENCY.start_timer();
         self.router.route(stanza).await;
     }
 }

@@ -1,6 +1,7 @@
 //! The Switchyard binary's library: configuration, role wiring and the CLI commands, kept
 //! in a library so integration tests can start a server in-process.
 
+pub mod admin;
 pub mod config;
 mod inproc;
 pub mod serve;

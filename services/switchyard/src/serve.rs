@@ -6,6 +6,7 @@
 //!   keeps the edges it hears alive in the registry and reaps dead ones.
 //! - `edge`: client listeners, linked over gRPC to every configured router.
 
+use crate::admin::{self, Api, Readiness};
 use crate::config::Config;
 use crate::inproc::{InProcessLink, LocalEdge};
 use crate::wiring;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::sasl::Mechanism;
 use switchyard_core::session::SessionConfig;
-use switchyard_edge::{Connections, EdgeConfig, Listener, RouterLink, TlsStore};
+use switchyard_edge::{Connections, Drain, EdgeConfig, Listener, RouterLink, TlsStore};
 use switchyard_rpc::{EdgeLinks, RemoteRouters, RouterService};
 use switchyard_storage::AccountStore;
 use tokio::net::TcpListener;
@@ -54,6 +55,11 @@ pub struct Running {
     pub c2s_direct_tls: Option<SocketAddr>,
     /// Bound gRPC address of a router.
     pub rpc: Option<SocketAddr>,
+    /// Bound admin HTTP address (metrics, health, admin API).
+    pub admin: Option<SocketAddr>,
+    /// First step of the drain: stop accepting, turn unready.
+    pub draining: CancellationToken,
+    /// Second step: end sessions and stop.
     pub shutdown: CancellationToken,
     pub tls: Option<Arc<TlsStore>>,
     pub accounts: Option<Arc<dyn AccountStore>>,
@@ -106,8 +112,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// Starts the given roles and returns once their listeners are bound.
 pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running> {
-    let shutdown = CancellationToken::new();
-    match roles {
+    let drain = Drain::default();
+    let mut running = match roles {
         Roles::All => {
             let stores = wiring::open_stores(&config).await?;
             let accounts = stores.accounts.clone();
@@ -120,12 +126,21 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
             });
             let router = wiring::router(&config, registry, stores, local);
             let link = Arc::new(InProcessLink {
-                router,
+                router: router.clone(),
                 accounts: accounts.clone(),
             });
-            let mut running = start_edge(&config, edge_id, link, connections, shutdown).await?;
-            running.accounts = Some(accounts);
-            Ok(running)
+            let mut running =
+                start_edge(&config, edge_id, link, connections, drain.clone()).await?;
+            running.accounts = Some(accounts.clone());
+            running.admin = admin::serve(
+                &config,
+                Readiness::Local,
+                Some(api(&config, router, accounts)),
+                drain.stop_accepting.clone(),
+                drain.shutdown.clone(),
+            )
+            .await?;
+            running
         }
         Roles::Edge => {
             anyhow::ensure!(
@@ -138,15 +153,42 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 edge_id.clone(),
                 config.cluster.routers.clone(),
                 connections.clone(),
-                shutdown.clone(),
+                drain.shutdown.clone(),
             );
-            start_edge(&config, edge_id, link, connections, shutdown).await
+            let mut running =
+                start_edge(&config, edge_id, link.clone(), connections, drain.clone()).await?;
+            running.admin = admin::serve(
+                &config,
+                Readiness::Edge(link),
+                None,
+                drain.stop_accepting.clone(),
+                drain.shutdown.clone(),
+            )
+            .await?;
+            running
         }
-        Roles::Router => start_router(&config, shutdown).await,
+        Roles::Router => start_router(&config, drain.clone()).await?,
+    };
+    running.draining = drain.stop_accepting;
+    running.shutdown = drain.shutdown;
+    Ok(running)
+}
+
+fn api(
+    config: &Config,
+    router: Arc<switchyard_router::Router>,
+    accounts: Arc<dyn AccountStore>,
+) -> Api {
+    Api {
+        router,
+        accounts,
+        token: config.admin.token.clone(),
+        scram_iterations: config.auth.scram_iterations,
     }
 }
 
-async fn start_router(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> {
+    let shutdown = drain.shutdown.clone();
     let stores = wiring::open_stores(config).await?;
     let accounts = stores.accounts.clone();
     let registry = wiring::open_registry(config).await?;
@@ -155,6 +197,17 @@ async fn start_router(config: &Config, shutdown: CancellationToken) -> anyhow::R
     }
     let links = Arc::new(EdgeLinks::default());
     let router = wiring::router(config, registry.clone(), stores, links.clone());
+    let admin = admin::serve(
+        config,
+        Readiness::Router {
+            registry: registry.clone(),
+            accounts: accounts.clone(),
+        },
+        Some(api(config, router.clone(), accounts.clone())),
+        drain.stop_accepting.clone(),
+        drain.shutdown.clone(),
+    )
+    .await?;
     let ttl = Duration::from_secs(config.cluster.edge_ttl_secs);
     let service = RouterService {
         router: router.clone(),
@@ -195,6 +248,8 @@ async fn start_router(config: &Config, shutdown: CancellationToken) -> anyhow::R
         c2s: None,
         c2s_direct_tls: None,
         rpc: Some(rpc),
+        admin,
+        draining: drain.stop_accepting,
         shutdown,
         tls: None,
         accounts: Some(accounts),
@@ -207,7 +262,7 @@ async fn start_edge(
     edge_id: String,
     link: Arc<dyn RouterLink>,
     connections: Arc<Connections>,
-    shutdown: CancellationToken,
+    drain: Drain,
 ) -> anyhow::Result<Running> {
     let (cert, key, generate) = tls_paths(config);
     let tls = Arc::new(TlsStore::open(cert, key, &config.domains, generate)?);
@@ -256,7 +311,7 @@ async fn start_edge(
     tokio::spawn(reload_tls(
         tls.clone(),
         secs(config.tls.reload_interval_secs.max(1)),
-        shutdown.clone(),
+        drain.shutdown.clone(),
     ));
     let task = tokio::spawn(switchyard_edge::serve(
         listeners,
@@ -265,14 +320,16 @@ async fn start_edge(
         tls.clone(),
         link,
         connections,
-        shutdown.clone(),
+        drain.clone(),
     ));
     tracing::info!(?c2s, ?c2s_direct_tls, domains = ?config.domains, "switchyard edge serving");
     Ok(Running {
         c2s,
         c2s_direct_tls,
         rpc: None,
-        shutdown,
+        admin: None,
+        draining: drain.stop_accepting,
+        shutdown: drain.shutdown,
         tls: Some(tls),
         accounts: None,
         task,
@@ -293,15 +350,20 @@ async fn reload_tls(tls: Arc<TlsStore>, every: Duration, shutdown: CancellationT
     }
 }
 
-/// `switchyard serve`: runs until SIGTERM or Ctrl-C, then drains.
+/// `switchyard serve`: runs until SIGTERM or Ctrl-C, then drains: stop accepting and
+/// turn unready, wait `drain_delay_secs` for load balancers to notice, then end sessions
+/// with `system-shutdown` within `shutdown_grace_secs`.
 pub async fn run(config: Config, roles: &[String]) -> anyhow::Result<()> {
     let roles = Roles::parse(roles)?;
+    let delay = Duration::from_secs(config.timeouts.drain_delay_secs);
     let running = start_roles(config, roles).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: draining"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: draining"),
     }
+    running.draining.cancel();
+    tokio::time::sleep(delay).await;
     running.shutdown.cancel();
     running.task.await?;
     tracing::info!("stopped");

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_router::{BareDelivery, EdgeDelivery, Router, RouterConfig, ServerInfo};
 use switchyard_storage::{
-    CachedBlocks, CachedRegistry, MemoryRegistry, PgStore, RedisRegistry, SessionRegistry,
-    SqliteStore, Stores,
+    CachedBlocks, CachedRegistry, Instrumented, MemoryRegistry, PgStore, RedisRegistry,
+    SessionRegistry, SqliteStore, Stores,
 };
 
 /// The embedded SQLite store in `data_dir`.
@@ -38,9 +38,9 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
                 let applied = pg.migrate().await.context("postgres migrations")?;
                 tracing::info!(applied, "postgres migrations applied");
             }
-            Stores::of(Arc::new(pg))
+            Stores::of(Arc::new(Instrumented::new(pg, "postgres")))
         }
-        None => Stores::of(Arc::new(open_sqlite(config)?)),
+        None => Stores::of(Arc::new(Instrumented::new(open_sqlite(config)?, "sqlite"))),
     };
     stores.blocks = Arc::new(CachedBlocks::new(
         stores.blocks.clone(),
@@ -54,13 +54,14 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
 pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn SessionRegistry>> {
     let redis = &config.redis;
     if redis.urls.is_empty() {
-        return Ok(Arc::new(MemoryRegistry::default()));
+        let memory = MemoryRegistry::default();
+        return Ok(Arc::new(Instrumented::new(memory, "memory")));
     }
     let registry = RedisRegistry::connect(&redis.urls, redis.cluster, &redis.key_prefix)
         .await
         .context("redis")?;
     Ok(Arc::new(CachedRegistry::new(
-        Arc::new(registry),
+        Arc::new(Instrumented::new(registry, "redis")),
         200_000,
         Duration::from_secs(300),
     )))

@@ -102,6 +102,9 @@ pub enum Output {
         jid: Jid,
     },
     Route(Stanza),
+    /// The stream is being ended with this error (for metrics; the error itself is
+    /// already in a `Send`).
+    StreamError(StreamCondition),
     /// Flush and close the transport; no more input will be accepted.
     Close,
 }
@@ -273,6 +276,7 @@ impl Session {
         if !self.header_sent {
             self.send_header(None);
         }
+        self.out.push(Output::StreamError(condition));
         self.close(Some(condition.to_xml(text)));
     }
 

@@ -65,6 +65,9 @@ c2s_direct_tls = ""
 [tls]
 cert_path = "{cert}"
 key_path = "{key}"
+[admin]
+listen = "127.0.0.1:0"
+token = "test-admin-token"
 [cluster]
 routers = [{routers}]
 rpc_listen = "127.0.0.1:0"

@@ -39,6 +39,8 @@ impl Server {
         };
         config.listen.c2s = "127.0.0.1:0".into();
         config.listen.c2s_direct_tls = "127.0.0.1:0".into();
+        config.admin.listen = "127.0.0.1:0".into();
+        config.admin.token = "test-admin-token".into();
         adjust(&mut config);
         let running = switchyard::serve::start(config)
             .await

@@ -1,0 +1,179 @@
+//! Storage calls timed and counted per backend and operation
+//! (`switchyard_storage_call_duration_seconds`, `switchyard_storage_errors_total`): a
+//! wrapper that implements every trait by delegating to the backend it wraps.
+
+use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate};
+use crate::traits::{
+    AccountStore, BlockStore, DocumentStore, OfflineStore, RosterStore, SessionEdit, SessionRecord,
+    SessionRegistry,
+};
+use crate::{Change, StorageError};
+use async_trait::async_trait;
+use std::future::Future;
+use std::time::Duration;
+use switchyard_core::sasl::StoredCredentials;
+use switchyard_core::Jid;
+use switchyard_telemetry as metrics;
+use tokio::sync::mpsc;
+
+#[derive(Debug)]
+pub struct Instrumented<B> {
+    inner: B,
+    backend: &'static str,
+}
+
+impl<B> Instrumented<B> {
+    /// `backend` names it in the metrics: `postgres`, `redis`, `sqlite` or `memory`.
+    pub fn new(inner: B, backend: &'static str) -> Self {
+        Self { inner, backend }
+    }
+
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let timer = metrics::STORAGE_DURATION
+            .with_label_values(&[self.backend, op])
+            .start_timer();
+        let result = call.await;
+        timer.observe_duration();
+        if let Err(StorageError::Unavailable(_)) = &result {
+            metrics::STORAGE_ERRORS
+                .with_label_values(&[self.backend, op])
+                .inc();
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl<B: AccountStore> AccountStore for Instrumented<B> {
+    async fn create(&self, account: &Jid, creds: &StoredCredentials) -> Result<(), StorageError> {
+        self.timed("account_create", self.inner.create(account, creds))
+            .await
+    }
+    async fn set_credentials(
+        &self,
+        account: &Jid,
+        creds: &StoredCredentials,
+    ) -> Result<(), StorageError> {
+        self.timed(
+            "account_set_credentials",
+            self.inner.set_credentials(account, creds),
+        )
+        .await
+    }
+    async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError> {
+        self.timed("account_credentials", self.inner.credentials(account))
+            .await
+    }
+    async fn remove(&self, account: &Jid) -> Result<bool, StorageError> {
+        self.timed("account_remove", self.inner.remove(account))
+            .await
+    }
+    async fn list(&self) -> Result<Vec<Jid>, StorageError> {
+        self.timed("account_list", self.inner.list()).await
+    }
+}
+
+#[async_trait]
+impl<B: RosterStore> RosterStore for Instrumented<B> {
+    async fn roster(&self, account: &Jid) -> Result<Roster, StorageError> {
+        self.timed("roster_get", self.inner.roster(account)).await
+    }
+    async fn item(&self, account: &Jid, contact: &Jid) -> Result<Option<RosterItem>, StorageError> {
+        self.timed("roster_item", self.inner.item(account, contact))
+            .await
+    }
+    async fn update(
+        &self,
+        account: &Jid,
+        contact: &Jid,
+        edit: RosterEdit,
+    ) -> Result<RosterUpdate, StorageError> {
+        self.timed("roster_update", self.inner.update(account, contact, edit))
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: OfflineStore> OfflineStore for Instrumented<B> {
+    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError> {
+        self.timed("offline_push", self.inner.push(account, stanza, quota))
+            .await
+    }
+    async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
+        self.timed("offline_take", self.inner.take(account)).await
+    }
+}
+
+#[async_trait]
+impl<B: BlockStore> BlockStore for Instrumented<B> {
+    async fn blocked(&self, account: &Jid) -> Result<Vec<Jid>, StorageError> {
+        self.timed("blocks_get", self.inner.blocked(account)).await
+    }
+    async fn block(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError> {
+        self.timed("blocks_add", self.inner.block(account, jids))
+            .await
+    }
+    async fn unblock(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError> {
+        self.timed("blocks_remove", self.inner.unblock(account, jids))
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: DocumentStore> DocumentStore for Instrumented<B> {
+    async fn get(&self, account: &Jid, key: &str) -> Result<Option<String>, StorageError> {
+        self.timed("document_get", self.inner.get(account, key))
+            .await
+    }
+    async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError> {
+        self.timed("document_put", self.inner.put(account, key, value))
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: SessionRegistry> SessionRegistry for Instrumented<B> {
+    async fn bind(&self, record: SessionRecord) -> Result<Option<SessionRecord>, StorageError> {
+        self.timed("session_bind", self.inner.bind(record)).await
+    }
+    async fn unbind(&self, jid: &Jid, conn: u64) -> Result<Option<SessionRecord>, StorageError> {
+        self.timed("session_unbind", self.inner.unbind(jid, conn))
+            .await
+    }
+    async fn update(
+        &self,
+        jid: &Jid,
+        conn: u64,
+        edit: SessionEdit,
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        self.timed("session_update", self.inner.update(jid, conn, edit))
+            .await
+    }
+    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+        self.timed("session_lookup", self.inner.sessions(bare))
+            .await
+    }
+    async fn heartbeat(&self, edge: &str, ttl: Duration) -> Result<(), StorageError> {
+        self.timed("edge_heartbeat", self.inner.heartbeat(edge, ttl))
+            .await
+    }
+    async fn dead_edges(&self) -> Result<Vec<String>, StorageError> {
+        self.timed("edge_scan", self.inner.dead_edges()).await
+    }
+    async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {
+        self.timed("edge_reap", self.inner.reap(edge)).await
+    }
+    async fn epoch(&self) -> Result<String, StorageError> {
+        self.timed("epoch", self.inner.epoch()).await
+    }
+    fn forget(&self, bare: &Jid) {
+        self.inner.forget(bare);
+    }
+    fn changes(&self) -> Option<mpsc::Receiver<Change>> {
+        self.inner.changes()
+    }
+}
