@@ -2,6 +2,7 @@
 //! in a library so integration tests can start a server in-process.
 
 pub mod admin;
+pub mod admin_client;
 pub mod config;
 mod inproc;
 pub mod serve;

@@ -27,6 +27,13 @@ enum Command {
     User {
         #[command(subcommand)]
         action: switchyard::user::Action,
+        /// Manage a running cluster through its admin API (`http://host:9400`) instead
+        /// of opening the database.
+        #[arg(long, env = "SWITCHYARD_ADMIN_URL")]
+        admin_url: Option<String>,
+        /// Bearer token of the admin API.
+        #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", default_value = "")]
+        admin_token: String,
     },
     /// Apply pending PostgreSQL schema migrations.
     Migrate,
@@ -56,7 +63,20 @@ fn main() -> std::process::ExitCode {
                 switchyard::telemetry::init(&config.server.log_format);
                 switchyard::serve::run(config, &roles).await
             }
-            Command::User { action } => switchyard::user::run(&config, action).await,
+            Command::User {
+                action,
+                admin_url,
+                admin_token,
+            } => {
+                let target = match admin_url {
+                    Some(url) => switchyard::user::Target::Admin {
+                        url,
+                        token: admin_token,
+                    },
+                    None => switchyard::user::Target::Store,
+                };
+                switchyard::user::run(&config, action, target).await
+            }
             Command::Migrate => switchyard::user::migrate(&config).await,
             Command::CheckConfig => {
                 print!("{}", toml::to_string_pretty(&config)?);

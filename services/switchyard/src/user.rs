@@ -1,5 +1,7 @@
-//! `switchyard user add|remove|passwd|list`: account management against the configured
-//! storage. Passwords are read from `--password` or, safer, from standard input.
+//! `switchyard user add|remove|passwd|list|sessions|kick`: account management, either
+//! against the configured storage directly or, with `--admin-url`, through a running
+//! cluster's admin API. Passwords are read from `--password` or, safer, from standard
+//! input.
 
 use crate::config::Config;
 use anyhow::Context;
@@ -26,6 +28,19 @@ pub enum Action {
     },
     /// List all accounts.
     List,
+    /// List an account's sessions (needs --admin-url).
+    Sessions { jid: String },
+    /// End one session's stream (a full JID; needs --admin-url).
+    Kick { jid: String },
+}
+
+/// Where account commands go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The configured database, opened by this process.
+    Store,
+    /// A running cluster's admin API (`http://host:port`) with its bearer token.
+    Admin { url: String, token: String },
 }
 
 /// `switchyard migrate`: applies pending PostgreSQL migrations (SQLite migrates itself
@@ -58,8 +73,8 @@ fn account(config: &Config, jid: &str) -> anyhow::Result<Jid> {
     Ok(parsed)
 }
 
-fn credentials(config: &Config, password: Option<String>) -> anyhow::Result<StoredCredentials> {
-    let password = match password {
+fn read_password(password: Option<String>) -> anyhow::Result<String> {
+    Ok(match password {
         Some(p) => p,
         None => {
             let mut line = String::new();
@@ -69,12 +84,95 @@ fn credentials(config: &Config, password: Option<String>) -> anyhow::Result<Stor
                 .context("cannot read the password from stdin")?;
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
-    };
-    StoredCredentials::from_password(&password, config.auth.scram_iterations)
+    })
+}
+
+fn credentials(config: &Config, password: Option<String>) -> anyhow::Result<StoredCredentials> {
+    StoredCredentials::from_password(&read_password(password)?, config.auth.scram_iterations)
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-pub async fn run(config: &Config, action: Action) -> anyhow::Result<()> {
+pub async fn run(config: &Config, action: Action, target: Target) -> anyhow::Result<()> {
+    match target {
+        Target::Store => run_on_store(config, action).await,
+        Target::Admin { url, token } => run_remote(config, action, &url, &token).await,
+    }
+}
+
+/// Through the admin API; every answer but 2xx is an error carrying the server's reason.
+async fn run_remote(config: &Config, action: Action, url: &str, token: &str) -> anyhow::Result<()> {
+    use crate::admin_client::segment;
+    use serde_json::json;
+    let call = |method: &'static str, path: String, body: Option<serde_json::Value>| async move {
+        let (status, text) =
+            crate::admin_client::request(url, method, &path, token, body.as_ref()).await?;
+        anyhow::ensure!(
+            (200..300).contains(&status),
+            "admin API answered {status}: {text}"
+        );
+        Ok::<String, anyhow::Error>(text)
+    };
+    match action {
+        Action::Add { jid, password } => {
+            let jid = account(config, &jid)?;
+            let body = json!({ "jid": jid.to_string(), "password": read_password(password)? });
+            call("POST", "/api/v1/users".into(), Some(body)).await?;
+            println!("added {jid}");
+        }
+        Action::Remove { jid } => {
+            let jid = account(config, &jid)?;
+            call(
+                "DELETE",
+                format!("/api/v1/users/{}", segment(&jid.to_string())),
+                None,
+            )
+            .await?;
+            println!("removed {jid}");
+        }
+        Action::Passwd { jid, password } => {
+            let jid = account(config, &jid)?;
+            let body = json!({ "password": read_password(password)? });
+            call(
+                "PUT",
+                format!("/api/v1/users/{}/password", segment(&jid.to_string())),
+                Some(body),
+            )
+            .await?;
+            println!("password changed for {jid}");
+        }
+        Action::List => {
+            let text = call("GET", "/api/v1/users".into(), None).await?;
+            let jids: Vec<String> = serde_json::from_str(&text)?;
+            for jid in jids {
+                println!("{jid}");
+            }
+        }
+        Action::Sessions { jid } => {
+            let jid = account(config, &jid)?;
+            println!(
+                "{}",
+                call(
+                    "GET",
+                    format!("/api/v1/users/{}/sessions", segment(&jid.to_string())),
+                    None
+                )
+                .await?
+            );
+        }
+        Action::Kick { jid } => {
+            call(
+                "DELETE",
+                format!("/api/v1/sessions/{}", segment(&jid)),
+                None,
+            )
+            .await?;
+            println!("kicked {jid}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_on_store(config: &Config, action: Action) -> anyhow::Result<()> {
     let store = crate::wiring::open_stores(config).await?.accounts;
     match action {
         Action::Add { jid, password } => {
@@ -102,6 +200,9 @@ pub async fn run(config: &Config, action: Action) -> anyhow::Result<()> {
             for jid in store.list().await? {
                 println!("{jid}");
             }
+        }
+        Action::Sessions { .. } | Action::Kick { .. } => {
+            anyhow::bail!("sessions live in a running server: pass --admin-url and --admin-token")
         }
     }
     Ok(())
