@@ -68,15 +68,13 @@ if [[ -z "$PROMTOOL" ]]; then
   if [[ ! -x "$PROMTOOL" ]]; then
     step "fetching promtool from Debian package prometheus into $promtools (extracted only)"
     dl="$out/apt" && mkdir -p "$dl" && chmod 0777 "$dl"
-    if ( cd "$dl"
-         if ! apt-cache show prometheus >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
-           timeout 300 apt-get update -qq
-         fi
-         timeout 300 apt-get download -qq prometheus
-         rm -rf "$promtools" && mkdir -p "$promtools"
-         dpkg-deb -x prometheus_*.deb "$promtools" ) >"$out/apt.log" 2>&1; then
-      :
-    else
+    # The package lists are refreshed first when they do not know the package (root only).
+    if ! ( cd "$dl" \
+           && { apt-cache show prometheus >/dev/null 2>&1 || [[ "$(id -u)" != 0 ]] \
+                || timeout 120 apt-get update -qq; } \
+           && timeout 120 apt-get download -qq prometheus \
+           && rm -rf "$promtools" && mkdir -p "$promtools" \
+           && dpkg-deb -x prometheus_*.deb "$promtools" ) >"$out/apt.log" 2>&1; then
       sed 's/^/    /' "$out/apt.log" >&2
     fi
   fi
