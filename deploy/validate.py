@@ -1,0 +1,502 @@
+"""Structural checks of the deployment files, run by deploy/validate.sh in its venv.
+
+    validate.py split RENDERED OUT_CORE OUT_CRDS     core kinds vs. CRD objects
+    validate.py servicemonitors FILE                 strict schema of ServiceMonitors
+    validate.py chart CASE RENDERED                  what the chart must render (per case)
+    validate.py toml FILE                            a TOML file parses
+    validate.py compose FILE                         the local cluster is complete and consistent
+    validate.py alerts FILE                          every rule has severity/summary/description/runbook
+    validate.py dashboards DIR PROVISIONING_DIR OUT_RULES
+                                                     dashboard structure; their PromQL as rules
+                                                     for `promtool check rules`
+    validate.py rules-fallback FILE...               structural check when promtool is missing
+    validate.py metrics ALERTS DASHBOARD_DIR         only contract metric names are queried
+
+Exits non-zero with a message naming the file and the problem.
+"""
+
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+# The operations contract (metric names are final). Histograms also expose _bucket, _sum
+# and _count series; `up` comes from Prometheus itself.
+COUNTERS_GAUGES = {
+    "switchyard_edge_connections",
+    "switchyard_edge_sessions",
+    "switchyard_edge_logins_total",
+    "switchyard_edge_stanzas_in_total",
+    "switchyard_edge_stanzas_out_total",
+    "switchyard_edge_bytes_in_total",
+    "switchyard_edge_bytes_out_total",
+    "switchyard_edge_tls_handshake_failures_total",
+    "switchyard_edge_stream_errors_total",
+    "switchyard_edge_slow_consumer_closes_total",
+    "switchyard_edge_link_in_flight",
+    "switchyard_edge_link_resends_total",
+    "switchyard_edge_router_links_up",
+    "switchyard_router_stanzas_routed_total",
+    "switchyard_router_edge_links",
+    "switchyard_router_registry_cache_hits_total",
+    "switchyard_router_registry_cache_misses_total",
+    "switchyard_router_offline_stored_total",
+    "switchyard_router_offline_delivered_total",
+    "switchyard_router_reaped_sessions_total",
+    "switchyard_storage_errors_total",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+    "switchyard_build_info",
+}
+HISTOGRAMS = {
+    "switchyard_edge_routing_latency_seconds",
+    "switchyard_router_route_duration_seconds",
+    "switchyard_storage_call_duration_seconds",
+}
+ALLOWED = (
+    COUNTERS_GAUGES
+    | {"up"}
+    | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
+)
+
+GRAFANA_VARS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
+
+
+def die(msg):
+    print(f"FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        die(msg)
+
+
+def load_docs(path):
+    return [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+
+
+# ----------------------------------------------------------------------------- chart
+
+
+def split(rendered, out_core, out_crds):
+    """Core Kubernetes kinds go to kubernetes-validate; CRD objects (monitoring.coreos.com:
+    ServiceMonitor) have no schema there and are checked by `servicemonitors`."""
+    core, crds = [], []
+    for doc in load_docs(rendered):
+        (crds if doc["apiVersion"].startswith("monitoring.coreos.com/") else core).append(doc)
+    Path(out_core).write_text(yaml.safe_dump_all(core, sort_keys=False))
+    Path(out_crds).write_text(yaml.safe_dump_all(crds, sort_keys=False) if crds else "")
+    print(f"{len(core)} core objects, {len(crds)} CRD objects")
+
+
+def strict_schema(node):
+    """Reject unknown fields, as kubernetes-validate --strict does for core kinds."""
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for v in node.values():
+            strict_schema(v)
+    elif isinstance(node, list):
+        for v in node:
+            strict_schema(v)
+    return node
+
+
+def servicemonitors(path):
+    import jsonschema
+    from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+
+    schema = strict_schema(ServiceMonitor.model_json_schema(by_alias=True, mode="validation"))
+    validator = jsonschema.Draft202012Validator(schema)
+    docs = load_docs(path)
+    for doc in docs:
+        check(doc["kind"] == "ServiceMonitor", f"{path}: unexpected CRD kind {doc['kind']}")
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+        check(not errors, f"ServiceMonitor {doc['metadata']['name']}: " + "; ".join(errors))
+    print(f"{len(docs)} ServiceMonitor(s) valid (prometheus-operator v1 schema, unknown fields rejected)")
+
+
+# What each validate.sh case must render. Secrets named here are expected to exist in the
+# cluster already (existingSecret values); any other referenced Secret must be rendered.
+CASES = {
+    "default": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=False, migrate=True,
+                    tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external=set()),
+    "ci": dict(hpa=False, pdb=1, servicemonitor=True, networkpolicy=True, migrate=True, tls=True,
+               admin=True, lb_type="LoadBalancer", ports=(5222, 443),
+               external={"switchyard-db", "switchyard-redis", "switchyard-admin", "example-org-tls"}),
+    "example": dict(hpa=True, pdb=2, servicemonitor=True, networkpolicy=True, migrate=True, tls=True,
+                    admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external={"example-org-tls"}),
+    "created-secrets": dict(hpa=False, pdb=0, servicemonitor=False, networkpolicy=False, migrate=False,
+                            tls=True, admin=True, lb_type="ClusterIP", ports=(5222, 5223), external=set()),
+}
+
+
+def chart(case, rendered):
+    want = CASES[case]
+    docs = load_docs(rendered)
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+
+    def one(kind, component):
+        found = [d for d in by_kind.get(kind, [])
+                 if d["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+        check(len(found) == 1, f"{case}: expected one {kind} for {component}, found {len(found)}")
+        return found[0]
+
+    for d in docs:
+        labels = d["metadata"].get("labels", {})
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+                    "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart"):
+            check(key in labels, f"{case}: {d['kind']} {d['metadata']['name']} lacks label {key}")
+        check(len(d["metadata"]["name"]) <= 63, f"{case}: name too long: {d['metadata']['name']}")
+    check(not by_kind.get("StatefulSet"), f"{case}: the single-node StatefulSet is gone")
+
+    cm = by_kind["ConfigMap"][0]
+    cfg = tomllib.loads(cm["data"]["switchyard.toml"])
+    ns = "xmpp"
+    headless = [s for s in by_kind["Service"] if s["spec"].get("clusterIP") == "None"]
+    check(len(headless) == 1, f"{case}: one headless Service expected")
+    headless = headless[0]
+    check(headless["metadata"]["labels"]["app.kubernetes.io/component"] == "router", f"{case}: headless is the routers'")
+    check([p["port"] for p in headless["spec"]["ports"]] == [7400], f"{case}: headless Service exposes 7400 only")
+    expect_routers = [f"{headless['metadata']['name']}.{ns}.svc.cluster.local:7400"]
+    check(cfg["cluster"]["routers"] == expect_routers,
+          f"{case}: cluster.routers {cfg['cluster'].get('routers')} != {expect_routers}")
+    check(cfg["cluster"]["rpc_listen"].endswith(":7400"), f"{case}: rpc_listen")
+    check(cfg["admin"]["listen"].endswith(":9400"), f"{case}: admin.listen")
+    check(cfg["data_dir"] == "/var/lib/switchyard", f"{case}: data_dir")
+    check(cfg["listen"] == {"c2s": "0.0.0.0:5222", "c2s_direct_tls": "0.0.0.0:5223"}, f"{case}: listen")
+    check(cfg["domains"], f"{case}: domains")
+    check(("cert_path" in cfg.get("tls", {})) == want["tls"], f"{case}: tls paths present = {want['tls']}")
+    for section, secret_key in (("postgres", "url"), ("redis", "urls"), ("admin", "token")):
+        check(secret_key not in cfg.get(section, {}), f"{case}: secret {section}.{secret_key} in the ConfigMap")
+    t = cfg.get("timeouts", {})
+    need = t.get("drain_delay_secs", 5) + t.get("shutdown_grace_secs", 10) + 5
+
+    rendered_secrets = {s["metadata"]["name"] for s in by_kind.get("Secret", [])}
+    for role in ("edge", "router"):
+        dep = one("Deployment", role)
+        pod = dep["spec"]["template"]["spec"]
+        check(("replicas" in dep["spec"]) != want["hpa"], f"{case}: {role} replicas vs HPA")
+        check(pod["terminationGracePeriodSeconds"] >= need,
+              f"{case}: {role} terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} < {need}")
+        check(pod["securityContext"]["runAsNonRoot"] is True, f"{case}: {role} runAsNonRoot")
+        check(pod.get("automountServiceAccountToken") is False, f"{case}: {role} token mounted")
+        (c,) = pod["containers"]
+        check(c["args"] == ["serve", "--roles", role], f"{case}: {role} args {c['args']}")
+        sc = c["securityContext"]
+        check(sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+              and sc["capabilities"]["drop"] == ["ALL"], f"{case}: {role} container securityContext")
+        check("limits" in c["resources"] and "requests" in c["resources"], f"{case}: {role} resources")
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        check(ports.get("admin") == 9400, f"{case}: {role} admin port")
+        if role == "edge":
+            check(ports.get("xmpp-client") == 5222 and ports.get("xmpps-client") == 5223, f"{case}: edge ports")
+        else:
+            check(ports.get("grpc") == 7400, f"{case}: router grpc port")
+        check(c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}, f"{case}: {role} liveness")
+        check(c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}, f"{case}: {role} readiness")
+        env = {e["name"]: e for e in c["env"]}
+        check(env["SWITCHYARD_CONFIG"]["value"] == "/etc/switchyard/switchyard.toml", f"{case}: SWITCHYARD_CONFIG")
+        # The image's ENV SWITCHYARD_DATA_DIR=/data would beat data_dir in the file.
+        check(env["SWITCHYARD_DATA_DIR"]["value"] == cfg["data_dir"], f"{case}: {role} SWITCHYARD_DATA_DIR")
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        vols = {v["name"]: v for v in pod["volumes"]}
+        for path in ("/var/lib/switchyard", "/tmp"):
+            check(path in mounts and "emptyDir" in vols[mounts[path]], f"{case}: {role} {path} is an emptyDir")
+        check(vols[mounts["/etc/switchyard/switchyard.toml"]]["configMap"]["name"] == cm["metadata"]["name"],
+              f"{case}: {role} config mount")
+        if role == "router":
+            for var in ("SWITCHYARD_POSTGRES__URL", "SWITCHYARD_REDIS__URLS"):
+                check("secretKeyRef" in env[var]["valueFrom"], f"{case}: {var} from a Secret")
+            check(("SWITCHYARD_ADMIN__TOKEN" in env) == want["admin"], f"{case}: admin token env")
+        if role == "edge":
+            check(("/etc/switchyard/tls" in mounts) == want["tls"], f"{case}: TLS mount")
+            check(not any(k.startswith(("SWITCHYARD_POSTGRES", "SWITCHYARD_REDIS")) for k in env),
+                  f"{case}: edges never see PostgreSQL or Redis")
+        refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e]
+        refs += [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+        for name in refs:
+            check(name in rendered_secrets or name in want["external"],
+                  f"{case}: {role} references Secret {name}, neither rendered nor expected to exist")
+
+    svc = [s for s in by_kind["Service"] if s["spec"]["ports"][0]["name"] == "xmpp-client"]
+    check(len(svc) == 1, f"{case}: one client Service expected")
+    svc = svc[0]
+    check(svc["spec"]["type"] == want["lb_type"], f"{case}: client Service type {svc['spec']['type']}")
+    check(tuple(p["port"] for p in svc["spec"]["ports"]) == want["ports"], f"{case}: client ports")
+    if want["lb_type"] != "ClusterIP":
+        check(svc["spec"].get("externalTrafficPolicy") in ("Local", "Cluster"), f"{case}: externalTrafficPolicy")
+    admin_svcs = [s for s in by_kind["Service"] if s["spec"]["ports"][0]["name"] == "admin"]
+    check(sorted(s["metadata"]["labels"]["app.kubernetes.io/component"] for s in admin_svcs) == ["edge", "router"]
+          and all(s["spec"].get("type") == "ClusterIP" for s in admin_svcs), f"{case}: one ClusterIP admin Service per role")
+
+    check(len(by_kind.get("HorizontalPodAutoscaler", [])) == (2 if want["hpa"] else 0), f"{case}: HPAs")
+    check(len(by_kind.get("PodDisruptionBudget", [])) == want["pdb"], f"{case}: PDBs")
+    check(len(by_kind.get("ServiceMonitor", [])) == (2 if want["servicemonitor"] else 0), f"{case}: ServiceMonitors")
+    for sm in by_kind.get("ServiceMonitor", []):
+        relabel = sm["spec"]["endpoints"][0]["relabelings"][0]
+        check(relabel["targetLabel"] == "role" and relabel["replacement"] in ("edge", "router"), f"{case}: role label")
+    nps = by_kind.get("NetworkPolicy", [])
+    check(len(nps) == (2 if want["networkpolicy"] else 0), f"{case}: NetworkPolicies")
+    for np in nps:
+        if np["metadata"]["labels"]["app.kubernetes.io/component"] == "router":
+            grpc = [r for r in np["spec"]["ingress"] if r["ports"][0]["port"] == "grpc"][0]
+            check(grpc["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "edge",
+                  f"{case}: router 7400 only from edges")
+    jobs = by_kind.get("Job", [])
+    check(len(jobs) == (1 if want["migrate"] else 0), f"{case}: migration Job")
+    for job in jobs:
+        check(job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade", f"{case}: hook")
+        (c,) = job["spec"]["template"]["spec"]["containers"]
+        check(c["args"] == ["migrate"], f"{case}: migrate args")
+        ref = [e for e in c["env"] if e["name"] == "SWITCHYARD_POSTGRES__URL"][0]["valueFrom"]["secretKeyRef"]["name"]
+        hook_secrets = {s["metadata"]["name"] for s in by_kind.get("Secret", [])
+                        if "helm.sh/hook" in s["metadata"].get("annotations", {})}
+        check(ref in hook_secrets or ref in want["external"],
+              f"{case}: the migrate Job must use a hook Secret or an existing one, not {ref}")
+    print(f"{case}: {len(docs)} objects as expected")
+
+
+# ----------------------------------------------------------------------------- compose
+
+
+def compose(path):
+    root = Path(path).parent
+    doc = yaml.safe_load(Path(path).read_text())
+    services = doc["services"]
+    expected = {"redis", "postgres", "migrate", "router-1", "router-2", "edge-1", "edge-2",
+                "prometheus", "grafana", "jaeger"}
+    check(expected <= services.keys(), f"compose: missing services {expected - services.keys()}")
+    sy = {n: s for n, s in services.items() if s.get("image") == "switchyard:dev"}
+    check(set(sy) == {"migrate", "router-1", "router-2", "edge-1", "edge-2"}, f"compose: switchyard services {set(sy)}")
+    for name, s in sy.items():
+        check(s.get("build", {}).get("dockerfile") == "Dockerfile", f"compose: {name} builds the repo Dockerfile")
+    check(services["migrate"]["command"] == ["migrate"], "compose: migrate command")
+    for name in ("router-1", "router-2"):
+        s = services[name]
+        check(s["command"] == ["serve", "--roles", "router"], f"compose: {name} command")
+        check(s["depends_on"]["migrate"]["condition"] == "service_completed_successfully", f"compose: {name} waits for migrate")
+        env = s["environment"]
+        check(json.loads(env["SWITCHYARD_REDIS__URLS"]) == ["redis://redis:6379"], f"compose: {name} redis")
+        check(env["SWITCHYARD_POSTGRES__URL"].startswith("postgres://"), f"compose: {name} postgres")
+    published = []
+    for name in ("edge-1", "edge-2"):
+        s = services[name]
+        check(s["command"] == ["serve", "--roles", "edge"], f"compose: {name} command")
+        routers = json.loads(s["environment"]["SWITCHYARD_CLUSTER__ROUTERS"])
+        check(routers == ["router-1:7400", "router-2:7400"], f"compose: {name} cluster.routers {routers}")
+        published += [p.rsplit(":", 2)[-1] for p in s.get("ports", [])]
+    check("5222" in published and "5223" in published, "compose: edge client ports 5222/5223 published")
+    for name, s in sy.items():
+        if name != "migrate":
+            check(s["environment"]["SWITCHYARD_TELEMETRY__OTLP_ENDPOINT"] == "http://jaeger:4317",
+                  f"compose: {name} traces to jaeger:4317")
+    # Prometheus scrapes exactly the four admin ports, with role labels.
+    prom = yaml.safe_load((root / "deploy/prometheus/prometheus.yml").read_text())
+    job = [j for j in prom["scrape_configs"] if j["job_name"] == "switchyard"][0]
+    targets = {t: sc["labels"]["role"] for sc in job["static_configs"] for t in sc["targets"]}
+    check(targets == {"edge-1:9400": "edge", "edge-2:9400": "edge", "router-1:9400": "router",
+                      "router-2:9400": "router"}, f"compose: prometheus targets {targets}")
+    # Every bind-mounted file or directory exists in the repository.
+    for name, s in services.items():
+        for v in s.get("volumes", []):
+            src = v.split(":")[0]
+            if src.startswith("./"):
+                check((root / src).exists(), f"compose: {name} mounts missing {src}")
+    print(f"compose: {len(services)} services, prometheus targets and mounts consistent")
+
+
+# ----------------------------------------------------------------------------- alerts
+
+
+def alerts(path):
+    doc = yaml.safe_load(Path(path).read_text())
+    names = set()
+    n = 0
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            name = rule.get("alert")
+            check(name, f"{path}: only alerting rules expected, got {rule}")
+            check(name not in names, f"{path}: duplicate alert {name}")
+            names.add(name)
+            check(rule.get("labels", {}).get("severity") in ("critical", "warning", "info"),
+                  f"{path}: {name} severity")
+            for key in ("summary", "description", "runbook"):
+                check(rule.get("annotations", {}).get(key), f"{path}: {name} lacks annotation {key}")
+            n += 1
+    print(f"{n} alerts, each with severity, summary, description and runbook")
+
+
+def rules_fallback(*paths):
+    """Without promtool: YAML shape only (PromQL is not parsed)."""
+    for path in paths:
+        doc = yaml.safe_load(Path(path).read_text())
+        check(isinstance(doc.get("groups"), list), f"{path}: groups")
+        for g in doc["groups"]:
+            check(g.get("name") and isinstance(g.get("rules"), list), f"{path}: group shape")
+            for r in g["rules"]:
+                check(("alert" in r) != ("record" in r), f"{path}: alert xor record")
+                check(isinstance(r.get("expr"), str) and r["expr"].count("(") == r["expr"].count(")"),
+                      f"{path}: expr of {r.get('alert') or r.get('record')}")
+                check(set(r) <= {"alert", "record", "expr", "for", "labels", "annotations", "keep_firing_for"},
+                      f"{path}: unknown rule keys {set(r)}")
+        print(f"{path}: rule file structure ok (PromQL NOT parsed: promtool unavailable)")
+
+
+# ----------------------------------------------------------------------------- dashboards
+
+
+def dashboard_exprs(doc):
+    for panel in doc["panels"]:
+        for sub in [panel] + panel.get("panels", []):
+            for t in sub.get("targets", []):
+                yield sub["title"], t["expr"]
+
+
+def substitute(expr):
+    for var, value in GRAFANA_VARS.items():
+        expr = expr.replace("$" + var, value).replace("${" + var + "}", value)
+    return re.sub(r"\$\{?\w+\}?", "x", expr)
+
+
+def dashboards(directory, provisioning, out_rules):
+    paths = sorted(Path(directory).glob("*.json"))
+    check(paths, f"{directory}: no dashboards")
+    uids = set()
+    groups = []
+    for path in paths:
+        doc = json.loads(path.read_text())
+        where = path.name
+        for key in ("uid", "title", "panels", "templating", "schemaVersion", "time"):
+            check(key in doc, f"{where}: lacks {key}")
+        check(doc["schemaVersion"] >= 36, f"{where}: schemaVersion {doc['schemaVersion']} < 36 (Grafana 10+)")
+        check(doc["uid"] not in uids and len(doc["uid"]) <= 40, f"{where}: uid")
+        uids.add(doc["uid"])
+        check("__inputs" not in doc and doc.get("id") is None, f"{where}: no instance id or __inputs")
+        variables = {v["name"]: v for v in doc["templating"]["list"]}
+        ds = variables.get("datasource")
+        check(ds and ds["type"] == "datasource" and ds["query"] == "prometheus",
+              f"{where}: needs a 'datasource' variable of type datasource (prometheus)")
+        ids = set()
+        rules = []
+        for panel in doc["panels"]:
+            check(panel["id"] not in ids, f"{where}: duplicate panel id {panel['id']}")
+            ids.add(panel["id"])
+            gp = panel["gridPos"]
+            check(0 <= gp["x"] and gp["x"] + gp["w"] <= 24 and gp["h"] > 0, f"{where}: gridPos of {panel['title']}")
+            if panel["type"] == "row":
+                continue
+            check(panel["type"] in ("timeseries", "stat", "gauge", "bargauge", "table", "heatmap"),
+                  f"{where}: panel type {panel['type']}")
+            check(panel.get("title") and panel.get("description"), f"{where}: panel {panel['id']} title/description")
+            check(panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"},
+                  f"{where}: panel {panel['title']} must use the datasource variable")
+            check(panel["targets"], f"{where}: panel {panel['title']} has no query")
+            for t in panel["targets"]:
+                check(t["datasource"]["uid"] == "${datasource}", f"{where}: target datasource in {panel['title']}")
+                check(t.get("expr"), f"{where}: empty expr in {panel['title']}")
+                used = set(re.findall(r"\$\{?(\w+)\}?", t["expr"])) - set(GRAFANA_VARS)
+                check(used <= variables.keys(), f"{where}: {panel['title']} uses undefined variables {used - variables.keys()}")
+                rules.append({"record": f"dashboard:{doc['uid'].replace('-', '_')}:{panel['id']}_{t['refId']}",
+                              "expr": substitute(t["expr"])})
+        for v in variables.values():
+            if v["type"] == "query":
+                check(v["datasource"]["uid"] == "${datasource}", f"{where}: variable {v['name']} datasource")
+                q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+                m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", q)
+                check(m, f"{where}: variable {v['name']} query {q}")
+                rules.append({"record": f"dashboard:{doc['uid'].replace('-', '_')}:var_{v['name']}",
+                              "expr": substitute(m.group(1))})
+        groups.append({"name": doc["uid"], "rules": rules})
+        print(f"{where}: {len(ids)} panels, {len(rules)} queries, uid {doc['uid']}")
+    Path(out_rules).write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+
+    prov = Path(provisioning)
+    dsdoc = yaml.safe_load((prov / "datasources/switchyard.yml").read_text())
+    check(any(d["type"] == "prometheus" and d.get("isDefault") for d in dsdoc["datasources"]),
+          "provisioning: a default Prometheus data source")
+    dbdoc = yaml.safe_load((prov / "dashboards/switchyard.yml").read_text())
+    check(dbdoc["apiVersion"] == 1 and dbdoc["providers"][0]["type"] == "file", "provisioning: dashboard provider")
+    print("provisioning: data sources and dashboard provider ok")
+
+
+# ----------------------------------------------------------------------------- metric names
+
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+                   "unless", "bool", "offset", "inf", "nan", "atan2",
+                   # aggregation operators, which may stand apart from their "(": sum by (x) (…)
+                   "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
+                   "bottomk", "topk", "quantile", "limitk", "limit_ratio"}
+
+
+def metric_names(expr):
+    e = substitute(expr)
+    e = re.sub(r'"(?:\\.|[^"\\])*"', '""', e)
+    e = re.sub(r"'(?:\\.|[^'\\])*'", "''", e)
+    e = re.sub(r"\{[^}]*\}", "", e)
+    e = re.sub(r"\[[^\]]*\]", "", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", r"\1", e)
+    names = set()
+    for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(\s*\()?", e):
+        word, call = m.group(1), m.group(2)
+        if call or word.lower() in PROMQL_KEYWORDS or re.fullmatch(r"\d+[smhdwy]", word):
+            continue
+        names.add(word)
+    return names
+
+
+def metrics(alerts_path, dashboard_dir):
+    used = {}
+    doc = yaml.safe_load(Path(alerts_path).read_text())
+    for g in doc["groups"]:
+        for r in g["rules"]:
+            for n in metric_names(r["expr"]):
+                used.setdefault(n, set()).add(f"alert {r['alert']}")
+    for path in sorted(Path(dashboard_dir).glob("*.json")):
+        d = json.loads(path.read_text())
+        for title, expr in dashboard_exprs(d):
+            for n in metric_names(expr):
+                used.setdefault(n, set()).add(f"{path.name}: {title}")
+        for v in d["templating"]["list"]:
+            if v["type"] == "query":
+                q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+                for n in metric_names(re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", q)):
+                    used.setdefault(n, set()).add(f"{path.name}: variable {v['name']}")
+    bad = {n: sorted(w) for n, w in used.items() if n not in ALLOWED}
+    check(not bad, "metric names outside the operations contract: "
+          + "; ".join(f"{n} ({', '.join(w)})" for n, w in sorted(bad.items())))
+    print(f"{len(used)} metric names used, all in the contract:")
+    for n in sorted(used):
+        print(f"  {n}")
+    unused = sorted(m for m in COUNTERS_GAUGES | HISTOGRAMS
+                    if m not in used and not any(u.startswith(m + "_") for u in used))
+    if unused:
+        print(f"contract metrics not shown anywhere: {', '.join(unused)}")
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {
+        "split": split,
+        "servicemonitors": servicemonitors,
+        "chart": chart,
+        "toml": lambda p: (tomllib.loads(Path(p).read_text()), print(f"{p}: TOML ok")),
+        "compose": compose,
+        "alerts": alerts,
+        "rules-fallback": rules_fallback,
+        "dashboards": dashboards,
+        "metrics": metrics,
+    }[cmd](*args)
+
+
+if __name__ == "__main__":
+    main()
