@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# Switchyard single-node image: `switchyard serve` runs the edge and router roles in one
-# process. Configuration: a TOML file via --config (or SWITCHYARD_CONFIG) and
-# SWITCHYARD_<SECTION>__<KEY> variables; see deploy/switchyard.toml.
+# Switchyard image: one binary for every role. `switchyard serve` runs edge and router in
+# one process; `serve --roles edge` / `--roles router` run them apart (the cluster), and
+# `switchyard migrate` applies the PostgreSQL schema. Configuration: a TOML file via
+# --config (or SWITCHYARD_CONFIG) and SWITCHYARD_<SECTION>__<KEY> variables; see
+# deploy/switchyard.toml.
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
@@ -21,12 +23,14 @@ RUN apt-get update \
 COPY --from=builder /switchyard /usr/local/bin/switchyard
 USER 10001:10001
 WORKDIR /data
-# SQLite database and the generated development certificate live here.
-ENV SWITCHYARD_DATA_DIR=/data
+# The working directory holds `data_dir` (default `data`: the embedded SQLite file and the
+# development certificate); set `data_dir` to move it.
 VOLUME ["/data"]
-# 5222: client STARTTLS (RFC 6120); 5223: client direct TLS (XEP-0368).
-EXPOSE 5222 5223
-# SIGTERM drains: sessions get <system-shutdown/> within timeouts.shutdown_grace_secs.
+# 5222: client STARTTLS (RFC 6120); 5223: client direct TLS (XEP-0368); 7400: router gRPC
+# for edges; 9400: admin HTTP (/metrics, /healthz, /readyz, /api/v1).
+EXPOSE 5222 5223 7400 9400
+# SIGTERM drains: unready and not accepting, then <system-shutdown/> after
+# timeouts.drain_delay_secs, within timeouts.shutdown_grace_secs.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["switchyard"]
 CMD ["serve"]

@@ -384,6 +384,29 @@ impl Config {
         Ok(())
     }
 
+    /// A copy safe to print: passwords in URLs and the admin token replaced.
+    pub fn redacted(&self) -> Self {
+        fn url(u: &str) -> String {
+            match (u.find("://"), u.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let user_end = u[scheme + 3..at].find(':').map(|c| scheme + 3 + c);
+                    match user_end {
+                        Some(colon) => format!("{}:***{}", &u[..colon], &u[at..]),
+                        None => u.to_owned(),
+                    }
+                }
+                _ => u.to_owned(),
+            }
+        }
+        let mut shown = self.clone();
+        shown.postgres.url = url(&self.postgres.url);
+        shown.redis.urls = self.redis.urls.iter().map(|u| url(u)).collect();
+        if !shown.admin.token.is_empty() {
+            shown.admin.token = "***".into();
+        }
+        shown
+    }
+
     pub fn core_limits(&self) -> switchyard_core::Limits {
         switchyard_core::Limits {
             max_stanza_bytes: self.limits.max_stanza_bytes,
@@ -434,5 +457,20 @@ mod tests {
             assert!(err.contains(needle), "{body}: {err}");
         }
         assert!(Config::load(Some(Path::new("/nonexistent.toml"))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    #[test]
+    fn secrets_are_not_printed() {
+        let mut c = super::Config::default();
+        c.postgres.url = "postgres://sy:hunter2@db:5432/sy".into();
+        c.redis.urls = vec!["redis://:pw@r:6379".into(), "redis://r2:6379".into()];
+        c.admin.token = "t0ken".into();
+        let shown = c.redacted();
+        assert_eq!(shown.postgres.url, "postgres://sy:***@db:5432/sy");
+        assert_eq!(shown.redis.urls, ["redis://:***@r:6379", "redis://r2:6379"]);
+        assert_eq!(shown.admin.token, "***");
     }
 }

@@ -79,7 +79,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Migrate => switchyard::user::migrate(&config).await,
             Command::CheckConfig => {
-                print!("{}", toml::to_string_pretty(&config)?);
+                print!("{}", toml::to_string_pretty(&config.redacted())?);
                 eprintln!("configuration is valid");
                 Ok(())
             }

@@ -69,9 +69,27 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 macro_rules! metrics {
     ($($(#[$doc:meta])* $name:ident: $ty:ty = $init:expr;)*) => {
         $($(#[$doc])* pub static $name: LazyLock<$ty> = LazyLock::new(|| $init);)*
-        /// Registers every metric, so `/metrics` lists them before first use.
+        /// Registers every metric, so `/metrics` lists them before first use, with the
+        /// fixed label values present at zero.
         pub fn init() {
             $(LazyLock::force(&$name);)*
+            for listener in ["starttls", "direct_tls"] {
+                EDGE_CONNECTIONS.with_label_values(&[listener]);
+            }
+            for kind in ["message", "presence", "iq"] {
+                EDGE_STANZAS_IN.with_label_values(&[kind]);
+                EDGE_STANZAS_OUT.with_label_values(&[kind]);
+                ROUTER_STANZAS.with_label_values(&[kind]);
+            }
+        }
+
+        /// The name of every `switchyard_*` metric this binary exports.
+        pub fn names() -> Vec<String> {
+            let mut names = vec!["switchyard_build_info".to_owned()];
+            $(names.extend(
+                prometheus::core::Collector::desc(&*$name).iter().map(|d| d.fq_name.clone()),
+            );)*
+            names
         }
     };
 }
