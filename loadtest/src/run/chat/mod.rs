@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 /// Lead time between announcing a step and its first tick, so every sender sees it.
 const STEP_LEAD: Duration = Duration::from_millis(200);
 
+/// Longest wait for an overloaded server's backlog to clear before the half-rate step.
+const QUIESCE_LIMIT: Duration = Duration::from_secs(60);
+
 pub async fn run(args: ChatArgs, cancel: CancellationToken) -> anyhow::Result<Report> {
     let users = args.target.users;
     anyhow::ensure!(users >= 2, "chat needs at least 2 users");
@@ -103,11 +106,27 @@ impl Conductor<'_> {
         if self.args.saturate {
             let good = steps.iter().rev().find(|s| s.good).map(|s| s.offered_rate);
             if let Some(rate) = good.filter(|_| !self.ctx.cancel.is_cancelled()) {
+                self.quiesce().await;
                 let half = self.step(steps.len() as u32 + 1, rate / 2.0).await;
                 steps.push(half);
             }
         }
         steps
+    }
+
+    /// After an overloaded step the server may still hold a backlog; wait (bounded) until
+    /// no stale message has arrived for a second, so the next step starts clean.
+    async fn quiesce(&self) {
+        let deadline = Instant::now() + QUIESCE_LIMIT;
+        let mut seen = self.ctx.stats.error_count();
+        while Instant::now() < deadline && !self.ctx.cancel.is_cancelled() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.ctx.stats.error_count();
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
     }
 
     async fn step(&self, id: u32, rate: f64) -> Step {
