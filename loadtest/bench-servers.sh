@@ -32,6 +32,8 @@ ejabberd_config() {
   cat > "$EJ/ejabberdctl.cfg" <<EOF
 ERLANG_NODE=ejabberd-bench@localhost
 ERL_MAX_PORTS=65536
+# su/PAM resets the open-file limit to 1024; this file is sourced as the ejabberd user.
+ulimit -n 20000 2>/dev/null || ulimit -n "\$(ulimit -Hn)"
 INET_DIST_INTERFACE=127.0.0.1
 EOF
   cat > "$EJ/ejabberd.yml" <<EOF
@@ -69,7 +71,7 @@ EOF
   chown -R ejabberd:ejabberd "$EJ"
 }
 start_ejabberd() {
-  [[ -f $EJ/ejabberd.yml ]] || ejabberd_config
+  ejabberd_config
   ejctl start
   ejctl started
   PID=$(pgrep -u ejabberd -f 'beam.smp.*ejabberd-bench' | head -1)
@@ -113,8 +115,10 @@ EOF
   chown -R prosody:prosody "$PR"
 }
 start_prosody() {
-  [[ -f $PR/prosody.cfg.lua ]] || prosody_config
-  runuser -u prosody -- prosody --config "$PR/prosody.cfg.lua" >>"$PR/stdout.log" 2>&1 &
+  prosody_config
+  # runuser/PAM resets the open-file limit to 1024; raise it again as the prosody user.
+  runuser -u prosody -- sh -c "ulimit -n $(ulimit -n); exec prosody --config $PR/prosody.cfg.lua" \
+    >>"$PR/stdout.log" 2>&1 &
   wait_port "${PORT[prosody]}"
   PID=$(pgrep -u prosody -f "prosody --config $PR" | head -1)
   STOP="kill -TERM $PID"
