@@ -32,8 +32,6 @@ ejabberd_config() {
   cat > "$EJ/ejabberdctl.cfg" <<EOF
 ERLANG_NODE=ejabberd-bench@localhost
 ERL_MAX_PORTS=65536
-# su/PAM resets the open-file limit to 1024; this file is sourced as the ejabberd user.
-ulimit -n 20000 2>/dev/null || ulimit -n "\$(ulimit -Hn)"
 INET_DIST_INTERFACE=127.0.0.1
 EOF
   cat > "$EJ/ejabberd.yml" <<EOF
@@ -72,7 +70,11 @@ EOF
 }
 start_ejabberd() {
   ejabberd_config
-  ejctl start
+  # Started as the ejabberd user (ejabberdctl would `su`, and PAM resets the open-file
+  # limit to 1024); raise the limit again in that shell first.
+  runuser -u ejabberd -- sh -c "ulimit -n $(ulimit -n); exec ejabberdctl --config-dir $EJ \
+    --config $EJ/ejabberd.yml --ctl-config $EJ/ejabberdctl.cfg --spool $EJ/spool --logs $EJ/logs \
+    --node ejabberd-bench@localhost start"
   ejctl started
   PID=$(pgrep -u ejabberd -f 'beam.smp.*ejabberd-bench' | head -1)
   STOP="ejctl stop"
