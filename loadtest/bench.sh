@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Switchyard, ejabberd and Prosody (Debian packages) on loopback,
+# driven by switchyard-loadtest with the same transport, mechanism and body size.
+#
+#   bash loadtest/bench.sh            # full run (~25 min on 2 cores)
+#   bash loadtest/bench.sh --quick    # a few minutes, smaller figures
+#   BENCH_SERVERS="switchyard ejabberd" bash loadtest/bench.sh --quick
+#
+# Per server: accounts (Switchyard: `provision` into SQLite; the others: XEP-0077 in-band
+# registration), then each measurement on a freshly started process: idle sessions (RSS
+# delta / sessions from /proc), login storms (PLAIN and SCRAM-SHA-1), chat saturation with
+# 1,000 users (rate steps ×1.5 until p99 > 100 ms or delivery < 95 %, then one step at
+# half the last good rate). Raw JSON and a markdown table go to loadtest/results/.
+# Every server this script starts is stopped on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MODE=full
+[[ "${1:-}" == "--quick" ]] && MODE=quick
+SERVERS=${BENCH_SERVERS:-"switchyard ejabberd prosody"}
+WORK=${BENCH_WORK:-/tmp/switchyard-bench}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT="$ROOT/loadtest/results/$STAMP-$MODE"
+BIN="$WORK/bin"
+MECH=${BENCH_MECH:-PLAIN}          # mechanism of the chat and idle logins
+TRANSPORT=${BENCH_TRANSPORT:-plain} # chat and storm transport (idle runs list their own)
+BODY=64
+CHAT_USERS=1000
+SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9
+PASSWORD=bench-password
+if [[ $MODE == quick ]]; then
+  IDLE_RUNS="starttls:2000 plain:2000"; ACCOUNTS=2000; STORM_N=2000; STEP_SECS=5
+else
+  IDLE_RUNS="starttls:10000 starttls:19000 plain:10000"; ACCOUNTS=19000; STORM_N=5000; STEP_SECS=10
+fi
+declare -A PORT=([switchyard]=25222 [ejabberd]=35222 [prosody]=45222)
+
+ulimit -n "$(ulimit -Hn)"
+mkdir -p "$WORK" "$BIN" "$OUT"
+log() { printf '\n== %s %s\n' "$(date -u +%T)" "$*" >&2; }
+
+# --- build and install ------------------------------------------------------------------
+log "building release binaries"
+(cd "$ROOT" && cargo build --release -q -p switchyard -p switchyard-loadtest)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+cp "$TARGET_DIR/release/switchyard" "$TARGET_DIR/release/switchyard-loadtest" "$BIN/"
+LT="$BIN/switchyard-loadtest"
+need_apt() { command -v "$1" >/dev/null || { log "installing $2"; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+[[ $SERVERS == *ejabberd* ]] && need_apt ejabberdctl ejabberd
+[[ $SERVERS == *prosody* ]] && need_apt prosodyctl prosody
+
+# One certificate for everyone (ECDSA P-256, like Switchyard's development certificate).
+if [[ ! -f $WORK/cert.pem ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+fi
+
+# --- servers ----------------------------------------------------------------------------
+PID=""; STOP=""
+wait_port() {
+  for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done
+  echo "port $1 never opened" >&2; return 1
+}
+source "$ROOT/loadtest/bench-servers.sh"
+
+stop_server() {
+  [[ -n $STOP ]] || return 0
+  eval "$STOP" || true
+  for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$PID" 2>/dev/null || true
+  PID=""; STOP=""
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+# Runs the generator against the current server, saving its JSON as $1.json.
+lt() {
+  local name=$1 scenario=$2; shift 2
+  log "$CURRENT $name"
+  "$LT" "$scenario" --server "127.0.0.1:${PORT[$CURRENT]}" --server-pid "$PID" \
+    --password "$PASSWORD" --sources "$SOURCES" --json "$@" > "$OUT/$CURRENT-$name.json"
+}
+
+for CURRENT in $SERVERS; do
+  log "$CURRENT: accounts"
+  accounts_"$CURRENT"
+  for run in $IDLE_RUNS; do
+    transport=${run%%:*}; n=${run##*:}
+    start_"$CURRENT"
+    lt "idle-$transport-$n" idle --transport "$transport" --mechanism "$MECH" -n "$n" \
+      --users "$ACCOUNTS" --arrival-rate 1000 --concurrency 100 --duration-secs 5 --login-timeout-secs 120
+    stop_server
+  done
+  start_"$CURRENT"
+  for mech in PLAIN SCRAM-SHA-1; do
+    lt "storm-$mech" login-storm --transport "$TRANSPORT" --mechanism "$mech" -n "$STORM_N" \
+      --users "$ACCOUNTS" --arrival-rate 0 --concurrency 100 --login-timeout-secs 120
+  done
+  lt chat chat --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
+    --arrival-rate 500 --rate 1000 --saturate --step-factor 1.5 --body-bytes "$BODY" \
+    --duration-secs "$STEP_SECS" --drain-secs 3 --login-timeout-secs 120
+  stop_server
+done
+
+log "summary"
+python3 "$ROOT/loadtest/summarize.py" "$OUT" "$MODE" | tee "$OUT/summary.md"
+log "results in $OUT"

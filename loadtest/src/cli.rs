@@ -1,0 +1,229 @@
+//! Command-line interface: one subcommand per scenario plus account provisioning. The
+//! argument structs are plain data, so tests build them with `Cli::try_parse_from`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard-loadtest",
+    about = "Load generator for XMPP servers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Hold N authenticated sessions, report when all are up, hold for the duration.
+    Idle(IdleArgs),
+    /// One-to-one chat at an open-loop aggregate rate, latency measured at the receiver.
+    Chat(ChatArgs),
+    /// N logins as fast as the server takes them (each session closes once it is ready).
+    LoginStorm(StormArgs),
+    /// Hold N sessions and disconnect/reconnect them at an aggregate rate.
+    Churn(ChurnArgs),
+    /// Create N accounts directly in a Switchyard data directory (server stopped).
+    Provision(ProvisionArgs),
+    /// Create N accounts over XMPP in-band registration (XEP-0077), for other servers.
+    Register(RegisterArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// No TLS at all (the server must allow SASL without TLS).
+    Plain,
+    /// TCP, then STARTTLS (RFC 6120 §5).
+    Starttls,
+    /// TLS from the first byte (XEP-0368).
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mechanism {
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-1")]
+    ScramSha1,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+}
+
+impl Mechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha1 => "SCRAM-SHA-1",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+        }
+    }
+}
+
+/// Where and how each simulated client connects and logs in.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Server address (loopback only in this project's benchmarks).
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    pub server: SocketAddr,
+    /// XMPP domain (stream `to`, JID domainpart, TLS server name).
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    #[arg(long, value_enum, default_value = "starttls")]
+    pub transport: Transport,
+    #[arg(long, value_enum, default_value = "PLAIN")]
+    pub mechanism: Mechanism,
+    /// Username pattern; `{}` is replaced by the user index (0-based).
+    #[arg(long, default_value = "user{}")]
+    pub user_pattern: String,
+    /// Password of every test account.
+    #[arg(long, default_value = "password")]
+    pub password: String,
+    /// Number of accounts the scenario uses (sessions beyond it reuse accounts with
+    /// distinct resources).
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// Local source addresses to spread connections over (comma-separated), to go past
+    /// the ephemeral-port limit of one address pair; empty lets the OS choose.
+    #[arg(long, value_delimiter = ',')]
+    pub sources: Vec<IpAddr>,
+    /// PEM CA file to verify the server certificate; without it TLS is not verified.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Seconds one login (connect to roster result) may take.
+    #[arg(long, default_value_t = 30)]
+    pub login_timeout_secs: u64,
+}
+
+/// What every scenario reports and how.
+#[derive(Debug, Clone, Args)]
+pub struct Output {
+    /// Print the report as JSON on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+    /// PID of the server process, to report its CPU time and memory from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// How sessions are opened.
+#[derive(Debug, Clone, Args)]
+pub struct Ramp {
+    /// Sessions to open.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub sessions: usize,
+    /// New connections per second (0 = no pacing; `--concurrency` still caps).
+    #[arg(long, default_value_t = 500.0)]
+    pub arrival_rate: f64,
+    /// Logins in flight at most.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub ramp: Ramp,
+    #[command(flatten)]
+    pub output: Output,
+    /// Seconds to hold the sessions once all are up.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub output: Output,
+    /// New connections per second during the ramp.
+    #[arg(long, default_value_t = 500.0)]
+    pub arrival_rate: f64,
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Aggregate messages per second offered; several (comma-separated) run as steps.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    pub rate: Vec<f64>,
+    /// Keep multiplying the last rate by `--step-factor` until a step fails (p99 above
+    /// `--max-p99-ms` or delivery below `--min-delivery`), then run one step at half the
+    /// last good rate.
+    #[arg(long)]
+    pub saturate: bool,
+    #[arg(long, default_value_t = 1.5)]
+    pub step_factor: f64,
+    /// At most this many steps in `--saturate` mode.
+    #[arg(long, default_value_t = 16)]
+    pub max_steps: usize,
+    #[arg(long, default_value_t = 100.0)]
+    pub max_p99_ms: f64,
+    #[arg(long, default_value_t = 0.95)]
+    pub min_delivery: f64,
+    /// Body size in bytes (at least the stamp, ~24 bytes).
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+    /// Seconds per rate step.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// Seconds to wait after a step for messages still in flight.
+    #[arg(long, default_value_t = 3)]
+    pub drain_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub ramp: Ramp,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub ramp: Ramp,
+    #[command(flatten)]
+    pub output: Output,
+    /// Aggregate disconnect/reconnect cycles per second once the sessions are up.
+    #[arg(long, default_value_t = 50.0)]
+    pub churn_rate: f64,
+    #[arg(long, default_value_t = 30)]
+    pub duration_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProvisionArgs {
+    /// The server's data directory (holds switchyard.db).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    #[arg(long, default_value = "user{}")]
+    pub user_pattern: String,
+    #[arg(long, default_value = "password")]
+    pub password: String,
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// PBKDF2 iterations of the one shared credential.
+    #[arg(long, default_value_t = 4096)]
+    pub iterations: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Registrations in flight at most.
+    #[arg(long, default_value_t = 20)]
+    pub concurrency: usize,
+}

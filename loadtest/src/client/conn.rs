@@ -1,0 +1,263 @@
+//! The I/O driver of one simulated client: a TCP socket (bound to a chosen source
+//! address), optional TLS, the core framer, and the login machine run to completion under
+//! one timeout. After login the stream is split into a reader and a writer half.
+
+use super::login::{Action, Login, Params};
+use crate::cli::{Target, Transport};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use switchyard_core::{Frame, Framer, Limits};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+
+/// Bytes read from the socket at once.
+const READ_CHUNK_BYTES: usize = 4096;
+
+/// A plain or TLS socket, one type so scenarios do not care which.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, b),
+            Self::Tls(s) => Pin::new(s).poll_write(cx, b),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What every connection of a run shares.
+#[derive(Debug)]
+pub struct Connector {
+    pub target: Target,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// A logged-in client: its stream and the framer holding any bytes read past the roster.
+#[derive(Debug)]
+pub struct Session {
+    pub stream: Stream,
+    pub framer: Framer,
+}
+
+impl Connector {
+    pub fn new(target: Target) -> anyhow::Result<Self> {
+        let tls = super::tls::client_config(target.tls_ca.as_deref())?;
+        Ok(Self { target, tls })
+    }
+
+    /// The account name of user `index`.
+    pub fn username(&self, index: usize) -> String {
+        self.target.user_pattern.replace("{}", &index.to_string())
+    }
+
+    /// Connects from the `n`th source address (round robin).
+    pub async fn tcp(&self, n: usize) -> io::Result<TcpStream> {
+        let server = self.target.server;
+        let socket = match server {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if !self.target.sources.is_empty() {
+            let ip: IpAddr = self.target.sources[n % self.target.sources.len()];
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let stream = socket.connect(server).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// The TLS handshake over `tcp` (direct TLS or after `<proceed/>`).
+    pub async fn tls_stream(&self, tcp: TcpStream) -> Result<Stream, String> {
+        let name = rustls_pki_types::ServerName::try_from(self.target.domain.clone())
+            .map_err(|_| "tls-bad-server-name".to_owned())?;
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        match connector.connect(name, tcp).await {
+            Ok(s) => Ok(Stream::Tls(Box::new(s))),
+            Err(_) => Err("tls-handshake".into()),
+        }
+    }
+
+    /// Logs session `n` in as user `n % users` with resource `r{n}`; the error is the
+    /// failure kind.
+    pub async fn login(&self, n: usize) -> Result<Session, String> {
+        let limit = Duration::from_secs(self.target.login_timeout_secs);
+        match tokio::time::timeout(limit, self.login_inner(n)).await {
+            Ok(result) => result,
+            Err(_) => Err("login-timeout".into()),
+        }
+    }
+
+    async fn login_inner(&self, n: usize) -> Result<Session, String> {
+        let t = &self.target;
+        let tcp = self.tcp(n).await.map_err(connect_error)?;
+        let direct = t.transport == Transport::Tls;
+        let stream = if direct {
+            self.tls_stream(tcp).await?
+        } else {
+            Stream::Plain(tcp)
+        };
+        let params = Params {
+            domain: t.domain.clone(),
+            username: self.username(n % t.users.max(1)),
+            password: t.password.clone(),
+            resource: format!("r{n}"),
+            mechanism: t.mechanism,
+            starttls: t.transport == Transport::Starttls,
+        };
+        let (login, first) = Login::start(params, direct);
+        self.drive(stream, login, first).await
+    }
+
+    async fn drive(
+        &self,
+        stream: Stream,
+        mut login: Login,
+        first: Action,
+    ) -> Result<Session, String> {
+        let mut s = Session {
+            stream,
+            framer: Framer::new(Limits::default()),
+        };
+        let mut actions = vec![first];
+        let mut buf = [0u8; READ_CHUNK_BYTES];
+        loop {
+            for action in std::mem::take(&mut actions) {
+                match action {
+                    Action::Send(xml) => write(&mut s.stream, xml.as_bytes()).await?,
+                    Action::StartTls => {
+                        let Stream::Plain(tcp) = s.stream else {
+                            return Err("starttls-twice".into());
+                        };
+                        s.stream = self.tls_stream(tcp).await?;
+                        s.framer = Framer::new(Limits::default());
+                        actions.push(login.tls_up());
+                    }
+                    Action::RestartStream => s.framer.reset_stream(),
+                    Action::Ready => return Ok(s),
+                }
+            }
+            if actions.is_empty() {
+                let frame = next_frame(&mut s.stream, &mut s.framer, &mut buf).await?;
+                actions = login.handle(frame)?;
+            }
+        }
+    }
+}
+
+fn connect_error(e: io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connect-refused".into(),
+        io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse => "connect-no-port".into(),
+        _ if e.raw_os_error() == Some(24) => "connect-too-many-files".into(),
+        _ => "connect-error".into(),
+    }
+}
+
+/// Writes and flushes (TLS buffers otherwise).
+pub async fn write<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> Result<(), String> {
+    w.write_all(data).await.map_err(|_| "write-error")?;
+    w.flush().await.map_err(|_| "write-error".to_owned())
+}
+
+/// Reads until the framer yields a frame.
+pub async fn next_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    framer: &mut Framer,
+    buf: &mut [u8],
+) -> Result<Frame, String> {
+    loop {
+        match framer.next_frame() {
+            Ok(Some(frame)) => return Ok(frame),
+            Ok(None) => {}
+            Err(e) => return Err(format!("bad-xml:{:?}", e.condition())),
+        }
+        match r.read(buf).await {
+            Ok(0) => return Err("closed".into()),
+            Ok(n) => framer.push(&buf[..n]),
+            Err(_) => return Err("read-error".into()),
+        }
+    }
+}
+
+/// Seconds between whitespace keepalives (RFC 6120 §4.6.1) while a session idles.
+const KEEPALIVE_SECS: u64 = 60;
+
+impl Session {
+    /// Reads and discards what the server sends until `until` completes; `Err` names why
+    /// the server ended the session first.
+    pub async fn hold(
+        &mut self,
+        until: impl std::future::Future<Output = ()>,
+    ) -> Result<(), String> {
+        let mut buf = [0u8; READ_CHUNK_BYTES];
+        let period = Duration::from_secs(KEEPALIVE_SECS);
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                frame = next_frame(&mut self.stream, &mut self.framer, &mut buf) => {
+                    stream_end(frame?)?;
+                }
+                _ = keepalive.tick() => write(&mut self.stream, b" ").await?,
+                () = &mut until => return Ok(()),
+            }
+        }
+    }
+
+    /// Closes the stream politely and shuts the socket down (bounded by a short timeout).
+    pub async fn close(mut self) {
+        let bye = async {
+            let _ = write(&mut self.stream, b"</stream:stream>").await;
+            let _ = self.stream.shutdown().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), bye).await;
+    }
+}
+
+/// `Err` with the kind when a frame ends the stream (close or stream error).
+pub fn stream_end(frame: Frame) -> Result<Frame, String> {
+    match frame {
+        Frame::Close => Err("closed-by-server".into()),
+        Frame::Stanza(el, _) if el.is("error", switchyard_core::ns::STREAMS) => {
+            let condition = el.children().next().map_or("undefined", |c| c.name());
+            Err(format!("stream-error:{condition}"))
+        }
+        other => Ok(other),
+    }
+}

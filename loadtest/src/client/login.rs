@@ -1,0 +1,231 @@
+//! The client's login as a sans-IO state machine: frames in, actions out.
+//!
+//! Phases follow RFC 6120: stream header → features → (STARTTLS → header → features) →
+//! SASL (PLAIN, or SCRAM with the server's signature checked) → restart → bind → roster
+//! get and initial presence (RFC 6121 §2.2, §4.2) → ready once the roster result is in.
+//! The driver in `conn.rs` does the I/O; every failure maps to one error kind string.
+
+use crate::cli::Mechanism;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use switchyard_core::ns;
+use switchyard_core::sasl::{HashAlg, ScramClient};
+use switchyard_core::{Element, Frame};
+
+/// What the driver must do next, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Send(String),
+    /// Upgrade the socket to TLS, start a fresh framer, then call [`Login::tls_up`].
+    StartTls,
+    /// SASL succeeded: keep buffered bytes but restart stream parsing.
+    RestartStream,
+    /// Logged in, roster fetched, presence sent.
+    Ready,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Header,
+    Features,
+    Proceed,
+    Sasl,
+    Bind,
+    Roster,
+    Ready,
+}
+
+/// Credentials and choices for one login.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub domain: String,
+    pub username: String,
+    pub password: String,
+    pub resource: String,
+    pub mechanism: Mechanism,
+    /// Negotiate STARTTLS when the stream is not yet encrypted.
+    pub starttls: bool,
+}
+
+#[derive(Debug)]
+pub struct Login {
+    params: Params,
+    phase: Phase,
+    encrypted: bool,
+    authenticated: bool,
+    scram: Option<ScramClient>,
+}
+
+/// The stream header a client sends (RFC 6120 §4.7).
+pub fn stream_header(domain: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xmlns='jabber:client' xmlns:stream='{}'>",
+        ns::STREAMS
+    )
+}
+
+impl Login {
+    /// `encrypted` is true for direct TLS. Returns the machine and its first action.
+    pub fn start(params: Params, encrypted: bool) -> (Self, Action) {
+        let header = Action::Send(stream_header(&params.domain));
+        let login = Self {
+            params,
+            phase: Phase::Header,
+            encrypted,
+            authenticated: false,
+            scram: None,
+        };
+        (login, header)
+    }
+
+    /// TLS is up after `<proceed/>`: open a new stream.
+    pub fn tls_up(&mut self) -> Action {
+        self.encrypted = true;
+        self.phase = Phase::Header;
+        Action::Send(stream_header(&self.params.domain))
+    }
+
+    /// Handles one frame; `Err` names the failure kind.
+    pub fn handle(&mut self, frame: Frame) -> Result<Vec<Action>, String> {
+        let el = match (frame, self.phase) {
+            (Frame::Open(_), Phase::Header) => {
+                self.phase = Phase::Features;
+                return Ok(Vec::new());
+            }
+            (Frame::Whitespace, _) => return Ok(Vec::new()),
+            (Frame::Close, _) => return Err("closed-during-login".into()),
+            (Frame::Open(_), _) => return Err("unexpected-stream-header".into()),
+            (Frame::Stanza(el, _), _) => el,
+        };
+        if el.is("error", ns::STREAMS) {
+            let condition = el.children().next().map_or("undefined", |c| c.name());
+            return Err(format!("stream-error:{condition}"));
+        }
+        match self.phase {
+            Phase::Header => Err("stanza-before-header".into()),
+            Phase::Features => self.on_features(&el),
+            Phase::Proceed if el.is("proceed", ns::TLS) => Ok(vec![Action::StartTls]),
+            Phase::Proceed => Err("starttls-refused".into()),
+            Phase::Sasl => self.on_sasl(&el),
+            Phase::Bind => self.on_bind(&el),
+            Phase::Roster => Ok(self.on_roster(&el)),
+            Phase::Ready => Ok(Vec::new()),
+        }
+    }
+
+    fn on_features(&mut self, el: &Element) -> Result<Vec<Action>, String> {
+        if !el.is("features", ns::STREAMS) {
+            return Err("expected-features".into());
+        }
+        if self.authenticated {
+            self.phase = Phase::Bind;
+            let bind = Element::new("iq", ns::CLIENT)
+                .with_attr("type", "set")
+                .with_attr("id", "bind")
+                .with_child(Element::new("bind", ns::BIND).with_child(
+                    Element::new("resource", ns::BIND).with_text(self.params.resource.clone()),
+                ));
+            return Ok(vec![Action::Send(bind.to_xml(ns::CLIENT))]);
+        }
+        if !self.encrypted && self.params.starttls {
+            if el.child("starttls", ns::TLS).is_none() {
+                return Err("starttls-not-offered".into());
+            }
+            self.phase = Phase::Proceed;
+            let starttls = Element::new("starttls", ns::TLS).to_xml(ns::CLIENT);
+            return Ok(vec![Action::Send(starttls)]);
+        }
+        let name = self.params.mechanism.name();
+        let offered = el
+            .child("mechanisms", ns::SASL)
+            .is_some_and(|m| m.children().any(|c| c.text() == name));
+        if !offered {
+            return Err(format!("mechanism-not-offered:{name}"));
+        }
+        self.phase = Phase::Sasl;
+        let initial = self.initial_response();
+        let auth = Element::new("auth", ns::SASL)
+            .with_attr("mechanism", name)
+            .with_text(B64.encode(initial));
+        Ok(vec![Action::Send(auth.to_xml(ns::CLIENT))])
+    }
+
+    fn initial_response(&mut self) -> String {
+        let p = &self.params;
+        let alg = match p.mechanism {
+            Mechanism::Plain => return format!("\0{}\0{}", p.username, p.password),
+            Mechanism::ScramSha1 => HashAlg::Sha1,
+            Mechanism::ScramSha256 => HashAlg::Sha256,
+        };
+        let scram = ScramClient::new(alg, &p.username, &p.password, None);
+        let first = scram.client_first();
+        self.scram = Some(scram);
+        first
+    }
+
+    fn on_sasl(&mut self, el: &Element) -> Result<Vec<Action>, String> {
+        let decoded = || {
+            B64.decode(el.text().trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| "sasl-bad-base64".to_owned())
+        };
+        match (el.ns(), el.name(), self.scram.as_mut()) {
+            (ns::SASL, "challenge", Some(scram)) => {
+                let fin = scram
+                    .client_final(&decoded()?)
+                    .ok_or("sasl-bad-server-first")?;
+                let response = Element::new("response", ns::SASL).with_text(B64.encode(fin));
+                Ok(vec![Action::Send(response.to_xml(ns::CLIENT))])
+            }
+            (ns::SASL, "success", scram) => {
+                if let Some(scram) = scram {
+                    if !scram.verify_server_final(&decoded()?) {
+                        return Err("sasl-bad-server-signature".into());
+                    }
+                }
+                self.authenticated = true;
+                self.phase = Phase::Header;
+                Ok(vec![
+                    Action::RestartStream,
+                    Action::Send(stream_header(&self.params.domain)),
+                ])
+            }
+            (ns::SASL, "failure", _) => {
+                let condition = el.children().next().map_or("undefined", |c| c.name());
+                Err(format!("sasl-failure:{condition}"))
+            }
+            _ => Err(format!("unexpected-during-sasl:{}", el.name())),
+        }
+    }
+
+    fn on_bind(&mut self, el: &Element) -> Result<Vec<Action>, String> {
+        if !el.is("iq", ns::CLIENT) || el.attr("id") != Some("bind") {
+            return Ok(Vec::new());
+        }
+        if el.attr("type") != Some("result") {
+            return Err("bind-failed".into());
+        }
+        self.phase = Phase::Roster;
+        let roster = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "get")
+            .with_attr("id", "roster")
+            .with_child(Element::new("query", ns::ROSTER));
+        let presence = Element::new("presence", ns::CLIENT);
+        Ok(vec![Action::Send(
+            roster.to_xml(ns::CLIENT) + &presence.to_xml(ns::CLIENT),
+        )])
+    }
+
+    fn on_roster(&mut self, el: &Element) -> Vec<Action> {
+        // Presence echoes and pushes may arrive first; only the roster result matters.
+        if el.is("iq", ns::CLIENT) && el.attr("id") == Some("roster") {
+            self.phase = Phase::Ready;
+            return vec![Action::Ready];
+        }
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,8 @@
+//! The simulated XMPP client: the sans-IO login machine, its socket driver and TLS set-up.
+
+mod conn;
+mod login;
+mod tls;
+
+pub use conn::{next_frame, stream_end, write, Connector, Session, Stream};
+pub use login::stream_header;

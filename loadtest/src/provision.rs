@@ -1,0 +1,52 @@
+//! `provision`: bulk test accounts written straight into a Switchyard data directory
+//! through the storage layer (`SqliteStore` + `AccountStore::create`), not one process
+//! per user. PBKDF2 runs once: every account gets the same stored credential, so **all
+//! test accounts share one salt** (harmless for load tests, never for real users). Run it
+//! with the server stopped (or before its first start); existing accounts are skipped.
+
+use crate::cli::ProvisionArgs;
+use anyhow::Context;
+use std::time::Instant;
+use switchyard_core::sasl::StoredCredentials;
+use switchyard_core::Jid;
+use switchyard_storage::{AccountStore, SqliteStore, StorageError};
+
+/// Accounts created and skipped (already there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Provisioned {
+    pub created: usize,
+    pub existing: usize,
+}
+
+pub async fn run(args: &ProvisionArgs) -> anyhow::Result<Provisioned> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let path = args.data_dir.join("switchyard.db");
+    let store =
+        SqliteStore::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let started = Instant::now();
+    let creds = StoredCredentials::from_password(&args.password, args.iterations)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut done = Provisioned {
+        created: 0,
+        existing: 0,
+    };
+    for i in 0..args.users {
+        let local = args.user_pattern.replace("{}", &i.to_string());
+        let jid = Jid::bare_from(&local, &args.domain)
+            .with_context(|| format!("{local}@{} is not a valid JID", args.domain))?;
+        match store.create(&jid, &creds).await {
+            Ok(()) => done.created += 1,
+            Err(StorageError::AlreadyExists) => done.existing += 1,
+            Err(e) => return Err(e).context("account write failed"),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} accounts created, {} already there, in {secs:.2} s ({:.0}/s); all share one salt",
+        done.created,
+        done.existing,
+        args.users as f64 / secs
+    );
+    Ok(done)
+}

@@ -1,0 +1,141 @@
+//! The result of a run, printed as a human summary or as JSON (`--json`). Every scenario
+//! fills the common part; chat adds its rate steps and idle its memory figures.
+
+use crate::procstat::Sample;
+use crate::stats::Percentiles;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub server: String,
+    pub transport: String,
+    pub mechanism: &'static str,
+    /// Sessions that completed login (roster result received), over the whole run.
+    pub sessions_established: u64,
+    /// Sessions requested.
+    pub sessions_requested: usize,
+    /// Seconds from the first connection to the last login settled.
+    pub login_seconds: f64,
+    pub logins_per_second: f64,
+    pub login_time: Percentiles,
+    pub errors: BTreeMap<String, u64>,
+    /// The generator's own CPU seconds (user + system) for the whole run.
+    pub generator_cpu_seconds: f64,
+    pub wall_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleFigures>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// Chat: the last step that met the latency and delivery bounds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<Step>,
+    /// Chat with `--saturate`: the step run at half the saturation rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub half_saturation: Option<Step>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnFigures>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct IdleFigures {
+    pub server_before: Sample,
+    pub server_after: Sample,
+    pub sessions_held: u64,
+    pub kib_per_session: f64,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct ChurnFigures {
+    pub reconnects: u64,
+    pub reconnects_per_second: f64,
+}
+
+/// One chat step at one offered rate.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Step {
+    pub offered_rate: f64,
+    pub seconds: f64,
+    pub offered: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub delivered_per_second: f64,
+    pub latency: Percentiles,
+    pub server_cpu_seconds: f64,
+    pub server_cpu_seconds_per_100k: f64,
+    pub generator_cpu_seconds: f64,
+    /// Whether the step met `--max-p99-ms` and `--min-delivery`.
+    pub good: bool,
+}
+
+impl Report {
+    pub fn print(&self, json: bool) -> anyhow::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self)?);
+        } else {
+            print!("{}", self.human());
+        }
+        Ok(())
+    }
+
+    fn human(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} against {} ({}, {})",
+            self.scenario, self.server, self.transport, self.mechanism
+        );
+        let lt = &self.login_time;
+        let _ = writeln!(
+            s,
+            "  sessions: {} of {} established; {:.0} logins/s over {:.2} s; login p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.sessions_established, self.sessions_requested, self.logins_per_second,
+            self.login_seconds, lt.p50_ms, lt.p99_ms, lt.max_ms
+        );
+        if let Some(i) = &self.idle {
+            let _ = writeln!(
+                s,
+                "  idle: {} held; server RSS {} -> {} KiB = {:.1} KiB/session",
+                i.sessions_held, i.server_before.rss_kib, i.server_after.rss_kib, i.kib_per_session
+            );
+        }
+        if let Some(c) = &self.churn {
+            let _ = writeln!(
+                s,
+                "  churn: {} reconnects, {:.1}/s",
+                c.reconnects, c.reconnects_per_second
+            );
+        }
+        for step in &self.steps {
+            let _ = writeln!(s, "  {}", step.line());
+        }
+        if let Some(step) = &self.saturation {
+            let _ = writeln!(s, "  saturation: {}", step.line());
+        }
+        if let Some(step) = &self.half_saturation {
+            let _ = writeln!(s, "  half saturation: {}", step.line());
+        }
+        let _ = writeln!(s, "  errors: {:?}", self.errors);
+        let _ = writeln!(
+            s,
+            "  generator CPU {:.2} s over {:.1} s wall",
+            self.generator_cpu_seconds, self.wall_seconds
+        );
+        s
+    }
+}
+
+impl Step {
+    fn line(&self) -> String {
+        let l = &self.latency;
+        format!(
+            "rate {:.0}/s: offered {} delivered {} lost {} ({:.0}/s); latency p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms; server CPU {:.2} s ({:.2} s/100k msgs); generator CPU {:.2} s{}",
+            self.offered_rate, self.offered, self.delivered, self.lost, self.delivered_per_second,
+            l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, self.server_cpu_seconds,
+            self.server_cpu_seconds_per_100k, self.generator_cpu_seconds,
+            if self.good { "" } else { " [over bounds]" }
+        )
+    }
+}

@@ -1,0 +1,186 @@
+//! `chat`: N users log in (one session each), then the conductor runs rate steps. In each
+//! step every sender offers `rate / N` messages per second (open loop), then pauses while
+//! messages in flight drain, and the step's offered/delivered counts, latency histogram
+//! and the server's CPU time are read. With `--saturate` the rate grows by
+//! `--step-factor` until a step breaks the bounds, then one step runs at half the last
+//! good rate (where latency is quoted).
+
+mod session;
+
+use super::idle::sleep_or_cancel;
+use super::{finish, spawn_ramp, Ctx, RunClock, POLL_INTERVAL};
+use crate::cli::{ChatArgs, Ramp};
+use crate::procstat::own_cpu_seconds;
+use crate::progress;
+use crate::report::{Report, Step};
+use session::{Command, Shared};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Lead time between announcing a step and its first tick, so every sender sees it.
+const STEP_LEAD: Duration = Duration::from_millis(200);
+
+/// Longest wait for an overloaded server's backlog to clear before the half-rate step.
+const QUIESCE_LIMIT: Duration = Duration::from_secs(60);
+
+pub async fn run(args: ChatArgs, cancel: CancellationToken) -> anyhow::Result<Report> {
+    let users = args.target.users;
+    anyhow::ensure!(users >= 2, "chat needs at least 2 users");
+    let ctx = Ctx::new(args.target.clone(), &args.output, cancel)?;
+    let progress = progress::spawn(ctx.stats.clone(), args.output.quiet, &ctx.cancel);
+    let clock = RunClock::start();
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        step: AtomicU32::new(0),
+        users,
+        body_bytes: args.body_bytes,
+    });
+    let (commands, listen) = watch::channel(Command::Pause);
+    let ramp = Ramp {
+        sessions: users,
+        arrival_rate: args.arrival_rate,
+        concurrency: args.concurrency,
+    };
+    let deadline = ctx.ramp_deadline(&ramp);
+    let sh = shared.clone();
+    let set = spawn_ramp(ctx.clone(), ramp, move |ctx, i, live| {
+        session::run(ctx, sh.clone(), listen.clone(), i, live)
+    });
+    let login_seconds = ctx.wait_settled(users, deadline).await.as_secs_f64();
+    let up = ctx.stats.up.load(Relaxed);
+    eprintln!("{up} of {users} users up after {login_seconds:.1} s");
+    let conductor = Conductor {
+        ctx: &ctx,
+        shared: &shared,
+        commands: &commands,
+        args: &args,
+    };
+    let mut report_steps = Vec::new();
+    if up as usize == users {
+        report_steps = conductor.steps().await;
+    } else {
+        ctx.stats.error("chat-not-started:users-missing");
+    }
+    let _ = commands.send(Command::Close);
+    finish(set, Duration::from_secs(10)).await;
+    progress.cancel();
+    let mut report = ctx.report("chat", users, login_seconds, &clock);
+    if args.saturate {
+        report.half_saturation = report_steps.pop();
+        report.saturation = report_steps.iter().rev().find(|s| s.good).copied();
+    }
+    report.steps = report_steps;
+    Ok(report)
+}
+
+struct Conductor<'a> {
+    ctx: &'a Ctx,
+    shared: &'a Shared,
+    commands: &'a watch::Sender<Command>,
+    args: &'a ChatArgs,
+}
+
+impl Conductor<'_> {
+    /// Runs the configured steps; with `--saturate` the last one is the half-rate step.
+    async fn steps(&self) -> Vec<Step> {
+        let mut rates = self.args.rate.clone();
+        let mut steps: Vec<Step> = Vec::new();
+        let mut next = 0;
+        while next < rates.len() && !self.ctx.cancel.is_cancelled() {
+            let step = self.step(next as u32 + 1, rates[next]).await;
+            steps.push(step);
+            next += 1;
+            if self.args.saturate {
+                if !step.good {
+                    break;
+                }
+                if next == rates.len() && rates.len() < self.args.max_steps {
+                    rates.push(rates[next - 1] * self.args.step_factor);
+                }
+            }
+        }
+        if self.args.saturate {
+            let good = steps.iter().rev().find(|s| s.good).map(|s| s.offered_rate);
+            if let Some(rate) = good.filter(|_| !self.ctx.cancel.is_cancelled()) {
+                self.quiesce().await;
+                let half = self.step(steps.len() as u32 + 1, rate / 2.0).await;
+                steps.push(half);
+            }
+        }
+        steps
+    }
+
+    /// After an overloaded step the server may still hold a backlog; wait (bounded) until
+    /// no stale message has arrived for a second, so the next step starts clean.
+    async fn quiesce(&self) {
+        let deadline = Instant::now() + QUIESCE_LIMIT;
+        let mut seen = self.ctx.stats.error_count();
+        while Instant::now() < deadline && !self.ctx.cancel.is_cancelled() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.ctx.stats.error_count();
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
+    }
+
+    async fn step(&self, id: u32, rate: f64) -> Step {
+        let (ctx, args) = (self.ctx, self.args);
+        ctx.stats.reset_messages();
+        self.shared.step.store(id, Relaxed);
+        let server0 = ctx.server.map(|s| s.sample()).unwrap_or_default();
+        let cpu0 = own_cpu_seconds();
+        let interval = Duration::from_secs_f64(self.shared.users as f64 / rate.max(0.001));
+        let start = Instant::now() + STEP_LEAD;
+        let _ = self.commands.send(Command::Run {
+            step: id,
+            interval,
+            start,
+        });
+        tokio::time::sleep_until(start).await;
+        sleep_or_cancel(ctx, Duration::from_secs(args.duration_secs)).await;
+        let _ = self.commands.send(Command::Pause);
+        let seconds = start.elapsed().as_secs_f64();
+        let drain_end = Instant::now() + Duration::from_secs(args.drain_secs);
+        while ctx.stats.delivered.load(Relaxed) < ctx.stats.offered.load(Relaxed)
+            && Instant::now() < drain_end
+            && !ctx.cancel.is_cancelled()
+        {
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        // Anything arriving from now on belongs to no step.
+        self.shared.step.store(0, Relaxed);
+        let server1 = ctx.server.map(|s| s.sample()).unwrap_or_default();
+        let (offered, delivered) = (
+            ctx.stats.offered.load(Relaxed),
+            ctx.stats.delivered.load(Relaxed),
+        );
+        let latency = ctx.stats.latency();
+        let server_cpu = server1.cpu_seconds - server0.cpu_seconds;
+        let step = Step {
+            offered_rate: rate,
+            seconds,
+            offered,
+            delivered,
+            lost: offered.saturating_sub(delivered),
+            delivered_per_second: delivered as f64 / seconds,
+            latency,
+            server_cpu_seconds: server_cpu,
+            server_cpu_seconds_per_100k: if delivered > 0 {
+                server_cpu * 100_000.0 / delivered as f64
+            } else {
+                0.0
+            },
+            generator_cpu_seconds: own_cpu_seconds() - cpu0,
+            good: latency.p99_ms <= args.max_p99_ms
+                && delivered as f64 >= args.min_delivery * offered as f64,
+        };
+        eprintln!("step {id}: {step:?}");
+        step
+    }
+}

@@ -1,0 +1,130 @@
+//! The generator against a real Switchyard started in this process on 127.0.0.1:0: a
+//! short chat where every message must arrive, a login storm, idle and churn, over
+//! plaintext, STARTTLS and direct TLS, plus bulk provisioning into a data directory.
+
+use clap::Parser;
+use switchyard::config::Config;
+use switchyard::serve::Running;
+use switchyard_core::sasl::StoredCredentials;
+use switchyard_core::Jid;
+use switchyard_loadtest::cli::{Cli, Command};
+use switchyard_loadtest::report::Report;
+use tokio_util::sync::CancellationToken;
+
+const USERS: usize = 6;
+
+struct Server {
+    running: Running,
+    _dir: tempfile::TempDir,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.listen.c2s = "127.0.0.1:0".into();
+    config.listen.c2s_direct_tls = "127.0.0.1:0".into();
+    config.tls.required = false;
+    config.admin.listen = "127.0.0.1:0".into();
+    let running = switchyard::serve::start(config).await.unwrap();
+    let creds = StoredCredentials::from_password("pw", 4096).unwrap();
+    for i in 0..USERS {
+        let jid = Jid::parse(&format!("load{i}@localhost")).unwrap();
+        let accounts = running
+            .accounts
+            .as_ref()
+            .expect("all-in-one stores accounts");
+        accounts.create(&jid, &creds).await.unwrap();
+    }
+    Server { running, _dir: dir }
+}
+
+async fn run(server: &Server, direct_tls: bool, args: &str) -> Report {
+    let addr = if direct_tls {
+        server.running.c2s_direct_tls
+    } else {
+        server.running.c2s
+    };
+    let line = format!(
+        "switchyard-loadtest {args} --server {} --users {USERS} --user-pattern load{{}} --password pw --quiet --server-pid {}",
+        addr.unwrap(),
+        std::process::id()
+    );
+    let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+    switchyard_loadtest::execute(cli.command, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_delivers_every_message_over_each_transport() {
+    let server = server().await;
+    for (transport, mechanism, direct) in [
+        ("plain", "PLAIN", false),
+        ("starttls", "SCRAM-SHA-256", false),
+        ("tls", "SCRAM-SHA-1", true),
+    ] {
+        let args = format!(
+            "chat --transport {transport} --mechanism {mechanism} --rate 300 --duration-secs 1 --drain-secs 3"
+        );
+        let report = run(&server, direct, &args).await;
+        assert_eq!(report.errors.len(), 0, "{transport}: {:?}", report.errors);
+        assert_eq!(report.sessions_established, USERS as u64);
+        let step = report.steps[0];
+        assert!(step.offered > 200, "{transport}: {step:?}");
+        assert_eq!(step.delivered, step.offered, "{transport}: {step:?}");
+        assert!(step.latency.p99_ms < 1000.0);
+        assert!(step.server_cpu_seconds >= 0.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_idle_and_churn_log_in_cleanly() {
+    let server = server().await;
+    let storm = run(
+        &server,
+        false,
+        "login-storm -n 40 --arrival-rate 0 --concurrency 8 --transport starttls",
+    )
+    .await;
+    assert_eq!(storm.sessions_established, 40, "{:?}", storm.errors);
+    assert!(storm.errors.is_empty() && storm.logins_per_second > 0.0);
+    let idle = run(
+        &server,
+        false,
+        "idle -n 12 --duration-secs 1 --transport plain",
+    )
+    .await;
+    let figures = idle.idle.unwrap();
+    assert_eq!(figures.sessions_held, 12, "{:?}", idle.errors);
+    assert!(figures.server_after.rss_kib > 0);
+    let churn = run(
+        &server,
+        false,
+        "churn -n 6 --churn-rate 20 --duration-secs 2 --transport plain",
+    )
+    .await;
+    assert!(churn.errors.is_empty(), "{:?}", churn.errors);
+    assert!(churn.churn.unwrap().reconnects > 5);
+}
+
+#[tokio::test]
+async fn provision_is_rerunnable() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!(
+        "switchyard-loadtest provision --data-dir {} --users 50",
+        dir.path().display()
+    );
+    let Command::Provision(args) = Cli::try_parse_from(line.split_whitespace())
+        .unwrap()
+        .command
+    else {
+        panic!("parsed as provision");
+    };
+    let first = switchyard_loadtest::provision::run(&args).await.unwrap();
+    assert_eq!((first.created, first.existing), (50, 0));
+    let again = switchyard_loadtest::provision::run(&args).await.unwrap();
+    assert_eq!((again.created, again.existing), (0, 50));
+}
