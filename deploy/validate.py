@@ -274,7 +274,7 @@ def compose(path):
     doc = yaml.safe_load(Path(path).read_text())
     services = doc["services"]
     expected = {"redis", "postgres", "migrate", "router-1", "router-2", "edge-1", "edge-2",
-                "prometheus", "grafana"}
+                "prometheus", "grafana", "jaeger"}
     check(expected <= services.keys(), f"compose: missing services {expected - services.keys()}")
     sy = {n: s for n, s in services.items() if s.get("image") == "switchyard:dev"}
     check(set(sy) == {"migrate", "router-1", "router-2", "edge-1", "edge-2"}, f"compose: switchyard services {set(sy)}")
@@ -296,6 +296,10 @@ def compose(path):
         check(routers == ["router-1:7400", "router-2:7400"], f"compose: {name} cluster.routers {routers}")
         published += [p.rsplit(":", 2)[-1] for p in s.get("ports", [])]
     check("5222" in published and "5223" in published, "compose: edge client ports 5222/5223 published")
+    for name, s in sy.items():
+        if name != "migrate":
+            check(s["environment"]["SWITCHYARD_TELEMETRY__OTLP_ENDPOINT"] == "http://jaeger:4317",
+                  f"compose: {name} traces to jaeger:4317")
     # Prometheus scrapes exactly the four admin ports, with role labels.
     prom = yaml.safe_load((root / "deploy/prometheus/prometheus.yml").read_text())
     job = [j for j in prom["scrape_configs"] if j["job_name"] == "switchyard"][0]

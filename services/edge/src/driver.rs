@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
 
 enum Transport {
     Plain(TcpStream),
@@ -178,7 +179,8 @@ impl Conn {
                         let presence = available.then(|| stanza.element.clone());
                         self.ctx.connections.presence(self.id, presence);
                     }
-                    self.ctx.link.submit(stanza).await;
+                    let span = metrics::trace::stanza_span(stanza.kind.as_str());
+                    self.ctx.link.submit(stanza).instrument(span).await;
                     continue;
                 }
                 Output::StreamError(condition) => {

@@ -69,6 +69,7 @@ struct RouterConn {
 #[derive(Debug)]
 struct InFlight {
     xml: Vec<u8>,
+    traceparent: String,
     /// The sender's bare JID (the affinity key).
     key: Jid,
     received: std::time::Instant,
@@ -195,7 +196,13 @@ impl RemoteRouters {
 
     /// Sends one serialized stanza through the best router for `key`, waiting (bounded)
     /// for a router when none is up.
-    async fn send(&self, xml: Vec<u8>, key: Jid, received: std::time::Instant) {
+    async fn send(
+        &self,
+        xml: Vec<u8>,
+        key: Jid,
+        received: std::time::Instant,
+        traceparent: String,
+    ) {
         let deadline = tokio::time::Instant::now() + NO_ROUTER_PATIENCE;
         loop {
             if let Some(router) = self.ranked(&key).into_iter().next() {
@@ -205,6 +212,7 @@ impl RemoteRouters {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 let entry = InFlight {
                     xml: xml.clone(),
+                    traceparent: traceparent.clone(),
                     key: key.clone(),
                     received,
                 };
@@ -213,7 +221,11 @@ impl RemoteRouters {
                 permit.forget(); // returned when the router acknowledges
                 let batch = pb::EdgeMessage {
                     body: Some(pb::edge_message::Body::Stanzas(pb::StanzaBatch {
-                        stanzas: vec![pb::Stanza { seq, xml }],
+                        stanzas: vec![pb::Stanza {
+                            seq,
+                            xml,
+                            traceparent,
+                        }],
                     })),
                 };
                 let sender = lock(&router.up).clone();
@@ -265,7 +277,8 @@ impl RemoteRouters {
             metrics::EDGE_RESENDS.inc_by(orphans.len() as u64);
         }
         for (_, orphan) in orphans {
-            self.send(orphan.xml, orphan.key, orphan.received).await;
+            self.send(orphan.xml, orphan.key, orphan.received, orphan.traceparent)
+                .await;
         }
     }
 
@@ -313,11 +326,14 @@ impl RemoteRouters {
                     let results = batch
                         .deliveries
                         .into_iter()
-                        .map(|d| pb::DeliveryResult {
-                            id: d.id,
-                            delivered: convert::element(&d.xml).is_ok_and(|el| {
-                                self.connections.send(d.conn, Command::Deliver(el))
-                            }),
+                        .map(|d| {
+                            let _span = metrics::trace::deliver_span(&d.traceparent).entered();
+                            pb::DeliveryResult {
+                                id: d.id,
+                                delivered: convert::element(&d.xml).is_ok_and(|el| {
+                                    self.connections.send(d.conn, Command::Deliver(el))
+                                }),
+                            }
                         })
                         .collect();
                     let reply = pb::EdgeMessage {
@@ -439,7 +455,13 @@ impl RouterLink for RemoteRouters {
     async fn submit(&self, stanza: Stanza) {
         let key = stanza.from.bare();
         let received = std::time::Instant::now();
-        self.send(convert::stanza_bytes(&stanza.element), key, received)
-            .await;
+        let traceparent = metrics::trace::current_traceparent();
+        self.send(
+            convert::stanza_bytes(&stanza.element),
+            key,
+            received,
+            traceparent,
+        )
+        .await;
     }
 }

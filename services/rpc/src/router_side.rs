@@ -22,6 +22,7 @@ use switchyard_storage::{AccountStore, SessionRecord, SessionRegistry};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 /// Workers per link; each processes its share of senders in order.
 const WORKERS: usize = 8;
@@ -113,6 +114,7 @@ impl EdgeDelivery for EdgeLinks {
             id,
             conn,
             xml: convert::stanza_bytes(&stanza),
+            traceparent: switchyard_telemetry::trace::current_traceparent(),
         };
         let message = pb::RouterMessage {
             body: Some(pb::router_message::Body::Deliveries(pb::DeliveryBatch {
@@ -176,10 +178,14 @@ fn ack(seq: u64) -> pb::RouterMessage {
     }
 }
 
+/// A stanza queued for a worker: its link sequence number, trace context and content.
+type Queued = (u64, String, Stanza);
+
 /// Routes one worker's share of a link's stanzas in order and acknowledges each.
-async fn work(router: Arc<Router>, tx: Outbound, mut queue: mpsc::Receiver<(u64, Stanza)>) {
-    while let Some((seq, stanza)) = queue.recv().await {
-        router.route(stanza).await;
+async fn work(router: Arc<Router>, tx: Outbound, mut queue: mpsc::Receiver<Queued>) {
+    while let Some((seq, traceparent, stanza)) = queue.recv().await {
+        let span = switchyard_telemetry::trace::route_span(&traceparent);
+        router.route(stanza).instrument(span).await;
         if tx.send(Ok(ack(seq))).await.is_err() {
             return;
         }
@@ -193,7 +199,7 @@ async fn serve_link(
     link: Arc<Link>,
     mut inbound: Streaming<pb::EdgeMessage>,
 ) {
-    let workers: Vec<mpsc::Sender<(u64, Stanza)>> = (0..WORKERS)
+    let workers: Vec<mpsc::Sender<Queued>> = (0..WORKERS)
         .map(|_| {
             let (tx, rx) = mpsc::channel(WORKER_QUEUE);
             tokio::spawn(work(service.router.clone(), link.tx.clone(), rx));
@@ -210,11 +216,8 @@ async fn serve_link(
                         let _ = link.tx.send(Ok(ack(s.seq))).await;
                         continue;
                     };
-                    if workers[worker_of(&stanza)]
-                        .send((s.seq, stanza))
-                        .await
-                        .is_err()
-                    {
+                    let worker = &workers[worker_of(&stanza)];
+                    if worker.send((s.seq, s.traceparent, stanza)).await.is_err() {
                         break;
                     }
                 }

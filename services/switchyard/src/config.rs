@@ -27,6 +27,25 @@ pub struct Config {
     pub redis: Redis,
     pub postgres: Postgres,
     pub admin: Admin,
+    pub telemetry: Telemetry,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Telemetry {
+    /// OTLP/gRPC collector for traces (e.g. `http://otel-collector:4317`); empty = off.
+    pub otlp_endpoint: String,
+    /// Share of new traces kept, 0.0 to 1.0.
+    pub sample_ratio: f64,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -223,6 +242,7 @@ impl Default for Config {
             redis: Redis::default(),
             postgres: Postgres::default(),
             admin: Admin::default(),
+            telemetry: Telemetry::default(),
         }
     }
 }

@@ -6,6 +6,5 @@ pub mod admin_client;
 pub mod config;
 mod inproc;
 pub mod serve;
-pub mod telemetry;
 pub mod user;
 pub mod wiring;

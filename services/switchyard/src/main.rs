@@ -60,7 +60,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve { roles } => {
-                switchyard::telemetry::init(&config.server.log_format);
+                let _flush_on_exit = switchyard::serve::init_telemetry(&config, &roles)?;
                 switchyard::serve::run(config, &roles).await
             }
             Command::User {

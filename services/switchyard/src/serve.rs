@@ -350,6 +350,26 @@ async fn reload_tls(tls: Arc<TlsStore>, every: Duration, shutdown: CancellationT
     }
 }
 
+/// Logs, and traces when `telemetry.otlp_endpoint` is set (`service.name` names the role).
+pub fn init_telemetry(
+    config: &Config,
+    roles: &[String],
+) -> anyhow::Result<switchyard_telemetry::trace::TraceGuard> {
+    let service = match Roles::parse(roles)? {
+        Roles::All => "switchyard",
+        Roles::Edge => "switchyard-edge",
+        Roles::Router => "switchyard-router",
+    };
+    let trace = (!config.telemetry.otlp_endpoint.is_empty()).then(|| {
+        switchyard_telemetry::trace::TraceConfig {
+            endpoint: config.telemetry.otlp_endpoint.clone(),
+            sample_ratio: config.telemetry.sample_ratio,
+            service: service.to_owned(),
+        }
+    });
+    switchyard_telemetry::trace::init(&config.server.log_format, trace).map_err(anyhow::Error::msg)
+}
+
 /// `switchyard serve`: runs until SIGTERM or Ctrl-C, then drains: stop accepting and
 /// turn unready, wait `drain_delay_secs` for load balancers to notice, then end sessions
 /// with `system-shutdown` within `shutdown_grace_secs`.

@@ -1,3 +1,5 @@
+//! Logs and traces are set up in [`trace`].
+//!
 //! Every Prometheus metric Switchyard exports, defined in one place so names, types and
 //! labels stay consistent (`switchyard_<subsystem>_<noun>_<unit>`; never a JID, IP or
 //! resource as a label). Metrics register on first use in one registry that also
@@ -5,6 +7,8 @@
 //!
 //! Updating a metric is an atomic add on a pre-resolved series, so the hot path pays no
 //! lock and no allocation for it.
+
+pub mod trace;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

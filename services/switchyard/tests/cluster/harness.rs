@@ -31,6 +31,8 @@ impl Proc {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub redis: String,
+    /// TOML appended to every process's configuration.
+    pub extra: String,
     pub schema: String,
     pub prefix: String,
     pub routers: Vec<Proc>,
@@ -80,6 +82,7 @@ url = "{PG}"
 schema = "{schema}"
 pool_size = 4
 migrate_on_start = true
+{extra}
 "#,
             data = data.display(),
             cert = self.dir.path().join("cert.pem").display(),
@@ -88,6 +91,7 @@ migrate_on_start = true
             prefix = self.prefix,
             schema = self.schema,
             redis = self.redis,
+            extra = self.extra,
         );
         let path = self.config_path(name);
         std::fs::write(&path, text).unwrap();
@@ -101,6 +105,11 @@ migrate_on_start = true
 
     /// The same, with the registry on the Redis at `redis`.
     pub async fn start_with_redis(names: &[&str], redis: &str) -> Option<Self> {
+        Self::start_with(names, redis, "").await
+    }
+
+    /// The same, with `extra` TOML in every configuration.
+    pub async fn start_with(names: &[&str], redis: &str, extra: &str) -> Option<Self> {
         let suffix = format!("{}_{}", std::process::id(), rand_suffix());
         let schema = format!("sy_cluster_{suffix}");
         let (admin, connection) = match tokio_postgres::connect(PG, tokio_postgres::NoTls).await {
@@ -127,6 +136,7 @@ migrate_on_start = true
         let mut cluster = Self {
             dir,
             redis: redis.to_owned(),
+            extra: extra.to_owned(),
             schema,
             prefix: format!("sytest:{suffix}:"),
             routers: Vec::new(),
@@ -257,6 +267,7 @@ async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
         .arg(config)
         .args(["serve", "--roles", role])
         .env("RUST_LOG", "info")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true)

@@ -6,6 +6,7 @@
 mod support;
 
 mod harness;
+mod traces;
 
 use harness::{Cluster, PrivateRedis};
 use std::collections::BTreeSet;
@@ -247,5 +248,39 @@ async fn redis_restart_edges_reregister_and_routing_resumes() {
         .until(|e| body(e).as_deref() == Some("after the restart"))
         .await;
     assert_eq!(m.attr("from"), Some("alice@localhost/desk"));
+    cluster.clean_up().await;
+}
+
+#[tokio::test]
+async fn one_message_is_one_trace_across_edge_router_edge() {
+    let (receiver, endpoint) = traces::start().await;
+    let extra = format!("[telemetry]\notlp_endpoint = \"{endpoint}\"\nsample_ratio = 1.0\n");
+    let Some(cluster) =
+        Cluster::start_with(&["alice", "bob"], "redis://127.0.0.1:6379", &extra).await
+    else {
+        return;
+    };
+    let mut alice = online(&cluster, 0, "alice", "desk").await;
+    let mut bob = online(&cluster, 1, "bob", "phone").await;
+    alice
+        .send("<message to='bob@localhost/phone' type='chat'><body>traced</body></message>")
+        .await;
+    bob.until(|e| body(e).as_deref() == Some("traced")).await;
+    let started = std::time::Instant::now();
+    let chain = loop {
+        if let Some(chain) = receiver.chain() {
+            break chain;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no edge→router→edge trace exported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let services: Vec<&str> = chain.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(
+        services,
+        ["switchyard-edge", "switchyard-router", "switchyard-edge"]
+    );
     cluster.clean_up().await;
 }
