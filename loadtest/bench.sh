@@ -34,7 +34,7 @@ if [[ $MODE == quick ]]; then
 else
   IDLE_RUNS="starttls:10000 starttls:19000 plain:10000 starttls:10000:SCRAM-SHA-1"; ACCOUNTS=19000; STORM_N=5000; STEP_SECS=10
 fi
-IDLE_RUNS=${BENCH_IDLE_RUNS:-$IDLE_RUNS}
+IDLE_RUNS=${BENCH_IDLE_RUNS-$IDLE_RUNS}   # set but empty: no idle runs
 declare -A PORT=([switchyard]=25222 [ejabberd]=35222 [prosody]=45222)
 
 ulimit -n "$(ulimit -Hn)"
@@ -73,7 +73,10 @@ stop_server() {
   kill -9 "$PID" 2>/dev/null || true
   PID=""; STOP=""
 }
-trap stop_server EXIT
+# Other work on the 2 cores (a compiler, above all) skews CPU-bound figures: note it.
+( while sleep 2; do pgrep -x rustc >/dev/null && echo "$(date -u +%T) rustc running" >>"$OUT/noise.log"; done ) &
+NOISE=$!
+trap 'stop_server; kill $NOISE 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 
 # Runs the generator against the current server, saving its JSON as $1.json.
@@ -109,4 +112,5 @@ done
 
 log "summary"
 python3 "$ROOT/loadtest/summarize.py" "$OUT" "$MODE" | tee "$OUT/summary.md"
+[[ -f $OUT/noise.log ]] && log "WARNING: a compiler ran during the benchmark, see $OUT/noise.log"
 log "results in $OUT"
