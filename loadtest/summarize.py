@@ -88,7 +88,7 @@ def main() -> None:
             mine = table["switchyard"].get(k, (None,))[0]
             for o in others:
                 theirs = table[o].get(k, (None,))[0]
-                if mine and theirs and "errors" not in k and "held" not in k:
+                if mine and theirs and not any(w in k for w in ("errors", "held", "generator")):
                     ratio = mine / theirs if better_high else theirs / mine
                     cells.append(f"{ratio:.2f}× {'better' if ratio >= 1 else 'worse'}")
                 else:
