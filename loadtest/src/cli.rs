@@ -105,6 +105,10 @@ pub struct Output {
     /// PID of the server process, to report its CPU time and memory from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// More server processes (e.g. a cluster's router, with the edge as `--server-pid`):
+    /// their CPU seconds are reported per chat step, summed, as `other_cpu_seconds`.
+    #[arg(long, value_delimiter = ',')]
+    pub other_pid: Vec<u32>,
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -204,8 +208,14 @@ pub struct ChurnArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ProvisionArgs {
     /// The server's data directory (holds switchyard.db).
-    #[arg(long)]
-    pub data_dir: PathBuf,
+    #[arg(long, required_unless_present = "postgres")]
+    pub data_dir: Option<PathBuf>,
+    /// Write the accounts into PostgreSQL (a cluster's store) instead of SQLite.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub postgres: Option<String>,
+    /// PostgreSQL schema (must exist); migrations are applied first.
+    #[arg(long, requires = "postgres")]
+    pub schema: Option<String>,
     #[arg(long, default_value = "localhost")]
     pub domain: String,
     #[arg(long, default_value = "user{}")]

@@ -1,6 +1,6 @@
 //! `provision`: bulk test accounts written straight into a Switchyard data directory
-//! through the storage layer (`SqliteStore` + `AccountStore::create`), not one process
-//! per user. PBKDF2 runs once: every account gets the same stored credential, so **all
+//! through the storage layer (`SqliteStore` + `AccountStore::create`), or into a cluster's
+//! PostgreSQL schema (`PgStore`, `--postgres URL --schema S`), not one process per user. PBKDF2 runs once: every account gets the same stored credential, so **all
 //! test accounts share one salt** (harmless for load tests, never for real users). Run it
 //! with the server stopped (or before its first start); existing accounts are skipped.
 
@@ -9,7 +9,7 @@ use anyhow::Context;
 use std::time::Instant;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
-use switchyard_storage::{AccountStore, SqliteStore, StorageError};
+use switchyard_storage::{AccountStore, PgStore, SqliteStore, StorageError};
 
 /// Accounts created and skipped (already there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +19,27 @@ pub struct Provisioned {
 }
 
 pub async fn run(args: &ProvisionArgs) -> anyhow::Result<Provisioned> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let path = args.data_dir.join("switchyard.db");
+    if let Some(url) = &args.postgres {
+        let store = PgStore::connect(url, args.schema.as_deref(), 8)
+            .with_context(|| format!("cannot connect to {url}"))?;
+        store.migrate().await.context("postgres migration failed")?;
+        return create_all(&store, args).await;
+    }
+    let Some(data_dir) = &args.data_dir else {
+        anyhow::bail!("--data-dir or --postgres is required");
+    };
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join("switchyard.db");
     let store =
         SqliteStore::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    create_all(&store, args).await
+}
+
+async fn create_all(
+    store: &impl AccountStore,
+    args: &ProvisionArgs,
+) -> anyhow::Result<Provisioned> {
     let started = Instant::now();
     let creds = StoredCredentials::from_password(&args.password, args.iterations)
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -65,6 +65,9 @@ pub struct Step {
     pub latency: Percentiles,
     pub server_cpu_seconds: f64,
     pub server_cpu_seconds_per_100k: f64,
+    /// CPU of the `--other-pid` processes (a cluster's router), summed; 0 without them.
+    pub other_cpu_seconds: f64,
+    pub other_cpu_seconds_per_100k: f64,
     pub generator_cpu_seconds: f64,
     /// Whether the step met `--max-p99-ms` and `--min-delivery`.
     pub good: bool,

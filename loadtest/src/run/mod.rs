@@ -32,6 +32,8 @@ pub struct Ctx {
     /// Ctrl-C or the end of the run: every loop watches it.
     pub cancel: CancellationToken,
     pub server: Option<Server>,
+    /// Further server processes whose CPU is reported (`--other-pid`).
+    pub others: Vec<Server>,
     /// Logins finished either way (success or failure).
     settled: AtomicU64,
 }
@@ -47,6 +49,7 @@ impl Ctx {
             stats: Arc::new(Stats::default()),
             cancel,
             server: output.server_pid.map(|pid| Server { pid }),
+            others: output.other_pid.iter().map(|&pid| Server { pid }).collect(),
             settled: AtomicU64::new(0),
         }))
     }
@@ -85,6 +88,14 @@ impl Ctx {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
         start.elapsed()
+    }
+
+    /// CPU seconds of the `--other-pid` processes, summed.
+    pub fn others_cpu_seconds(&self) -> f64 {
+        self.others
+            .iter()
+            .map(|s| s.cpu_seconds().unwrap_or(0.0))
+            .sum()
     }
 
     /// A deadline for a ramp of `n` sessions: pacing time plus one login timeout plus

@@ -9,6 +9,7 @@
 //!   not revealed), presence is dropped.
 //! - §3.6: stanzas the user sends to a blocked entity are refused with `not-acceptable`
 //!   and `<blocked xmlns='urn:xmpp:blocking:errors'/>`.
+//! - A list holds at most [`MAX_BLOCKED`] entries; more is `resource-constraint`.
 //! - Items match like XEP-0016 §2.1: a full JID matches itself, a bare JID its resources,
 //!   `domain/resource` that resource name on any account of the domain, and a domain
 //!   everything on it.
@@ -16,6 +17,9 @@
 use crate::dispatch::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaError};
+
+/// Entries one block list may hold (a policy limit; more is `resource-constraint`).
+const MAX_BLOCKED: usize = 1000;
 
 /// Whether block-list item `item` covers `entity`.
 pub(crate) fn matches(item: &Jid, entity: &Jid) -> bool {
@@ -115,6 +119,15 @@ pub(crate) async fn change(router: &Router, stanza: &Stanza) -> Outcome {
     if block {
         if jids.is_empty() {
             return Err(StanzaError::new(StanzaCondition::BadRequest));
+        }
+        let held = store
+            .blocked(&account)
+            .await
+            .map_err(storage_failed("block list"))?;
+        if held.len() + jids.len() > MAX_BLOCKED {
+            let full = StanzaError::new(StanzaCondition::ResourceConstraint)
+                .with_text("the block list is full");
+            return Err(full);
         }
         router
             .presence_for_block_change(&account, &jids, false)

@@ -370,3 +370,28 @@ async fn xep0199_ping_and_xep0092_version() {
         .await;
     assert_eq!(condition(&unknown).as_deref(), Some("service-unavailable"));
 }
+
+#[tokio::test]
+async fn xep0191_block_list_is_bounded() {
+    let (w, j, _r) = World::romeo_and_juliet().await;
+    let items: String = (0..1001)
+        .map(|i| format!("<item jid='spam{i}@example.net'/>"))
+        .collect();
+    let request =
+        format!("<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'>{items}</block></iq>");
+    let reply = w.ask(&j, &request).await;
+    assert_eq!(condition(&reply).as_deref(), Some("resource-constraint"));
+    let list = w
+        .ask(
+            &j,
+            "<iq type='get' id='l'><blocklist xmlns='urn:xmpp:blocking'/></iq>",
+        )
+        .await;
+    assert_eq!(
+        list.child("blocklist", ns::BLOCKING)
+            .unwrap()
+            .children()
+            .count(),
+        0
+    );
+}

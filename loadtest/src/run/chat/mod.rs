@@ -134,6 +134,7 @@ impl Conductor<'_> {
         ctx.stats.reset_messages();
         self.shared.step.store(id, Relaxed);
         let server0 = ctx.server.map(|s| s.sample()).unwrap_or_default();
+        let others0 = ctx.others_cpu_seconds();
         let cpu0 = own_cpu_seconds();
         let interval = Duration::from_secs_f64(self.shared.users as f64 / rate.max(0.001));
         let start = Instant::now() + STEP_LEAD;
@@ -156,6 +157,7 @@ impl Conductor<'_> {
         // Anything arriving from now on belongs to no step.
         self.shared.step.store(0, Relaxed);
         let server1 = ctx.server.map(|s| s.sample()).unwrap_or_default();
+        let other_cpu = ctx.others_cpu_seconds() - others0;
         let (offered, delivered) = (
             ctx.stats.offered.load(Relaxed),
             ctx.stats.delivered.load(Relaxed),
@@ -173,6 +175,12 @@ impl Conductor<'_> {
             server_cpu_seconds: server_cpu,
             server_cpu_seconds_per_100k: if delivered > 0 {
                 server_cpu * 100_000.0 / delivered as f64
+            } else {
+                0.0
+            },
+            other_cpu_seconds: other_cpu,
+            other_cpu_seconds_per_100k: if delivered > 0 {
+                other_cpu * 100_000.0 / delivered as f64
             } else {
                 0.0
             },
