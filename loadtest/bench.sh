@@ -35,6 +35,7 @@ else
   IDLE_RUNS="starttls:10000 starttls:19000 plain:10000 starttls:10000:SCRAM-SHA-1"; ACCOUNTS=19000; STORM_N=5000; STEP_SECS=10
 fi
 IDLE_RUNS=${BENCH_IDLE_RUNS-$IDLE_RUNS}   # set but empty: no idle runs
+STEP_SECS=${BENCH_STEP_SECS:-$STEP_SECS}  # seconds per chat rate step
 declare -A PORT=([switchyard]=25222 [ejabberd]=35222 [prosody]=45222)
 
 ulimit -n "$(ulimit -Hn)"
