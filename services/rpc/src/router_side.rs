@@ -26,8 +26,12 @@ use tracing::Instrument;
 
 /// Workers per link; each processes its share of senders in order.
 const WORKERS: usize = 8;
-/// Stanzas queued per worker before the link stops reading (backpressure to the edge).
-const WORKER_QUEUE: usize = 256;
+/// Stanzas queued per worker. The link's reader must never wait for a worker: the same
+/// stream carries the edge's answers to deliveries, which busy workers are waiting for,
+/// so a reader blocked on a full queue would deadlock the link. The edge allows at most
+/// [`crate::MAX_IN_FLIGHT`] unacknowledged stanzas per link, so queues of that size can
+/// never fill; that window is the backpressure.
+const WORKER_QUEUE: usize = crate::MAX_IN_FLIGHT;
 /// Messages queued towards one edge before senders wait.
 const OUTBOUND_QUEUE: usize = 4096;
 /// How long a delivery may wait for the edge's answer before it counts as failed.
