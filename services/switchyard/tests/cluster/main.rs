@@ -284,3 +284,36 @@ async fn one_message_is_one_trace_across_edge_router_edge() {
     );
     cluster.clean_up().await;
 }
+
+/// A burst between two users of one edge: the router's workers wait for that edge's
+/// delivery answers, which arrive on the same link that carries the burst. The link must
+/// keep reading (a reader blocked behind a full worker queue deadlocked it once).
+#[tokio::test]
+async fn a_burst_within_one_edge_does_not_stall_the_link() {
+    let Some(cluster) = Cluster::start(&["sender", "sink"]).await else {
+        return;
+    };
+    let mut sink = online(&cluster, 0, "sink", "r").await;
+    let mut sender = online(&cluster, 0, "sender", "r").await;
+    const TOTAL: usize = 2000;
+    let burst: String = (0..TOTAL)
+        .map(|i| format!("<message to='sink@localhost/r' type='chat'><body>{i}</body></message>"))
+        .collect();
+    let started = std::time::Instant::now();
+    sender.send(&burst).await;
+    let mut got = BTreeSet::new();
+    while got.len() < TOTAL {
+        let (m, _) = sink.until(|e| e.name() == "message").await;
+        got.extend(body(&m));
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "stalled at {}",
+            got.len()
+        );
+    }
+    println!(
+        "{TOTAL} messages through one edge's link in {:?}",
+        started.elapsed()
+    );
+    cluster.clean_up().await;
+}
