@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 /// What a connection's task is asked to do.
 #[derive(Debug)]
 pub enum Command {
-    Deliver(Element),
+    /// Boxed: the mailbox preallocates slots, so a small command keeps idle
+    /// connections small.
+    Deliver(Box<Element>),
     Terminate(StreamCondition),
 }
 

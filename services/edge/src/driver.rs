@@ -145,7 +145,7 @@ impl Conn {
                 command = rx.recv() => match command {
                     Some(Command::Deliver(el)) => {
                         metrics::EDGE_STANZAS_OUT.with_label_values(&[el.name()]).inc();
-                        self.session.handle(Input::Deliver(el))
+                        self.session.handle(Input::Deliver(*el))
                     }
                     Some(Command::Terminate(c)) => self.session.handle(Input::Terminate(c)),
                     None => self.session.handle(Input::Terminate(StreamCondition::PolicyViolation)),

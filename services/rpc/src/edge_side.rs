@@ -331,7 +331,8 @@ impl RemoteRouters {
                             pb::DeliveryResult {
                                 id: d.id,
                                 delivered: convert::element(&d.xml).is_ok_and(|el| {
-                                    self.connections.send(d.conn, Command::Deliver(el))
+                                    self.connections
+                                        .send(d.conn, Command::Deliver(Box::new(el)))
                                 }),
                             }
                         })

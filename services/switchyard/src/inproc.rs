@@ -44,7 +44,11 @@ pub(crate) struct LocalEdge {
 #[async_trait]
 impl EdgeDelivery for LocalEdge {
     async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
-        if edge == self.edge_id && self.connections.send(conn, Command::Deliver(stanza)) {
+        if edge == self.edge_id
+            && self
+                .connections
+                .send(conn, Command::Deliver(Box::new(stanza)))
+        {
             Ok(())
         } else {
             Err(Undeliverable)

@@ -294,7 +294,9 @@ async fn start_edge(
         idle_timeout: secs(config.timeouts.idle_secs),
         write_timeout: secs(config.timeouts.write_secs),
         mailbox_capacity: config.limits.mailbox_stanzas,
-        read_buffer_bytes: 8 * 1024,
+        // Held per connection for its whole life: small, since rustls buffers records
+        // itself and stanzas are reassembled by the framer anyway.
+        read_buffer_bytes: 2 * 1024,
         auth_max_failures: config.auth.max_failures,
         auth_failure_window: secs(config.auth.failure_window_secs),
         shutdown_grace: secs(config.timeouts.shutdown_grace_secs),
