@@ -14,7 +14,6 @@ use crate::traits::{Change, SessionEdit, SessionRecord, SessionRegistry};
 use crate::StorageError;
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::Jid;
@@ -27,8 +26,6 @@ pub struct CachedRegistry {
     capacity: usize,
     ttl: Duration,
     entries: Arc<Mutex<Entries>>,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 fn lock(m: &Mutex<Entries>) -> std::sync::MutexGuard<'_, Entries> {
@@ -60,17 +57,7 @@ impl CachedRegistry {
             capacity,
             ttl,
             entries,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         }
-    }
-
-    /// `(hits, misses)` of session lookups so far.
-    pub fn stats(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
     }
 }
 
@@ -99,12 +86,10 @@ impl SessionRegistry for CachedRegistry {
     async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
         if let Some((at, sessions)) = lock(&self.entries).get(bare) {
             if at.elapsed() < self.ttl {
-                self.hits.fetch_add(1, Ordering::Relaxed);
                 switchyard_telemetry::ROUTER_CACHE_HITS.inc();
                 return Ok(sessions.to_vec());
             }
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
         switchyard_telemetry::ROUTER_CACHE_MISSES.inc();
         let sessions = self.inner.sessions(bare).await?;
         if !sessions.is_empty() {
