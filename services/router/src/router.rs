@@ -47,10 +47,7 @@ impl Router {
     /// Registers a bound resource; a previous session with the same full JID is closed
     /// with `conflict` (RFC 6120 §7.7.2.2: the new session wins) and goes unavailable.
     pub async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {
-        let (edge, conn) = (record.edge.clone(), record.conn);
         match self.registry.bind(record).await {
-            // The same connection registering again (a resync): nothing to replace.
-            Ok(Some(old)) if old.edge == edge && old.conn == conn => Ok(()),
             Ok(Some(old)) => {
                 tracing::info!(jid = %old.jid, conn = old.conn, "session replaced by a new bind");
                 self.edges

@@ -370,6 +370,9 @@ async fn liveness(reg: &dyn SessionRegistry) {
     for r in [&live, &doomed, &also] {
         reg.bind(r.clone()).await.expect("bind");
     }
+    // A resync binds the same connection again: nothing is replaced, and the edge
+    // index still knows the session (it is reaped below).
+    assert_eq!(reg.bind(doomed.clone()).await.expect("rebind"), None);
     let long = std::time::Duration::from_secs(60);
     reg.heartbeat("edge-live", long).await.expect("heartbeat");
     reg.heartbeat("edge-dead", std::time::Duration::from_millis(50))

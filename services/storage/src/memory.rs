@@ -199,7 +199,8 @@ impl SessionRegistry for MemoryRegistry {
         let replaced = list
             .iter()
             .position(|r| r.jid == record.jid)
-            .map(|at| list.swap_remove(at));
+            .map(|at| list.swap_remove(at))
+            .filter(|old| !old.same_connection(&record));
         list.push(record);
         Ok(replaced)
     }

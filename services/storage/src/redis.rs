@@ -281,7 +281,8 @@ impl SessionRegistry for RedisRegistry {
             .await?;
         let old = old
             .map(|json| decode(record.jid.clone(), &json))
-            .transpose()?;
+            .transpose()?
+            .filter(|old| !old.same_connection(&record));
         let mut index = redis::pipe();
         index
             .sadd(

@@ -92,6 +92,11 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// Whether both records describe the same connection.
+    pub fn same_connection(&self, other: &SessionRecord) -> bool {
+        self.edge == other.edge && self.conn == other.conn
+    }
+
     /// A freshly bound session: connected, not yet available.
     pub fn bound(jid: Jid, edge: impl Into<String>, conn: u64) -> Self {
         Self {
@@ -118,8 +123,10 @@ pub type SessionEdit = Box<dyn Fn(&mut SessionRecord) + Send + Sync>;
 /// Who is online where (RFC 6120 §7: one session per full JID).
 #[async_trait]
 pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
-    /// Registers a session; returns the record it replaced for the same full JID, whose
-    /// connection the caller must close with a `conflict` stream error (RFC 6120 §7.7.2.2).
+    /// Registers a session; returns the record it replaced for the same full JID on
+    /// another connection, which the caller must close with a `conflict` stream error
+    /// (RFC 6120 §7.7.2.2). The same connection binding again (a resync after the
+    /// registry lost its data) replaces nothing.
     async fn bind(&self, record: SessionRecord) -> Result<Option<SessionRecord>, StorageError>;
     /// Removes the session if it still belongs to `conn` (a newer session is kept) and
     /// returns what was removed.
