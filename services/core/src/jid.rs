@@ -120,9 +120,18 @@ fn check_len(s: &str, err: JidError) -> Result<(), JidError> {
 }
 
 /// RFC 7622 §3.3: UsernameCaseMapped, plus the characters §3.3.1 excludes.
+///
+/// Printable ASCII without space (U+0021..U+007E) is all PVALID in the IdentifierClass
+/// (RFC 8264 §9.11, ASCII7), is unchanged by width mapping and NFC, and has no
+/// right-to-left characters, so for it the profile reduces to lower-casing. That covers
+/// nearly every address on the hot path; anything else takes the full profile.
 pub fn normalize_local(s: &str) -> Result<String, JidError> {
     check_len(s, JidError::InvalidLocal)?;
-    let out = UsernameCaseMapped::enforce(s).map_err(|_| JidError::InvalidLocal)?;
+    let out = if s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        UsernameCaseMapped::enforce(s).map_err(|_| JidError::InvalidLocal)?
+    };
     if out.contains(['"', '&', '\'', '/', ':', '<', '>', '@']) {
         return Err(JidError::InvalidLocal);
     }
@@ -145,8 +154,13 @@ fn normalize_domain(s: &str) -> Result<String, JidError> {
     Ok(s.to_lowercase())
 }
 
+/// RFC 7622 §3.4: OpaqueString. Printable ASCII with space (U+0020..U+007E) is PVALID in
+/// the FreeformClass and unchanged by every OpaqueString rule, so it is returned as is.
 fn normalize_resource(s: &str) -> Result<String, JidError> {
     check_len(s, JidError::InvalidResource)?;
+    if s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Ok(s.to_owned());
+    }
     let out = OpaqueString::enforce(s).map_err(|_| JidError::InvalidResource)?;
     check_len(&out, JidError::InvalidResource)?;
     Ok(out.into_owned())
@@ -164,6 +178,39 @@ mod tests {
         assert_eq!(jid.resource(), Some("Balcony Room"));
         assert_eq!(jid.to_string(), "juliet@example.com/Balcony Room");
         assert_eq!(jid.bare().to_string(), "juliet@example.com");
+    }
+
+    /// The ASCII fast paths must agree with the full PRECIS profiles, character by
+    /// character and on mixed strings.
+    #[test]
+    fn ascii_fast_paths_match_the_precis_profiles() {
+        let full_local = |s: &str| {
+            UsernameCaseMapped::enforce(s)
+                .ok()
+                .map(|o| o.into_owned())
+                .filter(|o| !o.contains(['"', '&', '\'', '/', ':', '<', '>', '@']))
+        };
+        let full_resource = |s: &str| OpaqueString::enforce(s).ok().map(|o| o.into_owned());
+        let mut samples: Vec<String> = (0u8..0x80).map(|b| format!("a{}Z", b as char)).collect();
+        samples.extend(
+            [
+                "Juliet",
+                "user.42-x_y",
+                "Balcony Room",
+                " lead",
+                "trail ",
+                "A~!",
+            ]
+            .map(String::from),
+        );
+        for s in &samples {
+            assert_eq!(normalize_local(s).ok(), full_local(s), "localpart {s:?}");
+            assert_eq!(
+                normalize_resource(s).ok(),
+                full_resource(s),
+                "resourcepart {s:?}"
+            );
+        }
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct BoundSession {
     pub jid: Jid,
-    /// The last presence it broadcast, while available.
-    pub presence: Option<Element>,
+    /// The last presence it broadcast, while available, serialized: one allocation per
+    /// session instead of a tree, for a stanza read back only after a registry loss.
+    pub presence: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -66,7 +67,7 @@ impl Connections {
     }
 
     /// Records a broadcast presence (`None` after unavailable).
-    pub(crate) fn presence(&self, id: u64, presence: Option<Element>) {
+    pub(crate) fn presence(&self, id: u64, presence: Option<String>) {
         if let Some(s) = lock(&self.bound).get_mut(&id) {
             s.presence = presence;
         }

@@ -4,18 +4,27 @@
 //! Bounded everywhere: reads stop while the session waits (credentials, bind, TLS), the
 //! mailbox has a fixed capacity, writes have a timeout, and the handshake and idle timers
 //! end the stream with `connection-timeout`.
+//!
+//! Cheap while idle, cheap per stanza: a connection holds no read buffer (each read lands
+//! in a scratch buffer on the worker's stack and goes straight into the session's framer);
+//! the idle timer is one registration that is moved only when it fires early, not re-armed
+//! per read; and deliveries already waiting in the mailbox are written with one flush.
 
 use crate::connections::Command;
 use crate::listener::EdgeCtx;
 use crate::tls::TlsSnapshot;
 use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use switchyard_core::session::{Input, Lookup, Output, Session};
 use switchyard_core::{Jid, StanzaKind, StreamCondition};
 use switchyard_storage::SessionRecord;
 use switchyard_telemetry as metrics;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -29,13 +38,28 @@ enum Transport {
     Upgrading,
 }
 
+/// Bytes taken from the socket per read; the buffer lives on the stack only during a poll.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Deliveries handled before one write, when more are already waiting in the mailbox.
+const WRITE_BATCH: usize = 64;
+
 impl Transport {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.read(buf).await,
-            Self::Tls(s) => s.read(buf).await,
-            Self::Upgrading => Ok(0),
-        }
+    /// Polls for bytes and hands them (empty at end of stream) to `f` while the scratch
+    /// buffer is still on the stack.
+    fn poll_read_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(std::io::Result<&[u8]>) -> R,
+    ) -> Poll<R> {
+        let mut scratch = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut scratch);
+        let polled = match self {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, &mut buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut buf),
+            Self::Upgrading => Poll::Ready(Ok(())),
+        };
+        polled.map(|result| f(result.map(|()| buf.filled())))
     }
 
     async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
@@ -86,7 +110,7 @@ async fn handshake(
 
 pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id: u64, ip: IpAddr) {
     let (transport, tls) = if direct_tls {
-        match handshake(&ctx, tcp).await {
+        match Box::pin(handshake(&ctx, tcp)).await {
             Some((stream, cb)) => (Transport::Tls(stream), Some(cb)),
             None => return ctx.connections.release(id, ip),
         }
@@ -125,39 +149,79 @@ impl Conn {
         let cfg = self.ctx.config.clone();
         let handshake_deadline = Instant::now() + cfg.handshake_timeout;
         let mut idle_deadline = Instant::now() + cfg.idle_timeout;
-        let mut buf = vec![0u8; cfg.read_buffer_bytes];
+        let timer = sleep_until(handshake_deadline.min(idle_deadline));
+        tokio::pin!(timer);
         let shutdown = self.ctx.shutdown.clone();
         loop {
+            // Deadlines only move later, so the timer fires at or before the real one.
             let deadline = if self.session.in_handshake() {
                 handshake_deadline.min(idle_deadline)
             } else {
                 idle_deadline
             };
             let outputs = tokio::select! {
-                read = self.transport.read(&mut buf), if self.session.wants_bytes() => match read {
-                    Ok(0) | Err(_) => self.session.handle(Input::PeerClosed),
-                    Ok(n) => {
-                        metrics::EDGE_BYTES_IN.inc_by(n as u64);
+                (read, outputs) = poll_fn(|cx| self.transport.poll_read_with(cx, |read| match read {
+                    Ok([]) | Err(_) => (false, self.session.handle(Input::PeerClosed)),
+                    Ok(bytes) => {
+                        metrics::EDGE_BYTES_IN.inc_by(bytes.len() as u64);
+                        (true, self.session.handle(Input::Bytes(bytes)))
+                    }
+                })), if self.session.wants_bytes() => {
+                    if read {
                         idle_deadline = Instant::now() + cfg.idle_timeout;
-                        self.session.handle(Input::Bytes(&buf[..n]))
                     }
+                    outputs
                 },
-                command = rx.recv() => match command {
-                    Some(Command::Deliver(el)) => {
-                        metrics::EDGE_STANZAS_OUT.with_label_values(&[el.name()]).inc();
-                        self.session.handle(Input::Deliver(*el))
-                    }
-                    Some(Command::Terminate(c)) => self.session.handle(Input::Terminate(c)),
-                    None => self.session.handle(Input::Terminate(StreamCondition::PolicyViolation)),
+                command = rx.recv() => self.commands(command, &mut rx),
+                () = &mut timer => if Instant::now() >= deadline {
+                    self.session.handle(Input::Terminate(StreamCondition::ConnectionTimeout))
+                } else {
+                    timer.as_mut().reset(deadline);
+                    Vec::new()
                 },
-                () = sleep_until(deadline) => self.session.handle(Input::Terminate(StreamCondition::ConnectionTimeout)),
                 () = shutdown.cancelled() => self.session.handle(Input::Terminate(StreamCondition::SystemShutdown)),
             };
-            if !self.execute(outputs).await {
+            // Boxed: its state (outputs, write and link futures) is over a kilobyte and
+            // exists only while an event is handled, not while the connection waits.
+            if !Box::pin(self.execute(outputs)).await {
                 break;
             }
         }
         self.ctx.connections.release(self.id, self.ip);
+    }
+
+    /// Handles a mailbox command and, for a delivery, the deliveries already queued behind
+    /// it (up to [`WRITE_BATCH`]), so that a burst goes out in one write.
+    fn commands(
+        &mut self,
+        first: Option<Command>,
+        rx: &mut mpsc::Receiver<Command>,
+    ) -> Vec<Output> {
+        let Some(mut command) = first else {
+            return self
+                .session
+                .handle(Input::Terminate(StreamCondition::PolicyViolation));
+        };
+        let mut outputs = Vec::new();
+        for _ in 0..WRITE_BATCH {
+            match command {
+                Command::Deliver(el) => {
+                    metrics::EDGE_STANZAS_OUT
+                        .with_label_values(&[el.name()])
+                        .inc();
+                    outputs.extend(self.session.handle(Input::Deliver(*el)));
+                }
+                Command::Terminate(c) => {
+                    outputs.extend(self.session.handle(Input::Terminate(c)));
+                    break;
+                }
+            }
+            match rx.try_recv() {
+                Ok(next) => command = next,
+                Err(_) => break,
+            }
+        }
+        outputs
     }
 
     /// Carries out outputs in order; `false` once the connection is finished.
@@ -176,7 +240,7 @@ impl Conn {
                         .inc();
                     if stanza.kind == StanzaKind::Presence && stanza.to.is_none() {
                         let available = stanza.type_attr().is_none();
-                        let presence = available.then(|| stanza.element.clone());
+                        let presence = available.then(|| stanza.element.to_xml(""));
                         self.ctx.connections.presence(self.id, presence);
                     }
                     let span = metrics::trace::stanza_span(stanza.kind.as_str());
@@ -220,18 +284,11 @@ impl Conn {
                 }
             };
             let next = match more {
-                Output::StartTls => self.start_tls().await,
-                Output::FetchCredentials { account } => self.fetch(account).await,
-                Output::Bind { jid } => {
-                    let record =
-                        SessionRecord::bound(jid.clone(), &self.ctx.config.edge_id, self.id);
-                    let result = self.ctx.link.bind(record).await;
-                    if result.is_ok() {
-                        tracing::info!(%jid, conn = self.id, "session bound");
-                        self.ctx.connections.bound(self.id, jid);
-                    }
-                    self.session.handle(Input::Bound(result))
-                }
+                // Boxed: these run once per connection, and their futures would otherwise
+                // be part of every connection's idle task.
+                Output::StartTls => Box::pin(self.start_tls()).await,
+                Output::FetchCredentials { account } => Box::pin(self.fetch(account)).await,
+                Output::Bind { jid } => Box::pin(self.bind(jid)).await,
                 _ => {
                     self.transport.shutdown().await;
                     return false;
@@ -268,6 +325,16 @@ impl Conn {
             }
             None => self.session.handle(Input::PeerClosed),
         }
+    }
+
+    async fn bind(&mut self, jid: Jid) -> Vec<Output> {
+        let record = SessionRecord::bound(jid.clone(), &self.ctx.config.edge_id, self.id);
+        let result = self.ctx.link.bind(record).await;
+        if result.is_ok() {
+            tracing::info!(%jid, conn = self.id, "session bound");
+            self.ctx.connections.bound(self.id, jid);
+        }
+        self.session.handle(Input::Bound(result))
     }
 
     async fn fetch(&mut self, account: Jid) -> Vec<Output> {

@@ -30,7 +30,6 @@ pub struct EdgeConfig {
     pub write_timeout: Duration,
     /// Stanzas queued for one connection before it is closed as a slow consumer.
     pub mailbox_capacity: usize,
-    pub read_buffer_bytes: usize,
     pub auth_max_failures: u32,
     pub auth_failure_window: Duration,
     /// How long draining sessions get after `system-shutdown` before the process exits.

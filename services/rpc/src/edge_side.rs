@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::sasl::StoredCredentials;
-use switchyard_core::{Jid, Stanza, StanzaCondition};
+use switchyard_core::{Element, Jid, Stanza, StanzaCondition};
 use switchyard_edge::{Command, Connections, RouterLink};
 use switchyard_storage::{SessionRecord, StorageError};
 use switchyard_telemetry as metrics;
@@ -369,7 +369,8 @@ impl RemoteRouters {
             if self.bind(record).await.is_err() {
                 continue;
             }
-            if let Some(stanza) = session.presence.and_then(Stanza::from_element) {
+            let presence = session.presence.as_deref().map(Element::parse);
+            if let Some(stanza) = presence.and_then(Result::ok).and_then(Stanza::from_element) {
                 self.submit(stanza).await;
             }
         }

@@ -296,7 +296,6 @@ async fn start_edge(
         mailbox_capacity: config.limits.mailbox_stanzas,
         // Held per connection for its whole life: small, since rustls buffers records
         // itself and stanzas are reassembled by the framer anyway.
-        read_buffer_bytes: 2 * 1024,
         auth_max_failures: config.auth.max_failures,
         auth_failure_window: secs(config.auth.failure_window_secs),
         shutdown_grace: secs(config.timeouts.shutdown_grace_secs),

@@ -114,9 +114,14 @@ enum Phase {
     AwaitHeader,
     Negotiating,
     AwaitTls,
-    Authenticating(Exchange),
-    AwaitCredentials(Exchange),
-    AwaitBind { iq_id: String, jid: Jid },
+    /// Boxed, like every state only a login passes through, so an established session
+    /// does not carry its size.
+    Authenticating(Box<Exchange>),
+    AwaitCredentials(Box<Exchange>),
+    AwaitBind {
+        iq_id: String,
+        jid: Jid,
+    },
     Established,
     Closed,
 }

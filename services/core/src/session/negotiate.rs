@@ -154,13 +154,13 @@ impl Session {
                     cb,
                     self.config.decoy_iterations,
                 );
-                self.on_step(exchange, step);
+                self.on_step(Box::new(exchange), step);
             }
             Err(f) => self.sasl_failed(mechanism, f),
         }
     }
 
-    fn on_step(&mut self, mut exchange: Exchange, step: Step) {
+    fn on_step(&mut self, mut exchange: Box<Exchange>, step: Step) {
         match step {
             Step::NeedCredentials { username } => match Jid::bare_from(&username, &self.domain) {
                 Ok(account) => {

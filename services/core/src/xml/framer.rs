@@ -149,9 +149,13 @@ impl Framer {
         }
     }
 
-    /// Consumes `buf[..end]` and restarts scanning at the new front.
+    /// Consumes `buf[..end]` and restarts scanning at the new front. An emptied buffer gives
+    /// its memory back: an idle stream then holds none, whatever it received before.
     fn consume(&mut self, end: usize) {
         self.buf.drain(..end);
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
         self.scanner.reset(0);
         self.stanza_start = None;
     }
