@@ -6,6 +6,7 @@
 #   bash loadtest/bench.sh --quick    # a few minutes, smaller figures
 #   BENCH_SERVERS="switchyard ejabberd" bash loadtest/bench.sh --quick
 #   BENCH_IDLE_RUNS="starttls:10000:SCRAM-SHA-1" BENCH_SKIP_CHAT=1 bash loadtest/bench.sh
+#   BENCH_REPEAT=3 bash loadtest/bench.sh   # storms and chat 3 times per server: medians
 #
 # Per server: accounts (Switchyard: `provision` into SQLite; the others: XEP-0077 in-band
 # registration), then each measurement on a freshly started process: idle sessions (RSS
@@ -36,6 +37,7 @@ else
 fi
 IDLE_RUNS=${BENCH_IDLE_RUNS-$IDLE_RUNS}   # set but empty: no idle runs
 STEP_SECS=${BENCH_STEP_SECS:-$STEP_SECS}  # seconds per chat rate step
+REPEAT=${BENCH_REPEAT:-1}                 # storm + chat rounds per server, each on a fresh process
 declare -A PORT=([switchyard]=25222 [ejabberd]=35222 [prosody]=45222)
 
 ulimit -n "$(ulimit -Hn)"
@@ -100,15 +102,18 @@ for CURRENT in $SERVERS; do
     stop_server
   done
   [[ -n ${BENCH_SKIP_CHAT:-} ]] && continue
-  start_"$CURRENT"
-  for mech in PLAIN SCRAM-SHA-1; do
-    lt "storm-$mech" login-storm --transport "$TRANSPORT" --mechanism "$mech" -n "$STORM_N" \
-      --users "$ACCOUNTS" --arrival-rate 0 --concurrency 100 --login-timeout-secs 120
+  for rep in $(seq 1 "$REPEAT"); do
+    sfx=""; [[ $REPEAT -gt 1 ]] && sfx=".r$rep"   # summarize.py reports medians over .rN
+    start_"$CURRENT"
+    for mech in PLAIN SCRAM-SHA-1; do
+      lt "storm-$mech$sfx" login-storm --transport "$TRANSPORT" --mechanism "$mech" -n "$STORM_N" \
+        --users "$ACCOUNTS" --arrival-rate 0 --concurrency 100 --login-timeout-secs 120
+    done
+    lt "chat$sfx" chat --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
+      --arrival-rate 500 --rate 1000 --saturate --step-factor 1.5 --body-bytes "$BODY" \
+      --duration-secs "$STEP_SECS" --drain-secs 3 --login-timeout-secs 120
+    stop_server
   done
-  lt chat chat --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
-    --arrival-rate 500 --rate 1000 --saturate --step-factor 1.5 --body-bytes "$BODY" \
-    --duration-secs "$STEP_SECS" --drain-secs 3 --login-timeout-secs 120
-  stop_server
 done
 
 log "summary"

@@ -1,29 +1,49 @@
 #!/usr/bin/env python3
 """Summarizes one bench.sh run: reads the generator's JSON reports in DIR (named
-SERVER-MEASUREMENT.json), writes DIR/summary.json and prints a markdown table with
-Switchyard's ratio to each other server.
+SERVER-MEASUREMENT.json, or SERVER-MEASUREMENT.rN.json for repeated rounds), writes
+DIR/summary.json and prints a markdown table with Switchyard's ratio to each other server.
+A figure measured in several rounds is the median of the rounds, with their range.
 
     python3 loadtest/summarize.py loadtest/results/20261124T200000Z-quick quick
 """
 
 import json
 import pathlib
+import statistics
 import sys
 
 SERVERS = ["switchyard", "ejabberd", "prosody"]
 
 
 def load(d: pathlib.Path) -> dict:
+    """server -> round -> measurement -> report (round 0 when not repeated)."""
     out: dict = {}
     for f in sorted(d.glob("*-*.json")):
         if f.name == "summary.json":
             continue
         server, name = f.stem.split("-", 1)
+        name, _, rnd = name.partition(".r")
         try:
-            out.setdefault(server, {})[name] = json.loads(f.read_text())
+            report = json.loads(f.read_text())
         except json.JSONDecodeError:
             print(f"warning: {f} is not JSON (run interrupted?)", file=sys.stderr)
+            continue
+        out.setdefault(server, {}).setdefault(int(rnd or 0), {})[name] = report
     return out
+
+
+def combined(rounds: dict) -> dict:
+    """Measurement name -> (median value, unit, higher_is_better, (min, max, n))."""
+    per_round = [figures(reports) for _, reports in sorted(rounds.items())]
+    rows: dict = {}
+    for k in dict.fromkeys(k for f in per_round for k in f):
+        values = [f[k][0] for f in per_round if k in f and f[k][0] is not None]
+        _, unit, high = next(f[k] for f in per_round if k in f)
+        if not values:
+            rows[k] = (None, unit, high, None)
+            continue
+        rows[k] = (statistics.median(values), unit, high, (min(values), max(values), len(values)))
+    return rows
 
 
 def figures(reports: dict) -> dict:
@@ -67,7 +87,7 @@ def main() -> None:
     mode = sys.argv[2] if len(sys.argv) > 2 else ""
     data = load(d)
     servers = [s for s in SERVERS if s in data]
-    table = {s: figures(data[s]) for s in servers}
+    table = {s: combined(data[s]) for s in servers}
     keys = list(dict.fromkeys(k for s in servers for k in table[s]))
     summary = {"mode": mode, "figures": {s: {k: v[0] for k, v in table[s].items()} for s in servers}}
     (d / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -83,7 +103,10 @@ def main() -> None:
             v = table[s].get(k)
             if v:
                 better_high = v[2]
-            cells.append(fmt(v[0] if v else None) + (f" {v[1]}" if v and v[1] not in ("", "/s") else ""))
+            cell = fmt(v[0] if v else None) + (f" {v[1]}" if v and v[1] not in ("", "/s") else "")
+            if v and v[3] and v[3][2] > 1:
+                cell += f" ({fmt(v[3][0])}–{fmt(v[3][1])}, n={v[3][2]})"
+            cells.append(cell)
         if "switchyard" in servers:
             mine = table["switchyard"].get(k, (None,))[0]
             for o in others:
@@ -95,7 +118,8 @@ def main() -> None:
                     cells.append("–")
         print("| " + " | ".join(cells) + " |")
     for s in servers:
-        for name, r in sorted(data[s].items()):
+        for rnd, name, r in sorted((rnd, n, r) for rnd, rs in data[s].items() for n, r in rs.items()):
+            name = f"{name}.r{rnd}" if rnd else name
             print(f"\n{s} {name}: generator CPU {r.get('generator_cpu_seconds', 0):.1f} s over "
                   f"{r.get('wall_seconds', 0):.0f} s wall; errors {r.get('errors')}")
 
