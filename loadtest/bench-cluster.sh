@@ -8,6 +8,8 @@
 #   BENCH_IDLE_RUNS="starttls:2000" BENCH_STORM_N=2000 bash loadtest/bench-cluster.sh
 #   # chat at fixed rates on a fresh cluster only (no idle run, no storms, no --saturate):
 #   BENCH_IDLE_RUNS= BENCH_SKIP_STORMS=1 BENCH_CHAT_RATES=8543 bash loadtest/bench-cluster.sh
+#   # storms only (each process's /metrics is saved after them, for where login time goes):
+#   BENCH_IDLE_RUNS= BENCH_SKIP_CHAT=1 bash loadtest/bench-cluster.sh
 #
 # Needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (user postgres, database
 # test; override with BENCH_PG_URL / BENCH_REDIS_URL). Each run uses its own schema and
@@ -39,6 +41,7 @@ STEP_SECS=${BENCH_STEP_SECS:-10}
 ACCOUNTS=${BENCH_ACCOUNTS:-10000}
 C2S_PORT=26222
 RPC_PORT=26300
+declare -A ADMIN_PORT=([router]=26400 [edge]=26401)
 
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$WORK" "$BIN" "$OUT"
@@ -81,7 +84,7 @@ url = "$PG_URL"
 schema = "$SCHEMA"
 migrate_on_start = true
 [admin]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:${ADMIN_PORT[$1]}"
 CONF
 }
 config router; config edge
@@ -157,8 +160,13 @@ start_cluster
   lt "storm-$mech" login-storm --transport "$TRANSPORT" --mechanism "$mech" -n "$STORM_N" \
     --users "$ACCOUNTS" --arrival-rate 0 --concurrency 100 --login-timeout-secs 120
 done
+if [[ -z ${BENCH_SKIP_STORMS:-} ]]; then
+  for role in router edge; do
+    curl -sf "http://127.0.0.1:${ADMIN_PORT[$role]}/metrics" > "$OUT/metrics-after-storms-$role.txt" || true
+  done
+fi
 if [[ -n ${BENCH_CHAT_RATES:-} ]]; then RATES=(--rate "$BENCH_CHAT_RATES"); else RATES=(--rate 1000 --saturate); fi
-lt chat chat --other-pid "$ROUTER" --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
+[[ -n ${BENCH_SKIP_CHAT:-} ]] || lt chat chat --other-pid "$ROUTER" --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
   --arrival-rate 500 "${RATES[@]}" --step-factor 1.5 --body-bytes "$BODY" \
   --duration-secs "$STEP_SECS" --drain-secs 3 --login-timeout-secs 120
 stop_cluster
