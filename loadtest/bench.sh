@@ -102,12 +102,18 @@ for CURRENT in $SERVERS; do
     stop_server
   done
   [[ -n ${BENCH_SKIP_CHAT:-} ]] && continue
+  # SCRAM storms reuse salted passwords, as clients that remember their keys do, so they
+  # measure the server rather than the generator's PBKDF2; the first storm, which fills
+  # the cache, is kept as the "uncached" figure.
+  CACHE="$WORK/scram-cache-$CURRENT.json"; rm -f "$CACHE"
   for rep in $(seq 1 "$REPEAT"); do
     sfx=""; [[ $REPEAT -gt 1 ]] && sfx=".r$rep"   # summarize.py reports medians over .rN
     start_"$CURRENT"
-    for mech in PLAIN SCRAM-SHA-1; do
-      lt "storm-$mech$sfx" login-storm --transport "$TRANSPORT" --mechanism "$mech" -n "$STORM_N" \
-        --users "$ACCOUNTS" --arrival-rate 0 --concurrency 100 --login-timeout-secs 120
+    storms="PLAIN SCRAM-SHA-1"; [[ $rep == 1 ]] && storms="PLAIN SCRAM-SHA-1-uncached SCRAM-SHA-1"
+    for storm in $storms; do
+      lt "storm-$storm$sfx" login-storm --transport "$TRANSPORT" --mechanism "${storm%-uncached}" \
+        -n "$STORM_N" --users "$ACCOUNTS" --arrival-rate 0 --concurrency 100 --login-timeout-secs 120 \
+        --scram-cache "$CACHE"
     done
     lt "chat$sfx" chat --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
       --arrival-rate 500 --rate 1000 --saturate --step-factor 1.5 --body-bytes "$BODY" \

@@ -91,6 +91,11 @@ pub struct Target {
     /// PEM CA file to verify the server certificate; without it TLS is not verified.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
+    /// File of SCRAM salted passwords kept between runs, as clients that remember their
+    /// keys do (RFC 5802 §5.1): read at the start, written at the end. Without it every
+    /// SCRAM login runs PBKDF2 in the generator.
+    #[arg(long)]
+    pub scram_cache: Option<PathBuf>,
     /// Seconds one login (connect to roster result) may take.
     #[arg(long, default_value_t = 30)]
     pub login_timeout_secs: u64,

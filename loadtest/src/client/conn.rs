@@ -3,6 +3,7 @@
 //! one timeout. After login the stream is split into a reader and a writer half.
 
 use super::login::{Action, Login, Params};
+use super::scram_cache::ScramCache;
 use crate::cli::{Target, Transport};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -66,6 +67,7 @@ impl AsyncWrite for Stream {
 pub struct Connector {
     pub target: Target,
     pub tls: Arc<rustls::ClientConfig>,
+    pub scram_cache: ScramCache,
 }
 
 /// A logged-in client: its stream and the framer holding any bytes read past the roster.
@@ -78,7 +80,12 @@ pub struct Session {
 impl Connector {
     pub fn new(target: Target) -> anyhow::Result<Self> {
         let tls = super::tls::client_config(target.tls_ca.as_deref())?;
-        Ok(Self { target, tls })
+        let scram_cache = ScramCache::load(target.scram_cache.as_deref())?;
+        Ok(Self {
+            target,
+            tls,
+            scram_cache,
+        })
     }
 
     /// The account name of user `index`.
@@ -132,16 +139,23 @@ impl Connector {
         } else {
             Stream::Plain(tcp)
         };
+        let username = self.username(n % t.users.max(1));
+        let cache_key = format!("{}:{username}", t.mechanism.name());
         let params = Params {
             domain: t.domain.clone(),
-            username: self.username(n % t.users.max(1)),
+            salted: self.scram_cache.get(&cache_key),
+            username,
             password: t.password.clone(),
             resource: format!("r{n}"),
             mechanism: t.mechanism,
             starttls: t.transport == Transport::Starttls,
         };
         let (login, first) = Login::start(params, direct);
-        self.drive(stream, login, first).await
+        let (session, login) = self.drive(stream, login, first).await?;
+        if let Some(salted) = login.salted_password() {
+            self.scram_cache.put(cache_key, salted);
+        }
+        Ok(session)
     }
 
     async fn drive(
@@ -149,7 +163,7 @@ impl Connector {
         stream: Stream,
         mut login: Login,
         first: Action,
-    ) -> Result<Session, String> {
+    ) -> Result<(Session, Login), String> {
         let mut s = Session {
             stream,
             framer: Framer::new(Limits::default()),
@@ -169,7 +183,7 @@ impl Connector {
                         actions.push(login.tls_up());
                     }
                     Action::RestartStream => s.framer.reset_stream(),
-                    Action::Ready => return Ok(s),
+                    Action::Ready => return Ok((s, login)),
                 }
             }
             if actions.is_empty() {

@@ -9,7 +9,7 @@ use crate::cli::Mechanism;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use switchyard_core::ns;
-use switchyard_core::sasl::{HashAlg, ScramClient};
+use switchyard_core::sasl::{HashAlg, SaltedPassword, ScramClient};
 use switchyard_core::{Element, Frame};
 
 /// What the driver must do next, in order.
@@ -45,6 +45,8 @@ pub struct Params {
     pub mechanism: Mechanism,
     /// Negotiate STARTTLS when the stream is not yet encrypted.
     pub starttls: bool,
+    /// A SCRAM salted password kept from an earlier login of this account.
+    pub salted: Option<SaltedPassword>,
 }
 
 #[derive(Debug)]
@@ -150,6 +152,14 @@ impl Login {
         Ok(vec![Action::Send(auth.to_xml(ns::CLIENT))])
     }
 
+    /// The SCRAM salted password of a successful login, for the caller to keep.
+    pub fn salted_password(&self) -> Option<&SaltedPassword> {
+        self.scram
+            .as_ref()
+            .filter(|_| self.authenticated)?
+            .salted_password()
+    }
+
     fn initial_response(&mut self) -> String {
         let p = &self.params;
         let alg = match p.mechanism {
@@ -157,7 +167,10 @@ impl Login {
             Mechanism::ScramSha1 => HashAlg::Sha1,
             Mechanism::ScramSha256 => HashAlg::Sha256,
         };
-        let scram = ScramClient::new(alg, &p.username, &p.password, None);
+        let mut scram = ScramClient::new(alg, &p.username, &p.password, None);
+        if let Some(cached) = p.salted.clone() {
+            scram = scram.with_salted_password(cached);
+        }
         let first = scram.client_first();
         self.scram = Some(scram);
         first

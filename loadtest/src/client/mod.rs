@@ -2,6 +2,7 @@
 
 mod conn;
 mod login;
+mod scram_cache;
 mod tls;
 
 pub use conn::{next_frame, stream_end, write, Connector, Session, Stream};

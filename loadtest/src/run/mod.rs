@@ -195,6 +195,10 @@ impl Ctx {
         run: &RunClock,
     ) -> Report {
         let t = &self.connector.target;
+        // The run is over: keep what was learned for the next one.
+        if let Err(e) = self.connector.scram_cache.save() {
+            eprintln!("warning: SCRAM cache not saved: {e}");
+        }
         let logins = self.stats.logins.load(Relaxed);
         Report {
             scenario,

@@ -11,6 +11,7 @@ fn params(mechanism: Mechanism, starttls: bool) -> Params {
         resource: "r1".into(),
         mechanism,
         starttls,
+        salted: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The client side of SCRAM (RFC 5802 §3), for the load generator and for tests that log
 //! in the way a real client does.
 
-use super::credentials::{HashAlg, ScramKeys};
+use super::credentials::{HashAlg, SaltedPassword, ScramKeys};
 use super::ct_eq;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -10,6 +10,8 @@ use base64::Engine;
 pub struct ScramClient {
     alg: HashAlg,
     password: String,
+    /// Given by the caller from an earlier login, or derived here; see [`SaltedPassword`].
+    salted: Option<SaltedPassword>,
     gs2_header: String,
     cb_data: Vec<u8>,
     nonce: String,
@@ -34,12 +36,25 @@ impl ScramClient {
         Self {
             alg,
             password: password.to_owned(),
+            salted: None,
             gs2_header,
             cb_data,
             first_bare: format!("n={user},r={nonce}"),
             nonce,
             server_signature: None,
         }
+    }
+
+    /// Reuses the SaltedPassword of an earlier login; it is used only if the server
+    /// presents the same salt and iteration count, otherwise it is derived again.
+    pub fn with_salted_password(mut self, cached: SaltedPassword) -> Self {
+        self.salted = Some(cached);
+        self
+    }
+
+    /// The SaltedPassword this login used, for the caller to keep (after `client_final`).
+    pub fn salted_password(&self) -> Option<&SaltedPassword> {
+        self.salted.as_ref()
     }
 
     pub fn client_first(&self) -> String {
@@ -56,8 +71,12 @@ impl ScramClient {
         if !nonce.starts_with(&self.nonce) || iterations == 0 {
             return None;
         }
-        let (keys, client_key) =
-            ScramKeys::derive_with_client_key(self.alg, &self.password, &salt, iterations).ok()?;
+        let salted = match self.salted.take() {
+            Some(cached) if cached.salt == salt && cached.iterations == iterations => cached,
+            _ => SaltedPassword::derive(self.alg, &self.password, &salt, iterations).ok()?,
+        };
+        let (keys, client_key) = ScramKeys::from_salted(self.alg, &salted);
+        self.salted = Some(salted);
         let mut cbind = self.gs2_header.as_bytes().to_vec();
         cbind.extend_from_slice(&self.cb_data);
         let without_proof = format!("c={},r={nonce}", B64.encode(cbind));

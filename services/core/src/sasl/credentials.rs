@@ -75,31 +75,62 @@ impl ScramKeys {
         salt: &[u8],
         iterations: u32,
     ) -> Result<Self, Failure> {
-        Self::derive_with_client_key(alg, password, salt, iterations).map(|(keys, _)| keys)
+        SaltedPassword::derive(alg, password, salt, iterations)
+            .map(|s| Self::from_salted(alg, &s).0)
     }
 
-    /// The keys plus the ClientKey a SCRAM client signs with (never stored).
-    pub(crate) fn derive_with_client_key(
-        alg: HashAlg,
-        password: &str,
-        salt: &[u8],
-        iterations: u32,
-    ) -> Result<(Self, Vec<u8>), Failure> {
-        let salted = alg.salted_password(prepare(password)?.as_bytes(), salt, iterations);
-        let client_key = alg.hmac(&salted, &[b"Client Key"]);
+    /// RFC 5802 §3: StoredKey and ServerKey from SaltedPassword, plus the ClientKey a SCRAM
+    /// client signs with (never stored).
+    pub(crate) fn from_salted(alg: HashAlg, salted: &SaltedPassword) -> (Self, Vec<u8>) {
+        let client_key = alg.hmac(&salted.salted, &[b"Client Key"]);
         let keys = Self {
-            salt: salt.to_vec(),
-            iterations,
+            salt: salted.salt.clone(),
+            iterations: salted.iterations,
             stored_key: alg.digest(&client_key),
-            server_key: alg.hmac(&salted, &[b"Server Key"]),
+            server_key: alg.hmac(&salted.salted, &[b"Server Key"]),
         };
-        Ok((keys, client_key))
+        (keys, client_key)
     }
 
     /// Checks a cleartext password (PLAIN) against these keys.
     pub fn verify_password(&self, alg: HashAlg, password: &str) -> bool {
         Self::derive(alg, password, &self.salt, self.iterations)
             .is_ok_and(|k| ct_eq(&k.stored_key, &self.stored_key))
+    }
+}
+
+/// RFC 5802 §3 SaltedPassword with the salt and iteration count it was made with. A
+/// client may keep it between logins (RFC 5802 §5.1 allows caching it) and skip the
+/// iterated hash while the server presents the same salt and count. It is as good as the
+/// password to whoever holds it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaltedPassword {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub salted: Vec<u8>,
+}
+
+impl std::fmt::Debug for SaltedPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaltedPassword")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SaltedPassword {
+    /// Hi(Normalize(password), salt, i) (RFC 5802 §3), the expensive step.
+    pub fn derive(
+        alg: HashAlg,
+        password: &str,
+        salt: &[u8],
+        iterations: u32,
+    ) -> Result<Self, Failure> {
+        Ok(Self {
+            salted: alg.salted_password(prepare(password)?.as_bytes(), salt, iterations),
+            salt: salt.to_vec(),
+            iterations,
+        })
     }
 }
 

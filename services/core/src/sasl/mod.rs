@@ -11,7 +11,7 @@ mod exchange;
 mod scram;
 
 pub use client::ScramClient;
-pub use credentials::{HashAlg, ScramKeys, StoredCredentials};
+pub use credentials::{HashAlg, SaltedPassword, ScramKeys, StoredCredentials};
 pub use exchange::{Exchange, Step};
 
 /// Channel-binding data of the TLS connection the exchange runs over.

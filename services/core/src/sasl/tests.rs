@@ -234,3 +234,47 @@ fn rfc7677_test_vector() {
     .unwrap();
     assert_eq!(v, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
 }
+
+/// One SCRAM-SHA-1 login of `client` against `stored`; returns whether it succeeded.
+fn login_with(client: &mut ScramClient, stored: &StoredCredentials) -> bool {
+    let (mut ex, _) = Exchange::start(
+        Mechanism::ScramSha1,
+        Some(client.client_first().as_bytes()),
+        ChannelBindings::default(),
+        4096,
+    );
+    let Step::Challenge(first) = ex.credentials(Some(stored)) else {
+        panic!("no challenge")
+    };
+    let fin = client
+        .client_final(std::str::from_utf8(&first).unwrap())
+        .unwrap();
+    matches!(ex.response(fin.as_bytes()), Step::Success { .. })
+}
+
+/// RFC 5802 §5.1: a client may keep SaltedPassword. A kept one is used while the salt and
+/// iteration count match (the wrong password below proves it was not derived again), and
+/// ignored when they do not.
+#[test]
+fn a_cached_salted_password_is_used_only_for_the_same_salt_and_count() {
+    let stored = creds();
+    let mut first = ScramClient::new(HashAlg::Sha1, "user", "pencil", None);
+    assert!(login_with(&mut first, &stored));
+    let cached = first.salted_password().unwrap().clone();
+    assert_eq!(cached.salt, stored.sha1.salt);
+
+    let mut reuse =
+        ScramClient::new(HashAlg::Sha1, "user", "wrong", None).with_salted_password(cached.clone());
+    assert!(login_with(&mut reuse, &stored), "the cached key logs in");
+
+    let other_salt = SaltedPassword {
+        salt: b"another salt".to_vec(),
+        ..cached
+    };
+    let mut stale =
+        ScramClient::new(HashAlg::Sha1, "user", "wrong", None).with_salted_password(other_salt);
+    assert!(
+        !login_with(&mut stale, &stored),
+        "a stale cache is derived again"
+    );
+}
