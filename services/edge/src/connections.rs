@@ -1,19 +1,18 @@
 //! The live connections of this edge: a bounded mailbox per connection, found by id.
 //! A full mailbox means a slow consumer; it is closed rather than allowed to grow.
 
+use crate::mailbox::{Mailbox, Refused};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use switchyard_core::{Element, Jid, StreamCondition};
 use switchyard_telemetry as metrics;
-use tokio::sync::mpsc;
 
 /// What a connection's task is asked to do.
 #[derive(Debug)]
 pub enum Command {
-    /// Boxed: the mailbox preallocates slots, so a small command keeps idle
-    /// connections small.
+    /// Boxed: a queued command stays small whatever the stanza.
     Deliver(Box<Element>),
     Terminate(StreamCondition),
 }
@@ -31,7 +30,7 @@ pub struct BoundSession {
 #[derive(Debug, Default)]
 pub struct Connections {
     next_id: AtomicU64,
-    mailboxes: Mutex<HashMap<u64, mpsc::Sender<Command>>>,
+    mailboxes: Mutex<HashMap<u64, Arc<Mailbox>>>,
     bound: Mutex<HashMap<u64, BoundSession>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -52,7 +51,7 @@ impl Connections {
         Some(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    pub(crate) fn register(&self, id: u64, mailbox: mpsc::Sender<Command>) {
+    pub(crate) fn register(&self, id: u64, mailbox: Arc<Mailbox>) {
         lock(&self.mailboxes).insert(id, mailbox);
     }
 
@@ -82,7 +81,9 @@ impl Connections {
     }
 
     pub(crate) fn release(&self, id: u64, ip: IpAddr) {
-        lock(&self.mailboxes).remove(&id);
+        if let Some(mailbox) = lock(&self.mailboxes).remove(&id) {
+            mailbox.close();
+        }
         if lock(&self.bound).remove(&id).is_some() {
             metrics::EDGE_SESSIONS.dec();
         }
@@ -103,14 +104,16 @@ impl Connections {
         };
         match mailbox.try_send(command) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 tracing::warn!(conn = id, "slow consumer: mailbox full, closing");
                 metrics::EDGE_SLOW_CONSUMERS.inc();
                 lock(&self.mailboxes).remove(&id);
-                // The task notices the closed mailbox sender and ends the stream.
+                // The task drains what is queued, finds the mailbox closed and ends the
+                // stream with `policy-violation`.
+                mailbox.close();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(Refused::Closed) => false,
         }
     }
 

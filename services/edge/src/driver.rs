@@ -12,6 +12,7 @@
 
 use crate::connections::Command;
 use crate::listener::EdgeCtx;
+use crate::mailbox::Mailbox;
 use crate::tls::TlsSnapshot;
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -26,7 +27,6 @@ use switchyard_storage::SessionRecord;
 use switchyard_telemetry as metrics;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
@@ -117,8 +117,8 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
     } else {
         (Transport::Plain(tcp), None)
     };
-    let (tx, rx) = mpsc::channel(ctx.config.mailbox_capacity);
-    ctx.connections.register(id, tx);
+    let mailbox = Arc::new(Mailbox::new(ctx.config.mailbox_capacity));
+    ctx.connections.register(id, mailbox.clone());
     let mut conn = Conn {
         session: Session::new(ctx.session.clone(), tls),
         ctx,
@@ -127,7 +127,7 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
         ip,
         account: None,
     };
-    conn.serve(rx).await;
+    conn.serve(&mailbox).await;
     if let Some(jid) = conn.session.jid() {
         conn.ctx.link.unbind(jid, id).await;
         tracing::info!(%jid, conn = id, "session ended");
@@ -145,7 +145,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn serve(&mut self, mut rx: mpsc::Receiver<Command>) {
+    async fn serve(&mut self, mailbox: &Mailbox) {
         let cfg = self.ctx.config.clone();
         let handshake_deadline = Instant::now() + cfg.handshake_timeout;
         let mut idle_deadline = Instant::now() + cfg.idle_timeout;
@@ -172,7 +172,7 @@ impl Conn {
                     }
                     outputs
                 },
-                command = rx.recv() => self.commands(command, &mut rx),
+                command = mailbox.recv() => self.commands(command, mailbox),
                 () = &mut timer => if Instant::now() >= deadline {
                     self.session.handle(Input::Terminate(StreamCondition::ConnectionTimeout))
                 } else {
@@ -192,11 +192,7 @@ impl Conn {
 
     /// Handles a mailbox command and, for a delivery, the deliveries already queued behind
     /// it (up to [`WRITE_BATCH`]), so that a burst goes out in one write.
-    fn commands(
-        &mut self,
-        first: Option<Command>,
-        rx: &mut mpsc::Receiver<Command>,
-    ) -> Vec<Output> {
+    fn commands(&mut self, first: Option<Command>, mailbox: &Mailbox) -> Vec<Output> {
         let Some(mut command) = first else {
             return self
                 .session
@@ -216,9 +212,9 @@ impl Conn {
                     break;
                 }
             }
-            match rx.try_recv() {
-                Ok(next) => command = next,
-                Err(_) => break,
+            match mailbox.try_recv() {
+                Some(next) => command = next,
+                None => break,
             }
         }
         outputs

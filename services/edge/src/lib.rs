@@ -6,6 +6,7 @@ mod connections;
 mod driver;
 mod link;
 mod listener;
+mod mailbox;
 mod throttle;
 mod tls;
 
