@@ -257,6 +257,7 @@ impl Conn {
                         .with_label_values(&[mechanism.name(), "success", "none"])
                         .inc();
                     tracing::info!(user = %username, mechanism = mechanism.name(), conn = self.id, "authenticated");
+                    self.account = None; // only failures are throttled
                     continue;
                 }
                 Output::AuthFailed { mechanism, failure } => {

@@ -199,6 +199,10 @@ impl Session {
                     mechanism: exchange.mechanism(),
                 });
                 self.user = Some(username);
+                // The binding data served this exchange only; the stream stays encrypted.
+                if let Some(cb) = &mut self.tls {
+                    *cb = ChannelBindings::default();
+                }
                 // RFC 6120 §6.4.6: stream restart; the client's next header may be buffered.
                 self.framer.reset_stream();
                 self.header_sent = false;

@@ -3,26 +3,39 @@
 
 use super::element::{Element, Node};
 use super::framer::FramerError;
+use crate::ns;
 use quick_xml::escape::EscapeError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
+use std::borrow::Cow;
 
 /// Namespace bindings in force: `(prefix, namespace)`, innermost last; `""` is the default.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scope {
-    bindings: Vec<(String, String)>,
+    bindings: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+}
+
+/// Prefixes and namespaces every stream header declares, shared instead of copied: each
+/// stream keeps its header's scope for its whole life.
+const WELL_KNOWN: [&str; 6] = ["", "xml", "stream", ns::XML, ns::CLIENT, ns::STREAMS];
+
+fn intern(s: &str) -> Cow<'static, str> {
+    match WELL_KNOWN.iter().find(|known| **known == s) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(s.to_owned()),
+    }
 }
 
 impl Scope {
     pub(crate) fn new(default_ns: &str) -> Self {
         let mut scope = Self::default();
-        scope.bind("xml", crate::ns::XML);
+        scope.bind("xml", ns::XML);
         scope.bind("", default_ns);
         scope
     }
 
     fn bind(&mut self, prefix: &str, ns: &str) {
-        self.bindings.push((prefix.to_owned(), ns.to_owned()));
+        self.bindings.push((intern(prefix), intern(ns)));
     }
 
     fn resolve(&self, prefix: &str) -> Option<&str> {
@@ -30,7 +43,7 @@ impl Scope {
             .iter()
             .rev()
             .find(|(p, _)| p == prefix)
-            .map(|(_, ns)| ns.as_str())
+            .map(|(_, ns)| ns.as_ref())
     }
 }
 
