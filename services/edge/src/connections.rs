@@ -4,7 +4,7 @@
 use crate::mailbox::{Mailbox, Refused};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use switchyard_core::{Element, Jid, StreamCondition};
 use switchyard_telemetry as metrics;
@@ -33,6 +33,8 @@ pub struct Connections {
     mailboxes: Mutex<HashMap<u64, Arc<Mailbox>>>,
     bound: Mutex<HashMap<u64, BoundSession>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Set by [`Connections::shut_down`]: a connection registering later ends at once.
+    shutting_down: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -52,7 +54,20 @@ impl Connections {
     }
 
     pub(crate) fn register(&self, id: u64, mailbox: Arc<Mailbox>) {
-        lock(&self.mailboxes).insert(id, mailbox);
+        lock(&self.mailboxes).insert(id, mailbox.clone());
+        if self.shutting_down.load(Ordering::SeqCst) {
+            mailbox.force(Command::Terminate(StreamCondition::SystemShutdown));
+        }
+    }
+
+    /// Ends every session with `system-shutdown` (RFC 6120 §4.9.3.22), through each
+    /// mailbox and past its capacity, so that a connection waiting for anything else
+    /// carries no shutdown watch of its own.
+    pub(crate) fn shut_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        for mailbox in lock(&self.mailboxes).values() {
+            mailbox.force(Command::Terminate(StreamCondition::SystemShutdown));
+        }
     }
 
     pub(crate) fn bound(&self, id: u64, jid: Jid) {

@@ -151,7 +151,6 @@ impl Conn {
         let mut idle_deadline = Instant::now() + cfg.idle_timeout;
         let timer = sleep_until(handshake_deadline.min(idle_deadline));
         tokio::pin!(timer);
-        let shutdown = self.ctx.shutdown.clone();
         loop {
             // Deadlines only move later, so the timer fires at or before the real one.
             let deadline = if self.session.in_handshake() {
@@ -179,7 +178,6 @@ impl Conn {
                     timer.as_mut().reset(deadline);
                     Vec::new()
                 },
-                () = shutdown.cancelled() => self.session.handle(Input::Terminate(StreamCondition::SystemShutdown)),
             };
             // Boxed: its state (outputs, write and link futures) is over a kilobyte and
             // exists only while an event is handled, not while the connection waits.

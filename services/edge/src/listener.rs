@@ -51,6 +51,7 @@ pub(crate) struct EdgeCtx {
     pub link: Arc<dyn RouterLink>,
     pub connections: Arc<Connections>,
     pub throttle: Throttle,
+    /// Watched by the accept loops; sessions hear of it through their mailboxes.
     pub shutdown: CancellationToken,
     /// Cancelled when the drain starts: no new connections from then on.
     pub stop_accepting: CancellationToken,
@@ -101,6 +102,7 @@ pub async fn serve(
         ));
     }
     shutdown.cancelled().await;
+    ctx.connections.shut_down();
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(

@@ -67,6 +67,17 @@ impl Mailbox {
         Ok(())
     }
 
+    /// Queues a command past the capacity (unless closed): for the one last command a
+    /// connection must get even when it is behind, such as a shutdown.
+    pub(crate) fn force(&self, command: Command) {
+        let mut state = self.lock();
+        if !state.closed {
+            state.queue.push_back(command);
+            drop(state);
+            self.ready.notify_one();
+        }
+    }
+
     /// The next command without waiting.
     pub(crate) fn try_recv(&self) -> Option<Command> {
         let mut state = self.lock();
@@ -111,13 +122,19 @@ mod tests {
     #[tokio::test]
     async fn bounded_ordered_and_drained_after_close() {
         let mailbox = Mailbox::new(2);
-        let conditions = [StreamCondition::Conflict, StreamCondition::SystemShutdown];
-        for c in conditions {
-            assert_eq!(mailbox.try_send(Command::Terminate(c)), Ok(()));
+        let conditions = [
+            StreamCondition::Conflict,
+            StreamCondition::SystemShutdown,
+            StreamCondition::PolicyViolation,
+        ];
+        for c in &conditions[..2] {
+            assert_eq!(mailbox.try_send(Command::Terminate(*c)), Ok(()));
         }
         assert_eq!(mailbox.try_send(terminate()), Err(Refused::Full));
+        mailbox.force(Command::Terminate(conditions[2]));
         mailbox.close();
         assert_eq!(mailbox.try_send(terminate()), Err(Refused::Closed));
+        mailbox.force(terminate());
         for c in conditions {
             assert!(matches!(mailbox.recv().await, Some(Command::Terminate(got)) if got == c));
         }
