@@ -16,7 +16,7 @@ accounts_switchyard() {
 }
 start_switchyard() {
   sy_env
-  "$BIN/switchyard" serve >>"$WORK/switchyard.log" 2>&1 &
+  $SERVER_CPU "$BIN/switchyard" serve >>"$WORK/switchyard.log" 2>&1 &
   PID=$!; STOP="kill -TERM $PID"
   wait_port "${PORT[switchyard]}"
 }
@@ -72,7 +72,7 @@ start_ejabberd() {
   ejabberd_config
   # Started as the ejabberd user (ejabberdctl would `su`, and PAM resets the open-file
   # limit to 1024); raise the limit again in that shell first.
-  runuser -u ejabberd -- sh -c "ulimit -n $(ulimit -n); exec ejabberdctl --config-dir $EJ \
+  $SERVER_CPU runuser -u ejabberd -- sh -c "ulimit -n $(ulimit -n); exec ejabberdctl --config-dir $EJ \
     --config $EJ/ejabberd.yml --ctl-config $EJ/ejabberdctl.cfg --spool $EJ/spool --logs $EJ/logs \
     --node ejabberd-bench@localhost start"
   ejctl started
@@ -119,7 +119,7 @@ EOF
 start_prosody() {
   prosody_config
   # runuser/PAM resets the open-file limit to 1024; raise it again as the prosody user.
-  runuser -u prosody -- sh -c "ulimit -n $(ulimit -n); exec prosody --config $PR/prosody.cfg.lua" \
+  $SERVER_CPU runuser -u prosody -- sh -c "ulimit -n $(ulimit -n); exec prosody --config $PR/prosody.cfg.lua" \
     >>"$PR/stdout.log" 2>&1 &
   wait_port "${PORT[prosody]}"
   PID=$(pgrep -u prosody -f "prosody --config $PR" | head -1)

@@ -7,6 +7,8 @@
 #   BENCH_SERVERS="switchyard ejabberd" bash loadtest/bench.sh --quick
 #   BENCH_IDLE_RUNS="starttls:10000:SCRAM-SHA-1" BENCH_SKIP_CHAT=1 bash loadtest/bench.sh
 #   BENCH_REPEAT=3 bash loadtest/bench.sh   # storms and chat 3 times per server: medians
+#   BENCH_PIN=1 bash loadtest/bench.sh      # server on CPU 0, generator on CPU 1 (taskset):
+#                                           # each server's own ceiling on one core
 #
 # Per server: accounts (Switchyard: `provision` into SQLite; the others: XEP-0077 in-band
 # registration), then each measurement on a freshly started process: idle sessions (RSS
@@ -22,7 +24,7 @@ MODE=full
 SERVERS=${BENCH_SERVERS:-"switchyard ejabberd prosody"}
 WORK=${BENCH_WORK:-/tmp/switchyard-bench}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT="$ROOT/loadtest/results/$STAMP-$MODE"
+OUT="$ROOT/loadtest/results/$STAMP-$MODE${BENCH_PIN:+-pinned}"
 BIN="$WORK/bin"
 MECH=${BENCH_MECH:-PLAIN}          # mechanism of the chat and idle logins
 TRANSPORT=${BENCH_TRANSPORT:-plain} # chat and storm transport (idle runs list their own)
@@ -38,6 +40,10 @@ fi
 IDLE_RUNS=${BENCH_IDLE_RUNS-$IDLE_RUNS}   # set but empty: no idle runs
 STEP_SECS=${BENCH_STEP_SECS:-$STEP_SECS}  # seconds per chat rate step
 REPEAT=${BENCH_REPEAT:-1}                 # storm + chat rounds per server, each on a fresh process
+SERVER_CPU=""; GEN_CPU=""
+if [[ -n ${BENCH_PIN:-} ]]; then           # children inherit the affinity (BEAM, Lua, tokio)
+  SERVER_CPU="taskset -c 0"; GEN_CPU="taskset -c 1"; MODE=$MODE-pinned
+fi
 declare -A PORT=([switchyard]=25222 [ejabberd]=35222 [prosody]=45222)
 
 ulimit -n "$(ulimit -Hn)"
@@ -86,7 +92,7 @@ trap 'exit 130' INT TERM
 lt() {
   local name=$1 scenario=$2; shift 2
   log "$CURRENT $name"
-  "$LT" "$scenario" --server "127.0.0.1:${PORT[$CURRENT]}" --server-pid "$PID" \
+  $GEN_CPU "$LT" "$scenario" --server "127.0.0.1:${PORT[$CURRENT]}" --server-pid "$PID" \
     --password "$PASSWORD" --sources "$SOURCES" --json "$@" > "$OUT/$CURRENT-$name.json"
 }
 
