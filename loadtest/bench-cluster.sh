@@ -167,7 +167,7 @@ if [[ -z ${BENCH_SKIP_STORMS:-} ]]; then
 fi
 if [[ -n ${BENCH_CHAT_RATES:-} ]]; then RATES=(--rate "$BENCH_CHAT_RATES"); else RATES=(--rate 1000 --saturate); fi
 [[ -n ${BENCH_SKIP_CHAT:-} ]] || lt chat chat --other-pid "$ROUTER" --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
-  --arrival-rate 500 "${RATES[@]}" --step-factor 1.5 --body-bytes "$BODY" \
+  --arrival-rate 500 "${RATES[@]}" --step-factor 1.5 --refine 2 --body-bytes "$BODY" \
   --duration-secs "$STEP_SECS" --drain-secs 3 --login-timeout-secs 120
 stop_cluster
 

@@ -40,6 +40,7 @@ fi
 IDLE_RUNS=${BENCH_IDLE_RUNS-$IDLE_RUNS}   # set but empty: no idle runs
 STEP_SECS=${BENCH_STEP_SECS:-$STEP_SECS}  # seconds per chat rate step
 REPEAT=${BENCH_REPEAT:-1}                 # storm + chat rounds per server, each on a fresh process
+REFINE=${BENCH_REFINE:-2}                 # bisection steps after the first failing chat step
 SERVER_CPU=""; GEN_CPU=""
 if [[ -n ${BENCH_PIN:-} ]]; then           # children inherit the affinity (BEAM, Lua, tokio)
   SERVER_CPU="taskset -c 0"; GEN_CPU="taskset -c 1"; MODE=$MODE-pinned
@@ -122,7 +123,7 @@ for CURRENT in $SERVERS; do
         --scram-cache "$CACHE"
     done
     lt "chat$sfx" chat --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
-      --arrival-rate 500 --rate 1000 --saturate --step-factor 1.5 --body-bytes "$BODY" \
+      --arrival-rate 500 --rate 1000 --saturate --step-factor 1.5 --refine "$REFINE" --body-bytes "$BODY" \
       --duration-secs "$STEP_SECS" --drain-secs 3 --login-timeout-secs 120
     stop_server
   done

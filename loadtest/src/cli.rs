@@ -170,6 +170,10 @@ pub struct ChatArgs {
     /// At most this many steps in `--saturate` mode.
     #[arg(long, default_value_t = 16)]
     pub max_steps: usize,
+    /// After the first failing step, this many more steps bisect (geometrically) between
+    /// the best good rate and the lowest failing one, to narrow the saturation figure.
+    #[arg(long, default_value_t = 0)]
+    pub refine: u32,
     #[arg(long, default_value_t = 100.0)]
     pub max_p99_ms: f64,
     #[arg(long, default_value_t = 0.95)]

@@ -2,8 +2,9 @@
 //! step every sender offers `rate / N` messages per second (open loop), then pauses while
 //! messages in flight drain, and the step's offered/delivered counts, latency histogram
 //! and the server's CPU time are read. With `--saturate` the rate grows by
-//! `--step-factor` until a step breaks the bounds, then one step runs at half the last
-//! good rate (where latency is quoted).
+//! `--step-factor` until a step breaks the bounds, `--refine` steps bisect between the
+//! best good rate and the lowest failing one, then one step runs at half the best good
+//! rate (where latency is quoted).
 
 mod session;
 
@@ -71,10 +72,31 @@ pub async fn run(args: ChatArgs, cancel: CancellationToken) -> anyhow::Result<Re
     let mut report = ctx.report("chat", users, login_seconds, &clock);
     if args.saturate {
         report.half_saturation = report_steps.pop();
-        report.saturation = report_steps.iter().rev().find(|s| s.good).copied();
+        report.saturation = best_good(&report_steps);
     }
     report.steps = report_steps;
     Ok(report)
+}
+
+/// The good step with the highest offered rate: the saturation figure.
+fn best_good(steps: &[Step]) -> Option<Step> {
+    steps
+        .iter()
+        .filter(|s| s.good)
+        .max_by(|a, b| a.offered_rate.total_cmp(&b.offered_rate))
+        .copied()
+}
+
+/// The geometric middle between the best good rate and the lowest failing rate above it;
+/// `None` until a step above the best good one has failed.
+fn refinement_rate(steps: &[Step]) -> Option<f64> {
+    let good = best_good(steps)?.offered_rate;
+    let bad = steps
+        .iter()
+        .filter(|s| !s.good && s.offered_rate > good)
+        .map(|s| s.offered_rate)
+        .min_by(f64::total_cmp)?;
+    Some((good * bad).sqrt())
 }
 
 struct Conductor<'a> {
@@ -104,7 +126,8 @@ impl Conductor<'_> {
             }
         }
         if self.args.saturate {
-            let good = steps.iter().rev().find(|s| s.good).map(|s| s.offered_rate);
+            self.refine(&mut steps).await;
+            let good = best_good(&steps).map(|s| s.offered_rate);
             if let Some(rate) = good.filter(|_| !self.ctx.cancel.is_cancelled()) {
                 self.quiesce().await;
                 let half = self.step(steps.len() as u32 + 1, rate / 2.0).await;
@@ -112,6 +135,21 @@ impl Conductor<'_> {
             }
         }
         steps
+    }
+
+    /// Bisects between the best good rate and the lowest failing one (`--refine` steps).
+    async fn refine(&self, steps: &mut Vec<Step>) {
+        for _ in 0..self.args.refine {
+            let Some(rate) = refinement_rate(steps) else {
+                return;
+            };
+            if self.ctx.cancel.is_cancelled() {
+                return;
+            }
+            self.quiesce().await;
+            let step = self.step(steps.len() as u32 + 1, rate).await;
+            steps.push(step);
+        }
     }
 
     /// After an overloaded step the server may still hold a backlog; wait (bounded) until
@@ -190,5 +228,38 @@ impl Conductor<'_> {
         };
         eprintln!("step {id}: {step:?}");
         step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(offered_rate: f64, good: bool) -> Step {
+        Step {
+            offered_rate,
+            good,
+            ..Step::default()
+        }
+    }
+
+    #[test]
+    fn refinement_bisects_between_the_best_good_and_the_lowest_bad_rate() {
+        let mut steps = vec![step(1000.0, true), step(1500.0, true)];
+        assert_eq!(refinement_rate(&steps), None, "nothing failed yet");
+        steps.push(step(2250.0, false));
+        let first = refinement_rate(&steps).unwrap();
+        assert!((first - (1500.0f64 * 2250.0).sqrt()).abs() < 1e-6);
+        steps.push(step(first, false));
+        let second = refinement_rate(&steps).unwrap();
+        assert!((second - (1500.0 * first).sqrt()).abs() < 1e-6);
+        steps.push(step(second, true));
+        assert_eq!(best_good(&steps).unwrap().offered_rate, second);
+        let noisy = [step(1000.0, false), step(1500.0, true)];
+        assert_eq!(
+            refinement_rate(&noisy),
+            None,
+            "a failure below the best good is noise"
+        );
     }
 }
