@@ -137,3 +137,52 @@ impl Connections {
         lock(&self.mailboxes).len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::ns;
+
+    fn delivery() -> Command {
+        Command::Deliver(Box::new(Element::new("message", ns::CLIENT)))
+    }
+
+    fn is_terminate(command: Option<Command>, condition: StreamCondition) -> bool {
+        matches!(command, Some(Command::Terminate(c)) if c == condition)
+    }
+
+    #[tokio::test]
+    async fn a_full_mailbox_closes_the_connection_as_a_slow_consumer() {
+        let connections = Connections::default();
+        let mailbox = Arc::new(Mailbox::new(2));
+        connections.register(7, mailbox.clone());
+        assert!(connections.send(7, delivery()) && connections.send(7, delivery()));
+        assert!(!connections.send(7, delivery()), "full: slow consumer");
+        assert!(!connections.send(7, delivery()), "and gone from then on");
+        assert!(mailbox.recv().await.is_some() && mailbox.recv().await.is_some());
+        assert!(
+            mailbox.recv().await.is_none(),
+            "the task sees its mailbox closed"
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_reaches_full_mailboxes_and_later_registrations() {
+        let connections = Connections::default();
+        let busy = Arc::new(Mailbox::new(1));
+        connections.register(1, busy.clone());
+        assert!(connections.send(1, delivery()));
+        connections.shut_down();
+        assert!(matches!(busy.recv().await, Some(Command::Deliver(_))));
+        assert!(is_terminate(
+            busy.recv().await,
+            StreamCondition::SystemShutdown
+        ));
+        let late = Arc::new(Mailbox::new(1));
+        connections.register(2, late.clone());
+        assert!(is_terminate(
+            late.recv().await,
+            StreamCondition::SystemShutdown
+        ));
+    }
+}
