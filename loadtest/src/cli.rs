@@ -61,29 +61,43 @@ impl Mechanism {
     }
 }
 
-/// Where and how each simulated client connects and logs in.
+/// The test accounts: what `provision` creates and what the scenarios log in as.
 #[derive(Debug, Clone, Args)]
-pub struct Target {
-    /// Server address (loopback only in this project's benchmarks).
-    #[arg(long, default_value = "127.0.0.1:5222")]
-    pub server: SocketAddr,
+pub struct Accounts {
     /// XMPP domain (stream `to`, JID domainpart, TLS server name).
     #[arg(long, default_value = "localhost")]
     pub domain: String,
-    #[arg(long, value_enum, default_value = "starttls")]
-    pub transport: Transport,
-    #[arg(long, value_enum, default_value = "PLAIN")]
-    pub mechanism: Mechanism,
     /// Username pattern; `{}` is replaced by the user index (0-based).
     #[arg(long, default_value = "user{}")]
     pub user_pattern: String,
     /// Password of every test account.
     #[arg(long, default_value = "password")]
     pub password: String,
-    /// Number of accounts the scenario uses (sessions beyond it reuse accounts with
-    /// distinct resources).
+    /// Number of accounts (scenarios with more sessions reuse accounts with distinct
+    /// resources).
     #[arg(long, default_value_t = 1000)]
     pub users: usize,
+}
+
+impl Accounts {
+    /// The account name of user `index`.
+    pub fn username(&self, index: usize) -> String {
+        self.user_pattern.replace("{}", &index.to_string())
+    }
+}
+
+/// Where and how each simulated client connects and logs in.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Server address (loopback only in this project's benchmarks).
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    pub server: SocketAddr,
+    #[command(flatten)]
+    pub accounts: Accounts,
+    #[arg(long, value_enum, default_value = "starttls")]
+    pub transport: Transport,
+    #[arg(long, value_enum, default_value = "PLAIN")]
+    pub mechanism: Mechanism,
     /// Local source addresses to spread connections over (comma-separated), to go past
     /// the ephemeral-port limit of one address pair; empty lets the OS choose.
     #[arg(long, value_delimiter = ',')]
@@ -225,14 +239,8 @@ pub struct ProvisionArgs {
     /// PostgreSQL schema (must exist); migrations are applied first.
     #[arg(long, requires = "postgres")]
     pub schema: Option<String>,
-    #[arg(long, default_value = "localhost")]
-    pub domain: String,
-    #[arg(long, default_value = "user{}")]
-    pub user_pattern: String,
-    #[arg(long, default_value = "password")]
-    pub password: String,
-    #[arg(long, default_value_t = 1000)]
-    pub users: usize,
+    #[command(flatten)]
+    pub accounts: Accounts,
     /// PBKDF2 iterations of the one shared credential.
     #[arg(long, default_value_t = 4096)]
     pub iterations: u32,

@@ -41,16 +41,17 @@ async fn create_all(
     args: &ProvisionArgs,
 ) -> anyhow::Result<Provisioned> {
     let started = Instant::now();
-    let creds = StoredCredentials::from_password(&args.password, args.iterations)
+    let accounts = &args.accounts;
+    let creds = StoredCredentials::from_password(&accounts.password, args.iterations)
         .map_err(|e| anyhow::anyhow!(e))?;
     let mut done = Provisioned {
         created: 0,
         existing: 0,
     };
-    for i in 0..args.users {
-        let local = args.user_pattern.replace("{}", &i.to_string());
-        let jid = Jid::bare_from(&local, &args.domain)
-            .with_context(|| format!("{local}@{} is not a valid JID", args.domain))?;
+    for i in 0..accounts.users {
+        let local = accounts.username(i);
+        let jid = Jid::bare_from(&local, &accounts.domain)
+            .with_context(|| format!("{local}@{} is not a valid JID", accounts.domain))?;
         match store.create(&jid, &creds).await {
             Ok(()) => done.created += 1,
             Err(StorageError::AlreadyExists) => done.existing += 1,
@@ -62,7 +63,7 @@ async fn create_all(
         "{} accounts created, {} already there, in {secs:.2} s ({:.0}/s); all share one salt",
         done.created,
         done.existing,
-        args.users as f64 / secs
+        accounts.users as f64 / secs
     );
     Ok(done)
 }

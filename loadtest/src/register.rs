@@ -18,7 +18,7 @@ pub async fn run(args: RegisterArgs) -> anyhow::Result<usize> {
         args.target.transport != Transport::Starttls,
         "register supports --transport plain or tls"
     );
-    let users = args.target.users;
+    let users = args.target.accounts.users;
     let connector = Arc::new(Connector::new(args.target)?);
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let started = Instant::now();
@@ -58,10 +58,10 @@ async fn register(connector: &Connector, i: usize) -> Result<(), String> {
     };
     let mut framer = Framer::new(Limits::default());
     let mut buf = [0u8; 4096];
-    write(&mut stream, stream_header(&t.domain).as_bytes()).await?;
+    write(&mut stream, stream_header(&t.accounts.domain).as_bytes()).await?;
     let query = Element::new("query", REGISTER_NS)
-        .with_child(Element::new("username", REGISTER_NS).with_text(connector.username(i)))
-        .with_child(Element::new("password", REGISTER_NS).with_text(t.password.clone()));
+        .with_child(Element::new("username", REGISTER_NS).with_text(t.accounts.username(i)))
+        .with_child(Element::new("password", REGISTER_NS).with_text(t.accounts.password.clone()));
     let iq = Element::new("iq", "jabber:client")
         .with_attr("type", "set")
         .with_attr("id", "reg")

@@ -88,11 +88,6 @@ impl Connector {
         })
     }
 
-    /// The account name of user `index`.
-    pub fn username(&self, index: usize) -> String {
-        self.target.user_pattern.replace("{}", &index.to_string())
-    }
-
     /// Connects from the `n`th source address (round robin).
     pub async fn tcp(&self, n: usize) -> io::Result<TcpStream> {
         let server = self.target.server;
@@ -111,7 +106,7 @@ impl Connector {
 
     /// The TLS handshake over `tcp` (direct TLS or after `<proceed/>`).
     pub async fn tls_stream(&self, tcp: TcpStream) -> Result<Stream, String> {
-        let name = rustls_pki_types::ServerName::try_from(self.target.domain.clone())
+        let name = rustls_pki_types::ServerName::try_from(self.target.accounts.domain.clone())
             .map_err(|_| "tls-bad-server-name".to_owned())?;
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         match connector.connect(name, tcp).await {
@@ -139,13 +134,13 @@ impl Connector {
         } else {
             Stream::Plain(tcp)
         };
-        let username = self.username(n % t.users.max(1));
+        let username = t.accounts.username(n % t.accounts.users.max(1));
         let cache_key = format!("{}:{username}", t.mechanism.name());
         let params = Params {
-            domain: t.domain.clone(),
+            domain: t.accounts.domain.clone(),
             salted: self.scram_cache.get(&cache_key),
             username,
-            password: t.password.clone(),
+            password: t.accounts.password.clone(),
             resource: format!("r{n}"),
             mechanism: t.mechanism,
             starttls: t.transport == Transport::Starttls,

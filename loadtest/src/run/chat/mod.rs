@@ -29,7 +29,7 @@ const STEP_LEAD: Duration = Duration::from_millis(200);
 const QUIESCE_LIMIT: Duration = Duration::from_secs(60);
 
 pub async fn run(args: ChatArgs, cancel: CancellationToken) -> anyhow::Result<Report> {
-    let users = args.target.users;
+    let users = args.target.accounts.users;
     anyhow::ensure!(users >= 2, "chat needs at least 2 users");
     let ctx = Ctx::new(args.target.clone(), &args.output, cancel)?;
     let progress = progress::spawn(ctx.stats.clone(), args.output.quiet, &ctx.cancel);

@@ -53,8 +53,8 @@ pub async fn run(
     let peer = (i + 1) % shared.users;
     let to = format!(
         "{}@{}/r{peer}",
-        ctx.connector.username(peer),
-        ctx.connector.target.domain
+        ctx.connector.target.accounts.username(peer),
+        ctx.connector.target.accounts.domain
     );
     let Live { session, _up } = live;
     let (reader, writer) = tokio::io::split(session.stream);
