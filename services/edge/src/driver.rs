@@ -179,6 +179,9 @@ impl Conn {
                     Vec::new()
                 },
             };
+            if outputs.is_empty() {
+                continue; // a partial stanza, a keepalive or an early timer: nothing to do
+            }
             // Boxed: its state (outputs, write and link futures) is over a kilobyte and
             // exists only while an event is handled, not while the connection waits.
             if !Box::pin(self.execute(outputs)).await {
