@@ -354,6 +354,7 @@ pub async fn registry(reg: &dyn SessionRegistry) {
         .expect("sessions")
         .is_empty());
     liveness(reg).await;
+    reconciling(reg).await;
     let epoch = reg.epoch().await.expect("epoch");
     assert_eq!(
         reg.epoch().await.expect("epoch"),
@@ -404,6 +405,62 @@ async fn liveness(reg: &dyn SessionRegistry) {
         .expect("dead")
         .contains(&"edge-dead".to_owned()));
     reg.unbind(&live.jid, live.conn).await.expect("cleanup");
+}
+
+/// An edge reconciles: its sessions it does not hold go, once; nobody else's do.
+async fn reconciling(reg: &dyn SessionRegistry) {
+    let at = |j: &str, edge: &str, conn| SessionRecord::bound(jid(j), edge, conn);
+    let kept = at("conformance-fay@localhost/a", "edge-rec", 1);
+    let lost = [
+        at("conformance-fay@localhost/b", "edge-rec", 2),
+        at("conformance-gus@localhost/c", "edge-rec", 3),
+    ];
+    let elsewhere = at("conformance-hal@localhost/d", "edge-rec-other", 4);
+    // Moved to another edge with the same connection id: no longer this edge's.
+    let moved = at("conformance-ida@localhost/e", "edge-rec-other", 5);
+    for r in lost.iter().chain([&kept, &elsewhere]) {
+        reg.bind(r.clone()).await.expect("bind");
+    }
+    reg.bind(at("conformance-ida@localhost/e", "edge-rec", 5))
+        .await
+        .expect("bind");
+    reg.bind(moved.clone()).await.expect("rebind elsewhere");
+
+    let held = [(kept.jid.clone(), kept.conn), (lost[0].jid.clone(), 99)];
+    let (first, second) = tokio::join!(
+        reg.reconcile("edge-rec", &held),
+        reg.reconcile("edge-rec", &held)
+    );
+    let mut removed: Vec<SessionRecord> = first
+        .expect("reconcile")
+        .into_iter()
+        .chain(second.expect("reconcile"))
+        .collect();
+    removed.sort_by_key(|r| r.conn);
+    assert_eq!(removed, lost.to_vec(), "each record removed exactly once");
+    assert!(reg
+        .reconcile("edge-rec", &held)
+        .await
+        .expect("again")
+        .is_empty());
+    let fay = reg.sessions(&kept.jid.bare()).await.expect("sessions");
+    assert_eq!(fay, vec![kept.clone()]);
+    assert!(reg
+        .sessions(&lost[1].jid.bare())
+        .await
+        .expect("sessions")
+        .is_empty());
+    for other in [&elsewhere, &moved] {
+        let left = reg.sessions(&other.jid.bare()).await.expect("sessions");
+        assert_eq!(left, vec![other.clone()], "other edges untouched");
+    }
+    assert_eq!(
+        reg.reconcile("edge-rec", &[]).await.expect("all"),
+        vec![kept]
+    );
+    for r in [elsewhere, moved] {
+        reg.unbind(&r.jid, r.conn).await.expect("cleanup");
+    }
 }
 
 #[cfg(test)]

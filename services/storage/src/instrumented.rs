@@ -167,6 +167,14 @@ impl<B: SessionRegistry> SessionRegistry for Instrumented<B> {
     async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {
         self.timed("edge_reap", self.inner.reap(edge)).await
     }
+    async fn reconcile(
+        &self,
+        edge: &str,
+        held: &[(Jid, u64)],
+    ) -> Result<Vec<SessionRecord>, StorageError> {
+        self.timed("edge_reconcile", self.inner.reconcile(edge, held))
+            .await
+    }
     async fn epoch(&self) -> Result<String, StorageError> {
         self.timed("epoch", self.inner.epoch()).await
     }

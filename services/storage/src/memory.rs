@@ -7,7 +7,7 @@ use crate::traits::{
 };
 use crate::StorageError;
 use async_trait::async_trait;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use switchyard_core::sasl::StoredCredentials;
@@ -276,5 +276,24 @@ impl SessionRegistry for MemoryRegistry {
         }
         map.retain(|_, list| !list.is_empty());
         Ok(reaped)
+    }
+
+    async fn reconcile(
+        &self,
+        edge: &str,
+        held: &[(Jid, u64)],
+    ) -> Result<Vec<SessionRecord>, StorageError> {
+        let held: HashSet<(&Jid, u64)> = held.iter().map(|(jid, conn)| (jid, *conn)).collect();
+        let mut map = lock(&self.sessions);
+        let mut removed = Vec::new();
+        for list in map.values_mut() {
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(list)
+                .into_iter()
+                .partition(|r| r.edge == edge && !held.contains(&(&r.jid, r.conn)));
+            *list = kept;
+            removed.extend(gone);
+        }
+        map.retain(|_, list| !list.is_empty());
+        Ok(removed)
     }
 }

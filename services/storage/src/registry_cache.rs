@@ -119,6 +119,19 @@ impl SessionRegistry for CachedRegistry {
         Ok(reaped)
     }
 
+    async fn reconcile(
+        &self,
+        edge: &str,
+        held: &[(Jid, u64)],
+    ) -> Result<Vec<SessionRecord>, StorageError> {
+        let removed = self.inner.reconcile(edge, held).await?;
+        let mut entries = lock(&self.entries);
+        for r in &removed {
+            entries.remove(&r.jid.bare());
+        }
+        Ok(removed)
+    }
+
     async fn epoch(&self) -> Result<String, StorageError> {
         self.inner.epoch().await
     }

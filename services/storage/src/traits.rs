@@ -148,6 +148,24 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     /// Removes every session of `edge`. Each removed record is returned to exactly one
     /// caller, however many call at once, so its unavailable presence goes out once.
     async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError>;
+    /// Brings the registry in line with what a live `edge` really holds, for when its
+    /// unbinds were lost (a mass logout under load, no router link up): removes every
+    /// session of `edge` whose `(full JID, connection id)` is not in `held`, with its
+    /// index entry, and returns the removed records, so the caller sends their
+    /// unavailable presence. As with [`reap`](Self::reap), each removed record is
+    /// returned to exactly one caller, whatever unbinds or reconciles run at once.
+    ///
+    /// - `held` must name every connection whose bind the edge has sent (answered or
+    ///   not) and whose unbind it has not sent: a session whose bind was in flight when
+    ///   the edge took its snapshot, and missing from it, would be removed.
+    /// - Sessions of other edges are never touched, even with the same JID and connection
+    ///   id; sessions in `held` that the registry lacks are not added (that is `bind`).
+    /// - What could not be removed (the backend failed part-way) stays for the next call.
+    async fn reconcile(
+        &self,
+        edge: &str,
+        held: &[(Jid, u64)],
+    ) -> Result<Vec<SessionRecord>, StorageError>;
     /// Identifies the registry's current contents: it changes when the registry lost its
     /// data (a Redis restarted empty), so live sessions must be registered again.
     async fn epoch(&self) -> Result<String, StorageError>;

@@ -1,0 +1,414 @@
+//! The session registry on Redis, single node or Redis Cluster.
+//!
+//! # Keys
+//!
+//! Every key is under a configurable prefix (no braces), so test runs and deployments
+//! never mix. Braces are Redis Cluster hash tags: keys with the same tag share a slot.
+//! - `{prefix}{<bare JID>}:s`: a hash, resource → session record (JSON). Everything about
+//!   one account is in one slot, so each change is one atomic script on one key.
+//! - `{prefix}{edge:<id>}:i`: the edge's index, a set of `full JID \n conn`, for reaping
+//!   and reconciling. `{prefix}{edge:<id>}:alive`: the edge's liveness, set with a TTL by
+//!   the routers that hear from it. An edge's own keys share its `{edge:<id>}` slot.
+//! - `{prefix}edges`: the edges that may hold sessions (reaping removes an edge);
+//!   `{prefix}epoch`: a random token that vanishes when Redis loses its data.
+//! - Channel `{prefix}changes`: the bare JIDs whose sessions changed (see [`changes`]).
+//!
+//! # One slot per round trip, in a crash-safe order
+//!
+//! A Redis Cluster rejects a pipeline or script that spans slots, so every operation
+//! touches one slot per command, script or pipeline, and an operation that needs several
+//! slots writes them one after the other in an order where a crash between two steps
+//! leaves only harmless state. The rule: an index entry may name a session that does
+//! not exist (the reaper and [`SessionRegistry::reconcile`] drop it, and the scripts
+//! compare edge and connection, so it never removes anyone else), but a session must
+//! never exist that no index names, since it would not be reaped when its edge dies.
+//! - bind: add the edge to `edges` and the entry to its index (together: one pipeline on
+//!   a single Redis, two concurrent commands on a cluster), then write the session (the
+//!   script also announces it); then remove the replaced session's entry, if any.
+//! - unbind: remove the session (comparing the connection), then its index entry.
+//! - reap and reconcile: remove the sessions (comparing edge and connection), then their
+//!   index entries; reap then forgets the edge, unless its index is not empty (an entry
+//!   that could not be removed, or the edge came back).
+//! - heartbeat: the liveness key and the edge's membership of `edges` (concurrently), so
+//!   an edge that any router hears from is always found again by the reaper, even after
+//!   a reap raced with its return.
+//! - update, sessions, epoch: one slot each (epoch's SET NX and GET are one pipeline);
+//!   dead_edges reads `edges`, then the liveness keys with one MGET (split per slot by
+//!   the cluster client).
+//!
+//! bind, unbind and updates are Lua scripts that compare the connection id, so a late
+//! unbind of a replaced connection never removes its successor, and a reaped record is
+//! removed (and returned) exactly once however many routers reap at the same time.
+
+mod changes;
+mod conn;
+mod record;
+mod scripts;
+mod sweep;
+#[cfg(test)]
+mod test_cluster;
+#[cfg(test)]
+mod tests;
+
+use crate::traits::{Change, SessionEdit, SessionRecord, SessionRegistry};
+use crate::StorageError;
+use async_trait::async_trait;
+use conn::{Conn, Keyed};
+use record::{decode, encode, member};
+use redis::aio::ConnectionManager;
+use redis::Cmd;
+use scripts::Lua;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::Jid;
+use tokio::sync::mpsc;
+
+/// How long a connection attempt or a reply may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct RedisRegistry {
+    conn: Conn,
+    /// Where change notifications are subscribed: the seed URLs, tried in turn.
+    seeds: Vec<String>,
+    prefix: String,
+    bind_script: Lua,
+    unbind_script: Lua,
+    swap_script: Lua,
+    /// Commands sent, for tests and metrics.
+    commands: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for RedisRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRegistry")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Unavailable(format!("redis: {e}"))
+}
+
+fn resource(jid: &Jid) -> &str {
+    jid.resource().unwrap_or_default()
+}
+
+impl RedisRegistry {
+    /// Connects to one Redis (`redis://host:port`), or to a Redis Cluster through the
+    /// given seed nodes when there are several or `cluster` is set.
+    pub async fn connect(
+        urls: &[String],
+        cluster: bool,
+        prefix: &str,
+    ) -> Result<Self, StorageError> {
+        if prefix.contains(['{', '}']) {
+            return Err(StorageError::Unavailable(
+                "redis key prefix must not contain braces".into(),
+            ));
+        }
+        let conn = if cluster || urls.len() > 1 {
+            let client = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
+                .connection_timeout(TIMEOUT)
+                .response_timeout(TIMEOUT)
+                .build()
+                .map_err(unavailable)?;
+            Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let url = urls.first().ok_or_else(|| unavailable("no redis url"))?;
+            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(TIMEOUT))
+                .set_response_timeout(Some(TIMEOUT));
+            Conn::Single(
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(unavailable)?,
+            )
+        };
+        Ok(Self {
+            conn,
+            seeds: urls.to_vec(),
+            prefix: prefix.to_owned(),
+            bind_script: Lua::new(scripts::BIND),
+            unbind_script: Lua::new(scripts::UNBIND),
+            swap_script: Lua::new(scripts::SWAP),
+            commands: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Deletes every key under this registry's prefix (tests, decommissioning), on every
+    /// master of a cluster.
+    pub async fn delete_all_keys(&self) -> Result<(), StorageError> {
+        let keys = self.all_keys().await?;
+        for chunk in keys.chunks(500) {
+            let mut del = redis::cmd("DEL");
+            del.arg(chunk);
+            self.run::<()>(&del).await?;
+        }
+        Ok(())
+    }
+
+    /// Every key under this registry's prefix (SCAN, on every master of a cluster).
+    pub async fn all_keys(&self) -> Result<Vec<String>, StorageError> {
+        let pattern = format!("{}*", conn::glob_escape(&self.prefix));
+        self.conn.scan(&pattern).await.map_err(unavailable)
+    }
+
+    /// How many commands this registry has sent so far.
+    pub fn commands_sent(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+
+    fn session_key(&self, bare: &Jid) -> String {
+        format!("{}{{{bare}}}:s", self.prefix)
+    }
+
+    fn index_key(&self, edge: &str) -> String {
+        format!("{}{{edge:{edge}}}:i", self.prefix)
+    }
+
+    fn alive_key(&self, edge: &str) -> String {
+        format!("{}{{edge:{edge}}}:alive", self.prefix)
+    }
+
+    fn edges_key(&self) -> String {
+        format!("{}edges", self.prefix)
+    }
+
+    fn changes_channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StorageError> {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        cmd.query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        lua: &Lua,
+        key: &str,
+        args: &[&str],
+    ) -> Result<T, StorageError> {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        let mut invocation = lua.script.key(key);
+        for a in args {
+            invocation.arg(*a);
+        }
+        invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Runs one-slot commands in as few round trips as the deployment allows; fails
+    /// if any of them failed.
+    async fn all(&self, commands: Vec<Keyed>) -> Result<(), StorageError> {
+        self.commands
+            .fetch_add(commands.len() as u64, Ordering::Relaxed);
+        match self
+            .conn
+            .batch(commands)
+            .await
+            .into_iter()
+            .find_map(Result::err)
+        {
+            Some(e) => Err(unavailable(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// `name key args…`, to run in a batch.
+    fn keyed(name: &str, key: String, args: &[&str]) -> Keyed {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(&key).arg(args);
+        Keyed { key, cmd }
+    }
+
+    /// Puts `jid`/`conn` in `edge`'s index and `edge` in `edges`: the step before a
+    /// session is written.
+    async fn index(&self, edge: &str, jid: &Jid, conn: u64) -> Result<(), StorageError> {
+        self.all(vec![
+            Self::keyed("SADD", self.index_key(edge), &[&member(jid, conn)]),
+            Self::keyed("SADD", self.edges_key(), &[edge]),
+        ])
+        .await
+    }
+
+    /// Drops `jid`/`conn` from `edge`'s index: the step after its session is gone.
+    async fn unindex(&self, edge: &str, jid: &Jid, conn: u64) -> Result<(), StorageError> {
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(self.index_key(edge)).arg(member(jid, conn));
+        self.run(&cmd).await
+    }
+}
+
+#[async_trait]
+impl SessionRegistry for RedisRegistry {
+    async fn bind(&self, record: SessionRecord) -> Result<Option<SessionRecord>, StorageError> {
+        self.index(&record.edge, &record.jid, record.conn).await?;
+        let bare = record.jid.bare();
+        let (channel, bare_text) = (self.changes_channel(), bare.to_string());
+        let old: Option<String> = self
+            .script(
+                &self.bind_script,
+                &self.session_key(&bare),
+                &[
+                    resource(&record.jid),
+                    &encode(&record),
+                    &channel,
+                    &bare_text,
+                ],
+            )
+            .await?;
+        let old = old
+            .map(|json| decode(record.jid.clone(), &json))
+            .transpose()?
+            .filter(|old| !old.same_connection(&record));
+        if let Some(old) = &old {
+            self.unindex(&old.edge, &old.jid, old.conn).await?;
+        }
+        Ok(old)
+    }
+
+    async fn unbind(&self, jid: &Jid, conn: u64) -> Result<Option<SessionRecord>, StorageError> {
+        let bare = jid.bare();
+        let (channel, bare_text) = (self.changes_channel(), bare.to_string());
+        let removed: Option<String> = self
+            .script(
+                &self.unbind_script,
+                &self.session_key(&bare),
+                &[resource(jid), &conn.to_string(), "", &channel, &bare_text],
+            )
+            .await?;
+        let Some(json) = removed else { return Ok(None) };
+        let record = decode(jid.clone(), &json)?;
+        self.unindex(&record.edge, jid, conn).await?;
+        Ok(Some(record))
+    }
+
+    async fn update(
+        &self,
+        jid: &Jid,
+        conn: u64,
+        edit: SessionEdit,
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        let bare = jid.bare();
+        let key = self.session_key(&bare);
+        let (channel, bare_text) = (self.changes_channel(), bare.to_string());
+        // Only the session's own stanzas edit its record, one at a time, so the swap
+        // practically always succeeds; a bounded retry covers a racing rebind.
+        for _ in 0..3 {
+            let mut get = redis::cmd("HGET");
+            get.arg(&key).arg(resource(jid));
+            let Some(json) = self.run::<Option<String>>(&get).await? else {
+                return Ok(None);
+            };
+            let mut record = decode(jid.clone(), &json)?;
+            if record.conn != conn {
+                return Ok(None);
+            }
+            edit(&mut record);
+            let args = [resource(jid), &json, &encode(&record), &channel, &bare_text];
+            let swapped: i64 = self.script(&self.swap_script, &key, &args).await?;
+            if swapped == 1 {
+                return Ok(Some(record));
+            }
+        }
+        Err(unavailable("session record kept changing"))
+    }
+
+    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.session_key(bare));
+        let all: Vec<(String, String)> = self.run(&cmd).await?;
+        all.into_iter()
+            .map(|(res, json)| {
+                let jid = bare.with_resource(&res).map_err(unavailable)?;
+                decode(jid, &json)
+            })
+            .collect()
+    }
+
+    async fn heartbeat(&self, edge: &str, ttl: Duration) -> Result<(), StorageError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.all(vec![
+            Self::keyed(
+                "SET",
+                self.alive_key(edge),
+                &["1", "PX", &ttl_ms.to_string()],
+            ),
+            Self::keyed("SADD", self.edges_key(), &[edge]),
+        ])
+        .await
+    }
+
+    async fn dead_edges(&self) -> Result<Vec<String>, StorageError> {
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(self.edges_key());
+        let edges: Vec<String> = self.run(&members).await?;
+        if edges.is_empty() {
+            return Ok(edges);
+        }
+        let mut alive = redis::cmd("MGET");
+        for edge in &edges {
+            alive.arg(self.alive_key(edge));
+        }
+        let alive: Vec<Option<String>> = self.run(&alive).await?;
+        let mut dead: Vec<String> = edges
+            .into_iter()
+            .zip(alive)
+            .filter_map(|(edge, alive)| alive.is_none().then_some(edge))
+            .collect();
+        dead.sort();
+        Ok(dead)
+    }
+
+    async fn epoch(&self) -> Result<String, StorageError> {
+        let key = format!("{}epoch", self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(switchyard_core::token::token(16))
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key);
+        self.commands.fetch_add(2, Ordering::Relaxed);
+        let (epoch,): (Option<String>,) = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        epoch.ok_or_else(|| unavailable("epoch vanished"))
+    }
+
+    fn changes(&self) -> Option<mpsc::Receiver<Change>> {
+        let (tx, rx) = mpsc::channel(4096);
+        let (seeds, channel) = (self.seeds.clone(), self.changes_channel());
+        tokio::spawn(changes::follow(seeds, channel, tx));
+        Some(rx)
+    }
+
+    async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {
+        let entries = self.index_entries(edge).await?;
+        let reaped = self.sweep(edge, entries).await;
+        self.forget_edge_if_empty(edge).await;
+        Ok(reaped)
+    }
+
+    async fn reconcile(
+        &self,
+        edge: &str,
+        held: &[(Jid, u64)],
+    ) -> Result<Vec<SessionRecord>, StorageError> {
+        let held: std::collections::HashSet<String> =
+            held.iter().map(|(jid, conn)| member(jid, *conn)).collect();
+        let mut entries = self.index_entries(edge).await?;
+        entries.retain(|entry| !held.contains(entry));
+        Ok(self.sweep(edge, entries).await)
+    }
+}

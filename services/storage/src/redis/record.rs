@@ -1,0 +1,72 @@
+//! The stored form of a session record: JSON in the account's hash, under the resource.
+//! The full JID is the key and field, so it is not repeated inside.
+
+use crate::traits::SessionRecord;
+use crate::{Presence, StorageError};
+use serde::{Deserialize, Serialize};
+use switchyard_core::Jid;
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    edge: String,
+    conn: u64,
+    priority: Option<i8>,
+    presence: Option<String>,
+    carbons: bool,
+    interested: bool,
+    directed: Vec<String>,
+}
+
+impl Stored {
+    fn of(r: &SessionRecord) -> Self {
+        Self {
+            edge: r.edge.clone(),
+            conn: r.conn,
+            priority: r.presence.as_ref().map(|p| p.priority),
+            presence: r.presence.as_ref().map(|p| p.stanza.clone()),
+            carbons: r.carbons,
+            interested: r.interested,
+            directed: r.directed.iter().map(Jid::to_string).collect(),
+        }
+    }
+
+    fn record(self, jid: Jid) -> SessionRecord {
+        let presence = match (self.priority, self.presence) {
+            (Some(priority), Some(stanza)) => Some(Presence { priority, stanza }),
+            _ => None,
+        };
+        SessionRecord {
+            jid,
+            edge: self.edge,
+            conn: self.conn,
+            presence,
+            carbons: self.carbons,
+            interested: self.interested,
+            directed: self
+                .directed
+                .iter()
+                .filter_map(|d| Jid::parse(d).ok())
+                .collect(),
+        }
+    }
+}
+
+pub(super) fn decode(jid: Jid, json: &str) -> Result<SessionRecord, StorageError> {
+    let stored: Stored = serde_json::from_str(json).map_err(super::unavailable)?;
+    Ok(stored.record(jid))
+}
+
+pub(super) fn encode(r: &SessionRecord) -> String {
+    serde_json::to_string(&Stored::of(r)).expect("plain data serializes")
+}
+
+/// An edge index entry: `full JID \n connection id`.
+pub(super) fn member(jid: &Jid, conn: u64) -> String {
+    format!("{jid}\n{conn}")
+}
+
+/// The session an index entry names; `None` for an entry that is not one.
+pub(super) fn parse_member(entry: &str) -> Option<(Jid, u64)> {
+    let (jid, conn) = entry.split_once('\n')?;
+    Some((Jid::parse(jid).ok()?, conn.parse().ok()?))
+}
