@@ -1,7 +1,7 @@
 //! A cluster of real `switchyard` processes on loopback: routers and edges with their own
 //! configuration files, sharing the machine's PostgreSQL (a schema of their own) and
-//! Redis (a key prefix of their own). Without those services CI fails loudly and a
-//! laptop skips with a message.
+//! Redis (a key prefix of their own), or a Redis Cluster a test started. Without those
+//! services CI fails loudly and a laptop skips with a message.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,10 @@ impl Proc {
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
-    pub redis: String,
+    /// The registry's Redis: one URL, or the seed nodes of a Redis Cluster.
+    pub redis: Vec<String>,
+    /// `redis.cluster`: `redis` is a Redis Cluster the test owns (and cleans up itself).
+    pub redis_cluster: bool,
     /// TOML appended to every process's configuration.
     pub extra: String,
     pub schema: String,
@@ -58,6 +61,7 @@ impl Cluster {
         let data = self.dir.path().join(name);
         std::fs::create_dir_all(&data).unwrap();
         let routers: Vec<String> = routers.iter().map(|a| format!("\"{a}\"")).collect();
+        let redis: Vec<String> = self.redis.iter().map(|u| format!("\"{u}\"")).collect();
         let text = format!(
             r#"domains = ["localhost"]
 data_dir = "{data}"
@@ -75,7 +79,8 @@ routers = [{routers}]
 rpc_listen = "127.0.0.1:0"
 edge_ttl_secs = 3
 [redis]
-urls = ["{redis}"]
+urls = [{redis}]
+cluster = {redis_cluster}
 key_prefix = "{prefix}"
 [postgres]
 url = "{PG}"
@@ -90,7 +95,8 @@ migrate_on_start = true
             routers = routers.join(", "),
             prefix = self.prefix,
             schema = self.schema,
-            redis = self.redis,
+            redis = redis.join(", "),
+            redis_cluster = self.redis_cluster,
             extra = self.extra,
         );
         let path = self.config_path(name);
@@ -110,6 +116,20 @@ migrate_on_start = true
 
     /// The same, with `extra` TOML in every configuration.
     pub async fn start_with(names: &[&str], redis: &str, extra: &str) -> Option<Self> {
+        Self::start_on(names, vec![redis.to_owned()], false, extra).await
+    }
+
+    /// The same, with the registry on the Redis Cluster whose seed nodes are `seeds`.
+    pub async fn start_on_redis_cluster(names: &[&str], seeds: Vec<String>) -> Option<Self> {
+        Self::start_on(names, seeds, true, "").await
+    }
+
+    async fn start_on(
+        names: &[&str],
+        redis: Vec<String>,
+        redis_cluster: bool,
+        extra: &str,
+    ) -> Option<Self> {
         let suffix = format!("{}_{}", std::process::id(), rand_suffix());
         let schema = format!("sy_cluster_{suffix}");
         let (admin, connection) = match tokio_postgres::connect(PG, tokio_postgres::NoTls).await {
@@ -121,7 +141,7 @@ migrate_on_start = true
             .batch_execute(&format!("CREATE SCHEMA {schema}"))
             .await
             .unwrap();
-        if redis::Client::open(redis)
+        if redis::Client::open(redis[0].as_str())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -135,7 +155,8 @@ migrate_on_start = true
         std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
         let mut cluster = Self {
             dir,
-            redis: redis.to_owned(),
+            redis,
+            redis_cluster,
             extra: extra.to_owned(),
             schema,
             prefix: format!("sytest:{suffix}:"),
@@ -173,7 +194,10 @@ migrate_on_start = true
                 .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
                 .await;
         }
-        let Ok(mut redis) = redis::Client::open(self.redis.as_str())
+        if self.redis_cluster {
+            return;
+        }
+        let Ok(mut redis) = redis::Client::open(self.redis[0].as_str())
             .unwrap()
             .get_multiplexed_async_connection()
             .await

@@ -5,6 +5,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[path = "../../../storage/src/redis/test_cluster.rs"]
+mod redis_cluster;
+
 mod harness;
 mod traces;
 
@@ -86,6 +89,33 @@ async fn users_on_different_edges_chat_see_presence_and_get_roster_pushes() {
         .await;
     let (m, _) = alice.until(|e| e.name() == "message").await;
     assert_eq!(body(&m).as_deref(), Some("back"));
+    cluster.clean_up().await;
+}
+
+/// Login, presence and chat across edges with the registry on a Redis Cluster of three
+/// masters (started here): a bind writes the edge's index and the account's sessions,
+/// which live in different slots.
+#[tokio::test]
+async fn users_chat_with_the_registry_on_a_redis_cluster() {
+    let redis = redis_cluster::RedisCluster::start();
+    let Some(cluster) = Cluster::start_on_redis_cluster(&["alice", "bob"], redis.urls()).await
+    else {
+        return;
+    };
+    let mut alice = online(&cluster, 0, "alice", "desk").await;
+    let mut bob = online(&cluster, 1, "bob", "phone").await;
+    subscribe(&mut alice, "alice", &mut bob, "bob").await;
+    alice
+        .send("<message to='bob@localhost' type='chat'><body>over the cluster</body></message>")
+        .await;
+    let (m, _) = bob
+        .until(|e| body(e).as_deref() == Some("over the cluster"))
+        .await;
+    assert_eq!(m.attr("from"), Some("alice@localhost/desk"));
+    bob.send("<message to='alice@localhost/desk' type='chat'><body>back</body></message>")
+        .await;
+    let (m, _) = alice.until(|e| body(e).as_deref() == Some("back")).await;
+    assert_eq!(m.attr("from"), Some("bob@localhost/phone"));
     cluster.clean_up().await;
 }
 
