@@ -1,20 +1,32 @@
 //! The live connections of this edge: a bounded mailbox per connection, found by id.
-//! A full mailbox means a slow consumer; it is closed rather than allowed to grow.
+//! A delivery to a full mailbox waits for room (see [`crate::mailbox`]); only a
+//! connection that stays stuck past the mailbox's patience is closed as a slow consumer,
+//! and the stanza that did not fit goes back to the caller, never lost.
 
-use crate::mailbox::{Mailbox, Refused};
+use crate::mailbox::{Mailbox, MailboxLimits, ProcessBudget};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use switchyard_core::{Element, Jid, StreamCondition};
 use switchyard_telemetry as metrics;
+use tokio::sync::oneshot;
 
 /// What a connection's task is asked to do.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Boxed: a queued command stays small whatever the stanza.
-    Deliver(Box<Element>),
+    Deliver(Box<Delivery>),
     Terminate(StreamCondition),
+}
+
+/// A stanza for the client, and who hears once it is written.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub stanza: Element,
+    /// Answered after the write that carried the stanza succeeded; dropped unanswered
+    /// when it never will be (the connection ended first).
+    pub written: oneshot::Sender<()>,
 }
 
 /// A bound session as the edge knows it: enough to register it again after the
@@ -33,6 +45,8 @@ pub struct Connections {
     mailboxes: Mutex<HashMap<u64, Arc<Mailbox>>>,
     bound: Mutex<HashMap<u64, BoundSession>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Bytes queued in all mailboxes together.
+    budget: Arc<ProcessBudget>,
     /// Set by [`Connections::shut_down`]: a connection registering later ends at once.
     shutting_down: AtomicBool,
 }
@@ -53,11 +67,14 @@ impl Connections {
         Some(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    pub(crate) fn register(&self, id: u64, mailbox: Arc<Mailbox>) {
+    /// Opens the mailbox of an admitted connection.
+    pub(crate) fn register(&self, id: u64, limits: MailboxLimits) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::new(limits, self.budget.clone()));
         lock(&self.mailboxes).insert(id, mailbox.clone());
         if self.shutting_down.load(Ordering::SeqCst) {
             mailbox.force(Command::Terminate(StreamCondition::SystemShutdown));
         }
+        mailbox
     }
 
     /// Ends every session with `system-shutdown` (RFC 6120 §4.9.3.22), through each
@@ -71,6 +88,7 @@ impl Connections {
     }
 
     pub(crate) fn bound(&self, id: u64, jid: Jid) {
+        metrics::EDGE_SESSIONS.inc();
         lock(&self.bound).insert(
             id,
             BoundSession {
@@ -95,9 +113,11 @@ impl Connections {
             .collect()
     }
 
+    /// Forgets a finished connection. Deliveries still queued for it were never written:
+    /// dropping them tells their producers so.
     pub(crate) fn release(&self, id: u64, ip: IpAddr) {
         if let Some(mailbox) = lock(&self.mailboxes).remove(&id) {
-            mailbox.close();
+            mailbox.close_and_clear();
         }
         if lock(&self.bound).remove(&id).is_some() {
             metrics::EDGE_SESSIONS.dec();
@@ -111,24 +131,43 @@ impl Connections {
         }
     }
 
-    /// Queues a command; `false` when the connection is gone. A full mailbox closes the
-    /// connection as a slow consumer (`policy-violation`).
-    pub fn send(&self, id: u64, command: Command) -> bool {
-        let Some(mailbox) = lock(&self.mailboxes).get(&id).cloned() else {
+    fn mailbox(&self, id: u64) -> Option<Arc<Mailbox>> {
+        lock(&self.mailboxes).get(&id).cloned()
+    }
+
+    /// Ends a connection's stream with `condition`, past the mailbox's bounds (it is the
+    /// last thing the connection is asked to do).
+    pub fn terminate(&self, id: u64, condition: StreamCondition) {
+        if let Some(mailbox) = self.mailbox(id) {
+            mailbox.force(Command::Terminate(condition));
+        }
+    }
+
+    /// Hands a stanza to a connection and waits until it is written to the socket;
+    /// `false` when it was not (the connection is gone or ended first), and the caller
+    /// routes it elsewhere. While the connection's mailbox is full the caller waits, and
+    /// through it the sender: pushback, not a closed recipient. Only a connection that
+    /// neither makes room nor writes within the mailbox's patience is closed as a slow
+    /// consumer (what it still holds is dropped unwritten, so its producers reroute).
+    pub async fn deliver(&self, id: u64, stanza: Element) -> bool {
+        let Some(mailbox) = self.mailbox(id) else {
             return false;
         };
-        match mailbox.try_send(command) {
-            Ok(()) => true,
-            Err(Refused::Full) => {
-                tracing::warn!(conn = id, "slow consumer: mailbox full, closing");
+        let (written, heard) = oneshot::channel();
+        let delivery = Box::new(Delivery { stanza, written });
+        let attempt = async { mailbox.deliver(delivery).await.is_ok() && heard.await.is_ok() };
+        match tokio::time::timeout(mailbox.patience(), attempt).await {
+            Ok(written) => written,
+            Err(_) => {
+                tracing::warn!(
+                    conn = id,
+                    "slow consumer: nothing written within the delivery patience, closing"
+                );
                 metrics::EDGE_SLOW_CONSUMERS.inc();
-                lock(&self.mailboxes).remove(&id);
-                // The task drains what is queued, finds the mailbox closed and ends the
-                // stream with `policy-violation`.
+                mailbox.force(Command::Terminate(StreamCondition::PolicyViolation));
                 mailbox.close();
                 false
             }
-            Err(Refused::Closed) => false,
         }
     }
 
@@ -141,48 +180,115 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use switchyard_core::ns;
 
-    fn delivery() -> Command {
-        Command::Deliver(Box::new(Element::new("message", ns::CLIENT)))
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn limits(stanzas: usize) -> MailboxLimits {
+        MailboxLimits {
+            stanzas,
+            patience: Duration::from_secs(60),
+            ..MailboxLimits::default()
+        }
     }
 
-    fn is_terminate(command: Option<Command>, condition: StreamCondition) -> bool {
-        matches!(command, Some(Command::Terminate(c)) if c == condition)
+    fn message() -> Element {
+        Element::new("message", ns::CLIENT)
+    }
+
+    /// Plays the connection's task: takes one command and, for a delivery, answers it
+    /// as written.
+    async fn write_one(mailbox: &Mailbox) -> bool {
+        match mailbox.recv().await {
+            Some(Command::Deliver(d)) => d.written.send(()).is_ok(),
+            _ => false,
+        }
     }
 
     #[tokio::test]
-    async fn a_full_mailbox_closes_the_connection_as_a_slow_consumer() {
-        let connections = Connections::default();
-        let mailbox = Arc::new(Mailbox::new(2));
-        connections.register(7, mailbox.clone());
-        assert!(connections.send(7, delivery()) && connections.send(7, delivery()));
-        assert!(!connections.send(7, delivery()), "full: slow consumer");
-        assert!(!connections.send(7, delivery()), "and gone from then on");
-        assert!(mailbox.recv().await.is_some() && mailbox.recv().await.is_some());
+    async fn a_delivery_succeeds_only_once_written() {
+        let connections = Arc::new(Connections::default());
+        let id = connections.admit(IP, 10).unwrap();
+        let mailbox = connections.register(id, limits(4));
+        let sent = tokio::spawn({
+            let connections = connections.clone();
+            async move { connections.deliver(id, message()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!sent.is_finished(), "queued, not yet written");
+        assert!(write_one(&mailbox).await);
+        assert!(sent.await.unwrap(), "written");
+    }
+
+    #[tokio::test]
+    async fn deliveries_to_a_released_connection_fail_queued_ones_included() {
+        let connections = Arc::new(Connections::default());
+        let id = connections.admit(IP, 10).unwrap();
+        let _mailbox = connections.register(id, limits(4));
+        let sent = tokio::spawn({
+            let connections = connections.clone();
+            async move { connections.deliver(id, message()).await }
+        });
+        tokio::task::yield_now().await;
+        connections.release(id, IP);
+        assert!(!sent.await.unwrap(), "queued, never written: not delivered");
+        assert!(!connections.deliver(id, message()).await, "gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_stops_writing_is_closed_after_the_patience() {
+        let connections = Arc::new(Connections::default());
+        let id = connections.admit(IP, 10).unwrap();
+        let mailbox = connections.register(id, limits(1));
+        let started = tokio::time::Instant::now();
+        assert!(!connections.deliver(id, message()).await, "never written");
         assert!(
-            mailbox.recv().await.is_none(),
-            "the task sees its mailbox closed"
+            started.elapsed() >= Duration::from_secs(60),
+            "waited the patience"
+        );
+        assert!(matches!(mailbox.recv().await, Some(Command::Deliver(_))));
+        assert!(matches!(
+            mailbox.recv().await,
+            Some(Command::Terminate(StreamCondition::PolicyViolation))
+        ));
+        assert!(mailbox.recv().await.is_none(), "closed as a slow consumer");
+        assert!(
+            !connections.deliver(id, message()).await,
+            "refused from then on"
         );
     }
 
     #[tokio::test]
     async fn shutdown_reaches_full_mailboxes_and_later_registrations() {
         let connections = Connections::default();
-        let busy = Arc::new(Mailbox::new(1));
-        connections.register(1, busy.clone());
-        assert!(connections.send(1, delivery()));
+        let busy = connections.register(1, limits(1));
+        connections.terminate(1, StreamCondition::Conflict);
         connections.shut_down();
-        assert!(matches!(busy.recv().await, Some(Command::Deliver(_))));
-        assert!(is_terminate(
+        assert!(matches!(
             busy.recv().await,
-            StreamCondition::SystemShutdown
+            Some(Command::Terminate(StreamCondition::Conflict))
         ));
-        let late = Arc::new(Mailbox::new(1));
-        connections.register(2, late.clone());
-        assert!(is_terminate(
+        assert!(matches!(
+            busy.recv().await,
+            Some(Command::Terminate(StreamCondition::SystemShutdown))
+        ));
+        let late = connections.register(2, limits(1));
+        assert!(matches!(
             late.recv().await,
-            StreamCondition::SystemShutdown
+            Some(Command::Terminate(StreamCondition::SystemShutdown))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_sessions_gauge_returns_to_rest() {
+        let connections = Connections::default();
+        let before = metrics::EDGE_SESSIONS.get();
+        let id = connections.admit(IP, 10).unwrap();
+        connections.register(id, limits(1));
+        connections.bound(id, Jid::parse("a@localhost/r").unwrap());
+        assert_eq!(metrics::EDGE_SESSIONS.get(), before + 1);
+        connections.release(id, IP);
+        assert_eq!(metrics::EDGE_SESSIONS.get(), before);
     }
 }

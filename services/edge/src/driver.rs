@@ -5,17 +5,28 @@
 //! mailbox has a fixed capacity, writes have a timeout, and the handshake and idle timers
 //! end the stream with `connection-timeout`.
 //!
+//! Pushback without deadlock: while a stanza from the client is being routed (its
+//! recipient's mailbox may be full, storage may be slow) the driver stops reading the
+//! socket, so the client is held back as TCP would hold it, but it keeps writing what
+//! arrives in its own mailbox. Two clients flooding each other therefore never wait on
+//! one another: each one's deliveries drain while its own stanza waits for room.
+//!
+//! Nothing accepted is dropped at the end: a stanza being routed when the connection
+//! ends is routed to completion. A delivery is answered only after the write that carried
+//! it succeeded; those never written are dropped unanswered, and the router routes them
+//! as for a resource that is not connected (RFC 6121 §8.5.3.2).
+//!
 //! Cheap while idle, cheap per stanza: a connection holds no read buffer (each read lands
 //! in a scratch buffer on the worker's stack and goes straight into the session's framer);
 //! the idle timer is one registration that is moved only when it fires early, not re-armed
 //! per read; and deliveries already waiting in the mailbox are written with one flush.
 
-use crate::connections::Command;
+use crate::connections::{Command, Delivery};
 use crate::listener::EdgeCtx;
 use crate::mailbox::Mailbox;
 use crate::tls::TlsSnapshot;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -27,6 +38,7 @@ use switchyard_storage::SessionRecord;
 use switchyard_telemetry as metrics;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
@@ -117,8 +129,7 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
     } else {
         (Transport::Plain(tcp), None)
     };
-    let mailbox = Arc::new(Mailbox::new(ctx.config.mailbox_capacity));
-    ctx.connections.register(id, mailbox.clone());
+    let mailbox = ctx.connections.register(id, ctx.config.mailbox);
     let mut conn = Conn {
         session: Session::new(ctx.session.clone(), tls),
         ctx,
@@ -126,13 +137,24 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
         id,
         ip,
         account: None,
+        routing: None,
+        backlog: VecDeque::new(),
+        written: Vec::new(),
     };
     conn.serve(&mailbox).await;
+    // Closed first, so that deliveries from here on (replies to the stanzas still being
+    // routed below, too) are refused at once and routed elsewhere by the router.
+    conn.written.clear();
+    conn.ctx.connections.release(id, ip);
+    conn.finish_routing().await;
     if let Some(jid) = conn.session.jid() {
         conn.ctx.link.unbind(jid, id).await;
         tracing::info!(%jid, conn = id, "session ended");
     }
 }
+
+/// A stanza from the client on its way through the router.
+type Routing = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 struct Conn {
     ctx: Arc<EdgeCtx>,
@@ -142,6 +164,14 @@ struct Conn {
     ip: IpAddr,
     /// The account named in the current SASL attempt, for failure throttling.
     account: Option<Jid>,
+    /// The client's stanza being routed, while its routing waits; reading stops
+    /// meanwhile, writing deliveries does not.
+    routing: Option<Routing>,
+    /// Outputs that came after the stanza being routed, carried out when it is done.
+    /// Empty whenever `routing` is `None`.
+    backlog: VecDeque<Output>,
+    /// Deliveries handed to the session since the last write, answered once it succeeds.
+    written: Vec<oneshot::Sender<()>>,
 }
 
 impl Conn {
@@ -165,13 +195,20 @@ impl Conn {
                         metrics::EDGE_BYTES_IN.inc_by(bytes.len() as u64);
                         (true, self.session.handle(Input::Bytes(bytes)))
                     }
-                })), if self.session.wants_bytes() => {
+                })), if self.session.wants_bytes() && self.routing.is_none() => {
                     if read {
                         idle_deadline = Instant::now() + cfg.idle_timeout;
                     }
                     outputs
                 },
                 command = mailbox.recv() => self.commands(command, mailbox),
+                () = poll_fn(|cx| match self.routing.as_mut() {
+                    Some(routing) => routing.as_mut().poll(cx),
+                    None => Poll::Pending,
+                }), if self.routing.is_some() => {
+                    self.routing = None;
+                    std::mem::take(&mut self.backlog).into()
+                },
                 () = &mut timer => if Instant::now() >= deadline {
                     self.session.handle(Input::Terminate(StreamCondition::ConnectionTimeout))
                 } else {
@@ -188,35 +225,73 @@ impl Conn {
                 break;
             }
         }
-        self.ctx.connections.release(self.id, self.ip);
+    }
+
+    /// At the end of the connection: the stanza being routed and those read after it
+    /// are routed to completion (the client sent them; they are delivered, stored or
+    /// bounced like any other). Their other outputs have no stream left to go to.
+    async fn finish_routing(&mut self) {
+        if let Some(routing) = self.routing.take() {
+            routing.await;
+        }
+        for output in std::mem::take(&mut self.backlog) {
+            if let Output::Route(stanza) = output {
+                self.route(stanza).await;
+            }
+        }
+    }
+
+    /// Starts routing one stanza from the client.
+    fn route(&self, stanza: switchyard_core::Stanza) -> Routing {
+        metrics::EDGE_STANZAS_IN
+            .with_label_values(&[stanza.kind.as_str()])
+            .inc();
+        if stanza.kind == StanzaKind::Presence && stanza.to.is_none() {
+            let available = stanza.type_attr().is_none();
+            let presence = available.then(|| stanza.element.to_xml(""));
+            self.ctx.connections.presence(self.id, presence);
+        }
+        let span = metrics::trace::stanza_span(stanza.kind.as_str());
+        let link = self.ctx.link.clone();
+        Box::pin(async move { link.submit(stanza).instrument(span).await })
     }
 
     /// Handles a mailbox command and, for a delivery, the deliveries already queued behind
     /// it (up to [`WRITE_BATCH`]), so that a burst goes out in one write.
     fn commands(&mut self, first: Option<Command>, mailbox: &Mailbox) -> Vec<Output> {
-        let Some(mut command) = first else {
+        if first.is_none() {
             return self
                 .session
                 .handle(Input::Terminate(StreamCondition::PolicyViolation));
-        };
+        }
         let mut outputs = Vec::new();
-        for _ in 0..WRITE_BATCH {
+        let mut next = first;
+        let mut handled = 0;
+        while let Some(command) = next.take() {
             match command {
-                Command::Deliver(el) => {
+                Command::Deliver(delivery) => {
+                    let Delivery { stanza, written } = *delivery;
                     metrics::EDGE_STANZAS_OUT
-                        .with_label_values(&[el.name()])
+                        .with_label_values(&[stanza.name()])
                         .inc();
-                    outputs.extend(self.session.handle(Input::Deliver(*el)));
+                    outputs.extend(self.session.handle(Input::Deliver(stanza)));
+                    self.written.push(written);
                 }
                 Command::Terminate(c) => {
                     outputs.extend(self.session.handle(Input::Terminate(c)));
                     break;
                 }
             }
-            match mailbox.try_recv() {
-                Some(next) => command = next,
-                None => break,
+            handled += 1;
+            // Taken only while the batch has room: a command taken past it would be lost.
+            if handled < WRITE_BATCH {
+                next = mailbox.try_recv();
             }
+        }
+        if outputs.is_empty() {
+            // Taken with nothing to write (presence held while the client is inactive,
+            // XEP-0352): done as far as the router is concerned.
+            self.answer_written();
         }
         outputs
     }
@@ -232,16 +307,20 @@ impl Conn {
                     continue;
                 }
                 Output::Route(stanza) => {
-                    metrics::EDGE_STANZAS_IN
-                        .with_label_values(&[stanza.kind.as_str()])
-                        .inc();
-                    if stanza.kind == StanzaKind::Presence && stanza.to.is_none() {
-                        let available = stanza.type_attr().is_none();
-                        let presence = available.then(|| stanza.element.to_xml(""));
-                        self.ctx.connections.presence(self.id, presence);
+                    if self.routing.is_some() {
+                        // Behind the stanza being routed, in the order they came.
+                        self.backlog.push_back(Output::Route(stanza));
+                        self.backlog.extend(queue.drain(..));
+                        break;
                     }
-                    let span = metrics::trace::stanza_span(stanza.kind.as_str());
-                    self.ctx.link.submit(stanza).instrument(span).await;
+                    let mut routing = self.route(stanza);
+                    // Most stanzas are routed without waiting: poll once before parking.
+                    let done = poll_fn(|cx| Poll::Ready(routing.as_mut().poll(cx).is_ready()));
+                    if !done.await {
+                        self.routing = Some(routing);
+                        self.backlog.extend(queue.drain(..));
+                        break;
+                    }
                     continue;
                 }
                 Output::StreamError(condition) => {
@@ -297,18 +376,30 @@ impl Conn {
         self.flush(&mut pending).await
     }
 
+    /// Writes what is pending; once it is written, the deliveries it carried are
+    /// answered (a failed write leaves them unanswered).
     async fn flush(&mut self, pending: &mut String) -> bool {
-        if pending.is_empty() {
-            return true;
+        if !pending.is_empty() {
+            metrics::EDGE_BYTES_OUT.inc_by(pending.len() as u64);
+            let write = self.transport.write_all(pending.as_bytes());
+            let ok = matches!(
+                timeout(self.ctx.config.write_timeout, write).await,
+                Ok(Ok(()))
+            );
+            pending.clear();
+            if !ok {
+                self.written.clear();
+                return false;
+            }
         }
-        metrics::EDGE_BYTES_OUT.inc_by(pending.len() as u64);
-        let write = self.transport.write_all(pending.as_bytes());
-        let ok = matches!(
-            timeout(self.ctx.config.write_timeout, write).await,
-            Ok(Ok(()))
-        );
-        pending.clear();
-        ok
+        self.answer_written();
+        true
+    }
+
+    fn answer_written(&mut self) {
+        for written in self.written.drain(..) {
+            let _ = written.send(());
+        }
     }
 
     async fn start_tls(&mut self) -> Vec<Output> {

@@ -10,7 +10,8 @@ mod mailbox;
 mod throttle;
 mod tls;
 
-pub use connections::{BoundSession, Command, Connections};
+pub use connections::{BoundSession, Connections};
 pub use link::RouterLink;
 pub use listener::{serve, Drain, EdgeConfig, Listener};
+pub use mailbox::MailboxLimits;
 pub use tls::{TlsError, TlsStore};

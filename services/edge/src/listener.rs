@@ -4,6 +4,7 @@
 
 use crate::connections::Connections;
 use crate::link::RouterLink;
+use crate::mailbox::MailboxLimits;
 use crate::throttle::Throttle;
 use crate::tls::TlsStore;
 use std::sync::Arc;
@@ -28,8 +29,9 @@ pub struct EdgeConfig {
     pub idle_timeout: Duration,
     /// Time a write to the client may take before it is treated as gone.
     pub write_timeout: Duration,
-    /// Stanzas queued for one connection before it is closed as a slow consumer.
-    pub mailbox_capacity: usize,
+    /// What may be queued for one connection and for the process; deliveries beyond it
+    /// wait (pushback), up to the patience.
+    pub mailbox: MailboxLimits,
     pub auth_max_failures: u32,
     pub auth_failure_window: Duration,
     /// How long draining sessions get after `system-shutdown` before the process exits.

@@ -1,47 +1,116 @@
 //! A connection's mailbox: what other tasks ask of the connection, in order and bounded.
 //! Many producers (deliveries from the router), one consumer (the connection's task).
 //!
-//! Written for idle cost: a lock, a queue that holds no allocation while empty and a
-//! wake-up slot, about a hundred bytes per connection. A tokio channel costs ~0.9 KiB
-//! (cache-padded shared state and a preallocated block of 32 slots), which was 7% of an
-//! idle TLS session.
+//! Bounded in stanzas and in bytes, per connection and per process (STYLE §14). What
+//! does not fit is decided here, in one place: a delivery *waits* for room (the producer
+//! is pushed back, so a healthy consumer is never closed for being busy) until the
+//! connection closes; [`crate::Connections::deliver`] bounds the wait by the patience.
+//! A delivery carries a one-shot that the connection answers once the stanza is written;
+//! deliveries still queued when the connection ends are dropped unanswered, which tells
+//! their producers to route them elsewhere (other resources, offline storage, an error
+//! to the sender). Nothing is lost silently.
+//!
+//! One stanza is always accepted into an empty mailbox, whatever its size, so a stanza
+//! larger than the byte bounds is still delivered, one at a time.
+//!
+//! Written for idle cost: a lock, a queue that holds no allocation while empty and two
+//! wake-up slots, about a hundred and fifty bytes per connection. A tokio channel costs
+//! ~0.9 KiB (cache-padded shared state and a preallocated block of 32 slots).
 
-use crate::connections::Command;
+use crate::connections::{Command, Delivery};
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchyard_core::Element;
+use switchyard_telemetry as metrics;
 use tokio::sync::Notify;
 
 /// Queue capacity kept after a burst; beyond it an emptied queue gives its memory back.
 const KEEP_CAPACITY: usize = 16;
 
+/// How much one connection, and the process as a whole, may hold queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxLimits {
+    /// Stanzas queued for one connection.
+    pub stanzas: usize,
+    /// Bytes (serialized size, estimated) queued for one connection.
+    pub bytes: usize,
+    /// Bytes queued for all connections of this process together.
+    pub process_bytes: usize,
+    /// How long a delivery may wait for room and for its write before the connection is
+    /// treated as stuck and closed as a slow consumer.
+    pub patience: Duration,
+}
+
+impl Default for MailboxLimits {
+    fn default() -> Self {
+        Self {
+            stanzas: 1024,
+            bytes: 1024 * 1024,
+            process_bytes: 512 * 1024 * 1024,
+            patience: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Bytes queued in every mailbox of a process, shared by its mailboxes.
+#[derive(Debug, Default)]
+pub(crate) struct ProcessBudget(AtomicUsize);
+
 #[derive(Debug)]
 pub(crate) struct Mailbox {
-    capacity: usize,
+    limits: MailboxLimits,
+    budget: Arc<ProcessBudget>,
     state: Mutex<State>,
+    /// Wakes the consumer.
     ready: Notify,
+    /// Wakes producers waiting for room.
+    room: Notify,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Command>,
+    /// Commands with the bytes each was counted as.
+    queue: VecDeque<(Command, usize)>,
+    bytes: usize,
     closed: bool,
 }
 
-/// Why a command was not queued.
+/// A delivery was not queued: the connection is gone or being closed.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// The connection is not keeping up (a slow consumer).
-    Full,
-    /// The connection is gone or being closed.
-    Closed,
+pub(crate) struct Closed;
+
+/// The serialized size of an element, estimated from its parts without serializing it:
+/// names, namespaces, attributes and text, plus the markup around them. Iterative, so an
+/// element of any depth is measured without recursion.
+fn estimated_bytes(element: &Element) -> usize {
+    let mut total = 0;
+    let mut stack = vec![element];
+    while let Some(el) = stack.pop() {
+        total += 2 * el.name().len() + el.ns().len() + 16;
+        total += el
+            .attrs()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>();
+        for node in el.nodes() {
+            match node {
+                switchyard_core::xml::Node::Element(child) => stack.push(child),
+                switchyard_core::xml::Node::Text(text) => total += text.len(),
+            }
+        }
+    }
+    total
 }
 
 impl Mailbox {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(limits: MailboxLimits, budget: Arc<ProcessBudget>) -> Self {
         Self {
-            capacity,
+            limits,
+            budget,
             state: Mutex::default(),
             ready: Notify::new(),
+            room: Notify::new(),
         }
     }
 
@@ -51,41 +120,86 @@ impl Mailbox {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn try_send(&self, command: Command) -> Result<(), Refused> {
-        let mut state = self.lock();
-        if state.closed {
-            return Err(Refused::Closed);
-        }
-        if state.queue.len() >= self.capacity {
-            return Err(Refused::Full);
-        }
-        state.queue.push_back(command);
+    /// Whether `bytes` more fit: always into an empty queue, otherwise within the
+    /// connection's stanza and byte bounds and the process's byte bound.
+    fn fits(&self, state: &State, bytes: usize) -> bool {
+        state.queue.is_empty()
+            || (state.queue.len() < self.limits.stanzas
+                && state.bytes + bytes <= self.limits.bytes
+                && self.budget.0.load(Ordering::Relaxed) + bytes <= self.limits.process_bytes)
+    }
+
+    fn push(&self, mut state: std::sync::MutexGuard<'_, State>, command: Command, bytes: usize) {
+        state.queue.push_back((command, bytes));
+        state.bytes += bytes;
         drop(state);
+        self.budget.0.fetch_add(bytes, Ordering::Relaxed);
+        metrics::EDGE_MAILBOX_BYTES.add(bytes as i64);
         // With no waiter this leaves a permit, so a consumer between its check and its
         // wait still wakes.
         self.ready.notify_one();
-        Ok(())
     }
 
-    /// Queues a command past the capacity (unless closed): for the one last command a
+    /// Queues the delivery in `slot` if it fits now: `None` while it has to wait.
+    fn try_push(
+        &self,
+        slot: &mut Option<Box<Delivery>>,
+        bytes: usize,
+    ) -> Option<Result<(), Closed>> {
+        let state = self.lock();
+        if state.closed {
+            return Some(Err(Closed));
+        }
+        if !self.fits(&state, bytes) {
+            return None;
+        }
+        let delivery = slot.take()?;
+        self.push(state, Command::Deliver(delivery), bytes);
+        Some(Ok(()))
+    }
+
+    /// Queues a delivery, waiting for room while there is none: the producer is pushed
+    /// back. Ends only when queued or closed; the caller bounds the wait.
+    pub(crate) async fn deliver(&self, delivery: Box<Delivery>) -> Result<(), Closed> {
+        let bytes = estimated_bytes(&delivery.stanza);
+        let mut slot = Some(delivery);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if let Some(result) = self.try_push(&mut slot, bytes) {
+                return result;
+            }
+            room.await;
+        }
+    }
+
+    /// Queues a command past the bounds (unless closed): for the one last command a
     /// connection must get even when it is behind, such as a shutdown.
     pub(crate) fn force(&self, command: Command) {
-        let mut state = self.lock();
+        let state = self.lock();
         if !state.closed {
-            state.queue.push_back(command);
-            drop(state);
-            self.ready.notify_one();
+            self.push(state, command, 0);
         }
     }
 
     /// The next command without waiting.
     pub(crate) fn try_recv(&self) -> Option<Command> {
         let mut state = self.lock();
-        let command = state.queue.pop_front();
+        let (command, bytes) = state.queue.pop_front()?;
+        state.bytes -= bytes;
         if state.queue.is_empty() && state.queue.capacity() > KEEP_CAPACITY {
             state.queue = VecDeque::new();
         }
-        command
+        drop(state);
+        self.release(bytes);
+        self.room.notify_one();
+        Some(command)
+    }
+
+    fn release(&self, bytes: usize) {
+        self.budget.0.fetch_sub(bytes, Ordering::Relaxed);
+        metrics::EDGE_MAILBOX_BYTES.sub(bytes as i64);
     }
 
     /// The next command; `None` once the mailbox is closed and drained. Cancel-safe: the
@@ -102,69 +216,32 @@ impl Mailbox {
         }
     }
 
-    /// Refuses further commands; those already queued are still received.
+    /// Refuses further commands; those already queued are still received. Producers
+    /// waiting for room learn at once that the connection is closing.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_one();
+        self.room.notify_waiters();
+    }
+
+    /// Closes the mailbox and drops what is queued: each delivery's producer hears that
+    /// it was never written, and routes it elsewhere.
+    pub(crate) fn close_and_clear(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        let queued = std::mem::take(&mut state.queue);
+        let bytes = std::mem::take(&mut state.bytes);
+        drop(state);
+        drop(queued);
+        self.release(bytes);
+        self.ready.notify_one();
+        self.room.notify_waiters();
+    }
+
+    pub(crate) fn patience(&self) -> Duration {
+        self.limits.patience
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-    use switchyard_core::StreamCondition;
-
-    fn terminate() -> Command {
-        Command::Terminate(StreamCondition::PolicyViolation)
-    }
-
-    #[tokio::test]
-    async fn bounded_ordered_and_drained_after_close() {
-        let mailbox = Mailbox::new(2);
-        let conditions = [
-            StreamCondition::Conflict,
-            StreamCondition::SystemShutdown,
-            StreamCondition::PolicyViolation,
-        ];
-        for c in &conditions[..2] {
-            assert_eq!(mailbox.try_send(Command::Terminate(*c)), Ok(()));
-        }
-        assert_eq!(mailbox.try_send(terminate()), Err(Refused::Full));
-        mailbox.force(Command::Terminate(conditions[2]));
-        mailbox.close();
-        assert_eq!(mailbox.try_send(terminate()), Err(Refused::Closed));
-        mailbox.force(terminate());
-        for c in conditions {
-            assert!(matches!(mailbox.recv().await, Some(Command::Terminate(got)) if got == c));
-        }
-        assert!(mailbox.recv().await.is_none(), "closed and drained");
-    }
-
-    #[tokio::test]
-    async fn a_waiting_consumer_wakes_for_each_command_and_for_close() {
-        let mailbox = Arc::new(Mailbox::new(8));
-        let consumer = {
-            let mailbox = mailbox.clone();
-            tokio::spawn(async move {
-                let mut received = 0;
-                while mailbox.recv().await.is_some() {
-                    received += 1;
-                }
-                received
-            })
-        };
-        for _ in 0..100 {
-            while mailbox.try_send(terminate()) == Err(Refused::Full) {
-                tokio::task::yield_now().await;
-            }
-            tokio::task::yield_now().await;
-        }
-        mailbox.close();
-        let received = tokio::time::timeout(std::time::Duration::from_secs(5), consumer)
-            .await
-            .expect("the consumer woke for every command and for close")
-            .unwrap();
-        assert_eq!(received, 100);
-    }
-}
+mod tests;

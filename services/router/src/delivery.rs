@@ -3,9 +3,17 @@
 use async_trait::async_trait;
 use switchyard_core::{Element, StreamCondition};
 
-/// The connection is gone (or its mailbox is full and it was closed as a slow consumer).
+/// Why a stanza was not handed to a connection. Either way the router routes it
+/// elsewhere (RFC 6121 §8.5.3.2: as for a resource that is not connected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Undeliverable;
+pub enum Undeliverable {
+    /// The edge holds no such connection (it ended, or is being closed as a slow
+    /// consumer): the registry's record of it is stale and is removed.
+    NoSession,
+    /// The edge could not be reached or did not answer in time. The record stays: the
+    /// edge's liveness decides whether its sessions are reaped.
+    Unreachable,
+}
 
 #[async_trait]
 pub trait EdgeDelivery: Send + Sync + std::fmt::Debug {

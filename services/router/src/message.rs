@@ -12,6 +12,11 @@
 //! | full, no such resource           | normal: error; chat: as bare    | error     | error            | ignore |
 //!
 //! XEP-0280 carbons are added around every delivery (see [`crate::carbons`]).
+//!
+//! A session can end between the registry lookup and the delivery. Its edge then says so,
+//! and the message goes on by the "no such resource" row, never dropped. An edge answers a
+//! delivery only once the stanza is written to the client's socket, so a stanza queued
+//! for a connection that ended before writing it takes the same row.
 
 use crate::config::BareDelivery;
 use crate::router::Router;
@@ -62,7 +67,6 @@ pub(crate) fn bare_targets(
 impl Router {
     pub(crate) async fn route_message(&self, stanza: Stanza) {
         let to = stanza.effective_to();
-        let kind = MessageType::of(&stanza);
         if self.is_server(&to) {
             return; // RFC 6120 §10.3.1: the server may handle or ignore it; nothing here does.
         }
@@ -72,16 +76,25 @@ impl Router {
         if let Some(blocked) = self.outbound_block(&stanza, &to).await {
             return self.bounce(&stanza, blocked).await;
         }
-        let sessions = self.sessions(&to.bare()).await;
+        self.deliver_message(stanza).await;
+    }
+
+    /// The recipient's side of Table 1.
+    async fn deliver_message(&self, stanza: Stanza) {
+        let to = stanza.effective_to();
+        let kind = MessageType::of(&stanza);
+        let mut sessions = self.sessions(&to.bare()).await;
         if self.inbound_blocked(&stanza, &to).await {
             return self.refuse(&stanza, kind).await;
         }
-        if let Some(exact) = sessions.iter().find(|s| s.jid == to) {
-            if self.send(exact, stanza.element.clone()).await {
-                let delivered = [exact.jid.clone()];
-                self.carbon_copies(&stanza, &sessions, &delivered).await;
+        if let Some(at) = sessions.iter().position(|s| s.jid == to) {
+            if self.send(&sessions[at], stanza.element.clone()).await {
+                let delivered = [to];
+                return self.carbon_copies(&stanza, &sessions, &delivered).await;
             }
-            return;
+            // Gone between the lookup and the delivery: from here on, as for a resource
+            // that is not connected (§8.5.3.2).
+            sessions.remove(at);
         }
         let as_bare = to.is_bare() || kind == MessageType::Chat;
         if !as_bare {
@@ -94,20 +107,37 @@ impl Router {
                     .await
             }
             MessageType::Normal | MessageType::Chat | MessageType::Headline => {
-                self.deliver_bare(stanza, kind, &sessions).await
+                self.deliver_bare(stanza, kind, sessions).await
             }
         }
     }
 
-    async fn deliver_bare(&self, stanza: Stanza, kind: MessageType, sessions: &[SessionRecord]) {
+    async fn deliver_bare(
+        &self,
+        stanza: Stanza,
+        kind: MessageType,
+        mut sessions: Vec<SessionRecord>,
+    ) {
         let mut delivered: Vec<Jid> = Vec::new();
-        for target in bare_targets(sessions, kind, self.config.bare_delivery) {
-            if self.send(target, stanza.element.clone()).await {
-                delivered.push(target.jid.clone());
+        // Targets found gone leave the choice, which is made again among the others
+        // (§8.5.2.1.1), so a stale record never swallows the message. Each round removes
+        // at least one session or ends the loop.
+        loop {
+            let mut gone: Vec<Jid> = Vec::new();
+            for target in bare_targets(&sessions, kind, self.config.bare_delivery) {
+                if self.send(target, stanza.element.clone()).await {
+                    delivered.push(target.jid.clone());
+                } else {
+                    gone.push(target.jid.clone());
+                }
             }
+            if !delivered.is_empty() || gone.is_empty() {
+                break;
+            }
+            sessions.retain(|s| !gone.contains(&s.jid));
         }
         if !delivered.is_empty() {
-            return self.carbon_copies(&stanza, sessions, &delivered).await;
+            return self.carbon_copies(&stanza, &sessions, &delivered).await;
         }
         if kind == MessageType::Headline {
             return; // §8.5.2.2.1: ignored when no resource can take it.

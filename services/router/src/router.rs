@@ -11,7 +11,7 @@
 //! the [`Stores`], so any router can handle any stanza.
 
 use crate::config::RouterConfig;
-use crate::delivery::EdgeDelivery;
+use crate::delivery::{EdgeDelivery, Undeliverable};
 use std::sync::Arc;
 use switchyard_core::{
     Element, Jid, Stanza, StanzaCondition, StanzaError, StanzaKind, StreamCondition,
@@ -141,14 +141,23 @@ impl Router {
         Ok(self.stores.accounts.credentials(bare).await?.is_some())
     }
 
-    /// Hands an element to one session's connection. A session found gone corrects
-    /// any cached view of the registry.
+    /// Hands an element to one session's connection; `false` when it was not taken,
+    /// and the caller routes it elsewhere. A session found gone corrects any cached view
+    /// of the registry, and one its edge says it does not hold is removed from the
+    /// registry (with the unavailable presence its end implies): a stale record would
+    /// otherwise swallow every later stanza for that full JID.
     pub(crate) async fn send(&self, to: &SessionRecord, element: Element) -> bool {
-        let delivered = self.edges.deliver(&to.edge, to.conn, element).await.is_ok();
-        if !delivered {
-            self.registry.forget(&to.jid.bare());
+        let Err(why) = self.edges.deliver(&to.edge, to.conn, element).await else {
+            return true;
+        };
+        self.registry.forget(&to.jid.bare());
+        if why == Undeliverable::NoSession {
+            tracing::info!(jid = %to.jid, conn = to.conn, "removing a session its edge no longer holds");
+            metrics::ROUTER_SESSIONS_GONE.inc();
+            // Boxed: ending a session broadcasts presence, which sends again.
+            Box::pin(self.unbind(&to.jid, to.conn)).await;
         }
-        delivered
+        false
     }
 
     /// Delivers to one full JID if it is connected.

@@ -3,6 +3,7 @@
 mod support;
 use support::*;
 use switchyard_core::ns;
+use switchyard_storage::OfflineStore;
 
 fn chat(to: &str, body: &str) -> String {
     format!("<message to='{to}' type='chat' id='m'><body>{body}</body></message>")
@@ -271,4 +272,82 @@ async fn rfc6120_8_3_1_errors_are_never_answered_with_errors() {
     w.send(&r, "<presence type='error' to='nobody@localhost'/>")
         .await;
     assert!(w.take(&r).is_empty());
+}
+
+/// A session can end between the registry lookup and the delivery (or its record can
+/// outlive it after failed unbinds): the edge answers "no such session". RFC 6121
+/// §8.5.3.2 then applies as for a resource that is not connected, and the stale record
+/// is removed so it swallows nothing later.
+#[tokio::test]
+async fn rfc6121_8_5_3_2_a_session_gone_at_delivery_is_an_absent_resource() {
+    let (w, j, r) = World::romeo_and_juliet().await;
+    let other = w.login("juliet@localhost/hall").await;
+    w.take(&other);
+    w.take(&r);
+    w.edge_forgets(&j);
+    // chat to the gone full JID: as if to the bare JID, so the other resource gets it.
+    w.send(&r, &chat("juliet@localhost/balcony", "one")).await;
+    let got = w.take(&other);
+    let messages = of(&got, "message", Some("chat"));
+    assert_eq!(messages.len(), 1, "{got:#?}");
+    assert_eq!(messages[0].child("body", ns::CLIENT).unwrap().text(), "one");
+    // The stale record is gone, and its end was broadcast (juliet's other resource
+    // hears her balcony go unavailable).
+    let sessions = w
+        .router
+        .sessions_of(&jid("juliet@localhost"))
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert!(
+        of(&got, "presence", Some("unavailable"))
+            .iter()
+            .any(|p| p.attr("from") == Some("juliet@localhost/balcony")),
+        "{got:#?}"
+    );
+    // normal to a full JID with no such resource: an error to the sender.
+    w.edge_forgets(&other);
+    w.take(&r);
+    let reply = w
+        .ask(
+            &r,
+            "<message to='juliet@localhost/hall' type='normal' id='n'><body>two</body></message>",
+        )
+        .await;
+    assert_eq!(condition(&reply).as_deref(), Some("service-unavailable"));
+    // chat with every resource gone: stored, not lost.
+    w.send(&r, &chat("juliet@localhost/balcony", "three")).await;
+    let held = w.store.take(&jid("juliet@localhost")).await.unwrap();
+    assert_eq!(held.len(), 1, "held offline: {held:?}");
+    assert!(w
+        .router
+        .sessions_of(&jid("juliet@localhost"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn rfc6121_8_5_2_1_1_a_gone_highest_priority_resource_yields_to_the_next() {
+    let w = World::new().await;
+    w.accounts(&["romeo", "juliet"]).await;
+    let r = w.login("romeo@localhost/orchard").await;
+    let high = w
+        .login_with(
+            "juliet@localhost/high",
+            "<presence><priority>5</priority></presence>",
+        )
+        .await;
+    let low = w
+        .login_with(
+            "juliet@localhost/low",
+            "<presence><priority>1</priority></presence>",
+        )
+        .await;
+    w.take(&low);
+    w.edge_forgets(&high);
+    w.send(&r, &chat("juliet@localhost", "to the bare JID"))
+        .await;
+    let got = w.take(&low);
+    assert_eq!(of(&got, "message", Some("chat")).len(), 1, "{got:#?}");
 }

@@ -26,13 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition};
-use switchyard_edge::{Command, Connections, RouterLink};
+use switchyard_edge::{Connections, RouterLink};
 use switchyard_storage::{SessionRecord, StorageError};
 use switchyard_telemetry as metrics;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
 
 pub const MAX_IN_FLIGHT: usize = 4096;
 const RESOLVE_EVERY: Duration = Duration::from_secs(5);
@@ -323,30 +324,15 @@ impl RemoteRouters {
                     metrics::EDGE_IN_FLIGHT.sub(acked as i64);
                 }
                 Some(pb::router_message::Body::Deliveries(batch)) => {
-                    let results = batch
-                        .deliveries
-                        .into_iter()
-                        .map(|d| {
-                            let _span = metrics::trace::deliver_span(&d.traceparent).entered();
-                            pb::DeliveryResult {
-                                id: d.id,
-                                delivered: convert::element(&d.xml).is_ok_and(|el| {
-                                    self.connections
-                                        .send(d.conn, Command::Deliver(Box::new(el)))
-                                }),
-                            }
-                        })
-                        .collect();
-                    let reply = pb::EdgeMessage {
-                        body: Some(pb::edge_message::Body::Results(pb::DeliveryResults {
-                            results,
-                        })),
-                    };
-                    let _ = tx.send(reply).await;
+                    // Answered once written, by a task of its own: the link goes on
+                    // reading (acknowledgements, other deliveries) while a busy
+                    // connection makes room. Each router worker waits for its answer,
+                    // so these tasks are bounded by the routers' workers.
+                    tokio::spawn(self.clone().deliver(batch, tx.clone()));
                 }
                 Some(pb::router_message::Body::Terminate(t)) => {
                     let condition = convert::stream_condition(&t.condition);
-                    self.connections.send(t.conn, Command::Terminate(condition));
+                    self.connections.terminate(t.conn, condition);
                 }
                 Some(pb::router_message::Body::Resync(_)) => {
                     tokio::spawn(self.clone().resync());
@@ -354,6 +340,36 @@ impl RemoteRouters {
                 None => {}
             }
         }
+    }
+
+    /// Hands a router's deliveries to their connections, in order, and answers each once
+    /// it is written (or why it was not).
+    async fn deliver(self: Arc<Self>, batch: pb::DeliveryBatch, tx: mpsc::Sender<pb::EdgeMessage>) {
+        let mut results = Vec::with_capacity(batch.deliveries.len());
+        for d in batch.deliveries {
+            let span = metrics::trace::deliver_span(&d.traceparent);
+            let (delivered, no_session) = match convert::element(&d.xml) {
+                Ok(el) => {
+                    let written = self.connections.deliver(d.conn, el).instrument(span).await;
+                    (written, !written)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a router sent an unreadable delivery");
+                    (false, false)
+                }
+            };
+            results.push(pb::DeliveryResult {
+                id: d.id,
+                delivered,
+                no_session,
+            });
+        }
+        let reply = pb::EdgeMessage {
+            body: Some(pb::edge_message::Body::Results(pb::DeliveryResults {
+                results,
+            })),
+        };
+        let _ = tx.send(reply).await;
     }
 
     /// The registry lost its data: bind every live session again and resend its last

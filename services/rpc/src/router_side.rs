@@ -37,8 +37,11 @@ const WORKERS: usize = 64;
 const WORKER_QUEUE: usize = crate::MAX_IN_FLIGHT;
 /// Messages queued towards one edge before senders wait.
 const OUTBOUND_QUEUE: usize = 4096;
-/// How long a delivery may wait for the edge's answer before it counts as failed.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a delivery may wait for the edge's answer before it counts as failed. The
+/// edge answers once the stanza is written, and makes a delivery to a busy connection
+/// wait (pushback) up to its patience (twice its write timeout, 60 s by default), so
+/// this is longer; a dead edge's link breaks within its HTTP/2 keepalive long before.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(90);
 
 type Outbound = mpsc::Sender<Result<pb::RouterMessage, Status>>;
 
@@ -52,7 +55,7 @@ struct Link {
     instance: u64,
     tx: Outbound,
     next_delivery: AtomicU64,
-    pending: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<(), Undeliverable>>>>,
 }
 
 /// The edges that currently hold a link to this router.
@@ -113,7 +116,7 @@ impl EdgeLinks {
 #[async_trait]
 impl EdgeDelivery for EdgeLinks {
     async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
-        let link = self.get(edge).ok_or(Undeliverable)?;
+        let link = self.get(edge).ok_or(Undeliverable::Unreachable)?;
         let id = link.next_delivery.fetch_add(1, Ordering::Relaxed);
         let (done, answer) = oneshot::channel();
         lock(&link.pending).insert(id, done);
@@ -130,15 +133,15 @@ impl EdgeDelivery for EdgeLinks {
         };
         if link.tx.send(Ok(message)).await.is_err() {
             lock(&link.pending).remove(&id);
-            return Err(Undeliverable);
+            return Err(Undeliverable::Unreachable);
         }
         match tokio::time::timeout(DELIVERY_TIMEOUT, answer).await {
-            Ok(Ok(true)) => Ok(()),
-            Ok(_) => Err(Undeliverable),
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Undeliverable::Unreachable),
             Err(_) => {
                 lock(&link.pending).remove(&id);
                 tracing::warn!(edge, conn, "edge did not answer a delivery in time");
-                Err(Undeliverable)
+                Err(Undeliverable::Unreachable)
             }
         }
     }
@@ -233,7 +236,11 @@ async fn serve_link(
                 let mut pending = lock(&link.pending);
                 for r in results.results {
                     if let Some(done) = pending.remove(&r.id) {
-                        let _ = done.send(r.delivered);
+                        let _ = done.send(match (r.delivered, r.no_session) {
+                            (true, _) => Ok(()),
+                            (false, true) => Err(Undeliverable::NoSession),
+                            (false, false) => Err(Undeliverable::Unreachable),
+                        });
                     }
                 }
             }

@@ -179,8 +179,14 @@ pub struct Limits {
     pub max_attribute_bytes: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
-    /// Stanzas queued for one connection before it is closed as a slow consumer.
+    /// Stanzas queued for one connection; a delivery beyond it waits for room (the
+    /// sender is pushed back), up to twice `timeouts.write_secs`.
     pub mailbox_stanzas: usize,
+    /// Bytes (estimated serialized size) queued for one connection, as above. One stanza
+    /// is always accepted into an empty mailbox, whatever its size.
+    pub mailbox_bytes: usize,
+    /// Bytes queued in all connections' mailboxes of one edge process together.
+    pub mailbox_bytes_total: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -289,6 +295,8 @@ impl Default for Limits {
             max_connections: 100_000,
             max_connections_per_ip: 1_000,
             mailbox_stanzas: 1_024,
+            mailbox_bytes: 1024 * 1024,
+            mailbox_bytes_total: 512 * 1024 * 1024,
         }
     }
 }
@@ -362,6 +370,11 @@ impl Config {
         anyhow::ensure!(
             self.limits.mailbox_stanzas >= 1,
             "limits.mailbox_stanzas must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.mailbox_bytes >= self.limits.max_stanza_bytes
+                && self.limits.mailbox_bytes_total >= self.limits.mailbox_bytes,
+            "limits.mailbox_bytes must be at least limits.max_stanza_bytes, and limits.mailbox_bytes_total at least limits.mailbox_bytes"
         );
         anyhow::ensure!(
             self.tls.cert_path.is_empty() == self.tls.key_path.is_empty(),

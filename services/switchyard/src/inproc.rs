@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
-use switchyard_edge::{Command, Connections, RouterLink};
+use switchyard_edge::{Connections, RouterLink};
 use switchyard_router::{EdgeDelivery, Router, Undeliverable};
 use switchyard_storage::{AccountStore, SessionRecord, StorageError};
 
@@ -34,7 +34,9 @@ impl RouterLink for InProcessLink {
 }
 
 /// Delivery to this process's own edge; the edge id is checked so a stale record naming
-/// another edge is reported undeliverable rather than misdelivered.
+/// another edge is reported undeliverable rather than misdelivered. A delivery waits for
+/// room in the connection's mailbox (the router, and through it the sender, is pushed back
+/// rather than the recipient closed) and succeeds once the stanza is written.
 #[derive(Debug)]
 pub(crate) struct LocalEdge {
     pub edge_id: String,
@@ -44,19 +46,17 @@ pub(crate) struct LocalEdge {
 #[async_trait]
 impl EdgeDelivery for LocalEdge {
     async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
-        if edge == self.edge_id
-            && self
-                .connections
-                .send(conn, Command::Deliver(Box::new(stanza)))
-        {
-            Ok(())
-        } else {
-            Err(Undeliverable)
+        if edge != self.edge_id {
+            return Err(Undeliverable::NoSession);
+        }
+        match self.connections.deliver(conn, stanza).await {
+            true => Ok(()),
+            false => Err(Undeliverable::NoSession),
         }
     }
     async fn terminate(&self, edge: &str, conn: u64, condition: StreamCondition) {
         if edge == self.edge_id {
-            self.connections.send(conn, Command::Terminate(condition));
+            self.connections.terminate(conn, condition);
         }
     }
 }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::sasl::Mechanism;
 use switchyard_core::session::SessionConfig;
-use switchyard_edge::{Connections, Drain, EdgeConfig, Listener, RouterLink, TlsStore};
+use switchyard_edge::{
+    Connections, Drain, EdgeConfig, Listener, MailboxLimits, RouterLink, TlsStore,
+};
 use switchyard_rpc::{EdgeLinks, RemoteRouters, RouterService};
 use switchyard_storage::AccountStore;
 use tokio::net::TcpListener;
@@ -293,7 +295,14 @@ async fn start_edge(
         handshake_timeout: secs(config.timeouts.handshake_secs),
         idle_timeout: secs(config.timeouts.idle_secs),
         write_timeout: secs(config.timeouts.write_secs),
-        mailbox_capacity: config.limits.mailbox_stanzas,
+        mailbox: MailboxLimits {
+            stanzas: config.limits.mailbox_stanzas,
+            bytes: config.limits.mailbox_bytes,
+            process_bytes: config.limits.mailbox_bytes_total,
+            // A consumer that writes makes room long before this; one whose writes stall
+            // is closed by the write timeout first.
+            patience: secs(config.timeouts.write_secs) * 2,
+        },
         // Held per connection for its whole life: small, since rustls buffers records
         // itself and stanzas are reassembled by the framer anyway.
         auth_max_failures: config.auth.max_failures,

@@ -108,7 +108,8 @@ metrics! {
     EDGE_BYTES_OUT: IntCounter = counter("switchyard_edge_bytes_out_total", "Bytes written to clients");
     EDGE_TLS_FAILURES: IntCounter = counter("switchyard_edge_tls_handshake_failures_total", "Failed TLS handshakes");
     EDGE_STREAM_ERRORS: IntCounterVec = counter_vec("switchyard_edge_stream_errors_total", "Streams ended with an RFC 6120 stream error", &["condition"]);
-    EDGE_SLOW_CONSUMERS: IntCounter = counter("switchyard_edge_slow_consumer_closes_total", "Connections closed because their mailbox was full");
+    EDGE_SLOW_CONSUMERS: IntCounter = counter("switchyard_edge_slow_consumer_closes_total", "Connections closed because their mailbox had no room within the delivery patience");
+    EDGE_MAILBOX_BYTES: IntGauge = gauge("switchyard_edge_mailbox_queued_bytes", "Bytes (estimated) queued in connection mailboxes, all connections");
     /// Edge receive → router acknowledgement (delivered to the recipient's edge or stored).
     EDGE_ROUTING_LATENCY: Histogram = histogram("switchyard_edge_routing_latency_seconds", "Edge receive to router acknowledgement");
     EDGE_IN_FLIGHT: IntGauge = gauge("switchyard_edge_link_in_flight", "Stanzas sent to routers and not yet acknowledged");
@@ -121,6 +122,7 @@ metrics! {
     ROUTER_CACHE_MISSES: IntCounter = counter("switchyard_router_registry_cache_misses_total", "Session lookups that went to the registry");
     ROUTER_OFFLINE_STORED: IntCounter = counter("switchyard_router_offline_stored_total", "Messages stored for offline accounts");
     ROUTER_OFFLINE_DELIVERED: IntCounter = counter("switchyard_router_offline_delivered_total", "Stored messages delivered");
+    ROUTER_SESSIONS_GONE: IntCounter = counter("switchyard_router_stale_sessions_removed_total", "Registry sessions removed because their edge no longer held them when a delivery was made");
     ROUTER_REAPED: IntCounter = counter("switchyard_router_reaped_sessions_total", "Sessions removed with a dead edge");
     STORAGE_DURATION: HistogramVec = histogram_vec("switchyard_storage_call_duration_seconds", "Storage calls", &["backend", "op"]);
     STORAGE_ERRORS: IntCounterVec = counter_vec("switchyard_storage_errors_total", "Failed storage calls", &["backend", "op"]);

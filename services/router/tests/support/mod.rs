@@ -25,7 +25,7 @@ pub struct Edge {
 impl EdgeDelivery for Edge {
     async fn deliver(&self, _: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
         if !self.connected.lock().unwrap().contains(&conn) {
-            return Err(Undeliverable);
+            return Err(Undeliverable::NoSession);
         }
         self.received
             .lock()

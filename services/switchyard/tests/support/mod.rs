@@ -133,6 +133,57 @@ pub fn tls_config(cert: Vec<u8>) -> Arc<rustls::ClientConfig> {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// One direction of a split client connection: reads of the write half end at once, and
+/// writes to the read half fail.
+enum Half {
+    Read(tokio::io::ReadHalf<Box<dyn Io>>),
+    Write(tokio::io::WriteHalf<Box<dyn Io>>),
+}
+
+impl AsyncRead for Half {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Half::Read(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+            Half::Write(_) => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Half {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Half::Write(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            Half::Read(_) => std::task::Poll::Ready(Err(std::io::ErrorKind::Unsupported.into())),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Half::Write(w) => std::pin::Pin::new(w).poll_flush(cx),
+            Half::Read(_) => std::task::Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Half::Write(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            Half::Read(_) => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
 pub struct Client {
     pub io: Box<dyn Io>,
     pub framer: Framer,
@@ -149,6 +200,24 @@ impl Client {
             exporter: None,
             jid: None,
         }
+    }
+
+    /// Splits a logged-in client into a reader and a writer that run independently.
+    pub fn split(self) -> (Client, Client) {
+        let (read, write) = tokio::io::split(self.io);
+        let reader = Client {
+            io: Box::new(Half::Read(read)),
+            framer: self.framer,
+            exporter: None,
+            jid: self.jid.clone(),
+        };
+        let writer = Client {
+            io: Box::new(Half::Write(write)),
+            framer: Framer::new(Limits::default()),
+            exporter: None,
+            jid: self.jid,
+        };
+        (reader, writer)
     }
 
     pub async fn send(&mut self, xml: &str) {
