@@ -151,7 +151,7 @@ impl Session {
     pub fn new(config: std::sync::Arc<SessionConfig>, tls: Option<ChannelBindings>) -> Self {
         let domain = config.domains.first().cloned().unwrap_or_default();
         Self {
-            framer: Framer::new(config.limits),
+            framer: Framer::unauthenticated(config.limits),
             config,
             phase: Phase::AwaitHeader,
             tls,

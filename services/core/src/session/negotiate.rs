@@ -204,6 +204,8 @@ impl Session {
                     *cb = ChannelBindings::default();
                 }
                 // RFC 6120 §6.4.6: stream restart; the client's next header may be buffered.
+                // Stanzas may now be as large as authenticated ones (RFC 6120 §13.12).
+                self.framer.set_authenticated();
                 self.framer.reset_stream();
                 self.header_sent = false;
                 self.phase = Phase::AwaitHeader;

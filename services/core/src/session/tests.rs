@@ -340,6 +340,23 @@ fn rfc6120_6_stanzas_before_auth_are_not_authorized() {
 }
 
 #[test]
+fn rfc6120_13_12_stanzas_before_auth_are_held_to_the_smaller_limit() {
+    let big = "A".repeat(SessionConfig::default().limits.max_stanza_bytes_before_auth);
+    let mut s = tls_up(cb());
+    feed(&mut s, OPEN);
+    let auth =
+        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{big}</auth>");
+    assert_stream_error(&feed(&mut s, &auth), "policy-violation");
+
+    let mut s = established();
+    let out = feed(
+        &mut s,
+        &format!("<message to='bob@localhost'><body>{big}</body></message>"),
+    );
+    assert!(matches!(&out[..], [Output::Route(_)]), "{out:?}");
+}
+
+#[test]
 fn rfc6120_8_1_2_1_from_is_stamped_and_bare_from_accepted() {
     let mut s = established();
     let out = feed(&mut s, "<presence from='alice@localhost'/>");

@@ -1,8 +1,8 @@
-//! Owned XML element tree. Names are stored unprefixed with their resolved namespace;
-//! serialization re-declares a default namespace only where it changes, so a stanza
-//! written inside a `jabber:client` stream carries no redundant `xmlns`.
+//! Owned XML element tree. Names are stored unprefixed with their resolved namespace, which
+//! is shared with the parent's rather than copied (see [`Namespace`]). Serialization lives
+//! in `write.rs`.
 
-use std::fmt::Write;
+use super::namespace::Namespace;
 
 /// A child of an element.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,18 +14,52 @@ pub enum Node {
 /// An XML element with its namespace resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
-    name: String,
-    ns: String,
-    /// Attributes by qualified name (`xml:lang`, `type`, `xmlns:foo`), values unescaped.
-    attrs: Vec<(String, String)>,
+    /// Local name (never prefixed).
+    name: Box<str>,
+    ns: Namespace,
+    attrs: Vec<Attribute>,
     children: Vec<Node>,
+}
+
+/// One attribute, by qualified name (`xml:lang`, `type`, `xmlns:foo`), value unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attribute {
+    name: String,
+    value: String,
+    /// For a prefixed attribute, the namespace its prefix was bound to where it was parsed
+    /// (maybe on an ancestor or the stream header): the serializer re-declares the prefix
+    /// from it when it is not in force, so the element can be written on its own.
+    ns: Option<Namespace>,
+}
+
+impl Attribute {
+    pub(crate) fn new(name: String, value: String, ns: Option<Namespace>) -> Self {
+        Self { name, value, ns }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn value(&self) -> &str {
+        &self.value
+    }
+
+    pub(crate) fn ns(&self) -> Option<&str> {
+        self.ns.as_deref()
+    }
 }
 
 impl Element {
     pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
+        Self::in_namespace(name.into().into_boxed_str(), Namespace::from(ns.into()))
+    }
+
+    /// An element in a namespace already held elsewhere (shared, not copied).
+    pub(crate) fn in_namespace(name: Box<str>, ns: Namespace) -> Self {
         Self {
-            name: name.into(),
-            ns: ns.into(),
+            name,
+            ns,
             attrs: Vec::new(),
             children: Vec::new(),
         }
@@ -58,31 +92,47 @@ impl Element {
     }
 
     pub fn is(&self, name: &str, ns: &str) -> bool {
-        self.name == name && self.ns == ns
+        &*self.name == name && *self.ns == *ns
     }
 
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|a| a.name == name)
+            .map(|a| a.value.as_str())
     }
 
     pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.attrs
+            .iter()
+            .map(|a| (a.name.as_str(), a.value.as_str()))
     }
 
+    /// Attributes with the namespace of each prefixed one, for the serializer.
+    pub(crate) fn attributes(&self) -> &[Attribute] {
+        &self.attrs
+    }
+
+    /// Appends an attribute the parser has already checked for duplicates.
+    pub(crate) fn push_attr(&mut self, attr: Attribute) {
+        self.attrs.push(attr);
+    }
+
+    /// Sets an attribute by qualified name. A prefixed name needs its prefix declared by
+    /// an `xmlns:` attribute here or on an ancestor, or it is not written.
     pub fn set_attr(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self.attrs.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value,
-            None => self.attrs.push((name.to_owned(), value)),
+        match self.attrs.iter_mut().find(|a| a.name == name) {
+            Some(slot) => slot.value = value,
+            None => self
+                .attrs
+                .push(Attribute::new(name.to_owned(), value, None)),
         }
     }
 
     pub fn remove_attr(&mut self, name: &str) -> Option<String> {
-        let at = self.attrs.iter().position(|(k, _)| k == name)?;
-        Some(self.attrs.remove(at).1)
+        let at = self.attrs.iter().position(|a| a.name == name)?;
+        Some(self.attrs.remove(at).value)
     }
 
     pub fn push_child(&mut self, child: Element) {
@@ -91,6 +141,14 @@ impl Element {
 
     pub(crate) fn push_node(&mut self, node: Node) {
         self.children.push(node);
+    }
+
+    pub(crate) fn reserve_attrs(&mut self, exact: usize) {
+        self.attrs.reserve_exact(exact);
+    }
+
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.children.shrink_to_fit();
     }
 
     pub fn nodes(&self) -> &[Node] {
@@ -118,66 +176,4 @@ impl Element {
             })
             .collect()
     }
-
-    /// Serializes as a child of an element in `parent_ns`.
-    pub fn write_to(&self, out: &mut String, parent_ns: &str) {
-        out.push('<');
-        out.push_str(&self.name);
-        if self.ns != parent_ns {
-            let _ = write!(out, " xmlns='{}'", escape_attr(&self.ns));
-        }
-        for (k, v) in &self.attrs {
-            let _ = write!(out, " {}='{}'", k, escape_attr(v));
-        }
-        if self.children.is_empty() {
-            out.push_str("/>");
-            return;
-        }
-        out.push('>');
-        for child in &self.children {
-            match child {
-                Node::Element(e) => e.write_to(out, &self.ns),
-                Node::Text(t) => out.push_str(&escape_text(t)),
-            }
-        }
-        out.push_str("</");
-        out.push_str(&self.name);
-        out.push('>');
-    }
-
-    /// Serializes as a top-level child of a stream whose default namespace is `stream_ns`.
-    pub fn to_xml(&self, stream_ns: &str) -> String {
-        let mut out = String::with_capacity(128);
-        self.write_to(&mut out, stream_ns);
-        out
-    }
-}
-
-fn escape(s: &str, attr: bool) -> std::borrow::Cow<'_, str> {
-    let needs = |c: char| matches!(c, '&' | '<' | '>') || (attr && matches!(c, '\'' | '"'));
-    if !s.chars().any(needs) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' if attr => out.push_str("&apos;"),
-            '"' if attr => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// Escapes character data.
-pub fn escape_text(s: &str) -> std::borrow::Cow<'_, str> {
-    escape(s, false)
-}
-
-/// Escapes an attribute value for single- or double-quoted output.
-pub fn escape_attr(s: &str) -> std::borrow::Cow<'_, str> {
-    escape(s, true)
 }

@@ -1,40 +1,21 @@
 //! Streaming framer: bytes in, [`Frame`]s out (RFC 6120 §4.2–§4.4, §11).
 //!
 //! The framer buffers at most one incomplete frame. Limits are checked while bytes are
-//! scanned, before a stanza is parsed, so a peer can never make it hold more than
-//! `max_stanza_bytes` plus one read. Each complete stanza is validated as UTF-8 and parsed
-//! once by quick-xml. After an error the framer must be discarded with its stream.
+//! scanned, before a stanza is parsed, so a peer can never make it hold more than the
+//! stanza byte limit plus one read, nor open more elements than `max_depth` deep and
+//! `max_elements` in one stanza. Until [`Framer::set_authenticated`] the byte limit is
+//! `max_stanza_bytes_before_auth` (RFC 6120 §13.12). Each complete stanza is validated as
+//! UTF-8 and XML 1.0 characters and parsed once by quick-xml. After an error the framer
+//! must be discarded with its stream.
 
+use super::chars;
 use super::element::Element;
-use super::parse::{self, AttrLimits, Scope};
+use super::limits::Limits;
+use super::parse::{self, Scope};
 use super::scan::{Scan, Scanner, TokenKind};
 use crate::error::StreamCondition;
 use quick_xml::events::Event;
 use quick_xml::Reader;
-
-/// Hard limits on what a peer may send (documented defaults in the README).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest top-level stanza (or stream header) in bytes.
-    pub max_stanza_bytes: usize,
-    /// Deepest element nesting inside a stanza (the stanza itself is depth 1).
-    pub max_depth: usize,
-    /// Most attributes on one element.
-    pub max_attributes: usize,
-    /// Longest attribute value in bytes.
-    pub max_attribute_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_stanza_bytes: 256 * 1024,
-            max_depth: 32,
-            max_attributes: 64,
-            max_attribute_bytes: 4096,
-        }
-    }
-}
 
 /// Why the framer gave up; each maps to exactly one RFC 6120 §4.9.3 condition.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,10 +71,15 @@ pub enum Frame {
 #[derive(Debug)]
 pub struct Framer {
     limits: Limits,
+    /// Whether the peer has authenticated: until then stanzas are held to
+    /// `max_stanza_bytes_before_auth`. Survives stream restarts.
+    authenticated: bool,
     buf: Vec<u8>,
     scanner: Scanner,
     /// 0 before the stream header, 1 inside the stream, more inside a stanza.
     depth: usize,
+    /// Start tags seen in the stanza being scanned.
+    elements: usize,
     /// Where the stanza being scanned starts in `buf`.
     stanza_start: Option<usize>,
     /// Namespace bindings from the stream header, the root scope of every stanza.
@@ -106,12 +92,16 @@ pub struct Framer {
 }
 
 impl Framer {
+    /// A framer for a peer that is authenticated or trusted (a client reading its server's
+    /// stream): stanzas up to `max_stanza_bytes`.
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
+            authenticated: true,
             buf: Vec::new(),
             scanner: Scanner::default(),
             depth: 0,
+            elements: 0,
             stanza_start: None,
             scope: Scope::default(),
             stream_qname: String::new(),
@@ -119,10 +109,28 @@ impl Framer {
         }
     }
 
+    /// A framer for a server reading a peer that has not authenticated yet: stanzas up to
+    /// `max_stanza_bytes_before_auth` until [`Framer::set_authenticated`].
+    pub fn unauthenticated(limits: Limits) -> Self {
+        Self {
+            authenticated: false,
+            ..Self::new(limits)
+        }
+    }
+
+    /// The peer has authenticated (SASL success, RFC 6120 §6.4.6): from the next stanza on
+    /// the full `max_stanza_bytes` applies.
+    pub fn set_authenticated(&mut self) {
+        self.authenticated = true;
+    }
+
     /// Stream restart (RFC 6120 §4.3.3): forget everything including buffered bytes, which
     /// after STARTTLS would be unprotected plaintext injected ahead of the handshake.
     pub fn restart(&mut self) {
-        *self = Self::new(self.limits);
+        *self = Self {
+            authenticated: self.authenticated,
+            ..Self::new(self.limits)
+        };
     }
 
     /// Stream restart after SASL success (RFC 6120 §6.4.6): parsing state starts over but
@@ -142,10 +150,12 @@ impl Framer {
         self.buf.extend_from_slice(data);
     }
 
-    fn attr_limits(&self) -> AttrLimits {
-        AttrLimits {
-            max_attributes: self.limits.max_attributes,
-            max_attribute_bytes: self.limits.max_attribute_bytes,
+    /// The limits in force now: the configured ones with the byte limit for the peer's
+    /// authentication state.
+    fn limits(&self) -> Limits {
+        Limits {
+            max_stanza_bytes: self.limits.stanza_bytes(self.authenticated),
+            ..self.limits
         }
     }
 
@@ -162,7 +172,7 @@ impl Framer {
 
     fn check_size(&self, token_start: usize, scanned_to: usize) -> Result<(), FramerError> {
         let from = self.stanza_start.unwrap_or(token_start);
-        if scanned_to - from > self.limits.max_stanza_bytes {
+        if scanned_to - from > self.limits.stanza_bytes(self.authenticated) {
             return Err(FramerError::PolicyViolation("stanza too large"));
         }
         Ok(())
@@ -233,11 +243,17 @@ impl Framer {
                         return Err(FramerError::NestedStream);
                     }
                     self.stanza_start = Some(start);
+                    self.elements = 0;
+                }
+                // `depth` is the new element's depth in its stanza (the stream is 1 level).
+                if depth > self.limits.max_depth {
+                    return Err(FramerError::PolicyViolation("elements nested too deeply"));
+                }
+                self.elements += 1;
+                if self.elements > self.limits.max_elements {
+                    return Err(FramerError::PolicyViolation("too many elements"));
                 }
                 if !empty {
-                    if depth >= self.limits.max_depth {
-                        return Err(FramerError::PolicyViolation("elements nested too deeply"));
-                    }
                     self.depth += 1;
                     return Ok(None);
                 }
@@ -258,7 +274,7 @@ impl Framer {
         }
         let start = self.stanza_start.unwrap_or(0);
         let text = valid_text(&self.buf[start..end])?;
-        let element = parse::element(text, &self.scope, self.attr_limits())?;
+        let element = parse::element_checked(text, &self.scope, &self.limits())?;
         self.consume(end);
         Ok(Some(Frame::Stanza(element, end - start)))
     }
@@ -295,7 +311,7 @@ impl Framer {
             Err(e) => return Err(FramerError::NotWellFormed(e.to_string())),
         };
         let mut scope = Scope::new("");
-        let (element, _) = parse::open(&tag, &mut scope, self.attr_limits())?;
+        let (element, _) = parse::open(&tag, &mut scope, &self.limits)?;
         let content_ns = parse_default_ns(&tag)?;
         self.stream_qname = String::from_utf8_lossy(tag.name().as_ref()).into_owned();
         self.scope = scope;
@@ -333,15 +349,10 @@ fn tag_name(tag: &[u8]) -> &[u8] {
     &name[..end]
 }
 
-/// Checks UTF-8 and the XML 1.0 character range for the C0 controls.
+/// Checks UTF-8 and the XML 1.0 `Char` production (XML 1.0 §2.2) on raw bytes.
 fn valid_text(bytes: &[u8]) -> Result<&str, FramerError> {
     let text = std::str::from_utf8(bytes).map_err(|_| FramerError::UnsupportedEncoding)?;
-    if bytes
-        .iter()
-        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
-    {
-        return Err(FramerError::NotWellFormed("control character".into()));
-    }
+    chars::check_raw(text)?;
     Ok(text)
 }
 

@@ -1,8 +1,16 @@
-//! Parses one complete, size-checked piece of markup with quick-xml into an [`Element`],
-//! resolving namespaces against the scope declared on the stream header.
+//! Parses one complete piece of markup with quick-xml into an [`Element`], resolving
+//! namespaces (Namespaces in XML 1.0) against the scope declared on the stream header.
+//!
+//! Limits are checked as the tree is built: bytes before anything else, then depth and
+//! element count at each start tag and attribute count and size at each attribute, so a
+//! rejected stanza never costs more than the limits allow. Characters outside XML 1.0 §2.2,
+//! raw or referenced, are not well-formed (`chars.rs`).
 
-use super::element::{Element, Node};
+use super::chars;
+use super::element::{Attribute, Element, Node};
 use super::framer::FramerError;
+use super::limits::Limits;
+use super::namespace::Namespace;
 use crate::ns;
 use quick_xml::escape::EscapeError;
 use quick_xml::events::{BytesStart, Event};
@@ -12,15 +20,14 @@ use std::borrow::Cow;
 /// Namespace bindings in force: `(prefix, namespace)`, innermost last; `""` is the default.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scope {
-    bindings: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    bindings: Vec<(Cow<'static, str>, Namespace)>,
 }
 
-/// Prefixes and namespaces every stream header declares, shared instead of copied: each
-/// stream keeps its header's scope for its whole life.
-const WELL_KNOWN: [&str; 6] = ["", "xml", "stream", ns::XML, ns::CLIENT, ns::STREAMS];
+/// Prefixes every stream header declares, shared instead of copied.
+const WELL_KNOWN_PREFIXES: [&str; 3] = ["", "xml", "stream"];
 
-fn intern(s: &str) -> Cow<'static, str> {
-    match WELL_KNOWN.iter().find(|known| **known == s) {
+fn intern_prefix(s: &str) -> Cow<'static, str> {
+    match WELL_KNOWN_PREFIXES.iter().find(|known| **known == s) {
         Some(known) => Cow::Borrowed(known),
         None => Cow::Owned(s.to_owned()),
     }
@@ -29,53 +36,81 @@ fn intern(s: &str) -> Cow<'static, str> {
 impl Scope {
     pub(crate) fn new(default_ns: &str) -> Self {
         let mut scope = Self::default();
-        scope.bind("xml", ns::XML);
-        scope.bind("", default_ns);
+        scope.bind("xml", Namespace::from(ns::XML));
+        scope.bind("", Namespace::from(default_ns));
         scope
     }
 
-    fn bind(&mut self, prefix: &str, ns: &str) {
-        self.bindings.push((intern(prefix), intern(ns)));
+    fn bind(&mut self, prefix: &str, ns: Namespace) {
+        self.bindings.push((intern_prefix(prefix), ns));
     }
 
-    fn resolve(&self, prefix: &str) -> Option<&str> {
+    fn resolve(&self, prefix: &str) -> Option<&Namespace> {
         self.bindings
             .iter()
             .rev()
             .find(|(p, _)| p == prefix)
-            .map(|(_, ns)| ns.as_ref())
+            .map(|(_, ns)| ns)
     }
-}
-
-/// What the limits say about a single element.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AttrLimits {
-    pub max_attributes: usize,
-    pub max_attribute_bytes: usize,
 }
 
 fn map_err(e: quick_xml::Error) -> FramerError {
     match e {
-        quick_xml::Error::Escape(EscapeError::UnrecognizedEntity(..)) => FramerError::RestrictedXml,
+        quick_xml::Error::Escape(e) => map_escape_err(e),
         other => FramerError::NotWellFormed(other.to_string()),
     }
 }
 
-fn map_attr_err(e: quick_xml::events::attributes::AttrError) -> FramerError {
-    FramerError::NotWellFormed(e.to_string())
+fn map_escape_err(e: EscapeError) -> FramerError {
+    match e {
+        EscapeError::UnrecognizedEntity(..) => FramerError::RestrictedXml,
+        other => FramerError::NotWellFormed(other.to_string()),
+    }
+}
+
+fn unbound(prefix: &str) -> FramerError {
+    FramerError::NotWellFormed(format!("unbound prefix {prefix}"))
+}
+
+/// Splits a qualified name (Namespaces in XML 1.0 §4): `None` when unprefixed.
+fn split_qname(qname: &str) -> Result<Option<(&str, &str)>, FramerError> {
+    match qname.split_once(':') {
+        None => Ok(None),
+        Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') => Ok(Some((p, l))),
+        Some(_) => Err(FramerError::NotWellFormed(format!(
+            "bad qualified name {qname}"
+        ))),
+    }
+}
+
+/// Namespaces in XML 1.0 §3: `xml` only for its own namespace, `xmlns` never, and no
+/// prefix bound to the empty name.
+fn check_declaration(prefix: &str, value: &str) -> Result<(), FramerError> {
+    let ok = match prefix {
+        "xmlns" => false,
+        "xml" => value == ns::XML,
+        _ => !value.is_empty() && value != ns::XML && value != ns::XMLNS,
+    };
+    if !ok {
+        return Err(FramerError::NotWellFormed(format!(
+            "bad declaration of prefix {prefix}"
+        )));
+    }
+    Ok(())
 }
 
 /// Opens an element from a start tag: binds its namespace declarations in `scope` and
-/// resolves its name. The caller pops the scope (via the returned mark) when it closes.
+/// resolves its name and prefixed attributes. The caller pops the scope (via the returned
+/// mark) when it closes.
 pub(crate) fn open(
     start: &BytesStart<'_>,
     scope: &mut Scope,
-    limits: AttrLimits,
+    limits: &Limits,
 ) -> Result<(Element, usize), FramerError> {
     let mark = scope.bindings.len();
-    let mut attrs = Vec::new();
+    let mut attrs: Vec<(String, String)> = Vec::new();
     for attr in start.attributes() {
-        let attr = attr.map_err(map_attr_err)?;
+        let attr = attr.map_err(|e| FramerError::NotWellFormed(e.to_string()))?;
         if attrs.len() >= limits.max_attributes {
             return Err(FramerError::PolicyViolation("too many attributes"));
         }
@@ -84,84 +119,134 @@ pub(crate) fn open(
         }
         let key =
             std::str::from_utf8(attr.key.as_ref()).map_err(|_| FramerError::UnsupportedEncoding)?;
-        let value = attr.unescape_value().map_err(map_err)?.into_owned();
+        let value = chars::owned_checked(attr.unescape_value().map_err(map_err)?)?;
         match key.strip_prefix("xmlns") {
-            Some("") => scope.bind("", &value),
+            Some("") => scope.bind("", Namespace::from(value)),
             Some(rest) if rest.starts_with(':') => {
-                scope.bind(&rest[1..], &value);
+                check_declaration(&rest[1..], &value)?;
+                scope.bind(&rest[1..], Namespace::from(value.as_str()));
                 attrs.push((key.to_owned(), value));
             }
             _ => attrs.push((key.to_owned(), value)),
         }
     }
-    for (key, _) in &attrs {
-        if let Some((prefix, _)) = key.split_once(':') {
-            if prefix != "xmlns" && scope.resolve(prefix).is_none() {
-                return Err(FramerError::NotWellFormed(format!(
-                    "unbound prefix {prefix}"
-                )));
-            }
-        }
-    }
-    let qname = std::str::from_utf8(start.name().as_ref())
-        .map_err(|_| FramerError::UnsupportedEncoding)?
-        .to_owned();
-    let (prefix, local) = qname.split_once(':').unwrap_or(("", &qname));
+    let qname = start.name();
+    let qname =
+        std::str::from_utf8(qname.as_ref()).map_err(|_| FramerError::UnsupportedEncoding)?;
+    let (prefix, local) = split_qname(qname)?.unwrap_or(("", qname));
     let ns = scope
         .resolve(prefix)
-        .ok_or_else(|| FramerError::NotWellFormed(format!("unbound prefix {prefix}")))?
-        .to_owned();
-    let mut element = Element::new(local, ns);
-    for (k, v) in attrs {
-        element.set_attr(&k, v);
+        .ok_or_else(|| unbound(prefix))?
+        .clone();
+    let mut element = Element::in_namespace(local.into(), ns);
+    element.reserve_attrs(attrs.len());
+    let mut expanded: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in attrs.iter() {
+        let ns = match split_qname(key)? {
+            Some(("xmlns", _)) | None => None,
+            Some((prefix, local)) => {
+                let ns = scope.resolve(prefix).ok_or_else(|| unbound(prefix))?;
+                // Namespaces in XML 1.0 §6.3: no two attributes with one expanded name.
+                if expanded.contains(&(ns.as_str(), local)) {
+                    return Err(FramerError::NotWellFormed(format!(
+                        "duplicate attribute {key}"
+                    )));
+                }
+                expanded.push((ns.as_str(), local));
+                (prefix != "xml").then(|| ns.clone())
+            }
+        };
+        element.push_attr(Attribute::new(key.clone(), value.clone(), ns));
     }
     Ok((element, mark))
 }
 
-/// Parses a complete element (a whole stanza) from `text`.
-pub(crate) fn element(
+/// Parses a complete element (a whole stanza) from `text`, checking every limit.
+pub(crate) fn element(text: &str, scope: &Scope, limits: &Limits) -> Result<Element, FramerError> {
+    if text.len() > limits.max_stanza_bytes {
+        return Err(FramerError::PolicyViolation("stanza too large"));
+    }
+    chars::check_raw(text)?;
+    element_checked(text, scope, limits)
+}
+
+/// [`element`] for text whose size and raw characters the caller has already checked.
+pub(crate) fn element_checked(
     text: &str,
     scope: &Scope,
-    limits: AttrLimits,
+    limits: &Limits,
 ) -> Result<Element, FramerError> {
     let mut scope = scope.clone();
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
     let mut stack: Vec<(Element, usize)> = Vec::new();
+    let mut count = 0usize;
     loop {
-        match reader.read_event().map_err(map_err)? {
-            Event::Start(start) => stack.push(open(&start, &mut scope, limits)?),
-            Event::Empty(start) => {
-                let (element, mark) = open(&start, &mut scope, limits)?;
-                scope.bindings.truncate(mark);
-                if let Some(done) = close(&mut stack, element) {
-                    return Ok(done);
+        let event = reader.read_event().map_err(map_err)?;
+        let done = match event {
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                count += 1;
+                if count > limits.max_elements {
+                    return Err(FramerError::PolicyViolation("too many elements"));
                 }
+                if stack.len() >= limits.max_depth {
+                    return Err(FramerError::PolicyViolation("elements nested too deeply"));
+                }
+                let (element, mark) = open(start, &mut scope, limits)?;
+                if matches!(event, Event::Start(_)) {
+                    stack.push((element, mark));
+                    continue;
+                }
+                scope.bindings.truncate(mark);
+                close(&mut stack, element)
             }
             Event::End(_) => {
                 let (element, mark) = stack
                     .pop()
                     .ok_or_else(|| FramerError::NotWellFormed("unbalanced end tag".into()))?;
                 scope.bindings.truncate(mark);
-                if let Some(done) = close(&mut stack, element) {
-                    return Ok(done);
-                }
+                close(&mut stack, element)
             }
-            Event::Text(t) => push_text(&mut stack, t.unescape().map_err(map_err)?.into_owned())?,
+            Event::Text(t) => {
+                let text = chars::owned_checked(t.unescape().map_err(map_err)?)?;
+                push_text(&mut stack, text)?;
+                None
+            }
             Event::CData(c) => {
                 let s = std::str::from_utf8(&c).map_err(|_| FramerError::UnsupportedEncoding)?;
                 push_text(&mut stack, s.to_owned())?;
+                None
             }
             Event::Comment(_) | Event::PI(_) | Event::DocType(_) | Event::Decl(_) => {
                 return Err(FramerError::RestrictedXml)
             }
             Event::Eof => return Err(FramerError::NotWellFormed("incomplete element".into())),
+        };
+        if let Some(root) = done {
+            return only_whitespace_after(&mut reader).map(|()| root);
+        }
+    }
+}
+
+/// One element, one document: after the root only whitespace may follow.
+fn only_whitespace_after(reader: &mut Reader<&[u8]>) -> Result<(), FramerError> {
+    loop {
+        match reader.read_event().map_err(map_err)? {
+            Event::Eof => return Ok(()),
+            Event::Text(t) if t.iter().all(u8::is_ascii_whitespace) => {}
+            _ => {
+                return Err(FramerError::NotWellFormed(
+                    "content after the element".into(),
+                ))
+            }
         }
     }
 }
 
 /// Attaches a finished element to its parent, or returns it when it is the root.
-fn close(stack: &mut [(Element, usize)], element: Element) -> Option<Element> {
+/// A parsed element holds no spare capacity, so its heap is what its input needs.
+fn close(stack: &mut [(Element, usize)], mut element: Element) -> Option<Element> {
+    element.shrink_to_fit();
     match stack.last_mut() {
         Some((parent, _)) => {
             parent.push_node(Node::Element(element));

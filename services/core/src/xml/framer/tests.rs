@@ -150,6 +150,7 @@ fn limits_are_policy_violations_before_buffering_more() {
         max_depth: 4,
         max_attributes: 5,
         max_attribute_bytes: 40,
+        ..Limits::default()
     };
     let run = |body: String| {
         let mut framer = Framer::new(limits);
@@ -176,6 +177,81 @@ fn limits_are_policy_violations_before_buffering_more() {
         run(format!("<a w='{}'/>", "x".repeat(41))).0,
         StreamCondition::PolicyViolation
     );
+}
+
+#[test]
+fn element_count_is_limited_per_stanza_while_scanning() {
+    let limits = Limits {
+        max_elements: 3,
+        ..Limits::default()
+    };
+    let mut framer = Framer::new(limits);
+    framer.push(format!("{HEADER}<a><b/><c/></a><a><b/><c/></a>").as_bytes());
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Open(_)))));
+    // The count starts over with each stanza.
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Stanza(..)))));
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Stanza(..)))));
+    // Rejected at the fourth start tag, before the stanza is complete.
+    framer.push(b"<a><b/><c/><d/>");
+    assert_eq!(
+        framer.next_frame(),
+        Err(FramerError::PolicyViolation("too many elements"))
+    );
+    assert_eq!(Limits::default().max_elements, 4096);
+}
+
+#[test]
+fn depth_counts_the_stanza_as_one_for_empty_and_open_elements_alike() {
+    let limits = Limits {
+        max_depth: 3,
+        ..Limits::default()
+    };
+    let run = |body: &str| {
+        let mut framer = Framer::new(limits);
+        framer.push(format!("{HEADER}{body}").as_bytes());
+        let _ = framer.next_frame();
+        framer.next_frame()
+    };
+    assert!(matches!(
+        run("<a><b><c/></b></a>"),
+        Ok(Some(Frame::Stanza(..)))
+    ));
+    assert!(matches!(
+        run("<a><b><c>x</c></b></a>"),
+        Ok(Some(Frame::Stanza(..)))
+    ));
+    assert!(run("<a><b><c><d/></c></b></a>").is_err());
+}
+
+#[test]
+fn rfc6120_13_12_stanzas_are_small_until_the_peer_authenticates() {
+    let limits = Limits::default();
+    let stanza = format!("<message><body>{}</body></message>", "x".repeat(20 * 1024));
+    let mut framer = Framer::unauthenticated(limits);
+    framer.push(HEADER.as_bytes());
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Open(_)))));
+    framer.push(stanza.as_bytes());
+    assert_eq!(
+        framer.next_frame(),
+        Err(FramerError::PolicyViolation("stanza too large"))
+    );
+    assert!(framer.buffered() <= limits.max_stanza_bytes_before_auth + stanza.len());
+
+    let mut framer = Framer::unauthenticated(limits);
+    framer.set_authenticated();
+    framer.reset_stream();
+    framer.restart();
+    framer.push(HEADER.as_bytes());
+    framer.push(stanza.as_bytes());
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Open(_)))));
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Stanza(..)))));
+    assert_eq!(limits.max_stanza_bytes_before_auth, 16 * 1024);
+    // Never above the authenticated limit.
+    let small = Limits {
+        max_stanza_bytes: 1000,
+        ..limits
+    };
+    assert_eq!(small.stanza_bytes(false), 1000);
 }
 
 #[test]
