@@ -113,7 +113,8 @@ impl Router {
         Ok(true)
     }
 
-    pub(crate) fn is_local(&self, jid: &Jid) -> bool {
+    /// Whether `jid` is in a domain this server serves.
+    pub fn is_local(&self, jid: &Jid) -> bool {
         self.config.domains.iter().any(|d| d == jid.domain())
     }
 

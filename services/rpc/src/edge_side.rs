@@ -18,6 +18,7 @@
 use crate::convert;
 use crate::pb;
 use crate::pb::router_client::RouterClient;
+use crate::router_side::{LINK_TOKEN, MAX_MESSAGE_BYTES};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -32,6 +33,7 @@ use switchyard_telemetry as metrics;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
@@ -39,6 +41,8 @@ pub const MAX_IN_FLIGHT: usize = 4096;
 const RESOLVE_EVERY: Duration = Duration::from_secs(5);
 /// How long a stanza waits for any router before it is given up (and logged).
 const NO_ROUTER_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a failed unbind is retried.
+const UNBIND_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Counts a link as up while alive.
 struct LinkUp;
@@ -58,12 +62,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct RouterConn {
     addr: String,
     client: RouterClient<Channel>,
-    /// The open stream's sender, while the link is up.
-    up: Mutex<Option<mpsc::Sender<pb::EdgeMessage>>>,
+    /// The open stream, while the link is up.
+    up: Mutex<Option<Up>>,
     /// Unacknowledged stanzas: seq → the stanza and when the edge received it.
     in_flight: Mutex<BTreeMap<u64, InFlight>>,
     room: Arc<Semaphore>,
     stop: CancellationToken,
+}
+
+/// A link that is up: where to send, and the token the router issued for the edge's
+/// unary calls.
+#[derive(Debug, Clone)]
+struct Up {
+    tx: mpsc::Sender<pb::EdgeMessage>,
+    token: MetadataValue<Ascii>,
 }
 
 /// A stanza sent to a router and not yet acknowledged.
@@ -173,7 +185,9 @@ impl RemoteRouters {
                 .keep_alive_while_idle(true);
             let conn = Arc::new(RouterConn {
                 addr: addr.clone(),
-                client: RouterClient::new(endpoint.connect_lazy()),
+                client: RouterClient::new(endpoint.connect_lazy())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 up: Mutex::new(None),
                 in_flight: Mutex::new(BTreeMap::new()),
                 room: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -229,7 +243,7 @@ impl RemoteRouters {
                         }],
                     })),
                 };
-                let sender = lock(&router.up).clone();
+                let sender = lock(&router.up).as_ref().map(|up| up.tx.clone());
                 if let Some(tx) = sender {
                     // If the link died meanwhile, its failure handling resends this one.
                     let _ = tx.send(batch).await;
@@ -299,7 +313,17 @@ impl RemoteRouters {
             .link(ReceiverStream::new(rx))
             .await?
             .into_inner();
-        *lock(&router.up) = Some(tx.clone());
+        let token = match inbound.message().await? {
+            Some(pb::RouterMessage {
+                body: Some(pb::router_message::Body::Welcome(welcome)),
+            }) => MetadataValue::try_from(welcome.token)
+                .map_err(|_| tonic::Status::internal("a Welcome token that is not ASCII"))?,
+            _ => return Err(tonic::Status::internal("a link starts with a Welcome")),
+        };
+        *lock(&router.up) = Some(Up {
+            tx: tx.clone(),
+            token,
+        });
         tracing::info!(addr = router.addr, "router link up");
         metrics::EDGE_ROUTER_LINKS.inc();
         let _down = LinkUp;
@@ -337,7 +361,7 @@ impl RemoteRouters {
                 Some(pb::router_message::Body::Resync(_)) => {
                     tokio::spawn(self.clone().resync());
                 }
-                None => {}
+                Some(pb::router_message::Body::Welcome(_)) | None => {}
             }
         }
     }
@@ -392,16 +416,23 @@ impl RemoteRouters {
         }
     }
 
-    /// A unary call on the best router for `key`, falling back to the others.
-    async fn call<T, F, Fut>(&self, key: &Jid, f: F) -> Result<T, tonic::Status>
+    /// A unary call on the best router for `key`, falling back to the others; each
+    /// carries the token of this edge's link to that router.
+    async fn call<M, T, F, Fut>(&self, key: &Jid, message: M, f: F) -> Result<T, tonic::Status>
     where
-        F: Fn(RouterClient<Channel>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+        M: Clone,
+        F: Fn(RouterClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = tonic::Status::unavailable("no router link is up");
         for router in self.ranked(key) {
-            match f(router.client.clone()).await {
-                Ok(v) => return Ok(v),
+            let Some(token) = lock(&router.up).as_ref().map(|up| up.token.clone()) else {
+                continue;
+            };
+            let mut request = tonic::Request::new(message.clone());
+            request.metadata_mut().insert(LINK_TOKEN, token);
+            match f(router.client.clone(), request).await {
+                Ok(v) => return Ok(v.into_inner()),
                 Err(e) => last = e,
             }
         }
@@ -416,13 +447,11 @@ impl RouterLink for RemoteRouters {
             account: account.to_string(),
         };
         let reply = self
-            .call(account, |mut c| {
-                let request = request.clone();
-                async move { c.credentials(request).await }
+            .call(account, request, |mut c, r| async move {
+                c.credentials(r).await
             })
             .await
-            .map_err(status_error)?
-            .into_inner();
+            .map_err(status_error)?;
         reply
             .found
             .map(convert::credentials)
@@ -437,36 +466,46 @@ impl RouterLink for RemoteRouters {
             conn: record.conn,
         };
         let reply = self
-            .call(&record.jid.bare(), |mut c| {
-                let request = request.clone();
-                async move { c.bind(request).await }
+            .call(&record.jid.bare(), request, |mut c, r| async move {
+                c.bind(r).await
             })
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "bind through the router failed");
                 StanzaCondition::InternalServerError
-            })?
-            .into_inner();
+            })?;
         match reply.error_condition.as_str() {
             "" => Ok(()),
             other => Err(convert::stanza_condition(other)),
         }
     }
 
+    /// Retried with backoff for a bounded time: a session left in the registry after
+    /// its connection ended would swallow stanzas meant for it until this edge died.
     async fn unbind(&self, jid: &Jid, conn: u64) {
         let request = pb::UnbindRequest {
             jid: jid.to_string(),
             conn,
         };
-        let result = self
-            .call(&jid.bare(), |mut c| {
-                let request = request.clone();
-                async move { c.unbind(request).await }
-            })
-            .await;
-        if let Err(e) = result {
-            // The registry entry stays until this edge is reaped.
-            tracing::warn!(error = %e, %jid, "unbind through the router failed");
+        let mut backoff = Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + UNBIND_PATIENCE;
+        loop {
+            let result = self
+                .call(&jid.bare(), request.clone(), |mut c, r| async move {
+                    c.unbind(r).await
+                })
+                .await;
+            let Err(e) = result else {
+                return;
+            };
+            if tokio::time::Instant::now() + backoff > deadline {
+                // Routers still remove it: at the first delivery, which this edge
+                // answers "no such session", or when this edge is reaped.
+                tracing::warn!(error = %e, %jid, "unbind through the router failed; gave up retrying");
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 

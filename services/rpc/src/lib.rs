@@ -19,4 +19,4 @@ mod resend_tests;
 
 pub use edge_side::{preferred_router, RemoteRouters, MAX_IN_FLIGHT};
 pub use liveness::keep_edges_alive;
-pub use router_side::{EdgeLinks, RouterService};
+pub use router_side::{EdgeLinks, RouterService, MAX_MESSAGE_BYTES};

@@ -32,6 +32,12 @@ impl Router for Fake {
     ) -> Result<Response<Self::LinkStream>, Status> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1024);
+        let welcome = pb::RouterMessage {
+            body: Some(pb::router_message::Body::Welcome(pb::Welcome {
+                token: "t".into(),
+            })),
+        };
+        let _ = tx.send(Ok(welcome)).await;
         let this = self.clone();
         tokio::spawn(async move {
             let mut received = 0;

@@ -122,6 +122,7 @@ metrics! {
     ROUTER_CACHE_MISSES: IntCounter = counter("switchyard_router_registry_cache_misses_total", "Session lookups that went to the registry");
     ROUTER_OFFLINE_STORED: IntCounter = counter("switchyard_router_offline_stored_total", "Messages stored for offline accounts");
     ROUTER_OFFLINE_DELIVERED: IntCounter = counter("switchyard_router_offline_delivered_total", "Stored messages delivered");
+    ROUTER_REFUSED_FROM_EDGES: IntCounter = counter("switchyard_router_edge_stanzas_refused_total", "Stanzas an edge sent for a session it did not bind (a misbehaving or hostile edge)");
     ROUTER_SESSIONS_GONE: IntCounter = counter("switchyard_router_stale_sessions_removed_total", "Registry sessions removed because their edge no longer held them when a delivery was made");
     ROUTER_REAPED: IntCounter = counter("switchyard_router_reaped_sessions_total", "Sessions removed with a dead edge");
     STORAGE_DURATION: HistogramVec = histogram_vec("switchyard_storage_call_duration_seconds", "Storage calls", &["backend", "op"]);

@@ -1,0 +1,199 @@
+//! The links edges hold to this router, by edge name, and delivery over them.
+
+use crate::convert;
+use crate::pb;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchyard_core::{Element, StreamCondition};
+use switchyard_router::{EdgeDelivery, Undeliverable};
+use tokio::sync::{mpsc, oneshot};
+use tonic::Status;
+
+/// How long a delivery may wait for the edge's answer before it counts as failed. The
+/// edge answers once the stanza is written, and makes a delivery to a busy connection
+/// wait (pushback) up to its patience (twice its write timeout, 60 s by default), so
+/// this is longer; a dead edge's link breaks within its HTTP/2 keepalive long before.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(90);
+
+type Outbound = mpsc::Sender<Result<pb::RouterMessage, Status>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One edge's open link to this router.
+#[derive(Debug)]
+pub(super) struct Link {
+    instance: u64,
+    pub(super) edge: String,
+    pub(super) tx: Outbound,
+    /// Authorizes the edge's unary calls while the link is up.
+    pub(super) token: String,
+    next_delivery: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<(), Undeliverable>>>>,
+}
+
+impl Link {
+    /// Hands the edge's answers to the deliveries waiting for them; answers to
+    /// deliveries this link never made are ignored.
+    pub(super) fn answered(&self, results: Vec<pb::DeliveryResult>) {
+        let mut pending = lock(&self.pending);
+        for r in results {
+            if let Some(done) = pending.remove(&r.id) {
+                let _ = done.send(match (r.delivered, r.no_session) {
+                    (true, _) => Ok(()),
+                    (false, true) => Err(Undeliverable::NoSession),
+                    (false, false) => Err(Undeliverable::Unreachable),
+                });
+            }
+        }
+    }
+}
+
+/// The edges that currently hold a link to this router.
+#[derive(Debug, Default)]
+pub struct EdgeLinks {
+    links: Mutex<HashMap<String, Arc<Link>>>,
+    instances: AtomicU64,
+}
+
+impl EdgeLinks {
+    fn get(&self, edge: &str) -> Option<Arc<Link>> {
+        lock(&self.links).get(edge).cloned()
+    }
+
+    /// Asks every linked edge to register its sessions again.
+    pub async fn resync_all(&self) {
+        let links: Vec<Arc<Link>> = lock(&self.links).values().cloned().collect();
+        for link in links {
+            let message = pb::RouterMessage {
+                body: Some(pb::router_message::Body::Resync(pb::Resync {})),
+            };
+            let _ = link.tx.send(Ok(message)).await;
+        }
+    }
+
+    /// Edges with a link up now (kept alive in the registry by this router).
+    pub fn edges(&self) -> Vec<String> {
+        lock(&self.links).keys().cloned().collect()
+    }
+
+    /// Opens the link of `edge`; `None` when that edge already holds a link here: a
+    /// second link under a linked edge's name would capture its deliveries, and when it
+    /// went away the real edge's users would silently stop receiving.
+    pub(super) fn open(&self, edge: &str, tx: Outbound) -> Option<Arc<Link>> {
+        let mut links = lock(&self.links);
+        if links.contains_key(edge) {
+            return None;
+        }
+        let link = Arc::new(Link {
+            instance: self.instances.fetch_add(1, Ordering::Relaxed),
+            edge: edge.to_owned(),
+            tx,
+            token: switchyard_core::token::token(32),
+            next_delivery: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+        });
+        links.insert(edge.to_owned(), link.clone());
+        switchyard_telemetry::ROUTER_EDGE_LINKS.inc();
+        Some(link)
+    }
+
+    /// Forgets the link if it is still this instance; its pending deliveries fail.
+    pub(super) fn close(&self, link: &Link) {
+        let mut links = lock(&self.links);
+        if links
+            .get(&link.edge)
+            .is_some_and(|l| l.instance == link.instance)
+        {
+            links.remove(&link.edge);
+            switchyard_telemetry::ROUTER_EDGE_LINKS.dec();
+        }
+        lock(&link.pending).clear();
+    }
+
+    /// The edge whose open link issued `token`.
+    pub(super) fn edge_of(&self, token: &str) -> Option<String> {
+        lock(&self.links)
+            .values()
+            .find(|l| constant_time_eq(l.token.as_bytes(), token.as_bytes()))
+            .map(|l| l.edge.clone())
+    }
+}
+
+/// Compares secrets without an early exit on the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[async_trait]
+impl EdgeDelivery for EdgeLinks {
+    async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
+        let link = self.get(edge).ok_or(Undeliverable::Unreachable)?;
+        let id = link.next_delivery.fetch_add(1, Ordering::Relaxed);
+        let (done, answer) = oneshot::channel();
+        lock(&link.pending).insert(id, done);
+        let delivery = pb::Delivery {
+            id,
+            conn,
+            xml: convert::stanza_bytes(&stanza),
+            traceparent: switchyard_telemetry::trace::current_traceparent(),
+        };
+        let message = pb::RouterMessage {
+            body: Some(pb::router_message::Body::Deliveries(pb::DeliveryBatch {
+                deliveries: vec![delivery],
+            })),
+        };
+        if link.tx.send(Ok(message)).await.is_err() {
+            lock(&link.pending).remove(&id);
+            return Err(Undeliverable::Unreachable);
+        }
+        match tokio::time::timeout(DELIVERY_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Undeliverable::Unreachable),
+            Err(_) => {
+                lock(&link.pending).remove(&id);
+                tracing::warn!(edge, conn, "edge did not answer a delivery in time");
+                Err(Undeliverable::Unreachable)
+            }
+        }
+    }
+
+    async fn terminate(&self, edge: &str, conn: u64, condition: StreamCondition) {
+        if let Some(link) = self.get(edge) {
+            let message = pb::RouterMessage {
+                body: Some(pb::router_message::Body::Terminate(pb::Terminate {
+                    conn,
+                    condition: condition.as_str().to_owned(),
+                })),
+            };
+            let _ = link.tx.send(Ok(message)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_link_under_a_linked_name_is_refused_until_the_first_closes() {
+        let links = EdgeLinks::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let first = links.open("edge-a", tx.clone()).expect("first link");
+        assert!(links.open("edge-a", tx.clone()).is_none(), "name taken");
+        assert_eq!(links.edge_of(&first.token).as_deref(), Some("edge-a"));
+        assert_eq!(links.edge_of("guess"), None);
+        links.close(&first);
+        assert_eq!(
+            links.edge_of(&first.token),
+            None,
+            "token dies with its link"
+        );
+        let second = links.open("edge-a", tx).expect("free again");
+        assert_ne!(second.token, first.token);
+    }
+}

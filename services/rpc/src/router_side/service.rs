@@ -1,0 +1,284 @@
+//! The `Router` gRPC service of one router process.
+//!
+//! Stanzas from one link are routed by a fixed set of workers, each sender (full JID)
+//! always on the same worker, so one client's stanzas are processed in order (RFC 6120
+//! §10.1) while different clients proceed in parallel. A stanza is acknowledged only
+//! after [`Router::route`] returned, i.e. after it was delivered to the recipient's edge
+//! (that edge answered), stored offline, or bounced.
+
+use super::links::{EdgeLinks, Link};
+use super::{LINK_TOKEN, MAX_MESSAGE_BYTES};
+use crate::convert;
+use crate::pb;
+use crate::pb::router_server;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::{Jid, Stanza};
+use switchyard_router::Router;
+use switchyard_storage::{AccountStore, SessionRecord, SessionRegistry};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+/// Workers per link; each processes its share of senders in order. A worker waits on
+/// storage and on the edge's delivery answer for every stanza, so this bounds one link's
+/// stanzas in progress: 8 capped a login storm at ~280 logins/s (each login's initial
+/// presence waits ~6 ms on PostgreSQL and Redis).
+const WORKERS: usize = 64;
+/// Stanzas a link may have unacknowledged: the edge keeps to [`crate::MAX_IN_FLIGHT`];
+/// a link that sends more is closed. The link's reader never waits for a worker (the
+/// same stream carries the edge's answers to deliveries, which busy workers wait for),
+/// so this window is what bounds the workers' queues.
+const WINDOW: usize = crate::MAX_IN_FLIGHT;
+/// Messages queued towards one edge before senders wait.
+const OUTBOUND_QUEUE: usize = 4096;
+/// How long a stanza whose sender is not (yet) in the registry waits for it, in steps:
+/// after the registry lost its data, edges bind their sessions again within moments.
+const SENDER_PATIENCE: [Duration; 3] = [
+    Duration::from_millis(200),
+    Duration::from_millis(800),
+    Duration::from_secs(2),
+];
+/// Longest edge name accepted in a Hello.
+const MAX_EDGE_ID: usize = 128;
+
+/// The `Router` gRPC service of one router process.
+#[derive(Debug, Clone)]
+pub struct RouterService {
+    pub router: Arc<Router>,
+    pub accounts: Arc<dyn AccountStore>,
+    pub links: Arc<EdgeLinks>,
+    /// Where edge liveness is kept, and for how long one heartbeat counts.
+    pub registry: Arc<dyn SessionRegistry>,
+    pub edge_ttl: Duration,
+}
+
+impl RouterService {
+    pub fn into_server(self) -> router_server::RouterServer<Self> {
+        router_server::RouterServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The edge whose link token the call carries.
+    fn caller<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        request
+            .metadata()
+            .get(LINK_TOKEN)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|token| self.links.edge_of(token))
+            .ok_or_else(|| Status::unauthenticated("no token of a link that is up"))
+    }
+
+    /// Whether `from` is a session that `edge` bound. A sender missing from the
+    /// registry is looked for again a few times: the registry may just have lost its
+    /// data, and the edge is binding its sessions again.
+    async fn bound_by(&self, edge: &str, from: &Jid) -> bool {
+        let owned = |sessions: Vec<SessionRecord>| {
+            sessions.iter().any(|s| s.jid == *from && s.edge == edge)
+        };
+        for wait in SENDER_PATIENCE {
+            if self.router.sessions_of(&from.bare()).await.is_ok_and(owned) {
+                return true;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        self.router.sessions_of(&from.bare()).await.is_ok_and(owned)
+    }
+}
+
+fn worker_of(stanza: &Stanza) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    stanza.from.hash(&mut h);
+    (h.finish() as usize) % WORKERS
+}
+
+fn ack(seq: u64) -> pb::RouterMessage {
+    pb::RouterMessage {
+        body: Some(pb::router_message::Body::Acks(pb::Acks { seqs: vec![seq] })),
+    }
+}
+
+/// A stanza queued for a worker: its link sequence number, trace context and content.
+type Queued = (u64, String, Stanza);
+
+/// Routes one worker's share of a link's stanzas in order and acknowledges each. A
+/// stanza whose `from` is not a session of the link's edge is not routed: an edge acts
+/// only for its own sessions.
+async fn work(
+    service: RouterService,
+    link: Arc<Link>,
+    in_flight: Arc<AtomicUsize>,
+    mut queue: mpsc::Receiver<Queued>,
+) {
+    while let Some((seq, traceparent, stanza)) = queue.recv().await {
+        if service.bound_by(&link.edge, &stanza.from).await {
+            let span = switchyard_telemetry::trace::route_span(&traceparent);
+            service.router.route(stanza).instrument(span).await;
+        } else {
+            tracing::warn!(edge = link.edge, from = %stanza.from, "a stanza from a session this edge did not bind, refused");
+            switchyard_telemetry::ROUTER_REFUSED_FROM_EDGES.inc();
+        }
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        if link.tx.send(Ok(ack(seq))).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one link until it ends (or breaks the rules: a window overrun ends it).
+async fn serve_link(
+    service: RouterService,
+    link: Arc<Link>,
+    mut inbound: Streaming<pb::EdgeMessage>,
+) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<mpsc::Sender<Queued>> = (0..WORKERS)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(WINDOW);
+            tokio::spawn(work(service.clone(), link.clone(), in_flight.clone(), rx));
+            tx
+        })
+        .collect();
+    let edge = link.edge.as_str();
+    'read: while let Ok(Some(message)) = inbound.message().await {
+        match message.body {
+            Some(pb::edge_message::Body::Stanzas(batch)) => {
+                for s in batch.stanzas {
+                    if in_flight.fetch_add(1, Ordering::Relaxed) >= WINDOW {
+                        tracing::warn!(edge, "link sent past its in-flight window, closed");
+                        let overrun = Status::resource_exhausted("in-flight window overrun");
+                        let _ = link.tx.send(Err(overrun)).await;
+                        break 'read;
+                    }
+                    let parsed = convert::element(&s.xml).ok().and_then(Stanza::from_element);
+                    let Some(stanza) = parsed else {
+                        tracing::warn!(edge, "unreadable stanza from edge, refused");
+                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                        let _ = link.tx.send(Ok(ack(s.seq))).await;
+                        continue;
+                    };
+                    // Never waits: the window keeps every queue below its capacity.
+                    if workers[worker_of(&stanza)]
+                        .try_send((s.seq, s.traceparent, stanza))
+                        .is_err()
+                    {
+                        break 'read;
+                    }
+                }
+            }
+            Some(pb::edge_message::Body::Results(results)) => link.answered(results.results),
+            Some(pb::edge_message::Body::Hello(_)) | None => {}
+        }
+    }
+    tracing::info!(edge, "edge link closed");
+    service.links.close(&link);
+}
+
+/// A valid edge name: printable ASCII without spaces, as the registry keys hold it.
+fn valid_edge_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_EDGE_ID && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[tonic::async_trait]
+impl router_server::Router for RouterService {
+    type LinkStream = ReceiverStream<Result<pb::RouterMessage, Status>>;
+
+    async fn link(
+        &self,
+        request: Request<Streaming<pb::EdgeMessage>>,
+    ) -> Result<Response<Self::LinkStream>, Status> {
+        let mut inbound = request.into_inner();
+        let edge = match inbound.message().await? {
+            Some(pb::EdgeMessage {
+                body: Some(pb::edge_message::Body::Hello(hello)),
+            }) if valid_edge_id(&hello.edge_id) => hello.edge_id,
+            _ => return Err(Status::invalid_argument("a link starts with a valid Hello")),
+        };
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let Some(link) = self.links.open(&edge, tx) else {
+            tracing::warn!(edge, "refused a second link under a linked edge's name");
+            return Err(Status::already_exists("this edge already holds a link"));
+        };
+        // Alive from the first moment, not from the next heartbeat: another router must
+        // not mistake a new edge for a dead one.
+        if let Err(e) = self.registry.heartbeat(&edge, self.edge_ttl).await {
+            self.links.close(&link);
+            return Err(Status::unavailable(e.to_string()));
+        }
+        let welcome = pb::RouterMessage {
+            body: Some(pb::router_message::Body::Welcome(pb::Welcome {
+                token: link.token.clone(),
+            })),
+        };
+        let _ = link.tx.send(Ok(welcome)).await;
+        tracing::info!(edge, "edge link open");
+        tokio::spawn(serve_link(self.clone(), link, inbound));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn credentials(
+        &self,
+        request: Request<pb::CredentialsRequest>,
+    ) -> Result<Response<pb::CredentialsReply>, Status> {
+        self.caller(&request)?;
+        let account = convert::jid(&request.get_ref().account)?;
+        let found = self
+            .accounts
+            .credentials(&account.bare())
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::CredentialsReply {
+            found: found.as_ref().map(convert::credentials_pb),
+        }))
+    }
+
+    async fn bind(
+        &self,
+        request: Request<pb::BindRequest>,
+    ) -> Result<Response<pb::BindReply>, Status> {
+        let edge = self.caller(&request)?;
+        let r = request.into_inner();
+        if r.edge_id != edge {
+            return Err(Status::permission_denied(
+                "a link binds only its own edge's sessions",
+            ));
+        }
+        let jid = convert::jid(&r.jid)?;
+        if jid.is_bare() || !self.router.is_local(&jid) {
+            return Err(Status::invalid_argument(
+                "bind takes a full JID of a served domain",
+            ));
+        }
+        let record = SessionRecord::bound(jid, edge, r.conn);
+        let error_condition = match self.router.bind(record).await {
+            Ok(()) => String::new(),
+            Err(condition) => condition.as_str().to_owned(),
+        };
+        Ok(Response::new(pb::BindReply { error_condition }))
+    }
+
+    async fn unbind(
+        &self,
+        request: Request<pb::UnbindRequest>,
+    ) -> Result<Response<pb::UnbindReply>, Status> {
+        let edge = self.caller(&request)?;
+        let r = request.into_inner();
+        let jid = convert::jid(&r.jid)?;
+        let sessions = self
+            .router
+            .sessions_of(&jid.bare())
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let own = sessions
+            .iter()
+            .any(|s| s.jid == jid && s.conn == r.conn && s.edge == edge);
+        if own {
+            self.router.unbind(&jid, r.conn).await;
+        }
+        Ok(Response::new(pb::UnbindReply {}))
+    }
+}
