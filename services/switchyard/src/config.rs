@@ -174,6 +174,9 @@ pub struct Auth {
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_stanza_bytes: usize,
+    /// Largest stanza in bytes before the client has authenticated: anyone can send it,
+    /// so it is kept small (RFC 6120 §13.12). At least 1024, at most `max_stanza_bytes`.
+    pub max_stanza_bytes_before_auth: usize,
     pub max_depth: usize,
     pub max_attributes: usize,
     pub max_attribute_bytes: usize,
@@ -289,6 +292,7 @@ impl Default for Limits {
         let core = switchyard_core::Limits::default();
         Self {
             max_stanza_bytes: core.max_stanza_bytes,
+            max_stanza_bytes_before_auth: core.max_stanza_bytes_before_auth,
             max_depth: core.max_depth,
             max_attributes: core.max_attributes,
             max_attribute_bytes: core.max_attribute_bytes,
@@ -368,6 +372,12 @@ impl Config {
             "limits.max_stanza_bytes must be at least 10000 (RFC 6120 §13.12)"
         );
         anyhow::ensure!(
+            (1024..=self.limits.max_stanza_bytes)
+                .contains(&self.limits.max_stanza_bytes_before_auth),
+            "limits.max_stanza_bytes_before_auth must be at least 1024 and at most \
+             limits.max_stanza_bytes"
+        );
+        anyhow::ensure!(
             self.limits.mailbox_stanzas >= 1,
             "limits.mailbox_stanzas must be at least 1"
         );
@@ -443,7 +453,10 @@ impl Config {
     pub fn core_limits(&self) -> switchyard_core::Limits {
         switchyard_core::Limits {
             max_stanza_bytes: self.limits.max_stanza_bytes,
+            max_stanza_bytes_before_auth: self.limits.max_stanza_bytes_before_auth,
             max_depth: self.limits.max_depth,
+            // Not a configuration key (yet): the core default.
+            max_elements: switchyard_core::Limits::default().max_elements,
             max_attributes: self.limits.max_attributes,
             max_attribute_bytes: self.limits.max_attribute_bytes,
         }
@@ -472,6 +485,12 @@ mod tests {
             assert_eq!(c.limits.max_depth, 8);
             assert_eq!(c.limits.max_stanza_bytes, 65536);
             assert_eq!(c.auth.scram_iterations, 4096);
+            assert_eq!(c.limits.max_stanza_bytes_before_auth, 16384);
+            jail.set_env("SWITCHYARD_LIMITS__MAX_STANZA_BYTES_BEFORE_AUTH", "4096");
+            let c = Config::load(Some(&file)).unwrap();
+            assert_eq!(c.limits.max_stanza_bytes_before_auth, 4096);
+            assert_eq!(c.core_limits().max_stanza_bytes_before_auth, 4096);
+            assert_eq!(c.core_limits().max_stanza_bytes, 65536);
             Ok(())
         });
     }
@@ -484,6 +503,14 @@ mod tests {
             ("[auth]\nscram_iterations = 100\n", "scram_iterations"),
             ("unknown_key = 1\n", "unknown_key"),
             ("[listen]\nc2s = 'nope'\n", "listen"),
+            (
+                "[limits]\nmax_stanza_bytes_before_auth = 1023\n",
+                "limits.max_stanza_bytes_before_auth",
+            ),
+            (
+                "[limits]\nmax_stanza_bytes = 20000\nmax_stanza_bytes_before_auth = 20001\n",
+                "limits.max_stanza_bytes_before_auth",
+            ),
         ] {
             std::fs::write(&file, body).unwrap();
             let err = format!("{:#}", Config::load(Some(&file)).unwrap_err());

@@ -107,3 +107,45 @@ fn check_config_reports_bad_values_clearly() {
         text(&roles)
     );
 }
+
+/// Runs the binary with `envs` set, under umask 022 (the usual default), so that files
+/// are only private if the binary makes them so.
+fn switchyard_env(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("SWITCHYARD_DATA_DIR", dir)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn stanza_limit_before_auth_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = switchyard_env(dir.path(), &["check-config"], &[]);
+    assert!(
+        text(&out).contains("max_stanza_bytes_before_auth = 16384"),
+        "{}",
+        text(&out)
+    );
+    let var = "SWITCHYARD_LIMITS__MAX_STANZA_BYTES_BEFORE_AUTH";
+    let out = switchyard_env(dir.path(), &["check-config"], &[(var, "4096")]);
+    assert!(
+        text(&out).contains("max_stanza_bytes_before_auth = 4096"),
+        "{}",
+        text(&out)
+    );
+    for bad in ["1000", "300000"] {
+        let out = switchyard_env(dir.path(), &["check-config"], &[(var, bad)]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+        assert!(
+            text(&out).contains("limits.max_stanza_bytes_before_auth"),
+            "{}",
+            text(&out)
+        );
+    }
+}
