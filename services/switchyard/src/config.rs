@@ -4,10 +4,18 @@
 //! `SWITCHYARD_CONFIG` names the file itself and is not a key.
 //! Every field has a default, so an empty file (or none) runs a development server.
 
+mod redact;
+
+pub use redact::{redact, MASK};
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// Prefix of every configuration variable.
+const ENV_PREFIX: &str = "SWITCHYARD_";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -30,7 +38,7 @@ pub struct Config {
     pub telemetry: Telemetry,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Telemetry {
     /// OTLP/gRPC collector for traces (e.g. `http://otel-collector:4317`); empty = off.
@@ -48,7 +56,7 @@ impl Default for Telemetry {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Admin {
     /// HTTP listener for /metrics, /healthz, /readyz and the admin API; empty disables.
@@ -80,7 +88,7 @@ pub struct Cluster {
     pub edge_ttl_secs: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Redis {
     /// Session registry: `redis://host:port` (one, or seed nodes of a Redis Cluster);
@@ -92,10 +100,11 @@ pub struct Redis {
     pub key_prefix: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Postgres {
-    /// `postgres://user@host:port/db`; empty uses the embedded SQLite file.
+    /// `postgres://user:password@host:port/db` or a libpq `host=… password=…` string;
+    /// empty uses the embedded SQLite file. Shown redacted by `check-config`.
     pub url: String,
     /// Schema (search_path); empty uses the server's default.
     pub schema: String,
@@ -339,8 +348,9 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         let config: Config = figment
-            .merge(Env::prefixed("SWITCHYARD_").ignore(&["config"]).split("__"))
-            .extract()?;
+            .merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"))
+            .extract()
+            .map_err(explain)?;
         config.validate()?;
         Ok(config)
     }
@@ -427,26 +437,15 @@ impl Config {
         Ok(())
     }
 
-    /// A copy safe to print: passwords in URLs and the admin token replaced.
+    /// A copy safe to print: every secret in a connection string or URL (see [`redact`])
+    /// and the admin token replaced by [`MASK`].
     pub fn redacted(&self) -> Self {
-        fn url(u: &str) -> String {
-            match (u.find("://"), u.rfind('@')) {
-                (Some(scheme), Some(at)) if at > scheme => {
-                    let user_end = u[scheme + 3..at].find(':').map(|c| scheme + 3 + c);
-                    match user_end {
-                        Some(colon) => format!("{}:***{}", &u[..colon], &u[at..]),
-                        None => u.to_owned(),
-                    }
-                }
-                _ => u.to_owned(),
-            }
-        }
         let mut shown = self.clone();
-        shown.postgres.url = url(&self.postgres.url);
-        shown.redis.urls = self.redis.urls.iter().map(|u| url(u)).collect();
-        if !shown.admin.token.is_empty() {
-            shown.admin.token = "***".into();
-        }
+        shown.postgres.url = redact(&self.postgres.url);
+        shown.redis.urls = self.redis.urls.iter().map(|u| redact(u)).collect();
+        shown.telemetry.otlp_endpoint = redact(&self.telemetry.otlp_endpoint);
+        shown.cluster.routers = self.cluster.routers.iter().map(|r| redact(r)).collect();
+        shown.admin.token = mask(&self.admin.token);
         shown
     }
 
@@ -460,6 +459,88 @@ impl Config {
             max_attributes: self.limits.max_attributes,
             max_attribute_bytes: self.limits.max_attribute_bytes,
         }
+    }
+}
+
+/// figment's errors, with each key named as the user wrote it: `limits.max_depth` for
+/// the file (figment says `default.limits.max_depth`, after its profile) and
+/// `SWITCHYARD_LIMITS__MAX_DEPTH` for a variable (figment says `LIMITS.MAX_DEPTH`); values
+/// quoted in the messages are redacted.
+fn explain(errors: figment::Error) -> anyhow::Error {
+    let lines: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            let from_env = e
+                .metadata
+                .as_ref()
+                .is_some_and(|md| md.name.contains("environment"));
+            let key = if from_env {
+                format!("{ENV_PREFIX}{}", e.path.join("__").to_ascii_uppercase())
+            } else {
+                e.path.join(".")
+            };
+            let source = match e.metadata.as_ref().map(|md| (&md.source, &md.name)) {
+                Some((Some(source), _)) => format!(" (in {source})"),
+                Some((None, name)) if from_env => format!(" (from the {name})"),
+                _ => String::new(),
+            };
+            match key.is_empty() {
+                true => format!("{}{source}", e.kind),
+                false => format!("{key}: {}{source}", e.kind),
+            }
+        })
+        .collect();
+    anyhow::anyhow!(redact(&lines.join("\n")))
+}
+
+/// Empty stays empty (so "not set" still shows), anything else becomes [`MASK`].
+fn mask(secret: &str) -> String {
+    if secret.is_empty() {
+        String::new()
+    } else {
+        MASK.to_owned()
+    }
+}
+
+// The sections holding secrets print them redacted, so a `{:?}` in a log line is safe too.
+
+impl fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Postgres")
+            .field("url", &redact(&self.url))
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| redact(u)).collect();
+        f.debug_struct("Redis")
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admin")
+            .field("listen", &self.listen)
+            .field("token", &mask(&self.token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("otlp_endpoint", &redact(&self.otlp_endpoint))
+            .field("sample_ratio", &self.sample_ratio)
+            .finish()
     }
 }
 
@@ -522,15 +603,33 @@ mod tests {
 
 #[cfg(test)]
 mod redaction {
-    #[test]
-    fn secrets_are_not_printed() {
+    fn with_secrets() -> super::Config {
         let mut c = super::Config::default();
         c.postgres.url = "postgres://sy:hunter2@db:5432/sy".into();
         c.redis.urls = vec!["redis://:pw@r:6379".into(), "redis://r2:6379".into()];
+        c.telemetry.otlp_endpoint = "http://otel:otlp-pw@collector:4317".into();
         c.admin.token = "t0ken".into();
-        let shown = c.redacted();
+        c
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let shown = with_secrets().redacted();
         assert_eq!(shown.postgres.url, "postgres://sy:***@db:5432/sy");
         assert_eq!(shown.redis.urls, ["redis://:***@r:6379", "redis://r2:6379"]);
+        assert_eq!(
+            shown.telemetry.otlp_endpoint,
+            "http://otel:***@collector:4317"
+        );
         assert_eq!(shown.admin.token, "***");
+        assert_eq!(super::Config::default().redacted().admin.token, "");
+    }
+
+    #[test]
+    fn debug_output_is_redacted_too() {
+        let debug = format!("{:?}", with_secrets());
+        for secret in ["hunter2", "pw@", "otlp-pw", "t0ken"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
     }
 }

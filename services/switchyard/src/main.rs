@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use switchyard::config::Config;
+use switchyard::config::{redact, Config};
 
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about = "Clustered XMPP server")]
@@ -46,7 +46,10 @@ fn main() -> std::process::ExitCode {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("switchyard: configuration error: {e:#}");
+            eprintln!(
+                "switchyard: configuration error: {}",
+                redact(&format!("{e:#}"))
+            );
             return std::process::ExitCode::from(2);
         }
     };
@@ -88,7 +91,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("switchyard: {e:#}");
+            // Errors may quote a connection string (a driver's message, an endpoint).
+            eprintln!("switchyard: {}", redact(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }

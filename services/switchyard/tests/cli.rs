@@ -124,6 +124,99 @@ fn switchyard_env(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -
 }
 
 #[test]
+fn check_config_hides_every_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let urls = [
+        (
+            "SWITCHYARD_POSTGRES__URL",
+            "postgres://sy:pg-secret@db:5432/sy?sslmode=require&password=query-secret",
+        ),
+        (
+            "SWITCHYARD_REDIS__URLS",
+            r#"["redis://:redis-secret@r1:6379", "rediss://default:tls-secret@r2:6380"]"#,
+        ),
+        (
+            "SWITCHYARD_TELEMETRY__OTLP_ENDPOINT",
+            "http://otel:otlp-secret@collector:4317",
+        ),
+        ("SWITCHYARD_ADMIN__TOKEN", "admin-secret"),
+    ];
+    let out = switchyard_env(dir.path(), &["check-config"], &urls);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    for secret in [
+        "pg-secret",
+        "query-secret",
+        "redis-secret",
+        "tls-secret",
+        "otlp-secret",
+        "admin-secret",
+    ] {
+        assert!(!shown.contains(secret), "{secret} printed:\n{shown}");
+    }
+    for kept in [
+        "postgres://sy:***@db:5432/sy?sslmode=require&password=***",
+        "redis://:***@r1:6379",
+        "rediss://default:***@r2:6380",
+        "http://otel:***@collector:4317",
+        "token = \"***\"",
+    ] {
+        assert!(shown.contains(kept), "{kept} missing:\n{shown}");
+    }
+
+    let libpq = [(
+        "SWITCHYARD_POSTGRES__URL",
+        "host=db user=sy password='libpq secret' dbname=sy",
+    )];
+    let out = switchyard_env(dir.path(), &["check-config"], &libpq);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("host=db user=sy password=*** dbname=sy"),
+        "{}",
+        text(&out)
+    );
+
+    // An invalid value is quoted in the error: redacted there too.
+    let misplaced = [(
+        "SWITCHYARD_POSTGRES__POOL_SIZE",
+        "postgres://sy:error-secret@db/sy",
+    )];
+    let out = switchyard_env(dir.path(), &["check-config"], &misplaced);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !text(&out).contains("error-secret") && text(&out).contains("sy:***@db"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn check_config_names_keys_as_the_user_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[limits]\nmax_stanza_bytes = 'big'\n").unwrap();
+    let out = switchyard_env(
+        dir.path(),
+        &["--config", file.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    let err = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("limits.max_stanza_bytes:"), "{err}");
+    assert!(!err.contains("default."), "figment's profile leaked: {err}");
+    let out = switchyard_env(
+        dir.path(),
+        &["check-config"],
+        &[("SWITCHYARD_LIMITS__MAX_DEPTH", "deep")],
+    );
+    assert!(
+        text(&out).contains("SWITCHYARD_LIMITS__MAX_DEPTH:"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn stanza_limit_before_auth_is_configurable() {
     let dir = tempfile::tempdir().unwrap();
     let out = switchyard_env(dir.path(), &["check-config"], &[]);
