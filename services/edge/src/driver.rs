@@ -32,6 +32,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use switchyard_core::session::{Input, Lookup, Output, Session};
 use switchyard_core::{Jid, StanzaKind, StreamCondition};
 use switchyard_storage::SessionRecord;
@@ -55,6 +56,10 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// Deliveries handled before one write, when more are already waiting in the mailbox.
 const WRITE_BATCH: usize = 64;
+
+/// How long a handshake runs before its byte rate is first checked, and how often after.
+const HANDSHAKE_GRACE: Duration = Duration::from_secs(10);
+const HANDSHAKE_CHECK: Duration = Duration::from_secs(5);
 
 impl Transport {
     /// Polls for bytes and hands them (empty at end of stream) to `f` while the scratch
@@ -103,7 +108,8 @@ async fn handshake(
     switchyard_core::sasl::ChannelBindings,
 )> {
     let snapshot: Arc<TlsSnapshot> = ctx.tls.snapshot();
-    match timeout(ctx.config.handshake_timeout, snapshot.acceptor.accept(tcp)).await {
+    let limit = ctx.config.tls_handshake_timeout;
+    match timeout(limit, snapshot.acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
             let cb = snapshot.bindings(stream.get_ref().1);
             Some((Box::new(stream), cb))
@@ -177,13 +183,19 @@ struct Conn {
 impl Conn {
     async fn serve(&mut self, mailbox: &Mailbox) {
         let cfg = self.ctx.config.clone();
-        let handshake_deadline = Instant::now() + cfg.handshake_timeout;
+        let started = Instant::now();
+        let handshake_deadline = started + cfg.handshake_timeout;
+        // The handshake's minimum byte rate (slowloris): checked from HANDSHAKE_GRACE on,
+        // then every HANDSHAKE_CHECK, against the bytes read so far.
+        let mut progress_check = started + HANDSHAKE_GRACE;
+        let mut handshake_bytes: u64 = 0;
         let mut idle_deadline = Instant::now() + cfg.idle_timeout;
-        let timer = sleep_until(handshake_deadline.min(idle_deadline));
+        let timer = sleep_until(progress_check.min(handshake_deadline).min(idle_deadline));
         tokio::pin!(timer);
         loop {
             // Deadlines only move later, so the timer fires at or before the real one.
-            let deadline = if self.session.in_handshake() {
+            let in_handshake = self.session.in_handshake();
+            let deadline = if in_handshake {
                 handshake_deadline.min(idle_deadline)
             } else {
                 idle_deadline
@@ -193,6 +205,7 @@ impl Conn {
                     Ok([]) | Err(_) => (false, self.session.handle(Input::PeerClosed)),
                     Ok(bytes) => {
                         metrics::EDGE_BYTES_IN.inc_by(bytes.len() as u64);
+                        handshake_bytes += bytes.len() as u64;
                         (true, self.session.handle(Input::Bytes(bytes)))
                     }
                 })), if self.session.wants_bytes() && self.routing.is_none() => {
@@ -209,11 +222,24 @@ impl Conn {
                     self.routing = None;
                     std::mem::take(&mut self.backlog).into()
                 },
-                () = &mut timer => if Instant::now() >= deadline {
-                    self.session.handle(Input::Terminate(StreamCondition::ConnectionTimeout))
-                } else {
-                    timer.as_mut().reset(deadline);
-                    Vec::new()
+                () = &mut timer => {
+                    let now = Instant::now();
+                    let trickling = in_handshake
+                        && now >= progress_check
+                        && handshake_bytes < cfg.handshake_min_bytes_per_sec * (now - started).as_secs();
+                    if now >= deadline || trickling {
+                        if trickling {
+                            tracing::info!(conn = self.id, ip = %self.ip, bytes = handshake_bytes, "handshake below the minimum byte rate, closing");
+                        }
+                        self.session.handle(Input::Terminate(StreamCondition::ConnectionTimeout))
+                    } else {
+                        if now >= progress_check {
+                            progress_check = now + HANDSHAKE_CHECK;
+                        }
+                        let next = if in_handshake { deadline.min(progress_check) } else { deadline };
+                        timer.as_mut().reset(next);
+                        Vec::new()
+                    }
                 },
             };
             if outputs.is_empty() {

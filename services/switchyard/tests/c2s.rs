@@ -338,3 +338,31 @@ async fn connections_per_ip_are_capped() {
     let mut again = Client::connect(server.c2s()).await;
     again.open().await;
 }
+
+/// A client that trickles its handshake a byte a second (slowloris) is closed at the
+/// first rate check, ten seconds in, not after the whole 30 s handshake timeout.
+#[tokio::test]
+async fn a_handshake_below_the_minimum_byte_rate_is_dropped_within_ten_seconds() {
+    use std::time::{Duration, Instant};
+    let server = Server::start().await;
+    let (mut reader, mut writer) = Client::connect(server.c2s()).await.split();
+    let started = Instant::now();
+    let trickle = async {
+        for byte in OPEN.bytes() {
+            writer.send_bytes(&[byte]).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    let mut seen = Vec::new();
+    let closed = tokio::io::AsyncReadExt::read_to_end(&mut reader.io, &mut seen);
+    tokio::select! {
+        _ = closed => {}
+        () = trickle => panic!("the whole header went through at a byte a second"),
+        () = tokio::time::sleep(Duration::from_secs(25)) => panic!("never closed"),
+    }
+    let after = started.elapsed();
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(16)).contains(&after),
+        "closed after {after:?}"
+    );
+}
