@@ -16,6 +16,7 @@
 //!   session's next stanza waits for room.
 
 use crate::convert;
+use crate::dedup::{Origin, Recent};
 use crate::pb;
 use crate::pb::router_client::RouterClient;
 use crate::router_side::{LINK_TOKEN, MAX_MESSAGE_BYTES};
@@ -85,6 +86,8 @@ struct InFlight {
     traceparent: String,
     /// The sender's bare JID (the affinity key).
     key: Jid,
+    /// The stanza's number on this edge, kept across resends (`Stanza.origin`).
+    origin: u64,
     received: std::time::Instant,
 }
 
@@ -94,6 +97,9 @@ pub struct RemoteRouters {
     connections: Arc<Connections>,
     routers: Mutex<HashMap<String, Arc<RouterConn>>>,
     next_seq: AtomicU64,
+    next_origin: AtomicU64,
+    /// Deliveries written recently, to recognise one made again after a router died.
+    recent: Recent,
 }
 
 fn score(key: &Jid, addr: &str) -> u64 {
@@ -124,6 +130,8 @@ impl RemoteRouters {
             connections,
             routers: Mutex::new(HashMap::new()),
             next_seq: AtomicU64::new(1),
+            next_origin: AtomicU64::new(1),
+            recent: Recent::default(),
         });
         tokio::spawn(this.clone().discover(routers, shutdown));
         this
@@ -211,13 +219,14 @@ impl RemoteRouters {
 
     /// Sends one serialized stanza through the best router for `key`, waiting (bounded)
     /// for a router when none is up.
-    async fn send(
-        &self,
-        xml: Vec<u8>,
-        key: Jid,
-        received: std::time::Instant,
-        traceparent: String,
-    ) {
+    async fn send(&self, stanza: InFlight) {
+        let InFlight {
+            xml,
+            traceparent,
+            key,
+            origin,
+            received,
+        } = stanza;
         let deadline = tokio::time::Instant::now() + NO_ROUTER_PATIENCE;
         loop {
             if let Some(router) = self.ranked(&key).into_iter().next() {
@@ -229,6 +238,7 @@ impl RemoteRouters {
                     xml: xml.clone(),
                     traceparent: traceparent.clone(),
                     key: key.clone(),
+                    origin,
                     received,
                 };
                 lock(&router.in_flight).insert(seq, entry);
@@ -240,6 +250,7 @@ impl RemoteRouters {
                             seq,
                             xml,
                             traceparent,
+                            origin,
                         }],
                     })),
                 };
@@ -292,8 +303,7 @@ impl RemoteRouters {
             metrics::EDGE_RESENDS.inc_by(orphans.len() as u64);
         }
         for (_, orphan) in orphans {
-            self.send(orphan.xml, orphan.key, orphan.received, orphan.traceparent)
-                .await;
+            self.send(orphan).await;
         }
     }
 
@@ -372,9 +382,11 @@ impl RemoteRouters {
         let mut results = Vec::with_capacity(batch.deliveries.len());
         for d in batch.deliveries {
             let span = metrics::trace::deliver_span(&d.traceparent);
+            let origin = Origin::of(&d.origin_edge, d.origin_seq, d.origin_index, d.conn);
             let (delivered, no_session) = match convert::element(&d.xml) {
                 Ok(el) => {
-                    let written = self.connections.deliver(d.conn, el).instrument(span).await;
+                    let write = self.connections.deliver(d.conn, el).instrument(span);
+                    let written = self.recent.once(origin, write).await;
                     (written, !written)
                 }
                 Err(e) => {
@@ -510,15 +522,13 @@ impl RouterLink for RemoteRouters {
     }
 
     async fn submit(&self, stanza: Stanza) {
-        let key = stanza.from.bare();
-        let received = std::time::Instant::now();
-        let traceparent = metrics::trace::current_traceparent();
-        self.send(
-            convert::stanza_bytes(&stanza.element),
-            key,
-            received,
-            traceparent,
-        )
+        self.send(InFlight {
+            xml: convert::stanza_bytes(&stanza.element),
+            traceparent: metrics::trace::current_traceparent(),
+            key: stanza.from.bare(),
+            origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
+            received: std::time::Instant::now(),
+        })
         .await;
     }
 }

@@ -5,6 +5,7 @@
 //! [`EdgeLinks`] the router's `EdgeDelivery`, [`RouterService`] the router's server.
 
 mod convert;
+mod dedup;
 mod edge_side;
 mod liveness;
 mod router_side;

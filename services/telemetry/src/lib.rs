@@ -113,6 +113,7 @@ metrics! {
     /// Edge receive → router acknowledgement (delivered to the recipient's edge or stored).
     EDGE_ROUTING_LATENCY: Histogram = histogram("switchyard_edge_routing_latency_seconds", "Edge receive to router acknowledgement");
     EDGE_IN_FLIGHT: IntGauge = gauge("switchyard_edge_link_in_flight", "Stanzas sent to routers and not yet acknowledged");
+    EDGE_DUPLICATES_SUPPRESSED: IntCounter = counter("switchyard_edge_duplicate_deliveries_suppressed_total", "Deliveries recognised as made again after a router died, answered without writing them twice");
     EDGE_RESENDS: IntCounter = counter("switchyard_edge_link_resends_total", "Stanzas resent after a router link broke");
     EDGE_ROUTER_LINKS: IntGauge = gauge("switchyard_edge_router_links_up", "Router links up");
     ROUTER_STANZAS: IntCounterVec = counter_vec("switchyard_router_stanzas_routed_total", "Stanzas routed", &["kind"]);

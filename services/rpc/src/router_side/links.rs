@@ -20,6 +20,49 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(90);
 
 type Outbound = mpsc::Sender<Result<pb::RouterMessage, Status>>;
 
+tokio::task_local! {
+    /// The stanza a router worker is routing, for the deliveries it causes: a recipient
+    /// edge recognises a delivery made again for the same stanza through another router.
+    static ORIGIN: Origin;
+}
+
+/// Where a stanza came from: its edge and that edge's number for it.
+#[derive(Debug)]
+pub(super) struct Origin {
+    edge: String,
+    seq: u64,
+    /// Deliveries made for it so far.
+    made: std::sync::atomic::AtomicU32,
+}
+
+impl Origin {
+    pub(super) fn new(edge: String, seq: u64) -> Self {
+        Self {
+            edge,
+            seq,
+            made: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// Runs the routing of the stanza with its origin in scope.
+    pub(super) async fn scope<F: std::future::Future>(self, routing: F) -> F::Output {
+        ORIGIN.scope(self, routing).await
+    }
+}
+
+/// The origin fields of the next delivery made by the current task.
+fn next_origin() -> (String, u64, u32) {
+    ORIGIN
+        .try_with(|o| {
+            (
+                o.edge.clone(),
+                o.seq,
+                o.made.fetch_add(1, Ordering::Relaxed),
+            )
+        })
+        .unwrap_or_default()
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -136,11 +179,15 @@ impl EdgeDelivery for EdgeLinks {
         let id = link.next_delivery.fetch_add(1, Ordering::Relaxed);
         let (done, answer) = oneshot::channel();
         lock(&link.pending).insert(id, done);
+        let (origin_edge, origin_seq, origin_index) = next_origin();
         let delivery = pb::Delivery {
             id,
             conn,
             xml: convert::stanza_bytes(&stanza),
             traceparent: switchyard_telemetry::trace::current_traceparent(),
+            origin_edge,
+            origin_seq,
+            origin_index,
         };
         let message = pb::RouterMessage {
             body: Some(pb::router_message::Body::Deliveries(pb::DeliveryBatch {

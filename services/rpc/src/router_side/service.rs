@@ -6,7 +6,7 @@
 //! after [`Router::route`] returned, i.e. after it was delivered to the recipient's edge
 //! (that edge answered), stored offline, or bounced.
 
-use super::links::{EdgeLinks, Link};
+use super::links::{EdgeLinks, Link, Origin};
 use super::{LINK_TOKEN, MAX_MESSAGE_BYTES};
 use crate::convert;
 use crate::pb;
@@ -102,8 +102,9 @@ fn ack(seq: u64) -> pb::RouterMessage {
     }
 }
 
-/// A stanza queued for a worker: its link sequence number, trace context and content.
-type Queued = (u64, String, Stanza);
+/// A stanza queued for a worker: its link sequence number and origin, trace context and
+/// content.
+type Queued = (u64, u64, String, Stanza);
 
 /// Routes one worker's share of a link's stanzas in order and acknowledges each. A
 /// stanza whose `from` is not a session of the link's edge is not routed: an edge acts
@@ -114,10 +115,11 @@ async fn work(
     in_flight: Arc<AtomicUsize>,
     mut queue: mpsc::Receiver<Queued>,
 ) {
-    while let Some((seq, traceparent, stanza)) = queue.recv().await {
+    while let Some((seq, origin, traceparent, stanza)) = queue.recv().await {
         if service.bound_by(&link.edge, &stanza.from).await {
             let span = switchyard_telemetry::trace::route_span(&traceparent);
-            service.router.route(stanza).instrument(span).await;
+            let routing = service.router.route(stanza).instrument(span);
+            Origin::new(link.edge.clone(), origin).scope(routing).await;
         } else {
             tracing::warn!(edge = link.edge, from = %stanza.from, "a stanza from a session this edge did not bind, refused");
             switchyard_telemetry::ROUTER_REFUSED_FROM_EDGES.inc();
@@ -163,7 +165,7 @@ async fn serve_link(
                     };
                     // Never waits: the window keeps every queue below its capacity.
                     if workers[worker_of(&stanza)]
-                        .try_send((s.seq, s.traceparent, stanza))
+                        .try_send((s.seq, s.origin, s.traceparent, stanza))
                         .is_err()
                     {
                         break 'read;

@@ -114,6 +114,7 @@ async fn send_stanza(edge: &Edge, seq: u64, xml: &str) {
             seq,
             xml: xml.as_bytes().to_vec(),
             traceparent: String::new(),
+            origin: seq,
         }],
     });
     edge.tx
