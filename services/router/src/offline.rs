@@ -42,7 +42,7 @@ impl Router {
             .push(account, &el.to_xml(""), quota)
             .await
         {
-            Ok(()) => return,
+            Ok(()) => return self.catch_up(account).await,
             Err(StorageError::QuotaExceeded) => {
                 StanzaError::new(StanzaCondition::ServiceUnavailable)
                     .with_text("the recipient's offline storage is full")
@@ -54,6 +54,25 @@ impl Router {
             }
         };
         self.bounce(&stanza, error).await;
+    }
+
+    /// After a message was stored: if a resource of the account is available by now, it
+    /// gets what is held at once. Its own flush, at its initial presence, may have run
+    /// before this message was stored: a login racing the message, or sessions coming
+    /// back after the registry lost its data (edges re-register them). The registry is
+    /// read afresh, not from a cache that may predate that presence. Either this read
+    /// sees the presence or that flush sees the message: the presence is recorded before
+    /// its flush, and the message stored before this read.
+    async fn catch_up(&self, account: &Jid) {
+        self.registry.forget(account);
+        let sessions = self.sessions(account).await;
+        let available = sessions
+            .iter()
+            .filter(|s| s.priority().is_some_and(|p| p >= 0))
+            .max_by_key(|s| s.priority());
+        if let Some(to) = available {
+            self.flush_offline(to).await;
+        }
     }
 
     /// Delivers held messages to a resource that just became available. A message the
