@@ -8,6 +8,9 @@
 //! rule existed) can never make a recipient's parser fail. Surrogates cannot occur in a
 //! Rust `str`, so the only excluded code points left are the C0 controls other than tab,
 //! line feed and carriage return, and U+FFFE and U+FFFF.
+//!
+//! Names follow XML 1.0 §2.3 (`Name`) without colons (Namespaces in XML 1.0 §3, `NCName`):
+//! quick-xml takes whatever stands between `<` and whitespace as a name, even nothing.
 
 use super::framer::FramerError;
 use std::borrow::Cow;
@@ -15,6 +18,28 @@ use std::borrow::Cow;
 /// Whether `c` matches the XML 1.0 `Char` production.
 pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// XML 1.0 §2.3 `NameStartChar`, less `:`.
+fn is_name_start(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 §2.3 `NameChar`, less `:`.
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// Whether `s` is an `NCName`: a name without a colon (a prefix or a local name).
+pub(crate) fn is_ncname(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
 }
 
 /// What the serializer writes instead of a character XML 1.0 does not allow.
@@ -83,5 +108,17 @@ mod tests {
         }
         // U+EFBF.. and friends share lead bytes with the excluded ones but are allowed.
         assert!(check_raw("\u{FFBE}\u{EFBF}\u{FFFC}").is_ok());
+    }
+
+    #[test]
+    fn xml_1_0_2_3_names_without_colons() {
+        for ok in ["a", "_x", "message", "a-b.c9", "é", "\u{10000}x", "a\u{B7}"] {
+            assert!(is_ncname(ok), "{ok:?}");
+        }
+        for bad in [
+            "", "9a", "-a", ".a", "a:b", "a b", "a\n", "a/", "\u{B7}a", "a>",
+        ] {
+            assert!(!is_ncname(bad), "{bad:?}");
+        }
     }
 }

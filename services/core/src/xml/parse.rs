@@ -72,14 +72,13 @@ fn unbound(prefix: &str) -> FramerError {
     FramerError::NotWellFormed(format!("unbound prefix {prefix}"))
 }
 
-/// Splits a qualified name (Namespaces in XML 1.0 §4): `None` when unprefixed.
+/// Splits a qualified name (Namespaces in XML 1.0 §4, `QName`): `None` when unprefixed.
 fn split_qname(qname: &str) -> Result<Option<(&str, &str)>, FramerError> {
+    let bad = || FramerError::NotWellFormed(format!("bad name {qname:?}"));
     match qname.split_once(':') {
-        None => Ok(None),
-        Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') => Ok(Some((p, l))),
-        Some(_) => Err(FramerError::NotWellFormed(format!(
-            "bad qualified name {qname}"
-        ))),
+        None if chars::is_ncname(qname) => Ok(None),
+        Some((p, l)) if chars::is_ncname(p) && chars::is_ncname(l) => Ok(Some((p, l))),
+        _ => Err(bad()),
     }
 }
 

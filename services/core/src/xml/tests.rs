@@ -219,6 +219,27 @@ fn namespaces_in_xml_constraints_are_checked() {
 }
 
 #[test]
+fn xml_1_0_2_3_names_are_checked() {
+    // quick-xml takes anything up to whitespace as a name, even nothing (found by fuzzing:
+    // `<\n/>` came back out as `</>`).
+    for bad in [
+        "\t<\n\n/>",
+        "<1a/>",
+        "<a 1b='x'/>",
+        "<\u{B7}a/>",
+        "<-a/>",
+        "<a =''/>",
+    ] {
+        let err = Element::parse(bad).unwrap_err();
+        assert!(
+            matches!(err, FramerError::NotWellFormed(_)),
+            "{bad:?}: {err:?}"
+        );
+    }
+    assert!(Element::parse("<a\u{B7}b x-y.z='1'/>").is_ok());
+}
+
+#[test]
 fn children_share_their_parents_namespace() {
     let long = format!("urn:{}", "x".repeat(1000));
     let el = Element::parse(&format!("<m xmlns='{long}'><a/><a/></m>")).unwrap();
