@@ -138,20 +138,34 @@ fn generate(cert: &Path, key: &Path, domains: &[String]) -> Result<(), TlsError>
     }
     let gen = rcgen::generate_simple_self_signed(domains.to_vec())
         .map_err(|e| TlsError::Generate(e.to_string()))?;
+    // The data directory and the key are private to the service user from the start.
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = cert.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| TlsError::Read {
-            path: dir.into(),
-            source,
-        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| TlsError::Read {
+                path: dir.into(),
+                source,
+            })?;
     }
     std::fs::write(cert, gen.cert.pem()).map_err(|source| TlsError::Read {
         path: cert.into(),
         source,
     })?;
-    std::fs::write(key, gen.key_pair.serialize_pem()).map_err(|source| TlsError::Read {
-        path: key.into(),
-        source,
-    })?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(key)
+        .and_then(|mut file| file.write_all(gen.key_pair.serialize_pem().as_bytes()))
+        .map_err(|source| TlsError::Read {
+            path: key.into(),
+            source,
+        })?;
     tracing::warn!(cert = %cert.display(), "generated a self-signed development certificate");
     Ok(())
 }

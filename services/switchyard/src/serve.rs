@@ -267,6 +267,12 @@ async fn start_edge(
     drain: Drain,
 ) -> anyhow::Result<Running> {
     let (cert, key, generate) = tls_paths(config);
+    if generate {
+        wiring::private_data_dir(&config.data_dir)?;
+        wiring::tighten(&key);
+    } else {
+        wiring::warn_if_world_readable(&key);
+    }
     let tls = Arc::new(TlsStore::open(cert, key, &config.domains, generate)?);
     let listeners: Vec<Listener> = [
         bind(&config.listen.c2s, false).await?,

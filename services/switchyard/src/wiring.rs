@@ -1,8 +1,11 @@
 //! Builds the parts a role needs from the configuration: the durable stores (PostgreSQL,
-//! or the embedded SQLite file), the session registry (Redis, or memory) and the router.
+//! or the embedded SQLite file), the session registry (Redis, or memory) and the router;
+//! and keeps the data directory private to the service user (0700, files in it 0600).
 
 use crate::config::Config;
 use anyhow::Context;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_router::{BareDelivery, EdgeDelivery, Router, RouterConfig, ServerInfo};
@@ -11,12 +14,88 @@ use switchyard_storage::{
     SessionRegistry, SqliteStore, Stores,
 };
 
-/// The embedded SQLite store in `data_dir`.
+/// The embedded SQLite store in `data_dir`. The file is created owner-only before SQLite
+/// opens it, because SQLite gives its `-wal` and `-shm` side files the database's mode.
 pub fn open_sqlite(config: &Config) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    private_data_dir(&config.data_dir)?;
     let path = config.data_dir.join("switchyard.db");
+    private_file(&path)?;
+    for side in ["-wal", "-shm", "-journal"] {
+        let mut name = path.clone().into_os_string();
+        name.push(side);
+        tighten(Path::new(&name));
+    }
     SqliteStore::open(&path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Creates `data_dir` (and missing parents) readable by the service user only (0700), or
+/// tightens an existing one: it holds the accounts database and the development key.
+pub fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data_dir {}", dir.display()))?;
+    tighten(dir);
+    Ok(())
+}
+
+/// Creates an empty `path` with mode 0600 unless it exists, which is then tightened.
+fn private_file(path: &Path) -> anyhow::Result<()> {
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            tighten(path);
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// Takes the group and other permission bits off `path` (if it exists and has any), so
+/// files an older version or a permissive umask left readable become private. Where that
+/// is not allowed (another owner, a read-only mount) the process still runs, and says so.
+pub fn tighten(path: &Path) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let private = mode & 0o700;
+    let path_shown = path.display();
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)) {
+        Ok(()) => tracing::warn!(
+            path = %path_shown,
+            "{path_shown} was open to other users (mode {mode:o}); made it private ({private:o})"
+        ),
+        Err(e) => tracing::warn!(
+            path = %path_shown,
+            "{path_shown} is open to other users (mode {mode:o}) and cannot be made private ({e}): \
+             restrict it to the service user"
+        ),
+    }
+}
+
+/// Warns when a key file the operator supplied is readable by every user; it is not ours
+/// to change (a group-readable key, as with Debian's `ssl-cert` group, is a choice).
+pub fn warn_if_world_readable(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o004 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "the TLS key {} is readable by every user (mode {mode:o}): chmod o-r it",
+                path.display()
+            );
+        }
+    }
 }
 
 /// The PostgreSQL store of this configuration, if one is configured.

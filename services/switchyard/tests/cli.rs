@@ -216,6 +216,120 @@ fn check_config_names_keys_as_the_user_writes_them() {
     );
 }
 
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The SQLite database, its side files and the data directory are private to the service
+/// user when created, and tightened when found open.
+#[test]
+fn data_dir_and_database_are_private() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("var").join("data");
+    let add = |user: &str| {
+        let out = switchyard_env(&data, &["user", "add", user, "--password", "pw"], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    add("alice");
+    assert_eq!(mode(&data), 0o700, "data_dir");
+    let db = data.join("switchyard.db");
+    let files = |db: &std::path::Path| {
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|side| std::path::PathBuf::from(format!("{}{side}", db.display())))
+            .filter(|p| p.exists())
+            .collect::<Vec<_>>()
+    };
+    for file in files(&db) {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+
+    // Left open by an older version or by hand: made private on the next start.
+    set_mode(&data, 0o755);
+    for file in files(&db) {
+        set_mode(&file, 0o644);
+    }
+    add("bob");
+    assert_eq!(mode(&data), 0o700, "data_dir tightened");
+    for file in files(&db) {
+        assert_eq!(mode(&file), 0o600, "{} tightened", file.display());
+    }
+}
+
+/// A `serve` process, killed when dropped.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `serve` and returns once it has bound every listener (the development
+/// certificate and the database are created before that).
+fn serve(data: &std::path::Path) -> Serving {
+    use std::io::BufRead;
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" serve")
+        .arg(env!("CARGO_BIN_EXE_switchyard"))
+        .env("SWITCHYARD_DATA_DIR", data)
+        .env("SWITCHYARD_LISTEN__C2S", "127.0.0.1:0")
+        .env("SWITCHYARD_LISTEN__C2S_DIRECT_TLS", "127.0.0.1:0")
+        .env("SWITCHYARD_ADMIN__LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary runs");
+    let mut serving = Serving(child);
+    let stdout = std::io::BufReader::new(serving.0.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let done = line.contains("listening admin");
+        seen.push(line);
+        if done {
+            return serving;
+        }
+    }
+    panic!("serve did not start: {seen:?}");
+}
+
+#[test]
+fn generated_key_and_live_database_are_private() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let key = data.join("dev-key.pem");
+    let db = data.join("switchyard.db");
+    let side = |suffix: &str| std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+    {
+        let _running = serve(&data);
+        assert_eq!(mode(&data), 0o700, "data_dir");
+        assert_eq!(mode(&key), 0o600, "generated key");
+        // While the server runs, SQLite keeps its WAL side files next to the database.
+        for file in [db.clone(), side("-wal"), side("-shm")] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+    set_mode(&key, 0o644);
+    set_mode(&data, 0o755);
+    let _running = serve(&data);
+    assert_eq!(mode(&key), 0o600, "existing key tightened");
+    assert_eq!(mode(&data), 0o700, "existing data_dir tightened");
+}
+
 #[test]
 fn stanza_limit_before_auth_is_configurable() {
     let dir = tempfile::tempdir().unwrap();
