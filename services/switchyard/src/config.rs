@@ -60,6 +60,8 @@ impl Default for Telemetry {
 #[serde(default, deny_unknown_fields)]
 pub struct Admin {
     /// HTTP listener for /metrics, /healthz, /readyz and the admin API; empty disables.
+    /// Plain HTTP, so loopback by default: set `0.0.0.0:9400` (as the Helm chart and
+    /// docker-compose.yml do) for probes and scraping from outside the host or pod.
     pub listen: String,
     /// Bearer token for /api/v1; empty disables the admin API.
     pub token: String,
@@ -68,7 +70,7 @@ pub struct Admin {
 impl Default for Admin {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:9400".into(),
+            listen: "127.0.0.1:9400".into(),
             token: String::new(),
         }
     }

@@ -216,6 +216,21 @@ fn check_config_names_keys_as_the_user_writes_them() {
     );
 }
 
+#[test]
+fn admin_listener_defaults_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = switchyard_env(dir.path(), &["check-config"], &[]);
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    let admin = shown.split("[admin]").nth(1).expect("an [admin] section");
+    assert!(admin.contains("listen = \"127.0.0.1:9400\""), "{shown}");
+    let set = [("SWITCHYARD_ADMIN__LISTEN", "0.0.0.0:9400")];
+    let out = switchyard_env(dir.path(), &["check-config"], &set);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("listen = \"0.0.0.0:9400\""),
+        "the key still configures it"
+    );
+}
+
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path)
