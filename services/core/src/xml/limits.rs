@@ -21,7 +21,7 @@ pub struct Limits {
     pub max_elements: usize,
     /// Most attributes on one element.
     pub max_attributes: usize,
-    /// Longest attribute value in bytes.
+    /// Longest attribute value in bytes, once entity and character references are replaced.
     pub max_attribute_bytes: usize,
 }
 
@@ -50,12 +50,15 @@ impl Limits {
     ///   (carbons, forwarded, archive results; each adds up to three levels).
     /// - elements: one per 64 bytes of the byte limit (65,536), far above a client's 4,096
     ///   and a large roster's few thousand.
+    /// - attributes: twice the client limit, since the serializer may add an `xmlns:`
+    ///   declaration for each prefixed attribute whose prefix was declared further out.
+    ///   Value lengths are counted unescaped, so the client limit holds as it is.
     pub const INTERNAL: Limits = Limits {
         max_stanza_bytes: 4 * 1024 * 1024,
         max_stanza_bytes_before_auth: 4 * 1024 * 1024,
         max_depth: 64,
         max_elements: 4 * 1024 * 1024 / 64,
-        max_attributes: 64,
+        max_attributes: 128,
         max_attribute_bytes: 4096,
     };
 

@@ -113,12 +113,13 @@ pub(crate) fn open(
         if attrs.len() >= limits.max_attributes {
             return Err(FramerError::PolicyViolation("too many attributes"));
         }
-        if attr.value.len() > limits.max_attribute_bytes {
-            return Err(FramerError::PolicyViolation("attribute value too long"));
-        }
         let key =
             std::str::from_utf8(attr.key.as_ref()).map_err(|_| FramerError::UnsupportedEncoding)?;
+        // The value as the peer meant it: its escaped length depends on who wrote it.
         let value = chars::owned_checked(attr.unescape_value().map_err(map_err)?)?;
+        if value.len() > limits.max_attribute_bytes {
+            return Err(FramerError::PolicyViolation("attribute value too long"));
+        }
         match key.strip_prefix("xmlns") {
             Some("") => scope.bind("", Namespace::from(value)),
             Some(rest) if rest.starts_with(':') => {

@@ -84,6 +84,24 @@ fn parse_accepts_what_a_client_may_send_wrapped_by_the_server() {
     assert!(Element::parse(&many).is_ok());
     let big = Element::new("m", "").with_text("&".repeat(client.max_stanza_bytes));
     assert!(Element::parse(&big.to_xml("")).is_ok());
+    // The longest attribute values, all quotes (six bytes each when written), and the most
+    // attributes, each in a prefix declared on the stream header (a declaration each when
+    // written; the header's other attribute is xmlns:stream).
+    let header = (0..client.max_attributes - 1)
+        .map(|i| format!(" xmlns:p{i}='urn:{i}'"))
+        .collect::<String>();
+    let attrs = (0..client.max_attributes - 1)
+        .map(|i| format!(" p{i}:a=''"))
+        .collect::<String>();
+    let quotes = "'".repeat(client.max_attribute_bytes);
+    let stanza = format!("<message q=\"{quotes}\"{attrs}/>");
+    let header = format!(
+        "<stream:stream xmlns='jabber:client' xmlns:stream='{}'{header}>",
+        ns::STREAMS
+    );
+    let parsed = framed(&header, &stanza).unwrap().remove(0);
+    let again = Element::parse(&parsed.to_xml("")).unwrap();
+    assert_eq!(again.attr("q"), Some(quotes.as_str()));
 }
 
 #[test]
