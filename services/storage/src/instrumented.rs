@@ -4,8 +4,8 @@
 
 use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate};
 use crate::traits::{
-    AccountStore, BlockStore, DocumentStore, OfflineStore, RosterStore, SessionEdit, SessionRecord,
-    SessionRegistry,
+    AccountStore, BlockStore, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore,
+    RosterStore, SessionEdit, SessionRecord, SessionRegistry,
 };
 use crate::{Change, StorageError};
 use async_trait::async_trait;
@@ -99,9 +99,17 @@ impl<B: RosterStore> RosterStore for Instrumented<B> {
 
 #[async_trait]
 impl<B: OfflineStore> OfflineStore for Instrumented<B> {
-    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError> {
-        self.timed("offline_push", self.inner.push(account, stanza, quota))
-            .await
+    async fn push_within(
+        &self,
+        account: &Jid,
+        stanza: &str,
+        quota: OfflineQuota,
+    ) -> Result<(), StorageError> {
+        self.timed(
+            "offline_push",
+            self.inner.push_within(account, stanza, quota),
+        )
+        .await
     }
     async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
         self.timed("offline_take", self.inner.take(account)).await
@@ -132,6 +140,17 @@ impl<B: DocumentStore> DocumentStore for Instrumented<B> {
     async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError> {
         self.timed("document_put", self.inner.put(account, key, value))
             .await
+    }
+    async fn put_within(
+        &self,
+        account: &Jid,
+        family: &str,
+        key: &str,
+        value: &str,
+        quota: DocumentQuota,
+    ) -> Result<(), StorageError> {
+        let put = self.inner.put_within(account, family, key, value, quota);
+        self.timed("document_put", put).await
     }
 }
 

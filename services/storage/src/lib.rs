@@ -30,8 +30,8 @@ pub use redis::RedisRegistry;
 pub use registry_cache::CachedRegistry;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AccountStore, BlockStore, Change, DocumentStore, OfflineStore, RosterStore, SessionEdit,
-    SessionRecord, SessionRegistry,
+    AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore,
+    RosterStore, SessionEdit, SessionRecord, SessionRegistry,
 };
 
 /// Every durable data trait, as implemented by one backend.

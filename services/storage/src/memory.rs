@@ -2,8 +2,8 @@
 
 use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate};
 use crate::traits::{
-    AccountStore, BlockStore, DocumentStore, OfflineStore, RosterStore, SessionEdit, SessionRecord,
-    SessionRegistry,
+    fits, AccountStore, BlockStore, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore,
+    RosterStore, SessionEdit, SessionRecord, SessionRegistry,
 };
 use crate::StorageError;
 use async_trait::async_trait;
@@ -24,6 +24,8 @@ struct Account {
     roster_version: u64,
     roster: BTreeMap<Jid, RosterItem>,
     offline: VecDeque<String>,
+    /// The bytes of `offline`, kept so the byte quota costs nothing to check.
+    offline_bytes: usize,
     blocked: BTreeSet<Jid>,
     documents: HashMap<String, String>,
 }
@@ -62,6 +64,7 @@ impl AccountStore for MemoryStore {
             roster_version: 0,
             roster: BTreeMap::new(),
             offline: VecDeque::new(),
+            offline_bytes: 0,
             blocked: BTreeSet::new(),
             documents: HashMap::new(),
         };
@@ -125,12 +128,19 @@ impl RosterStore for MemoryStore {
 
 #[async_trait]
 impl OfflineStore for MemoryStore {
-    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError> {
+    async fn push_within(
+        &self,
+        account: &Jid,
+        stanza: &str,
+        quota: OfflineQuota,
+    ) -> Result<(), StorageError> {
         self.with(account, |a| {
-            if a.offline.len() >= quota {
+            let held = (a.offline.len(), a.offline_bytes);
+            if !fits(held, stanza.len(), (quota.messages, quota.bytes)) {
                 return Err(StorageError::QuotaExceeded);
             }
             a.offline.push_back(stanza.to_owned());
+            a.offline_bytes += stanza.len();
             Ok(())
         })?
     }
@@ -139,7 +149,10 @@ impl OfflineStore for MemoryStore {
         let mut map = lock(&self.accounts);
         Ok(map
             .get_mut(account)
-            .map(|a| a.offline.drain(..).collect())
+            .map(|a| {
+                a.offline_bytes = 0;
+                a.offline.drain(..).collect()
+            })
             .unwrap_or_default())
     }
 }
@@ -181,6 +194,28 @@ impl DocumentStore for MemoryStore {
                 a.documents.remove(key);
             }
         })
+    }
+
+    async fn put_within(
+        &self,
+        account: &Jid,
+        family: &str,
+        key: &str,
+        value: &str,
+        quota: DocumentQuota,
+    ) -> Result<(), StorageError> {
+        self.with(account, |a| {
+            let others = a
+                .documents
+                .iter()
+                .filter(|(k, _)| k.starts_with(family) && k.as_str() != key);
+            let held = others.fold((0, 0), |(n, b), (k, v)| (n + 1, b + k.len() + v.len()));
+            if !fits(held, key.len() + value.len(), (quota.keys, quota.bytes)) {
+                return Err(StorageError::QuotaExceeded);
+            }
+            a.documents.insert(key.to_owned(), value.to_owned());
+            Ok(())
+        })?
     }
 }
 

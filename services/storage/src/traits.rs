@@ -41,12 +41,46 @@ pub trait RosterStore: Send + Sync + std::fmt::Debug {
     ) -> Result<RosterUpdate, StorageError>;
 }
 
+/// How much offline storage (XEP-0160) one account may hold: a count of messages and a
+/// total of their bytes (the UTF-8 length of the stored stanzas). Both bound what a sender
+/// can make the server keep for someone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfflineQuota {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+impl OfflineQuota {
+    /// No bound: for putting back what was already accepted within a quota.
+    pub const UNLIMITED: Self = Self {
+        messages: usize::MAX,
+        bytes: usize::MAX,
+    };
+}
+
 /// Messages held for accounts with no available resource (XEP-0160).
 #[async_trait]
 pub trait OfflineStore: Send + Sync + std::fmt::Debug {
-    /// Appends a serialized stanza; [`StorageError::QuotaExceeded`] when the account
-    /// already holds `quota` of them.
-    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError>;
+    /// Appends a serialized stanza unless the account would then hold more than
+    /// `quota.messages` stanzas or more than `quota.bytes` bytes of them:
+    /// [`StorageError::QuotaExceeded`]. The check and the append are one atomic step with
+    /// respect to every other push for the account, in every process, so concurrent pushes
+    /// never overshoot the quota.
+    async fn push_within(
+        &self,
+        account: &Jid,
+        stanza: &str,
+        quota: OfflineQuota,
+    ) -> Result<(), StorageError>;
+    /// [`push_within`](Self::push_within) bounded by a message count only, with no byte
+    /// bound: for putting back a message already accepted within a full quota.
+    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError> {
+        let quota = OfflineQuota {
+            messages: quota,
+            bytes: usize::MAX,
+        };
+        self.push_within(account, stanza, quota).await
+    }
     /// Removes and returns every held stanza, oldest first.
     async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError>;
 }
@@ -61,6 +95,15 @@ pub trait BlockStore: Send + Sync + std::fmt::Debug {
     async fn unblock(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError>;
 }
 
+/// How much one family of an account's documents (the keys starting with one prefix,
+/// e.g. private XML) may hold: a number of keys and a total of bytes, counting each
+/// document's key and value (UTF-8 lengths).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentQuota {
+    pub keys: usize,
+    pub bytes: usize,
+}
+
 /// Small per-account XML documents keyed by name: the vCard (XEP-0054), private XML
 /// (XEP-0049, one key per namespace) and last activity (XEP-0012).
 #[async_trait]
@@ -68,6 +111,24 @@ pub trait DocumentStore: Send + Sync + std::fmt::Debug {
     async fn get(&self, account: &Jid, key: &str) -> Result<Option<String>, StorageError>;
     /// Stores `value` under `key`, or removes the key when `value` is `None`.
     async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError>;
+    /// Stores `value` under `key` (which starts with `family`) unless the account's keys
+    /// starting with `family` would then exceed `quota`: [`StorageError::QuotaExceeded`].
+    /// Replacing a key counts its new value instead of its old one. The check and the
+    /// write are one atomic step with respect to every other bounded put for the account.
+    async fn put_within(
+        &self,
+        account: &Jid,
+        family: &str,
+        key: &str,
+        value: &str,
+        quota: DocumentQuota,
+    ) -> Result<(), StorageError>;
+}
+
+/// Whether `held` plus one more entry of `bytes` stays within `quota`, saturating (shared
+/// by the backends so they agree on the edge).
+pub(crate) fn fits(held: (usize, usize), bytes: usize, quota: (usize, usize)) -> bool {
+    held.0.saturating_add(1) <= quota.0 && held.1.saturating_add(bytes) <= quota.1
 }
 
 /// One bound resource: where its connection lives and what the router must know about it.

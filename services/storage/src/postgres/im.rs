@@ -2,7 +2,9 @@
 
 use super::PgStore;
 use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
-use crate::traits::{BlockStore, DocumentStore, OfflineStore, RosterStore};
+use crate::traits::{
+    fits, BlockStore, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore, RosterStore,
+};
 use crate::StorageError;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -129,34 +131,50 @@ impl RosterStore for PgStore {
     }
 }
 
+/// Locks the account's row for the rest of the transaction; [`StorageError::NotFound`]
+/// when there is no such account.
+async fn lock_account(db: &impl GenericClient, account: &str) -> Result<(), StorageError> {
+    db.query_opt(
+        "SELECT 1 FROM accounts WHERE jid = $1 FOR UPDATE",
+        &[&account],
+    )
+    .await?
+    .map(|_| ())
+    .ok_or(StorageError::NotFound)
+}
+
+/// A `(COUNT(*), SUM(bytes))` row as the sizes it counts.
+fn held(row: &Row) -> Result<(usize, usize), StorageError> {
+    let (count, bytes): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    Ok((count.max(0) as usize, bytes.max(0) as usize))
+}
+
 #[async_trait]
 impl OfflineStore for PgStore {
-    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError> {
+    async fn push_within(
+        &self,
+        account: &Jid,
+        stanza: &str,
+        quota: OfflineQuota,
+    ) -> Result<(), StorageError> {
         let account = account.to_string();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let locked = tx
-            .query_opt(
-                "SELECT 1 FROM accounts WHERE jid = $1 FOR UPDATE",
+        lock_account(&tx, &account).await?;
+        let row = tx
+            .query_one(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0)::BIGINT FROM offline
+                 WHERE account = $1",
                 &[&account],
             )
             .await?;
-        if locked.is_none() {
-            return Err(StorageError::NotFound);
-        }
-        let held: i64 = tx
-            .query_one(
-                "SELECT COUNT(*) FROM offline WHERE account = $1",
-                &[&account],
-            )
-            .await?
-            .get(0);
-        if held as usize >= quota {
+        if !fits(held(&row)?, stanza.len(), (quota.messages, quota.bytes)) {
             return Err(StorageError::QuotaExceeded);
         }
+        let bytes = stanza.len() as i64;
         tx.execute(
-            "INSERT INTO offline (account, stanza) VALUES ($1, $2)",
-            &[&account, &stanza],
+            "INSERT INTO offline (account, stanza, bytes) VALUES ($1, $2, $3)",
+            &[&account, &stanza, &bytes],
         )
         .await?;
         tx.commit().await?;
@@ -266,6 +284,43 @@ impl DocumentStore for PgStore {
                     .await?
             }
         };
+        Ok(())
+    }
+
+    async fn put_within(
+        &self,
+        account: &Jid,
+        family: &str,
+        key: &str,
+        value: &str,
+        quota: DocumentQuota,
+    ) -> Result<(), StorageError> {
+        let account = account.to_string();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        lock_account(&tx, &account).await?;
+        let row = tx
+            .query_one(
+                "SELECT COUNT(*), COALESCE(SUM(octet_length(key) + octet_length(value)), 0)::BIGINT
+                 FROM documents
+                 WHERE account = $1 AND left(key, char_length($2::TEXT)) = $2::TEXT AND key <> $3",
+                &[&account, &family, &key],
+            )
+            .await?;
+        if !fits(
+            held(&row)?,
+            key.len() + value.len(),
+            (quota.keys, quota.bytes),
+        ) {
+            return Err(StorageError::QuotaExceeded);
+        }
+        tx.execute(
+            "INSERT INTO documents (account, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (account, key) DO UPDATE SET value = $3",
+            &[&account, &key, &value],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -9,8 +9,10 @@
 //! `ON DELETE CASCADE`.
 //!
 //! Roster edits lock the account row (`UPDATE … RETURNING roster_version`), which
-//! serializes edits of one roster across routers; offline pushes lock it the same way
-//! so the quota holds under concurrency.
+//! serializes edits of one roster across routers; offline pushes and bounded document
+//! puts lock it the same way (`SELECT … FOR UPDATE`) before they sum what is held, so
+//! their quotas hold under concurrency: the next transaction to get the lock reads, in
+//! a fresh READ COMMITTED snapshot, what the previous one committed.
 
 mod accounts;
 mod im;
@@ -18,7 +20,8 @@ mod im;
 use crate::StorageError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE accounts (
         jid TEXT PRIMARY KEY,
         sha1_salt BYTEA NOT NULL, sha1_iterations INTEGER NOT NULL,
         sha1_stored_key BYTEA NOT NULL, sha1_server_key BYTEA NOT NULL,
@@ -55,7 +58,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
         key TEXT NOT NULL,
         value TEXT NOT NULL,
         PRIMARY KEY (account, key)
-    );"];
+    );",
+    // Byte quotas: each held message records its size, so a push sums a column.
+    "ALTER TABLE offline ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
+    UPDATE offline SET bytes = octet_length(stanza);",
+];
 
 /// Arbitrary, fixed: the advisory lock key that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x5357_5944_4d49_4752;

@@ -68,6 +68,63 @@ async fn conforms_migrates_once_and_survives_reconnect() {
     db.drop_schema().await;
 }
 
+/// Two pools on one schema (two routers) pushing at once never overshoot a quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotas_hold_under_concurrent_pushes_from_two_routers() {
+    let Some(db) = TestSchema::create().await else {
+        return;
+    };
+    db.store.migrate().await.unwrap();
+    let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
+    let other = PgStore::connect(&url, Some(&db.name), 4).unwrap();
+    let handles = [
+        std::sync::Arc::new(db.store.clone()),
+        std::sync::Arc::new(other),
+    ];
+    crate::conformance::quotas_under_concurrency(&handles).await;
+    db.drop_schema().await;
+}
+
+/// Messages held before the byte column existed are counted by their size.
+#[tokio::test]
+async fn migration_sizes_messages_held_before_it() {
+    use crate::{OfflineQuota, OfflineStore};
+    let Some(db) = TestSchema::create().await else {
+        return;
+    };
+    let client = db.store.client().await.unwrap();
+    client.batch_execute(MIGRATIONS[0]).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO accounts VALUES ('old@localhost', '', 1, '', '', '', 1, '', '', 0);
+             INSERT INTO offline (account, stanza) VALUES ('old@localhost', '{}');
+             CREATE TABLE switchyard_migrations (
+                version INTEGER PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             );
+             INSERT INTO switchyard_migrations (version) VALUES (1);",
+            "x".repeat(100)
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    assert_eq!(db.store.migrate().await.unwrap(), MIGRATIONS.len() - 1);
+    let old = switchyard_core::Jid::parse("old@localhost").unwrap();
+    let quota = OfflineQuota {
+        messages: 10,
+        bytes: 150,
+    };
+    assert!(matches!(
+        db.store.push_within(&old, &"y".repeat(51), quota).await,
+        Err(StorageError::QuotaExceeded)
+    ));
+    db.store
+        .push_within(&old, &"y".repeat(50), quota)
+        .await
+        .unwrap();
+    db.drop_schema().await;
+}
+
 #[tokio::test]
 async fn unreachable_database_is_unavailable_not_a_panic() {
     let store = PgStore::connect("postgres://nobody@127.0.0.1:1/none", None, 1).unwrap();

@@ -2,7 +2,9 @@
 
 use super::{missing_account, SqliteStore};
 use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
-use crate::traits::{BlockStore, DocumentStore, OfflineStore, RosterStore};
+use crate::traits::{
+    fits, BlockStore, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore, RosterStore,
+};
 use crate::StorageError;
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
@@ -155,21 +157,28 @@ fn read_row(
 
 #[async_trait]
 impl OfflineStore for SqliteStore {
-    async fn push(&self, account: &Jid, stanza: &str, quota: usize) -> Result<(), StorageError> {
+    async fn push_within(
+        &self,
+        account: &Jid,
+        stanza: &str,
+        quota: OfflineQuota,
+    ) -> Result<(), StorageError> {
         let (account, stanza) = (account.to_string(), stanza.to_owned());
         self.with(move |db| {
+            // IMMEDIATE takes the write lock first, so no other writer (another process on
+            // the same file included) runs between the sum and the insert.
             let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let held: usize = tx.query_row(
-                "SELECT COUNT(*) FROM offline WHERE account = ?1",
+            let held: (usize, usize) = tx.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM offline WHERE account = ?1",
                 [&account],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            if held >= quota {
+            if !fits(held, stanza.len(), (quota.messages, quota.bytes)) {
                 return Err(StorageError::QuotaExceeded);
             }
             tx.execute(
-                "INSERT INTO offline (account, stanza) VALUES (?1, ?2)",
-                [&account, &stanza],
+                "INSERT INTO offline (account, stanza, bytes) VALUES (?1, ?2, ?3)",
+                params![account, stanza, stanza.len()],
             )
             .map_err(missing_account)?;
             tx.commit()?;
@@ -289,6 +298,40 @@ impl DocumentStore for SqliteStore {
                     [&account, &key],
                 )?,
             };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_within(
+        &self,
+        account: &Jid,
+        family: &str,
+        key: &str,
+        value: &str,
+        quota: DocumentQuota,
+    ) -> Result<(), StorageError> {
+        let (account, family) = (account.to_string(), family.to_owned());
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.with(move |db| {
+            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let held: (usize, usize) = tx.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(length(CAST(key AS BLOB))
+                                             + length(CAST(value AS BLOB))), 0)
+                 FROM documents
+                 WHERE account = ?1 AND substr(key, 1, length(?2)) = ?2 AND key <> ?3",
+                [&account, &family, &key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if !fits(held, key.len() + value.len(), (quota.keys, quota.bytes)) {
+                return Err(StorageError::QuotaExceeded);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO documents (account, key, value) VALUES (?1, ?2, ?3)",
+                [&account, &key, &value],
+            )
+            .map_err(missing_account)?;
+            tx.commit()?;
             Ok(())
         })
         .await

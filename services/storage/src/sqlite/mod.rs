@@ -53,6 +53,9 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (account, key)
      );",
+    // Byte quotas: each held message records its size, so a push sums a column.
+    "ALTER TABLE offline ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+     UPDATE offline SET bytes = length(CAST(stanza AS BLOB));",
 ];
 
 #[derive(Debug, Clone)]
@@ -123,5 +126,56 @@ mod tests {
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
         assert_eq!(reopened.credentials(&alice).await.unwrap(), Some(creds));
+    }
+
+    /// Two handles on one file (as two processes would have) share the quotas.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn quotas_hold_under_concurrency() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.db");
+        let one = Arc::new(SqliteStore::open(&path).unwrap());
+        let two = Arc::new(SqliteStore::open(&path).unwrap());
+        crate::conformance::quotas_under_concurrency(&[one, two]).await;
+    }
+
+    /// A database written before the byte column existed counts its held messages' bytes.
+    #[tokio::test]
+    async fn migration_sizes_messages_held_before_it() {
+        use crate::{OfflineQuota, OfflineStore};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS.iter().enumerate().take(2) {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", i + 1).unwrap();
+                tx.commit().unwrap();
+            }
+            conn.execute(
+                "INSERT INTO accounts VALUES ('old@localhost', x'', 1, x'', x'', x'', 1, x'', x'', 0)",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO offline (account, stanza) VALUES ('old@localhost', ?1)",
+                ["x".repeat(100)],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let old = Jid::parse("old@localhost").unwrap();
+        let quota = OfflineQuota {
+            messages: 10,
+            bytes: 150,
+        };
+        assert!(matches!(
+            store.push_within(&old, &"y".repeat(51), quota).await,
+            Err(StorageError::QuotaExceeded)
+        ));
+        store
+            .push_within(&old, &"y".repeat(50), quota)
+            .await
+            .unwrap();
     }
 }

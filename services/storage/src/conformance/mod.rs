@@ -4,6 +4,10 @@
 //! Names are prefixed with `conformance-` so a suite can share a database with other data.
 
 use crate::model::{Presence, RosterItem, Subscription};
+mod quotas;
+
+pub use quotas::{bounded_documents, offline_bytes, quotas_under_concurrency};
+
 use crate::{AccountStore, Backend, DocumentStore, SessionRecord, SessionRegistry, StorageError};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
@@ -21,8 +25,10 @@ pub async fn backend<B: Backend>(store: &B) {
     accounts(store).await;
     roster(store).await;
     offline(store).await;
+    offline_bytes(store).await;
     blocks(store).await;
     documents(store).await;
+    bounded_documents(store).await;
     removal_takes_everything(store).await;
 }
 
@@ -469,5 +475,11 @@ mod tests {
     async fn memory_backends_conform() {
         super::backend(&crate::MemoryStore::default()).await;
         super::registry(&crate::MemoryRegistry::default()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory_quotas_hold_under_concurrency() {
+        let store = std::sync::Arc::new(crate::MemoryStore::default());
+        super::quotas_under_concurrency(&[store]).await;
     }
 }
