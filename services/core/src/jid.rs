@@ -130,7 +130,7 @@ pub fn normalize_local(s: &str) -> Result<String, JidError> {
     let out = if s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         std::borrow::Cow::Owned(s.to_ascii_lowercase())
     } else {
-        UsernameCaseMapped::enforce(s).map_err(|_| JidError::InvalidLocal)?
+        stable(s, |s| UsernameCaseMapped::enforce(s).ok()).ok_or(JidError::InvalidLocal)?
     };
     if out.contains(['"', '&', '\'', '/', ':', '<', '>', '@']) {
         return Err(JidError::InvalidLocal);
@@ -161,9 +161,22 @@ fn normalize_resource(s: &str) -> Result<String, JidError> {
     if s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         return Ok(s.to_owned());
     }
-    let out = OpaqueString::enforce(s).map_err(|_| JidError::InvalidResource)?;
+    let out = stable(s, |s| OpaqueString::enforce(s).ok()).ok_or(JidError::InvalidResource)?;
     check_len(&out, JidError::InvalidResource)?;
     Ok(out.into_owned())
+}
+
+/// Enforces a PRECIS profile and accepts the result only if enforcing it again changes
+/// nothing (RFC 8264 §7: a string that does not stabilize is rejected). Otherwise an
+/// address could be accepted once and refused when read back from its printed form
+/// (`x\u{387}` becomes `x\u{B7}`, which the profile then refuses).
+fn stable<'a>(
+    s: &'a str,
+    enforce: impl Fn(&str) -> Option<std::borrow::Cow<'_, str>>,
+) -> Option<std::borrow::Cow<'a, str>> {
+    let once = enforce(s)?.into_owned();
+    let twice = enforce(&once)?;
+    (twice == once.as_str()).then_some(std::borrow::Cow::Owned(once))
 }
 
 #[cfg(test)]
@@ -210,6 +223,16 @@ mod tests {
                 full_resource(s),
                 "resourcepart {s:?}"
             );
+        }
+    }
+
+    #[test]
+    fn rfc8264_7_a_part_that_does_not_stabilize_is_refused() {
+        // Found by the `jid` fuzz target: U+0387 maps to U+00B7, which the profile refuses.
+        assert_eq!(Jid::parse("a@b/x\u{387}"), Err(JidError::InvalidResource));
+        for s in ["a@b/caf\u{e9}", "\u{e9}l\u{e8}ve@b/r", "a@b/\u{1F600}"] {
+            let jid = Jid::parse(s).unwrap();
+            assert_eq!(Jid::parse(&jid.to_string()), Ok(jid.clone()), "{s}");
         }
     }
 
