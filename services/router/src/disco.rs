@@ -5,8 +5,11 @@
 //! - An account's bare JID, answered by the server on the account's behalf: identity
 //!   `account/registered` and the features served at account JIDs, for the owner and
 //!   contacts with a `from` or `both` subscription; others get `service-unavailable`
-//!   (§8), the same answer as for an account that does not exist.
-//! - No items yet (§4); a `node` that does not exist is `item-not-found`.
+//!   (§8), the same answer as for an account that does not exist (RFC 6121 §8.5.1).
+//! - No items yet (§4): an empty list from the server and, for the owner and the same
+//!   contacts, from an account; others get `service-unavailable` as for info. A `node`
+//!   that does not exist is `item-not-found`, asked only once the asker may know the
+//!   account, so it tells a stranger nothing either.
 
 use crate::dispatch::{features, Answer, Outcome, Target};
 use crate::router::Router;
@@ -46,24 +49,24 @@ pub(crate) async fn server_info(router: &Router, stanza: &Stanza) -> Outcome {
     Ok(Answer::with(info("server", "im", Some(server.name), vars)))
 }
 
-pub(crate) async fn account_info(router: &Router, stanza: &Stanza) -> Outcome {
-    let (account, asker) = (stanza.effective_to().bare(), stanza.from.bare());
-    if account != asker {
-        let item = router.stores.rosters.item(&account, &asker).await;
-        if !item
-            .ok()
-            .flatten()
-            .is_some_and(|i| i.subscription.has_from())
-        {
-            return Err(StanzaError::new(StanzaCondition::ServiceUnavailable));
-        }
+/// §8: an account's information is for the account and those it shares presence with.
+async fn may_know(router: &Router, stanza: &Stanza) -> Result<(), StanzaError> {
+    let to = stanza.effective_to();
+    if router.is_server(&to) || router.shares_presence_with(&to, &stanza.from).await {
+        return Ok(());
     }
+    Err(StanzaError::new(StanzaCondition::ServiceUnavailable))
+}
+
+pub(crate) async fn account_info(router: &Router, stanza: &Stanza) -> Outcome {
+    may_know(router, stanza).await?;
     no_node(stanza)?;
     let vars = features(Target::Other, false);
     Ok(Answer::with(info("account", "registered", None, vars)))
 }
 
-pub(crate) async fn items(_: &Router, stanza: &Stanza) -> Outcome {
+pub(crate) async fn items(router: &Router, stanza: &Stanza) -> Outcome {
+    may_know(router, stanza).await?;
     no_node(stanza)?;
     Ok(Answer::with(Element::new("query", ns::DISCO_ITEMS)))
 }

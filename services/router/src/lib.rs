@@ -37,6 +37,6 @@ mod subscription;
 mod vcard;
 mod version;
 
-pub use config::{BareDelivery, RouterConfig, ServerInfo};
+pub use config::{BareDelivery, RouterConfig, ServerInfo, UnknownAccountMessages};
 pub use delivery::{EdgeDelivery, Undeliverable};
 pub use router::Router;

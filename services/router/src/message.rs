@@ -1,15 +1,34 @@
 //! Message delivery (RFC 6121 §8.5, Table 1 of §8.5.4; RFC 6120 §10.3.1 for the server).
 //!
-//! Where Table 1 leaves "silently ignore or return an error" (S/E), Switchyard returns
-//! `service-unavailable`, except for `headline` and `error`, which are never answered.
+//! Where Table 1 leaves "silently ignore or return an error" (S/E), the choice is
+//! `unknown_account_messages` ([`UnknownAccountMessages`]). By default (`Ignore`) a
+//! `normal` or `chat` message that reaches no one is answered as one stored offline for an
+//! existing account is: with silence (and the sender's carbons). Silence is the only
+//! answer that hides whether an account exists, since an existing account's offline
+//! storage answers nothing either; so no answer to a message tells a sender whether an
+//! account exists, whether a resource is connected, or whether the recipient blocks it
+//! (XEP-0191 §3.5 only RECOMMENDS an error, "so the user appears offline"). With
+//! `ServiceUnavailable` those cells are `service-unavailable`. `headline` and `error` are
+//! never answered; `groupchat` to no resource is always an error (§8.5.2.1.1,
+//! §8.5.2.2.1), as a room needs the bounce to drop an occupant that left: it tells
+//! whether a given full JID is connected, never whether an account exists.
 //!
-//! | to                               | normal / chat                   | groupchat | headline         | error  |
-//! |----------------------------------|---------------------------------|-----------|------------------|--------|
-//! | no such account                  | error                           | error     | ignore           | ignore |
-//! | bare, no non-negative resource   | offline (XEP-0160)              | error     | ignore           | ignore |
-//! | bare, non-negative resources     | highest priority (config: all)  | error     | all non-negative | ignore |
-//! | full, connected resource         | that resource, any priority     | same      | same             | same   |
-//! | full, no such resource           | normal: error; chat: as bare    | error     | error            | ignore |
+//! | to                               | normal / chat                          | groupchat | headline         | error  |
+//! |----------------------------------|----------------------------------------|-----------|------------------|--------|
+//! | no such account                  | ignore (config: error)                 | error     | ignore           | ignore |
+//! | blocked by the recipient         | ignore (config: error)                 | error     | ignore           | ignore |
+//! | bare, no non-negative resource   | offline (XEP-0160)                     | error     | ignore           | ignore |
+//! | bare, non-negative resources     | highest priority (config: all)         | error     | all non-negative | ignore |
+//! | full, connected resource         | that resource, any priority            | same      | same             | same   |
+//! | full, no such resource           | as bare (config: normal is an error)   | error     | ignore           | ignore |
+//!
+//! For `normal` to a resource that is not connected §8.5.3.2.1 offers silence or an
+//! error; handling it as if sent to the bare JID (as Prosody does for every type) is
+//! silent as well, and keeps the message instead of dropping it.
+//!
+//! One answer still differs for an existing account: a full offline store bounces
+//! `service-unavailable` (XEP-0160, nothing is lost silently), which a sender can only
+//! reach by filling the account's quota.
 //!
 //! XEP-0280 carbons are added around every delivery (see [`crate::carbons`]).
 //!
@@ -18,7 +37,7 @@
 //! delivery only once the stanza is written to the client's socket, so a stanza queued
 //! for a connection that ended before writing it takes the same row.
 
-use crate::config::BareDelivery;
+use crate::config::{BareDelivery, UnknownAccountMessages};
 use crate::router::Router;
 use switchyard_core::{Jid, Stanza, StanzaCondition};
 use switchyard_storage::SessionRecord;
@@ -96,7 +115,9 @@ impl Router {
             // that is not connected (§8.5.3.2).
             sessions.remove(at);
         }
-        let as_bare = to.is_bare() || kind == MessageType::Chat;
+        let as_bare = to.is_bare()
+            || kind == MessageType::Chat
+            || (self.hides_accounts() && kind == MessageType::Normal);
         if !as_bare {
             return self.refuse(&stanza, kind).await;
         }
@@ -157,11 +178,23 @@ impl Router {
         }
     }
 
-    /// The S/E cells of Table 1: `service-unavailable`, except headlines and errors.
+    /// Whether messages answer as if every account existed and were offline.
+    fn hides_accounts(&self) -> bool {
+        self.config.unknown_account_messages == UnknownAccountMessages::Ignore
+    }
+
+    /// The S/E cells of Table 1 (see the module doc). Ignoring a message still gives the
+    /// sender's other resources their carbon, as a message stored offline does.
     async fn refuse(&self, stanza: &Stanza, kind: MessageType) {
-        if !matches!(kind, MessageType::Headline | MessageType::Error) {
-            self.bounce_with(stanza, StanzaCondition::ServiceUnavailable)
-                .await;
+        match kind {
+            MessageType::Headline | MessageType::Error => {}
+            MessageType::Normal | MessageType::Chat if self.hides_accounts() => {
+                self.sent_copies(stanza).await
+            }
+            MessageType::Normal | MessageType::Chat | MessageType::Groupchat => {
+                self.bounce_with(stanza, StanzaCondition::ServiceUnavailable)
+                    .await
+            }
         }
     }
 }

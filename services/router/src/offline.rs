@@ -35,11 +35,14 @@ impl Router {
                 .with_attr("stamp", time::datetime(std::time::SystemTime::now()))
                 .with_text("Offline Storage"),
         );
-        let quota = self.config.offline_quota;
+        let quota = switchyard_storage::OfflineQuota {
+            messages: self.config.offline_quota,
+            bytes: self.config.offline_quota_bytes,
+        };
         let error = match self
             .stores
             .offline
-            .push(account, &el.to_xml(""), quota)
+            .push_within(account, &el.to_xml(""), quota)
             .await
         {
             Ok(()) => return self.catch_up(account).await,

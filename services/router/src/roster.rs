@@ -6,22 +6,25 @@
 //!   tombstones so a removal can still be pushed. An unknown or newer `ver` gets the
 //!   whole roster.
 //! - §2.1.5 set: exactly one `<item/>` (`bad-request`), distinct groups (`bad-request`),
-//!   name and groups non-empty and bounded (`not-acceptable`); `subscription` values
-//!   other than `remove` are ignored, as are `ask` and `approved`. The item is stored as
-//!   sent and pushed to every interested resource (§2.2, §2.3.2).
+//!   name and groups non-empty and bounded (`not-acceptable`, §2.3.3: a `name` or a
+//!   `<group/>` longer than a server-configured limit; `max_roster_name_bytes`,
+//!   `max_roster_group_bytes`), and at most `max_roster_groups` groups per item (the RFC
+//!   names no limit; the same `not-acceptable`, RFC 6120 §8.3.3.12). These bound a row to
+//!   name + groups × group name bytes beside the contact's JID, and a roster to
+//!   `max_roster_items` rows. `subscription` values other than `remove` are ignored, as
+//!   are `ask` and `approved`. The item is stored as sent and pushed to every interested
+//!   resource (§2.2, §2.3.2).
 //! - §2.5 remove: pushes `subscription='remove'` and cancels subscriptions both ways;
 //!   removing an item that is not there is `item-not-found` (§2.5.3).
 //! - Policy: the account's own JID cannot be an item, and a roster holds at most
 //!   `max_roster_items` rows (`not-allowed`, §2.3.3 leaves this to the server).
 
+use crate::config::RouterConfig;
 use crate::dispatch::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use crate::subscription::Kind;
 use switchyard_core::{ns, token, Element, Jid, Stanza, StanzaCondition, StanzaError};
 use switchyard_storage::RosterItem;
-
-const MAX_NAME_BYTES: usize = 1024;
-const MAX_GROUPS: usize = 64;
 
 fn error(condition: StanzaCondition, text: &str) -> StanzaError {
     StanzaError::new(condition).with_text(text)
@@ -142,7 +145,7 @@ struct Requested {
     groups: Vec<String>,
 }
 
-fn parse_set(stanza: &Stanza) -> Result<Requested, StanzaError> {
+fn parse_set(stanza: &Stanza, limits: &RouterConfig) -> Result<Requested, StanzaError> {
     let request = stanza.payload().expect("dispatched with a payload");
     let items: Vec<&Element> = request.children().collect();
     let [item] = items.as_slice() else {
@@ -162,7 +165,10 @@ fn parse_set(stanza: &Stanza) -> Result<Requested, StanzaError> {
         .attr("name")
         .filter(|n| !n.is_empty())
         .map(str::to_owned);
-    if name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
+    if name
+        .as_ref()
+        .is_some_and(|n| n.len() > limits.max_roster_name_bytes)
+    {
         return Err(error(
             StanzaCondition::NotAcceptable,
             "the name is too long",
@@ -170,8 +176,12 @@ fn parse_set(stanza: &Stanza) -> Result<Requested, StanzaError> {
     }
     let mut groups: Vec<String> = Vec::new();
     for g in item.children().filter(|g| g.is("group", ns::ROSTER)) {
+        // Counted before the duplicate check, which is quadratic in the groups.
+        if groups.len() == limits.max_roster_groups {
+            return Err(error(StanzaCondition::NotAcceptable, "too many groups"));
+        }
         let g = g.text();
-        if g.is_empty() || g.len() > MAX_NAME_BYTES {
+        if g.is_empty() || g.len() > limits.max_roster_group_bytes {
             return Err(error(
                 StanzaCondition::NotAcceptable,
                 "a group name is empty or too long",
@@ -181,9 +191,6 @@ fn parse_set(stanza: &Stanza) -> Result<Requested, StanzaError> {
             return Err(error(StanzaCondition::BadRequest, "duplicate group"));
         }
         groups.push(g);
-    }
-    if groups.len() > MAX_GROUPS {
-        return Err(error(StanzaCondition::NotAcceptable, "too many groups"));
     }
     Ok(Requested {
         jid,
@@ -196,7 +203,7 @@ fn parse_set(stanza: &Stanza) -> Result<Requested, StanzaError> {
 pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
     owner_only(stanza)?;
     let account = stanza.from.bare();
-    let req = parse_set(stanza)?;
+    let req = parse_set(stanza, &router.config)?;
     if req.jid == account {
         return Err(error(
             StanzaCondition::NotAllowed,

@@ -16,9 +16,28 @@ async fn rfc6121_8_5_1_no_such_account() {
     let w = World::new().await;
     w.accounts(&["romeo"]).await;
     let r = w.login("romeo@localhost/orchard").await;
+    // By default silently ignored, as a message stored for an offline account is.
+    w.take(&r);
+    for kind in ["chat", "normal"] {
+        for to in ["nobody@localhost", "nobody@localhost/x"] {
+            let msg = format!("<message to='{to}' type='{kind}'><body>x</body></message>");
+            w.send(&r, &msg).await;
+            assert!(w.take(&r).is_empty(), "{kind} to {to}");
+        }
+    }
+    let msg = "<message to='nobody@localhost' type='groupchat'><body>x</body></message>";
+    let reply = w.ask(&r, msg).await;
+    assert_eq!(condition(&reply).as_deref(), Some("service-unavailable"));
+    // Configured to answer: service-unavailable.
+    let told = World::with(|c| {
+        c.unknown_account_messages = switchyard_router::UnknownAccountMessages::ServiceUnavailable
+    })
+    .await;
+    told.accounts(&["romeo"]).await;
+    let tr = told.login("romeo@localhost/orchard").await;
     for kind in ["chat", "normal", "groupchat"] {
         let msg = format!("<message to='nobody@localhost' type='{kind}'><body>x</body></message>");
-        let reply = w.ask(&r, &msg).await;
+        let reply = told.ask(&tr, &msg).await;
         assert_eq!(
             condition(&reply).as_deref(),
             Some("service-unavailable"),
@@ -148,10 +167,26 @@ async fn rfc6121_8_5_3_2_unknown_resource() {
         Some("juliet@localhost/gone"),
         "§8.5.2: `to` not rewritten"
     );
-    // normal: an error.
-    let reply = w
+    // normal: as bare too by default (an error would tell the sender the resource is not
+    // connected); with service-unavailable configured, an error.
+    w.take(&r);
+    w.send(
+        &r,
+        "<message to='juliet@localhost/gone'><body>x</body></message>",
+    )
+    .await;
+    assert!(w.take(&r).is_empty());
+    assert_eq!(of(&w.take(&j), "message", None).len(), 1);
+    let told = World::with(|c| {
+        c.unknown_account_messages = switchyard_router::UnknownAccountMessages::ServiceUnavailable
+    })
+    .await;
+    told.accounts(&["romeo", "juliet"]).await;
+    let tr = told.login("romeo@localhost/orchard").await;
+    told.login("juliet@localhost/balcony").await;
+    let reply = told
         .ask(
-            &r,
+            &tr,
             "<message to='juliet@localhost/gone'><body>x</body></message>",
         )
         .await;
@@ -307,20 +342,18 @@ async fn rfc6121_8_5_3_2_a_session_gone_at_delivery_is_an_absent_resource() {
             .any(|p| p.attr("from") == Some("juliet@localhost/balcony")),
         "{got:#?}"
     );
-    // normal to a full JID with no such resource: an error to the sender.
+    // normal and chat with every resource gone: as to the bare JID, so stored, not lost.
     w.edge_forgets(&other);
     w.take(&r);
-    let reply = w
-        .ask(
-            &r,
-            "<message to='juliet@localhost/hall' type='normal' id='n'><body>two</body></message>",
-        )
-        .await;
-    assert_eq!(condition(&reply).as_deref(), Some("service-unavailable"));
-    // chat with every resource gone: stored, not lost.
+    w.send(
+        &r,
+        "<message to='juliet@localhost/hall' type='normal' id='n'><body>two</body></message>",
+    )
+    .await;
     w.send(&r, &chat("juliet@localhost/balcony", "three")).await;
+    assert!(w.take(&r).is_empty());
     let held = w.store.take(&jid("juliet@localhost")).await.unwrap();
-    assert_eq!(held.len(), 1, "held offline: {held:?}");
+    assert_eq!(held.len(), 2, "held offline: {held:?}");
     assert!(w
         .router
         .sessions_of(&jid("juliet@localhost"))

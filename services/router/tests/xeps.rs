@@ -49,11 +49,19 @@ async fn xep0191_block_hides_presence_refuses_stanzas_and_pushes() {
         "presence withdrawn"
     );
 
-    // Inbound from the blocked contact: message refused, presence dropped.
+    // Inbound from the blocked contact: message dropped in silence (the answer for an
+    // unknown account, see message.rs), IQ refused, presence dropped.
+    w.take(&r);
+    w.send(
+        &r,
+        "<message to='juliet@localhost' type='chat'><body>x</body></message>",
+    )
+    .await;
+    assert!(w.take(&r).is_empty() && w.take(&j).is_empty());
     let reply = w
         .ask(
             &r,
-            "<message to='juliet@localhost' type='chat'><body>x</body></message>",
+            "<iq type='get' id='p' to='juliet@localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
         )
         .await;
     assert_eq!(condition(&reply).as_deref(), Some("service-unavailable"));
@@ -329,6 +337,13 @@ async fn xep0199_ping_and_xep0092_version() {
     let w = World::new().await;
     w.accounts(&["romeo", "juliet"]).await;
     let r = w.login("romeo@localhost/orchard").await;
+    let j = w.login("juliet@localhost/balcony").await;
+    w.send(&r, "<presence type='subscribe' to='juliet@localhost'/>")
+        .await;
+    w.send(&j, "<presence type='subscribed' to='romeo@localhost'/>")
+        .await;
+    // Another account answers a contact it shares presence with, and nobody else (not
+    // even whether it exists: tests/privacy.rs).
     for to in [
         "",
         "to='localhost'",

@@ -3,9 +3,12 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+mod counting;
+
 use async_trait::async_trait;
+use counting::Counted;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::{ns, Element, Jid, Stanza, StreamCondition};
@@ -53,6 +56,8 @@ pub struct World {
     pub router: Router,
     pub edge: Arc<Edge>,
     pub store: Arc<MemoryStore>,
+    /// Storage and registry calls the router made (see [`World::calls`]).
+    calls: Arc<AtomicUsize>,
     next_conn: AtomicU64,
 }
 
@@ -90,11 +95,21 @@ impl World {
         tune(&mut config);
         let edge = Arc::new(Edge::default());
         let store = Arc::new(MemoryStore::default());
-        let router = Router::new(config, registry, Stores::of(store.clone()), edge.clone());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::new(Counted {
+            inner: store.clone(),
+            calls: calls.clone(),
+        });
+        let registry = Arc::new(Counted {
+            inner: registry,
+            calls: calls.clone(),
+        });
+        let router = Router::new(config, registry, Stores::of(counted), edge.clone());
         Self {
             router,
             edge,
             store,
+            calls,
             next_conn: AtomicU64::new(1),
         }
     }
@@ -168,6 +183,11 @@ impl World {
             .unwrap()
             .remove(&c.conn)
             .unwrap_or_default()
+    }
+
+    /// Storage and registry calls the router has made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// Sends and returns the one reply the sender got (panics otherwise).
