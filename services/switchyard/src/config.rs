@@ -237,8 +237,28 @@ pub struct Im {
     pub bare_jid_messages: String,
     /// XEP-0160: messages held per offline account; beyond it senders get an error.
     pub offline_quota: usize,
+    /// XEP-0160: bytes of messages held per offline account (stored stanzas with their
+    /// delay stamp); beyond it senders get the same error as past `offline_quota`.
+    pub offline_quota_bytes: usize,
+    /// Messages that reach no one, to an account that does not exist or refused by the
+    /// recipient's block list (RFC 6121 §8.5.1, XEP-0191 §3.5): `ignore` (silence, so no
+    /// answer tells a sender which accounts exist; `normal` messages to a resource that
+    /// is not connected then go to the bare JID as `chat` ones do) or
+    /// `service-unavailable` (an error for each, telling any sender which accounts exist).
+    pub unknown_account_messages: String,
+    /// XEP-0049: namespaces of private XML per account; more is `resource-constraint`.
+    pub private_quota_namespaces: usize,
+    /// XEP-0049: bytes of private XML per account (namespaces and elements); more is
+    /// `resource-constraint`, one element larger than this `not-acceptable`.
+    pub private_quota_bytes: usize,
     /// Roster rows per account.
     pub max_roster_items: usize,
+    /// RFC 6121 §2.3.3: bytes of a roster item's name; longer is `not-acceptable`.
+    pub max_roster_name_bytes: usize,
+    /// RFC 6121 §2.3.3: bytes of a roster group's name; longer is `not-acceptable`.
+    pub max_roster_group_bytes: usize,
+    /// Groups per roster item; more is `not-acceptable`.
+    pub max_roster_groups: usize,
 }
 
 impl Default for Im {
@@ -246,7 +266,14 @@ impl Default for Im {
         Self {
             bare_jid_messages: "highest-priority".into(),
             offline_quota: 1000,
+            offline_quota_bytes: 2 * 1024 * 1024,
+            unknown_account_messages: "ignore".into(),
+            private_quota_namespaces: 64,
+            private_quota_bytes: 256 * 1024,
             max_roster_items: 2000,
+            max_roster_name_bytes: 256,
+            max_roster_group_bytes: 256,
+            max_roster_groups: 16,
         }
     }
 }
@@ -419,6 +446,13 @@ impl Config {
                 "highest-priority" | "all-non-negative"
             ),
             "im.bare_jid_messages must be highest-priority or all-non-negative"
+        );
+        anyhow::ensure!(
+            matches!(
+                self.im.unknown_account_messages.as_str(),
+                "ignore" | "service-unavailable"
+            ),
+            "im.unknown_account_messages must be ignore or service-unavailable"
         );
         anyhow::ensure!(
             self.cluster.edge_ttl_secs >= 3,
@@ -600,6 +634,10 @@ mod tests {
             (
                 "[limits]\nmax_stanza_bytes = 20000\nmax_stanza_bytes_before_auth = 20001\n",
                 "limits.max_stanza_bytes_before_auth",
+            ),
+            (
+                "[im]\nunknown_account_messages = 'bounce'\n",
+                "im.unknown_account_messages",
             ),
         ] {
             std::fs::write(&file, body).unwrap();

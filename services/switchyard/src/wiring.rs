@@ -8,7 +8,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_router::{BareDelivery, EdgeDelivery, Router, RouterConfig, ServerInfo};
+use switchyard_router::{
+    BareDelivery, EdgeDelivery, Router, RouterConfig, ServerInfo, UnknownAccountMessages,
+};
 use switchyard_storage::{
     CachedBlocks, CachedRegistry, Instrumented, MemoryRegistry, PgStore, RedisRegistry,
     SessionRegistry, SqliteStore, Stores,
@@ -159,6 +161,17 @@ fn router_config(config: &Config) -> RouterConfig {
         "all-non-negative" => BareDelivery::AllNonNegative,
         _ => BareDelivery::HighestPriority,
     };
+    let im = &config.im;
+    router.offline_quota_bytes = im.offline_quota_bytes;
+    router.unknown_account_messages = match im.unknown_account_messages.as_str() {
+        "service-unavailable" => UnknownAccountMessages::ServiceUnavailable,
+        _ => UnknownAccountMessages::Ignore,
+    };
+    router.private_quota_namespaces = im.private_quota_namespaces;
+    router.private_quota_bytes = im.private_quota_bytes;
+    router.max_roster_name_bytes = im.max_roster_name_bytes;
+    router.max_roster_group_bytes = im.max_roster_group_bytes;
+    router.max_roster_groups = im.max_roster_groups;
     router
 }
 
