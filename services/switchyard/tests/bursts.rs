@@ -166,3 +166,83 @@ async fn an_offline_flush_of_the_whole_quota_and_the_one_past_it_bounced() {
         "{skipped:?}"
     );
 }
+
+/// A consumer that stops reading altogether: its connection is closed within a bounded
+/// time (the write timeout, 1 s here, and the delivery patience, twice that), and every
+/// message is accounted for: read from what reached its socket before the close, stored
+/// offline and delivered at its next login, or bounced to the sender. Only the one write
+/// batch that failed part-way can arrive twice (nothing acknowledges what a client read
+/// without XEP-0198), and nothing is lost.
+#[tokio::test]
+async fn a_consumer_that_stops_reading_is_closed_and_nothing_is_lost() {
+    let server = Server::start_with(|c| c.timeouts.write_secs = 1).await;
+    let alice = Client::login(&server, "alice", "PLAIN", "a").await;
+    let (mut alice_rx, mut alice_tx) = alice.split();
+    // Alice reads all along: the bounces she gets are counted.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let bounces = tokio::spawn(async move {
+        let mut bounced = 0;
+        loop {
+            tokio::select! {
+                e = alice_rx.element() => if e.attr("type") == Some("error") { bounced += 1 },
+                _ = &mut stopped => return bounced,
+            }
+        }
+    });
+    let mut bob = Client::login(&server, "bob", "PLAIN", "b").await;
+    const COUNT: usize = 640;
+    let filler = "x".repeat(16 * 1024);
+    let mut chunk = String::new();
+    for i in 0..COUNT {
+        chunk.push_str(&format!(
+            "<message to='bob@localhost/b' type='chat' id='s{i}'><body>s {i} {filler}</body></message>"
+        ));
+        if chunk.len() > 256 * 1024 {
+            alice_tx.send(&chunk).await;
+            chunk.clear();
+        }
+    }
+    alice_tx.send(&chunk).await;
+    // Bob reads nothing while that is written; then he reads what reached his socket.
+    let started = std::time::Instant::now();
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let mut number = |e: &Element| {
+        let text = body(e)?;
+        let n: usize = text.split(' ').nth(1)?.parse().ok()?;
+        *seen.entry(n).or_default() += 1;
+        Some(n)
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    while let Some(frame) = bob.frame().await {
+        if let switchyard_core::Frame::Stanza(e, _) = frame {
+            number(&e);
+        }
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "closed in bounded time"
+    );
+    // The rest was stored offline (or bounced when the quota was reached).
+    let mut bob = Client::login(&server, "bob", "PLAIN", "b").await;
+    bob.send("<presence/>").await;
+    loop {
+        tokio::select! {
+            e = bob.element() => { number(&e); }
+            () = tokio::time::sleep(std::time::Duration::from_secs(3)) => break,
+        }
+    }
+    stop.send(()).unwrap();
+    let bounced = bounces.await.unwrap();
+    let delivered = seen.len();
+    let twice = seen.values().filter(|n| **n > 1).count();
+    println!("{delivered} delivered ({twice} twice), {bounced} bounced of {COUNT}");
+    assert_eq!(
+        delivered + bounced,
+        COUNT,
+        "every message delivered or bounced, none lost"
+    );
+    assert!(
+        twice <= 64,
+        "{twice} delivered twice: more than one write batch"
+    );
+}

@@ -351,3 +351,49 @@ async fn a_burst_within_one_edge_does_not_stall_the_link() {
     );
     cluster.clean_up().await;
 }
+
+/// Many sessions on one edge end at once (clients close their streams together): every
+/// one leaves the registry. Unbinds that fail under the load are retried, and a record
+/// left behind would be removed by the first delivery to it anyway; this checks the
+/// first mechanism alone, with nobody sending.
+#[tokio::test]
+async fn a_mass_logout_leaves_no_session_in_the_registry() {
+    let extra = "[limits]\nmax_connections_per_ip = 10000\n";
+    let Some(cluster) = Cluster::start_with(&["mass"], "redis://127.0.0.1:6379", extra).await
+    else {
+        return;
+    };
+    const SESSIONS: usize = 1_000;
+    let addr = cluster.edges[0].addr;
+    let mut clients = Vec::with_capacity(SESSIONS);
+    const AT_ONCE: usize = 100;
+    for chunk in 0..SESSIONS / AT_ONCE {
+        let logins = (0..AT_ONCE).map(|i| {
+            let resource = format!("r{}", chunk * AT_ONCE + i);
+            let cert = cluster.cert_der.clone();
+            tokio::spawn(async move { Client::login_at(addr, cert, "mass", "PLAIN", &resource).await })
+        });
+        for login in futures::future::join_all(logins).await {
+            clients.push(login.expect("logged in"));
+        }
+    }
+    let key = format!("{}{{mass@localhost}}:s", cluster.prefix);
+    let mut redis = redis::Client::open(cluster.redis[0].as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let held: usize = redis::cmd("HLEN").arg(&key).query_async(&mut redis).await.unwrap();
+    assert_eq!(held, SESSIONS, "every session registered");
+    drop(clients); // every stream closes at once
+    let mut left = held;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        left = redis::cmd("HLEN").arg(&key).query_async(&mut redis).await.unwrap();
+        if left == 0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0, "sessions left in the registry after a mass logout");
+    cluster.clean_up().await;
+}
