@@ -87,9 +87,12 @@ def load_docs(path):
 
 def split(rendered, out_core, out_crds):
     """Core Kubernetes kinds go to kubernetes-validate; CRD objects (monitoring.coreos.com:
-    ServiceMonitor) have no schema there and are checked by `servicemonitors`."""
+    ServiceMonitor) have no schema there and are checked by `servicemonitors`; cert-manager
+    Certificates go to neither (`chart` checks their shape)."""
     core, crds = [], []
     for doc in load_docs(rendered):
+        if doc["apiVersion"].startswith("cert-manager.io/"):
+            continue
         (crds if doc["apiVersion"].startswith("monitoring.coreos.com/") else core).append(doc)
     Path(out_core).write_text(yaml.safe_dump_all(core, sort_keys=False))
     Path(out_crds).write_text(yaml.safe_dump_all(crds, sort_keys=False) if crds else "")
@@ -126,16 +129,20 @@ def servicemonitors(path):
 # What each validate.sh case must render. Secrets named here are expected to exist in the
 # cluster already (existingSecret values); any other referenced Secret must be rendered.
 CASES = {
-    "default": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=False, migrate=True,
+    "default": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
                     tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external=set()),
     "ci": dict(hpa=False, pdb=1, servicemonitor=True, networkpolicy=True, migrate=True, tls=True,
                admin=True, lb_type="LoadBalancer", ports=(5222, 443),
                external={"switchyard-db", "switchyard-redis", "switchyard-admin", "example-org-tls"}),
     "example": dict(hpa=True, pdb=2, servicemonitor=True, networkpolicy=True, migrate=True, tls=True,
                     admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external={"example-org-tls"}),
-    "created-secrets": dict(hpa=False, pdb=0, servicemonitor=False, networkpolicy=False, migrate=False,
+    "created-secrets": dict(hpa=False, pdb=0, servicemonitor=False, networkpolicy=True, migrate=False,
                             tls=True, admin=True, lb_type="ClusterIP", ports=(5222, 5223), external=set()),
+    "cert-manager": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
+                         tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external=set(),
+                         cert_manager=True),
 }
+CLUSTER_TLS_DIR = "/etc/switchyard/cluster-tls"
 
 
 def chart(case, rendered):
@@ -181,7 +188,34 @@ def chart(case, rendered):
     t = cfg.get("timeouts", {})
     need = t.get("drain_delay_secs", 5) + t.get("shutdown_grace_secs", 10) + 5
 
+    # The edge-router link: mutual TLS, one Secret per role (from cert-manager or the chart).
+    headless_name = f"{headless['metadata']['name']}.{ns}.svc.cluster.local"
+    check(cfg["cluster"].get("tls") is True, f"{case}: cluster.tls")
+    check({k: cfg["cluster"].get(k) for k in ("tls_ca_path", "tls_cert_path", "tls_key_path")}
+          == {"tls_ca_path": f"{CLUSTER_TLS_DIR}/ca.crt", "tls_cert_path": f"{CLUSTER_TLS_DIR}/tls.crt",
+              "tls_key_path": f"{CLUSTER_TLS_DIR}/tls.key"}, f"{case}: cluster TLS paths")
+    check(cfg["cluster"].get("tls_server_name") == headless_name, f"{case}: cluster.tls_server_name")
+    certificates = by_kind.get("Certificate", [])
+    check(len(certificates) == (2 if want.get("cert_manager") else 0), f"{case}: cert-manager Certificates")
+    cluster_tls = {}
+    for cert in certificates:
+        role = cert["metadata"]["labels"]["app.kubernetes.io/component"]
+        spec = cert["spec"]
+        check({"server auth", "client auth"} <= set(spec["usages"]), f"{case}: {role} Certificate usages")
+        check(spec["issuerRef"]["name"], f"{case}: {role} Certificate issuer")
+        cluster_tls[role] = (spec["secretName"], spec["dnsNames"])
+    for secret in by_kind.get("Secret", []):
+        name = secret["metadata"]["name"]
+        if "cluster-tls-" in name:
+            check(secret["type"] == "kubernetes.io/tls" and set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"},
+                  f"{case}: {name} holds ca.crt, tls.crt and tls.key")
+            cluster_tls[secret["metadata"]["labels"]["app.kubernetes.io/component"]] = (name, None)
+    check(set(cluster_tls) == {"edge", "router"}, f"{case}: cluster TLS for both roles, got {set(cluster_tls)}")
+    if want.get("cert_manager"):
+        check(cluster_tls["router"][1][0] == headless_name, f"{case}: router certificate names {headless_name}")
+
     rendered_secrets = {s["metadata"]["name"] for s in by_kind.get("Secret", [])}
+    rendered_secrets |= {c["spec"]["secretName"] for c in certificates}
     for role in ("edge", "router"):
         dep = one("Deployment", role)
         pod = dep["spec"]["template"]["spec"]
@@ -214,6 +248,11 @@ def chart(case, rendered):
             check(path in mounts and "emptyDir" in vols[mounts[path]], f"{case}: {role} {path} is an emptyDir")
         check(vols[mounts["/etc/switchyard/switchyard.toml"]]["configMap"]["name"] == cm["metadata"]["name"],
               f"{case}: {role} config mount")
+        tls_mount = [m for m in c["volumeMounts"] if m["mountPath"] == CLUSTER_TLS_DIR]
+        check(len(tls_mount) == 1 and tls_mount[0].get("readOnly") and "subPath" not in tls_mount[0],
+              f"{case}: {role} mounts its cluster TLS Secret as a directory, read-only")
+        check(vols[tls_mount[0]["name"]]["secret"]["secretName"] == cluster_tls[role][0],
+              f"{case}: {role} mounts its own cluster TLS Secret")
         if role == "router":
             for var in ("SWITCHYARD_POSTGRES__URL", "SWITCHYARD_REDIS__URLS"):
                 check("secretKeyRef" in env[var]["valueFrom"], f"{case}: {var} from a Secret")
@@ -273,11 +312,13 @@ def compose(path):
     root = Path(path).parent
     doc = yaml.safe_load(Path(path).read_text())
     services = doc["services"]
-    expected = {"redis", "postgres", "migrate", "router-1", "router-2", "edge-1", "edge-2",
-                "prometheus", "grafana", "jaeger"}
+    expected = {"redis", "postgres", "migrate", "cluster-certs", "router-1", "router-2", "edge-1",
+                "edge-2", "prometheus", "grafana", "jaeger"}
     check(expected <= services.keys(), f"compose: missing services {expected - services.keys()}")
     sy = {n: s for n, s in services.items() if s.get("image") == "switchyard:dev"}
-    check(set(sy) == {"migrate", "router-1", "router-2", "edge-1", "edge-2"}, f"compose: switchyard services {set(sy)}")
+    check(set(sy) == {"migrate", "cluster-certs", "router-1", "router-2", "edge-1", "edge-2"},
+          f"compose: switchyard services {set(sy)}")
+    check(services["cluster-certs"]["command"][0] == "gen-cluster-certs", "compose: cluster-certs command")
     for name, s in sy.items():
         check(s.get("build", {}).get("dockerfile") == "Dockerfile", f"compose: {name} builds the repo Dockerfile")
     check(services["migrate"]["command"] == ["migrate"], "compose: migrate command")
@@ -295,9 +336,21 @@ def compose(path):
         routers = json.loads(s["environment"]["SWITCHYARD_CLUSTER__ROUTERS"])
         check(routers == ["router-1:7400", "router-2:7400"], f"compose: {name} cluster.routers {routers}")
         published += [p.rsplit(":", 2)[-1] for p in s.get("ports", [])]
+    # Mutual TLS on the link: every router and edge has the certificates from cluster-certs.
+    for name in ("router-1", "router-2", "edge-1", "edge-2"):
+        s = services[name]
+        env = s["environment"]
+        check(env.get("SWITCHYARD_CLUSTER__TLS", "true") == "true", f"compose: {name} cluster.tls")
+        files = [env.get(f"SWITCHYARD_CLUSTER__TLS_{k}_PATH") for k in ("CA", "CERT", "KEY")]
+        check(all(files), f"compose: {name} has the cluster TLS files")
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in s.get("volumes", [])}
+        certs_dir = files[0].rsplit("/", 1)[0]
+        check(mounts.get(certs_dir) == "cluster-certs", f"compose: {name} mounts cluster-certs at {certs_dir}")
+        check(s["depends_on"].get("cluster-certs", {}).get("condition") == "service_completed_successfully",
+              f"compose: {name} waits for cluster-certs")
     check("5222" in published and "5223" in published, "compose: edge client ports 5222/5223 published")
     for name, s in sy.items():
-        if name != "migrate":
+        if name not in ("migrate", "cluster-certs"):
             check(s["environment"]["SWITCHYARD_TELEMETRY__OTLP_ENDPOINT"] == "http://jaeger:4317",
                   f"compose: {name} traces to jaeger:4317")
     # Prometheus scrapes exactly the four admin ports, with role labels.

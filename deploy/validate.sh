@@ -3,8 +3,9 @@
 #   - helm lint --strict of helm/switchyard (required values given, and the CI values file)
 #   - the chart refuses what it must: no PostgreSQL/Redis, typos in values (values.schema.json),
 #     unknown config keys, a terminationGracePeriodSeconds shorter than the drain
-#   - helm template for four value sets (defaults + required, deploy/helm-values-ci.yaml,
-#     deploy/helm-values-example.yaml, secrets created from values): core objects checked by
+#   - helm template for five value sets (defaults + required, deploy/helm-values-ci.yaml,
+#     deploy/helm-values-example.yaml, secrets created from values, cluster TLS from
+#     cert-manager): core objects checked by
 #     kubernetes-validate --strict for the oldest (1.25) and newest supported Kubernetes,
 #     ServiceMonitors by the prometheus-operator schema (unknown fields rejected), then the
 #     chart's promises (deploy/validate.py chart: roles, ports, probes, drain, secrets, …)
@@ -116,6 +117,8 @@ must_fail "chart-owned config key" "routers" "${required[@]}" --set-json 'config
 must_fail "bad enum" "externalTrafficPolicy" "${required[@]}" --set edge.service.externalTrafficPolicy=local
 must_fail "grace shorter than the drain" "must be at least" "${required[@]}" --set terminationGracePeriodSeconds=10
 must_fail "TLS cert without key" "tls.key is empty" "${required[@]}" --set tls.cert=PEM
+must_fail "cert-manager without an issuer" "clusterTls.certManager.issuerRef.name" "${required[@]}" \
+  --set clusterTls.certManager.enabled=true
 
 # Each case: a name and the helm arguments for it (see CASES in deploy/validate.py).
 case_args() {
@@ -129,9 +132,11 @@ case_args() {
         --set edge.autoscaling.enabled=false --set router.autoscaling.enabled=false
         --set edge.podDisruptionBudget.enabled=false --set router.podDisruptionBudget.enabled=false
         --set migrations.enabled=false) ;;
+    cert-manager) args=("${required[@]}" --set clusterTls.certManager.enabled=true
+        --set clusterTls.certManager.issuerRef.name=switchyard-cluster-ca) ;;
   esac
 }
-for name in default ci example created-secrets; do
+for name in default ci example created-secrets cert-manager; do
   case_args "$name"
   step "helm template ($name) | kubernetes-validate --strict (1.25, latest) | CRD schema | chart checks"
   "$HELM" template switchyard "$chart" --namespace xmpp "${args[@]}" >"$out/$name.yaml"

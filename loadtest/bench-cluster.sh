@@ -59,6 +59,9 @@ if [[ ! -f $WORK/cert.pem ]]; then
     -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 fi
 
+# The edge-router link with mutual TLS, as in production.
+"$BIN/switchyard" gen-cluster-certs "$WORK/cluster-certs" switchyard-router switchyard-edge >/dev/null
+
 config() { # role
   mkdir -p "$WORK/$1"
   cat > "$WORK/$1.toml" <<CONF
@@ -76,6 +79,9 @@ max_connections_per_ip = 100000
 [cluster]
 routers = ["127.0.0.1:$RPC_PORT"]
 rpc_listen = "127.0.0.1:$RPC_PORT"
+tls_ca_path = "$WORK/cluster-certs/ca.pem"
+tls_cert_path = "$WORK/cluster-certs/switchyard-$1.pem"
+tls_key_path = "$WORK/cluster-certs/switchyard-$1-key.pem"
 [redis]
 urls = ["$REDIS_URL"]
 key_prefix = "$PREFIX"

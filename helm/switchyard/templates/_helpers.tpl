@@ -93,9 +93,42 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+Cluster TLS (the edge-router link): one kubernetes.io/tls Secret per role (ca.crt, tls.crt,
+tls.key). Usage: include "switchyard.clusterTlsSecret" (list . "router")
+*/}}
+{{- define "switchyard.clusterTlsSecret" -}}
+{{- include "switchyard.resourceName" (list (index . 0) (printf "cluster-tls-%s" (index . 1))) }}
+{{- end }}
+
+{{/* The DNS name every router's certificate carries and edges check (cluster.tls_server_name). */}}
+{{- define "switchyard.routerServerName" -}}
+{{- printf "%s.%s.svc.cluster.local" (include "switchyard.routerHeadless" .) .Release.Namespace }}
+{{- end }}
+
+{{/* The edges' certificate name: their identity to routers. */}}
+{{- define "switchyard.edgeIdentity" -}}
+{{- printf "%s.%s.svc.cluster.local" (include "switchyard.resourceName" (list . "edge")) .Release.Namespace }}
+{{- end }}
+
+{{/* The cluster TLS Secret as a volume and its mount (directory: renewals reach the pod). */}}
+{{- define "switchyard.clusterTlsVolume" -}}
+- name: cluster-tls
+  secret:
+    secretName: {{ include "switchyard.clusterTlsSecret" . }}
+    defaultMode: 0440
+{{- end }}
+
+{{- define "switchyard.clusterTlsVolumeMount" -}}
+- name: cluster-tls
+  mountPath: {{ include "switchyard.clusterTlsDir" . }}
+  readOnly: true
+{{- end }}
+
 {{/* Where the configuration and the TLS files are mounted. */}}
 {{- define "switchyard.configPath" -}}/etc/switchyard/switchyard.toml{{- end }}
 {{- define "switchyard.tlsDir" -}}/etc/switchyard/tls{{- end }}
+{{- define "switchyard.clusterTlsDir" -}}/etc/switchyard/cluster-tls{{- end }}
 {{- define "switchyard.dataDir" -}}/var/lib/switchyard{{- end }}
 
 {{/*
@@ -111,6 +144,9 @@ bad combination fails `helm install` / `helm template` with a message naming the
 {{- end }}
 {{- if and .Values.tls.cert (not .Values.tls.key) }}
 {{- fail "tls.cert is set but tls.key is empty" }}
+{{- end }}
+{{- if and .Values.clusterTls.certManager.enabled (not .Values.clusterTls.certManager.issuerRef.name) }}
+{{- fail "clusterTls.certManager.issuerRef.name is required when clusterTls.certManager.enabled: the Issuer of the cluster certificates" }}
 {{- end }}
 {{- $t := .Values.config.timeouts | default dict }}
 {{- $drain := 5 }}

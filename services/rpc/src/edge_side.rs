@@ -193,7 +193,7 @@ impl RemoteRouters {
                 .keep_alive_while_idle(true);
             let conn = Arc::new(RouterConn {
                 addr: addr.clone(),
-                client: RouterClient::new(endpoint.connect_lazy())
+                client: RouterClient::new(crate::tls::connect_lazy(&endpoint))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 up: Mutex::new(None),

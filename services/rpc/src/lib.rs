@@ -2,13 +2,15 @@
 //!
 //! Generated code stays in `pb`, private to this crate; `convert` is the one place where
 //! its types meet the domain's. [`RemoteRouters`] is the edge's `RouterLink`,
-//! [`EdgeLinks`] the router's `EdgeDelivery`, [`RouterService`] the router's server.
+//! [`EdgeLinks`] the router's `EdgeDelivery`, [`RouterService`] the router's server;
+//! [`tls`] secures the link (mutual TLS, the caller's identity, certificate reload).
 
 mod convert;
 mod dedup;
 mod edge_side;
 mod liveness;
 mod router_side;
+pub mod tls;
 
 mod pb {
     #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]

@@ -88,6 +88,30 @@ pub struct Cluster {
     pub edge_id: String,
     /// Seconds an edge stays alive in the registry after the last router heard from it.
     pub edge_ttl_secs: u64,
+    /// Mutual TLS on the edge↔router gRPC link (on by default): a router accepts only
+    /// callers with a certificate chained to `tls_ca_path`, an edge only routers whose
+    /// certificate carries `tls_server_name`. `false` (plaintext h2c) is for development
+    /// and refused unless the link stays on loopback (a router's `rpc_listen`, every
+    /// address in an edge's `routers`) or `insecure_plaintext` is set. The all-in-one
+    /// mode has no link and needs none of the `tls_*` keys.
+    pub tls: bool,
+    /// The cluster CA (PEM): what peers' certificates must chain to. Edge and router.
+    pub tls_ca_path: String,
+    /// This process's certificate chain (PEM, leaf first), signed by the cluster CA: a
+    /// router's server certificate, an edge's client certificate, whose first DNS name is
+    /// the edge's identity to routers.
+    pub tls_cert_path: String,
+    /// The private key of `tls_cert_path` (PEM), readable by the service user only.
+    pub tls_key_path: String,
+    /// Edge: the DNS name every router's certificate must carry (one name for all router
+    /// pods, since their addresses come and go behind one service name).
+    pub tls_server_name: String,
+    /// Seconds between checks of the three `tls_*_path` files: changed files are loaded
+    /// for the next handshakes without a restart; a bad one is logged and the old kept.
+    pub tls_reload_interval_secs: u64,
+    /// Development only: lets `tls = false` run on non-loopback addresses, where anyone on
+    /// the network can read the link and act as an edge.
+    pub insecure_plaintext: bool,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -122,6 +146,13 @@ impl Default for Cluster {
             rpc_listen: "0.0.0.0:7400".into(),
             edge_id: String::new(),
             edge_ttl_secs: 10,
+            tls: true,
+            tls_ca_path: String::new(),
+            tls_cert_path: String::new(),
+            tls_key_path: String::new(),
+            tls_server_name: "switchyard-router".into(),
+            tls_reload_interval_secs: 5,
+            insecure_plaintext: false,
         }
     }
 }
@@ -458,6 +489,7 @@ impl Config {
             self.cluster.edge_ttl_secs >= 3,
             "cluster.edge_ttl_secs must be at least 3"
         );
+        self.validate_cluster_tls()?;
         anyhow::ensure!(
             !self.redis.key_prefix.contains(['{', '}']),
             "redis.key_prefix must not contain braces (they are Redis Cluster hash tags)"
@@ -477,6 +509,31 @@ impl Config {
                 "listen: {addr:?} is not an address:port"
             );
         }
+        Ok(())
+    }
+
+    /// The link's TLS keys, whatever the roles (which ones need the files is checked
+    /// when a router or an edge starts).
+    fn validate_cluster_tls(&self) -> anyhow::Result<()> {
+        let c = &self.cluster;
+        let paths = [&c.tls_ca_path, &c.tls_cert_path, &c.tls_key_path];
+        anyhow::ensure!(
+            paths.iter().all(|p| p.is_empty()) || paths.iter().all(|p| !p.is_empty()),
+            "cluster.tls_ca_path, cluster.tls_cert_path and cluster.tls_key_path must be set together"
+        );
+        anyhow::ensure!(
+            switchyard_rpc::tls::server_name(&c.tls_server_name).is_ok(),
+            "cluster.tls_server_name: {:?} is not a DNS name",
+            c.tls_server_name
+        );
+        anyhow::ensure!(
+            c.tls_reload_interval_secs >= 1,
+            "cluster.tls_reload_interval_secs must be at least 1"
+        );
+        anyhow::ensure!(
+            !(c.tls && c.insecure_plaintext),
+            "cluster.insecure_plaintext only applies with cluster.tls = false"
+        );
         Ok(())
     }
 

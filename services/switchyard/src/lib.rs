@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod config;
 mod inproc;
+mod link_tls;
 pub mod serve;
 pub mod user;
 pub mod wiring;

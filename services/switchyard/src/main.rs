@@ -1,5 +1,6 @@
 //! `switchyard`: the one binary. `serve` runs the roles, `user` manages accounts,
-//! `check-config` validates configuration without starting anything.
+//! `check-config` validates configuration without starting anything, `gen-cluster-certs`
+//! writes development certificates for the edge-router link.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -39,6 +40,16 @@ enum Command {
     Migrate,
     /// Validate the configuration and print the effective values.
     CheckConfig,
+    /// Write a development CA and certificates for the edge-router link's mutual TLS into
+    /// DIR: `ca.pem`, `ca-key.pem`, and `NAME.pem` + `NAME-key.pem` per NAME (the
+    /// certificate's DNS name). Existing files are kept; missing leaves are signed by the
+    /// CA already there.
+    GenClusterCerts {
+        dir: PathBuf,
+        /// Default: `switchyard-router` (the default cluster.tls_server_name) and
+        /// `switchyard-edge`.
+        names: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +92,15 @@ fn main() -> std::process::ExitCode {
                 switchyard::user::run(&config, action, target).await
             }
             Command::Migrate => switchyard::user::migrate(&config).await,
+            Command::GenClusterCerts { dir, mut names } => {
+                if names.is_empty() {
+                    names = vec!["switchyard-router".into(), "switchyard-edge".into()];
+                }
+                for file in switchyard_rpc::tls::generate_cluster_certs(&dir, &names)? {
+                    println!("wrote {}", file.display());
+                }
+                Ok(())
+            }
             Command::CheckConfig => {
                 print!("{}", toml::to_string_pretty(&config.redacted())?);
                 eprintln!("configuration is valid");

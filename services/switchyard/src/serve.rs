@@ -9,6 +9,7 @@
 use crate::admin::{self, Api, Readiness};
 use crate::config::Config;
 use crate::inproc::{InProcessLink, LocalEdge};
+use crate::link_tls;
 use crate::wiring;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use switchyard_core::session::SessionConfig;
 use switchyard_edge::{
     Connections, Drain, EdgeConfig, Listener, MailboxLimits, RouterLink, TlsStore,
 };
+use switchyard_rpc::tls::LinkSecurity;
 use switchyard_rpc::{EdgeLinks, RemoteRouters, RouterService};
 use switchyard_storage::AccountStore;
 use tokio::net::TcpListener;
@@ -149,6 +151,11 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 !config.cluster.routers.is_empty(),
                 "--roles edge needs cluster.routers (router addresses to link to)"
             );
+            let security = match link_tls::open(&config, roles, drain.shutdown.clone())? {
+                Some(tls) => LinkSecurity::Tls(tls),
+                None => LinkSecurity::Plaintext,
+            };
+            switchyard_rpc::tls::set_link_security(security);
             let connections = Arc::new(Connections::default());
             let edge_id = edge_id(&config);
             let link = RemoteRouters::start(
@@ -218,6 +225,8 @@ async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> 
         registry: registry.clone(),
         edge_ttl: ttl,
     };
+    let tls = link_tls::open(config, Roles::Router, shutdown.clone())?;
+    let mutual_tls = tls.is_some();
     let listener = TcpListener::bind(&config.cluster.rpc_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.cluster.rpc_listen))?;
@@ -235,9 +244,10 @@ async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> 
         let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(5)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-            .add_service(service.into_server())
+            // Each request carries the caller's certificate identity (PeerIdentity).
+            .add_service(switchyard_rpc::tls::with_peer(service.into_server()))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                switchyard_rpc::tls::incoming(listener, tls, stop.clone()),
                 stop.cancelled(),
             )
             .await;
@@ -245,7 +255,7 @@ async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> 
             tracing::error!(error = %e, "router gRPC server failed");
         }
     });
-    tracing::info!(%rpc, "switchyard router serving");
+    tracing::info!(%rpc, mutual_tls, "switchyard router serving");
     Ok(Running {
         c2s: None,
         c2s_direct_tls: None,

@@ -1,7 +1,8 @@
 //! A cluster of real `switchyard` processes on loopback: routers and edges with their own
 //! configuration files, sharing the machine's PostgreSQL (a schema of their own) and
 //! Redis (a key prefix of their own), or a Redis Cluster a test started. Without those
-//! services CI fails loudly and a laptop skips with a message.
+//! services CI fails loudly and a laptop skips with a message. The edge-router link runs
+//! with mutual TLS, as in production: a CA and a certificate per process in `certs/`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use tokio::process::{Child, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 const REDIS: &str = "redis://127.0.0.1:6379";
+/// The routers' certificate, named as the default `cluster.tls_server_name`.
+pub const ROUTER_CERT: &str = "switchyard-router";
 
 /// One `switchyard serve` process.
 pub struct Proc {
@@ -56,8 +59,23 @@ impl Cluster {
         self.dir.path().join(format!("{name}.toml"))
     }
 
+    /// The cluster CA and every process's certificate (`gen-cluster-certs` layout):
+    /// `ca.pem`, `switchyard-router.pem` (both routers; the default
+    /// `cluster.tls_server_name`), `edge0.pem`, `edge1.pem` (each edge's identity), and
+    /// their `-key.pem` files.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
     /// Writes a configuration for one process; `routers` are the router addresses.
+    /// Every process runs the link with mutual TLS: edges with their own certificate,
+    /// routers with the router certificate, reloaded every second.
     fn write_config(&self, name: &str, routers: &[SocketAddr]) -> PathBuf {
+        let leaf = if name.starts_with("edge") {
+            name
+        } else {
+            ROUTER_CERT
+        };
         let data = self.dir.path().join(name);
         std::fs::create_dir_all(&data).unwrap();
         let routers: Vec<String> = routers.iter().map(|a| format!("\"{a}\"")).collect();
@@ -78,6 +96,10 @@ token = "test-admin-token"
 routers = [{routers}]
 rpc_listen = "127.0.0.1:0"
 edge_ttl_secs = 3
+tls_ca_path = "{certs}/ca.pem"
+tls_cert_path = "{certs}/{leaf}.pem"
+tls_key_path = "{certs}/{leaf}-key.pem"
+tls_reload_interval_secs = 1
 [redis]
 urls = [{redis}]
 cluster = {redis_cluster}
@@ -93,6 +115,7 @@ migrate_on_start = true
             cert = self.dir.path().join("cert.pem").display(),
             key = self.dir.path().join("key.pem").display(),
             routers = routers.join(", "),
+            certs = self.certs_dir().display(),
             prefix = self.prefix,
             schema = self.schema,
             redis = redis.join(", "),
@@ -153,6 +176,8 @@ migrate_on_start = true
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
         std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+        let leaves = [ROUTER_CERT, "edge0", "edge1"].map(String::from);
+        switchyard_rpc::tls::generate_cluster_certs(&dir.path().join("certs"), &leaves).unwrap();
         let mut cluster = Self {
             dir,
             redis,
