@@ -32,7 +32,6 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use switchyard_core::session::{Input, Lookup, Output, Session};
 use switchyard_core::{Jid, StanzaKind, StreamCondition};
 use switchyard_storage::SessionRecord;
@@ -56,10 +55,6 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// Deliveries handled before one write, when more are already waiting in the mailbox.
 const WRITE_BATCH: usize = 64;
-
-/// How long a handshake runs before its byte rate is first checked, and how often after.
-const HANDSHAKE_GRACE: Duration = Duration::from_secs(10);
-const HANDSHAKE_CHECK: Duration = Duration::from_secs(5);
 
 impl Transport {
     /// Polls for bytes and hands them (empty at end of stream) to `f` while the scratch
@@ -183,34 +178,43 @@ struct Conn {
 impl Conn {
     async fn serve(&mut self, mailbox: &Mailbox) {
         let cfg = self.ctx.config.clone();
-        let started = Instant::now();
-        let handshake_deadline = started + cfg.handshake_timeout;
-        // The handshake's minimum byte rate (slowloris): checked from HANDSHAKE_GRACE on,
-        // then every HANDSHAKE_CHECK, against the bytes read so far.
-        let mut progress_check = started + HANDSHAKE_GRACE;
-        let mut handshake_bytes: u64 = 0;
+        let handshake_deadline = Instant::now() + cfg.handshake_timeout;
+        // Since when a stream header or stanza begun during the handshake is incomplete: a
+        // client that trickles it (slowloris) is closed `handshake_frame_timeout` later.
+        // A client waiting for a busy server holds no partial frame, so it is never hit.
+        let mut partial_since: Option<Instant> = None;
         let mut idle_deadline = Instant::now() + cfg.idle_timeout;
-        let timer = sleep_until(progress_check.min(handshake_deadline).min(idle_deadline));
+        let timer = sleep_until(handshake_deadline.min(idle_deadline));
         tokio::pin!(timer);
         loop {
-            // Deadlines only move later, so the timer fires at or before the real one.
             let in_handshake = self.session.in_handshake();
+            let trickle_deadline = partial_since
+                .filter(|_| in_handshake)
+                .map(|since| since + cfg.handshake_frame_timeout);
             let deadline = if in_handshake {
                 handshake_deadline.min(idle_deadline)
             } else {
                 idle_deadline
             };
+            // Other deadlines only move later, so the timer fires at or before them; a
+            // partial frame can bring the wake-up forward.
+            let wake = trickle_deadline.map_or(deadline, |t| t.min(deadline));
+            if wake < timer.deadline() {
+                timer.as_mut().reset(wake);
+            }
             let outputs = tokio::select! {
                 (read, outputs) = poll_fn(|cx| self.transport.poll_read_with(cx, |read| match read {
                     Ok([]) | Err(_) => (false, self.session.handle(Input::PeerClosed)),
                     Ok(bytes) => {
                         metrics::EDGE_BYTES_IN.inc_by(bytes.len() as u64);
-                        handshake_bytes += bytes.len() as u64;
                         (true, self.session.handle(Input::Bytes(bytes)))
                     }
                 })), if self.session.wants_bytes() && self.routing.is_none() => {
                     if read {
-                        idle_deadline = Instant::now() + cfg.idle_timeout;
+                        let now = Instant::now();
+                        idle_deadline = now + cfg.idle_timeout;
+                        let partial = self.session.buffered_input() > 0;
+                        partial_since = partial.then(|| partial_since.unwrap_or(now));
                     }
                     outputs
                 },
@@ -224,20 +228,14 @@ impl Conn {
                 },
                 () = &mut timer => {
                     let now = Instant::now();
-                    let trickling = in_handshake
-                        && now >= progress_check
-                        && handshake_bytes < cfg.handshake_min_bytes_per_sec * (now - started).as_secs();
+                    let trickling = trickle_deadline.is_some_and(|t| now >= t);
+                    if trickling {
+                        tracing::info!(conn = self.id, ip = %self.ip, "a handshake frame trickled in too slowly, closing");
+                    }
                     if now >= deadline || trickling {
-                        if trickling {
-                            tracing::info!(conn = self.id, ip = %self.ip, bytes = handshake_bytes, "handshake below the minimum byte rate, closing");
-                        }
                         self.session.handle(Input::Terminate(StreamCondition::ConnectionTimeout))
                     } else {
-                        if now >= progress_check {
-                            progress_check = now + HANDSHAKE_CHECK;
-                        }
-                        let next = if in_handshake { deadline.min(progress_check) } else { deadline };
-                        timer.as_mut().reset(next);
+                        timer.as_mut().reset(deadline);
                         Vec::new()
                     }
                 },

@@ -27,9 +27,9 @@ pub struct EdgeConfig {
     pub handshake_timeout: Duration,
     /// Time allowed for a TLS handshake (direct TLS or STARTTLS): a few round trips.
     pub tls_handshake_timeout: Duration,
-    /// Bytes per second a client must average during the handshake, checked from its
-    /// tenth second on: a connection that trickles (slowloris) is closed then.
-    pub handshake_min_bytes_per_sec: u64,
+    /// How long a stream header or stanza begun during the handshake may stay
+    /// incomplete: a connection that trickles it (slowloris) is closed then.
+    pub handshake_frame_timeout: Duration,
     /// Time without any bytes from the client (whitespace keepalives count).
     pub idle_timeout: Duration,
     /// Time a write to the client may take before it is treated as gone.

@@ -232,9 +232,6 @@ pub struct Limits {
     pub mailbox_bytes: usize,
     /// Bytes queued in all connections' mailboxes of one edge process together.
     pub mailbox_bytes_total: usize,
-    /// Bytes per second a client must average while it logs in, checked from the tenth
-    /// second of the handshake on (a slowloris connection is closed then).
-    pub handshake_min_bytes_per_sec: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -243,6 +240,9 @@ pub struct Timeouts {
     pub handshake_secs: u64,
     /// A TLS handshake (direct TLS, or after STARTTLS) takes a few round trips.
     pub tls_handshake_secs: u64,
+    /// A stream header or stanza begun before the session is bound must be complete
+    /// within this: a client that trickles it (slowloris) is closed then.
+    pub handshake_frame_secs: u64,
     pub idle_secs: u64,
     pub write_secs: u64,
     pub shutdown_grace_secs: u64,
@@ -375,7 +375,6 @@ impl Default for Limits {
             mailbox_stanzas: 1_024,
             mailbox_bytes: 1024 * 1024,
             mailbox_bytes_total: 512 * 1024 * 1024,
-            handshake_min_bytes_per_sec: 32,
         }
     }
 }
@@ -385,6 +384,7 @@ impl Default for Timeouts {
         Self {
             handshake_secs: 30,
             tls_handshake_secs: 10,
+            handshake_frame_secs: 10,
             idle_secs: 600,
             write_secs: 30,
             shutdown_grace_secs: 10,

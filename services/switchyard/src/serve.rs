@@ -310,7 +310,7 @@ async fn start_edge(
         max_connections_per_ip: config.limits.max_connections_per_ip,
         handshake_timeout: secs(config.timeouts.handshake_secs),
         tls_handshake_timeout: secs(config.timeouts.tls_handshake_secs),
-        handshake_min_bytes_per_sec: config.limits.handshake_min_bytes_per_sec,
+        handshake_frame_timeout: secs(config.timeouts.handshake_frame_secs),
         idle_timeout: secs(config.timeouts.idle_secs),
         write_timeout: secs(config.timeouts.write_secs),
         mailbox: MailboxLimits {

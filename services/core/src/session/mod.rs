@@ -184,6 +184,11 @@ impl Session {
         !matches!(self.phase, Phase::Established | Phase::Closed)
     }
 
+    /// Bytes received and not yet a complete frame (a stream header or stanza begun).
+    pub fn buffered_input(&self) -> usize {
+        self.framer.buffered()
+    }
+
     /// Whether the driver should read more bytes now.
     pub fn wants_bytes(&self) -> bool {
         matches!(
