@@ -372,7 +372,9 @@ async fn a_mass_logout_leaves_no_session_in_the_registry() {
         let logins = (0..AT_ONCE).map(|i| {
             let resource = format!("r{}", chunk * AT_ONCE + i);
             let cert = cluster.cert_der.clone();
-            tokio::spawn(async move { Client::login_at(addr, cert, "mass", "PLAIN", &resource).await })
+            tokio::spawn(
+                async move { Client::login_at(addr, cert, "mass", "PLAIN", &resource).await },
+            )
         });
         for login in futures::future::join_all(logins).await {
             clients.push(login.expect("logged in"));
@@ -384,13 +386,21 @@ async fn a_mass_logout_leaves_no_session_in_the_registry() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let held: usize = redis::cmd("HLEN").arg(&key).query_async(&mut redis).await.unwrap();
+    let held: usize = redis::cmd("HLEN")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(held, SESSIONS, "every session registered");
     drop(clients); // every stream closes at once
     let mut left = held;
     for _ in 0..120 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        left = redis::cmd("HLEN").arg(&key).query_async(&mut redis).await.unwrap();
+        left = redis::cmd("HLEN")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
         if left == 0 {
             break;
         }
