@@ -24,6 +24,7 @@
 use crate::connections::{Command, Delivery};
 use crate::listener::EdgeCtx;
 use crate::mailbox::Mailbox;
+use crate::throttle::{Attempt, Verdict};
 use crate::tls::TlsSnapshot;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -32,6 +33,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use switchyard_core::sasl::{Failure, Mechanism};
 use switchyard_core::session::{Input, Lookup, Output, Session};
 use switchyard_core::{Jid, StanzaKind, StreamCondition};
 use switchyard_storage::SessionRecord;
@@ -41,6 +43,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 enum Transport {
@@ -137,7 +140,7 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
         transport,
         id,
         ip,
-        account: None,
+        attempt: None,
         routing: None,
         backlog: VecDeque::new(),
         written: Vec::new(),
@@ -163,8 +166,8 @@ struct Conn {
     transport: Transport,
     id: u64,
     ip: IpAddr,
-    /// The account named in the current SASL attempt, for failure throttling.
-    account: Option<Jid>,
+    /// The current SASL attempt as the throttle saw it, until its outcome is known.
+    attempt: Option<Box<Attempt>>,
     /// The client's stanza being routed, while its routing waits; reading stops
     /// meanwhile, writing deliveries does not.
     routing: Option<Routing>,
@@ -361,20 +364,13 @@ impl Conn {
                         .with_label_values(&[mechanism.name(), "success", "none"])
                         .inc();
                     tracing::info!(user = %username, mechanism = mechanism.name(), conn = self.id, "authenticated");
-                    self.account = None; // only failures are throttled
+                    if let Some(attempt) = self.attempt.take() {
+                        self.ctx.throttle.succeeded(&attempt).await;
+                    }
                     continue;
                 }
                 Output::AuthFailed { mechanism, failure } => {
-                    metrics::EDGE_LOGINS
-                        .with_label_values(&[mechanism.name(), "failure", failure.as_str()])
-                        .inc();
-                    self.ctx.throttle.failed(self.ip, self.account.as_ref());
-                    tracing::info!(
-                        mechanism = mechanism.name(),
-                        reason = failure.as_str(),
-                        conn = self.id,
-                        "authentication failed"
-                    );
+                    self.auth_failed(mechanism, failure).await;
                     continue;
                 }
                 other => {
@@ -450,20 +446,66 @@ impl Conn {
         self.session.handle(Input::Bound(result))
     }
 
+    /// The credentials of a SASL attempt, once the throttle lets it go ahead: refused
+    /// at once, or looked up after the wait it owes (see `throttle.rs`).
     async fn fetch(&mut self, account: Jid) -> Vec<Output> {
-        let lookup = if !self.ctx.throttle.allowed(self.ip, Some(&account)) {
-            Lookup::Throttled
-        } else {
-            match self.ctx.link.credentials(&account).await {
-                Ok(Some(creds)) => Lookup::Found(Box::new(creds)),
-                Ok(None) => Lookup::NotFound,
-                Err(e) => {
-                    tracing::warn!(error = %e, "credential lookup failed");
-                    Lookup::Unavailable
+        let attempt = self.ctx.throttle.check(self.ip, account).await;
+        let lookup = match attempt.verdict {
+            Verdict::Refuse => Lookup::Throttled,
+            // Shutting down: the session is about to end anyway.
+            Verdict::Wait(delay) if !wait_out(delay, &self.ctx.shutdown).await => {
+                Lookup::Unavailable
+            }
+            Verdict::Go | Verdict::Wait(_) => {
+                match self.ctx.link.credentials(&attempt.account).await {
+                    Ok(Some(creds)) => Lookup::Found(Box::new(creds)),
+                    Ok(None) => Lookup::NotFound,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "credential lookup failed");
+                        Lookup::Unavailable
+                    }
                 }
             }
         };
-        self.account = Some(account);
+        self.attempt = Some(Box::new(attempt));
         self.session.handle(Input::Credentials(lookup))
+    }
+
+    /// A failed SASL attempt: a wrong password is counted by the throttle, and every
+    /// failure is logged in the fixed format documented in `throttle.rs`.
+    async fn auth_failed(&mut self, mechanism: Mechanism, failure: Failure) {
+        let attempt = self.attempt.take();
+        let refused = attempt
+            .as_ref()
+            .is_some_and(|a| a.verdict == Verdict::Refuse);
+        let reason = if refused {
+            "throttled"
+        } else {
+            failure.as_str()
+        };
+        metrics::EDGE_LOGINS
+            .with_label_values(&[mechanism.name(), "failure", reason])
+            .inc();
+        let counted = match &attempt {
+            Some(a) if failure == Failure::NotAuthorized => self.ctx.throttle.failed(a).await,
+            _ => None,
+        };
+        let account = attempt.map_or_else(|| "-".to_owned(), |a| a.account.to_string());
+        let failures = counted.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        tracing::info!(
+            target: "switchyard::auth",
+            "login failed: address={} account={account} mechanism={} reason={reason} failures={failures} conn={}",
+            self.ip.to_canonical(),
+            mechanism.name(),
+            self.id,
+        );
+    }
+}
+
+/// Waits `delay` unless the server starts shutting down meanwhile (`false`).
+async fn wait_out(delay: std::time::Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = shutdown.cancelled() => false,
     }
 }

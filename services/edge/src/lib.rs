@@ -14,4 +14,5 @@ pub use connections::{BoundSession, Connections};
 pub use link::RouterLink;
 pub use listener::{serve, Drain, EdgeConfig, Listener};
 pub use mailbox::MailboxLimits;
+pub use throttle::ThrottlePolicy;
 pub use tls::{TlsError, TlsStore};

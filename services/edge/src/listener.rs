@@ -5,7 +5,7 @@
 use crate::connections::Connections;
 use crate::link::RouterLink;
 use crate::mailbox::MailboxLimits;
-use crate::throttle::Throttle;
+use crate::throttle::{Throttle, ThrottlePolicy};
 use crate::tls::TlsStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +37,8 @@ pub struct EdgeConfig {
     /// What may be queued for one connection and for the process; deliveries beyond it
     /// wait (pushback), up to the patience.
     pub mailbox: MailboxLimits,
-    pub auth_max_failures: u32,
-    pub auth_failure_window: Duration,
+    /// How failed logins slow down and refuse the next ones (see `throttle.rs`).
+    pub login_throttle: ThrottlePolicy,
     /// How long draining sessions get after `system-shutdown` before the process exits.
     pub shutdown_grace: Duration,
 }
@@ -89,7 +89,8 @@ pub async fn serve(
     } = drain;
     let grace = config.shutdown_grace;
     let ctx = Arc::new(EdgeCtx {
-        throttle: Throttle::new(config.auth_max_failures, config.auth_failure_window),
+        // The counts are shared through the router link (see `throttle.rs`).
+        throttle: Throttle::new(config.login_throttle.clone(), link.clone()),
         config: Arc::new(config),
         session: Arc::new(session),
         tls,

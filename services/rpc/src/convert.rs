@@ -4,6 +4,7 @@
 use crate::pb;
 use switchyard_core::sasl::{ScramKeys, StoredCredentials};
 use switchyard_core::{Element, Jid, StanzaCondition, StreamCondition};
+use switchyard_storage::{FailureCount, LoginFailureCounts};
 use tonic::Status;
 
 pub(crate) fn stanza_bytes(el: &Element) -> Vec<u8> {
@@ -66,4 +67,33 @@ pub(crate) fn stream_condition(s: &str) -> StreamCondition {
         .copied()
         .find(|c| c.as_str() == s)
         .unwrap_or(StreamCondition::InternalServerError)
+}
+
+fn failure_count_pb(c: FailureCount) -> pb::FailureCount {
+    pb::FailureCount {
+        failures: c.failures,
+        expires_in_ms: u64::try_from(c.expires_in.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+fn failure_count(c: Option<pb::FailureCount>) -> FailureCount {
+    let c = c.unwrap_or_default();
+    FailureCount {
+        failures: c.failures,
+        expires_in: std::time::Duration::from_millis(c.expires_in_ms),
+    }
+}
+
+pub(crate) fn login_failures_pb(c: LoginFailureCounts) -> pb::LoginFailuresReply {
+    pb::LoginFailuresReply {
+        account: Some(failure_count_pb(c.account)),
+        network: Some(failure_count_pb(c.network)),
+    }
+}
+
+pub(crate) fn login_failures(c: pb::LoginFailuresReply) -> LoginFailureCounts {
+    LoginFailureCounts {
+        account: failure_count(c.account),
+        network: failure_count(c.network),
+    }
 }

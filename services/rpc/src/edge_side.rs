@@ -29,7 +29,7 @@ use std::time::Duration;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition};
 use switchyard_edge::{Connections, RouterLink};
-use switchyard_storage::{SessionRecord, StorageError};
+use switchyard_storage::{LoginFailureCounts, LoginFailures, SessionRecord, StorageError};
 use switchyard_telemetry as metrics;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -530,5 +530,57 @@ impl RouterLink for RemoteRouters {
             received: std::time::Instant::now(),
         })
         .await;
+    }
+}
+
+/// The login throttle's counts, kept by the routers (in Redis) for every edge alike; each
+/// call goes to the account's preferred router, like its credentials.
+#[async_trait]
+impl LoginFailures for RemoteRouters {
+    async fn failures(
+        &self,
+        account: &Jid,
+        network: &str,
+    ) -> Result<LoginFailureCounts, StorageError> {
+        let request = failures_request(account, network, Duration::ZERO);
+        self.call(account, request, |mut c, r| async move {
+            c.login_failures(r).await
+        })
+        .await
+        .map(convert::login_failures)
+        .map_err(status_error)
+    }
+
+    async fn record(
+        &self,
+        account: &Jid,
+        network: &str,
+        window: Duration,
+    ) -> Result<LoginFailureCounts, StorageError> {
+        let request = failures_request(account, network, window);
+        self.call(account, request, |mut c, r| async move {
+            c.record_login_failure(r).await
+        })
+        .await
+        .map(convert::login_failures)
+        .map_err(status_error)
+    }
+
+    async fn clear(&self, account: &Jid, network: &str) -> Result<(), StorageError> {
+        let request = failures_request(account, network, Duration::ZERO);
+        self.call(account, request, |mut c, r| async move {
+            c.clear_login_failures(r).await
+        })
+        .await
+        .map(drop)
+        .map_err(status_error)
+    }
+}
+
+fn failures_request(account: &Jid, network: &str, window: Duration) -> pb::LoginFailuresRequest {
+    pb::LoginFailuresRequest {
+        account: account.to_string(),
+        network: network.to_owned(),
+        window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
     }
 }

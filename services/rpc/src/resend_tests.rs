@@ -76,6 +76,27 @@ impl Router for Fake {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn login_failures(
+        &self,
+        _: Request<pb::LoginFailuresRequest>,
+    ) -> Result<Response<pb::LoginFailuresReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn record_login_failure(
+        &self,
+        _: Request<pb::LoginFailuresRequest>,
+    ) -> Result<Response<pb::LoginFailuresReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn clear_login_failures(
+        &self,
+        _: Request<pb::LoginFailuresRequest>,
+    ) -> Result<Response<pb::LoginFailuresReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn bind(&self, _: Request<pb::BindRequest>) -> Result<Response<pb::BindReply>, Status> {
         Err(Status::unimplemented("fake"))
     }

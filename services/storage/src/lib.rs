@@ -11,6 +11,7 @@ pub mod conformance;
 mod error;
 mod instrumented;
 mod memory;
+mod memory_failures;
 mod model;
 mod postgres;
 mod redis;
@@ -24,8 +25,10 @@ pub use cache::CachedBlocks;
 pub use error::StorageError;
 pub use instrumented::Instrumented;
 pub use memory::{MemoryRegistry, MemoryStore};
+pub use memory_failures::MemoryLoginFailures;
 pub use model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
 pub use postgres::PgStore;
+pub use redis::RedisLoginFailures;
 pub use redis::RedisRegistry;
 pub use registry_cache::CachedRegistry;
 pub use sqlite::SqliteStore;
@@ -33,6 +36,7 @@ pub use traits::{
     AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore,
     RosterStore, SessionEdit, SessionRecord, SessionRegistry,
 };
+pub use traits::{FailureCount, LoginFailureCounts, LoginFailures};
 
 /// Every durable data trait, as implemented by one backend.
 pub trait Backend: AccountStore + RosterStore + OfflineStore + BlockStore + DocumentStore {}

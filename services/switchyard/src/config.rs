@@ -200,17 +200,62 @@ pub struct Tls {
     pub reload_interval_secs: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Login policy. The throttle (services/edge/src/throttle.rs) counts wrong passwords per
+/// account and client network (an IPv4 address or an IPv6 /64) and per network, shared by
+/// every edge; each failure delays the next attempt on its key, and refusals come only
+/// well after that, for that key alone.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Auth {
     /// PBKDF2 iterations for new SCRAM credentials (at least 4096).
     pub scram_iterations: u32,
     /// SASL attempts allowed on one connection.
     pub max_attempts_per_connection: u32,
-    /// Failures per IP or account within the window before logins are refused.
+    /// Failures of one account from one network after which that account's attempts
+    /// from there get `temporary-auth-failure` until `failure_window_secs` pass without a
+    /// failure; before that, failures only slow it down. Other networks are unaffected.
     pub max_failures: u32,
+    /// Failures from one network, all accounts together, after which its attempts are
+    /// refused: far above `max_failures`, since many users may share an address (NAT).
+    pub max_failures_per_network: u32,
+    /// How long failures are remembered after the last one.
     pub failure_window_secs: u64,
+    /// The wait owed before the next attempt of an account from a network after its
+    /// first failure there; it doubles with each further failure. 0 turns slowing off.
+    pub failure_delay_initial_ms: u64,
+    /// The longest such wait.
+    pub failure_delay_max_ms: u64,
+    /// Failure counts held in memory (all-in-one, or a router without Redis); when full,
+    /// the oldest are evicted first. With Redis, keys expire on their own instead.
+    pub failure_table_entries: usize,
+    /// The secret the salts shown for accounts that do not exist are derived from, so
+    /// they are the same on every edge and across restarts (at least 32 characters).
+    /// Empty: generated once in the all-in-one mode and kept in `<data_dir>/decoy-secret`
+    /// (mode 0600); required on an edge (`--roles edge`), the same value on every edge.
+    pub decoy_secret: String,
 }
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("scram_iterations", &self.scram_iterations)
+            .field(
+                "max_attempts_per_connection",
+                &self.max_attempts_per_connection,
+            )
+            .field("max_failures", &self.max_failures)
+            .field("max_failures_per_network", &self.max_failures_per_network)
+            .field("failure_window_secs", &self.failure_window_secs)
+            .field("failure_delay_initial_ms", &self.failure_delay_initial_ms)
+            .field("failure_delay_max_ms", &self.failure_delay_max_ms)
+            .field("failure_table_entries", &self.failure_table_entries)
+            .field("decoy_secret", &mask(&self.decoy_secret))
+            .finish()
+    }
+}
+
+/// The shortest `auth.decoy_secret` accepted.
+pub const MIN_DECOY_SECRET_CHARS: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -355,8 +400,13 @@ impl Default for Auth {
         Self {
             scram_iterations: 4096,
             max_attempts_per_connection: 3,
-            max_failures: 10,
-            failure_window_secs: 300,
+            max_failures: 50,
+            max_failures_per_network: 1000,
+            failure_window_secs: 900,
+            failure_delay_initial_ms: 250,
+            failure_delay_max_ms: 30_000,
+            failure_table_entries: 100_000,
+            decoy_secret: String::new(),
         }
     }
 }
@@ -444,6 +494,7 @@ impl Config {
             self.auth.max_attempts_per_connection >= 1,
             "auth.max_attempts_per_connection must be at least 1"
         );
+        self.validate_auth_throttle()?;
         anyhow::ensure!(
             self.limits.max_stanza_bytes >= 10_000,
             "limits.max_stanza_bytes must be at least 10000 (RFC 6120 §13.12)"
@@ -512,6 +563,33 @@ impl Config {
         Ok(())
     }
 
+    /// The login throttle and the decoy secret (`[auth]`).
+    fn validate_auth_throttle(&self) -> anyhow::Result<()> {
+        let a = &self.auth;
+        anyhow::ensure!(
+            a.max_failures >= 1 && a.max_failures_per_network >= a.max_failures,
+            "auth.max_failures must be at least 1, and auth.max_failures_per_network at least auth.max_failures"
+        );
+        anyhow::ensure!(
+            (1..=86_400).contains(&a.failure_window_secs),
+            "auth.failure_window_secs must be 1 to 86400"
+        );
+        anyhow::ensure!(
+            a.failure_delay_initial_ms <= a.failure_delay_max_ms
+                && a.failure_delay_max_ms <= 300_000,
+            "auth.failure_delay_initial_ms must be at most auth.failure_delay_max_ms, which is at most 300000"
+        );
+        anyhow::ensure!(
+            a.failure_table_entries >= 1000,
+            "auth.failure_table_entries must be at least 1000"
+        );
+        anyhow::ensure!(
+            a.decoy_secret.is_empty() || a.decoy_secret.chars().count() >= MIN_DECOY_SECRET_CHARS,
+            "auth.decoy_secret must be at least {MIN_DECOY_SECRET_CHARS} characters (or empty)"
+        );
+        Ok(())
+    }
+
     /// The link's TLS keys, whatever the roles (which ones need the files is checked
     /// when a router or an edge starts).
     fn validate_cluster_tls(&self) -> anyhow::Result<()> {
@@ -546,6 +624,7 @@ impl Config {
         shown.telemetry.otlp_endpoint = redact(&self.telemetry.otlp_endpoint);
         shown.cluster.routers = self.cluster.routers.iter().map(|r| redact(r)).collect();
         shown.admin.token = mask(&self.admin.token);
+        shown.auth.decoy_secret = mask(&self.auth.decoy_secret);
         shown
     }
 
@@ -682,6 +761,12 @@ mod tests {
         let file = dir.path().join("c.toml");
         for (body, needle) in [
             ("[auth]\nscram_iterations = 100\n", "scram_iterations"),
+            ("[auth]\ndecoy_secret = 'short'\n", "auth.decoy_secret"),
+            ("[auth]\nmax_failures = 0\n", "auth.max_failures"),
+            (
+                "[auth]\nfailure_delay_initial_ms = 2000\nfailure_delay_max_ms = 1000\n",
+                "auth.failure_delay_initial_ms",
+            ),
             ("unknown_key = 1\n", "unknown_key"),
             ("[listen]\nc2s = 'nope'\n", "listen"),
             (
@@ -713,6 +798,7 @@ mod redaction {
         c.redis.urls = vec!["redis://:pw@r:6379".into(), "redis://r2:6379".into()];
         c.telemetry.otlp_endpoint = "http://otel:otlp-pw@collector:4317".into();
         c.admin.token = "t0ken".into();
+        c.auth.decoy_secret = "decoy-secret-of-at-least-32-characters".into();
         c
     }
 
@@ -726,13 +812,14 @@ mod redaction {
             "http://otel:***@collector:4317"
         );
         assert_eq!(shown.admin.token, "***");
+        assert_eq!(shown.auth.decoy_secret, "***");
         assert_eq!(super::Config::default().redacted().admin.token, "");
     }
 
     #[test]
     fn debug_output_is_redacted_too() {
         let debug = format!("{:?}", with_secrets());
-        for secret in ["hunter2", "pw@", "otlp-pw", "t0ken"] {
+        for secret in ["hunter2", "pw@", "otlp-pw", "t0ken", "decoy-secret"] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
     }

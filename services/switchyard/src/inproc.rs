@@ -4,16 +4,43 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
 use switchyard_edge::{Connections, RouterLink};
 use switchyard_router::{EdgeDelivery, Router, Undeliverable};
-use switchyard_storage::{AccountStore, SessionRecord, StorageError};
+use switchyard_storage::{
+    AccountStore, LoginFailureCounts, LoginFailures, SessionRecord, StorageError,
+};
 
 #[derive(Debug)]
 pub(crate) struct InProcessLink {
     pub router: Arc<Router>,
     pub accounts: Arc<dyn AccountStore>,
+    /// The login throttle's counts (memory, or Redis when configured).
+    pub login_failures: Arc<dyn LoginFailures>,
+}
+
+#[async_trait]
+impl LoginFailures for InProcessLink {
+    async fn failures(
+        &self,
+        account: &Jid,
+        network: &str,
+    ) -> Result<LoginFailureCounts, StorageError> {
+        self.login_failures.failures(account, network).await
+    }
+    async fn record(
+        &self,
+        account: &Jid,
+        network: &str,
+        window: Duration,
+    ) -> Result<LoginFailureCounts, StorageError> {
+        self.login_failures.record(account, network, window).await
+    }
+    async fn clear(&self, account: &Jid, network: &str) -> Result<(), StorageError> {
+        self.login_failures.clear(account, network).await
+    }
 }
 
 #[async_trait]

@@ -16,10 +16,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::sasl::Mechanism;
+use switchyard_core::sasl::{Decoy, Mechanism};
 use switchyard_core::session::SessionConfig;
 use switchyard_edge::{
-    Connections, Drain, EdgeConfig, Listener, MailboxLimits, RouterLink, TlsStore,
+    Connections, Drain, EdgeConfig, Listener, MailboxLimits, RouterLink, ThrottlePolicy, TlsStore,
 };
 use switchyard_rpc::tls::LinkSecurity;
 use switchyard_rpc::{EdgeLinks, RemoteRouters, RouterService};
@@ -132,9 +132,12 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
             let link = Arc::new(InProcessLink {
                 router: router.clone(),
                 accounts: accounts.clone(),
+                login_failures: wiring::open_login_failures(&config).await?,
             });
+            // This process is the only edge: a secret kept in data_dir does.
+            let decoy = wiring::decoy_secret(&config, true)?;
             let mut running =
-                start_edge(&config, edge_id, link, connections, drain.clone()).await?;
+                start_edge(&config, edge_id, link, connections, decoy, drain.clone()).await?;
             running.accounts = Some(accounts.clone());
             running.admin = admin::serve(
                 &config,
@@ -151,6 +154,7 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 !config.cluster.routers.is_empty(),
                 "--roles edge needs cluster.routers (router addresses to link to)"
             );
+            let decoy = wiring::decoy_secret(&config, false)?;
             let security = match link_tls::open(&config, roles, drain.shutdown.clone())? {
                 Some(tls) => LinkSecurity::Tls(tls),
                 None => LinkSecurity::Plaintext,
@@ -164,8 +168,15 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 connections.clone(),
                 drain.shutdown.clone(),
             );
-            let mut running =
-                start_edge(&config, edge_id, link.clone(), connections, drain.clone()).await?;
+            let mut running = start_edge(
+                &config,
+                edge_id,
+                link.clone(),
+                connections,
+                decoy,
+                drain.clone(),
+            )
+            .await?;
             running.admin = admin::serve(
                 &config,
                 Readiness::Edge(link),
@@ -224,6 +235,7 @@ async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> 
         links: links.clone(),
         registry: registry.clone(),
         edge_ttl: ttl,
+        login_failures: wiring::open_login_failures(config).await?,
     };
     let tls = link_tls::open(config, Roles::Router, shutdown.clone())?;
     let mutual_tls = tls.is_some();
@@ -274,6 +286,7 @@ async fn start_edge(
     edge_id: String,
     link: Arc<dyn RouterLink>,
     connections: Arc<Connections>,
+    decoy_secret: Vec<u8>,
     drain: Drain,
 ) -> anyhow::Result<Running> {
     let (cert, key, generate) = tls_paths(config);
@@ -323,8 +336,13 @@ async fn start_edge(
         },
         // Held per connection for its whole life: small, since rustls buffers records
         // itself and stanzas are reassembled by the framer anyway.
-        auth_max_failures: config.auth.max_failures,
-        auth_failure_window: secs(config.auth.failure_window_secs),
+        login_throttle: ThrottlePolicy {
+            max_failures: config.auth.max_failures,
+            max_failures_per_network: config.auth.max_failures_per_network,
+            window: secs(config.auth.failure_window_secs),
+            delay_initial: Duration::from_millis(config.auth.failure_delay_initial_ms),
+            delay_max: Duration::from_millis(config.auth.failure_delay_max_ms),
+        },
         shutdown_grace: secs(config.timeouts.shutdown_grace_secs),
     };
     let session = SessionConfig {
@@ -332,7 +350,7 @@ async fn start_edge(
         starttls: true,
         tls_required: config.tls.required,
         mechanisms: Mechanism::ALL.to_vec(),
-        decoy_iterations: config.auth.scram_iterations,
+        decoy: Decoy::new(&decoy_secret, config.auth.scram_iterations),
         max_auth_attempts: config.auth.max_attempts_per_connection,
         limits: config.core_limits(),
     };

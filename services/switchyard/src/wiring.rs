@@ -15,6 +15,7 @@ use switchyard_storage::{
     CachedBlocks, CachedRegistry, Instrumented, MemoryRegistry, PgStore, RedisRegistry,
     SessionRegistry, SqliteStore, Stores,
 };
+use switchyard_storage::{LoginFailures, MemoryLoginFailures, RedisLoginFailures};
 
 /// The embedded SQLite store in `data_dir`. The file is created owner-only before SQLite
 /// opens it, because SQLite gives its `-wal` and `-shm` side files the database's mode.
@@ -182,4 +183,71 @@ pub fn router(
     edges: Arc<dyn EdgeDelivery>,
 ) -> Arc<Router> {
     Arc::new(Router::new(router_config(config), registry, stores, edges))
+}
+
+/// Where the throttle's login-failure counts live for a router or the all-in-one process:
+/// Redis when configured, shared by every router and so by every edge; else memory,
+/// bounded by `auth.failure_table_entries`.
+pub async fn open_login_failures(config: &Config) -> anyhow::Result<Arc<dyn LoginFailures>> {
+    let redis = &config.redis;
+    if redis.urls.is_empty() {
+        let memory = MemoryLoginFailures::new(config.auth.failure_table_entries);
+        return Ok(Arc::new(memory));
+    }
+    let store = RedisLoginFailures::connect(&redis.urls, redis.cluster, &redis.key_prefix)
+        .await
+        .context("redis (login failures)")?;
+    Ok(Arc::new(store))
+}
+
+/// The file in `data_dir` that keeps a generated decoy secret.
+pub const DECOY_SECRET_FILE: &str = "decoy-secret";
+
+/// The secret the SASL decoy salts come from (see `switchyard_core::sasl::Decoy`): it must
+/// be the same on every edge and across restarts, or an unknown account shows itself by a
+/// salt that changes. `auth.decoy_secret` when set; else, when `generate` (the all-in-one
+/// mode, whose one edge is this process), one made on first start and kept in
+/// `<data_dir>/decoy-secret`, owner-only. A cluster edge cannot make one up: edges share
+/// nothing secret that would do, so the setting is required there.
+pub fn decoy_secret(config: &Config, generate: bool) -> anyhow::Result<Vec<u8>> {
+    if !config.auth.decoy_secret.is_empty() {
+        return Ok(config.auth.decoy_secret.as_bytes().to_vec());
+    }
+    anyhow::ensure!(
+        generate,
+        "auth.decoy_secret (SWITCHYARD_AUTH__DECOY_SECRET) is required on an edge: the same \
+         secret of at least {} characters on every edge, e.g. from `openssl rand -hex 32`",
+        crate::config::MIN_DECOY_SECRET_CHARS
+    );
+    private_data_dir(&config.data_dir)?;
+    let path = config.data_dir.join(DECOY_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(kept) => {
+            tighten(&path);
+            let kept = kept.trim();
+            anyhow::ensure!(
+                kept.chars().count() >= crate::config::MIN_DECOY_SECRET_CHARS,
+                "{} holds no usable decoy secret: remove it to have a new one made",
+                path.display()
+            );
+            Ok(kept.as_bytes().to_vec())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Written whole under another name, then renamed: never seen half-written.
+            let secret = switchyard_core::token::token(48);
+            let partial = config.data_dir.join(format!("{DECOY_SECRET_FILE}.new"));
+            let _ = std::fs::remove_file(&partial);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, secret.as_bytes()))
+                .and_then(|()| std::fs::rename(&partial, &path))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated the SASL decoy secret");
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }

@@ -278,33 +278,6 @@ async fn rfc7590_certificate_reloads_without_restart() {
 }
 
 #[tokio::test]
-async fn repeated_login_failures_are_throttled_per_account() {
-    let server = Server::start().await;
-    // Ten failures (the default) from this IP and account, over several connections.
-    for _ in 0..4 {
-        let mut c = Client::connect(server.c2s()).await;
-        c.open().await;
-        c.starttls(server.cert_der()).await;
-        c.open().await;
-        for _ in 0..3 {
-            if c.auth("PLAIN", "alice", "wrong").await.name() != "failure" {
-                break;
-            }
-        }
-    }
-    let mut c = Client::connect(server.c2s()).await;
-    c.open().await;
-    c.starttls(server.cert_der()).await;
-    c.open().await;
-    let failure = c.auth("PLAIN", "alice", "secret").await;
-    assert_eq!(
-        failure.children().next().unwrap().name(),
-        "temporary-auth-failure",
-        "even the right password is refused while throttled"
-    );
-}
-
-#[tokio::test]
 async fn handshake_and_idle_timeouts_end_the_stream() {
     let server = Server::start_with(|c| {
         c.timeouts.handshake_secs = 1;

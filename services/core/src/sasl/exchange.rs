@@ -1,10 +1,14 @@
 //! One SASL exchange as a sans-IO state machine: the session feeds it the client's
 //! messages and the stored credentials it asked for, and it answers with the next step.
+//!
+//! An account that does not exist goes through the same steps, at the same cost, as one
+//! whose password is wrong: its keys come from the [`Decoy`] (see `decoy.rs`).
 
-use super::credentials::{ScramKeys, StoredCredentials};
+use super::credentials::{HashAlg, ScramKeys, StoredCredentials};
+use super::decoy::Decoy;
 use super::scram::{self, ClientFirst, ServerFirst};
 use super::{ChannelBindings, Failure, Mechanism};
-use std::sync::OnceLock;
+use std::borrow::Cow;
 
 /// What the session must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +57,8 @@ pub struct Exchange {
     cb: ChannelBindings,
     /// Whether `-PLUS` variants were offered on this connection (for the GS2 `y` check).
     offered_plus: bool,
-    /// Iterations used for decoy keys, so unknown users look like known ones.
-    decoy_iterations: u32,
+    /// Keys for unknown users, so they look (and take as long) as known ones.
+    decoy: Decoy,
     state: State,
 }
 
@@ -64,13 +68,13 @@ impl Exchange {
         mechanism: Mechanism,
         initial: Option<&[u8]>,
         cb: ChannelBindings,
-        decoy_iterations: u32,
+        decoy: Decoy,
     ) -> (Self, Step) {
         let mut exchange = Self {
             mechanism,
             offered_plus: cb.any(),
             cb,
-            decoy_iterations,
+            decoy,
             state: State::AwaitPlain,
         };
         let step = match (mechanism, initial) {
@@ -130,9 +134,13 @@ impl Exchange {
                 username,
                 password,
             } => {
-                let ok = creds
-                    .is_some_and(|c| c.sha256.verify_password(super::HashAlg::Sha256, &password));
-                if ok {
+                // Hashed against decoy keys when there is no account: the same work.
+                let keys = match creds {
+                    Some(c) => Cow::Borrowed(&c.sha256),
+                    None => Cow::Owned(self.decoy.keys(HashAlg::Sha256, &username)),
+                };
+                let matches = keys.verify_password(HashAlg::Sha256, &password);
+                if matches && creds.is_some() {
                     Step::Success {
                         username,
                         authzid,
@@ -146,7 +154,7 @@ impl Exchange {
                 let alg = self.mechanism.hash().expect("SCRAM mechanisms have a hash");
                 let (keys, known) = match creds {
                     Some(c) => (c.keys(alg).clone(), true),
-                    None => (self.decoy_keys(&client.username), false),
+                    None => (self.decoy.keys(alg, &client.username), false),
                 };
                 let nonce = crate::token::token(24);
                 let server = scram::server_first(&client, &keys, &nonce);
@@ -185,21 +193,6 @@ impl Exchange {
                 }
             }
             _ => self.fail(Failure::MalformedRequest),
-        }
-    }
-
-    /// Keys that look real for an unknown user: a salt stable per username (so probing
-    /// twice reveals nothing) and keys that match no password.
-    fn decoy_keys(&self, username: &str) -> ScramKeys {
-        static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
-        let secret = SECRET.get_or_init(rand::random);
-        let alg = self.mechanism.hash().expect("SCRAM mechanisms have a hash");
-        let salt = alg.hmac(secret, &[username.as_bytes()])[..16].to_vec();
-        ScramKeys {
-            salt,
-            iterations: self.decoy_iterations,
-            stored_key: alg.hmac(secret, &[b"stored", username.as_bytes()]),
-            server_key: alg.hmac(secret, &[b"server", username.as_bytes()]),
         }
     }
 }

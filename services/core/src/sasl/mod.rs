@@ -7,11 +7,13 @@
 
 mod client;
 mod credentials;
+mod decoy;
 mod exchange;
 mod scram;
 
 pub use client::ScramClient;
 pub use credentials::{HashAlg, SaltedPassword, ScramKeys, StoredCredentials};
+pub use decoy::{Decoy, DECOY_SECRET_BYTES};
 pub use exchange::{Exchange, Step};
 
 /// Channel-binding data of the TLS connection the exchange runs over.

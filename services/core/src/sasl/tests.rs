@@ -1,5 +1,9 @@
 use super::*;
 
+fn decoy() -> Decoy {
+    Decoy::new(b"a test secret of enough bytes!!!", 4096)
+}
+
 fn creds() -> StoredCredentials {
     StoredCredentials::from_password("pencil", 4096).unwrap()
 }
@@ -18,7 +22,7 @@ fn scram(
         mech,
         Some(client.client_first().as_bytes()),
         server_cb,
-        4096,
+        decoy(),
     );
     if let Step::Failure(_) = step {
         return step;
@@ -119,7 +123,15 @@ fn plus_variants_bind_to_the_channel() {
 
 #[test]
 fn gs2_y_flag_is_a_downgrade_when_plus_was_offered() {
-    let start = |cb| Exchange::start(Mechanism::ScramSha256, Some(b"y,,n=user,r=abc"), cb, 4096).1;
+    let start = |cb| {
+        Exchange::start(
+            Mechanism::ScramSha256,
+            Some(b"y,,n=user,r=abc"),
+            cb,
+            decoy(),
+        )
+        .1
+    };
     assert_eq!(start(cb13()), Step::Failure(Failure::NotAuthorized));
     assert!(matches!(
         start(ChannelBindings::default()),
@@ -141,7 +153,7 @@ fn malformed_scram_messages_are_rejected() {
             Mechanism::ScramSha256,
             Some(msg),
             ChannelBindings::default(),
-            4096,
+            decoy(),
         );
         assert_eq!(step, Step::Failure(Failure::MalformedRequest), "{msg:?}");
     }
@@ -154,7 +166,7 @@ fn plain_checks_the_password_against_stored_keys() {
         Mechanism::Plain,
         Some(b"\0user\0pencil"),
         ChannelBindings::default(),
-        4096,
+        decoy(),
     );
     assert_eq!(
         step,
@@ -173,13 +185,14 @@ fn plain_checks_the_password_against_stored_keys() {
         Mechanism::Plain,
         Some(b"\0user\0wrong"),
         ChannelBindings::default(),
-        4096,
+        decoy(),
     );
     assert_eq!(
         ex.credentials(Some(&stored)),
         Step::Failure(Failure::NotAuthorized)
     );
-    let (mut ex, step) = Exchange::start(Mechanism::Plain, None, ChannelBindings::default(), 4096);
+    let (mut ex, step) =
+        Exchange::start(Mechanism::Plain, None, ChannelBindings::default(), decoy());
     assert_eq!(step, Step::Challenge(Vec::new()));
     assert!(matches!(
         ex.response(b"\0user\0pencil"),
@@ -241,7 +254,7 @@ fn login_with(client: &mut ScramClient, stored: &StoredCredentials) -> bool {
         Mechanism::ScramSha1,
         Some(client.client_first().as_bytes()),
         ChannelBindings::default(),
-        4096,
+        decoy(),
     );
     let Step::Challenge(first) = ex.credentials(Some(stored)) else {
         panic!("no challenge")
@@ -277,4 +290,109 @@ fn a_cached_salted_password_is_used_only_for_the_same_salt_and_count() {
         !login_with(&mut stale, &stored),
         "a stale cache is derived again"
     );
+}
+
+/// The salt and iteration count an exchange presents for `user`, who has no account.
+fn decoy_first(decoy: Decoy, mech: Mechanism, user: &str) -> String {
+    let first = format!("n,,n={user},r=abc");
+    let (mut ex, _) = Exchange::start(
+        mech,
+        Some(first.as_bytes()),
+        ChannelBindings::default(),
+        decoy,
+    );
+    let Step::Challenge(server_first) = ex.credentials(None) else {
+        panic!("no challenge")
+    };
+    let server_first = String::from_utf8(server_first).unwrap();
+    server_first.split_once(",s=").unwrap().1.to_owned()
+}
+
+#[test]
+fn the_decoy_salt_is_stable_per_account_and_differs_between_accounts() {
+    let sha256 = Mechanism::ScramSha256;
+    // Two exchanges (two edges, or before and after a restart) with the same secret.
+    let first = decoy_first(decoy().in_domain("localhost"), sha256, "ghost");
+    let again = decoy_first(decoy().in_domain("localhost"), sha256, "ghost");
+    assert_eq!(first, again);
+    assert!(first.ends_with(",i=4096"), "{first}");
+    for other in [
+        decoy_first(decoy().in_domain("localhost"), sha256, "phantom"),
+        decoy_first(decoy().in_domain("example.org"), sha256, "ghost"),
+        decoy_first(
+            decoy().in_domain("localhost"),
+            Mechanism::ScramSha1,
+            "ghost",
+        ),
+        decoy_first(
+            Decoy::new(b"another secret, another server", 4096).in_domain("localhost"),
+            sha256,
+            "ghost",
+        ),
+    ] {
+        assert_ne!(first, other);
+    }
+    // A real account's iteration count is presented for unknown ones too.
+    let slow = decoy_first(
+        Decoy::new(b"a test secret of enough bytes!!!", 10_000),
+        sha256,
+        "ghost",
+    );
+    assert!(slow.ends_with(",i=10000"), "{slow}");
+}
+
+/// Median time of `f` over interleaved runs.
+fn median_of(runs: usize, mut f: impl FnMut()) -> std::time::Duration {
+    let mut times: Vec<std::time::Duration> = (0..runs)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            f();
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+/// A wrong PLAIN password for an account that exists, or one that does not.
+fn plain_wrong(stored: Option<&StoredCredentials>) {
+    let (mut ex, _) = Exchange::start(
+        Mechanism::Plain,
+        Some(b"\0user\0wrong"),
+        ChannelBindings::default(),
+        decoy(),
+    );
+    assert_eq!(
+        ex.credentials(stored),
+        Step::Failure(Failure::NotAuthorized)
+    );
+}
+
+#[test]
+fn plain_takes_as_long_for_an_unknown_account() {
+    let stored = creds();
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        known.push(median_of(5, || plain_wrong(Some(&stored))));
+        unknown.push(median_of(5, || plain_wrong(None)));
+    }
+    known.sort();
+    unknown.sort();
+    let (known, unknown) = (known[2], unknown[2]);
+    // Both hash the password (PBKDF2, 4096 rounds); skipping it is 1000 times faster.
+    assert!(
+        unknown * 2 > known && known * 2 > unknown,
+        "known {known:?}, unknown {unknown:?}"
+    );
+}
+
+/// PLAIN's server-side cost for a real account and an unknown one (median of many runs).
+/// `cargo test -p switchyard-core --release --lib plain_timing -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn plain_timing_known_vs_unknown() {
+    let stored = creds();
+    let known = median_of(2001, || plain_wrong(Some(&stored)));
+    let unknown = median_of(2001, || plain_wrong(None));
+    eprintln!("PLAIN wrong password, median of 2001: known account {known:?}, unknown account {unknown:?}");
 }

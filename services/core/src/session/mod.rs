@@ -18,7 +18,7 @@ mod stanzas;
 use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::Jid;
 use crate::ns;
-use crate::sasl::{ChannelBindings, Exchange, Failure, Mechanism, StoredCredentials};
+use crate::sasl::{ChannelBindings, Decoy, Exchange, Failure, Mechanism, StoredCredentials};
 use crate::stanza::Stanza;
 use crate::xml::{escape_attr, Element, Frame, Framer, Limits};
 
@@ -33,8 +33,9 @@ pub struct SessionConfig {
     pub tls_required: bool,
     /// Mechanisms enabled, in preference order.
     pub mechanisms: Vec<Mechanism>,
-    /// SCRAM iterations presented for unknown users so they look like real ones.
-    pub decoy_iterations: u32,
+    /// What unknown accounts look like (salt, iterations, PLAIN's hashing cost), so they
+    /// cannot be told from real ones. Its secret must be the same on every edge.
+    pub decoy: Decoy,
     /// SASL attempts allowed per connection before the stream is closed (RFC 6120 §6.4.5).
     pub max_auth_attempts: u32,
     pub limits: Limits,
@@ -47,7 +48,7 @@ impl Default for SessionConfig {
             starttls: true,
             tls_required: true,
             mechanisms: Mechanism::ALL.to_vec(),
-            decoy_iterations: 4096,
+            decoy: Decoy::random(4096),
             max_auth_attempts: 3,
             limits: Limits::default(),
         }

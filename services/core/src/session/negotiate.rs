@@ -152,7 +152,7 @@ impl Session {
                     mechanism,
                     initial.as_deref(),
                     cb,
-                    self.config.decoy_iterations,
+                    self.config.decoy.in_domain(&self.domain),
                 );
                 self.on_step(Box::new(exchange), step);
             }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::{Jid, Stanza};
 use switchyard_router::Router;
-use switchyard_storage::{AccountStore, SessionRecord, SessionRegistry};
+use switchyard_storage::{AccountStore, LoginFailures, SessionRecord, SessionRegistry};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -54,6 +54,8 @@ pub struct RouterService {
     /// Where edge liveness is kept, and for how long one heartbeat counts.
     pub registry: Arc<dyn SessionRegistry>,
     pub edge_ttl: Duration,
+    /// The login throttle's counts, kept here for every edge (Redis in a cluster).
+    pub login_failures: Arc<dyn LoginFailures>,
 }
 
 impl RouterService {
@@ -180,6 +182,45 @@ async fn serve_link(
     service.links.close(&link);
 }
 
+/// Longest a login failure may be remembered (the edge's `auth.failure_window_secs`).
+const MAX_FAILURE_WINDOW: Duration = Duration::from_secs(86_400);
+
+/// A login-failure request's account and network, checked: a bare JID of a served domain,
+/// and a network exactly as an edge writes it (an IPv4 address, or an IPv6 /64 with its
+/// host bits zero), so one network is always one key.
+fn failures_key(
+    service: &RouterService,
+    r: &pb::LoginFailuresRequest,
+) -> Result<(Jid, String), Status> {
+    let account = convert::jid(&r.account)?;
+    if !account.is_bare() || account.local().is_none() || !service.router.is_local(&account) {
+        return Err(Status::invalid_argument(
+            "login failures take a bare JID of a served domain",
+        ));
+    }
+    if !valid_network(&r.network) {
+        return Err(Status::invalid_argument(
+            "a network is an IPv4 address or an IPv6 /64",
+        ));
+    }
+    Ok((account, r.network.clone()))
+}
+
+fn valid_network(text: &str) -> bool {
+    if let Ok(v4) = text.parse::<std::net::Ipv4Addr>() {
+        return v4.to_string() == text;
+    }
+    let Some(Ok(v6)) = text
+        .strip_suffix("/64")
+        .map(str::parse::<std::net::Ipv6Addr>)
+    else {
+        return false;
+    };
+    v6.segments()[4..].iter().all(|&s| s == 0)
+        && v6.to_ipv4_mapped().is_none()
+        && format!("{v6}/64") == text
+}
+
 /// A valid edge name: printable ASCII without spaces, as the registry keys hold it.
 fn valid_edge_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_EDGE_ID && id.bytes().all(|b| b.is_ascii_graphic())
@@ -236,6 +277,51 @@ impl router_server::Router for RouterService {
         Ok(Response::new(pb::CredentialsReply {
             found: found.as_ref().map(convert::credentials_pb),
         }))
+    }
+
+    async fn login_failures(
+        &self,
+        request: Request<pb::LoginFailuresRequest>,
+    ) -> Result<Response<pb::LoginFailuresReply>, Status> {
+        self.caller(&request)?;
+        let (account, network) = failures_key(self, request.get_ref())?;
+        let counts = self
+            .login_failures
+            .failures(&account, &network)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(convert::login_failures_pb(counts)))
+    }
+
+    async fn record_login_failure(
+        &self,
+        request: Request<pb::LoginFailuresRequest>,
+    ) -> Result<Response<pb::LoginFailuresReply>, Status> {
+        self.caller(&request)?;
+        let (account, network) = failures_key(self, request.get_ref())?;
+        let window = Duration::from_millis(request.get_ref().window_ms);
+        if !(Duration::from_secs(1)..=MAX_FAILURE_WINDOW).contains(&window) {
+            return Err(Status::invalid_argument("window_ms is 1 s to 1 day"));
+        }
+        let counts = self
+            .login_failures
+            .record(&account, &network, window)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(convert::login_failures_pb(counts)))
+    }
+
+    async fn clear_login_failures(
+        &self,
+        request: Request<pb::LoginFailuresRequest>,
+    ) -> Result<Response<pb::LoginFailuresReply>, Status> {
+        self.caller(&request)?;
+        let (account, network) = failures_key(self, request.get_ref())?;
+        self.login_failures
+            .clear(&account, &network)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::LoginFailuresReply::default()))
     }
 
     async fn bind(

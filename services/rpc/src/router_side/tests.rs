@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::Jid;
 use switchyard_router::{Router, RouterConfig, ServerInfo};
-use switchyard_storage::{MemoryRegistry, MemoryStore, SessionRegistry, Stores};
+use switchyard_storage::{
+    MemoryLoginFailures, MemoryRegistry, MemoryStore, SessionRegistry, Stores,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -41,6 +43,7 @@ async fn rig() -> Rig {
         links,
         registry,
         edge_ttl: Duration::from_secs(30),
+        login_failures: Arc::new(MemoryLoginFailures::default()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
@@ -243,4 +246,82 @@ async fn a_link_that_overruns_its_window_is_closed() {
         link(&rig, "edge-f").await.is_ok(),
         "its name is free again once the link is gone"
     );
+}
+
+fn failures(account: &str, network: &str, window_ms: u64) -> pb::LoginFailuresRequest {
+    pb::LoginFailuresRequest {
+        account: account.into(),
+        network: network.into(),
+        window_ms,
+    }
+}
+
+/// The login throttle's counts: one edge's failures are what every other edge reads;
+/// nothing without a link's token; only served accounts and networks written as edges
+/// write them.
+#[tokio::test]
+async fn login_failures_are_shared_by_every_link_and_checked() {
+    let rig = rig().await;
+    let mut a = link(&rig, "edge-a").await.unwrap();
+    let mut b = link(&rig, "edge-b").await.unwrap();
+    let (ta, tb) = (a.token.clone(), b.token.clone());
+    let alice = |window| failures("alice@localhost", "2001:db8:1:2::/64", window);
+    for n in 1..=2 {
+        let reply = a
+            .client
+            .record_login_failure(with_token(alice(60_000), &ta))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.account.unwrap().failures, n);
+    }
+    let seen = b
+        .client
+        .login_failures(with_token(alice(0), &tb))
+        .await
+        .unwrap()
+        .into_inner();
+    let (account, network) = (seen.account.unwrap(), seen.network.unwrap());
+    assert_eq!((account.failures, network.failures), (2, 2));
+    assert!(account.expires_in_ms > 50_000 && account.expires_in_ms <= 60_000);
+    b.client
+        .clear_login_failures(with_token(alice(0), &tb))
+        .await
+        .unwrap();
+    let cleared = a
+        .client
+        .login_failures(with_token(alice(0), &ta))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cleared.account.unwrap().failures, 0);
+
+    let no_token = a
+        .client
+        .record_login_failure(Request::new(alice(60_000)))
+        .await;
+    assert_eq!(no_token.unwrap_err().code(), Code::Unauthenticated);
+    for bad in [
+        failures("alice@localhost/r", "192.0.2.1", 60_000),
+        failures("localhost", "192.0.2.1", 60_000),
+        failures("mallory@evil.example", "192.0.2.1", 60_000),
+        failures("alice@localhost", "192.0.2.1/24", 60_000),
+        failures("alice@localhost", "2001:db8::1", 60_000),
+        failures("alice@localhost", "2001:db8:0:0:1::/64", 60_000),
+        failures("alice@localhost", "2001:DB8::/64", 60_000),
+        failures("alice@localhost", "::ffff:192.0.2.1/64", 60_000),
+        failures("alice@localhost", "not an address", 60_000),
+        failures("alice@localhost", "192.0.2.1", 0),
+        failures("alice@localhost", "192.0.2.1", 86_400_001),
+    ] {
+        let refused = a
+            .client
+            .record_login_failure(with_token(bad.clone(), &ta))
+            .await;
+        assert_eq!(
+            refused.unwrap_err().code(),
+            Code::InvalidArgument,
+            "{bad:?}"
+        );
+    }
 }

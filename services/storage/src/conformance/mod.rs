@@ -4,8 +4,10 @@
 //! Names are prefixed with `conformance-` so a suite can share a database with other data.
 
 use crate::model::{Presence, RosterItem, Subscription};
+mod failures;
 mod quotas;
 
+pub use failures::login_failures;
 pub use quotas::{bounded_documents, offline_bytes, quotas_under_concurrency};
 
 use crate::{AccountStore, Backend, DocumentStore, SessionRecord, SessionRegistry, StorageError};

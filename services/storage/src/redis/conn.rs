@@ -7,6 +7,8 @@
 //! one pipeline per hash-tag group, the groups concurrently. SCAN walks one node, so on a
 //! cluster it is run on every master.
 
+use super::{unavailable, TIMEOUT};
+use crate::StorageError;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
@@ -65,6 +67,32 @@ pub(super) struct Keyed {
 pub(super) type Outcome = Result<Value, String>;
 
 impl Conn {
+    /// Connects to one Redis (`redis://host:port`), or to a Redis Cluster through the
+    /// given seed nodes when there are several or `cluster` is set.
+    pub(super) async fn connect(urls: &[String], cluster: bool) -> Result<Self, StorageError> {
+        if cluster || urls.len() > 1 {
+            let client = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
+                .connection_timeout(TIMEOUT)
+                .response_timeout(TIMEOUT)
+                .build()
+                .map_err(unavailable)?;
+            Ok(Self::Cluster(
+                client.get_async_connection().await.map_err(unavailable)?,
+            ))
+        } else {
+            let url = urls.first().ok_or_else(|| unavailable("no redis url"))?;
+            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(TIMEOUT))
+                .set_response_timeout(Some(TIMEOUT));
+            Ok(Self::Single(
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(unavailable)?,
+            ))
+        }
+    }
+
     /// Runs every command (each touching only its own key) and returns their outcomes
     /// in order: one round trip per 1,000 commands on a single Redis, one per hash-tag
     /// group (at most 64 at once) on a cluster. A failed command fails alone.

@@ -42,6 +42,7 @@
 
 mod changes;
 mod conn;
+mod failures;
 mod record;
 mod scripts;
 mod sweep;
@@ -55,7 +56,6 @@ use crate::StorageError;
 use async_trait::async_trait;
 use conn::{Conn, Keyed};
 use record::{decode, encode, member};
-use redis::aio::ConnectionManager;
 use redis::Cmd;
 use scripts::Lua;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +63,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::Jid;
 use tokio::sync::mpsc;
+
+pub use failures::RedisLoginFailures;
 
 /// How long a connection attempt or a reply may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,25 +110,7 @@ impl RedisRegistry {
                 "redis key prefix must not contain braces".into(),
             ));
         }
-        let conn = if cluster || urls.len() > 1 {
-            let client = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
-                .connection_timeout(TIMEOUT)
-                .response_timeout(TIMEOUT)
-                .build()
-                .map_err(unavailable)?;
-            Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
-        } else {
-            let url = urls.first().ok_or_else(|| unavailable("no redis url"))?;
-            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(TIMEOUT))
-                .set_response_timeout(Some(TIMEOUT));
-            Conn::Single(
-                ConnectionManager::new_with_config(client, config)
-                    .await
-                    .map_err(unavailable)?,
-            )
-        };
+        let conn = Conn::connect(urls, cluster).await?;
         Ok(Self {
             conn,
             seeds: urls.to_vec(),

@@ -14,6 +14,8 @@ use tokio::process::{Child, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 const REDIS: &str = "redis://127.0.0.1:6379";
+/// `auth.decoy_secret` of every process (edges refuse to start without one).
+pub const DECOY_SECRET: &str = "the cluster test's decoy secret, shared by every edge";
 /// The routers' certificate, named as the default `cluster.tls_server_name`.
 pub const ROUTER_CERT: &str = "switchyard-router";
 
@@ -317,6 +319,8 @@ async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
         .args(["serve", "--roles", role])
         .env("RUST_LOG", "info")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        // Required on an edge: the same on every edge, so decoy salts match.
+        .env("SWITCHYARD_AUTH__DECOY_SECRET", DECOY_SECRET)
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true)
