@@ -409,3 +409,70 @@ async fn a_mass_logout_leaves_no_session_in_the_registry() {
     assert_eq!(left, 0, "sessions left in the registry after a mass logout");
     cluster.clean_up().await;
 }
+
+/// Reads `count` chat messages whose bodies are `tag n` and checks each sender's numbers
+/// arrive once, in order; returns how many arrived per tag.
+async fn receive_numbered(
+    c: &mut Client,
+    count: usize,
+) -> std::collections::HashMap<String, usize> {
+    let mut next = std::collections::HashMap::new();
+    let mut got = 0;
+    while got < count {
+        let (m, _) = c.until(|e| e.name() == "message").await;
+        let text = body(&m).expect("a body");
+        let (tag, n) = text.split_once(' ').expect("'tag n'");
+        let expected: &mut usize = next.entry(tag.to_owned()).or_default();
+        assert_eq!(
+            n.parse::<usize>().unwrap(),
+            *expected,
+            "{tag}: once and in order"
+        );
+        *expected += 1;
+        got += 1;
+    }
+    next
+}
+
+fn numbered(to: &str, tag: &str, range: std::ops::Range<usize>) -> String {
+    range
+        .map(|i| format!("<message to='{to}' type='chat'><body>{tag} {i}</body></message>"))
+        .collect()
+}
+
+/// The burst matrix across edges (DESIGN: exactly once or an error, in per-sender order,
+/// whatever the burst size, in both modes): bursts at and past the write batch (64) and
+/// far past it from one sender, then 100 senders (resources on the other edge) at once.
+#[tokio::test]
+async fn bursts_across_edges_arrive_exactly_once_in_order() {
+    let Some(cluster) = Cluster::start(&["sender", "sink"]).await else {
+        return;
+    };
+    let mut sink = online(&cluster, 1, "sink", "r").await;
+    let sender = online(&cluster, 0, "sender", "r").await;
+    let (_, mut writer) = sender.split();
+    for count in [1, 64, 65, 1_000, 10_000] {
+        let tag = format!("b{count}");
+        let burst = numbered("sink@localhost/r", &tag, 0..count);
+        let (_, got) = tokio::join!(writer.send(&burst), receive_numbered(&mut sink, count));
+        assert_eq!(got[&tag], count);
+    }
+    let mut senders = Vec::new();
+    for i in 0..100 {
+        let addr = cluster.edges[0].addr;
+        let cert = cluster.cert_der.clone();
+        senders.push(tokio::spawn(async move {
+            let mut c = Client::login_at(addr, cert, "sender", "PLAIN", &format!("s{i}")).await;
+            c.send(&numbered("sink@localhost/r", &format!("s{i}"), 0..20))
+                .await;
+            c
+        }));
+    }
+    let got = receive_numbered(&mut sink, 100 * 20).await;
+    assert_eq!(got.len(), 100);
+    assert!(got.values().all(|n| *n == 20), "{got:?}");
+    for s in senders {
+        drop(s.await.unwrap());
+    }
+    cluster.clean_up().await;
+}
