@@ -181,6 +181,12 @@ pub(crate) fn element_checked(
     reader.config_mut().trim_text(false);
     let mut stack: Vec<(Element, usize)> = Vec::new();
     let mut count = 0usize;
+    // Bytes of namespace declarations the serializer will write for this stanza: every
+    // element whose namespace differs from its parent's, and every namespaced attribute,
+    // carries one. Bounded like the stanza itself, so that a small stanza (thousands of
+    // children under a prefix bound once to a long namespace) cannot be written out, and
+    // buffered, hundreds of times larger than it came in.
+    let mut declarations = 0usize;
     loop {
         let event = reader.read_event().map_err(map_err)?;
         let done = match event {
@@ -193,6 +199,21 @@ pub(crate) fn element_checked(
                     return Err(FramerError::PolicyViolation("elements nested too deeply"));
                 }
                 let (element, mark) = open(start, &mut scope, limits)?;
+                let parent_ns = stack.last().map(|(parent, _)| parent.ns());
+                if parent_ns != Some(element.ns()) {
+                    declarations += element.ns().len() + DECLARATION_OVERHEAD;
+                }
+                declarations += element
+                    .attributes()
+                    .iter()
+                    .filter_map(|a| a.ns())
+                    .map(|ns| ns.len() + DECLARATION_OVERHEAD)
+                    .sum::<usize>();
+                if declarations > limits.max_stanza_bytes {
+                    return Err(FramerError::PolicyViolation(
+                        "namespace declarations would expand the stanza past its limit",
+                    ));
+                }
                 if matches!(event, Event::Start(_)) {
                     stack.push((element, mark));
                     continue;
@@ -227,6 +248,9 @@ pub(crate) fn element_checked(
         }
     }
 }
+
+/// ` xmlns:p=''` around a declared namespace, counted generously.
+const DECLARATION_OVERHEAD: usize = 16;
 
 /// One element, one document: after the root only whitespace may follow.
 fn only_whitespace_after(reader: &mut Reader<&[u8]>) -> Result<(), FramerError> {

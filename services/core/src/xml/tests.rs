@@ -270,3 +270,28 @@ fn children_share_their_parents_namespace() {
         "namespace copied per element"
     );
 }
+
+/// A prefix bound once to a long namespace and used by thousands of children: each child
+/// is written with its own declaration, so the stanza would go out hundreds of times
+/// larger than it came in (found by a black-box test: 28 KB in, 16 MB out). Refused
+/// once the declarations it implies pass the stanza limit; ordinary payloads pass.
+#[test]
+fn declarations_a_stanza_implies_are_bounded_like_the_stanza() {
+    let long = format!("urn:{}", "u".repeat(4000));
+    let children = "<q:a/>".repeat(100);
+    let hostile = format!("<message xmlns='jabber:client'><p:x xmlns:p='urn:s' xmlns:q='{long}'>{children}</p:x></message>");
+    assert!(hostile.len() < 10_000);
+    let err = Element::parse_with(&hostile, &Limits::default()).unwrap_err();
+    assert!(matches!(err, FramerError::PolicyViolation(_)), "{err:?}");
+    let framed_err = framed(PLAIN_HEADER, &hostile).unwrap_err();
+    assert!(
+        matches!(framed_err, FramerError::PolicyViolation(_)),
+        "{framed_err:?}"
+    );
+    // The same shape with a short namespace, and a usual multi-namespace message, pass.
+    let fine = hostile.replace(&long, "urn:q");
+    let el = Element::parse_with(&fine, &Limits::default()).unwrap();
+    assert!(el.to_xml(ns::CLIENT).len() < 4 * fine.len());
+    let usual = "<message xmlns='jabber:client'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/><request xmlns='urn:xmpp:receipts'/></message>";
+    assert!(Element::parse_with(usual, &Limits::default()).is_ok());
+}
