@@ -295,3 +295,19 @@ fn declarations_a_stanza_implies_are_bounded_like_the_stanza() {
     let usual = "<message xmlns='jabber:client'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/><request xmlns='urn:xmpp:receipts'/></message>";
     assert!(Element::parse_with(usual, &Limits::default()).is_ok());
 }
+
+/// Whitespace a parser would normalize is written as references, so the recipient reads
+/// what was sent: CR anywhere, tab and LF in attribute values (XML 1.0 §2.11, §3.3.3).
+#[test]
+fn whitespace_a_parser_normalizes_survives_a_round_trip() {
+    let el = Element::new("body", ns::CLIENT)
+        .with_attr("a", "\t\n\r")
+        .with_text("\r\nx\ty");
+    let written = el.to_xml(ns::CLIENT);
+    assert!(!written.contains('\r'), "{written:?}");
+    assert!(
+        written.starts_with("<body a='&#9;&#10;&#13;'>"),
+        "{written:?}"
+    );
+    assert_eq!(Element::parse(&el.to_xml("")).unwrap(), el);
+}

@@ -142,9 +142,15 @@ fn write_attr(out: &mut String, key: &str, value: &str) {
     out.push('\'');
 }
 
+/// Besides markup: a carriage return anywhere, and tab and line feed in attribute values,
+/// are written as character references, since a parser normalizes them when raw (XML 1.0
+/// §2.11 end-of-line handling, §3.3.3 attribute-value normalization) and the recipient
+/// would read something else than was sent.
 fn escape(s: &str, attr: bool) -> Cow<'_, str> {
     let needs = |c: char| {
-        matches!(c, '&' | '<' | '>') || (attr && matches!(c, '\'' | '"')) || !is_xml_char(c)
+        matches!(c, '&' | '<' | '>' | '\r')
+            || (attr && matches!(c, '\'' | '"' | '\t' | '\n'))
+            || !is_xml_char(c)
     };
     if !s.chars().any(needs) {
         return Cow::Borrowed(s);
@@ -157,6 +163,9 @@ fn escape(s: &str, attr: bool) -> Cow<'_, str> {
             '>' => out.push_str("&gt;"),
             '\'' if attr => out.push_str("&apos;"),
             '"' if attr => out.push_str("&quot;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' if attr => out.push_str("&#9;"),
+            '\n' if attr => out.push_str("&#10;"),
             c if !is_xml_char(c) => out.push(REPLACEMENT),
             c => out.push(c),
         }
