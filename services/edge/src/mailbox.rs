@@ -82,25 +82,21 @@ struct State {
 pub(crate) struct Closed;
 
 /// The serialized size of an element, estimated from its parts without serializing it:
-/// names, namespaces, attributes and text, plus the markup around them. Iterative, so an
-/// element of any depth is measured without recursion.
-fn estimated_bytes(element: &Element) -> usize {
-    let mut total = 0;
-    let mut stack = vec![element];
-    while let Some(el) = stack.pop() {
-        total += 2 * el.name().len() + el.ns().len() + 16;
-        total += el
-            .attrs()
-            .map(|(k, v)| k.len() + v.len() + 4)
-            .sum::<usize>();
-        for node in el.nodes() {
-            match node {
-                switchyard_core::xml::Node::Element(child) => stack.push(child),
-                switchyard_core::xml::Node::Text(text) => total += text.len(),
-            }
-        }
-    }
-    total
+/// names, namespaces, attributes and text, plus the markup around them. Called once per
+/// delivery, so it allocates nothing; it recurses as deep as the element, which every
+/// parse path bounds (and serializing and dropping the element recurse as deep anyway).
+fn estimated_bytes(el: &Element) -> usize {
+    let own = 2 * el.name().len() + el.ns().len() + 16;
+    let attrs: usize = el.attrs().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let content: usize = el
+        .nodes()
+        .iter()
+        .map(|node| match node {
+            switchyard_core::xml::Node::Element(child) => estimated_bytes(child),
+            switchyard_core::xml::Node::Text(text) => text.len(),
+        })
+        .sum();
+    own + attrs + content
 }
 
 impl Mailbox {
