@@ -11,6 +11,12 @@ fn chat(to: &str, body: &str) -> String {
     format!("<message to='{to}' type='chat' id='m'><body>{body}</body></message>")
 }
 
+/// Binds a resource and makes it available with `priority`.
+async fn available(w: &World, full: &str, priority: i8) -> Client {
+    let presence = format!("<presence><priority>{priority}</priority></presence>");
+    w.login_with(full, &presence).await
+}
+
 #[tokio::test]
 async fn rfc6121_8_5_1_no_such_account() {
     let w = World::new().await;
@@ -75,24 +81,9 @@ async fn rfc6121_8_5_2_1_1_bare_jid_goes_to_highest_priority_never_negative() {
     let w = World::new().await;
     w.accounts(&["romeo", "juliet"]).await;
     let r = w.login("romeo@localhost/orchard").await;
-    let high = w
-        .login_with(
-            "juliet@localhost/high",
-            "<presence><priority>5</priority></presence>",
-        )
-        .await;
-    let low = w
-        .login_with(
-            "juliet@localhost/low",
-            "<presence><priority>1</priority></presence>",
-        )
-        .await;
-    let neg = w
-        .login_with(
-            "juliet@localhost/neg",
-            "<presence><priority>-1</priority></presence>",
-        )
-        .await;
+    let high = available(&w, "juliet@localhost/high", 5).await;
+    let low = available(&w, "juliet@localhost/low", 1).await;
+    let neg = available(&w, "juliet@localhost/neg", -1).await;
     for c in [&high, &low, &neg] {
         w.take(c);
     }
@@ -132,18 +123,8 @@ async fn rfc6121_8_5_2_1_1_all_non_negative_when_configured() {
         World::with(|c| c.bare_delivery = switchyard_router::BareDelivery::AllNonNegative).await;
     w.accounts(&["romeo", "juliet"]).await;
     let r = w.login("romeo@localhost/orchard").await;
-    let a = w
-        .login_with(
-            "juliet@localhost/a",
-            "<presence><priority>5</priority></presence>",
-        )
-        .await;
-    let b = w
-        .login_with(
-            "juliet@localhost/b",
-            "<presence><priority>0</priority></presence>",
-        )
-        .await;
+    let a = available(&w, "juliet@localhost/a", 5).await;
+    let b = available(&w, "juliet@localhost/b", 0).await;
     w.take(&a);
     w.take(&b);
     w.send(&r, &chat("juliet@localhost", "both")).await;
@@ -246,12 +227,7 @@ async fn xep0160_offline_messages_stored_stamped_and_delivered_at_next_presence(
         .await;
     assert!(w.take(&r).is_empty(), "stored, not bounced");
     // Negative priority: still held (XEP-0160 §2).
-    let neg = w
-        .login_with(
-            "juliet@localhost/neg",
-            "<presence><priority>-1</priority></presence>",
-        )
-        .await;
+    let neg = available(&w, "juliet@localhost/neg", -1).await;
     assert!(of(&w.take(&neg), "message", Some("chat")).is_empty());
     let j = w.login("juliet@localhost/balcony").await;
     let got = w.take(&j);
@@ -367,18 +343,8 @@ async fn rfc6121_8_5_2_1_1_a_gone_highest_priority_resource_yields_to_the_next()
     let w = World::new().await;
     w.accounts(&["romeo", "juliet"]).await;
     let r = w.login("romeo@localhost/orchard").await;
-    let high = w
-        .login_with(
-            "juliet@localhost/high",
-            "<presence><priority>5</priority></presence>",
-        )
-        .await;
-    let low = w
-        .login_with(
-            "juliet@localhost/low",
-            "<presence><priority>1</priority></presence>",
-        )
-        .await;
+    let high = available(&w, "juliet@localhost/high", 5).await;
+    let low = available(&w, "juliet@localhost/low", 1).await;
     w.take(&low);
     w.edge_forgets(&high);
     w.send(&r, &chat("juliet@localhost", "to the bare JID"))
