@@ -32,6 +32,10 @@
 //!
 //! XEP-0280 carbons are added around every delivery (see [`crate::carbons`]).
 //!
+//! A message to the bare JID (or routed as if to it) never overtakes messages held
+//! offline for the account: while some are pending, it is stored behind them and the
+//! flush delivers it (see [`crate::offline`]).
+//!
 //! A session can end between the registry lookup and the delivery. Its edge then says so,
 //! and the message goes on by the "no such resource" row, never dropped. An edge answers a
 //! delivery only once the stanza is written to the client's socket, so a stanza queued
@@ -102,7 +106,8 @@ impl Router {
     async fn deliver_message(&self, stanza: Stanza) {
         let to = stanza.effective_to();
         let kind = MessageType::of(&stanza);
-        let mut sessions = self.sessions(&to.bare()).await;
+        let found = self.lookup(&to.bare()).await;
+        let mut sessions = found.sessions;
         if self.inbound_blocked(&stanza, &to).await {
             return self.refuse(&stanza, kind).await;
         }
@@ -120,6 +125,10 @@ impl Router {
             || (self.hides_accounts() && kind == MessageType::Normal);
         if !as_bare {
             return self.refuse(&stanza, kind).await;
+        }
+        if crate::offline::behind_held(&stanza, kind, found.pending) {
+            // Stored behind what is held, so it cannot overtake it (see `crate::offline`).
+            sessions.clear();
         }
         match kind {
             MessageType::Error => {}

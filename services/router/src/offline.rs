@@ -8,12 +8,73 @@
 //!   store those alone), or a XEP-0334 `<store/>` hint; never with `<no-store/>`.
 //! - Nothing is lost silently: a full quota (`offline_quota`) or a storage failure bounces
 //!   an error to the sender.
+//!
+//! # Held and live messages in one order
+//!
+//! A sender's messages reach the recipient in the order sent, whether they were held or
+//! live, and a message stored while its recipient logs in reaches that session. Two
+//! pieces of per-account state in the session registry make it so:
+//!
+//! - The offline-pending count. Storing is: append to the offline store, *then* count
+//!   ([`SessionRegistry::add_pending`]). A message to the bare JID, or routed as if to it,
+//!   reads the count together with the sessions ([`SessionRegistry::lookup`], cached with
+//!   them, so a steady conversation pays nothing for it). While the count is not zero, a
+//!   message that would be stored is stored behind the held ones, for the flush to
+//!   deliver, instead of overtaking them live. A full JID naming a connected resource is
+//!   still delivered directly (RFC 6121 §8.5.3.1), and so are messages that are never
+//!   stored (headlines, chat states alone, `<no-store/>`): they have no place in the queue.
+//! - The flush lock: one flusher per account at a time, whatever triggered it (initial
+//!   presence, the catch-up after a store, a session restored after a registry rebuild).
+//!   The holder loops: read the count `c`; take everything held and deliver it in order,
+//!   each delivery awaited (an edge answers once the stanza is written); clear the count
+//!   if it still equals `c` (one atomic compare-and-delete). If it changed, something was
+//!   counted meanwhile: another round. A flusher that finds the lock taken just returns:
+//!   the holder will see the count change and take what was added.
+//!
+//! Why a live message that reads "nothing pending" comes after every stored one: a
+//! message is appended before it is counted; only the lock holder clears the count, so
+//! between the holder's read of `c` and a successful clear the count did not move, and
+//! every message counted before the clear was counted before that read; the read
+//! precedes the take. So everything counted before the clear was taken, and written to
+//! the client, before the count was cleared. A sender's stanzas are routed one at a time
+//! by one router, which reads its own registry writes (the cache drops the account's
+//! entry on them), so its next message either sees the count and queues behind, or sees
+//! it cleared after its stored message was written.
+//!
+//! What remains:
+//! - A flusher that crashes holds the lock until [`FLUSH_LOCK_TTL`] and leaves the count
+//!   set: messages keep queueing, and the first store or login after the TTL flushes
+//!   them all in order. A long flush renews its lock every [`RENEW_EVERY`] messages; one
+//!   that still outlives it (an edge stalled for the whole TTL) may overlap the next
+//!   flusher.
+//! - After [`FLUSH_ROUNDS`] rounds (senders kept adding) the holder lets go with the count
+//!   set: the next message stored starts a new flush.
+//! - A message the session no longer takes is stored again with the rest of its round,
+//!   in order, and counted; they wait for the next store or login (the session they were
+//!   for is gone). They are appended, so anything stored since their take comes first:
+//!   putting them back in front would need a store operation for it.
+//! - The count lives in the registry: if Redis loses its data, held messages still come
+//!   at the next flush, but live ones may overtake them until then. The same holds for a
+//!   message whose counting failed (logged).
+//! - Another router's cache hears of a count through pub/sub, a little later: in that
+//!   window only another sender's live message can overtake a held one.
 
+use crate::message::MessageType;
 use crate::router::Router;
+use std::time::Duration;
 use switchyard_core::{ns, time, Element, Jid, Stanza, StanzaCondition, StanzaError};
 use switchyard_storage::{SessionRecord, StorageError};
 
 const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
+
+/// How long a flush lock lasts unless its holder renews it: how long a crashed flusher
+/// delays the next flush.
+const FLUSH_LOCK_TTL: Duration = Duration::from_secs(30);
+/// Rounds one flusher makes while senders keep adding, before it leaves the rest to the
+/// next trigger.
+const FLUSH_ROUNDS: usize = 16;
+/// Messages delivered between two renewals of the flush lock.
+const RENEW_EVERY: usize = 64;
 
 fn storable(el: &Element) -> bool {
     let content = el
@@ -21,6 +82,15 @@ fn storable(el: &Element) -> bool {
         .any(|c| c.ns() != CHAT_STATES && c.ns() != ns::HINTS && !c.is("thread", ns::CLIENT));
     let wanted = content || el.child("store", ns::HINTS).is_some();
     wanted && el.child("no-store", ns::HINTS).is_none()
+}
+
+/// Whether a message routed as to the bare JID must be stored behind the held ones
+/// instead of delivered live: something is pending, and the message is one that would
+/// be stored (see the module doc).
+pub(crate) fn behind_held(stanza: &Stanza, kind: MessageType, pending: u64) -> bool {
+    pending > 0
+        && matches!(kind, MessageType::Normal | MessageType::Chat)
+        && storable(&stanza.element)
 }
 
 impl Router {
@@ -45,7 +115,10 @@ impl Router {
             .push_within(account, &el.to_xml(""), quota)
             .await
         {
-            Ok(()) => return self.catch_up(account).await,
+            Ok(()) => {
+                self.count_pending(account).await;
+                return self.catch_up(account).await;
+            }
             Err(StorageError::QuotaExceeded) => {
                 StanzaError::new(StanzaCondition::ServiceUnavailable)
                     .with_text("the recipient's offline storage is full")
@@ -59,13 +132,21 @@ impl Router {
         self.bounce(&stanza, error).await;
     }
 
+    /// Counts messages just stored, so that live ones queue behind them.
+    async fn count_pending(&self, account: &Jid) {
+        if let Err(e) = self.registry.add_pending(account).await {
+            tracing::warn!(error = %e, %account, "could not count a stored message; later live messages may overtake it");
+        }
+    }
+
     /// After a message was stored: if a resource of the account is available by now, it
     /// gets what is held at once. Its own flush, at its initial presence, may have run
     /// before this message was stored: a login racing the message, or sessions coming
     /// back after the registry lost its data (edges re-register them). The registry is
     /// read afresh, not from a cache that may predate that presence. Either this read
     /// sees the presence or that flush sees the message: the presence is recorded before
-    /// its flush, and the message stored before this read.
+    /// its flush, and the message stored before this read. A flush still running takes
+    /// the message itself (the count changed under it).
     async fn catch_up(&self, account: &Jid) {
         self.registry.forget(account);
         let sessions = self.sessions(account).await;
@@ -78,27 +159,98 @@ impl Router {
         }
     }
 
-    /// Delivers held messages to a resource that just became available. A message the
-    /// edge can no longer take is stored again rather than dropped.
+    /// Delivers held messages to an available resource, in order, as the one flusher of
+    /// the account (see the module doc); returns at once if another flusher runs.
     pub(crate) async fn flush_offline(&self, to: &SessionRecord) {
         let account = to.jid.bare();
-        let held = match self.stores.offline.take(&account).await {
-            Ok(held) => held,
-            Err(e) => return tracing::warn!(error = %e, "offline fetch failed"),
-        };
-        for text in held {
+        let holder = switchyard_core::token::token(16);
+        match self
+            .registry
+            .lock_flush(&account, &holder, FLUSH_LOCK_TTL)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return, // the holder sees the count change
+            Err(e) => {
+                tracing::warn!(error = %e, %account, "no flush lock; flushing without it");
+            }
+        }
+        self.flush_rounds(to, &account, &holder).await;
+        if let Err(e) = self.registry.unlock_flush(&account, &holder).await {
+            tracing::warn!(error = %e, %account, "flush lock not released; it expires");
+        }
+    }
+
+    async fn flush_rounds(&self, to: &SessionRecord, account: &Jid, holder: &str) {
+        for _ in 0..FLUSH_ROUNDS {
+            let seen = self.registry.pending(account).await;
+            let held = match self.stores.offline.take(account).await {
+                Ok(held) => held,
+                Err(e) => return tracing::warn!(error = %e, "offline fetch failed"),
+            };
+            if !self.deliver_held(to, account, holder, held).await {
+                return;
+            }
+            let cleared = match seen {
+                Ok(seen) => self.registry.clear_pending(account, seen).await,
+                Err(e) => Err(e),
+            };
+            match cleared {
+                Ok(true) => return,
+                Ok(false) => {} // counted meanwhile: take again
+                Err(e) => {
+                    return tracing::warn!(error = %e, %account, "offline count unreadable; it stays for the next flush")
+                }
+            }
+        }
+        tracing::info!(%account, "offline flush still busy after its rounds; the next store goes on");
+    }
+
+    /// Delivers one round in order; `false` when the session stopped taking them, and
+    /// this message and the rest of the round were stored again (and counted).
+    async fn deliver_held(
+        &self,
+        to: &SessionRecord,
+        account: &Jid,
+        holder: &str,
+        held: Vec<String>,
+    ) -> bool {
+        let mut held = held.into_iter();
+        let mut sent = 0;
+        while let Some(text) = held.next() {
+            sent += 1;
+            if sent % RENEW_EVERY == 0 {
+                self.renew_flush_lock(account, holder).await;
+            }
             let Ok(el) = Element::parse(&text) else {
                 tracing::warn!(%account, "dropping an unreadable stored message");
                 continue;
             };
             if self.send(to, el).await {
                 switchyard_telemetry::ROUTER_OFFLINE_DELIVERED.inc();
-            } else {
+                continue;
+            }
+            for text in std::iter::once(text).chain(held) {
                 let quota = usize::MAX;
-                if let Err(e) = self.stores.offline.push(&account, &text, quota).await {
+                if let Err(e) = self.stores.offline.push(account, &text, quota).await {
                     tracing::warn!(error = %e, %account, "could not re-store an offline message");
                 }
             }
+            self.count_pending(account).await;
+            return false;
+        }
+        true
+    }
+
+    async fn renew_flush_lock(&self, account: &Jid, holder: &str) {
+        match self
+            .registry
+            .lock_flush(account, holder, FLUSH_LOCK_TTL)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(%account, "flush lock lost to another flusher"),
+            Err(e) => tracing::warn!(error = %e, %account, "flush lock not renewed"),
         }
     }
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use switchyard_core::{
     Element, Jid, Stanza, StanzaCondition, StanzaError, StanzaKind, StreamCondition,
 };
-use switchyard_storage::{SessionEdit, SessionRecord, SessionRegistry, StorageError, Stores};
+use switchyard_storage::{
+    Lookup, SessionEdit, SessionRecord, SessionRegistry, StorageError, Stores,
+};
 use switchyard_telemetry as metrics;
 
 #[derive(Debug)]
@@ -128,6 +130,15 @@ impl Router {
         self.registry.sessions(bare).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "session registry lookup failed");
             Vec::new()
+        })
+    }
+
+    /// Sessions and offline-pending count of a local account, for routing a message; a
+    /// registry failure is logged and reads as none.
+    pub(crate) async fn lookup(&self, bare: &Jid) -> Lookup {
+        self.registry.lookup(bare).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "session registry lookup failed");
+            Lookup::default()
         })
     }
 

@@ -4,8 +4,7 @@ mod support;
 use std::sync::Arc;
 use support::*;
 use switchyard_core::ns;
-use switchyard_core::Jid;
-use switchyard_storage::{OfflineStore, SessionRecord, StorageError};
+use switchyard_storage::OfflineStore;
 
 fn chat(to: &str, body: &str) -> String {
     format!("<message to='{to}' type='chat' id='m'><body>{body}</body></message>")
@@ -353,71 +352,12 @@ async fn rfc6121_8_5_2_1_1_a_gone_highest_priority_resource_yields_to_the_next()
     assert_eq!(of(&got, "message", Some("chat")).len(), 1, "{got:#?}");
 }
 
-/// A registry that answers the first lookup of one account with nothing: the view of a
-/// router whose lookup ran just before that account's login (or while the registry was
-/// empty after losing its data).
-#[derive(Debug)]
-struct StaleOnce {
-    inner: switchyard_storage::MemoryRegistry,
-    stale: std::sync::Mutex<Option<switchyard_core::Jid>>,
-}
-
-#[async_trait::async_trait]
-impl switchyard_storage::SessionRegistry for StaleOnce {
-    async fn bind(&self, r: SessionRecord) -> Result<Option<SessionRecord>, StorageError> {
-        self.inner.bind(r).await
-    }
-    async fn unbind(&self, j: &Jid, c: u64) -> Result<Option<SessionRecord>, StorageError> {
-        self.inner.unbind(j, c).await
-    }
-    async fn update(
-        &self,
-        j: &Jid,
-        c: u64,
-        e: switchyard_storage::SessionEdit,
-    ) -> Result<Option<SessionRecord>, StorageError> {
-        self.inner.update(j, c, e).await
-    }
-    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
-        let stale = {
-            let mut stale = self.stale.lock().unwrap();
-            stale.take_if(|s| s == bare).is_some()
-        };
-        if stale {
-            return Ok(Vec::new());
-        }
-        self.inner.sessions(bare).await
-    }
-    async fn heartbeat(&self, e: &str, t: std::time::Duration) -> Result<(), StorageError> {
-        self.inner.heartbeat(e, t).await
-    }
-    async fn dead_edges(&self) -> Result<Vec<String>, StorageError> {
-        self.inner.dead_edges().await
-    }
-    async fn reap(&self, e: &str) -> Result<Vec<SessionRecord>, StorageError> {
-        self.inner.reap(e).await
-    }
-    async fn reconcile(
-        &self,
-        e: &str,
-        held: &[(Jid, u64)],
-    ) -> Result<Vec<SessionRecord>, StorageError> {
-        self.inner.reconcile(e, held).await
-    }
-    async fn epoch(&self) -> Result<String, StorageError> {
-        self.inner.epoch().await
-    }
-}
-
 /// XEP-0160 with a login racing the message: the router looked the recipient up just
 /// before her initial presence (so her flush ran before the message was stored). The
 /// message still reaches that session, without waiting for her next login.
 #[tokio::test]
 async fn xep0160_a_message_stored_while_its_recipient_logs_in_reaches_that_session() {
-    let registry = Arc::new(StaleOnce {
-        inner: switchyard_storage::MemoryRegistry::default(),
-        stale: std::sync::Mutex::new(None),
-    });
+    let registry = Arc::new(stale::StaleOnce::default());
     let w = World::with_registry(registry.clone(), |_| {}).await;
     w.accounts(&["romeo", "juliet"]).await;
     let r = w.login("romeo@localhost/orchard").await;

@@ -4,7 +4,7 @@
 
 use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate};
 use crate::traits::{
-    AccountStore, BlockStore, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore,
+    AccountStore, BlockStore, DocumentQuota, DocumentStore, Lookup, OfflineQuota, OfflineStore,
     RosterStore, SessionEdit, SessionRecord, SessionRegistry,
 };
 use crate::{Change, StorageError};
@@ -193,6 +193,34 @@ impl<B: SessionRegistry> SessionRegistry for Instrumented<B> {
     ) -> Result<Vec<SessionRecord>, StorageError> {
         self.timed("edge_reconcile", self.inner.reconcile(edge, held))
             .await
+    }
+    async fn lookup(&self, bare: &Jid) -> Result<Lookup, StorageError> {
+        self.timed("session_lookup", self.inner.lookup(bare)).await
+    }
+    async fn pending(&self, bare: &Jid) -> Result<u64, StorageError> {
+        self.timed("offline_pending", self.inner.pending(bare))
+            .await
+    }
+    async fn add_pending(&self, bare: &Jid) -> Result<u64, StorageError> {
+        self.timed("offline_pending_add", self.inner.add_pending(bare))
+            .await
+    }
+    async fn clear_pending(&self, bare: &Jid, seen: u64) -> Result<bool, StorageError> {
+        let clear = self.inner.clear_pending(bare, seen);
+        self.timed("offline_pending_clear", clear).await
+    }
+    async fn lock_flush(
+        &self,
+        bare: &Jid,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        let lock = self.inner.lock_flush(bare, holder, ttl);
+        self.timed("offline_flush_lock", lock).await
+    }
+    async fn unlock_flush(&self, bare: &Jid, holder: &str) -> Result<(), StorageError> {
+        let unlock = self.inner.unlock_flush(bare, holder);
+        self.timed("offline_flush_unlock", unlock).await
     }
     async fn epoch(&self) -> Result<String, StorageError> {
         self.timed("epoch", self.inner.epoch()).await

@@ -33,8 +33,8 @@ pub use redis::RedisRegistry;
 pub use registry_cache::CachedRegistry;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore,
-    RosterStore, SessionEdit, SessionRecord, SessionRegistry,
+    AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, Lookup, OfflineQuota,
+    OfflineStore, RosterStore, SessionEdit, SessionRecord, SessionRegistry,
 };
 pub use traits::{FailureCount, LoginFailureCounts, LoginFailures};
 

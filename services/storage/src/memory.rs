@@ -2,8 +2,8 @@
 
 use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate};
 use crate::traits::{
-    fits, AccountStore, BlockStore, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore,
-    RosterStore, SessionEdit, SessionRecord, SessionRegistry,
+    fits, AccountStore, BlockStore, DocumentQuota, DocumentStore, Lookup, OfflineQuota,
+    OfflineStore, RosterStore, SessionEdit, SessionRecord, SessionRegistry,
 };
 use crate::StorageError;
 use async_trait::async_trait;
@@ -219,11 +219,15 @@ impl DocumentStore for MemoryStore {
     }
 }
 
-/// Sessions by bare JID, and edge liveness deadlines.
+/// Sessions by bare JID, edge liveness deadlines, offline-pending counts and flush locks.
 #[derive(Debug, Default)]
 pub struct MemoryRegistry {
     sessions: Mutex<HashMap<Jid, Vec<SessionRecord>>>,
     alive: Mutex<HashMap<String, Instant>>,
+    /// Non-zero counts only: a cleared count is removed.
+    pending: Mutex<HashMap<Jid, u64>>,
+    /// Holder and deadline of each account's flush lock.
+    flushers: Mutex<HashMap<Jid, (String, Instant)>>,
 }
 
 #[async_trait]
@@ -274,6 +278,57 @@ impl SessionRegistry for MemoryRegistry {
 
     async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
         Ok(lock(&self.sessions).get(bare).cloned().unwrap_or_default())
+    }
+
+    async fn lookup(&self, bare: &Jid) -> Result<Lookup, StorageError> {
+        let sessions = self.sessions(bare).await?;
+        let pending = self.pending(bare).await?;
+        Ok(Lookup { sessions, pending })
+    }
+
+    async fn pending(&self, bare: &Jid) -> Result<u64, StorageError> {
+        Ok(lock(&self.pending).get(bare).copied().unwrap_or(0))
+    }
+
+    async fn add_pending(&self, bare: &Jid) -> Result<u64, StorageError> {
+        let mut pending = lock(&self.pending);
+        let count = pending.entry(bare.clone()).or_default();
+        *count += 1;
+        Ok(*count)
+    }
+
+    async fn clear_pending(&self, bare: &Jid, seen: u64) -> Result<bool, StorageError> {
+        let mut pending = lock(&self.pending);
+        if pending.get(bare).copied().unwrap_or(0) != seen {
+            return Ok(false);
+        }
+        pending.remove(bare);
+        Ok(true)
+    }
+
+    async fn lock_flush(
+        &self,
+        bare: &Jid,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        let mut flushers = lock(&self.flushers);
+        let now = Instant::now();
+        let free = flushers
+            .get(bare)
+            .is_none_or(|(by, until)| by == holder || *until <= now);
+        if free {
+            flushers.insert(bare.clone(), (holder.to_owned(), now + ttl));
+        }
+        Ok(free)
+    }
+
+    async fn unlock_flush(&self, bare: &Jid, holder: &str) -> Result<(), StorageError> {
+        let mut flushers = lock(&self.flushers);
+        if flushers.get(bare).is_some_and(|(by, _)| by == holder) {
+            flushers.remove(bare);
+        }
+        Ok(())
     }
 
     async fn epoch(&self) -> Result<String, StorageError> {

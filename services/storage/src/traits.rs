@@ -181,7 +181,20 @@ impl SessionRecord {
 /// fresh copy) when it retries an optimistic update.
 pub type SessionEdit = Box<dyn Fn(&mut SessionRecord) + Send + Sync>;
 
-/// Who is online where (RFC 6120 §7: one session per full JID).
+/// An account's sessions and its offline-pending count, read together for routing a
+/// message (one round trip, one cache entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookup {
+    pub sessions: Vec<SessionRecord>,
+    /// Messages stored offline and not yet cleared by a flush (see
+    /// [`SessionRegistry::add_pending`]). While it is not zero, a message to the bare JID
+    /// is stored behind the held ones instead of overtaking them live.
+    pub pending: u64,
+}
+
+/// Who is online where (RFC 6120 §7: one session per full JID), and the per-account
+/// state that orders offline storage against live delivery: the offline-pending count
+/// and the flush lock (the router's `offline` module says how they are used).
 #[async_trait]
 pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     /// Registers a session; returns the record it replaced for the same full JID on
@@ -227,6 +240,29 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
         edge: &str,
         held: &[(Jid, u64)],
     ) -> Result<Vec<SessionRecord>, StorageError>;
+    /// [`sessions`](Self::sessions) and the offline-pending count, in one round trip.
+    async fn lookup(&self, bare: &Jid) -> Result<Lookup, StorageError>;
+    /// The offline-pending count, read afresh (never from a cache); 0 when never counted.
+    async fn pending(&self, bare: &Jid) -> Result<u64, StorageError>;
+    /// Counts one message stored offline for `bare` (after it was stored); returns the
+    /// new count. Any bare JID may be counted: the registry does not know accounts.
+    async fn add_pending(&self, bare: &Jid) -> Result<u64, StorageError>;
+    /// Clears the count if it still equals `seen`, atomically: `false` (and the count
+    /// kept) when a message was counted since `seen` was read. A zero count with
+    /// `seen == 0` is already clear: `true`.
+    async fn clear_pending(&self, bare: &Jid, seen: u64) -> Result<bool, StorageError>;
+    /// Takes the account's flush lock for `holder` until `ttl` passes, or renews it for
+    /// `ttl` when `holder` already holds it; `false` while someone else holds it. A
+    /// holder that crashes holds it until the TTL expires.
+    async fn lock_flush(
+        &self,
+        bare: &Jid,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError>;
+    /// Releases the flush lock if `holder` still holds it (one that expired and was
+    /// taken by another is left to that one).
+    async fn unlock_flush(&self, bare: &Jid, holder: &str) -> Result<(), StorageError>;
     /// Identifies the registry's current contents: it changes when the registry lost its
     /// data (a Redis restarted empty), so live sessions must be registered again.
     async fn epoch(&self) -> Result<String, StorageError>;

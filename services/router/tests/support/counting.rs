@@ -9,9 +9,9 @@ use std::time::Duration;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
 use switchyard_storage::{
-    AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, MemoryStore, OfflineQuota,
-    OfflineStore, Roster, RosterEdit, RosterItem, RosterStore, RosterUpdate, SessionEdit,
-    SessionRecord, SessionRegistry, StorageError,
+    AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, Lookup, MemoryStore,
+    OfflineQuota, OfflineStore, Roster, RosterEdit, RosterItem, RosterStore, RosterUpdate,
+    SessionEdit, SessionRecord, SessionRegistry, StorageError,
 };
 
 /// Wraps a store or registry, adding one to `calls` per call.
@@ -165,6 +165,30 @@ impl SessionRegistry for Counted<dyn SessionRegistry> {
     ) -> Result<Vec<SessionRecord>, StorageError> {
         self.tick();
         self.inner.reconcile(e, held).await
+    }
+    async fn lookup(&self, b: &Jid) -> Result<Lookup, StorageError> {
+        self.tick();
+        self.inner.lookup(b).await
+    }
+    async fn pending(&self, b: &Jid) -> Result<u64, StorageError> {
+        self.tick();
+        self.inner.pending(b).await
+    }
+    async fn add_pending(&self, b: &Jid) -> Result<u64, StorageError> {
+        self.tick();
+        self.inner.add_pending(b).await
+    }
+    async fn clear_pending(&self, b: &Jid, seen: u64) -> Result<bool, StorageError> {
+        self.tick();
+        self.inner.clear_pending(b, seen).await
+    }
+    async fn lock_flush(&self, b: &Jid, holder: &str, t: Duration) -> Result<bool, StorageError> {
+        self.tick();
+        self.inner.lock_flush(b, holder, t).await
+    }
+    async fn unlock_flush(&self, b: &Jid, holder: &str) -> Result<(), StorageError> {
+        self.tick();
+        self.inner.unlock_flush(b, holder).await
     }
     async fn epoch(&self) -> Result<String, StorageError> {
         self.tick();

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 mod counting;
+mod gate;
+pub mod stale;
 
 use async_trait::async_trait;
 use counting::Counted;
@@ -22,11 +24,16 @@ pub struct Edge {
     connected: Mutex<HashSet<u64>>,
     received: Mutex<HashMap<u64, Vec<Element>>>,
     pub terminated: Mutex<Vec<(u64, StreamCondition)>>,
+    /// Holds back stored messages while closed (see [`gate::Gate`]).
+    pub gate: gate::Gate,
 }
 
 #[async_trait]
 impl EdgeDelivery for Edge {
     async fn deliver(&self, _: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
+        if stanza.child("delay", ns::DELAY).is_some() {
+            self.gate.pass(conn).await;
+        }
         if !self.connected.lock().unwrap().contains(&conn) {
             return Err(Undeliverable::NoSession);
         }
@@ -56,6 +63,8 @@ pub struct World {
     pub router: Router,
     pub edge: Arc<Edge>,
     pub store: Arc<MemoryStore>,
+    /// The registry the router uses (behind the call counter).
+    pub registry: Arc<dyn SessionRegistry>,
     /// Storage and registry calls the router made (see [`World::calls`]).
     calls: Arc<AtomicUsize>,
     next_conn: AtomicU64,
@@ -100,15 +109,17 @@ impl World {
             inner: store.clone(),
             calls: calls.clone(),
         });
-        let registry = Arc::new(Counted {
-            inner: registry,
+        let counted_registry = Arc::new(Counted {
+            inner: registry.clone(),
             calls: calls.clone(),
         });
-        let router = Router::new(config, registry, Stores::of(counted), edge.clone());
+        let stores = Stores::of(counted);
+        let router = Router::new(config, counted_registry, stores, edge.clone());
         Self {
             router,
             edge,
             store,
+            registry,
             calls,
             next_conn: AtomicU64::new(1),
         }

@@ -5,6 +5,7 @@
 
 use crate::model::{Presence, RosterItem, Subscription};
 mod failures;
+mod pending;
 mod quotas;
 
 pub use failures::login_failures;
@@ -363,6 +364,7 @@ pub async fn registry(reg: &dyn SessionRegistry) {
         .is_empty());
     liveness(reg).await;
     reconciling(reg).await;
+    pending::pending_and_flush_lock(reg).await;
     let epoch = reg.epoch().await.expect("epoch");
     assert_eq!(
         reg.epoch().await.expect("epoch"),

@@ -6,6 +6,10 @@
 //! never mix. Braces are Redis Cluster hash tags: keys with the same tag share a slot.
 //! - `{prefix}{<bare JID>}:s`: a hash, resource → session record (JSON). Everything about
 //!   one account is in one slot, so each change is one atomic script on one key.
+//! - `{prefix}{<bare JID>}:p`: the account's offline-pending count (an integer, absent
+//!   when zero), and `{prefix}{<bare JID>}:f`: its flush lock (the holder's token, with
+//!   a TTL). They share the account's slot, so a lookup reads sessions and count in one
+//!   pipeline, and each change to them is one script (which also announces it).
 //! - `{prefix}{edge:<id>}:i`: the edge's index, a set of `full JID \n conn`, for reaping
 //!   and reconciling. `{prefix}{edge:<id>}:alive`: the edge's liveness, set with a TTL by
 //!   the routers that hear from it. An edge's own keys share its `{edge:<id>}` slot.
@@ -32,6 +36,8 @@
 //! - heartbeat: the liveness key and the edge's membership of `edges` (concurrently), so
 //!   an edge that any router hears from is always found again by the reaper, even after
 //!   a reap raced with its return.
+//! - lookup (HGETALL and GET in one pipeline), the pending count and the flush lock:
+//!   the account's slot only.
 //! - update, sessions, epoch: one slot each (epoch's SET NX and GET are one pipeline);
 //!   dead_edges reads `edges`, then the liveness keys with one MGET (split per slot by
 //!   the cluster client).
@@ -51,7 +57,7 @@ mod test_cluster;
 #[cfg(test)]
 mod tests;
 
-use crate::traits::{Change, SessionEdit, SessionRecord, SessionRegistry};
+use crate::traits::{Change, Lookup, SessionEdit, SessionRecord, SessionRegistry};
 use crate::StorageError;
 use async_trait::async_trait;
 use conn::{Conn, Keyed};
@@ -77,6 +83,10 @@ pub struct RedisRegistry {
     bind_script: Lua,
     unbind_script: Lua,
     swap_script: Lua,
+    pending_add_script: Lua,
+    pending_clear_script: Lua,
+    flush_lock_script: Lua,
+    flush_unlock_script: Lua,
     /// Commands sent, for tests and metrics.
     commands: Arc<AtomicU64>,
 }
@@ -95,6 +105,16 @@ fn unavailable(e: impl std::fmt::Display) -> StorageError {
 
 fn resource(jid: &Jid) -> &str {
     jid.resource().unwrap_or_default()
+}
+
+/// An account's hash (resource → record) as records.
+fn decode_all(bare: &Jid, all: Vec<(String, String)>) -> Result<Vec<SessionRecord>, StorageError> {
+    all.into_iter()
+        .map(|(res, json)| {
+            let jid = bare.with_resource(&res).map_err(unavailable)?;
+            decode(jid, &json)
+        })
+        .collect()
 }
 
 impl RedisRegistry {
@@ -118,6 +138,10 @@ impl RedisRegistry {
             bind_script: Lua::new(scripts::BIND),
             unbind_script: Lua::new(scripts::UNBIND),
             swap_script: Lua::new(scripts::SWAP),
+            pending_add_script: Lua::new(scripts::PENDING_ADD),
+            pending_clear_script: Lua::new(scripts::PENDING_CLEAR),
+            flush_lock_script: Lua::new(scripts::FLUSH_LOCK),
+            flush_unlock_script: Lua::new(scripts::FLUSH_UNLOCK),
             commands: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -147,6 +171,14 @@ impl RedisRegistry {
 
     fn session_key(&self, bare: &Jid) -> String {
         format!("{}{{{bare}}}:s", self.prefix)
+    }
+
+    fn pending_key(&self, bare: &Jid) -> String {
+        format!("{}{{{bare}}}:p", self.prefix)
+    }
+
+    fn flush_key(&self, bare: &Jid) -> String {
+        format!("{}{{{bare}}}:f", self.prefix)
     }
 
     fn index_key(&self, edge: &str) -> String {
@@ -310,12 +342,65 @@ impl SessionRegistry for RedisRegistry {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.session_key(bare));
         let all: Vec<(String, String)> = self.run(&cmd).await?;
-        all.into_iter()
-            .map(|(res, json)| {
-                let jid = bare.with_resource(&res).map_err(unavailable)?;
-                decode(jid, &json)
-            })
-            .collect()
+        decode_all(bare, all)
+    }
+
+    async fn lookup(&self, bare: &Jid) -> Result<Lookup, StorageError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL")
+            .arg(self.session_key(bare))
+            .cmd("GET")
+            .arg(self.pending_key(bare));
+        self.commands.fetch_add(2, Ordering::Relaxed);
+        let (all, pending): (Vec<(String, String)>, Option<u64>) = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let sessions = decode_all(bare, all)?;
+        let pending = pending.unwrap_or(0);
+        Ok(Lookup { sessions, pending })
+    }
+
+    async fn pending(&self, bare: &Jid) -> Result<u64, StorageError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.pending_key(bare));
+        Ok(self.run::<Option<u64>>(&cmd).await?.unwrap_or(0))
+    }
+
+    async fn add_pending(&self, bare: &Jid) -> Result<u64, StorageError> {
+        let (channel, bare_text) = (self.changes_channel(), bare.to_string());
+        let key = self.pending_key(bare);
+        let args = [channel.as_str(), &bare_text];
+        self.script(&self.pending_add_script, &key, &args).await
+    }
+
+    async fn clear_pending(&self, bare: &Jid, seen: u64) -> Result<bool, StorageError> {
+        let (channel, bare_text) = (self.changes_channel(), bare.to_string());
+        let key = self.pending_key(bare);
+        let args = [seen.to_string(), channel, bare_text];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let cleared: i64 = self.script(&self.pending_clear_script, &key, &args).await?;
+        Ok(cleared == 1)
+    }
+
+    async fn lock_flush(
+        &self,
+        bare: &Jid,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let key = self.flush_key(bare);
+        let args = [holder, &ttl_ms.to_string()];
+        let held: i64 = self.script(&self.flush_lock_script, &key, &args).await?;
+        Ok(held == 1)
+    }
+
+    async fn unlock_flush(&self, bare: &Jid, holder: &str) -> Result<(), StorageError> {
+        let key = self.flush_key(bare);
+        self.script::<i64>(&self.flush_unlock_script, &key, &[holder])
+            .await
+            .map(drop)
     }
 
     async fn heartbeat(&self, edge: &str, ttl: Duration) -> Result<(), StorageError> {

@@ -34,6 +34,33 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1";
 
+/// Count one message stored offline, announce (cached lookups hold the count); return
+/// the new count. KEYS[1]: the account's pending key. ARGV: channel, bare JID.
+pub(super) const PENDING_ADD: &str = "local n = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return n";
+
+/// Clear the count only if it still is what the flusher read (a missing key is 0);
+/// announce a clearing. Return 1 when clear. ARGV: seen count, channel, bare JID.
+pub(super) const PENDING_CLEAR: &str = "local n = redis.call('GET', KEYS[1]) or '0'
+if n ~= ARGV[1] then return 0 end
+if redis.call('DEL', KEYS[1]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return 1";
+
+/// Take the flush lock (SET NX PX), or renew it for the holder that has it; 1 when held.
+/// KEYS[1]: the account's flush lock. ARGV: holder, TTL in milliseconds.
+pub(super) const FLUSH_LOCK: &str = "local by = redis.call('GET', KEYS[1])
+if by == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if by then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1";
+
+/// Release the flush lock if the holder still has it. ARGV: holder.
+pub(super) const FLUSH_UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then
+redis.call('DEL', KEYS[1])
+end
+return 1";
+
 /// A script, run by hash (EVALSHA, loaded on first NOSCRIPT) for single calls, or as
 /// source (EVAL) inside pipelines, where one NOSCRIPT reply could not be retried alone.
 pub(super) struct Lua {
