@@ -1,7 +1,8 @@
 //! The connection driver: one task per connection that moves bytes and events between the
 //! socket, the sans-IO session, the connection's mailbox and the router link.
 //!
-//! Bounded everywhere: reads stop while the session waits (credentials, bind, TLS), the
+//! Bounded everywhere: reads stop while the session waits (credentials, their proof
+//! check, bind, TLS), the
 //! mailbox has a fixed capacity, writes have a timeout, and the handshake and idle timers
 //! end the stream with `connection-timeout`.
 //!
@@ -33,8 +34,8 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use switchyard_core::sasl::{Failure, Mechanism};
-use switchyard_core::session::{Input, Lookup, Output, Session};
+use switchyard_core::sasl::{Failure, Mechanism, ScramProof};
+use switchyard_core::session::{Input, Lookup, Output, Session, Verification};
 use switchyard_core::{Jid, StanzaKind, StreamCondition};
 use switchyard_storage::SessionRecord;
 use switchyard_telemetry as metrics;
@@ -385,6 +386,9 @@ impl Conn {
                 // be part of every connection's idle task.
                 Output::StartTls => Box::pin(self.start_tls()).await,
                 Output::FetchCredentials { account } => Box::pin(self.fetch(account)).await,
+                Output::VerifyProof { account, proof } => {
+                    Box::pin(self.verify(account, proof)).await
+                }
                 Output::Bind { jid } => Box::pin(self.bind(jid)).await,
                 _ => {
                     self.transport.shutdown().await;
@@ -458,7 +462,7 @@ impl Conn {
             }
             Verdict::Go | Verdict::Wait(_) => {
                 match self.ctx.link.credentials(&attempt.account).await {
-                    Ok(Some(creds)) => Lookup::Found(Box::new(creds)),
+                    Ok(Some(salts)) => Lookup::Found(salts),
                     Ok(None) => Lookup::NotFound,
                     Err(e) => {
                         tracing::warn!(error = %e, "credential lookup failed");
@@ -469,6 +473,20 @@ impl Conn {
         };
         self.attempt = Some(Box::new(attempt));
         self.session.handle(Input::Credentials(lookup))
+    }
+
+    /// The proof of a SASL attempt, checked where the account's keys are. A wrong one
+    /// comes back to the session as `not-authorized` and is counted in `auth_failed`.
+    async fn verify(&mut self, account: Jid, proof: ScramProof) -> Vec<Output> {
+        let verification = match self.ctx.link.verify(&account, &proof).await {
+            Ok(Some(signature)) => Verification::Accepted(signature),
+            Ok(None) => Verification::Rejected,
+            Err(e) => {
+                tracing::warn!(error = %e, "proof check failed");
+                Verification::Unavailable
+            }
+        };
+        self.session.handle(Input::Verified(verification))
     }
 
     /// A failed SASL attempt: a wrong password is counted by the throttle, and every

@@ -5,14 +5,22 @@
 //! for every edge alike: in memory in one process, in the routers' Redis in a cluster.
 
 use async_trait::async_trait;
-use switchyard_core::sasl::StoredCredentials;
+use switchyard_core::sasl::{AccountSalts, ScramProof};
 use switchyard_core::{Jid, Stanza, StanzaCondition};
 use switchyard_storage::{LoginFailures, SessionRecord, StorageError};
 
 #[async_trait]
 pub trait RouterLink: LoginFailures + Send + Sync + std::fmt::Debug {
-    /// Stored SCRAM credentials for SASL (`None`: no such account).
-    async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError>;
+    /// What SASL's server-first message needs of an account: its salts and iteration
+    /// counts (`None`: no such account). Never its keys: those stay behind the router.
+    async fn credentials(&self, account: &Jid) -> Result<Option<AccountSalts>, StorageError>;
+    /// Checks a SCRAM proof against the account's stored keys (RFC 5802 §3): the
+    /// ServerSignature if it is right, `None` if it is wrong or there is no such account.
+    async fn verify(
+        &self,
+        account: &Jid,
+        proof: &ScramProof,
+    ) -> Result<Option<Vec<u8>>, StorageError>;
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition>;
     async fn unbind(&self, jid: &Jid, conn: u64);
     async fn submit(&self, stanza: Stanza);

@@ -2,7 +2,7 @@
 //! Stanzas cross the wire serialized, with `jabber:client` declared on the top element.
 
 use crate::pb;
-use switchyard_core::sasl::{ScramKeys, StoredCredentials};
+use switchyard_core::sasl::{AccountSalts, HashAlg, ScramProof, ScramSalt, StoredCredentials};
 use switchyard_core::{Element, Jid, StanzaCondition, StreamCondition};
 use switchyard_storage::{FailureCount, LoginFailureCounts};
 use tonic::Status;
@@ -20,37 +20,72 @@ pub(crate) fn jid(s: &str) -> Result<Jid, Status> {
     Jid::parse(s).map_err(|e| Status::invalid_argument(format!("bad JID {s:?}: {e}")))
 }
 
-fn keys_pb(k: &ScramKeys) -> pb::ScramKeys {
-    pb::ScramKeys {
-        salt: k.salt.clone(),
-        iterations: k.iterations,
-        stored_key: k.stored_key.clone(),
-        server_key: k.server_key.clone(),
+fn salt_pb(s: &ScramSalt) -> pb::ScramSalt {
+    pb::ScramSalt {
+        salt: s.salt.clone(),
+        iterations: s.iterations,
     }
 }
 
-fn keys(k: Option<pb::ScramKeys>) -> Result<ScramKeys, Status> {
-    let k = k.ok_or_else(|| Status::data_loss("credentials without keys"))?;
-    Ok(ScramKeys {
-        salt: k.salt,
-        iterations: k.iterations,
-        stored_key: k.stored_key,
-        server_key: k.server_key,
+fn salt(s: Option<pb::ScramSalt>) -> Result<ScramSalt, Status> {
+    let s = s.ok_or_else(|| Status::data_loss("salts without a hash's salt"))?;
+    Ok(ScramSalt {
+        salt: s.salt,
+        iterations: s.iterations,
     })
 }
 
-pub(crate) fn credentials_pb(c: &StoredCredentials) -> pb::ScramCredentials {
-    pb::ScramCredentials {
-        sha1: Some(keys_pb(&c.sha1)),
-        sha256: Some(keys_pb(&c.sha256)),
+/// What a credential lookup answers: the salts of the stored keys, never the keys.
+pub(crate) fn salts_pb(c: &StoredCredentials) -> pb::ScramSalts {
+    let salts = c.salts();
+    pb::ScramSalts {
+        sha1: Some(salt_pb(&salts.sha1)),
+        sha256: Some(salt_pb(&salts.sha256)),
     }
 }
 
-pub(crate) fn credentials(c: pb::ScramCredentials) -> Result<StoredCredentials, Status> {
-    Ok(StoredCredentials {
-        sha1: keys(c.sha1)?,
-        sha256: keys(c.sha256)?,
+pub(crate) fn salts(s: pb::ScramSalts) -> Result<AccountSalts, Status> {
+    Ok(AccountSalts {
+        sha1: salt(s.sha1)?,
+        sha256: salt(s.sha256)?,
     })
+}
+
+fn scram_hash_pb(alg: HashAlg) -> pb::ScramHash {
+    match alg {
+        HashAlg::Sha1 => pb::ScramHash::Sha1,
+        HashAlg::Sha256 => pb::ScramHash::Sha256,
+    }
+}
+
+pub(crate) fn verify_request(account: &Jid, proof: &ScramProof) -> pb::VerifyScramRequest {
+    pb::VerifyScramRequest {
+        account: account.to_string(),
+        hash: scram_hash_pb(proof.alg).into(),
+        auth_message: proof.auth_message.clone(),
+        client_proof: proof.client_proof.clone(),
+    }
+}
+
+/// A proof from an edge, checked as untrusted: a known hash and the sizes a real
+/// exchange makes ([`ScramProof::validate`]). The account is checked by the caller.
+pub(crate) fn proof(r: pb::VerifyScramRequest) -> Result<ScramProof, Status> {
+    let alg = match pb::ScramHash::try_from(r.hash) {
+        Ok(pb::ScramHash::Sha1) => HashAlg::Sha1,
+        Ok(pb::ScramHash::Sha256) => HashAlg::Sha256,
+        Ok(pb::ScramHash::Unspecified) | Err(_) => {
+            return Err(Status::invalid_argument("unknown SCRAM hash"))
+        }
+    };
+    let proof = ScramProof {
+        alg,
+        auth_message: r.auth_message,
+        client_proof: r.client_proof,
+    };
+    proof
+        .validate()
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(proof)
 }
 
 pub(crate) fn stanza_condition(s: &str) -> StanzaCondition {

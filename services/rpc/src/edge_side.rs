@@ -26,7 +26,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::sasl::StoredCredentials;
+use switchyard_core::sasl::{AccountSalts, ScramProof};
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition};
 use switchyard_edge::{Connections, RouterLink};
 use switchyard_storage::{LoginFailureCounts, LoginFailures, SessionRecord, StorageError};
@@ -454,7 +454,7 @@ impl RemoteRouters {
 
 #[async_trait]
 impl RouterLink for RemoteRouters {
-    async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError> {
+    async fn credentials(&self, account: &Jid) -> Result<Option<AccountSalts>, StorageError> {
         let request = pb::CredentialsRequest {
             account: account.to_string(),
         };
@@ -465,10 +465,27 @@ impl RouterLink for RemoteRouters {
             .await
             .map_err(status_error)?;
         reply
-            .found
-            .map(convert::credentials)
+            .salts
+            .map(convert::salts)
             .transpose()
             .map_err(status_error)
+    }
+
+    /// Asked of the account's preferred router, like its salts.
+    async fn verify(
+        &self,
+        account: &Jid,
+        proof: &ScramProof,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let request = convert::verify_request(account, proof);
+        let reply = self
+            .call(account, request, |mut c, r| async move {
+                c.verify_scram(r).await
+            })
+            .await
+            .map_err(status_error)?;
+        let signature = reply.server_signature;
+        Ok((!signature.is_empty()).then_some(signature))
     }
 
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {

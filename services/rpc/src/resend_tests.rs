@@ -76,6 +76,13 @@ impl Router for Fake {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn verify_scram(
+        &self,
+        _: Request<pb::VerifyScramRequest>,
+    ) -> Result<Response<pb::VerifyScramReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn login_failures(
         &self,
         _: Request<pb::LoginFailuresRequest>,

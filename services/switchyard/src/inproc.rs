@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::sasl::StoredCredentials;
+use switchyard_core::sasl::{AccountSalts, ScramProof, StoredCredentials};
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
 use switchyard_edge::{Connections, RouterLink};
 use switchyard_router::{EdgeDelivery, Router, Undeliverable};
@@ -45,8 +45,18 @@ impl LoginFailures for InProcessLink {
 
 #[async_trait]
 impl RouterLink for InProcessLink {
-    async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError> {
-        self.accounts.credentials(account).await
+    /// The salts only, as over gRPC: the edge's exchange never holds the keys.
+    async fn credentials(&self, account: &Jid) -> Result<Option<AccountSalts>, StorageError> {
+        let stored = self.accounts.credentials(account).await?;
+        Ok(stored.as_ref().map(StoredCredentials::salts))
+    }
+    async fn verify(
+        &self,
+        account: &Jid,
+        proof: &ScramProof,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let stored = self.accounts.credentials(account).await?;
+        Ok(proof.check(stored.as_ref()))
     }
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {
         self.router.bind(record).await

@@ -133,6 +133,35 @@ async fn rfc6120_6_wrong_password_is_not_authorized() {
     );
 }
 
+/// Every mechanism logs in with the right password only: the edge gets the salts, the
+/// proof is checked where the keys are, for an unknown account too.
+#[tokio::test]
+async fn rfc6120_6_every_mechanism_needs_the_right_password() {
+    let server = Server::start_with(|c| c.auth.failure_delay_initial_ms = 0).await;
+    let mechanisms = [
+        "SCRAM-SHA-256-PLUS",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-1-PLUS",
+        "SCRAM-SHA-1",
+        "PLAIN",
+    ];
+    for mechanism in mechanisms {
+        let mut c = Client::connect(server.c2s()).await;
+        c.open().await;
+        c.starttls(server.cert_der()).await;
+        c.open().await;
+        for (user, password) in [("alice", "wrong"), ("nobody", "secret")] {
+            let failure = c.auth(mechanism, user, password).await;
+            assert_eq!(failure.name(), "failure", "{mechanism} {user}");
+            let condition = failure.children().next().unwrap().name().to_owned();
+            assert_eq!(condition, "not-authorized", "{mechanism} {user}");
+        }
+        let success = c.auth(mechanism, "alice", "secret").await;
+        assert_eq!(success.name(), "success", "{mechanism}");
+        c.bind(&format!("r-{mechanism}")).await;
+    }
+}
+
 #[tokio::test]
 async fn rfc6120_5_3_1_no_auth_before_tls() {
     let server = Server::start().await;

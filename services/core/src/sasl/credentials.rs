@@ -1,6 +1,6 @@
 //! Salted SCRAM keys (RFC 5802 §3): what an account stores instead of a password.
 
-use super::{ct_eq, Failure};
+use super::Failure;
 use hmac::{Hmac, Mac};
 use precis_profiles::precis_core::profile::PrecisFastInvocation;
 use precis_profiles::OpaqueString;
@@ -33,6 +33,14 @@ impl HashAlg {
         }
     }
 
+    /// Bytes of the hash's output: the length of StoredKey, ServerKey and a ClientProof.
+    pub fn output_len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+        }
+    }
+
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
         match self {
             Self::Sha1 => Sha1::digest(data).to_vec(),
@@ -48,6 +56,31 @@ impl HashAlg {
             Self::Sha256 => {
                 pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations).to_vec()
             }
+        }
+    }
+}
+
+/// What a SCRAM server-first message shows of one hash's keys (RFC 5802 §5.1 `s=` and
+/// `i=`), and all the credential lookup gives an edge: whoever asks for an account learns
+/// it anyway. It proves nothing; the keys stay with the accounts (see `proof.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramSalt {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+}
+
+/// An account's salts, one per hash: the answer of the credential lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSalts {
+    pub sha1: ScramSalt,
+    pub sha256: ScramSalt,
+}
+
+impl AccountSalts {
+    pub fn get(&self, alg: HashAlg) -> &ScramSalt {
+        match alg {
+            HashAlg::Sha1 => &self.sha1,
+            HashAlg::Sha256 => &self.sha256,
         }
     }
 }
@@ -92,10 +125,12 @@ impl ScramKeys {
         (keys, client_key)
     }
 
-    /// Checks a cleartext password (PLAIN) against these keys.
-    pub fn verify_password(&self, alg: HashAlg, password: &str) -> bool {
-        Self::derive(alg, password, &self.salt, self.iterations)
-            .is_ok_and(|k| ct_eq(&k.stored_key, &self.stored_key))
+    /// The part of these keys a server-first message shows.
+    pub fn salt(&self) -> ScramSalt {
+        ScramSalt {
+            salt: self.salt.clone(),
+            iterations: self.iterations,
+        }
     }
 }
 
@@ -167,6 +202,14 @@ impl StoredCredentials {
         match alg {
             HashAlg::Sha1 => &self.sha1,
             HashAlg::Sha256 => &self.sha256,
+        }
+    }
+
+    /// What the credential lookup may hand out: the salts, never the keys.
+    pub fn salts(&self) -> AccountSalts {
+        AccountSalts {
+            sha1: self.sha1.salt(),
+            sha256: self.sha256.salt(),
         }
     }
 }

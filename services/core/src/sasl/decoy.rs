@@ -8,15 +8,14 @@
 //!   (`auth.decoy_secret`), different between accounts, domains and hashes (as real
 //!   accounts' random salts are), and unpredictable without the secret. A salt that
 //!   changed between two questions would tell an unknown account from a real one.
-//! - PLAIN: the offered password is hashed against decoy keys with the same iteration
+//! - PLAIN: the offered password is hashed with the decoy salt and the same iteration
 //!   count as real ones (the PBKDF2 step is what costs time), so the answer takes as long
 //!   as for a real account with a wrong password.
 //!
-//! The decoy keys match no password: StoredKey and ServerKey are HMACs of the secret, not
-//! derived from any password, so finding a password for them is as hard as inverting the
-//! hash.
+//! Both then ask the router to check the proof, as for a real account (see `proof.rs`),
+//! and the router answers no: there are no decoy keys, so no password matches.
 
-use super::credentials::{HashAlg, ScramKeys};
+use super::credentials::{HashAlg, ScramSalt};
 use std::sync::Arc;
 
 /// Bytes of a generated secret.
@@ -70,8 +69,9 @@ impl Decoy {
         self.iterations
     }
 
-    /// Keys that look real for `username`, who has no account, under hash `alg`.
-    pub fn keys(&self, alg: HashAlg, username: &str) -> ScramKeys {
+    /// A salt and iteration count that look real for `username`, who has no account,
+    /// under hash `alg`.
+    pub fn salt(&self, alg: HashAlg, username: &str) -> ScramSalt {
         let hash: &[u8] = match alg {
             HashAlg::Sha1 => b"SHA-1",
             HashAlg::Sha256 => b"SHA-256",
@@ -91,11 +91,9 @@ impl Decoy {
                 ],
             )
         };
-        ScramKeys {
+        ScramSalt {
             salt: mac(b"salt")[..16].to_vec(),
             iterations: self.iterations,
-            stored_key: mac(b"stored"),
-            server_key: mac(b"server"),
         }
     }
 }

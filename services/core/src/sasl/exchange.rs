@@ -1,21 +1,32 @@
 //! One SASL exchange as a sans-IO state machine: the session feeds it the client's
-//! messages and the stored credentials it asked for, and it answers with the next step.
+//! messages, the account's salts it asked for, and the answer to the proof it asked to
+//! have checked; it answers with the next step. It never holds an account's keys: the
+//! proof is checked where they are (see `proof.rs`).
 //!
 //! An account that does not exist goes through the same steps, at the same cost, as one
-//! whose password is wrong: its keys come from the [`Decoy`] (see `decoy.rs`).
+//! whose password is wrong: its salt comes from the [`Decoy`] (see `decoy.rs`), and its
+//! proof is sent to be checked like any other.
 
-use super::credentials::{HashAlg, ScramKeys, StoredCredentials};
+use super::credentials::{AccountSalts, HashAlg, SaltedPassword};
 use super::decoy::Decoy;
+use super::proof::ScramProof;
 use super::scram::{self, ClientFirst, ServerFirst};
 use super::{ChannelBindings, Failure, Mechanism};
-use std::borrow::Cow;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 
 /// What the session must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Look up the stored credentials of `username` and call [`Exchange::credentials`].
+    /// Look up the salts of `username` and call [`Exchange::credentials`].
     NeedCredentials {
         username: String,
+    },
+    /// Have the proof checked against `username`'s stored keys (also when the lookup found
+    /// no account) and call [`Exchange::verified`] with the answer.
+    Verify {
+        username: String,
+        proof: ScramProof,
     },
     /// Send a `<challenge/>` with this data and wait for a `<response/>`.
     Challenge(Vec<u8>),
@@ -32,19 +43,29 @@ pub enum Step {
 enum State {
     /// PLAIN without an initial response: waiting for the credentials message.
     AwaitPlain,
-    /// PLAIN: credentials requested for this message.
+    /// PLAIN: salts requested for this message.
     PlainPending {
         authzid: Option<String>,
         username: String,
         password: String,
     },
-    /// SCRAM: credentials requested for this client-first message.
+    /// PLAIN: the proof made from the password is being checked.
+    PlainVerify {
+        authzid: Option<String>,
+        username: String,
+        known: bool,
+    },
+    /// SCRAM: salts requested for this client-first message.
     ScramPending(ClientFirst),
-    /// SCRAM: server-first sent; `keys` are the real or (for unknown users) decoy keys.
+    /// SCRAM: server-first sent with the real or (for unknown users) decoy salt.
     ScramFinal {
         client: ClientFirst,
         server: ServerFirst,
-        keys: ScramKeys,
+        known: bool,
+    },
+    /// SCRAM: the client's proof is being checked.
+    ScramVerify {
+        client: ClientFirst,
         known: bool,
     },
     Done,
@@ -126,44 +147,48 @@ impl Exchange {
         }
     }
 
-    /// Supplies the stored credentials asked for (`None`: no such account).
-    pub fn credentials(&mut self, creds: Option<&StoredCredentials>) -> Step {
+    /// Supplies the salts asked for (`None`: no such account).
+    pub fn credentials(&mut self, salts: Option<&AccountSalts>) -> Step {
         match std::mem::replace(&mut self.state, State::Done) {
             State::PlainPending {
                 authzid,
                 username,
                 password,
             } => {
-                // Hashed against decoy keys when there is no account: the same work.
-                let keys = match creds {
-                    Some(c) => Cow::Borrowed(&c.sha256),
-                    None => Cow::Owned(self.decoy.keys(HashAlg::Sha256, &username)),
+                // Hashed with the decoy salt when there is no account: the same work.
+                let alg = HashAlg::Sha256;
+                let salt = match salts {
+                    Some(s) => s.get(alg).clone(),
+                    None => self.decoy.salt(alg, &username),
                 };
-                let matches = keys.verify_password(HashAlg::Sha256, &password);
-                if matches && creds.is_some() {
-                    Step::Success {
-                        username,
-                        authzid,
-                        additional: None,
-                    }
-                } else {
-                    Step::Failure(Failure::NotAuthorized)
-                }
+                let Ok(salted) =
+                    SaltedPassword::derive(alg, &password, &salt.salt, salt.iterations)
+                else {
+                    return self.fail(Failure::NotAuthorized);
+                };
+                let client_key = alg.hmac(&salted.salted, &[b"Client Key"]);
+                let nonce = crate::token::token(24);
+                let proof = ScramProof::sign(alg, &client_key, nonce.into_bytes());
+                self.state = State::PlainVerify {
+                    authzid,
+                    username: username.clone(),
+                    known: salts.is_some(),
+                };
+                Step::Verify { username, proof }
             }
             State::ScramPending(client) => {
                 let alg = self.mechanism.hash().expect("SCRAM mechanisms have a hash");
-                let (keys, known) = match creds {
-                    Some(c) => (c.keys(alg).clone(), true),
-                    None => (self.decoy.keys(alg, &client.username), false),
+                let salt = match salts {
+                    Some(s) => s.get(alg).clone(),
+                    None => self.decoy.salt(alg, &client.username),
                 };
                 let nonce = crate::token::token(24);
-                let server = scram::server_first(&client, &keys, &nonce);
+                let server = scram::server_first(&client, &salt, &nonce);
                 let challenge = server.message.clone().into_bytes();
                 self.state = State::ScramFinal {
                     client,
                     server,
-                    keys,
-                    known,
+                    known: salts.is_some(),
                 };
                 Step::Challenge(challenge)
             }
@@ -178,19 +203,54 @@ impl Exchange {
             State::ScramFinal {
                 client,
                 server,
-                keys,
                 known,
             } => {
                 let alg = self.mechanism.hash().expect("SCRAM mechanisms have a hash");
-                match scram::verify_client_final(msg, alg, &keys, &client, &server, &self.cb) {
-                    Ok(server_final) if known => Step::Success {
-                        username: client.username,
-                        authzid: client.authzid,
-                        additional: Some(server_final.into_bytes()),
-                    },
-                    Ok(_) => Step::Failure(Failure::NotAuthorized),
+                match scram::client_final(msg, alg, &client, &server, &self.cb) {
+                    Ok(proof) => {
+                        let username = client.username.clone();
+                        self.state = State::ScramVerify { client, known };
+                        Step::Verify { username, proof }
+                    }
                     Err(f) => Step::Failure(f),
                 }
+            }
+            _ => self.fail(Failure::MalformedRequest),
+        }
+    }
+
+    /// Supplies the answer to [`Step::Verify`]: the ServerSignature if the proof was
+    /// right, `None` if it was wrong or there is no such account.
+    pub fn verified(&mut self, server_signature: Option<&[u8]>) -> Step {
+        match (
+            std::mem::replace(&mut self.state, State::Done),
+            server_signature,
+        ) {
+            (
+                State::PlainVerify {
+                    authzid,
+                    username,
+                    known: true,
+                },
+                Some(_),
+            ) => Step::Success {
+                username,
+                authzid,
+                additional: None,
+            },
+            (
+                State::ScramVerify {
+                    client,
+                    known: true,
+                },
+                Some(signature),
+            ) => Step::Success {
+                username: client.username,
+                authzid: client.authzid,
+                additional: Some(format!("v={}", B64.encode(signature)).into_bytes()),
+            },
+            (State::PlainVerify { .. } | State::ScramVerify { .. }, _) => {
+                Step::Failure(Failure::NotAuthorized)
             }
             _ => self.fail(Failure::MalformedRequest),
         }

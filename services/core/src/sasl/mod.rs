@@ -1,20 +1,26 @@
 //! SASL authentication (RFC 6120 §6) with the mechanisms SCRAM-SHA-256(-PLUS),
 //! SCRAM-SHA-1(-PLUS) (RFC 5802, RFC 7677) and PLAIN (RFC 4616).
 //!
-//! The server only ever stores salted SCRAM keys ([`StoredCredentials`]); PLAIN is checked
-//! by deriving the same keys from the offered password. Channel binding supports
+//! The server only ever stores salted SCRAM keys ([`StoredCredentials`]), and the exchange
+//! never sees them: it gets an account's salts ([`AccountSalts`]) and has its proof checked
+//! where the keys are ([`ScramProof`], `proof.rs`). PLAIN is checked by deriving a proof
+//! from the offered password. Channel binding supports
 //! `tls-exporter` (RFC 9266, TLS 1.3 only) and `tls-server-end-point` (RFC 5929).
 
 mod client;
 mod credentials;
 mod decoy;
 mod exchange;
+mod proof;
 mod scram;
 
 pub use client::ScramClient;
-pub use credentials::{HashAlg, SaltedPassword, ScramKeys, StoredCredentials};
+pub use credentials::{
+    AccountSalts, HashAlg, SaltedPassword, ScramKeys, ScramSalt, StoredCredentials,
+};
 pub use decoy::{Decoy, DECOY_SECRET_BYTES};
 pub use exchange::{Exchange, Step};
+pub use proof::{ProofError, ScramProof, MAX_AUTH_MESSAGE_BYTES};
 
 /// Channel-binding data of the TLS connection the exchange runs over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

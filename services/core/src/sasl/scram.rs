@@ -3,8 +3,13 @@
 //! GS2 flag rules (RFC 5802 §6): a `-PLUS` mechanism requires `p=<type>` with a type this
 //! connection offers; a plain mechanism accepts `n`, and accepts `y` only when the server
 //! did not offer a `-PLUS` mechanism (otherwise `y` reveals a downgrade and fails).
+//!
+//! The server side here holds no keys: it checks the channel binding and the nonce of the
+//! client-final message and hands the proof on to be checked where the keys are
+//! (`proof.rs`).
 
-use super::credentials::{HashAlg, ScramKeys};
+use super::credentials::{HashAlg, ScramSalt};
+use super::proof::{ScramProof, MAX_AUTH_MESSAGE_BYTES};
 use super::{ct_eq, ChannelBindings, Failure};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -96,27 +101,27 @@ pub(crate) struct ServerFirst {
 
 pub(crate) fn server_first(
     client: &ClientFirst,
-    keys: &ScramKeys,
+    salt: &ScramSalt,
     server_nonce: &str,
 ) -> ServerFirst {
     let nonce = format!("{}{}", client.nonce, server_nonce);
     let message = format!(
         "r={nonce},s={},i={}",
-        B64.encode(&keys.salt),
-        keys.iterations
+        B64.encode(&salt.salt),
+        salt.iterations
     );
     ServerFirst { message, nonce }
 }
 
-/// Verifies the client-final-message; returns the server-final-message on success.
-pub(crate) fn verify_client_final(
+/// Checks the client-final-message's channel binding and nonce; returns the proof for the
+/// holder of the keys to check.
+pub(crate) fn client_final(
     msg: &[u8],
     alg: HashAlg,
-    keys: &ScramKeys,
     client: &ClientFirst,
     server: &ServerFirst,
     cb: &ChannelBindings,
-) -> Result<String, Failure> {
+) -> Result<ScramProof, Failure> {
     let msg = std::str::from_utf8(msg).map_err(|_| Failure::MalformedRequest)?;
     let (without_proof, proof) = msg.rsplit_once(",p=").ok_or(Failure::MalformedRequest)?;
     let mut fields = without_proof.split(',');
@@ -136,16 +141,17 @@ pub(crate) fn verify_client_final(
     if !ct_eq(&c, &expected_c) || r != server.nonce {
         return Err(Failure::NotAuthorized);
     }
-    let proof = B64.decode(proof).map_err(|_| Failure::IncorrectEncoding)?;
+    let client_proof = B64.decode(proof).map_err(|_| Failure::IncorrectEncoding)?;
+    if client_proof.len() != alg.output_len() {
+        return Err(Failure::NotAuthorized);
+    }
     let auth_message = format!("{},{},{}", client.bare, server.message, without_proof);
-    let signature = alg.hmac(&keys.stored_key, &[auth_message.as_bytes()]);
-    if proof.len() != signature.len() {
-        return Err(Failure::NotAuthorized);
+    if auth_message.len() > MAX_AUTH_MESSAGE_BYTES {
+        return Err(Failure::MalformedRequest);
     }
-    let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(p, s)| p ^ s).collect();
-    if !ct_eq(&alg.digest(&client_key), &keys.stored_key) {
-        return Err(Failure::NotAuthorized);
-    }
-    let server_signature = alg.hmac(&keys.server_key, &[auth_message.as_bytes()]);
-    Ok(format!("v={}", B64.encode(server_signature)))
+    Ok(ScramProof {
+        alg,
+        auth_message: auth_message.into_bytes(),
+        client_proof,
+    })
 }

@@ -8,6 +8,18 @@ fn creds() -> StoredCredentials {
     StoredCredentials::from_password("pencil", 4096).unwrap()
 }
 
+/// Plays the router for a [`Step::Verify`]: checks the proof against `stored` and feeds
+/// the answer back; any other step is returned as it is.
+fn answer(ex: &mut Exchange, step: Step, stored: Option<&StoredCredentials>) -> Step {
+    match step {
+        Step::Verify { proof, .. } => {
+            let signature = proof.check(stored);
+            ex.verified(signature.as_deref())
+        }
+        other => other,
+    }
+}
+
 /// Runs a whole SCRAM exchange; returns the server's last step.
 fn scram(
     mech: Mechanism,
@@ -33,13 +45,14 @@ fn scram(
             username: "user".into()
         }
     );
-    let Step::Challenge(first) = ex.credentials(known.then_some(&stored)) else {
+    let Step::Challenge(first) = ex.credentials(known.then_some(&stored.salts())) else {
         panic!("no challenge")
     };
     let fin = client
         .client_final(std::str::from_utf8(&first).unwrap())
         .unwrap();
     let step = ex.response(fin.as_bytes());
+    let step = answer(&mut ex, step, known.then_some(&stored));
     if let Step::Success {
         additional: Some(v),
         ..
@@ -174,8 +187,9 @@ fn plain_checks_the_password_against_stored_keys() {
             username: "user".into()
         }
     );
+    let step = ex.credentials(Some(&stored.salts()));
     assert!(matches!(
-        ex.credentials(Some(&stored)),
+        answer(&mut ex, step, Some(&stored)),
         Step::Success {
             additional: None,
             ..
@@ -187,8 +201,9 @@ fn plain_checks_the_password_against_stored_keys() {
         ChannelBindings::default(),
         decoy(),
     );
+    let step = ex.credentials(Some(&stored.salts()));
     assert_eq!(
-        ex.credentials(Some(&stored)),
+        answer(&mut ex, step, Some(&stored)),
         Step::Failure(Failure::NotAuthorized)
     );
     let (mut ex, step) =
@@ -198,8 +213,9 @@ fn plain_checks_the_password_against_stored_keys() {
         ex.response(b"\0user\0pencil"),
         Step::NeedCredentials { .. }
     ));
+    let step = ex.credentials(Some(&stored.salts()));
     assert!(matches!(
-        ex.credentials(Some(&stored)),
+        answer(&mut ex, step, Some(&stored)),
         Step::Success { .. }
     ));
 }
@@ -236,16 +252,25 @@ fn rfc7677_test_vector() {
         nonce: "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into(),
     };
     let fin = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
-    let v = scram::verify_client_final(
+    let proof = scram::client_final(
         fin,
         HashAlg::Sha256,
-        &keys,
         &client,
         &server,
         &ChannelBindings::default(),
     )
     .unwrap();
-    assert_eq!(v, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+    let stored = StoredCredentials {
+        sha1: keys.clone(),
+        sha256: keys,
+    };
+    let v = proof
+        .check(Some(&stored))
+        .expect("the RFC's proof is right");
+    assert_eq!(
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, v),
+        "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+    );
 }
 
 /// One SCRAM-SHA-1 login of `client` against `stored`; returns whether it succeeded.
@@ -256,13 +281,14 @@ fn login_with(client: &mut ScramClient, stored: &StoredCredentials) -> bool {
         ChannelBindings::default(),
         decoy(),
     );
-    let Step::Challenge(first) = ex.credentials(Some(stored)) else {
+    let Step::Challenge(first) = ex.credentials(Some(&stored.salts())) else {
         panic!("no challenge")
     };
     let fin = client
         .client_final(std::str::from_utf8(&first).unwrap())
         .unwrap();
-    matches!(ex.response(fin.as_bytes()), Step::Success { .. })
+    let step = ex.response(fin.as_bytes());
+    matches!(answer(&mut ex, step, Some(stored)), Step::Success { .. })
 }
 
 /// RFC 5802 §5.1: a client may keep SaltedPassword. A kept one is used while the salt and
@@ -362,8 +388,9 @@ fn plain_wrong(stored: Option<&StoredCredentials>) {
         ChannelBindings::default(),
         decoy(),
     );
+    let step = ex.credentials(stored.map(StoredCredentials::salts).as_ref());
     assert_eq!(
-        ex.credentials(stored),
+        answer(&mut ex, step, stored),
         Step::Failure(Failure::NotAuthorized)
     );
 }
@@ -395,4 +422,170 @@ fn plain_timing_known_vs_unknown() {
     let known = median_of(2001, || plain_wrong(Some(&stored)));
     let unknown = median_of(2001, || plain_wrong(None));
     eprintln!("PLAIN wrong password, median of 2001: known account {known:?}, unknown account {unknown:?}");
+}
+
+/// A proof that is right for `stored` (the client side of RFC 5802 §3).
+fn right_proof(stored_password: &str, salt: &ScramSalt, alg: HashAlg) -> ScramProof {
+    let salted = SaltedPassword::derive(alg, stored_password, &salt.salt, salt.iterations).unwrap();
+    let client_key = alg.hmac(&salted.salted, &[b"Client Key"]);
+    ScramProof::sign(
+        alg,
+        &client_key,
+        b"n=user,r=a,r=ab,s=c2FsdA==,i=4096,c=biws,r=ab".to_vec(),
+    )
+}
+
+#[test]
+fn the_proof_check_answers_only_a_right_proof_for_that_account() {
+    let alice = creds();
+    let bob = StoredCredentials::from_password("pencil", 4096).unwrap();
+    for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+        let proof = right_proof("pencil", alice.salts().get(alg), alg);
+        let keys = alice.keys(alg);
+        assert_eq!(
+            proof.check(Some(&alice)),
+            Some(alg.hmac(&keys.server_key, &[&proof.auth_message])),
+            "{alg:?}: right proof, ServerSignature"
+        );
+        let wrong = right_proof("pen", alice.salts().get(alg), alg);
+        assert_eq!(wrong.check(Some(&alice)), None, "{alg:?}: wrong password");
+        // Bob has the same password but his own salt: Alice's proof is not his.
+        assert_eq!(proof.check(Some(&bob)), None, "{alg:?}: another account");
+        assert_eq!(proof.check(None), None, "{alg:?}: no such account");
+        let mut tampered = proof.clone();
+        tampered.auth_message.push(b'x');
+        assert_eq!(
+            tampered.check(Some(&alice)),
+            None,
+            "{alg:?}: another message"
+        );
+    }
+    // A proof made with one hash is not checked against the other's keys.
+    let sha1 = right_proof("pencil", &alice.sha1.salt(), HashAlg::Sha1);
+    let as_sha256 = ScramProof {
+        alg: HashAlg::Sha256,
+        ..sha1
+    };
+    assert_eq!(as_sha256.check(Some(&alice)), None);
+}
+
+#[test]
+fn proofs_of_sizes_no_exchange_makes_are_refused() {
+    let alice = creds();
+    let right = right_proof("pencil", &alice.sha256.salt(), HashAlg::Sha256);
+    assert_eq!(right.validate(), Ok(()));
+    let cases = [
+        (
+            ScramProof {
+                auth_message: Vec::new(),
+                ..right.clone()
+            },
+            ProofError::AuthMessageSize,
+        ),
+        (
+            ScramProof {
+                auth_message: vec![b'a'; MAX_AUTH_MESSAGE_BYTES + 1],
+                ..right.clone()
+            },
+            ProofError::AuthMessageSize,
+        ),
+        (
+            ScramProof {
+                client_proof: vec![0; 33],
+                ..right.clone()
+            },
+            ProofError::ProofSize,
+        ),
+        (
+            ScramProof {
+                client_proof: right.client_proof[..20].to_vec(),
+                ..right.clone()
+            },
+            ProofError::ProofSize,
+        ),
+    ];
+    for (proof, error) in cases {
+        assert_eq!(proof.validate(), Err(error));
+        assert_eq!(proof.check(Some(&alice)), None);
+    }
+}
+
+/// The exchange asks for a proof check for unknown accounts too, and only ever gets salts.
+#[test]
+fn unknown_accounts_are_verified_like_known_ones() {
+    for mech in [
+        Mechanism::ScramSha1,
+        Mechanism::ScramSha256,
+        Mechanism::Plain,
+    ] {
+        let mut client = ScramClient::new(
+            mech.hash().unwrap_or(HashAlg::Sha256),
+            "ghost",
+            "pencil",
+            None,
+        );
+        let initial = match mech {
+            Mechanism::Plain => b"\0ghost\0pencil".to_vec(),
+            _ => client.client_first().into_bytes(),
+        };
+        let (mut ex, _) =
+            Exchange::start(mech, Some(&initial), ChannelBindings::default(), decoy());
+        let mut step = ex.credentials(None);
+        if let Step::Challenge(first) = step {
+            let fin = client
+                .client_final(std::str::from_utf8(&first).unwrap())
+                .unwrap();
+            step = ex.response(fin.as_bytes());
+        }
+        let Step::Verify { username, proof } = step else {
+            panic!("{mech:?}: {step:?}")
+        };
+        assert_eq!(username, "ghost");
+        assert_eq!(proof.validate(), Ok(()), "{mech:?}");
+        // Even a "yes" (the account was created meanwhile) does not log in with the
+        // decoy's salt.
+        assert_eq!(
+            ex.verified(Some(b"sig")),
+            Step::Failure(Failure::NotAuthorized)
+        );
+    }
+}
+
+#[test]
+fn an_auth_message_past_the_bound_is_malformed() {
+    let nonce = "n".repeat(MAX_AUTH_MESSAGE_BYTES / 2);
+    let first = format!("n,,n=user,r={nonce}");
+    let stored = creds();
+    let (mut ex, _) = Exchange::start(
+        Mechanism::ScramSha256,
+        Some(first.as_bytes()),
+        ChannelBindings::default(),
+        decoy(),
+    );
+    let Step::Challenge(server_first) = ex.credentials(Some(&stored.salts())) else {
+        panic!("no challenge")
+    };
+    let server_first = String::from_utf8(server_first).unwrap();
+    let combined = server_first.split(',').next().unwrap();
+    let proof = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [0u8; 32]);
+    let fin = format!("c=biws,{combined},p={proof}");
+    assert_eq!(
+        ex.response(fin.as_bytes()),
+        Step::Failure(Failure::MalformedRequest)
+    );
+}
+
+/// A verification answer the exchange did not ask for ends it.
+#[test]
+fn an_unasked_verification_is_malformed() {
+    let (mut ex, _) = Exchange::start(
+        Mechanism::ScramSha256,
+        Some(b"n,,n=user,r=abc"),
+        ChannelBindings::default(),
+        decoy(),
+    );
+    assert_eq!(
+        ex.verified(Some(b"sig")),
+        Step::Failure(Failure::MalformedRequest)
+    );
 }

@@ -3,10 +3,10 @@
 //! One [`Session`] per connection. The driver feeds [`Input`]s to [`Session::handle`] and
 //! carries out the returned [`Output`]s; nothing here touches a socket, a clock or storage.
 //! Lifecycle: `AwaitHeader` → (STARTTLS → `AwaitTls` → `AwaitHeader`) → SASL (`Authenticating`,
-//! possibly `AwaitCredentials`) → `AwaitHeader` → `Negotiating` (bind, `AwaitBind`) →
+//! possibly `AwaitCredentials` and `AwaitVerify`) → `AwaitHeader` → `Negotiating` (bind, `AwaitBind`) →
 //! `Established` → `Closed`. Every invalid input ends in exactly one RFC 6120 error.
 //!
-//! While the session waits for the driver (credentials, bind result, TLS handshake) it
+//! While the session waits for the driver (salts, proof check, bind result, TLS handshake) it
 //! stops consuming frames, so a pipelining client's next stanza is processed only once the
 //! session is ready for it; [`Session::wants_bytes`] tells the driver to stop reading
 //! meanwhile, which keeps buffering bounded.
@@ -18,7 +18,7 @@ mod stanzas;
 use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::Jid;
 use crate::ns;
-use crate::sasl::{ChannelBindings, Decoy, Exchange, Failure, Mechanism, StoredCredentials};
+use crate::sasl::{AccountSalts, ChannelBindings, Decoy, Exchange, Failure, Mechanism, ScramProof};
 use crate::stanza::Stanza;
 use crate::xml::{escape_attr, Element, Frame, Framer, Limits};
 
@@ -55,14 +55,26 @@ impl Default for SessionConfig {
     }
 }
 
-/// The result of a credential lookup requested with [`Output::FetchCredentials`].
+/// The result of a credential lookup requested with [`Output::FetchCredentials`]: the
+/// account's salts, never its keys.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    Found(Box<StoredCredentials>),
+    Found(AccountSalts),
     NotFound,
     /// Too many recent failures for this address or account.
     Throttled,
     /// Storage could not answer (RFC 6120 §6.5.12 temporary-auth-failure).
+    Unavailable,
+}
+
+/// The answer to [`Output::VerifyProof`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// The proof is right; the ServerSignature for SCRAM's server-final message.
+    Accepted(Vec<u8>),
+    /// A wrong proof, or no such account.
+    Rejected,
+    /// The keys' holder could not answer (RFC 6120 §6.5.12 temporary-auth-failure).
     Unavailable,
 }
 
@@ -71,6 +83,7 @@ pub enum Input<'a> {
     Bytes(&'a [u8]),
     TlsEstablished(ChannelBindings),
     Credentials(Lookup),
+    Verified(Verification),
     /// Outcome of [`Output::Bind`]; an error is returned to the client as this condition.
     Bound(Result<(), StanzaCondition>),
     /// A stanza routed to this session.
@@ -89,6 +102,11 @@ pub enum Output {
     /// Look up the stored credentials of this bare JID and report `Credentials`.
     FetchCredentials {
         account: Jid,
+    },
+    /// Have this proof checked against the account's stored keys and report `Verified`.
+    VerifyProof {
+        account: Jid,
+        proof: ScramProof,
     },
     Authenticated {
         username: String,
@@ -119,6 +137,7 @@ enum Phase {
     /// does not carry its size.
     Authenticating(Box<Exchange>),
     AwaitCredentials(Box<Exchange>),
+    AwaitVerify(Box<Exchange>),
     AwaitBind {
         iq_id: String,
         jid: Jid,
@@ -213,6 +232,7 @@ impl Session {
                 }
             }
             Input::Credentials(lookup) => self.on_credentials(lookup),
+            Input::Verified(verification) => self.on_verified(verification),
             Input::Bound(result) => self.on_bound(result),
             Input::Deliver(element) => {
                 if self.is_established() {

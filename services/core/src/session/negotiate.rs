@@ -1,7 +1,7 @@
 //! Stream negotiation: headers and features (RFC 6120 §4.3, §4.7), STARTTLS (§5),
 //! SASL (§6, with XEP-0440 channel-binding advertisement) and resource binding (§7).
 
-use super::{Lookup, Output, Phase, Session};
+use super::{Lookup, Output, Phase, Session, Verification};
 use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::{normalize_local, Jid};
 use crate::ns;
@@ -172,6 +172,17 @@ impl Session {
                     self.on_step(exchange, step);
                 }
             },
+            Step::Verify { username, proof } => match Jid::bare_from(&username, &self.domain) {
+                Ok(account) => {
+                    self.phase = Phase::AwaitVerify(exchange);
+                    self.out.push(Output::VerifyProof { account, proof });
+                }
+                // No account can have this name: nothing to ask.
+                Err(_) => {
+                    let step = exchange.verified(None);
+                    self.on_step(exchange, step);
+                }
+            },
             Step::Challenge(data) => {
                 let challenge = Element::new("challenge", ns::SASL).with_text(B64.encode(data));
                 self.send(challenge.to_xml(ns::CLIENT));
@@ -221,9 +232,23 @@ impl Session {
             return;
         };
         let step = match lookup {
-            Lookup::Found(creds) => exchange.credentials(Some(&creds)),
+            Lookup::Found(salts) => exchange.credentials(Some(&salts)),
             Lookup::NotFound => exchange.credentials(None),
             Lookup::Throttled | Lookup::Unavailable => Step::Failure(Failure::TemporaryAuthFailure),
+        };
+        self.on_step(exchange, step);
+    }
+
+    pub(super) fn on_verified(&mut self, verification: Verification) {
+        let Phase::AwaitVerify(mut exchange) =
+            std::mem::replace(&mut self.phase, Phase::Negotiating)
+        else {
+            return;
+        };
+        let step = match verification {
+            Verification::Accepted(signature) => exchange.verified(Some(&signature)),
+            Verification::Rejected => exchange.verified(None),
+            Verification::Unavailable => Step::Failure(Failure::TemporaryAuthFailure),
         };
         self.on_step(exchange, step);
     }

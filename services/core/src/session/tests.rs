@@ -30,10 +30,34 @@ fn cb() -> ChannelBindings {
     }
 }
 
+/// The accounts' stored keys, which only the tests' stand-in for the router sees.
+fn stored() -> &'static StoredCredentials {
+    static STORED: std::sync::OnceLock<StoredCredentials> = std::sync::OnceLock::new();
+    STORED.get_or_init(|| StoredCredentials::from_password("secret", 4096).unwrap())
+}
+
 fn found() -> Lookup {
-    Lookup::Found(Box::new(
-        StoredCredentials::from_password("secret", 4096).unwrap(),
-    ))
+    Lookup::Found(stored().salts())
+}
+
+/// Plays the driver and the router for a proof check the outputs end with: the check
+/// against [`stored`], and the session's outputs after it.
+fn answered(s: &mut Session, mut out: Vec<Output>) -> Vec<Output> {
+    if let Some(Output::VerifyProof { proof, .. }) = out.last() {
+        let verification = match proof.check(Some(stored())) {
+            Some(signature) => Verification::Accepted(signature),
+            None => Verification::Rejected,
+        };
+        out.pop();
+        out.extend(s.handle(Input::Verified(verification)));
+    }
+    out
+}
+
+/// The lookup's answer, and the proof check that follows it.
+fn credentials(s: &mut Session, lookup: Lookup) -> Vec<Output> {
+    let out = s.handle(Input::Credentials(lookup));
+    answered(s, out)
 }
 
 /// A session that has negotiated STARTTLS with these channel bindings.
@@ -53,7 +77,7 @@ fn established() -> Session {
     let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
-    s.handle(Input::Credentials(found()));
+    credentials(&mut s, found());
     feed(&mut s, OPEN);
     feed(&mut s, "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>phone</resource></bind></iq>");
     s.handle(Input::Bound(Ok(())));
@@ -125,6 +149,12 @@ fn happy_path_starttls_plain_bind_route() {
         }]
     );
     let out = s.handle(Input::Credentials(found()));
+    let [Output::VerifyProof { account, .. }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(account, &Jid::parse("alice@localhost").unwrap());
+    assert!(!s.wants_bytes(), "no reading while the proof is checked");
+    let out = answered(&mut s, out);
     assert_eq!(
         out[0],
         Output::Send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".into())
@@ -181,7 +211,7 @@ fn rfc6120_6_4_6_pipelined_bytes_after_sasl_success_are_kept() {
     let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>{OPEN}"));
-    let out = s.handle(Input::Credentials(found()));
+    let out = credentials(&mut s, found());
     assert!(sent(&out).contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"));
 }
 
@@ -190,7 +220,7 @@ fn rfc6120_7_pipelined_stanza_waits_for_the_bind_result() {
     let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
-    s.handle(Input::Credentials(found()));
+    credentials(&mut s, found());
     let out = feed(&mut s, &format!("{OPEN}<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq><presence/>"));
     let Some(Output::Bind { jid }) = out.last() else {
         panic!("{out:?}")
@@ -212,7 +242,7 @@ fn rfc6120_7_7_bind_error_is_returned_and_session_can_retry() {
     s.handle(Input::TlsEstablished(cb()));
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
-    s.handle(Input::Credentials(found()));
+    credentials(&mut s, found());
     feed(&mut s, OPEN);
     feed(
         &mut s,
@@ -262,7 +292,7 @@ fn rfc6120_6_4_sasl_failures() {
         &mut s,
         "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHdyb25n</auth>",
     );
-    let out = s.handle(Input::Credentials(found()));
+    let out = credentials(&mut s, found());
     assert!(sent(&out).contains("<not-authorized/>"));
     assert!(out.contains(&Output::AuthFailed {
         mechanism: Mechanism::Plain,
@@ -277,7 +307,62 @@ fn rfc6120_6_5_storage_down_is_temporary_auth_failure() {
     let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
-    let xml = sent(&s.handle(Input::Credentials(Lookup::Unavailable)));
+    let xml = sent(&credentials(&mut s, Lookup::Unavailable));
+    assert!(xml.contains("<temporary-auth-failure/>"), "{xml}");
+}
+
+/// SCRAM through the session: the salts in the challenge, the proof out to be checked,
+/// and the answer deciding (the ServerSignature goes to the client as `v=`).
+#[test]
+fn rfc6120_6_scram_proof_is_checked_outside_and_the_answer_decides() {
+    use crate::sasl::{HashAlg, ScramClient};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let start = |password: &str| {
+        let mut s = tls_up(ChannelBindings::default());
+        feed(&mut s, OPEN);
+        let mut client = ScramClient::new(HashAlg::Sha256, "alice", password, None);
+        let first = b64.encode(client.client_first());
+        feed(&mut s, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"));
+        let out = s.handle(Input::Credentials(found()));
+        let challenge = sent(&out);
+        let data = challenge
+            .strip_prefix("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>")
+            .and_then(|c| c.strip_suffix("</challenge>"))
+            .unwrap();
+        let server_first = String::from_utf8(b64.decode(data).unwrap()).unwrap();
+        let fin = b64.encode(client.client_final(&server_first).unwrap());
+        let out = feed(
+            &mut s,
+            &format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{fin}</response>"),
+        );
+        let [Output::VerifyProof { account, proof }] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(account, &Jid::parse("alice@localhost").unwrap());
+        assert_eq!(proof.alg, HashAlg::Sha256);
+        (s, client, out)
+    };
+
+    let (mut s, client, out) = start("secret");
+    let xml = sent(&answered(&mut s, out));
+    let v = xml
+        .strip_prefix("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>")
+        .and_then(|x| x.strip_suffix("</success>"))
+        .unwrap();
+    let v = String::from_utf8(b64.decode(v).unwrap()).unwrap();
+    assert!(client.verify_server_final(&v), "{v}");
+
+    let (mut s, _, out) = start("wrong");
+    let out = answered(&mut s, out);
+    assert!(sent(&out).contains("<not-authorized/>"));
+    assert!(out.contains(&Output::AuthFailed {
+        mechanism: Mechanism::ScramSha256,
+        failure: Failure::NotAuthorized
+    }));
+
+    let (mut s, _, _) = start("secret");
+    let xml = sent(&s.handle(Input::Verified(Verification::Unavailable)));
     assert!(xml.contains("<temporary-auth-failure/>"), "{xml}");
 }
 
@@ -490,7 +575,7 @@ mod prop {
     use proptest::prelude::*;
 
     fn input() -> impl Strategy<Value = u8> {
-        0u8..12
+        0u8..14
     }
 
     proptest! {
@@ -510,7 +595,9 @@ mod prop {
                     8 => s.handle(Input::TlsEstablished(cb())),
                     9 => s.handle(Input::Credentials(found())),
                     10 => s.handle(Input::Bound(Ok(()))),
-                    _ => s.handle(Input::Credentials(Lookup::NotFound)),
+                    11 => s.handle(Input::Credentials(Lookup::NotFound)),
+                    12 => s.handle(Input::Verified(Verification::Rejected)),
+                    _ => s.handle(Input::Verified(Verification::Accepted(vec![1; 32]))),
                 };
             }
             let was_closed = s.is_closed();

@@ -10,6 +10,10 @@
 //! - Bind and Unbind act only on the calling link's own sessions, and only on full JIDs
 //!   of served domains;
 //! - a stanza on a link is routed only if its `from` is a session that edge bound;
+//! - an account's keys never leave: Credentials answers with its salts only, and
+//!   VerifyScram checks a proof here (a bare JID of a served domain, a known hash, an
+//!   AuthMessage and ClientProof of the sizes an exchange makes) and answers with the
+//!   ServerSignature or nothing;
 //! - every message is parsed with limits (element depth, size, count) and the gRPC
 //!   decoder refuses messages past [`MAX_MESSAGE_BYTES`].
 

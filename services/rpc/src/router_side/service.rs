@@ -275,7 +275,7 @@ impl router_server::Router for RouterService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(pb::CredentialsReply {
-            found: found.as_ref().map(convert::credentials_pb),
+            salts: found.as_ref().map(convert::salts_pb),
         }))
     }
 
@@ -368,5 +368,30 @@ impl router_server::Router for RouterService {
             self.router.unbind(&jid, r.conn).await;
         }
         Ok(Response::new(pb::UnbindReply {}))
+    }
+
+    /// The edge's proof checked here, where the keys are; inputs checked as untrusted
+    /// (a bare JID of a served domain, a known hash, bounded sizes).
+    async fn verify_scram(
+        &self,
+        request: Request<pb::VerifyScramRequest>,
+    ) -> Result<Response<pb::VerifyScramReply>, Status> {
+        self.caller(&request)?;
+        let r = request.into_inner();
+        let account = convert::jid(&r.account)?;
+        if !account.is_bare() || account.local().is_none() || !self.router.is_local(&account) {
+            return Err(Status::invalid_argument(
+                "a proof is checked for a bare JID of a served domain",
+            ));
+        }
+        let proof = convert::proof(r)?;
+        let stored = self
+            .accounts
+            .credentials(&account)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::VerifyScramReply {
+            server_signature: proof.check(stored.as_ref()).unwrap_or_default(),
+        }))
     }
 }

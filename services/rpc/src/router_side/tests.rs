@@ -8,10 +8,11 @@ use crate::pb;
 use crate::pb::router_client::RouterClient;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::sasl::{HashAlg, SaltedPassword, ScramProof, StoredCredentials};
 use switchyard_core::Jid;
 use switchyard_router::{Router, RouterConfig, ServerInfo};
 use switchyard_storage::{
-    MemoryLoginFailures, MemoryRegistry, MemoryStore, SessionRegistry, Stores,
+    AccountStore, MemoryLoginFailures, MemoryRegistry, MemoryStore, SessionRegistry, Stores,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,12 +24,23 @@ const PATIENCE: Duration = Duration::from_secs(10);
 struct Rig {
     addr: String,
     router: Arc<Router>,
+    /// The stored keys of `alice@localhost` and `bob@localhost` (both password `pencil`).
+    alice: StoredCredentials,
+    bob: StoredCredentials,
 }
 
 async fn rig() -> Rig {
     let links = Arc::new(EdgeLinks::default());
     let registry: Arc<dyn SessionRegistry> = Arc::new(MemoryRegistry::default());
     let store = Arc::new(MemoryStore::default());
+    let alice = StoredCredentials::from_password("pencil", 4096).unwrap();
+    let bob = StoredCredentials::from_password("pencil", 4096).unwrap();
+    for (account, creds) in [("alice@localhost", &alice), ("bob@localhost", &bob)] {
+        store
+            .create(&Jid::parse(account).unwrap(), creds)
+            .await
+            .unwrap();
+    }
     let info = ServerInfo {
         name: "Switchyard",
         version: "test",
@@ -52,7 +64,12 @@ async fn rig() -> Rig {
             .add_service(service.into_server())
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    Rig { addr, router }
+    Rig {
+        addr,
+        router,
+        alice,
+        bob,
+    }
 }
 
 /// One edge's end: its link stream and the token the router issued.
@@ -174,8 +191,30 @@ async fn a_rogue_edge_cannot_act_for_another_edges_sessions() {
     let credentials = pb::CredentialsRequest {
         account: "alice@localhost".into(),
     };
-    let harvest = rogue.client.credentials(Request::new(credentials)).await;
+    let harvest = rogue
+        .client
+        .credentials(Request::new(credentials.clone()))
+        .await;
     assert_eq!(harvest.unwrap_err().code(), Code::Unauthenticated);
+    // With its own token it learns what any client learns in server-first: the salts.
+    // No StoredKey or ServerKey, in any field.
+    let reply = rogue
+        .client
+        .credentials(with_token(credentials, &r))
+        .await
+        .unwrap()
+        .into_inner();
+    let salts = reply.salts.clone().expect("alice exists");
+    assert_eq!(salts.sha256.unwrap().salt, rig.alice.sha256.salt);
+    let bytes = prost::Message::encode_to_vec(&reply);
+    for keys in [&rig.alice.sha1, &rig.alice.sha256] {
+        for key in [&keys.stored_key, &keys.server_key] {
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_slice()),
+                "key material in the credentials reply"
+            );
+        }
+    }
     let as_other = rogue
         .client
         .bind(with_token(bind("alice@localhost/a", "edge-a", 1), &r))
@@ -324,4 +363,162 @@ async fn login_failures_are_shared_by_every_link_and_checked() {
             "{bad:?}"
         );
     }
+}
+
+/// A proof for `account` made from `password` with the salt the router hands out, over
+/// a fixed AuthMessage (what an edge's exchange sends).
+async fn proof_from(edge: &mut Edge, account: &str, password: &str, alg: HashAlg) -> ScramProof {
+    let request = pb::CredentialsRequest {
+        account: account.into(),
+    };
+    let reply = edge
+        .client
+        .credentials(with_token(request, &edge.token))
+        .await
+        .unwrap()
+        .into_inner();
+    let salts = reply.salts.expect("the account exists");
+    let salt = match alg {
+        HashAlg::Sha1 => salts.sha1.unwrap(),
+        HashAlg::Sha256 => salts.sha256.unwrap(),
+    };
+    let salted = SaltedPassword::derive(alg, password, &salt.salt, salt.iterations).unwrap();
+    let client_key = alg.hmac(&salted.salted, &[b"Client Key"]);
+    ScramProof::sign(
+        alg,
+        &client_key,
+        b"n=alice,r=x,r=xy,s=c2FsdA==,i=4096,c=biws,r=xy".to_vec(),
+    )
+}
+
+fn verify(account: &str, proof: &ScramProof) -> pb::VerifyScramRequest {
+    pb::VerifyScramRequest {
+        account: account.into(),
+        hash: match proof.alg {
+            HashAlg::Sha1 => pb::ScramHash::Sha1,
+            HashAlg::Sha256 => pb::ScramHash::Sha256,
+        }
+        .into(),
+        auth_message: proof.auth_message.clone(),
+        client_proof: proof.client_proof.clone(),
+    }
+}
+
+#[tokio::test]
+async fn verify_scram_answers_only_a_right_proof_for_that_account() {
+    let rig = rig().await;
+    let mut edge = link(&rig, "edge-a").await.unwrap();
+    let t = edge.token.clone();
+    for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+        let keys = rig.alice.keys(alg);
+        let right = proof_from(&mut edge, "alice@localhost", "pencil", alg).await;
+        let wrong = proof_from(&mut edge, "alice@localhost", "pen", alg).await;
+        let ask = |account: &str, proof: &ScramProof| {
+            let request = with_token(verify(account, proof), &t);
+            let mut client = edge.client.clone();
+            async move { client.verify_scram(request).await }
+        };
+        let reply = ask("alice@localhost", &right).await.unwrap().into_inner();
+        assert_eq!(
+            reply.server_signature,
+            alg.hmac(&keys.server_key, &[&right.auth_message]),
+            "{alg:?}: the right proof gets the ServerSignature"
+        );
+        // Bob has the same password, but Alice's proof is not his.
+        for (account, proof, why) in [
+            ("alice@localhost", &wrong, "a wrong password"),
+            ("bob@localhost", &right, "a proof for another account"),
+            ("ghost@localhost", &right, "an unknown account"),
+        ] {
+            let reply = ask(account, proof).await.unwrap().into_inner();
+            assert!(reply.server_signature.is_empty(), "{alg:?}: {why}");
+        }
+    }
+    // Without a link's token: refused before anything is looked up.
+    let right = proof_from(&mut edge, "alice@localhost", "pencil", HashAlg::Sha256).await;
+    let no_token = edge
+        .client
+        .verify_scram(Request::new(verify("alice@localhost", &right)))
+        .await;
+    assert_eq!(no_token.unwrap_err().code(), Code::Unauthenticated);
+    assert_ne!(rig.bob.sha256.salt, rig.alice.sha256.salt);
+}
+
+#[tokio::test]
+async fn verify_scram_checks_its_input_as_untrusted() {
+    let rig = rig().await;
+    let mut edge = link(&rig, "edge-a").await.unwrap();
+    let right = proof_from(&mut edge, "alice@localhost", "pencil", HashAlg::Sha256).await;
+    let good = verify("alice@localhost", &right);
+    let max = switchyard_core::sasl::MAX_AUTH_MESSAGE_BYTES;
+    let cases = [
+        pb::VerifyScramRequest {
+            auth_message: vec![b'a'; max + 1],
+            ..good.clone()
+        },
+        pb::VerifyScramRequest {
+            auth_message: Vec::new(),
+            ..good.clone()
+        },
+        pb::VerifyScramRequest {
+            client_proof: vec![0; 1024],
+            ..good.clone()
+        },
+        pb::VerifyScramRequest {
+            client_proof: right.client_proof[..20].to_vec(),
+            ..good.clone()
+        },
+        pb::VerifyScramRequest {
+            hash: pb::ScramHash::Unspecified.into(),
+            ..good.clone()
+        },
+        pb::VerifyScramRequest {
+            hash: 7,
+            ..good.clone()
+        },
+        pb::VerifyScramRequest {
+            account: "alice@localhost/phone".into(),
+            ..good.clone()
+        },
+        pb::VerifyScramRequest {
+            account: "alice@evil.example".into(),
+            ..good.clone()
+        },
+        pb::VerifyScramRequest {
+            account: "localhost".into(),
+            ..good.clone()
+        },
+        pb::VerifyScramRequest {
+            account: "@@".into(),
+            ..good.clone()
+        },
+    ];
+    for (i, request) in cases.into_iter().enumerate() {
+        let refused = edge
+            .client
+            .verify_scram(with_token(request, &edge.token))
+            .await;
+        assert_eq!(
+            refused.unwrap_err().code(),
+            Code::InvalidArgument,
+            "case {i}"
+        );
+    }
+    // The largest AuthMessage allowed is checked (and, not being the signed one, fails).
+    let largest = pb::VerifyScramRequest {
+        auth_message: vec![b'a'; max],
+        ..good.clone()
+    };
+    let reply = edge
+        .client
+        .verify_scram(with_token(largest, &edge.token))
+        .await
+        .unwrap();
+    assert!(reply.into_inner().server_signature.is_empty());
+    let reply = edge
+        .client
+        .verify_scram(with_token(good, &edge.token))
+        .await
+        .unwrap();
+    assert!(!reply.into_inner().server_signature.is_empty());
 }

@@ -1,6 +1,7 @@
 //! The login throttle and the SASL decoy across edges: failures made through one edge
-//! count at the other (the routers keep the counts in Redis), and an unknown account
-//! shows the same salt through both.
+//! count at the other (the routers keep the counts in Redis), an unknown account shows
+//! the same salt through both, and every mechanism logs in through an edge that never
+//! holds the account's keys (the routers check the proofs).
 
 use crate::harness::Cluster;
 use crate::support::Client;
@@ -80,5 +81,34 @@ async fn failures_through_one_edge_count_at_the_other() {
         decoy_salt(&cluster, 0, "ghost").await,
         decoy_salt(&cluster, 1, "ghost").await
     );
+    cluster.clean_up().await;
+}
+
+/// Every mechanism through either edge: the edge gets only the salts, the router checks
+/// each proof, and only the right password logs in (a wrong one, or an unknown account,
+/// is `not-authorized`).
+#[tokio::test]
+async fn every_mechanism_logs_in_through_a_cluster_edge_with_the_right_password_only() {
+    let extra = "[auth]\nfailure_delay_initial_ms = 0\nfailure_delay_max_ms = 0\n";
+    let Some(cluster) = Cluster::start_with(&["alice"], "redis://127.0.0.1:6379", extra).await
+    else {
+        return;
+    };
+    let mechanisms = [
+        "SCRAM-SHA-256-PLUS",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-1-PLUS",
+        "SCRAM-SHA-1",
+        "PLAIN",
+    ];
+    for (i, mechanism) in mechanisms.into_iter().enumerate() {
+        let mut c = connect_from(&cluster, i % 2, "127.0.0.3").await;
+        for (user, password) in [("alice", "wrong"), ("ghost", "secret")] {
+            let reply = c.auth(mechanism, user, password).await;
+            assert_eq!(outcome(&reply), "not-authorized", "{mechanism} {user}");
+        }
+        let reply = c.auth(mechanism, "alice", "secret").await;
+        assert_eq!(outcome(&reply), "success", "{mechanism}");
+    }
     cluster.clean_up().await;
 }
