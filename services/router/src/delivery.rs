@@ -20,4 +20,7 @@ pub trait EdgeDelivery: Send + Sync + std::fmt::Debug {
     async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable>;
     /// Ends a connection's stream with a condition (e.g. `conflict`).
     async fn terminate(&self, edge: &str, conn: u64, condition: StreamCondition);
+    /// Asks every edge to bind its live sessions again (the registry lost its data) and
+    /// returns once all have, or after a bound. In one process nothing is ever lost.
+    async fn reregister(&self) {}
 }

@@ -32,6 +32,10 @@
 //!
 //! XEP-0280 carbons are added around every delivery (see [`crate::carbons`]).
 //!
+//! No session found is only believed once the registry is settled: after Redis lost its
+//! data the edges re-register their sessions, and a message meant for one of them waits
+//! for that rather than going to offline storage (see [`crate::rebuild`]).
+//!
 //! A message to the bare JID (or routed as if to it) never overtakes messages held
 //! offline for the account: while some are pending, it is stored behind them and the
 //! flush delivers it (see [`crate::offline`]).
@@ -99,11 +103,14 @@ impl Router {
         if let Some(blocked) = self.outbound_block(&stanza, &to).await {
             return self.bounce(&stanza, blocked).await;
         }
-        self.deliver_message(stanza).await;
+        self.deliver_message(stanza, false).await;
     }
 
     /// The recipient's side of Table 1.
-    async fn deliver_message(&self, stanza: Stanza) {
+    ///
+    /// `looked_again`: the registry was found being rebuilt after a first pass, and this
+    /// is the second, which stores offline whatever it finds.
+    async fn deliver_message(&self, stanza: Stanza, looked_again: bool) {
         let to = stanza.effective_to();
         let kind = MessageType::of(&stanza);
         let found = self.lookup(&to.bare()).await;
@@ -137,7 +144,8 @@ impl Router {
                     .await
             }
             MessageType::Normal | MessageType::Chat | MessageType::Headline => {
-                self.deliver_bare(stanza, kind, sessions).await
+                self.deliver_bare(stanza, kind, sessions, looked_again)
+                    .await
             }
         }
     }
@@ -147,6 +155,7 @@ impl Router {
         stanza: Stanza,
         kind: MessageType,
         mut sessions: Vec<SessionRecord>,
+        looked_again: bool,
     ) {
         let mut delivered: Vec<Jid> = Vec::new();
         // Targets found gone leave the choice, which is made again among the others
@@ -174,6 +183,11 @@ impl Router {
         }
         let to = stanza.effective_to().bare();
         match self.account_exists(&to).await {
+            Ok(true) if !looked_again && self.registry_settled().await => {
+                // Read from a registry being rebuilt: its sessions may be back by now.
+                self.registry.forget(&to);
+                Box::pin(self.deliver_message(stanza, true)).await;
+            }
             Ok(true) => {
                 self.sent_copies(&stanza).await;
                 self.store_offline(&to, stanza).await;
@@ -188,7 +202,7 @@ impl Router {
     }
 
     /// Whether messages answer as if every account existed and were offline.
-    fn hides_accounts(&self) -> bool {
+    pub(crate) fn hides_accounts(&self) -> bool {
         self.config.unknown_account_messages == UnknownAccountMessages::Ignore
     }
 

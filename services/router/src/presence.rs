@@ -20,7 +20,7 @@
 
 use crate::router::Router;
 use crate::subscription::Kind;
-use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition};
+use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaKind};
 use switchyard_storage::{Presence, SessionRecord};
 
 /// Directed-presence recipients remembered per resource; beyond it the oldest is
@@ -32,6 +32,21 @@ fn priority(el: &Element) -> Option<i8> {
         None => Some(0),
         Some(p) => p.text().trim().parse().ok(),
     }
+}
+
+/// The last broadcast presence of a session bound again after the registry lost its
+/// data, as it was recorded at §4.2: an available presence from that very session.
+pub(crate) fn restored(jid: &Jid, element: Element) -> Option<Presence> {
+    let stanza = Stanza::from_element(element)?;
+    let broadcast = stanza.kind == StanzaKind::Presence
+        && stanza.type_attr().is_none()
+        && stanza.to.is_none()
+        && stanza.from == *jid;
+    broadcast.then_some(())?;
+    Some(Presence {
+        priority: priority(&stanza.element)?,
+        stanza: stanza.element.to_xml(""),
+    })
 }
 
 fn unavailable_from(jid: &Jid) -> Element {

@@ -26,8 +26,9 @@ pub struct Router {
     pub(crate) config: RouterConfig,
     pub(crate) registry: Arc<dyn SessionRegistry>,
     pub(crate) stores: Stores,
-    edges: Arc<dyn EdgeDelivery>,
+    pub(crate) edges: Arc<dyn EdgeDelivery>,
     pub(crate) started: std::time::Instant,
+    pub(crate) epoch: crate::rebuild::Epoch,
 }
 
 impl Router {
@@ -43,6 +44,7 @@ impl Router {
             stores,
             edges,
             started: std::time::Instant::now(),
+            epoch: crate::rebuild::Epoch::default(),
         }
     }
 
@@ -64,6 +66,23 @@ impl Router {
                 Err(StanzaCondition::InternalServerError)
             }
         }
+    }
+
+    /// Binds a session again after the registry lost its data, with the presence it had
+    /// broadcast, if any: it is available again without a word to its contacts (they
+    /// were never told it left), and gets what was stored for it meanwhile. A presence
+    /// that is not an available one from this session is not restored.
+    pub async fn rebind(
+        &self,
+        mut record: SessionRecord,
+        presence: Element,
+    ) -> Result<(), StanzaCondition> {
+        record.presence = crate::presence::restored(&record.jid, presence);
+        self.bind(record.clone()).await?;
+        if record.priority().is_some_and(|p| p >= 0) {
+            self.flush_offline(&record).await;
+        }
+        Ok(())
     }
 
     /// The session's connection ended (gracefully or not).

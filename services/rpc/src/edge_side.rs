@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::sasl::{AccountSalts, ScramProof};
-use switchyard_core::{Element, Jid, Stanza, StanzaCondition};
+use switchyard_core::{Jid, Stanza, StanzaCondition};
 use switchyard_edge::{Connections, RouterLink};
 use switchyard_storage::{LoginFailureCounts, LoginFailures, SessionRecord, StorageError};
 use switchyard_telemetry as metrics;
@@ -100,6 +100,8 @@ pub struct RemoteRouters {
     next_origin: AtomicU64,
     /// Deliveries written recently, to recognise one made again after a router died.
     recent: Recent,
+    /// Held while sessions are bound again after the registry lost its data.
+    resyncing: tokio::sync::Mutex<()>,
 }
 
 fn score(key: &Jid, addr: &str) -> u64 {
@@ -132,6 +134,7 @@ impl RemoteRouters {
             next_seq: AtomicU64::new(1),
             next_origin: AtomicU64::new(1),
             recent: Recent::default(),
+            resyncing: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(this.clone().discover(routers, shutdown));
         this
@@ -368,8 +371,8 @@ impl RemoteRouters {
                     let condition = convert::stream_condition(&t.condition);
                     self.connections.terminate(t.conn, condition);
                 }
-                Some(pb::router_message::Body::Resync(_)) => {
-                    tokio::spawn(self.clone().resync());
+                Some(pb::router_message::Body::Resync(resync)) => {
+                    tokio::spawn(self.clone().resync(resync.id, tx.clone()));
                 }
                 Some(pb::router_message::Body::Welcome(_)) | None => {}
             }
@@ -408,9 +411,12 @@ impl RemoteRouters {
         let _ = tx.send(reply).await;
     }
 
-    /// The registry lost its data: bind every live session again and resend its last
-    /// broadcast presence, which the router handles as initial presence.
-    async fn resync(self: Arc<Self>) {
+    /// The registry lost its data: bind every live session again with its last
+    /// broadcast presence (available again, without a broadcast: its contacts were never
+    /// told it left), then tell the router that asked. One resync at a time: several
+    /// routers ask at once, and each answer must follow binds made after its request.
+    async fn resync(self: Arc<Self>, id: u64, tx: mpsc::Sender<pb::EdgeMessage>) {
+        let _one = self.resyncing.lock().await;
         let sessions = self.connections.sessions();
         tracing::warn!(
             sessions = sessions.len(),
@@ -418,13 +424,42 @@ impl RemoteRouters {
         );
         for (conn, session) in sessions {
             let record = SessionRecord::bound(session.jid.clone(), self.edge_id.clone(), conn);
-            if self.bind(record).await.is_err() {
-                continue;
+            let presence = session.presence.unwrap_or_default();
+            // A router's first call on a restarted Redis can fail on a stale connection.
+            for backoff in [100, 400, 1_600].map(Duration::from_millis) {
+                if self.bind_with(record.clone(), presence.clone()).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
             }
-            let presence = session.presence.as_deref().map(Element::parse);
-            if let Some(stanza) = presence.and_then(Result::ok).and_then(Stanza::from_element) {
-                self.submit(stanza).await;
-            }
+        }
+        let done = pb::EdgeMessage {
+            body: Some(pb::edge_message::Body::Resynced(pb::ResyncDone { id })),
+        };
+        let _ = tx.send(done).await;
+    }
+
+    /// Binds a session, with its last broadcast presence when it is bound again after
+    /// the registry lost its data (empty otherwise).
+    async fn bind_with(&self, record: SessionRecord, presence: String) -> Result<(), StanzaCondition> {
+        let request = pb::BindRequest {
+            jid: record.jid.to_string(),
+            edge_id: record.edge.clone(),
+            conn: record.conn,
+            presence,
+        };
+        let reply = self
+            .call(&record.jid.bare(), request, |mut c, r| async move {
+                c.bind(r).await
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "bind through the router failed");
+                StanzaCondition::InternalServerError
+            })?;
+        match reply.error_condition.as_str() {
+            "" => Ok(()),
+            other => Err(convert::stanza_condition(other)),
         }
     }
 
@@ -489,24 +524,7 @@ impl RouterLink for RemoteRouters {
     }
 
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {
-        let request = pb::BindRequest {
-            jid: record.jid.to_string(),
-            edge_id: record.edge.clone(),
-            conn: record.conn,
-        };
-        let reply = self
-            .call(&record.jid.bare(), request, |mut c, r| async move {
-                c.bind(r).await
-            })
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "bind through the router failed");
-                StanzaCondition::InternalServerError
-            })?;
-        match reply.error_condition.as_str() {
-            "" => Ok(()),
-            other => Err(convert::stanza_condition(other)),
-        }
+        self.bind_with(record, String::new()).await
     }
 
     /// Retried with backoff for a bounded time: a session left in the registry after

@@ -7,9 +7,9 @@
 //! edge dies, its sessions leave the registry within about `ttl` plus one period, and
 //! contacts are told once.
 //!
-//! On the same beat each router reads the registry's epoch; a new epoch means the
-//! registry lost its data (Redis restarted empty), and the router asks its edges to
-//! register their live sessions again.
+//! On the same beat each router checks that the registry still holds its data (see
+//! `switchyard_router`'s `rebuild` module): when Redis restarted empty, the router asks
+//! its edges to register their live sessions again, even if no message is waiting.
 
 use crate::router_side::EdgeLinks;
 use std::sync::Arc;
@@ -27,21 +27,19 @@ pub async fn keep_edges_alive(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(ttl / 3);
-    let mut epoch: Option<String> = None;
+    // The check can wait for the edges for longer than a beat; heartbeats must not.
+    let mut check: Option<tokio::task::JoinHandle<bool>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        match registry.epoch().await {
-            Ok(now) => {
-                if epoch.as_ref().is_some_and(|before| *before != now) {
-                    tracing::warn!("the session registry lost its data; edges re-register");
-                    links.resync_all().await;
-                }
-                epoch = Some(now);
-            }
-            Err(e) => tracing::warn!(error = %e, "registry epoch check failed"),
+        if check
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+        {
+            let router = router.clone();
+            check = Some(tokio::spawn(async move { router.registry_settled().await }));
         }
         let heard = links.edges();
         for edge in &heard {

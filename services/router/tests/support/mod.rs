@@ -26,6 +26,8 @@ pub struct Edge {
     pub terminated: Mutex<Vec<(u64, StreamCondition)>>,
     /// Holds back stored messages while closed (see [`gate::Gate`]).
     pub gate: gate::Gate,
+    /// Times the router asked for every session to be bound again.
+    pub reregistered: AtomicUsize,
 }
 
 #[async_trait]
@@ -48,6 +50,10 @@ impl EdgeDelivery for Edge {
 
     async fn terminate(&self, _: &str, conn: u64, condition: StreamCondition) {
         self.terminated.lock().unwrap().push((conn, condition));
+    }
+
+    async fn reregister(&self) {
+        self.reregistered.fetch_add(1, Ordering::SeqCst);
     }
 }
 

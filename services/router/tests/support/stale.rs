@@ -14,6 +14,10 @@ pub struct StaleOnce {
     inner: MemoryRegistry,
     /// The account whose next lookup finds nothing.
     pub stale: std::sync::Mutex<Option<Jid>>,
+    /// The registry's epoch when set (a new one: it lost its data).
+    pub epoch: std::sync::Mutex<Option<String>>,
+    /// Epoch reads that fail before one succeeds (the registry cannot be reached).
+    pub unreadable: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -77,6 +81,16 @@ impl SessionRegistry for StaleOnce {
         self.inner.reconcile(e, held).await
     }
     async fn epoch(&self) -> Result<String, StorageError> {
-        self.inner.epoch().await
+        use std::sync::atomic::Ordering;
+        let down = self.unreadable.load(Ordering::SeqCst);
+        if down > 0 {
+            self.unreadable.store(down - 1, Ordering::SeqCst);
+            return Err(StorageError::Unavailable("test: unreachable".into()));
+        }
+        let set = self.epoch.lock().unwrap().clone();
+        match set {
+            Some(epoch) => Ok(epoch),
+            None => self.inner.epoch().await,
+        }
     }
 }

@@ -18,6 +18,11 @@ use tonic::Status;
 /// this is longer; a dead edge's link breaks within its HTTP/2 keepalive long before.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long a router waits for its edges to register their sessions again after the
+/// registry lost its data; an edge that has not answered by then is not waited for (its
+/// sessions come back as its binds arrive, and what was stored meanwhile follows them).
+const RESYNC_PATIENCE: Duration = Duration::from_secs(10);
+
 type Outbound = mpsc::Sender<Result<pb::RouterMessage, Status>>;
 
 tokio::task_local! {
@@ -77,9 +82,37 @@ pub(super) struct Link {
     pub(super) token: String,
     next_delivery: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<(), Undeliverable>>>>,
+    /// The id of the last Resync sent, and of the last one the edge answered done.
+    resync_sent: AtomicU64,
+    resync_done: tokio::sync::watch::Sender<u64>,
 }
 
 impl Link {
+    /// Asks the edge to bind its sessions again and waits until it says it has.
+    async fn resync(&self) -> bool {
+        let id = self.resync_sent.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut done = self.resync_done.subscribe();
+        let message = pb::RouterMessage {
+            body: Some(pb::router_message::Body::Resync(pb::Resync { id })),
+        };
+        if self.tx.send(Ok(message)).await.is_err() {
+            return false;
+        }
+        let answered = done.wait_for(|answered| *answered >= id).await.is_ok();
+        answered
+    }
+
+    /// The edge answered a Resync; ids it was never sent are ignored.
+    pub(super) fn resynced(&self, id: u64) {
+        if id <= self.resync_sent.load(Ordering::Relaxed) {
+            self.resync_done.send_if_modified(|done| {
+                let newer = id > *done;
+                *done = (*done).max(id);
+                newer
+            });
+        }
+    }
+
     /// Hands the edge's answers to the deliveries waiting for them; answers to
     /// deliveries this link never made are ignored.
     pub(super) fn answered(&self, results: Vec<pb::DeliveryResult>) {
@@ -108,17 +141,6 @@ impl EdgeLinks {
         lock(&self.links).get(edge).cloned()
     }
 
-    /// Asks every linked edge to register its sessions again.
-    pub async fn resync_all(&self) {
-        let links: Vec<Arc<Link>> = lock(&self.links).values().cloned().collect();
-        for link in links {
-            let message = pb::RouterMessage {
-                body: Some(pb::router_message::Body::Resync(pb::Resync {})),
-            };
-            let _ = link.tx.send(Ok(message)).await;
-        }
-    }
-
     /// Edges with a link up now (kept alive in the registry by this router).
     pub fn edges(&self) -> Vec<String> {
         lock(&self.links).keys().cloned().collect()
@@ -139,6 +161,8 @@ impl EdgeLinks {
             token: switchyard_core::token::token(32),
             next_delivery: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
+            resync_sent: AtomicU64::new(0),
+            resync_done: tokio::sync::watch::Sender::new(0),
         });
         links.insert(edge.to_owned(), link.clone());
         switchyard_telemetry::ROUTER_EDGE_LINKS.inc();
@@ -218,6 +242,31 @@ impl EdgeDelivery for EdgeLinks {
                 })),
             };
             let _ = link.tx.send(Ok(message)).await;
+        }
+    }
+
+    /// Every linked edge binds its sessions again, all at once; returns when all said
+    /// they did, or after [`RESYNC_PATIENCE`].
+    async fn reregister(&self) {
+        let mut all = tokio::task::JoinSet::new();
+        let links: Vec<Arc<Link>> = lock(&self.links).values().cloned().collect();
+        for link in links {
+            all.spawn(async move { link.resync().await });
+        }
+        let edges = all.len();
+        let waited = tokio::time::timeout(RESYNC_PATIENCE, async {
+            let mut failed = 0;
+            while let Some(done) = all.join_next().await {
+                failed += usize::from(!matches!(done, Ok(true)));
+            }
+            failed
+        });
+        match waited.await {
+            Ok(failed) => tracing::info!(edges, failed, "edges registered their sessions again"),
+            Err(_) => tracing::warn!(
+                edges,
+                "not every edge registered its sessions again in time; going on"
+            ),
         }
     }
 }

@@ -35,13 +35,6 @@ const WORKERS: usize = 64;
 const WINDOW: usize = crate::MAX_IN_FLIGHT;
 /// Messages queued towards one edge before senders wait.
 const OUTBOUND_QUEUE: usize = 4096;
-/// How long a stanza whose sender is not (yet) in the registry waits for it, in steps:
-/// after the registry lost its data, edges bind their sessions again within moments.
-const SENDER_PATIENCE: [Duration; 3] = [
-    Duration::from_millis(200),
-    Duration::from_millis(800),
-    Duration::from_secs(2),
-];
 /// Longest edge name accepted in a Hello.
 const MAX_EDGE_ID: usize = 128;
 
@@ -76,19 +69,26 @@ impl RouterService {
     }
 
     /// Whether `from` is a session that `edge` bound. A sender missing from the
-    /// registry is looked for again a few times: the registry may just have lost its
-    /// data, and the edge is binding its sessions again.
+    /// registry is looked for again once the registry is settled: it may have lost its
+    /// data, and the edges are binding their sessions again (the router waits for that).
+    /// A registry that still cannot be read after that wait leaves the edge's certificate
+    /// as the only check: the stanza is routed (logged) rather than lost.
     async fn bound_by(&self, edge: &str, from: &Jid) -> bool {
-        let owned = |sessions: Vec<SessionRecord>| {
+        let owned = |sessions: &[SessionRecord]| {
             sessions.iter().any(|s| s.jid == *from && s.edge == edge)
         };
-        for wait in SENDER_PATIENCE {
-            if self.router.sessions_of(&from.bare()).await.is_ok_and(owned) {
-                return true;
-            }
-            tokio::time::sleep(wait).await;
+        let bare = from.bare();
+        if self.router.sessions_of(&bare).await.is_ok_and(|s| owned(&s)) {
+            return true;
         }
-        self.router.sessions_of(&from.bare()).await.is_ok_and(owned)
+        self.router.registry_settled().await;
+        match self.router.sessions_of(&bare).await {
+            Ok(sessions) => owned(&sessions),
+            Err(e) => {
+                tracing::warn!(error = %e, edge, %from, "registry unreadable: routing on the edge's word");
+                true
+            }
+        }
     }
 }
 
@@ -158,8 +158,7 @@ async fn serve_link(
                         let _ = link.tx.send(Err(overrun)).await;
                         break 'read;
                     }
-                    let parsed = convert::element(&s.xml).ok().and_then(Stanza::from_element);
-                    let Some(stanza) = parsed else {
+                    let Some(stanza) = convert::stanza(&s.xml) else {
                         tracing::warn!(edge, "unreadable stanza from edge, refused");
                         in_flight.fetch_sub(1, Ordering::Relaxed);
                         let _ = link.tx.send(Ok(ack(s.seq))).await;
@@ -175,6 +174,7 @@ async fn serve_link(
                 }
             }
             Some(pb::edge_message::Body::Results(results)) => link.answered(results.results),
+            Some(pb::edge_message::Body::Resynced(done)) => link.resynced(done.id),
             Some(pb::edge_message::Body::Hello(_)) | None => {}
         }
     }
@@ -342,7 +342,13 @@ impl router_server::Router for RouterService {
             ));
         }
         let record = SessionRecord::bound(jid, edge, r.conn);
-        let error_condition = match self.router.bind(record).await {
+        let bound = if r.presence.is_empty() {
+            self.router.bind(record).await
+        } else {
+            let presence = convert::element(r.presence.as_bytes())?;
+            self.router.rebind(record, presence).await
+        };
+        let error_condition = match bound {
             Ok(()) => String::new(),
             Err(condition) => condition.as_str().to_owned(),
         };

@@ -41,6 +41,9 @@ pub struct Cluster {
     pub redis_cluster: bool,
     /// TOML appended to every process's configuration.
     pub extra: String,
+    /// `cluster.edge_ttl_secs`: routers beat (heartbeats, reaping, the registry check)
+    /// every third of it.
+    pub edge_ttl_secs: u64,
     pub schema: String,
     pub prefix: String,
     pub routers: Vec<Proc>,
@@ -97,7 +100,7 @@ token = "test-admin-token"
 [cluster]
 routers = [{routers}]
 rpc_listen = "127.0.0.1:0"
-edge_ttl_secs = 3
+edge_ttl_secs = {ttl}
 tls_ca_path = "{certs}/ca.pem"
 tls_cert_path = "{certs}/{leaf}.pem"
 tls_key_path = "{certs}/{leaf}-key.pem"
@@ -123,6 +126,7 @@ migrate_on_start = true
             redis = redis.join(", "),
             redis_cluster = self.redis_cluster,
             extra = self.extra,
+            ttl = self.edge_ttl_secs,
         );
         let path = self.config_path(name);
         std::fs::write(&path, text).unwrap();
@@ -141,12 +145,17 @@ migrate_on_start = true
 
     /// The same, with `extra` TOML in every configuration.
     pub async fn start_with(names: &[&str], redis: &str, extra: &str) -> Option<Self> {
-        Self::start_on(names, vec![redis.to_owned()], false, extra).await
+        Self::start_on(names, vec![redis.to_owned()], false, extra, 3).await
+    }
+
+    /// On the Redis at `redis`, with routers beating only every third of `edge_ttl_secs`.
+    pub async fn start_with_ttl(names: &[&str], redis: &str, edge_ttl_secs: u64) -> Option<Self> {
+        Self::start_on(names, vec![redis.to_owned()], false, "", edge_ttl_secs).await
     }
 
     /// The same, with the registry on the Redis Cluster whose seed nodes are `seeds`.
     pub async fn start_on_redis_cluster(names: &[&str], seeds: Vec<String>) -> Option<Self> {
-        Self::start_on(names, seeds, true, "").await
+        Self::start_on(names, seeds, true, "", 3).await
     }
 
     async fn start_on(
@@ -154,6 +163,7 @@ migrate_on_start = true
         redis: Vec<String>,
         redis_cluster: bool,
         extra: &str,
+        edge_ttl_secs: u64,
     ) -> Option<Self> {
         let suffix = format!("{}_{}", std::process::id(), rand_suffix());
         let schema = format!("sy_cluster_{suffix}");
@@ -185,6 +195,7 @@ migrate_on_start = true
             redis,
             redis_cluster,
             extra: extra.to_owned(),
+            edge_ttl_secs,
             schema,
             prefix: format!("sytest:{suffix}:"),
             routers: Vec::new(),
@@ -283,8 +294,14 @@ impl PrivateRedis {
 
     /// `kill -9`, then a fresh empty server on the same port.
     pub async fn restart_empty(&mut self) {
+        self.outage(Duration::ZERO).await;
+    }
+
+    /// `kill -9`, `down` without a server, then a fresh empty one on the same port.
+    pub async fn outage(&mut self, down: Duration) {
         self.child.start_kill().unwrap();
         let _ = self.child.wait().await;
+        tokio::time::sleep(down).await;
         *self = Self::start(Some(self.port)).await;
     }
 }
