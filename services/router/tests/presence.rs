@@ -86,9 +86,41 @@ async fn rfc6121_3_1_handshake_with_offline_contact_pending_request_redelivered(
     assert!(of(&w.take(&j), "presence", Some("subscribe")).is_empty());
 }
 
+/// By default a request to an account that does not exist looks exactly like one to an
+/// existing contact who is offline: one roster push showing it pending, no error (RFC
+/// 6121 §8.5.1: presence to a missing account may be silently ignored).
 #[tokio::test]
-async fn rfc6121_3_1_2_request_to_a_missing_account_is_refused() {
+async fn rfc6121_8_5_1_request_to_a_missing_account_tells_nothing() {
     let w = World::new().await;
+    w.accounts(&["romeo", "juliet"]).await;
+    let r = w.login("romeo@localhost/orchard").await;
+    w.take(&r);
+    let mut answers = Vec::new();
+    for to in ["juliet@localhost", "nobody@localhost"] {
+        w.send(&r, &format!("<presence type='subscribe' to='{to}'/>"))
+            .await;
+        let got = w.take(&r);
+        assert_eq!(got.len(), 1, "{got:#?}");
+        let item = got[0]
+            .child("query", "jabber:iq:roster")
+            .and_then(|q| q.child("item", "jabber:iq:roster"))
+            .expect("a roster push");
+        assert_eq!(item.attr("jid"), Some(to));
+        answers.push((
+            item.attr("ask").map(str::to_owned),
+            item.attr("subscription").map(str::to_owned),
+        ));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0.as_deref(), Some("subscribe"));
+}
+
+#[tokio::test]
+async fn rfc6121_3_1_2_request_to_a_missing_account_is_refused_when_accounts_are_not_hidden() {
+    let w = World::with(|c| {
+        c.unknown_account_messages = switchyard_router::UnknownAccountMessages::ServiceUnavailable
+    })
+    .await;
     w.accounts(&["romeo"]).await;
     let r = w.login("romeo@localhost/orchard").await;
     let reply = w

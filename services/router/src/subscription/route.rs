@@ -23,9 +23,14 @@ impl Router {
         if let Some(blocked) = self.outbound_block(&stanza, &contact).await {
             return self.bounce(&stanza, blocked).await;
         }
-        match self.account_exists(&contact).await {
-            Ok(true) => {}
-            // §3.1.2: a request for a local account that does not exist is refused.
+        let exists = match self.account_exists(&contact).await {
+            Ok(true) => true,
+            // A request to a local account that does not exist is refused where accounts
+            // are not hidden (`unknown_account_messages`, see `message.rs`). Hidden, it
+            // is taken like one an existing contact never answers (the user's roster shows
+            // it pending), and nothing is routed: §8.5.1 lets presence to an account that
+            // does not exist be silently ignored, and no answer tells whether it exists.
+            Ok(false) if kind == Kind::Subscribe && self.hides_accounts() => false,
             Ok(false) if kind == Kind::Subscribe => {
                 return self
                     .bounce_with(&stanza, StanzaCondition::ItemNotFound)
@@ -38,7 +43,7 @@ impl Router {
                     .bounce_with(&stanza, StanzaCondition::InternalServerError)
                     .await;
             }
-        }
+        };
         let c = contact.clone();
         let edit = Box::new(move |row: Option<_>| outbound(row.as_ref(), &c, kind).0);
         let update = match self.stores.rosters.update(&user, &contact, edit).await {
@@ -57,7 +62,7 @@ impl Router {
         // Pushed before routing: a local contact's automatic answer changes the row
         // again, and its push must come last.
         self.push_if_visible(&user, &update).await;
-        if fx.route {
+        if fx.route && exists {
             let mut el = stanza.element;
             el.set_attr("from", user.to_string());
             el.set_attr("to", contact.to_string());
