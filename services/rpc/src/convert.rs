@@ -3,7 +3,7 @@
 
 use crate::pb;
 use switchyard_core::sasl::{AccountSalts, HashAlg, ScramProof, ScramSalt, StoredCredentials};
-use switchyard_core::{Element, Jid, StanzaCondition, StreamCondition};
+use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
 use switchyard_storage::{FailureCount, LoginFailureCounts};
 use tonic::Status;
 
@@ -14,6 +14,11 @@ pub(crate) fn stanza_bytes(el: &Element) -> Vec<u8> {
 pub(crate) fn element(bytes: &[u8]) -> Result<Element, Status> {
     let text = std::str::from_utf8(bytes).map_err(|_| Status::invalid_argument("not UTF-8"))?;
     Element::parse(text).map_err(|e| Status::invalid_argument(format!("bad stanza: {e}")))
+}
+
+/// A stanza an edge sent up a link: parsed within the element limits, with a `from`.
+pub(crate) fn stanza(bytes: &[u8]) -> Option<Stanza> {
+    element(bytes).ok().and_then(Stanza::from_element)
 }
 
 pub(crate) fn jid(s: &str) -> Result<Jid, Status> {

@@ -11,6 +11,8 @@ mod edge_side;
 mod liveness;
 mod router_side;
 pub mod tls;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 
 mod pb {
     #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
