@@ -125,6 +125,7 @@ fn bind(jid: &str, edge_id: &str, conn: u64) -> pb::BindRequest {
         jid: jid.into(),
         edge_id: edge_id.into(),
         conn,
+        presence: String::new(),
     }
 }
 
@@ -262,15 +263,40 @@ async fn a_rogue_edge_cannot_act_for_another_edges_sessions() {
     assert_eq!(delivery.conn, 2);
 }
 
+/// The in-flight window at its bound and one past it: exactly `MAX_IN_FLIGHT`
+/// unacknowledged stanzas keep the link, one more ends it.
 #[tokio::test]
 async fn a_link_that_overruns_its_window_is_closed() {
     let rig = rig().await;
     let mut flood = link(&rig, "edge-f").await.unwrap();
-    // Stanzas from a session nobody bound: each holds its worker a few seconds, so
-    // none is acknowledged before the window is overrun.
-    for seq in 0..(crate::MAX_IN_FLIGHT as u64 + 1) {
-        send_stanza(&flood, seq, &message("nobody@localhost/x", "f")).await;
+    let t = flood.token.clone();
+    for (jid, conn) in [("alice@localhost/a", 1), ("bob@localhost/b", 2)] {
+        let reply = flood
+            .client
+            .bind(with_token(bind(jid, "edge-f", conn), &t))
+            .await
+            .unwrap();
+        assert_eq!(reply.into_inner().error_condition, "");
     }
+    // Alice's messages to Bob, both on this edge, which never answers the deliveries:
+    // each worker waits on its first one, so nothing is acknowledged.
+    let window = crate::MAX_IN_FLIGHT as u64;
+    for seq in 0..window {
+        send_stanza(&flood, seq, &message("alice@localhost/a", "f")).await;
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            match flood.inbound.message().await {
+                Ok(Some(m)) if matches!(m.body, Some(pb::router_message::Body::Deliveries(_))) => {}
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "at the window the link stays: {quiet:?}");
+    let alice = Jid::parse("alice@localhost").unwrap();
+    assert_eq!(rig.router.sessions_of(&alice).await.unwrap().len(), 1);
+    send_stanza(&flood, window, &message("alice@localhost/a", "f")).await;
     let ended = tokio::time::timeout(PATIENCE, async {
         loop {
             match flood.inbound.message().await {

@@ -10,6 +10,8 @@ mod redis_cluster;
 
 mod harness;
 mod login_throttle;
+mod outage;
+mod races;
 mod rogue_edge;
 mod traces;
 
@@ -416,10 +418,20 @@ async fn receive_numbered(
     c: &mut Client,
     count: usize,
 ) -> std::collections::HashMap<String, usize> {
+    receive_numbered_then(c, count, |_| {}).await
+}
+
+/// [`receive_numbered`], showing each message to `seen` as well.
+async fn receive_numbered_then(
+    c: &mut Client,
+    count: usize,
+    mut seen: impl FnMut(&Element),
+) -> std::collections::HashMap<String, usize> {
     let mut next = std::collections::HashMap::new();
     let mut got = 0;
     while got < count {
         let (m, _) = c.until(|e| e.name() == "message").await;
+        seen(&m);
         let text = body(&m).expect("a body");
         let (tag, n) = text.split_once(' ').expect("'tag n'");
         let expected: &mut usize = next.entry(tag.to_owned()).or_default();
