@@ -44,6 +44,9 @@ pub struct Connections {
     next_id: AtomicU64,
     mailboxes: Mutex<HashMap<u64, Arc<Mailbox>>>,
     bound: Mutex<HashMap<u64, BoundSession>>,
+    /// Full JIDs whose bind is under way, by connection id: a registry reconcile must
+    /// not remove a session whose bind may land after it looked.
+    claims: Mutex<HashMap<u64, Jid>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Bytes queued in all mailboxes together.
     budget: Arc<ProcessBudget>,
@@ -87,6 +90,19 @@ impl Connections {
         }
     }
 
+    /// A bind of `jid` is starting on connection `id`; [`bound`](Self::bound) or
+    /// [`unclaim`](Self::unclaim) follows.
+    pub(crate) fn claim(&self, id: u64, jid: Jid) {
+        lock(&self.claims).insert(id, jid);
+    }
+
+    /// The bind failed.
+    pub(crate) fn unclaim(&self, id: u64) {
+        lock(&self.claims).remove(&id);
+    }
+
+    /// The bind succeeded: bound first, then unclaimed, so that [`held`](Self::held)
+    /// never misses it.
     pub(crate) fn bound(&self, id: u64, jid: Jid) {
         metrics::EDGE_SESSIONS.inc();
         lock(&self.bound).insert(
@@ -96,6 +112,7 @@ impl Connections {
                 presence: None,
             },
         );
+        lock(&self.claims).remove(&id);
     }
 
     /// Records a broadcast presence (`None` after unavailable).
@@ -113,12 +130,24 @@ impl Connections {
             .collect()
     }
 
+    /// Every session this edge holds or is binding, as the registry names them.
+    pub fn held(&self) -> Vec<(Jid, u64)> {
+        let bound = lock(&self.bound);
+        let claims = lock(&self.claims);
+        bound
+            .iter()
+            .map(|(id, s)| (s.jid.clone(), *id))
+            .chain(claims.iter().map(|(id, jid)| (jid.clone(), *id)))
+            .collect()
+    }
+
     /// Forgets a finished connection. Deliveries still queued for it were never written:
     /// dropping them tells their producers so.
     pub(crate) fn release(&self, id: u64, ip: IpAddr) {
         if let Some(mailbox) = lock(&self.mailboxes).remove(&id) {
             mailbox.close_and_clear();
         }
+        lock(&self.claims).remove(&id);
         if lock(&self.bound).remove(&id).is_some() {
             metrics::EDGE_SESSIONS.dec();
         }
@@ -204,6 +233,26 @@ mod tests {
             Some(Command::Deliver(d)) => d.written.send(()).is_ok(),
             _ => false,
         }
+    }
+
+    /// What a registry reconcile is told this edge holds: a session from the moment its
+    /// bind starts until its connection is released, never missing in between.
+    #[test]
+    fn held_names_a_session_from_its_bind_until_its_release() {
+        let connections = Connections::default();
+        let id = connections.admit(IP, 10).unwrap();
+        let jid = Jid::parse("a@localhost/r").unwrap();
+        assert!(connections.held().is_empty());
+        connections.claim(id, jid.clone());
+        assert_eq!(connections.held(), [(jid.clone(), id)], "binding");
+        connections.bound(id, jid.clone());
+        assert_eq!(connections.held(), [(jid.clone(), id)], "bound, once");
+        connections.release(id, IP);
+        assert!(connections.held().is_empty(), "released");
+        let other = connections.admit(IP, 10).unwrap();
+        connections.claim(other, jid);
+        connections.unclaim(other);
+        assert!(connections.held().is_empty(), "a failed bind");
     }
 
     #[tokio::test]

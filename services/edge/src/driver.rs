@@ -442,10 +442,13 @@ impl Conn {
 
     async fn bind(&mut self, jid: Jid) -> Vec<Output> {
         let record = SessionRecord::bound(jid.clone(), &self.ctx.config.edge_id, self.id);
+        self.ctx.connections.claim(self.id, jid.clone());
         let result = self.ctx.link.bind(record).await;
         if result.is_ok() {
             tracing::info!(%jid, conn = self.id, "session bound");
             self.ctx.connections.bound(self.id, jid);
+        } else {
+            self.ctx.connections.unclaim(self.id);
         }
         self.session.handle(Input::Bound(result))
     }

@@ -94,6 +94,26 @@ impl Router {
         }
     }
 
+    /// Removes the sessions of `edge` that it does not hold (see
+    /// [`SessionRegistry::reconcile`]), with the unavailable presence each one's end
+    /// implies; returns how many.
+    pub async fn reconcile(&self, edge: &str, held: &[(Jid, u64)]) -> Result<usize, StorageError> {
+        let removed = self.registry.reconcile(edge, held).await?;
+        let count = removed.len();
+        if count > 0 {
+            tracing::warn!(
+                edge,
+                sessions = count,
+                "removed sessions an edge no longer holds (lost unbinds)"
+            );
+            metrics::ROUTER_SESSIONS_RECONCILED.inc_by(count as u64);
+        }
+        for record in removed {
+            self.session_ended(record).await;
+        }
+        Ok(count)
+    }
+
     /// A session is gone from the registry (unbound, replaced, or reaped with its dead
     /// edge): RFC 6121 §4.5.2, the server never relies on the client's unavailable.
     pub async fn session_ended(&self, record: SessionRecord) {

@@ -38,6 +38,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
+mod held;
+
 pub const MAX_IN_FLIGHT: usize = 4096;
 const RESOLVE_EVERY: Duration = Duration::from_secs(5);
 /// How long a stanza waits for any router before it is given up (and logged).
@@ -69,6 +71,8 @@ struct RouterConn {
     in_flight: Mutex<BTreeMap<u64, InFlight>>,
     room: Arc<Semaphore>,
     stop: CancellationToken,
+    /// The link has been up before: coming up again, it asks for a reconcile.
+    was_up: std::sync::atomic::AtomicBool,
 }
 
 /// A link that is up: where to send, and the token the router issued for the edge's
@@ -102,9 +106,14 @@ pub struct RemoteRouters {
     recent: Recent,
     /// Held while sessions are bound again after the registry lost its data.
     resyncing: tokio::sync::Mutex<()>,
+    /// Binds hold it for reading during their call; a reconcile for writing (see
+    /// [`held`]).
+    binds: tokio::sync::RwLock<()>,
+    /// A reconcile should run on the next discovery beat.
+    reconcile_wanted: std::sync::atomic::AtomicBool,
 }
 
-fn score(key: &Jid, addr: &str) -> u64 {
+fn score(key: &(impl Hash + ?Sized), addr: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (key, addr).hash(&mut h);
     h.finish()
@@ -135,6 +144,8 @@ impl RemoteRouters {
             next_origin: AtomicU64::new(1),
             recent: Recent::default(),
             resyncing: tokio::sync::Mutex::new(()),
+            binds: tokio::sync::RwLock::new(()),
+            reconcile_wanted: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(this.clone().discover(routers, shutdown));
         this
@@ -160,6 +171,7 @@ impl RemoteRouters {
             if !found.is_empty() {
                 self.reconcile(&found);
             }
+            self.reconcile_if_wanted().await;
             tokio::select! {
                 () = tokio::time::sleep(RESOLVE_EVERY) => {}
                 () = shutdown.cancelled() => {
@@ -203,6 +215,7 @@ impl RemoteRouters {
                 in_flight: Mutex::new(BTreeMap::new()),
                 room: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
                 stop: CancellationToken::new(),
+                was_up: std::sync::atomic::AtomicBool::new(false),
             });
             routers.insert(addr.clone(), conn.clone());
             tokio::spawn(self.clone().keep_linked(conn));
@@ -210,7 +223,7 @@ impl RemoteRouters {
     }
 
     /// The routers whose link is up, best first for `key`.
-    fn ranked(&self, key: &Jid) -> Vec<Arc<RouterConn>> {
+    fn ranked(&self, key: &(impl Hash + ?Sized)) -> Vec<Arc<RouterConn>> {
         let mut up: Vec<Arc<RouterConn>> = lock(&self.routers)
             .values()
             .filter(|r| lock(&r.up).is_some())
@@ -338,6 +351,10 @@ impl RemoteRouters {
             token,
         });
         tracing::info!(addr = router.addr, "router link up");
+        if router.was_up.swap(true, Ordering::SeqCst) {
+            // Unbinds made while it was down may have been lost.
+            self.want_reconcile();
+        }
         metrics::EDGE_ROUTER_LINKS.inc();
         let _down = LinkUp;
         loop {
@@ -427,7 +444,11 @@ impl RemoteRouters {
             let presence = session.presence.unwrap_or_default();
             // A router's first call on a restarted Redis can fail on a stale connection.
             for backoff in [100, 400, 1_600].map(Duration::from_millis) {
-                if self.bind_with(record.clone(), presence.clone()).await.is_ok() {
+                if self
+                    .bind_with(record.clone(), presence.clone())
+                    .await
+                    .is_ok()
+                {
                     break;
                 }
                 tokio::time::sleep(backoff).await;
@@ -441,7 +462,12 @@ impl RemoteRouters {
 
     /// Binds a session, with its last broadcast presence when it is bound again after
     /// the registry lost its data (empty otherwise).
-    async fn bind_with(&self, record: SessionRecord, presence: String) -> Result<(), StanzaCondition> {
+    async fn bind_with(
+        &self,
+        record: SessionRecord,
+        presence: String,
+    ) -> Result<(), StanzaCondition> {
+        let _reconcile_waits = self.binds.read().await;
         let request = pb::BindRequest {
             jid: record.jid.to_string(),
             edge_id: record.edge.clone(),
@@ -465,7 +491,12 @@ impl RemoteRouters {
 
     /// A unary call on the best router for `key`, falling back to the others; each
     /// carries the token of this edge's link to that router.
-    async fn call<M, T, F, Fut>(&self, key: &Jid, message: M, f: F) -> Result<T, tonic::Status>
+    async fn call<M, T, F, Fut>(
+        &self,
+        key: &(impl Hash + ?Sized + Sync),
+        message: M,
+        f: F,
+    ) -> Result<T, tonic::Status>
     where
         M: Clone,
         F: Fn(RouterClient<Channel>, tonic::Request<M>) -> Fut,
@@ -549,6 +580,7 @@ impl RouterLink for RemoteRouters {
                 // Routers still remove it: at the first delivery, which this edge
                 // answers "no such session", or when this edge is reaped.
                 tracing::warn!(error = %e, %jid, "unbind through the router failed; gave up retrying");
+                self.want_reconcile();
                 return;
             }
             tokio::time::sleep(backoff).await;

@@ -114,6 +114,13 @@ impl Router for Fake {
     ) -> Result<Response<pb::UnbindReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn reconcile(
+        &self,
+        _: Request<tonic::Streaming<pb::ReconcileChunk>>,
+    ) -> Result<Response<pb::ReconcileReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 async fn serve(fake: Fake) -> String {

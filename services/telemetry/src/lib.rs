@@ -126,6 +126,7 @@ metrics! {
     ROUTER_REFUSED_FROM_EDGES: IntCounter = counter("switchyard_router_edge_stanzas_refused_total", "Stanzas an edge sent for a session it did not bind (a misbehaving or hostile edge)");
     ROUTER_SESSIONS_GONE: IntCounter = counter("switchyard_router_stale_sessions_removed_total", "Registry sessions removed because their edge no longer held them when a delivery was made");
     ROUTER_REGISTRY_REBUILDS: IntCounter = counter("switchyard_router_registry_rebuilds_total", "Times the session registry was found to have lost its data and edges were asked to register their sessions again");
+    ROUTER_SESSIONS_RECONCILED: IntCounter = counter("switchyard_router_reconciled_sessions_total", "Registry sessions removed because their live edge said it no longer held them (unbinds that were lost)");
     ROUTER_REAPED: IntCounter = counter("switchyard_router_reaped_sessions_total", "Sessions removed with a dead edge");
     STORAGE_DURATION: HistogramVec = histogram_vec("switchyard_storage_call_duration_seconds", "Storage calls", &["backend", "op"]);
     STORAGE_ERRORS: IntCounterVec = counter_vec("switchyard_storage_errors_total", "Failed storage calls", &["backend", "op"]);

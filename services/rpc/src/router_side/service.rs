@@ -33,6 +33,8 @@ const WORKERS: usize = 64;
 /// same stream carries the edge's answers to deliveries, which busy workers wait for),
 /// so this window is what bounds the workers' queues.
 const WINDOW: usize = crate::MAX_IN_FLIGHT;
+/// Most sessions one Reconcile may name (the router holds the list while it runs).
+const MAX_HELD: usize = 2_000_000;
 /// Messages queued towards one edge before senders wait.
 const OUTBOUND_QUEUE: usize = 4096;
 /// Longest edge name accepted in a Hello.
@@ -74,11 +76,15 @@ impl RouterService {
     /// A registry that still cannot be read after that wait leaves the edge's certificate
     /// as the only check: the stanza is routed (logged) rather than lost.
     async fn bound_by(&self, edge: &str, from: &Jid) -> bool {
-        let owned = |sessions: &[SessionRecord]| {
-            sessions.iter().any(|s| s.jid == *from && s.edge == edge)
-        };
+        let owned =
+            |sessions: &[SessionRecord]| sessions.iter().any(|s| s.jid == *from && s.edge == edge);
         let bare = from.bare();
-        if self.router.sessions_of(&bare).await.is_ok_and(|s| owned(&s)) {
+        if self
+            .router
+            .sessions_of(&bare)
+            .await
+            .is_ok_and(|s| owned(&s))
+        {
             return true;
         }
         self.router.registry_settled().await;
@@ -353,6 +359,33 @@ impl router_server::Router for RouterService {
             Err(condition) => condition.as_str().to_owned(),
         };
         Ok(Response::new(pb::BindReply { error_condition }))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<Streaming<pb::ReconcileChunk>>,
+    ) -> Result<Response<pb::ReconcileReply>, Status> {
+        let edge = self.caller(&request)?;
+        let mut chunks = request.into_inner();
+        let mut held = Vec::new();
+        while let Some(chunk) = chunks.message().await? {
+            if held.len() + chunk.held.len() > MAX_HELD {
+                return Err(Status::resource_exhausted(
+                    "more sessions than an edge holds",
+                ));
+            }
+            for s in chunk.held {
+                held.push((convert::jid(&s.jid)?, s.conn));
+            }
+        }
+        let removed = self
+            .router
+            .reconcile(&edge, &held)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::ReconcileReply {
+            removed: removed as u64,
+        }))
     }
 
     async fn unbind(

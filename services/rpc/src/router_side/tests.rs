@@ -548,3 +548,60 @@ async fn verify_scram_checks_its_input_as_untrusted() {
         .unwrap();
     assert!(!reply.into_inner().server_signature.is_empty());
 }
+
+fn held(sessions: &[(&str, u64)]) -> Vec<pb::ReconcileChunk> {
+    let held = sessions
+        .iter()
+        .map(|(jid, conn)| pb::SessionRef {
+            jid: (*jid).into(),
+            conn: *conn,
+        })
+        .collect();
+    vec![pb::ReconcileChunk { held }]
+}
+
+async fn reconcile(
+    edge: &Edge,
+    token: &str,
+    chunks: Vec<pb::ReconcileChunk>,
+) -> Result<u64, tonic::Status> {
+    let mut client = edge.client.clone();
+    let request = with_token(tokio_stream::iter(chunks), token);
+    Ok(client.reconcile(request).await?.into_inner().removed)
+}
+
+/// An edge's Reconcile removes its own sessions that it does not name, and nothing of
+/// another edge's, whatever it names.
+#[tokio::test]
+async fn reconcile_removes_only_the_calling_edges_sessions_it_no_longer_holds() {
+    let rig = rig().await;
+    let honest = link(&rig, "edge-a").await.unwrap();
+    let other = link(&rig, "edge-o").await.unwrap();
+    let rogue = link(&rig, "edge-r").await.unwrap();
+    let binds = [
+        (&honest, "alice@localhost/a", "edge-a", 1),
+        (&honest, "bob@localhost/b", "edge-a", 2),
+        (&other, "alice@localhost/x", "edge-o", 1),
+    ];
+    for (edge, jid, edge_id, conn) in binds {
+        let request = with_token(bind(jid, edge_id, conn), &edge.token);
+        let reply = edge.client.clone().bind(request).await.unwrap();
+        assert_eq!(reply.into_inner().error_condition, "");
+    }
+    // The rogue names nothing: it has nothing to lose, and takes nothing of others.
+    assert_eq!(reconcile(&rogue, &rogue.token, held(&[])).await.unwrap(), 0);
+    // The honest edge still holds alice/a (and names a connection of the other edge's).
+    let named = held(&[("alice@localhost/a", 1), ("alice@localhost/x", 1)]);
+    assert_eq!(reconcile(&honest, &honest.token, named).await.unwrap(), 1);
+    assert_eq!(
+        sessions(&rig, "alice@localhost").await,
+        ["alice@localhost/a@edge-a#1", "alice@localhost/x@edge-o#1"]
+    );
+    assert!(sessions(&rig, "bob@localhost").await.is_empty());
+    // Without a link's token, or with a JID that is not one, nothing happens.
+    let refused = reconcile(&honest, "forged", held(&[])).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let refused = reconcile(&other, &other.token, held(&[("not a jid@@", 1)])).await;
+    assert_eq!(refused.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(sessions(&rig, "alice@localhost").await.len(), 2);
+}
