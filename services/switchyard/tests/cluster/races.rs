@@ -3,6 +3,7 @@
 //! its sender; never lost, never twice, and in order (issue: delivery guarantees).
 
 use super::harness::Cluster;
+use super::support::Client;
 use super::{body, numbered, online};
 use switchyard_core::xml::{Element, Frame};
 
@@ -14,6 +15,27 @@ const READ_LIVE: usize = 300;
 fn number(m: &Element) -> usize {
     let text = body(m).expect("a body");
     text.rsplit_once(' ').expect("'tag n'").1.parse().unwrap()
+}
+
+/// Pings the server and returns the numbers of the messages (those `pick` keeps) that
+/// arrive before the answer: the server handles a client's stanzas in order.
+async fn numbers_until_pong(
+    out: &mut Client,
+    inbound: &mut Client,
+    pick: impl Fn(&Element) -> bool,
+) -> Vec<usize> {
+    out.send("<iq type='get' id='pong'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let mut numbers = Vec::new();
+    loop {
+        let e = inbound.element().await;
+        if e.attr("id") == Some("pong") {
+            return numbers;
+        }
+        if e.name() == "message" && pick(&e) {
+            numbers.push(number(&e));
+        }
+    }
 }
 
 #[tokio::test]
@@ -47,32 +69,13 @@ async fn messages_racing_a_logout_are_delivered_stored_or_bounced_once_in_order(
 
     // Every message of Alice's has been routed once her ping is answered (her stanzas
     // are routed in order); then Bob logs in again and gets what was stored.
-    alice_out
-        .send("<iq type='get' id='done'><ping xmlns='urn:xmpp:ping'/></iq>")
-        .await;
-    let mut bounced = Vec::new();
-    loop {
-        let e = alice_in.element().await;
-        if e.attr("id") == Some("done") {
-            break;
-        }
-        if e.name() == "message" && e.attr("type") == Some("error") {
-            bounced.push(number(&e));
-        }
-    }
-    let mut bob = online(&cluster, 0, "bob", "phone").await;
-    bob.send("<iq type='get' id='flushed'><ping xmlns='urn:xmpp:ping'/></iq>")
-        .await;
-    let mut stored = Vec::new();
-    loop {
-        let e = bob.element().await;
-        if e.attr("id") == Some("flushed") {
-            break;
-        }
-        if e.name() == "message" {
-            stored.push(number(&e));
-        }
-    }
+    let bounced = numbers_until_pong(&mut alice_out, &mut alice_in, |e| {
+        e.attr("type") == Some("error")
+    })
+    .await;
+    let bob = online(&cluster, 0, "bob", "phone").await;
+    let (mut bob_in, mut bob_out) = bob.split();
+    let stored = numbers_until_pong(&mut bob_out, &mut bob_in, |_| true).await;
     println!(
         "live {}, stored {}, bounced {}",
         live.len(),
