@@ -406,10 +406,17 @@ impl Conn {
         if !pending.is_empty() {
             metrics::EDGE_BYTES_OUT.inc_by(pending.len() as u64);
             let write = self.transport.write_all(pending.as_bytes());
-            let ok = matches!(
-                timeout(self.ctx.config.write_timeout, write).await,
-                Ok(Ok(()))
-            );
+            let ok = match timeout(self.ctx.config.write_timeout, write).await {
+                Ok(result) => result.is_ok(),
+                Err(_) => {
+                    tracing::warn!(
+                        conn = self.id,
+                        "slow consumer: a write took longer than the write timeout, closing"
+                    );
+                    metrics::EDGE_SLOW_CONSUMERS.inc();
+                    false
+                }
+            };
             pending.clear();
             if !ok {
                 self.written.clear();

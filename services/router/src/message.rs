@@ -36,9 +36,13 @@
 //! data the edges re-register their sessions, and a message meant for one of them waits
 //! for that rather than going to offline storage (see [`crate::rebuild`]).
 //!
-//! A message to the bare JID (or routed as if to it) never overtakes messages held
-//! offline for the account: while some are pending, it is stored behind them and the
-//! flush delivers it (see [`crate::offline`]).
+//! A `chat` or `normal` message never overtakes messages held offline for the account:
+//! while some are pending, it is stored behind them and the flush delivers it (see
+//! [`crate::offline`]). That holds for a full JID too, though §8.5.3.1 would deliver to
+//! a connected resource at once: a client that binds and then sends its initial presence
+//! would otherwise get a sender's newer messages before the older held ones, which its
+//! initial presence flushes. Such a message goes with the flush, to the resource the
+//! flush serves (the one that just logged in, in that case).
 //!
 //! A session can end between the registry lookup and the delivery. Its edge then says so,
 //! and the message goes on by the "no such resource" row, never dropped. An edge answers a
@@ -118,6 +122,13 @@ impl Router {
         if self.inbound_blocked(&stanza, &to).await {
             return self.refuse(&stanza, kind).await;
         }
+        if crate::offline::behind_held(&stanza, kind, found.pending) {
+            // Stored behind what is held, so it cannot overtake it, whatever JID it names
+            // (see `crate::offline`): a resource that just bound gets it in its flush.
+            return self
+                .deliver_bare(stanza, kind, Vec::new(), looked_again)
+                .await;
+        }
         if let Some(at) = sessions.iter().position(|s| s.jid == to) {
             if self.send(&sessions[at], stanza.element.clone()).await {
                 let delivered = [to];
@@ -132,10 +143,6 @@ impl Router {
             || (self.hides_accounts() && kind == MessageType::Normal);
         if !as_bare {
             return self.refuse(&stanza, kind).await;
-        }
-        if crate::offline::behind_held(&stanza, kind, found.pending) {
-            // Stored behind what is held, so it cannot overtake it (see `crate::offline`).
-            sessions.clear();
         }
         match kind {
             MessageType::Error => {}

@@ -16,13 +16,15 @@
 //! pieces of per-account state in the session registry make it so:
 //!
 //! - The offline-pending count. Storing is: append to the offline store, *then* count
-//!   ([`SessionRegistry::add_pending`]). A message to the bare JID, or routed as if to it,
-//!   reads the count together with the sessions ([`SessionRegistry::lookup`], cached with
-//!   them, so a steady conversation pays nothing for it). While the count is not zero, a
+//!   ([`SessionRegistry::add_pending`]). A message reads the count together with the
+//!   recipient's sessions ([`SessionRegistry::lookup`], cached with them, so a steady
+//!   conversation pays nothing for it). While the count is not zero, a `chat` or `normal`
 //!   message that would be stored is stored behind the held ones, for the flush to
-//!   deliver, instead of overtaking them live. A full JID naming a connected resource is
-//!   still delivered directly (RFC 6121 §8.5.3.1), and so are messages that are never
-//!   stored (headlines, chat states alone, `<no-store/>`): they have no place in the queue.
+//!   deliver, instead of overtaking them live: to the bare JID, and to a full JID as well
+//!   (see `message.rs`: a resource that bound but has not yet sent the initial presence
+//!   that flushes would otherwise get newer messages first). Messages that are never
+//!   stored (headlines, chat states alone, `<no-store/>`) are still delivered live: they
+//!   have no place in the queue.
 //! - The flush lock: one flusher per account at a time, whatever triggered it (initial
 //!   presence, the catch-up after a store, a session restored after a registry rebuild).
 //!   The holder loops: read the count `c`; take everything held and deliver it in order,
@@ -116,6 +118,7 @@ impl Router {
             .await
         {
             Ok(()) => {
+                switchyard_telemetry::ROUTER_OFFLINE_STORED.inc();
                 self.count_pending(account).await;
                 return self.catch_up(account).await;
             }

@@ -130,3 +130,16 @@ async fn xep0160_concurrent_flushes_deliver_each_held_message_once_and_in_order(
     assert_eq!(at_a, numbers(0..301), "each once, in order");
     assert_drained(&w).await;
 }
+
+/// A client binds, then sends its initial presence (which flushes what is held): a
+/// sender's message to its full JID in between does not overtake the held ones.
+#[tokio::test]
+async fn xep0160_a_message_to_the_full_jid_before_initial_presence_comes_after_the_held_ones() {
+    let w = World::new().await;
+    let r = juliet_away(&w, 3).await;
+    let j = w.connect("juliet@localhost/balcony").await;
+    let live = "<message to='juliet@localhost/balcony' type='chat'><body>live</body></message>";
+    w.send(&r, live).await;
+    w.send(&j, "<presence/>").await;
+    assert_eq!(bodies(&w.take(&j)), ["0", "1", "2", "live"]);
+}
