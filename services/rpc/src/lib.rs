@@ -8,11 +8,11 @@
 mod convert;
 mod dedup;
 mod edge_side;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod liveness;
 mod router_side;
 pub mod tls;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 
 mod pb {
     #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
