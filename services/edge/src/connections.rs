@@ -237,8 +237,12 @@ mod tests {
 
     /// What a registry reconcile is told this edge holds: a session from the moment its
     /// bind starts until its connection is released, never missing in between.
+    /// Held by tests that bind sessions: the sessions gauge is one per process.
+    static GAUGE: Mutex<()> = Mutex::new(());
+
     #[test]
     fn held_names_a_session_from_its_bind_until_its_release() {
+        let _gauge = lock(&GAUGE);
         let connections = Connections::default();
         let id = connections.admit(IP, 10).unwrap();
         let jid = Jid::parse("a@localhost/r").unwrap();
@@ -331,6 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_sessions_gauge_returns_to_rest() {
+        let _gauge = lock(&GAUGE);
         let connections = Connections::default();
         let before = metrics::EDGE_SESSIONS.get();
         let id = connections.admit(IP, 10).unwrap();
