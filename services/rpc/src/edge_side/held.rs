@@ -12,7 +12,8 @@
 //! landing after the router looked would be removed: a connection claims its JID before
 //! its bind starts ([`Connections::claim`]), binds hold `binds` for reading during their
 //! call, and the list is taken, and the call made, under the write lock. So no bind runs
-//! while a reconcile does; logins wait for it (rare: after lost unbinds or a link outage).
+//! while a reconcile does; logins wait for it (rare: after lost unbinds or a link outage;
+//! at most [`PATIENCE`]).
 
 use super::RemoteRouters;
 use crate::pb;
@@ -20,6 +21,8 @@ use std::sync::atomic::Ordering;
 
 /// Sessions per chunk: well under the link's message size limit.
 const CHUNK: usize = 10_000;
+/// Longest a reconcile may hold binds back.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl RemoteRouters {
     /// Asks for a reconcile on the next beat.
@@ -47,14 +50,16 @@ impl RemoteRouters {
             })
             .collect();
         // Any router will do: the key only ranks them.
-        let reply = self
-            .call(self.edge_id.as_str(), chunks, |mut c, r| async move {
-                let (metadata, extensions, chunks) = r.into_parts();
-                let stream = tokio_stream::iter(chunks);
-                c.reconcile(tonic::Request::from_parts(metadata, extensions, stream))
-                    .await
-            })
-            .await;
+        let call = self.call(self.edge_id.as_str(), chunks, |mut c, r| async move {
+            let (metadata, extensions, chunks) = r.into_parts();
+            let stream = tokio_stream::iter(chunks);
+            c.reconcile(tonic::Request::from_parts(metadata, extensions, stream))
+                .await
+        });
+        // Logins wait while this runs: a router that does not answer must not hold them.
+        let reply = tokio::time::timeout(PATIENCE, call)
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("reconcile took too long")));
         match reply {
             Ok(r) => tracing::info!(
                 held = held.len(),

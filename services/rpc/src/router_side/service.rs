@@ -35,6 +35,10 @@ const WORKERS: usize = 64;
 const WINDOW: usize = crate::MAX_IN_FLIGHT;
 /// Most sessions one Reconcile may name (the router holds the list while it runs).
 const MAX_HELD: usize = 2_000_000;
+/// One Reconcile at a time in this process, so the lists held are bounded in bytes
+/// whatever the edges send; another is refused at once and the edge tries again on its
+/// next beat.
+static RECONCILING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 /// Messages queued towards one edge before senders wait.
 const OUTBOUND_QUEUE: usize = 4096;
 /// Longest edge name accepted in a Hello.
@@ -366,6 +370,9 @@ impl router_server::Router for RouterService {
         request: Request<Streaming<pb::ReconcileChunk>>,
     ) -> Result<Response<pb::ReconcileReply>, Status> {
         let edge = self.caller(&request)?;
+        let _one = RECONCILING
+            .try_acquire()
+            .map_err(|_| Status::resource_exhausted("another reconcile is running here"))?;
         let mut chunks = request.into_inner();
         let mut held = Vec::new();
         while let Some(chunk) = chunks.message().await? {

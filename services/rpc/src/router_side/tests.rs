@@ -604,4 +604,28 @@ async fn reconcile_removes_only_the_calling_edges_sessions_it_no_longer_holds() 
     let refused = reconcile(&other, &other.token, held(&[("not a jid@@", 1)])).await;
     assert_eq!(refused.unwrap_err().code(), Code::InvalidArgument);
     assert_eq!(sessions(&rig, "alice@localhost").await.len(), 2);
+
+    // One at a time: a list still being streamed holds the router's place; another is
+    // refused at once, and goes through once the first is done.
+    let (open, chunks) = mpsc::channel::<pb::ReconcileChunk>(1);
+    let mut client = rogue.client.clone();
+    let first = tokio::spawn(async move {
+        let request = with_token(ReceiverStream::new(chunks), &rogue.token);
+        client.reconcile(request).await
+    });
+    open.send(held(&[]).remove(0)).await.unwrap();
+    let busy = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match reconcile(&other, &other.token, held(&[("alice@localhost/x", 1)])).await {
+                Err(e) if e.code() == Code::ResourceExhausted => return,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    assert!(busy.is_ok(), "a second reconcile is refused while one runs");
+    drop(open);
+    assert_eq!(first.await.unwrap().unwrap().into_inner().removed, 0);
+    let held_x = held(&[("alice@localhost/x", 1)]);
+    assert_eq!(reconcile(&other, &other.token, held_x).await.unwrap(), 0);
 }
