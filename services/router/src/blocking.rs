@@ -14,7 +14,8 @@
 //!   `domain/resource` that resource name on any account of the domain, and a domain
 //!   everything on it.
 
-use crate::dispatch::{storage_failed, Answer, Outcome};
+use crate::effects::Effects;
+use crate::handler::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaError};
 
@@ -64,27 +65,32 @@ impl Router {
         to.local().is_some() && self.blocks(&to.bare(), &stanza.from).await
     }
 
-    async fn push_blocking(&self, account: &Jid, change: Element) {
-        for s in self.sessions(account).await {
-            let push = Element::new("iq", ns::CLIENT)
-                .with_attr("type", "set")
-                .with_attr("id", format!("block-{}", switchyard_core::token::token(12)))
-                .with_attr("to", s.jid.to_string())
-                .with_child(change.clone());
-            self.send(&s, push).await;
-        }
-    }
+}
 
-    /// Presence owed to subscribers among `jids` when their block status changes.
-    async fn presence_for_block_change(&self, account: &Jid, jids: &[Jid], available: bool) {
-        for item in self.roster_rows(account).await {
-            let subscriber = item.listed && item.subscription.has_from();
-            if subscriber && jids.iter().any(|j| matches(j, &item.jid)) {
-                self.presence_of_resources(account, &item.jid, available)
-                    .await;
-            }
+/// §3.3, §3.4: the change pushed to every connected resource of the account.
+async fn pushes(router: &Router, account: &Jid, change: Element) -> Effects {
+    let mut fx = Effects::none();
+    for s in router.sessions(account).await {
+        let push = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", format!("block-{}", switchyard_core::token::token(12)))
+            .with_attr("to", s.jid.to_string())
+            .with_child(change.clone());
+        fx.deliver(&s, push);
+    }
+    fx
+}
+
+/// Presence owed to subscribers among `jids` when their block status changes.
+async fn presence_for_change(router: &Router, account: &Jid, jids: &[Jid], available: bool) -> Effects {
+    let mut fx = Effects::none();
+    for item in router.roster_rows(account).await {
+        let subscriber = item.listed && item.subscription.has_from();
+        if subscriber && jids.iter().any(|j| matches(j, &item.jid)) {
+            fx.append(crate::presence::of_resources(router, account, &item.jid, available).await);
         }
     }
+    fx
 }
 
 pub(crate) async fn list(router: &Router, stanza: &Stanza) -> Outcome {
@@ -116,6 +122,7 @@ pub(crate) async fn change(router: &Router, stanza: &Stanza) -> Outcome {
     let account = stanza.from.bare();
     let store = &router.stores.blocks;
     let mut pushed = Element::new(request.name(), ns::BLOCKING);
+    let mut fx = Effects::none();
     if block {
         if jids.is_empty() {
             return Err(StanzaError::new(StanzaCondition::BadRequest));
@@ -129,9 +136,8 @@ pub(crate) async fn change(router: &Router, stanza: &Stanza) -> Outcome {
                 .with_text("the block list is full");
             return Err(full);
         }
-        router
-            .presence_for_block_change(&account, &jids, false)
-            .await;
+        // Decided before the block is stored: once it is, the presence would be refused.
+        fx.append(presence_for_change(router, &account, &jids, false).await);
         store
             .block(&account, &jids)
             .await
@@ -150,15 +156,13 @@ pub(crate) async fn change(router: &Router, stanza: &Stanza) -> Outcome {
         } else {
             jids.clone()
         };
-        router
-            .presence_for_block_change(&account, &freed, true)
-            .await;
+        fx.append(presence_for_change(router, &account, &freed, true).await);
     }
     for item in items(&jids) {
         pushed.push_child(item);
     }
-    router.push_blocking(&account, pushed).await;
-    Ok(Answer::empty())
+    fx.append(pushes(router, &account, pushed).await);
+    Ok(Answer::after(fx))
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@
 //!   message itself. Both are wrapped in `<forwarded/>` (XEP-0297) and sent from the
 //!   account's bare JID.
 
-use crate::dispatch::{Answer, Outcome};
+use crate::effects::Effects;
+use crate::handler::{Answer, Outcome};
 use crate::message::MessageType;
 use crate::router::Router;
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaError};
-use switchyard_storage::SessionRecord;
 
 pub(crate) async fn toggle(router: &Router, stanza: &Stanza) -> Outcome {
     let enable = match stanza.payload().map(Element::name) {
@@ -23,14 +23,12 @@ pub(crate) async fn toggle(router: &Router, stanza: &Stanza) -> Outcome {
         Some("disable") => false,
         _ => return Err(StanzaError::new(StanzaCondition::BadRequest)),
     };
-    let sessions = router.sessions(&stanza.from.bare()).await;
-    let Some(own) = sessions.iter().find(|s| s.jid == stanza.from) else {
+    let Some(own) = router.session(&stanza.from).await else {
         return Err(StanzaError::new(StanzaCondition::InternalServerError));
     };
-    router
-        .update_session(own, Box::new(move |r| r.carbons = enable))
-        .await;
-    Ok(Answer::empty())
+    let mut fx = Effects::none();
+    fx.update(&own, Box::new(move |r| r.carbons = enable));
+    Ok(Answer::after(fx))
 }
 
 /// Payloads that make a `normal` message without a body worth copying (§6).
@@ -65,39 +63,36 @@ fn wrap(direction: &str, account: &Jid, to: &Jid, original: &Element) -> Element
         .with_child(Element::new(direction, ns::CARBONS).with_child(forwarded))
 }
 
-impl Router {
-    /// Copies after a delivery to `delivered` among the recipient's `sessions`.
-    pub(crate) async fn carbon_copies(
-        &self,
-        stanza: &Stanza,
-        sessions: &[SessionRecord],
-        delivered: &[Jid],
-    ) {
-        if !eligible(stanza) {
-            return;
-        }
-        self.sent_copies(stanza).await;
-        let recipient = stanza.effective_to().bare();
-        for s in sessions {
-            let wanted = s.carbons && s.presence.is_some() && !delivered.contains(&s.jid);
-            if wanted && s.jid != stanza.from {
-                self.send(s, wrap("received", &recipient, &s.jid, &stanza.element))
-                    .await;
-            }
+/// Copies after a message was delivered to `delivered` (a hook of the executor, see
+/// [`crate::hooks`]): sent copies to the sender's other resources, received copies to the
+/// recipient's resources that did not get it.
+pub(crate) async fn copies(router: &Router, stanza: &Stanza, delivered: &[Jid]) -> Effects {
+    if !eligible(stanza) {
+        return Effects::none();
+    }
+    let mut fx = sent_copies(router, stanza).await;
+    let recipient = stanza.effective_to().bare();
+    for s in router.sessions(&recipient).await {
+        let wanted = s.carbons && s.presence.is_some() && !delivered.contains(&s.jid);
+        if wanted && s.jid != stanza.from {
+            let copy = wrap("received", &recipient, &s.jid, &stanza.element);
+            fx.deliver(&s, copy);
         }
     }
+    fx
+}
 
-    /// Sent copies to the sender's other resources.
-    pub(crate) async fn sent_copies(&self, stanza: &Stanza) {
-        if !eligible(stanza) {
-            return;
-        }
-        let account = stanza.from.bare();
-        for s in self.sessions(&account).await {
-            if s.carbons && s.jid != stanza.from && stanza.to.as_ref() != Some(&s.jid) {
-                self.send(&s, wrap("sent", &account, &s.jid, &stanza.element))
-                    .await;
-            }
+/// Sent copies to the sender's other resources.
+pub(crate) async fn sent_copies(router: &Router, stanza: &Stanza) -> Effects {
+    let mut fx = Effects::none();
+    if !eligible(stanza) {
+        return fx;
+    }
+    let account = stanza.from.bare();
+    for s in router.sessions(&account).await {
+        if s.carbons && s.jid != stanza.from && stanza.to.as_ref() != Some(&s.jid) {
+            fx.deliver(&s, wrap("sent", &account, &s.jid, &stanza.element));
         }
     }
+    fx
 }

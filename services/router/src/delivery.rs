@@ -1,6 +1,8 @@
-//! The router→edge direction: hand a stanza to the connection holding a session.
+//! The router→edge direction: hand stanzas to the connections holding sessions.
 
 use async_trait::async_trait;
+use futures_util::future::join_all;
+use std::collections::HashMap;
 use switchyard_core::{Element, StreamCondition};
 
 /// Why a stanza was not handed to a connection. Either way the router routes it
@@ -15,9 +17,49 @@ pub enum Undeliverable {
     Unreachable,
 }
 
+/// One edge's share of a batch: stanzas for its connections, in order per connection.
+pub type Batch = Vec<(u64, Element)>;
+/// One result per stanza of a [`Batch`], in the same order.
+pub type BatchResults = Vec<Result<(), Undeliverable>>;
+
 #[async_trait]
 pub trait EdgeDelivery: Send + Sync + std::fmt::Debug {
     async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable>;
+
+    /// Hands a batch to one edge and returns once each stanza is written or known not to
+    /// be. Stanzas for one connection are written in batch order, and none after one that
+    /// failed (it and the rest fail alike), so a session never sees a gap closed out of
+    /// order. The default delivers to each connection in turn, to all connections at once.
+    async fn deliver_batch(&self, edge: &str, batch: Batch) -> BatchResults {
+        let mut results: BatchResults = vec![Err(Undeliverable::NoSession); batch.len()];
+        let mut per_conn: Vec<(u64, Vec<(usize, Element)>)> = Vec::new();
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        for (at, (conn, stanza)) in batch.into_iter().enumerate() {
+            let slot = *index.entry(conn).or_insert_with(|| {
+                per_conn.push((conn, Vec::new()));
+                per_conn.len() - 1
+            });
+            per_conn[slot].1.push((at, stanza));
+        }
+        let chains = per_conn.into_iter().map(|(conn, list)| async move {
+            let mut out = Vec::with_capacity(list.len());
+            let mut failed = None;
+            for (at, stanza) in list {
+                let result = match failed {
+                    Some(why) => Err(why),
+                    None => self.deliver(edge, conn, stanza).await,
+                };
+                failed = failed.or(result.err());
+                out.push((at, result));
+            }
+            out
+        });
+        for (at, result) in join_all(chains).await.into_iter().flatten() {
+            results[at] = result;
+        }
+        results
+    }
+
     /// Ends a connection's stream with a condition (e.g. `conflict`).
     async fn terminate(&self, edge: &str, conn: u64, condition: StreamCondition);
     /// Asks every edge to bind its live sessions again (the registry lost its data) and

@@ -11,7 +11,7 @@
 //!   that does not exist is `item-not-found`, asked only once the asker may know the
 //!   account, so it tells a stranger nothing either.
 
-use crate::dispatch::{features, Answer, Outcome, Target};
+use crate::handler::{Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Stanza, StanzaCondition, StanzaError};
 
@@ -41,10 +41,14 @@ fn info(category: &str, kind: &str, name: Option<&str>, mut vars: Vec<&str>) -> 
     query
 }
 
-pub(crate) async fn server_info(router: &Router, stanza: &Stanza) -> Outcome {
+/// `features`: what the table serves at the server.
+pub(crate) async fn server_info(
+    router: &Router,
+    stanza: &Stanza,
+    mut vars: Vec<&'static str>,
+) -> Outcome {
     no_node(stanza)?;
     let server = &router.config.info;
-    let mut vars = features(Target::Server, server.expose_version);
     vars.extend_from_slice(SERVER_EXTRA);
     Ok(Answer::with(info("server", "im", Some(server.name), vars)))
 }
@@ -58,10 +62,14 @@ async fn may_know(router: &Router, stanza: &Stanza) -> Result<(), StanzaError> {
     Err(StanzaError::new(StanzaCondition::ServiceUnavailable))
 }
 
-pub(crate) async fn account_info(router: &Router, stanza: &Stanza) -> Outcome {
+/// `vars`: what the table serves at accounts.
+pub(crate) async fn account_info(
+    router: &Router,
+    stanza: &Stanza,
+    vars: Vec<&'static str>,
+) -> Outcome {
     may_know(router, stanza).await?;
     no_node(stanza)?;
-    let vars = features(Target::Other, false);
     Ok(Answer::with(info("account", "registered", None, vars)))
 }
 

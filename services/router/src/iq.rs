@@ -27,94 +27,107 @@
 //!   server and a reticent client to answer alike), with the same storage reads in
 //!   every case, so the answer's timing does not differ either.
 
-use crate::dispatch::{self, Target};
+use crate::effects::{Effect, Effects, Recipient};
+use crate::handler::Outcome;
 use crate::router::Router;
+use std::future::Future;
 use switchyard_core::{Jid, Stanza, StanzaCondition};
 use switchyard_storage::SessionRecord;
 
+/// An IQ to the server, to no one or to a bare JID: refused when either side blocks the
+/// other (XEP-0191 §3.5, §3.6), else answered with `handler`'s outcome: a result, what
+/// must precede and follow it, or an error. Nothing answers a response, or a request
+/// without a payload (the edge refuses those).
+pub(crate) async fn answer(
+    router: &Router,
+    stanza: &Stanza,
+    handler: impl Future<Output = Outcome>,
+) -> Effects {
+    let to = stanza.effective_to();
+    if let Some(blocked) = router.outbound_block(stanza, &to).await {
+        let mut fx = Effects::none();
+        fx.bounce(stanza, blocked);
+        return fx;
+    }
+    let other = !router.is_server(&to) && to != stanza.from.bare();
+    if other && router.inbound_blocked(stanza, &to).await {
+        return Effects::bounced(stanza, StanzaCondition::ServiceUnavailable);
+    }
+    if !stanza.is_iq_request() || stanza.payload().is_none() {
+        return Effects::none();
+    }
+    match handler.await {
+        Ok(answer) => {
+            let mut fx = answer.before;
+            fx.deliver_to(&stanza.from, stanza.result(answer.payload));
+            for then in answer.then {
+                fx.deliver_to(&stanza.from, then);
+            }
+            fx
+        }
+        Err(e) => {
+            let mut fx = Effects::none();
+            fx.bounce(stanza, e);
+            fx
+        }
+    }
+}
+
+/// §8.5.3: an IQ for a full JID.
+pub(crate) async fn to_resource(router: &Router, stanza: &Stanza) -> Effects {
+    let to = stanza.effective_to();
+    if let Some(blocked) = router.outbound_block(stanza, &to).await {
+        let mut fx = Effects::none();
+        fx.bounce(stanza, blocked);
+        return fx;
+    }
+    if router.inbound_blocked(stanza, &to).await {
+        return Effects::bounced(stanza, StanzaCondition::ServiceUnavailable);
+    }
+    let session = router.session(&to).await;
+    let mut fx = Effects::none();
+    if !stanza.is_iq_request() {
+        // A response goes to whoever asked; with no such session it is dropped.
+        if let Some(s) = session {
+            fx.deliver(&s, stanza.element.clone());
+        }
+        return fx;
+    }
+    // Asked before looking at the session, so that a connected resource, one that is
+    // not and one of no account cost the same reads.
+    let shared = shares_presence(router, stanza, &to, session.as_ref()).await;
+    let refused = Effects::bounced(stanza, StanzaCondition::ServiceUnavailable);
+    match session.filter(|_| shared) {
+        // One that is gone by the time it is handed over is answered as one not connected.
+        Some(s) => fx.push(Effect::DeliverOr {
+            to: Recipient::of(&s),
+            element: stanza.element.clone(),
+            otherwise: refused,
+        }),
+        None => fx = refused,
+    }
+    fx
+}
+
+/// Whether the owner of `to` lets the sender reach it: the same account, a resource
+/// that sent the sender directed presence, or a `from`/`both` subscription.
+async fn shares_presence(
+    router: &Router,
+    stanza: &Stanza,
+    to: &Jid,
+    session: Option<&SessionRecord>,
+) -> bool {
+    let sender = stanza.from.bare();
+    if sender == to.bare() {
+        return true;
+    }
+    let directed =
+        session.is_some_and(|s| s.directed.iter().any(|d| *d == sender || *d == stanza.from));
+    let subscribed = router.shares_presence_with(&to.bare(), &sender).await;
+    directed || subscribed
+}
+
 impl Router {
-    pub(crate) async fn route_iq(&self, stanza: Stanza) {
-        let to = stanza.effective_to();
-        if !self.is_local(&to) {
-            return self.bounce_remote(&stanza).await;
-        }
-        if let Some(blocked) = self.outbound_block(&stanza, &to).await {
-            return self.bounce(&stanza, blocked).await;
-        }
-        let target = if self.is_server(&to) {
-            Some(Target::Server)
-        } else if to == stanza.from.bare() {
-            Some(Target::Own)
-        } else if to.is_bare() {
-            Some(Target::Other)
-        } else {
-            None
-        };
-        let Some(target) = target else {
-            return self.route_iq_to_resource(stanza, to).await;
-        };
-        // XEP-0191 §3.5: a blocked sender's requests get `service-unavailable`.
-        if target == Target::Other && self.inbound_blocked(&stanza, &to).await {
-            return self
-                .bounce_with(&stanza, StanzaCondition::ServiceUnavailable)
-                .await;
-        }
-        if stanza.is_iq_request() {
-            for reply in dispatch::answer(self, &stanza, target).await {
-                self.send_to(&stanza.from, reply).await;
-            }
-        }
-    }
-
-    /// §8.5.3: an IQ for a full JID.
-    async fn route_iq_to_resource(&self, stanza: Stanza, to: Jid) {
-        if self.inbound_blocked(&stanza, &to).await {
-            return self
-                .bounce_with(&stanza, StanzaCondition::ServiceUnavailable)
-                .await;
-        }
-        let session = self
-            .sessions(&to.bare())
-            .await
-            .into_iter()
-            .find(|s| s.jid == to);
-        if !stanza.is_iq_request() {
-            // A response goes to whoever asked; with no such session it is dropped.
-            if let Some(s) = session {
-                self.send(&s, stanza.element).await;
-            }
-            return;
-        }
-        // Asked before looking at the session, so that a connected resource, one that is
-        // not and one of no account cost the same reads.
-        let shared = self.shares_presence(&stanza, &to, session.as_ref()).await;
-        if let Some(s) = session.filter(|_| shared) {
-            if self.send(&s, stanza.element.clone()).await {
-                return;
-            }
-        }
-        self.bounce_with(&stanza, StanzaCondition::ServiceUnavailable)
-            .await
-    }
-
-    /// Whether the owner of `to` lets the sender reach it: the same account, a resource
-    /// that sent the sender directed presence, or a `from`/`both` subscription.
-    async fn shares_presence(
-        &self,
-        stanza: &Stanza,
-        to: &Jid,
-        session: Option<&SessionRecord>,
-    ) -> bool {
-        let sender = stanza.from.bare();
-        if sender == to.bare() {
-            return true;
-        }
-        let directed =
-            session.is_some_and(|s| s.directed.iter().any(|d| *d == sender || *d == stanza.from));
-        let subscribed = self.shares_presence_with(&to.bare(), &sender).await;
-        directed || subscribed
-    }
-
     /// Whether local `account` shares its presence with `asker` (a `from` or `both`
     /// subscription, RFC 6121 §3): what it takes to learn anything about the account
     /// beyond its public vCard. An account that does not exist shares nothing; storage

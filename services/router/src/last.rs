@@ -7,7 +7,7 @@
 //!   and contacts with a `from` or `both` subscription may ask; others get `forbidden`.
 //!   The time is recorded when the last available resource goes away.
 
-use crate::dispatch::{storage_failed, Answer, Outcome};
+use crate::handler::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaError};

@@ -50,8 +50,9 @@
 //! for a connection that ended before writing it takes the same row.
 
 use crate::config::{BareDelivery, UnknownAccountMessages};
+use crate::effects::{Effect, Effects, Recipient, Tried};
 use crate::router::Router;
-use switchyard_core::{Jid, Stanza, StanzaCondition};
+use switchyard_core::{Stanza, StanzaCondition};
 use switchyard_storage::SessionRecord;
 
 /// RFC 6121 §5.2.2: a missing or unknown type is `normal`.
@@ -95,136 +96,128 @@ pub(crate) fn bare_targets(
     }
 }
 
+/// The message row: the sender's side (its block list), then the recipient's.
+pub(crate) async fn route(router: &Router, stanza: &Stanza) -> Effects {
+    let to = stanza.effective_to();
+    if let Some(blocked) = router.outbound_block(stanza, &to).await {
+        let mut fx = Effects::none();
+        fx.bounce(stanza, blocked);
+        return fx;
+    }
+    recipient_side(router, stanza, Tried::default()).await
+}
+
+/// Named hook of the executor: no session took the message, whose earlier attempts
+/// `tried` records; it goes on by Table 1 without those sessions.
+pub(crate) async fn undelivered(router: &Router, stanza: &Stanza, tried: Tried) -> Effects {
+    recipient_side(router, stanza, tried).await
+}
+
+/// The recipient's side of Table 1, without the sessions that already failed to take it.
+async fn recipient_side(router: &Router, stanza: &Stanza, tried: Tried) -> Effects {
+    let to = stanza.effective_to();
+    let kind = MessageType::of(stanza);
+    let found = router.lookup(&to.bare()).await;
+    let sessions: Vec<SessionRecord> = found
+        .sessions
+        .into_iter()
+        .filter(|s| !tried.gone.contains(&s.jid))
+        .collect();
+    if router.inbound_blocked(stanza, &to).await {
+        return refuse(router, stanza, kind).await;
+    }
+    if crate::offline::behind_held(stanza, kind, found.pending) {
+        // Stored behind what is held, so it cannot overtake it, whatever JID it names
+        // (see `crate::offline`): a resource that just bound gets it in its flush.
+        return to_bare(router, stanza, kind, &[], tried).await;
+    }
+    if let Some(s) = sessions.iter().find(|s| s.jid == to) {
+        return deliver(stanza, &[s], tried);
+    }
+    // From here on, as for a resource that is not connected (§8.5.3.2), whether it never
+    // was or was gone by the time the message was handed over.
+    let as_bare = to.is_bare()
+        || kind == MessageType::Chat
+        || (router.hides_accounts() && kind == MessageType::Normal);
+    if !as_bare {
+        return refuse(router, stanza, kind).await;
+    }
+    match kind {
+        MessageType::Error => Effects::none(),
+        MessageType::Groupchat => Effects::bounced(stanza, StanzaCondition::ServiceUnavailable),
+        MessageType::Normal | MessageType::Chat | MessageType::Headline => {
+            to_bare(router, stanza, kind, &sessions, tried).await
+        }
+    }
+}
+
+fn deliver(stanza: &Stanza, to: &[&SessionRecord], tried: Tried) -> Effects {
+    let mut fx = Effects::none();
+    fx.push(Effect::Message {
+        stanza: stanza.clone(),
+        to: to.iter().map(|s| Recipient::of(s)).collect(),
+        tried,
+    });
+    fx
+}
+
+/// §8.5.2: the resources chosen among `sessions`, or offline storage when none is
+/// available. "No session" is believed only once the registry is settled.
+async fn to_bare(
+    router: &Router,
+    stanza: &Stanza,
+    kind: MessageType,
+    sessions: &[SessionRecord],
+    mut tried: Tried,
+) -> Effects {
+    let targets = bare_targets(sessions, kind, router.config.bare_delivery);
+    if !targets.is_empty() {
+        return deliver(stanza, &targets, tried);
+    }
+    if kind == MessageType::Headline {
+        return Effects::none(); // §8.5.2.2.1: ignored when no resource can take it.
+    }
+    let to = stanza.effective_to().bare();
+    match router.account_exists(&to).await {
+        Ok(true) if !tried.looked_again && router.registry_settled().await => {
+            // Read from a registry being rebuilt: its sessions may be back by now.
+            router.registry.forget(&to);
+            tried.looked_again = true;
+            Box::pin(recipient_side(router, stanza, tried)).await
+        }
+        Ok(true) => {
+            let mut fx = crate::carbons::sent_copies(router, stanza).await;
+            fx.push(Effect::StoreOffline {
+                account: to,
+                stanza: stanza.clone(),
+            });
+            fx
+        }
+        Ok(false) => refuse(router, stanza, kind).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "account lookup failed");
+            Effects::bounced(stanza, StanzaCondition::InternalServerError)
+        }
+    }
+}
+
 impl Router {
-    pub(crate) async fn route_message(&self, stanza: Stanza) {
-        let to = stanza.effective_to();
-        if self.is_server(&to) {
-            return; // RFC 6120 §10.3.1: the server may handle or ignore it; nothing here does.
-        }
-        if !self.is_local(&to) {
-            return self.bounce_remote(&stanza).await;
-        }
-        if let Some(blocked) = self.outbound_block(&stanza, &to).await {
-            return self.bounce(&stanza, blocked).await;
-        }
-        self.deliver_message(stanza, false).await;
-    }
-
-    /// The recipient's side of Table 1.
-    ///
-    /// `looked_again`: the registry was found being rebuilt after a first pass, and this
-    /// is the second, which stores offline whatever it finds.
-    async fn deliver_message(&self, stanza: Stanza, looked_again: bool) {
-        let to = stanza.effective_to();
-        let kind = MessageType::of(&stanza);
-        let found = self.lookup(&to.bare()).await;
-        let mut sessions = found.sessions;
-        if self.inbound_blocked(&stanza, &to).await {
-            return self.refuse(&stanza, kind).await;
-        }
-        if crate::offline::behind_held(&stanza, kind, found.pending) {
-            // Stored behind what is held, so it cannot overtake it, whatever JID it names
-            // (see `crate::offline`): a resource that just bound gets it in its flush.
-            return self
-                .deliver_bare(stanza, kind, Vec::new(), looked_again)
-                .await;
-        }
-        if let Some(at) = sessions.iter().position(|s| s.jid == to) {
-            if self.send(&sessions[at], stanza.element.clone()).await {
-                let delivered = [to];
-                return self.carbon_copies(&stanza, &sessions, &delivered).await;
-            }
-            // Gone between the lookup and the delivery: from here on, as for a resource
-            // that is not connected (§8.5.3.2).
-            sessions.remove(at);
-        }
-        let as_bare = to.is_bare()
-            || kind == MessageType::Chat
-            || (self.hides_accounts() && kind == MessageType::Normal);
-        if !as_bare {
-            return self.refuse(&stanza, kind).await;
-        }
-        match kind {
-            MessageType::Error => {}
-            MessageType::Groupchat => {
-                self.bounce_with(&stanza, StanzaCondition::ServiceUnavailable)
-                    .await
-            }
-            MessageType::Normal | MessageType::Chat | MessageType::Headline => {
-                self.deliver_bare(stanza, kind, sessions, looked_again)
-                    .await
-            }
-        }
-    }
-
-    async fn deliver_bare(
-        &self,
-        stanza: Stanza,
-        kind: MessageType,
-        mut sessions: Vec<SessionRecord>,
-        looked_again: bool,
-    ) {
-        let mut delivered: Vec<Jid> = Vec::new();
-        // Targets found gone leave the choice, which is made again among the others
-        // (§8.5.2.1.1), so a stale record never swallows the message. Each round removes
-        // at least one session or ends the loop.
-        loop {
-            let mut gone: Vec<Jid> = Vec::new();
-            for target in bare_targets(&sessions, kind, self.config.bare_delivery) {
-                if self.send(target, stanza.element.clone()).await {
-                    delivered.push(target.jid.clone());
-                } else {
-                    gone.push(target.jid.clone());
-                }
-            }
-            if !delivered.is_empty() || gone.is_empty() {
-                break;
-            }
-            sessions.retain(|s| !gone.contains(&s.jid));
-        }
-        if !delivered.is_empty() {
-            return self.carbon_copies(&stanza, &sessions, &delivered).await;
-        }
-        if kind == MessageType::Headline {
-            return; // §8.5.2.2.1: ignored when no resource can take it.
-        }
-        let to = stanza.effective_to().bare();
-        match self.account_exists(&to).await {
-            Ok(true) if !looked_again && self.registry_settled().await => {
-                // Read from a registry being rebuilt: its sessions may be back by now.
-                self.registry.forget(&to);
-                Box::pin(self.deliver_message(stanza, true)).await;
-            }
-            Ok(true) => {
-                self.sent_copies(&stanza).await;
-                self.store_offline(&to, stanza).await;
-            }
-            Ok(false) => self.refuse(&stanza, kind).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "account lookup failed");
-                self.bounce_with(&stanza, StanzaCondition::InternalServerError)
-                    .await;
-            }
-        }
-    }
-
     /// Whether messages answer as if every account existed and were offline.
     pub(crate) fn hides_accounts(&self) -> bool {
         self.config.unknown_account_messages == UnknownAccountMessages::Ignore
     }
+}
 
-    /// The S/E cells of Table 1 (see the module doc). Ignoring a message still gives the
-    /// sender's other resources their carbon, as a message stored offline does.
-    async fn refuse(&self, stanza: &Stanza, kind: MessageType) {
-        match kind {
-            MessageType::Headline | MessageType::Error => {}
-            MessageType::Normal | MessageType::Chat if self.hides_accounts() => {
-                self.sent_copies(stanza).await
-            }
-            MessageType::Normal | MessageType::Chat | MessageType::Groupchat => {
-                self.bounce_with(stanza, StanzaCondition::ServiceUnavailable)
-                    .await
-            }
+/// The S/E cells of Table 1 (see the module doc). Ignoring a message still gives the
+/// sender's other resources their carbon, as a message stored offline does.
+async fn refuse(router: &Router, stanza: &Stanza, kind: MessageType) -> Effects {
+    match kind {
+        MessageType::Headline | MessageType::Error => Effects::none(),
+        MessageType::Normal | MessageType::Chat if router.hides_accounts() => {
+            crate::carbons::sent_copies(router, stanza).await
+        }
+        MessageType::Normal | MessageType::Chat | MessageType::Groupchat => {
+            Effects::bounced(stanza, StanzaCondition::ServiceUnavailable)
         }
     }
 }
@@ -232,6 +225,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_core::Jid;
     use switchyard_storage::Presence;
 
     fn session(resource: &str, priority: Option<i8>) -> SessionRecord {

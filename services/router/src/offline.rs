@@ -28,7 +28,7 @@
 //! - The flush lock: one flusher per account at a time, whatever triggered it (initial
 //!   presence, the catch-up after a store, a session restored after a registry rebuild).
 //!   The holder loops: read the count `c`; take everything held and deliver it in order,
-//!   each delivery awaited (an edge answers once the stanza is written); clear the count
+//!   each batch awaited (an edge answers once the stanzas are written); clear the count
 //!   if it still equals `c` (one atomic compare-and-delete). If it changed, something was
 //!   counted meanwhile: another round. A flusher that finds the lock taken just returns:
 //!   the holder will see the count change and take what was added.
@@ -61,11 +61,12 @@
 //! - Another router's cache hears of a count through pub/sub, a little later: in that
 //!   window only another sender's live message can overtake a held one.
 
+use crate::effects::{Effects, Recipient};
 use crate::message::MessageType;
 use crate::router::Router;
 use std::time::Duration;
 use switchyard_core::{ns, time, Element, Jid, Stanza, StanzaCondition, StanzaError};
-use switchyard_storage::{SessionRecord, StorageError};
+use switchyard_storage::StorageError;
 
 const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
 
@@ -132,7 +133,9 @@ impl Router {
                     .with_text("the message could not be stored for the offline recipient")
             }
         };
-        self.bounce(&stanza, error).await;
+        let mut fx = Effects::none();
+        fx.bounce(&stanza, error);
+        self.apply(fx).await;
     }
 
     /// Counts messages just stored, so that live ones queue behind them.
@@ -158,13 +161,13 @@ impl Router {
             .filter(|s| s.priority().is_some_and(|p| p >= 0))
             .max_by_key(|s| s.priority());
         if let Some(to) = available {
-            self.flush_offline(to).await;
+            self.flush_offline(&Recipient::of(to)).await;
         }
     }
 
     /// Delivers held messages to an available resource, in order, as the one flusher of
     /// the account (see the module doc); returns at once if another flusher runs.
-    pub(crate) async fn flush_offline(&self, to: &SessionRecord) {
+    pub(crate) async fn flush_offline(&self, to: &Recipient) {
         let account = to.jid.bare();
         let holder = switchyard_core::token::token(16);
         match self
@@ -184,7 +187,7 @@ impl Router {
         }
     }
 
-    async fn flush_rounds(&self, to: &SessionRecord, account: &Jid, holder: &str) {
+    async fn flush_rounds(&self, to: &Recipient, account: &Jid, holder: &str) {
         for _ in 0..FLUSH_ROUNDS {
             let seen = self.registry.pending(account).await;
             let held = match self.stores.offline.take(account).await {
@@ -209,40 +212,52 @@ impl Router {
         tracing::info!(%account, "offline flush still busy after its rounds; the next store goes on");
     }
 
-    /// Delivers one round in order; `false` when the session stopped taking them, and
-    /// this message and the rest of the round were stored again (and counted).
+    /// Delivers one round in order, [`RENEW_EVERY`] messages to a batch; `false` when the
+    /// session stopped taking them, and the first it did not take and the rest of the
+    /// round were stored again (and counted).
     async fn deliver_held(
         &self,
-        to: &SessionRecord,
+        to: &Recipient,
         account: &Jid,
         holder: &str,
         held: Vec<String>,
     ) -> bool {
-        let mut held = held.into_iter();
-        let mut sent = 0;
-        while let Some(text) = held.next() {
-            sent += 1;
-            if sent % RENEW_EVERY == 0 {
-                self.renew_flush_lock(account, holder).await;
-            }
-            let Ok(el) = Element::parse(&text) else {
-                tracing::warn!(%account, "dropping an unreadable stored message");
-                continue;
-            };
-            if self.send(to, el).await {
-                switchyard_telemetry::ROUTER_OFFLINE_DELIVERED.inc();
-                continue;
-            }
-            for text in std::iter::once(text).chain(held) {
-                let quota = usize::MAX;
-                if let Err(e) = self.stores.offline.push(account, &text, quota).await {
-                    tracing::warn!(error = %e, %account, "could not re-store an offline message");
+        let mut held = held.into_iter().peekable();
+        while held.peek().is_some() {
+            let (mut texts, mut run) = (Vec::new(), Vec::new());
+            for text in held.by_ref().take(RENEW_EVERY) {
+                match Element::parse(&text) {
+                    Ok(el) => {
+                        run.push((to.clone(), el));
+                        texts.push(text);
+                    }
+                    Err(_) => tracing::warn!(%account, "dropping an unreadable stored message"),
                 }
             }
-            self.count_pending(account).await;
-            return false;
+            let taken = self.deliver_all(run).await;
+            let written = taken.iter().take_while(|t| **t).count();
+            switchyard_telemetry::ROUTER_OFFLINE_DELIVERED.inc_by(written as u64);
+            if written < taken.len() {
+                let rest = texts.into_iter().skip(written);
+                self.store_again(account, rest.chain(held)).await;
+                return false;
+            }
+            if held.peek().is_some() {
+                self.renew_flush_lock(account, holder).await;
+            }
         }
         true
+    }
+
+    /// Messages a session did not take, stored again in order and counted.
+    async fn store_again(&self, account: &Jid, texts: impl Iterator<Item = String>) {
+        for text in texts {
+            let quota = usize::MAX;
+            if let Err(e) = self.stores.offline.push(account, &text, quota).await {
+                tracing::warn!(error = %e, %account, "could not re-store an offline message");
+            }
+        }
+        self.count_pending(account).await;
     }
 
     async fn renew_flush_lock(&self, account: &Jid, holder: &str) {

@@ -5,7 +5,7 @@
 //! so a ping never tells a stranger that an account exists (§10 asks the same of pings
 //! to full JIDs).
 
-use crate::dispatch::{Answer, Outcome};
+use crate::handler::{Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{Stanza, StanzaCondition, StanzaError};
 

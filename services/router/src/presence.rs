@@ -18,10 +18,10 @@
 //! - §4.7.2.3 priority is an integer in -128..=127, 0 when absent; anything else is
 //!   `bad-request`, as is an unknown type (§4.7.1).
 
+use crate::effects::{Effect, Effects};
 use crate::router::Router;
-use crate::subscription::Kind;
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaKind};
-use switchyard_storage::{Presence, SessionRecord};
+use switchyard_storage::{Presence, RosterItem, SessionRecord};
 
 /// Directed-presence recipients remembered per resource; beyond it the oldest is
 /// forgotten, so a client cannot grow its session record without bound.
@@ -60,233 +60,256 @@ fn addressed(mut el: Element, to: &Jid) -> Element {
     el
 }
 
-impl Router {
-    pub(crate) async fn route_presence(&self, stanza: Stanza) {
-        match stanza.type_attr() {
-            None | Some("unavailable") if stanza.to.is_none() => self.broadcast(stanza).await,
-            None | Some("unavailable") => self.directed(stanza).await,
-            Some("probe") => {
-                let contact = stanza.effective_to().bare();
-                if self.is_local(&contact) {
-                    self.answer_probe(&stanza.from, &contact).await;
-                }
-            }
-            Some("error") => {
-                let to = stanza.effective_to();
-                if self.is_local(&to) {
-                    self.send_to(&to, stanza.element).await;
-                }
-            }
-            Some(t) => match Kind::parse(t) {
-                Some(kind) => self.route_subscription(stanza, kind).await,
-                None => self.bounce_with(&stanza, StanzaCondition::BadRequest).await,
-            },
-        }
+/// The row for available and unavailable presence: broadcast (§4.2, §4.4, §4.5) without
+/// a `to`, directed (§4.6) with one.
+pub(crate) async fn availability(router: &Router, stanza: &Stanza) -> Effects {
+    match stanza.to {
+        None => broadcast(router, stanza).await,
+        Some(_) => directed(router, stanza).await,
     }
+}
 
-    async fn broadcast(&self, stanza: Stanza) {
-        let own = self.sessions(&stanza.from.bare()).await;
-        let Some(me) = own.iter().find(|s| s.jid == stanza.from).cloned() else {
-            return;
-        };
-        if stanza.type_attr() == Some("unavailable") {
-            let edit = Box::new(|r: &mut SessionRecord| {
+/// §4.3.2: the contact's server answers a probe (local contacts only).
+pub(crate) async fn probe(router: &Router, stanza: &Stanza) -> Effects {
+    answer_probe(router, &stanza.from, &stanza.effective_to().bare()).await
+}
+
+/// An error presence goes to the resource it names, if connected.
+pub(crate) async fn error(_: &Router, stanza: &Stanza) -> Effects {
+    let mut fx = Effects::none();
+    fx.deliver_to(&stanza.effective_to(), stanza.element.clone());
+    fx
+}
+
+async fn broadcast(router: &Router, stanza: &Stanza) -> Effects {
+    let own = router.sessions(&stanza.from.bare()).await;
+    let Some(me) = own.iter().find(|s| s.jid == stanza.from).cloned() else {
+        return Effects::none();
+    };
+    let mut fx = Effects::none();
+    if stanza.type_attr() == Some("unavailable") {
+        fx.update(
+            &me,
+            Box::new(|r: &mut SessionRecord| {
                 r.presence = None;
                 r.directed.clear();
-            });
-            self.update_session(&me, edit).await;
-            return self.unavailable(me, Some(stanza.element)).await;
-        }
-        let Some(priority) = priority(&stanza.element) else {
-            return self.bounce_with(&stanza, StanzaCondition::BadRequest).await;
-        };
-        let initial = me.presence.is_none();
-        let presence = Presence {
-            priority,
-            stanza: stanza.element.to_xml(""),
-        };
-        let edit = Box::new(move |r: &mut SessionRecord| r.presence = Some(presence.clone()));
-        self.update_session(&me, edit).await;
-        let account = me.jid.bare();
-        let roster = self.roster_rows(&account).await;
-        for item in roster
-            .iter()
-            .filter(|i| i.listed && i.subscription.has_from())
-        {
+            }),
+        );
+        fx.append(unavailable(router, me, Some(stanza.element.clone())).await);
+        return fx;
+    }
+    let Some(priority) = priority(&stanza.element) else {
+        return Effects::bounced(stanza, StanzaCondition::BadRequest);
+    };
+    let initial = me.presence.is_none();
+    let presence = Presence {
+        priority,
+        stanza: stanza.element.to_xml(""),
+    };
+    fx.update(
+        &me,
+        Box::new(move |r: &mut SessionRecord| r.presence = Some(presence.clone())),
+    );
+    let account = me.jid.bare();
+    let roster = router.roster_rows(&account).await;
+    let subscribers = roster
+        .iter()
+        .filter(|i| i.listed && i.subscription.has_from());
+    // Collected first: a future holding the iterator's closure would not be `Send`.
+    let decisions: Vec<_> = subscribers
+        .map(|item| {
             let el = addressed(stanza.element.clone(), &item.jid);
-            self.deliver_presence(&me.jid, &item.jid, el).await;
+            to_contact(router, &me.jid, &item.jid, el)
+        })
+        .collect();
+    fx.append(Effects::gather(decisions).await);
+    for s in own
+        .iter()
+        .filter(|s| s.presence.is_some() || s.jid == me.jid)
+    {
+        fx.deliver(s, addressed(stanza.element.clone(), &account));
+    }
+    if initial {
+        fx.append(crate::hooks::became_available(router, &me, &own, &roster, priority).await);
+    }
+    fx
+}
+
+/// §4.3: the presence of `me`'s contacts, as their servers answer its probes.
+pub(crate) async fn probes(router: &Router, me: &SessionRecord, roster: &[RosterItem]) -> Effects {
+    let contacts = roster
+        .iter()
+        .filter(|i| i.listed && i.subscription.has_to());
+    let decisions: Vec<_> = contacts
+        .map(|item| answer_probe(router, &me.jid, &item.jid))
+        .collect();
+    Effects::gather(decisions).await
+}
+
+/// §4.2.2: the presence of `me`'s available siblings.
+pub(crate) fn siblings(me: &SessionRecord, own: &[SessionRecord]) -> Effects {
+    let mut fx = Effects::none();
+    for sibling in own.iter().filter(|s| s.jid != me.jid) {
+        if let Some(p) = &sibling.presence {
+            if let Ok(el) = Element::parse(&p.stanza) {
+                fx.deliver(me, addressed(el, &me.jid));
+            }
         }
-        for s in own
-            .iter()
-            .filter(|s| s.presence.is_some() || s.jid == me.jid)
-        {
-            self.send(s, addressed(stanza.element.clone(), &account))
-                .await;
-        }
-        if !initial {
-            return;
-        }
-        for item in roster
-            .iter()
-            .filter(|i| i.listed && i.subscription.has_to())
-        {
-            self.answer_probe(&me.jid, &item.jid).await;
-        }
-        for sibling in own.iter().filter(|s| s.jid != me.jid) {
-            if let Some(p) = &sibling.presence {
-                if let Ok(el) = Element::parse(&p.stanza) {
-                    self.send(&me, addressed(el, &me.jid)).await;
+    }
+    fx
+}
+
+/// §4.5.2: a resource is no longer available (its record already updated or gone).
+/// `element` is the client's own unavailable presence, if it sent one.
+pub(crate) async fn unavailable(
+    router: &Router,
+    me: SessionRecord,
+    element: Option<Element>,
+) -> Effects {
+    let graceful = element.is_some();
+    let el = element.unwrap_or_else(|| unavailable_from(&me.jid));
+    let account = me.jid.bare();
+    let subscribers: Vec<Jid> = router
+        .roster_rows(&account)
+        .await
+        .into_iter()
+        .filter(|i| i.listed && i.subscription.has_from())
+        .map(|i| i.jid)
+        .collect();
+    let directed = me
+        .directed
+        .iter()
+        .filter(|d| !subscribers.contains(&d.bare()));
+    let audience: Vec<&Jid> = subscribers.iter().chain(directed).collect();
+    let decisions: Vec<_> = audience
+        .into_iter()
+        .map(|to| to_contact(router, &me.jid, to, addressed(el.clone(), to)))
+        .collect();
+    let mut fx = Effects::gather(decisions).await;
+    let own = router.sessions(&account).await;
+    for s in own
+        .iter()
+        .filter(|s| s.presence.is_some() || (graceful && s.jid == me.jid))
+    {
+        fx.deliver(s, addressed(el.clone(), &account));
+    }
+    if !own.iter().any(|s| s.presence.is_some() && s.jid != me.jid) {
+        fx.push(Effect::LastActivity {
+            account,
+            presence: el,
+        });
+    }
+    fx
+}
+
+/// §4.6: presence with a `to`, delivered and remembered for a later unavailable.
+async fn directed(router: &Router, stanza: &Stanza) -> Effects {
+    let to = stanza.effective_to();
+    if let Some(blocked) = router.outbound_block(stanza, &to).await {
+        let mut fx = Effects::none();
+        fx.bounce(stanza, blocked);
+        return fx;
+    }
+    let available = stanza.type_attr().is_none();
+    let mut fx = to_contact(router, &stanza.from, &to, stanza.element.clone()).await;
+    let Some(me) = router.session(&stanza.from).await else {
+        return fx;
+    };
+    let subscriber = router
+        .stores
+        .rosters
+        .item(&me.jid.bare(), &to.bare())
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.listed && i.subscription.has_from());
+    let tracked = me.directed.contains(&to);
+    let track = available && !(subscriber && me.presence.is_some());
+    if track != tracked {
+        let edit = Box::new(move |r: &mut SessionRecord| {
+            r.directed.retain(|d| *d != to);
+            if track {
+                if r.directed.len() >= MAX_DIRECTED {
+                    r.directed.remove(0); // the oldest loses its owed unavailable
                 }
+                r.directed.push(to.clone());
             }
+        });
+        fx.update(&me, edit);
+    }
+    fx
+}
+
+/// §4.3.2: the contact's server answers a probe from `prober` (a full or bare JID).
+async fn answer_probe(router: &Router, prober: &Jid, contact: &Jid) -> Effects {
+    let authorised = match router.stores.rosters.item(contact, &prober.bare()).await {
+        Ok(item) => item.is_some_and(|i| i.subscription.has_from()),
+        Err(e) => {
+            tracing::warn!(error = %e, "roster lookup failed");
+            false
         }
-        if priority >= 0 {
-            self.flush_offline(&me).await;
-        }
-        for pending in roster.iter().filter_map(|i| i.pending_in.as_deref()) {
-            if let Ok(el) = Element::parse(pending) {
-                self.send(&me, el).await;
-            }
+    };
+    if !authorised || router.blocks(contact, prober).await {
+        return Effects::none();
+    }
+    let available: Vec<SessionRecord> = router
+        .sessions(contact)
+        .await
+        .into_iter()
+        .filter(|s| s.presence.is_some())
+        .collect();
+    if available.is_empty() {
+        let el = addressed(unavailable_from(contact), prober);
+        return to_contact(router, contact, prober, el).await;
+    }
+    let mut fx = Effects::none();
+    for s in available {
+        let stored = s.presence.as_ref().map(|p| Element::parse(&p.stanza));
+        if let Some(Ok(el)) = stored {
+            fx.append(to_contact(router, &s.jid, prober, addressed(el, prober)).await);
         }
     }
+    fx
+}
 
-    /// §4.5.2: a resource is no longer available (its record already updated or gone).
-    /// `element` is the client's own unavailable presence, if it sent one.
-    pub(crate) async fn unavailable(&self, me: SessionRecord, element: Option<Element>) {
-        let graceful = element.is_some();
-        let el = element.unwrap_or_else(|| unavailable_from(&me.jid));
-        let account = me.jid.bare();
-        let subscribers: Vec<Jid> = self
-            .roster_rows(&account)
-            .await
-            .into_iter()
-            .filter(|i| i.listed && i.subscription.has_from())
-            .map(|i| i.jid)
-            .collect();
-        let directed = me
-            .directed
-            .iter()
-            .filter(|d| !subscribers.contains(&d.bare()));
-        for to in subscribers.iter().chain(directed) {
-            self.deliver_presence(&me.jid, to, addressed(el.clone(), to))
-                .await;
-        }
-        let own = self.sessions(&account).await;
-        for s in own
-            .iter()
-            .filter(|s| s.presence.is_some() || (graceful && s.jid == me.jid))
-        {
-            self.send(s, addressed(el.clone(), &account)).await;
-        }
-        if !own.iter().any(|s| s.presence.is_some()) {
-            self.record_last_activity(&account, &el).await;
-        }
-    }
-
-    /// §4.6: presence with a `to`, delivered and remembered for a later unavailable.
-    async fn directed(&self, stanza: Stanza) {
-        let to = stanza.effective_to();
-        if !self.is_local(&to) {
-            return self.bounce_remote(&stanza).await;
-        }
-        if let Some(blocked) = self.outbound_block(&stanza, &to).await {
-            return self.bounce(&stanza, blocked).await;
-        }
-        let available = stanza.type_attr().is_none();
-        self.deliver_presence(&stanza.from, &to, stanza.element.clone())
-            .await;
-        let own = self.sessions(&stanza.from.bare()).await;
-        let Some(me) = own.into_iter().find(|s| s.jid == stanza.from) else {
-            return;
+/// Presence of each of `account`'s available resources to `to` (the last broadcast,
+/// or unavailable), as §3.1.5, §3.2.2 and §3.3.3 require around subscription changes.
+pub(crate) async fn of_resources(router: &Router, account: &Jid, to: &Jid, available: bool) -> Effects {
+    let mut fx = Effects::none();
+    for s in router.sessions(account).await {
+        let Some(p) = &s.presence else { continue };
+        let el = if available {
+            match Element::parse(&p.stanza) {
+                Ok(el) => el,
+                Err(_) => continue,
+            }
+        } else {
+            unavailable_from(&s.jid)
         };
-        let subscriber = self
-            .stores
-            .rosters
-            .item(&me.jid.bare(), &to.bare())
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|i| i.listed && i.subscription.has_from());
-        let tracked = me.directed.contains(&to);
-        let track = available && !(subscriber && me.presence.is_some());
-        if track != tracked {
-            let edit = Box::new(move |r: &mut SessionRecord| {
-                r.directed.retain(|d| *d != to);
-                if track {
-                    if r.directed.len() >= MAX_DIRECTED {
-                        r.directed.remove(0); // the oldest loses its owed unavailable
-                    }
-                    r.directed.push(to.clone());
-                }
-            });
-            self.update_session(&me, edit).await;
-        }
+        fx.append(to_contact(router, &s.jid, to, addressed(el, to)).await);
     }
+    fx
+}
 
-    /// §4.3.2: the contact's server answers a probe from `prober` (a full or bare JID).
-    pub(crate) async fn answer_probe(&self, prober: &Jid, contact: &Jid) {
-        let authorised = match self.stores.rosters.item(contact, &prober.bare()).await {
-            Ok(item) => item.is_some_and(|i| i.subscription.has_from()),
-            Err(e) => {
-                tracing::warn!(error = %e, "roster lookup failed");
-                false
-            }
+/// Inbound presence for a local entity (§4.2.3, §4.4.3, §4.5.3, §8.5): a bare JID
+/// reaches every available resource, a full JID only that connected resource. Neither
+/// side's block list may forbid it (XEP-0191 §3.5; broadcasts skip blocked contacts).
+async fn to_contact(router: &Router, from: &Jid, to: &Jid, el: Element) -> Effects {
+    let mut fx = Effects::none();
+    let blocked =
+        router.blocks(&to.bare(), from).await || router.blocks(&from.bare(), to).await;
+    if !router.is_local(to) || to.local().is_none() || blocked {
+        return fx;
+    }
+    for s in router.sessions(&to.bare()).await {
+        let wanted = if to.is_bare() {
+            s.presence.is_some()
+        } else {
+            s.jid == *to
         };
-        if !authorised || self.blocks(contact, prober).await {
-            return;
-        }
-        let available: Vec<SessionRecord> = self
-            .sessions(contact)
-            .await
-            .into_iter()
-            .filter(|s| s.presence.is_some())
-            .collect();
-        if available.is_empty() {
-            let el = addressed(unavailable_from(contact), prober);
-            return self.deliver_presence(contact, prober, el).await;
-        }
-        for s in available {
-            let stored = s.presence.as_ref().map(|p| Element::parse(&p.stanza));
-            if let Some(Ok(el)) = stored {
-                self.deliver_presence(&s.jid, prober, addressed(el, prober))
-                    .await;
-            }
+        if wanted {
+            fx.deliver(&s, el.clone());
         }
     }
-
-    /// Presence of each of `account`'s available resources to `to` (the last broadcast,
-    /// or unavailable), as §3.1.5, §3.2.2 and §3.3.3 require around subscription changes.
-    pub(crate) async fn presence_of_resources(&self, account: &Jid, to: &Jid, available: bool) {
-        for s in self.sessions(account).await {
-            let Some(p) = &s.presence else { continue };
-            let el = if available {
-                match Element::parse(&p.stanza) {
-                    Ok(el) => el,
-                    Err(_) => continue,
-                }
-            } else {
-                unavailable_from(&s.jid)
-            };
-            self.deliver_presence(&s.jid, to, addressed(el, to)).await;
-        }
-    }
-
-    /// Inbound presence for a local entity (§4.2.3, §4.4.3, §4.5.3, §8.5): a bare JID
-    /// reaches every available resource, a full JID only that connected resource. Neither
-    /// side's block list may forbid it (XEP-0191 §3.5; broadcasts skip blocked contacts).
-    pub(crate) async fn deliver_presence(&self, from: &Jid, to: &Jid, el: Element) {
-        let blocked = self.blocks(&to.bare(), from).await || self.blocks(&from.bare(), to).await;
-        if !self.is_local(to) || to.local().is_none() || blocked {
-            return;
-        }
-        for s in self.sessions(&to.bare()).await {
-            let wanted = if to.is_bare() {
-                s.presence.is_some()
-            } else {
-                s.jid == *to
-            };
-            if wanted {
-                self.send(&s, el.clone()).await;
-            }
-        }
-    }
+    fx
 }

@@ -18,7 +18,7 @@
 //!   criteria; XEP-0060 §7.1.3.4 refuses an oversized payload with the same condition).
 //!   The storage checks and writes in one step, so concurrent sets cannot overshoot.
 
-use crate::dispatch::{storage_failed, Answer, Outcome};
+use crate::handler::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Stanza, StanzaCondition, StanzaError};
 use switchyard_storage::{DocumentQuota, StorageError};

@@ -20,7 +20,8 @@
 //!   `max_roster_items` rows (`not-allowed`, §2.3.3 leaves this to the server).
 
 use crate::config::RouterConfig;
-use crate::dispatch::{storage_failed, Answer, Outcome};
+use crate::effects::{Effect, Effects};
+use crate::handler::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use crate::subscription::Kind;
 use switchyard_core::{ns, token, Element, Jid, Stanza, StanzaCondition, StanzaError};
@@ -78,12 +79,15 @@ impl Router {
         }
     }
 
-    /// §2.1.6 roster push to every resource that requested the roster.
-    pub(crate) async fn push_roster(&self, account: &Jid, item: &RosterItem) {
-        for s in self.sessions(account).await.iter().filter(|s| s.interested) {
-            self.send(s, push(&s.jid, item)).await;
-        }
+}
+
+/// §2.1.6 roster push to every resource that requested the roster.
+pub(crate) async fn pushes(router: &Router, account: &Jid, item: &RosterItem) -> Effects {
+    let mut fx = Effects::none();
+    for s in router.sessions(account).await.iter().filter(|s| s.interested) {
+        fx.deliver(s, push(&s.jid, item));
     }
+    fx
 }
 
 /// §2.1.5: only the owner may read or edit a roster.
@@ -107,11 +111,9 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
         .roster(&account)
         .await
         .map_err(storage_failed("roster"))?;
-    let sessions = router.sessions(&account).await;
-    if let Some(me) = sessions.iter().find(|s| s.jid == stanza.from) {
-        router
-            .update_session(me, Box::new(|r| r.interested = true))
-            .await;
+    let mut before = Effects::none();
+    if let Some(me) = router.session(&stanza.from).await {
+        before.update(&me, Box::new(|r| r.interested = true));
     }
     let known = request
         .attr("ver")
@@ -126,6 +128,7 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
             .map(|item| push(&stanza.from, item))
             .collect();
         return Ok(Answer {
+            before,
             payload: None,
             then,
         });
@@ -134,7 +137,10 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
     for item in roster.items.iter().filter(|i| i.listed) {
         result.push_child(item_element(item));
     }
-    Ok(Answer::with(result))
+    Ok(Answer {
+        before,
+        ..Answer::with(result)
+    })
 }
 
 /// A validated roster set.
@@ -234,10 +240,11 @@ pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
         .update(&account, &req.jid, edit)
         .await
         .map_err(storage_failed("roster"))?;
-    if let Some(after) = &update.after {
-        router.push_roster(&account, after).await;
-    }
-    Ok(Answer::empty())
+    let pushed = match &update.after {
+        Some(after) => pushes(router, &account, after).await,
+        None => Effects::none(),
+    };
+    Ok(Answer::after(pushed))
 }
 
 /// §2.5.2: unsubscribe and unsubscribed as owed, then the row becomes a tombstone.
@@ -258,15 +265,14 @@ async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) 
             .with_attr("type", kind.as_str());
         Stanza::from_element(el).expect("well-formed presence")
     };
+    // Routed like stanzas the user sent, before the row becomes a tombstone; the
+    // tombstone's push comes after the pushes they cause.
+    let mut fx = Effects::none();
     if row.subscription.has_to() || row.ask {
-        router
-            .route_subscription(cancel(Kind::Unsubscribe), Kind::Unsubscribe)
-            .await;
+        fx.push(Effect::Route(cancel(Kind::Unsubscribe)));
     }
     if row.subscription.has_from() || row.pending_in.is_some() {
-        router
-            .route_subscription(cancel(Kind::Unsubscribed), Kind::Unsubscribed)
-            .await;
+        fx.push(Effect::Route(cancel(Kind::Unsubscribed)));
     }
     let edit = Box::new(|row: Option<RosterItem>| {
         let mut row = row?;
@@ -283,7 +289,7 @@ async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) 
         .await
         .map_err(storage_failed("roster"))?;
     if let Some(after) = &update.after {
-        router.push_roster(account, after).await;
+        fx.append(pushes(router, account, after).await);
     }
-    Ok(Answer::empty())
+    Ok(Answer::after(fx))
 }

@@ -7,18 +7,20 @@
 //! run here because every served domain is local; stanzas for other domains get
 //! `remote-server-not-found` (there is no server-to-server link).
 //!
+//! Handling a stanza is two steps: the table ([`crate::table`]) picks the feature
+//! handler, which reads what it needs and returns effects; the executor
+//! ([`crate::execute`]) carries them out.
+//!
 //! The router holds no state of its own: sessions live in the [`SessionRegistry`], data in
 //! the [`Stores`], so any router can handle any stanza.
 
 use crate::config::RouterConfig;
-use crate::delivery::{EdgeDelivery, Undeliverable};
+use crate::delivery::EdgeDelivery;
+use crate::effects::{Effect, Effects, Recipient};
+use crate::handler::Target;
 use std::sync::Arc;
-use switchyard_core::{
-    Element, Jid, Stanza, StanzaCondition, StanzaError, StanzaKind, StreamCondition,
-};
-use switchyard_storage::{
-    Lookup, SessionEdit, SessionRecord, SessionRegistry, StorageError, Stores,
-};
+use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
+use switchyard_storage::{Lookup, SessionRecord, SessionRegistry, StorageError, Stores};
 use switchyard_telemetry as metrics;
 
 #[derive(Debug)]
@@ -54,10 +56,15 @@ impl Router {
         match self.registry.bind(record).await {
             Ok(Some(old)) => {
                 tracing::info!(jid = %old.jid, conn = old.conn, "session replaced by a new bind");
-                self.edges
-                    .terminate(&old.edge, old.conn, StreamCondition::Conflict)
-                    .await;
-                self.session_ended(old).await;
+                let mut fx = Effects::none();
+                fx.push(Effect::Terminate {
+                    to: Recipient::of(&old),
+                    condition: StreamCondition::Conflict,
+                });
+                if old.presence.is_some() {
+                    fx.append(crate::presence::unavailable(self, old, None).await);
+                }
+                self.apply(fx).await;
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -80,7 +87,7 @@ impl Router {
         record.presence = crate::presence::restored(&record.jid, presence);
         self.bind(record.clone()).await?;
         if record.priority().is_some_and(|p| p >= 0) {
-            self.flush_offline(&record).await;
+            self.flush_offline(&Recipient::of(&record)).await;
         }
         Ok(())
     }
@@ -118,21 +125,21 @@ impl Router {
     /// edge): RFC 6121 §4.5.2, the server never relies on the client's unavailable.
     pub async fn session_ended(&self, record: SessionRecord) {
         if record.presence.is_some() {
-            self.unavailable(record, None).await;
+            let effects = crate::presence::unavailable(self, record, None).await;
+            self.apply(effects).await;
         }
     }
 
-    /// Routes one stanza from a session (its `from` already stamped by the edge).
+    /// Routes one stanza from a session (its `from` already stamped by the edge): the
+    /// table's handler decides, the executor acts; returns once every effect is done.
     pub async fn route(&self, stanza: Stanza) {
         let _timer = metrics::ROUTER_ROUTE_DURATION.start_timer();
         metrics::ROUTER_STANZAS
             .with_label_values(&[stanza.kind.as_str()])
             .inc();
-        match stanza.kind {
-            StanzaKind::Message => self.route_message(stanza).await,
-            StanzaKind::Presence => self.route_presence(stanza).await,
-            StanzaKind::Iq => self.route_iq(stanza).await,
-        }
+        let target = self.target(&stanza);
+        let effects = crate::table::decide(self, &stanza, target).await;
+        self.apply(effects).await;
     }
 
     /// Sessions of an account (the admin API's view).
@@ -181,66 +188,32 @@ impl Router {
         })
     }
 
-    pub(crate) async fn update_session(&self, record: &SessionRecord, edit: SessionEdit) {
-        if let Err(e) = self.registry.update(&record.jid, record.conn, edit).await {
-            tracing::warn!(error = %e, jid = %record.jid, "session registry update failed");
-        }
-    }
-
     /// Whether a local account exists; storage trouble is reported to the caller.
     pub(crate) async fn account_exists(&self, bare: &Jid) -> Result<bool, StorageError> {
         Ok(self.stores.accounts.credentials(bare).await?.is_some())
     }
 
-    /// Hands an element to one session's connection; `false` when it was not taken,
-    /// and the caller routes it elsewhere. A session found gone corrects any cached view
-    /// of the registry, and one its edge says it does not hold is removed from the
-    /// registry (with the unavailable presence its end implies): a stale record would
-    /// otherwise swallow every later stanza for that full JID.
-    pub(crate) async fn send(&self, to: &SessionRecord, element: Element) -> bool {
-        let Err(why) = self.edges.deliver(&to.edge, to.conn, element).await else {
-            return true;
-        };
-        self.registry.forget(&to.jid.bare());
-        if why == Undeliverable::NoSession {
-            tracing::info!(jid = %to.jid, conn = to.conn, "removing a session its edge no longer holds");
-            metrics::ROUTER_SESSIONS_GONE.inc();
-            // Boxed: ending a session broadcasts presence, which sends again.
-            Box::pin(self.unbind(&to.jid, to.conn)).await;
-        }
-        false
-    }
-
-    /// Delivers to one full JID if it is connected.
-    pub(crate) async fn send_to(&self, jid: &Jid, element: Element) {
-        if let Some(s) = self
-            .sessions(&jid.bare())
+    /// The session of a full JID, if it is connected.
+    pub(crate) async fn session(&self, jid: &Jid) -> Option<SessionRecord> {
+        self.sessions(&jid.bare())
             .await
-            .iter()
+            .into_iter()
             .find(|s| s.jid == *jid)
-        {
-            self.send(s, element).await;
-        }
     }
 
-    /// Answers a stanza with an error (RFC 6120 §8.3); errors and IQ responses are never
-    /// answered, so no bounce loops.
-    pub(crate) async fn bounce(&self, stanza: &Stanza, error: StanzaError) {
-        if stanza.kind == StanzaKind::Iq && !stanza.is_iq_request() {
-            return;
+    /// Who a stanza is addressed to, as the table keys it.
+    fn target(&self, stanza: &Stanza) -> Target {
+        let to = stanza.effective_to();
+        if !self.is_local(&to) {
+            Target::Remote
+        } else if self.is_server(&to) {
+            Target::Server
+        } else if to == stanza.from.bare() {
+            Target::Own
+        } else if to.is_bare() {
+            Target::Other
+        } else {
+            Target::Resource
         }
-        if let Some(reply) = stanza.error_reply(&error) {
-            self.send_to(&stanza.from, reply).await;
-        }
-    }
-
-    pub(crate) async fn bounce_with(&self, stanza: &Stanza, condition: StanzaCondition) {
-        self.bounce(stanza, StanzaError::new(condition)).await;
-    }
-
-    /// RFC 6120 §10.4: no server-to-server link, so another domain is unreachable.
-    pub(crate) async fn bounce_remote(&self, stanza: &Stanza) {
-        self.bounce_with(stanza, StanzaCondition::RemoteServerNotFound)
-            .await;
     }
 }

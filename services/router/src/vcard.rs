@@ -7,7 +7,7 @@
 //! - §3.3: anyone may read another account's vCard at its bare JID; none stored is
 //!   `item-not-found`.
 
-use crate::dispatch::{storage_failed, Answer, Outcome};
+use crate::handler::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Stanza, StanzaCondition, StanzaError};
 

@@ -1,7 +1,7 @@
 //! XEP-0092 Software Version §2: name and version of the server; when the administrator
 //! hides it (§4), the request is refused with `service-unavailable`.
 
-use crate::dispatch::{Answer, Outcome};
+use crate::handler::{Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Stanza, StanzaCondition, StanzaError};
 

@@ -118,6 +118,8 @@ metrics! {
     EDGE_ROUTER_LINKS: IntGauge = gauge("switchyard_edge_router_links_up", "Router links up");
     ROUTER_STANZAS: IntCounterVec = counter_vec("switchyard_router_stanzas_routed_total", "Stanzas routed", &["kind"]);
     ROUTER_ROUTE_DURATION: Histogram = histogram("switchyard_router_route_duration_seconds", "One stanza through the router");
+    ROUTER_DELIVERIES: IntCounter = counter("switchyard_router_deliveries_total", "Stanzas handed to edges for sessions (each delivery batch counts its stanzas)");
+    ROUTER_DELIVERY_BATCHES: IntCounter = counter("switchyard_router_delivery_batches_total", "Delivery batches sent to edges (one per edge per step of a stanza's effects)");
     ROUTER_EDGE_LINKS: IntGauge = gauge("switchyard_router_edge_links", "Edges linked to this router");
     ROUTER_CACHE_HITS: IntCounter = counter("switchyard_router_registry_cache_hits_total", "Session lookups served by the registry cache");
     ROUTER_CACHE_MISSES: IntCounter = counter("switchyard_router_registry_cache_misses_total", "Session lookups that went to the registry");

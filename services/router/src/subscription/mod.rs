@@ -18,6 +18,8 @@
 
 mod route;
 
+pub(crate) use route::{pending_requests, route};
+
 use switchyard_storage::{RosterItem, Subscription};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
