@@ -64,7 +64,6 @@ impl Router {
     pub(crate) async fn inbound_blocked(&self, stanza: &Stanza, to: &Jid) -> bool {
         to.local().is_some() && self.blocks(&to.bare(), &stanza.from).await
     }
-
 }
 
 /// §3.3, §3.4: the change pushed to every connected resource of the account.
@@ -82,7 +81,12 @@ async fn pushes(router: &Router, account: &Jid, change: Element) -> Effects {
 }
 
 /// Presence owed to subscribers among `jids` when their block status changes.
-async fn presence_for_change(router: &Router, account: &Jid, jids: &[Jid], available: bool) -> Effects {
+async fn presence_for_change(
+    router: &Router,
+    account: &Jid,
+    jids: &[Jid],
+    available: bool,
+) -> Effects {
     let mut fx = Effects::none();
     for item in router.roster_rows(account).await {
         let subscriber = item.listed && item.subscription.has_from();

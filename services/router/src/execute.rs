@@ -131,10 +131,12 @@ impl Router {
             per_edge[slot].1.push((at, to));
         }
         metrics::ROUTER_DELIVERY_BATCHES.inc_by(per_edge.len() as u64);
-        let sends = per_edge.into_iter().map(|(edge, recipients, batch)| async move {
-            let results = self.edges.deliver_batch(&edge, batch).await;
-            recipients.into_iter().zip(results)
-        });
+        let sends = per_edge
+            .into_iter()
+            .map(|(edge, recipients, batch)| async move {
+                let results = self.edges.deliver_batch(&edge, batch).await;
+                recipients.into_iter().zip(results)
+            });
         let mut stale: Vec<Recipient> = Vec::new();
         for ((at, to), result) in join_all(sends).await.into_iter().flatten() {
             let Err(why) = result else {

@@ -24,12 +24,8 @@ pub(crate) enum Target {
 }
 
 /// Every target of an account's JID, bare or full.
-pub(crate) const ANY_LOCAL: &[Target] = &[
-    Target::Server,
-    Target::Own,
-    Target::Other,
-    Target::Resource,
-];
+pub(crate) const ANY_LOCAL: &[Target] =
+    &[Target::Server, Target::Own, Target::Other, Target::Resource];
 pub(crate) const ANY: &[Target] = &[
     Target::Server,
     Target::Own,

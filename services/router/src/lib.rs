@@ -22,6 +22,8 @@
 mod blocking;
 mod carbons;
 mod config;
+#[cfg(test)]
+mod decisions;
 mod delivery;
 mod disco;
 mod effects;

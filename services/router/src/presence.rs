@@ -274,7 +274,12 @@ async fn answer_probe(router: &Router, prober: &Jid, contact: &Jid) -> Effects {
 
 /// Presence of each of `account`'s available resources to `to` (the last broadcast,
 /// or unavailable), as §3.1.5, §3.2.2 and §3.3.3 require around subscription changes.
-pub(crate) async fn of_resources(router: &Router, account: &Jid, to: &Jid, available: bool) -> Effects {
+pub(crate) async fn of_resources(
+    router: &Router,
+    account: &Jid,
+    to: &Jid,
+    available: bool,
+) -> Effects {
     let mut fx = Effects::none();
     for s in router.sessions(account).await {
         let Some(p) = &s.presence else { continue };
@@ -296,8 +301,7 @@ pub(crate) async fn of_resources(router: &Router, account: &Jid, to: &Jid, avail
 /// side's block list may forbid it (XEP-0191 §3.5; broadcasts skip blocked contacts).
 async fn to_contact(router: &Router, from: &Jid, to: &Jid, el: Element) -> Effects {
     let mut fx = Effects::none();
-    let blocked =
-        router.blocks(&to.bare(), from).await || router.blocks(&from.bare(), to).await;
+    let blocked = router.blocks(&to.bare(), from).await || router.blocks(&from.bare(), to).await;
     if !router.is_local(to) || to.local().is_none() || blocked {
         return fx;
     }

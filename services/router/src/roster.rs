@@ -78,13 +78,17 @@ impl Router {
             }
         }
     }
-
 }
 
 /// §2.1.6 roster push to every resource that requested the roster.
 pub(crate) async fn pushes(router: &Router, account: &Jid, item: &RosterItem) -> Effects {
     let mut fx = Effects::none();
-    for s in router.sessions(account).await.iter().filter(|s| s.interested) {
+    for s in router
+        .sessions(account)
+        .await
+        .iter()
+        .filter(|s| s.interested)
+    {
         fx.deliver(s, push(&s.jid, item));
     }
     fx

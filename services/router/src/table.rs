@@ -86,12 +86,37 @@ pub(crate) const TABLE: &[Row] = &[
     row!(Message, Types::Any, SERVER, nothing),
     row!(Message, Types::Any, REMOTE, remote),
     // RFC 6121 §4 presence, §3 subscriptions.
-    row!(Presence, AVAILABILITY, ANY_LOCAL, crate::presence::availability),
+    row!(
+        Presence,
+        AVAILABILITY,
+        ANY_LOCAL,
+        crate::presence::availability
+    ),
     row!(Presence, AVAILABILITY, REMOTE, remote),
-    row!(Presence, Types::Of(&[Some("probe")]), ANY_LOCAL, crate::presence::probe),
-    row!(Presence, Types::Of(&[Some("error")]), ANY_LOCAL, crate::presence::error),
-    row!(Presence, Types::Of(&[Some("probe"), Some("error")]), REMOTE, nothing),
-    row!(Presence, SUBSCRIPTIONS, ANY_LOCAL, crate::subscription::route),
+    row!(
+        Presence,
+        Types::Of(&[Some("probe")]),
+        ANY_LOCAL,
+        crate::presence::probe
+    ),
+    row!(
+        Presence,
+        Types::Of(&[Some("error")]),
+        ANY_LOCAL,
+        crate::presence::error
+    ),
+    row!(
+        Presence,
+        Types::Of(&[Some("probe"), Some("error")]),
+        REMOTE,
+        nothing
+    ),
+    row!(
+        Presence,
+        SUBSCRIPTIONS,
+        ANY_LOCAL,
+        crate::subscription::route
+    ),
     row!(Presence, SUBSCRIPTIONS, REMOTE, remote),
     row!(Presence, Types::Any, ANY, bad_request), // §4.7.1: an unknown type
     // IQs the server answers (RFC 6121 §8.5.2.1.3), one row per feature.
@@ -153,7 +178,11 @@ async fn bad_request(_: &Router, stanza: &Stanza) -> Effects {
 
 /// RFC 6120 §8.4: a request nothing here handles.
 async fn unhandled(router: &Router, stanza: &Stanza) -> Effects {
-    let refused = async { Err(switchyard_core::StanzaError::new(StanzaCondition::ServiceUnavailable)) };
+    let refused = async {
+        Err(switchyard_core::StanzaError::new(
+            StanzaCondition::ServiceUnavailable,
+        ))
+    };
     crate::iq::answer(router, stanza, refused).await
 }
 
@@ -172,7 +201,10 @@ mod tests {
 
     #[test]
     fn every_iq_request_to_a_bare_jid_has_a_row() {
-        for row in TABLE.iter().filter(|r| r.kind == StanzaKind::Iq && r.ns.is_some()) {
+        for row in TABLE
+            .iter()
+            .filter(|r| r.kind == StanzaKind::Iq && r.ns.is_some())
+        {
             assert!(
                 row.targets.iter().all(|t| BARE.contains(t)),
                 "IQ feature rows serve bare JIDs only (RFC 6121 §8.5.2.1.3)"
