@@ -1,41 +1,32 @@
 //! XEP-0082 date-time strings (`CCYY-MM-DDThh:mm:ss.sssZ`, always UTC) from Unix time.
+//! The calendar is the `time` crate's; this module only fixes the format.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::OffsetDateTime;
 
-/// Formats a point in time as an XEP-0082 `DateTime` with milliseconds.
+/// XEP-0082 `DateTime` with milliseconds (truncated, not rounded) and a literal `Z`.
+const XEP_0082: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Formats a point in time as an XEP-0082 `DateTime` with milliseconds. Instants before
+/// 1970 or past what the calendar holds (year 9999) read as the Unix epoch.
 pub fn datetime(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Proleptic Gregorian calendar date of a day count since 1970-01-01, using 400-year
-/// eras of 146,097 days that start on March 1st (so leap days fall at an era's end).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468; // days from 0000-03-01 to 1970-01-01
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153; // month counted from March
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = era * 400 + year_of_era + u64::from(month <= 2);
-    (year, month, day)
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let utc = i128::try_from(since.as_nanos())
+        .ok()
+        .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
+        .filter(|t| t.year() <= 9999)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    utc.format(XEP_0082)
+        .expect("a UTC date-time within years 0-9999 always formats")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn known_instants() {
@@ -47,5 +38,20 @@ mod tests {
             datetime(at(4_107_542_399) + Duration::from_millis(7)),
             "2100-02-28T23:59:59.007Z"
         );
+    }
+
+    #[test]
+    fn milliseconds_truncate_and_out_of_range_reads_as_the_epoch() {
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(
+            datetime(at(0) + Duration::from_nanos(999_999_999)),
+            "1970-01-01T00:00:00.999Z"
+        );
+        assert_eq!(
+            datetime(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(datetime(at(253_402_300_799)), "9999-12-31T23:59:59.000Z");
+        assert_eq!(datetime(at(253_402_300_800)), "1970-01-01T00:00:00.000Z");
     }
 }
