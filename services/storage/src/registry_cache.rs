@@ -15,36 +15,84 @@
 //!   pub/sub) and drop it there, a little later. Should the notifications break,
 //!   everything is dropped, and entries also expire after `ttl`.
 //! - A delivery that finds a session gone calls [`SessionRegistry::forget`].
-//! - Bounded: at `capacity` accounts the cache starts over.
+//! - Bounded: past `capacity` accounts the least recently used one is evicted (moka,
+//!   LRU; moka also expires entries after `ttl`).
 
 use crate::traits::{Change, Lookup, SessionEdit, SessionRecord, SessionRegistry};
 use crate::StorageError;
 use async_trait::async_trait;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_core::Jid;
 
-/// When an entry was read, the sessions and the offline-pending count.
-type Entry = (Instant, Arc<[SessionRecord]>, u64);
+/// The longest TTL moka accepts is 1000 years; anything near it means "never expires".
+const TTL_MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// What one lookup read: the sessions (shared, so a hit copies them once, into the
+/// answer), the offline-pending count, and the [`Shared::epoch`] it was cached in.
+#[derive(Debug, Clone)]
+struct Entry {
+    sessions: Arc<[SessionRecord]>,
+    pending: u64,
+    epoch: u64,
+}
 
 /// Generation stripes: a lookup whose account was invalidated while it read the inner
 /// registry does not cache what it read (it may predate the change). Striped so that
 /// churn on other accounts rarely stops an entry from being cached.
 const STRIPES: usize = 32; // arrays up to 32 are `Default`
 
-#[derive(Debug, Default)]
+/// Where a lookup stood before it read the inner registry (see [`Shared::cache`]).
+#[derive(Debug, Clone, Copy)]
+struct ReadAt {
+    generation: u64,
+}
+
 struct Shared {
-    entries: Mutex<HashMap<Jid, Entry>>,
+    entries: Cache<Jid, Entry>,
+    /// Held while a drop bumps its generation and removes the entry, and while a lookup
+    /// compares its generation and inserts: so a lookup either inserts before a drop
+    /// (which then removes the entry) or sees the drop's generation and inserts nothing.
+    /// moka alone cannot say this: its insert and invalidate do not exclude each other.
+    /// Cache hits do not take it.
+    drops: Mutex<()>,
     generations: [AtomicU64; STRIPES],
+    /// Bumped by [`Shared::invalidate_all`]: an entry cached in an older epoch is not
+    /// served. moka's own `invalidate_all` spares entries inserted in the same tick of
+    /// its clock, so it only frees memory here.
+    epoch: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("entries", &self.entries.entry_count())
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Jid, Entry>> {
-        self.entries
+    fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(capacity as u64)
+                .time_to_live(ttl.min(TTL_MAX))
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
+            drops: Mutex::default(),
+            generations: Default::default(),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn drops(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.drops
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -55,34 +103,60 @@ impl Shared {
         &self.generations[(h.finish() % STRIPES as u64) as usize]
     }
 
+    /// A live entry for `bare`, if one is cached.
+    fn get(&self, bare: &Jid) -> Option<Entry> {
+        let entry = self.entries.get(bare)?;
+        (entry.epoch == self.epoch.load(Ordering::Acquire)).then_some(entry)
+    }
+
+    /// To be taken before reading the inner registry, for [`Shared::cache`].
+    fn read_at(&self, bare: &Jid) -> ReadAt {
+        ReadAt {
+            generation: self.generation(bare).load(Ordering::Relaxed),
+        }
+    }
+
+    /// Caches what a lookup read, unless `bare` was dropped since `read_at`.
+    fn cache(&self, bare: &Jid, read_at: ReadAt, found: &Lookup) {
+        let _drops = self.drops();
+        if self.generation(bare).load(Ordering::Relaxed) != read_at.generation {
+            return;
+        }
+        let entry = Entry {
+            sessions: found.sessions.clone().into(),
+            pending: found.pending,
+            epoch: self.epoch.load(Ordering::Relaxed),
+        };
+        self.entries.insert(bare.clone(), entry);
+    }
+
     /// Drops the account's entry and stops lookups in flight from caching theirs.
     fn invalidate(&self, bare: &Jid) {
-        let mut entries = self.entries();
+        let _drops = self.drops();
         self.generation(bare).fetch_add(1, Ordering::Relaxed);
-        entries.remove(bare);
+        self.entries.invalidate(bare);
     }
 
     fn invalidate_all(&self) {
-        let mut entries = self.entries();
+        let _drops = self.drops();
         for g in &self.generations {
             g.fetch_add(1, Ordering::Relaxed);
         }
-        entries.clear();
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.entries.invalidate_all();
     }
 }
 
 #[derive(Debug)]
 pub struct CachedRegistry {
     inner: Arc<dyn SessionRegistry>,
-    capacity: usize,
-    ttl: Duration,
     shared: Arc<Shared>,
 }
 
 impl CachedRegistry {
     /// Wraps `inner`, following its change notifications if it has any.
     pub fn new(inner: Arc<dyn SessionRegistry>, capacity: usize, ttl: Duration) -> Self {
-        let shared: Arc<Shared> = Arc::default();
+        let shared = Arc::new(Shared::new(capacity, ttl));
         if let Some(mut changes) = inner.changes() {
             let weak = Arc::downgrade(&shared);
             tokio::spawn(async move {
@@ -97,12 +171,7 @@ impl CachedRegistry {
                 }
             });
         }
-        Self {
-            inner,
-            capacity,
-            ttl,
-            shared,
-        }
+        Self { inner, shared }
     }
 }
 
@@ -140,28 +209,18 @@ impl SessionRegistry for CachedRegistry {
     }
 
     async fn lookup(&self, bare: &Jid) -> Result<Lookup, StorageError> {
-        if let Some((at, sessions, pending)) = self.shared.entries().get(bare) {
-            if at.elapsed() < self.ttl {
-                switchyard_telemetry::ROUTER_CACHE_HITS.inc();
-                let sessions = sessions.to_vec();
-                return Ok(Lookup {
-                    sessions,
-                    pending: *pending,
-                });
-            }
+        if let Some(hit) = self.shared.get(bare) {
+            switchyard_telemetry::ROUTER_CACHE_HITS.inc();
+            return Ok(Lookup {
+                sessions: hit.sessions.to_vec(),
+                pending: hit.pending,
+            });
         }
         switchyard_telemetry::ROUTER_CACHE_MISSES.inc();
-        let generation = self.shared.generation(bare).load(Ordering::Relaxed);
+        let read_at = self.shared.read_at(bare);
         let found = self.inner.lookup(bare).await?;
         if !found.sessions.is_empty() {
-            let mut entries = self.shared.entries();
-            if self.shared.generation(bare).load(Ordering::Relaxed) == generation {
-                if entries.len() >= self.capacity {
-                    entries.clear();
-                }
-                let entry = (Instant::now(), found.sessions.clone().into(), found.pending);
-                entries.insert(bare.clone(), entry);
-            }
+            self.shared.cache(bare, read_at, &found);
         }
         Ok(found)
     }
@@ -235,11 +294,4 @@ impl SessionRegistry for CachedRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn conforms_over_memory() {
-        let inner = std::sync::Arc::new(crate::MemoryRegistry::default());
-        let cache = super::CachedRegistry::new(inner, 100, std::time::Duration::from_secs(60));
-        crate::conformance::registry(&cache).await;
-    }
-}
+mod tests;
