@@ -37,7 +37,7 @@ use std::task::{Context, Poll};
 use switchyard_core::sasl::{Failure, Mechanism, ScramProof};
 use switchyard_core::session::{Input, Lookup, Output, Session, Verification};
 use switchyard_core::{Jid, StanzaKind, StreamCondition};
-use switchyard_storage::SessionRecord;
+use switchyard_model::SessionRecord;
 use switchyard_telemetry as metrics;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;

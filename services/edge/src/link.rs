@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use switchyard_core::sasl::{AccountSalts, ScramProof};
 use switchyard_core::{Jid, Stanza, StanzaCondition};
-use switchyard_storage::{LoginFailures, SessionRecord, StorageError};
+use switchyard_model::{LoginFailures, SessionRecord, StorageError};
 
 #[async_trait]
 pub trait RouterLink: LoginFailures + Send + Sync + std::fmt::Debug {

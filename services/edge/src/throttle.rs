@@ -63,7 +63,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::Jid;
-use switchyard_storage::{LoginFailureCounts, LoginFailures};
+use switchyard_model::{LoginFailureCounts, LoginFailures};
 
 /// The throttle's settings: the `auth.*` keys (defaults and checks in the configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,12 +2,11 @@
 //! (`switchyard_storage_call_duration_seconds`, `switchyard_storage_errors_total`): a
 //! wrapper that implements every trait by delegating to the backend it wraps.
 
-use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate};
 use crate::traits::{
     AccountStore, BlockStore, DocumentQuota, DocumentStore, Lookup, OfflineQuota, OfflineStore,
     RosterStore, SessionEdit, SessionRecord, SessionRegistry,
 };
-use crate::{Change, StorageError};
+use crate::{Change, Roster, RosterEdit, RosterItem, RosterUpdate, StorageError};
 use async_trait::async_trait;
 use std::future::Future;
 use std::time::Duration;

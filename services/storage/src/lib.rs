@@ -6,13 +6,11 @@
 //! A durable backend implements every data trait on one type, so removing an account
 //! removes everything stored for it in one place.
 
+mod backend_error;
 mod cache;
 pub mod conformance;
-mod error;
 mod instrumented;
 mod memory;
-mod memory_failures;
-mod model;
 mod postgres;
 mod redis;
 mod registry_cache;
@@ -22,11 +20,8 @@ mod traits;
 use std::sync::Arc;
 
 pub use cache::CachedBlocks;
-pub use error::StorageError;
 pub use instrumented::Instrumented;
 pub use memory::{MemoryRegistry, MemoryStore};
-pub use memory_failures::MemoryLoginFailures;
-pub use model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
 pub use postgres::PgStore;
 pub use redis::RedisLoginFailures;
 pub use redis::RedisRegistry;
@@ -34,9 +29,14 @@ pub use registry_cache::CachedRegistry;
 pub use sqlite::SqliteStore;
 pub use traits::{
     AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, Lookup, OfflineQuota,
-    OfflineStore, RosterStore, SessionEdit, SessionRecord, SessionRegistry,
+    OfflineStore, RosterStore, SessionEdit, SessionRegistry,
 };
-pub use traits::{FailureCount, LoginFailureCounts, LoginFailures};
+// The I/O-free values and contracts, defined in `switchyard-model` so the edge can use
+// them without a backend; re-exported here under the same names.
+pub use switchyard_model::{
+    FailureCount, LoginFailureCounts, LoginFailures, MemoryLoginFailures, Presence, Roster,
+    RosterEdit, RosterItem, RosterUpdate, SessionRecord, StorageError, Subscription,
+};
 
 /// Every durable data trait, as implemented by one backend.
 pub trait Backend: AccountStore + RosterStore + OfflineStore + BlockStore + DocumentStore {}

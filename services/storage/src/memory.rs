@@ -1,11 +1,10 @@
 //! In-memory backends: the embedded session registry and a test store for every data trait.
 
-use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate};
 use crate::traits::{
     fits, AccountStore, BlockStore, DocumentQuota, DocumentStore, Lookup, OfflineQuota,
     OfflineStore, RosterStore, SessionEdit, SessionRecord, SessionRegistry,
 };
-use crate::StorageError;
+use crate::{Roster, RosterEdit, RosterItem, RosterUpdate, StorageError};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;

@@ -1,11 +1,13 @@
 //! The storage traits. Accounts and their data are keyed by bare JID (`user@domain`).
 
-use crate::model::{Presence, Roster, RosterEdit, RosterItem, RosterUpdate};
-use crate::StorageError;
+use crate::{Roster, RosterEdit, RosterItem, RosterUpdate, StorageError};
 use async_trait::async_trait;
 use std::time::Duration;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
+// Moved to `switchyard-model` (the edge uses them without a backend); named here too, so
+// `crate::traits::…` paths keep working.
+pub use switchyard_model::{FailureCount, LoginFailureCounts, LoginFailures, SessionRecord};
 
 /// Accounts and their salted SCRAM credentials (never passwords).
 #[async_trait]
@@ -131,52 +133,6 @@ pub(crate) fn fits(held: (usize, usize), bytes: usize, quota: (usize, usize)) ->
     held.0.saturating_add(1) <= quota.0 && held.1.saturating_add(bytes) <= quota.1
 }
 
-/// One bound resource: where its connection lives and what the router must know about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    /// Full JID.
-    pub jid: Jid,
-    /// The edge node holding the connection.
-    pub edge: String,
-    /// The connection's id on that edge.
-    pub conn: u64,
-    /// The last available presence; `None` before initial presence and after
-    /// unavailable (RFC 6121 §4.2, §4.5): the resource is connected but not available.
-    pub presence: Option<Presence>,
-    /// XEP-0280 carbons enabled.
-    pub carbons: bool,
-    /// Requested the roster, so it receives roster pushes (RFC 6121 §2.2).
-    pub interested: bool,
-    /// Entities that received directed available presence (RFC 6121 §4.6), owed an
-    /// unavailable when the resource goes away.
-    pub directed: Vec<Jid>,
-}
-
-impl SessionRecord {
-    /// Whether both records describe the same connection.
-    pub fn same_connection(&self, other: &SessionRecord) -> bool {
-        self.edge == other.edge && self.conn == other.conn
-    }
-
-    /// A freshly bound session: connected, not yet available.
-    pub fn bound(jid: Jid, edge: impl Into<String>, conn: u64) -> Self {
-        Self {
-            jid,
-            edge: edge.into(),
-            conn,
-            presence: None,
-            carbons: false,
-            interested: false,
-            directed: Vec::new(),
-        }
-    }
-
-    /// The priority of an available resource; `None` when it is not available.
-    pub fn priority(&self) -> Option<i8> {
-        self.presence.as_ref().map(|p| p.priority)
-    }
-}
-
 /// An in-place change to a session record; a store may apply it more than once (to a
 /// fresh copy) when it retries an optimistic update.
 pub type SessionEdit = Box<dyn Fn(&mut SessionRecord) + Send + Sync>;
@@ -282,49 +238,4 @@ pub enum Change {
     Account(Jid),
     /// Changes may have been missed (the notification link broke): forget everything.
     Unknown,
-}
-
-/// Failed logins, counted per account and client network and per network alone, shared
-/// by every edge so that spreading attempts over edges gains nothing. The login throttle
-/// (`services/edge/src/throttle.rs`) decides what the counts mean.
-///
-/// A network is the client's address as text, grouped the way one party usually holds
-/// addresses: an IPv4 address (`192.0.2.7`) or an IPv6 /64 (`2001:db8:1:2::/64`). Each
-/// count is forgotten `window` after the last failure it counted.
-#[async_trait]
-pub trait LoginFailures: Send + Sync + std::fmt::Debug {
-    /// The failures of `account` from `network`, and of `network` for every account.
-    async fn failures(
-        &self,
-        account: &Jid,
-        network: &str,
-    ) -> Result<LoginFailureCounts, StorageError>;
-    /// Counts one failure of `account` from `network` (so one of `network` too), each
-    /// count then lasting `window`; returns the counts with it.
-    async fn record(
-        &self,
-        account: &Jid,
-        network: &str,
-        window: Duration,
-    ) -> Result<LoginFailureCounts, StorageError>;
-    /// Forgets the failures of `account` from `network` (it logged in from there); the
-    /// network's own count stays.
-    async fn clear(&self, account: &Jid, network: &str) -> Result<(), StorageError>;
-}
-
-/// One failure count and how long it lasts unless another failure renews it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FailureCount {
-    pub failures: u32,
-    /// Zero when there are no failures.
-    pub expires_in: Duration,
-}
-
-/// What [`LoginFailures`] knows about one login attempt's account and network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoginFailureCounts {
-    /// Failures of this account from this network.
-    pub account: FailureCount,
-    /// Failures from this network, whatever the account.
-    pub network: FailureCount,
 }

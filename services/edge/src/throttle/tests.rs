@@ -2,7 +2,7 @@
 
 use super::*;
 use std::net::Ipv4Addr;
-use switchyard_storage::MemoryLoginFailures;
+use switchyard_model::MemoryLoginFailures;
 use tokio::time::advance;
 
 const MS: Duration = Duration::from_millis(1);

@@ -3,7 +3,7 @@
 //!
 //! Names are prefixed with `conformance-` so a suite can share a database with other data.
 
-use crate::model::{Presence, RosterItem, Subscription};
+use crate::{Presence, RosterItem, Subscription};
 mod failures;
 mod pending;
 mod quotas;
@@ -479,6 +479,13 @@ mod tests {
     async fn memory_backends_conform() {
         super::backend(&crate::MemoryStore::default()).await;
         super::registry(&crate::MemoryRegistry::default()).await;
+    }
+
+    /// The in-memory table lives in `switchyard-model`; its conformance runs here, with
+    /// the suite.
+    #[tokio::test]
+    async fn memory_login_failures_conform() {
+        super::login_failures(&crate::MemoryLoginFailures::default()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

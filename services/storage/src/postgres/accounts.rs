@@ -1,6 +1,7 @@
 //! Accounts and their SCRAM keys in PostgreSQL.
 
 use super::PgStore;
+use crate::backend_error::DbResult;
 use crate::{AccountStore, StorageError};
 use async_trait::async_trait;
 use switchyard_core::sasl::{ScramKeys, StoredCredentials};
@@ -9,13 +10,13 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 fn keys(row: &Row, at: usize) -> Result<ScramKeys, StorageError> {
-    let iterations: i32 = row.try_get(at + 1)?;
+    let iterations: i32 = row.try_get(at + 1).db()?;
     Ok(ScramKeys {
-        salt: row.try_get(at)?,
+        salt: row.try_get(at).db()?,
         iterations: u32::try_from(iterations)
             .map_err(|_| StorageError::Unavailable("negative iteration count".into()))?,
-        stored_key: row.try_get(at + 2)?,
-        server_key: row.try_get(at + 3)?,
+        stored_key: row.try_get(at + 2).db()?,
+        server_key: row.try_get(at + 3).db()?,
     })
 }
 
@@ -40,7 +41,7 @@ impl PgStore {
             &c.sha256.stored_key,
             &c.sha256.server_key,
         ];
-        Ok(self.client().await?.execute(sql, &params).await?)
+        self.client().await?.execute(sql, &params).await.db()
     }
 }
 
@@ -82,7 +83,8 @@ impl AccountStore for PgStore {
                  FROM accounts WHERE jid = $1",
                 &[&account.to_string()],
             )
-            .await?;
+            .await
+            .db()?;
         row.map(|row| {
             Ok(StoredCredentials {
                 sha1: keys(&row, 0)?,
@@ -100,7 +102,8 @@ impl AccountStore for PgStore {
                 "DELETE FROM accounts WHERE jid = $1",
                 &[&account.to_string()],
             )
-            .await?;
+            .await
+            .db()?;
         Ok(n > 0)
     }
 
@@ -109,10 +112,11 @@ impl AccountStore for PgStore {
             .client()
             .await?
             .query("SELECT jid FROM accounts", &[])
-            .await?;
+            .await
+            .db()?;
         let mut jids = rows
             .iter()
-            .map(|r| super::im::stored_jid(r.try_get(0)?))
+            .map(|r| super::im::stored_jid(r.try_get(0).db()?))
             .collect::<Result<Vec<_>, _>>()?;
         jids.sort();
         Ok(jids)

@@ -1,11 +1,12 @@
 //! Rosters, offline messages, block lists and documents in PostgreSQL.
 
 use super::PgStore;
-use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
+use crate::backend_error::DbResult;
 use crate::traits::{
     fits, BlockStore, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore, RosterStore,
 };
 use crate::StorageError;
+use crate::{Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use switchyard_core::Jid;
@@ -19,17 +20,17 @@ pub(super) fn stored_jid(s: &str) -> Result<Jid, StorageError> {
 }
 
 fn roster_row(row: &Row) -> Result<RosterItem, StorageError> {
-    let subscription: &str = row.try_get(3)?;
-    let version: i64 = row.try_get(8)?;
+    let subscription: &str = row.try_get(3).db()?;
+    let version: i64 = row.try_get(8).db()?;
     Ok(RosterItem {
-        jid: stored_jid(row.try_get(0)?)?,
-        name: row.try_get(1)?,
-        groups: row.try_get(2)?,
+        jid: stored_jid(row.try_get(0).db()?)?,
+        name: row.try_get(1).db()?,
+        groups: row.try_get(2).db()?,
         subscription: Subscription::parse(subscription).unwrap_or_default(),
-        ask: row.try_get(4)?,
-        approved: row.try_get(5)?,
-        pending_in: row.try_get(6)?,
-        listed: row.try_get(7)?,
+        ask: row.try_get(4).db()?,
+        approved: row.try_get(5).db()?,
+        pending_in: row.try_get(6).db()?,
+        listed: row.try_get(7).db()?,
         version: version as u64,
     })
 }
@@ -41,7 +42,8 @@ async fn read_row(
 ) -> Result<Option<RosterItem>, StorageError> {
     let sql = format!("SELECT {ROW_COLUMNS} FROM roster WHERE account = $1 AND contact = $2");
     db.query_opt(&sql, &[&account, &contact])
-        .await?
+        .await
+        .db()?
         .map(|r| roster_row(&r))
         .transpose()
 }
@@ -51,17 +53,18 @@ impl RosterStore for PgStore {
     async fn roster(&self, account: &Jid) -> Result<Roster, StorageError> {
         let account = account.to_string();
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = client.transaction().await.db()?;
         let version: Option<i64> = tx
             .query_opt(
                 "SELECT roster_version FROM accounts WHERE jid = $1",
                 &[&account],
             )
-            .await?
+            .await
+            .db()?
             .map(|r| r.get(0));
         let sql = format!("SELECT {ROW_COLUMNS} FROM roster WHERE account = $1 ORDER BY contact");
-        let rows = tx.query(&sql, &[&account]).await?;
-        tx.commit().await?;
+        let rows = tx.query(&sql, &[&account]).await.db()?;
+        tx.commit().await.db()?;
         Ok(Roster {
             version: version.unwrap_or(0) as u64,
             items: rows.iter().map(roster_row).collect::<Result<_, _>>()?,
@@ -81,19 +84,20 @@ impl RosterStore for PgStore {
     ) -> Result<RosterUpdate, StorageError> {
         let (account_s, contact_s) = (account.to_string(), contact.to_string());
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = client.transaction().await.db()?;
         let version: i64 = tx
             .query_opt(
                 "UPDATE accounts SET roster_version = roster_version + 1 WHERE jid = $1
                  RETURNING roster_version",
                 &[&account_s],
             )
-            .await?
+            .await
+            .db()?
             .ok_or(StorageError::NotFound)?
             .get(0);
         let before = read_row(&tx, &account_s, &contact_s).await?;
         let Some(mut row) = edit(before.clone()) else {
-            tx.rollback().await?;
+            tx.rollback().await.db()?;
             return Ok(RosterUpdate {
                 before,
                 after: None,
@@ -122,8 +126,9 @@ impl RosterStore for PgStore {
                 &version,
             ],
         )
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         Ok(RosterUpdate {
             before,
             after: Some(row),
@@ -138,14 +143,15 @@ async fn lock_account(db: &impl GenericClient, account: &str) -> Result<(), Stor
         "SELECT 1 FROM accounts WHERE jid = $1 FOR UPDATE",
         &[&account],
     )
-    .await?
+    .await
+    .db()?
     .map(|_| ())
     .ok_or(StorageError::NotFound)
 }
 
 /// A `(COUNT(*), SUM(bytes))` row as the sizes it counts.
 fn held(row: &Row) -> Result<(usize, usize), StorageError> {
-    let (count, bytes): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    let (count, bytes): (i64, i64) = (row.try_get(0).db()?, row.try_get(1).db()?);
     Ok((count.max(0) as usize, bytes.max(0) as usize))
 }
 
@@ -159,7 +165,7 @@ impl OfflineStore for PgStore {
     ) -> Result<(), StorageError> {
         let account = account.to_string();
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = client.transaction().await.db()?;
         lock_account(&tx, &account).await?;
         let row = tx
             .query_one(
@@ -167,7 +173,8 @@ impl OfflineStore for PgStore {
                  WHERE account = $1",
                 &[&account],
             )
-            .await?;
+            .await
+            .db()?;
         if !fits(held(&row)?, stanza.len(), (quota.messages, quota.bytes)) {
             return Err(StorageError::QuotaExceeded);
         }
@@ -176,8 +183,9 @@ impl OfflineStore for PgStore {
             "INSERT INTO offline (account, stanza, bytes) VALUES ($1, $2, $3)",
             &[&account, &stanza, &bytes],
         )
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
@@ -189,7 +197,8 @@ impl OfflineStore for PgStore {
                 "DELETE FROM offline WHERE account = $1 RETURNING id, stanza",
                 &[&account.to_string()],
             )
-            .await?;
+            .await
+            .db()?;
         let mut held: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         held.sort_by_key(|(id, _)| *id);
         Ok(held.into_iter().map(|(_, s)| s).collect())
@@ -206,7 +215,8 @@ impl BlockStore for PgStore {
                 "SELECT jid FROM blocks WHERE account = $1",
                 &[&account.to_string()],
             )
-            .await?;
+            .await
+            .db()?;
         let mut jids = rows
             .iter()
             .map(|r| stored_jid(r.get(0)))
@@ -224,7 +234,8 @@ impl BlockStore for PgStore {
                  ON CONFLICT DO NOTHING",
                 &[&account.to_string(), &jids],
             )
-            .await?;
+            .await
+            .db()?;
         Ok(())
     }
 
@@ -234,7 +245,8 @@ impl BlockStore for PgStore {
         if jids.is_empty() {
             client
                 .execute("DELETE FROM blocks WHERE account = $1", &[&account])
-                .await?;
+                .await
+                .db()?;
             return Ok(());
         }
         let jids: Vec<String> = jids.iter().map(Jid::to_string).collect();
@@ -243,7 +255,8 @@ impl BlockStore for PgStore {
                 "DELETE FROM blocks WHERE account = $1 AND jid = ANY($2)",
                 &[&account, &jids],
             )
-            .await?;
+            .await
+            .db()?;
         Ok(())
     }
 }
@@ -258,7 +271,8 @@ impl DocumentStore for PgStore {
                 "SELECT value FROM documents WHERE account = $1 AND key = $2",
                 &[&account.to_string(), &key],
             )
-            .await?;
+            .await
+            .db()?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -266,23 +280,21 @@ impl DocumentStore for PgStore {
         let account = account.to_string();
         let client = self.client().await?;
         match value {
-            Some(v) => {
-                client
-                    .execute(
-                        "INSERT INTO documents (account, key, value) VALUES ($1, $2, $3)
+            Some(v) => client
+                .execute(
+                    "INSERT INTO documents (account, key, value) VALUES ($1, $2, $3)
                          ON CONFLICT (account, key) DO UPDATE SET value = $3",
-                        &[&account, &key, &v],
-                    )
-                    .await?
-            }
-            None => {
-                client
-                    .execute(
-                        "DELETE FROM documents WHERE account = $1 AND key = $2",
-                        &[&account, &key],
-                    )
-                    .await?
-            }
+                    &[&account, &key, &v],
+                )
+                .await
+                .db()?,
+            None => client
+                .execute(
+                    "DELETE FROM documents WHERE account = $1 AND key = $2",
+                    &[&account, &key],
+                )
+                .await
+                .db()?,
         };
         Ok(())
     }
@@ -297,7 +309,7 @@ impl DocumentStore for PgStore {
     ) -> Result<(), StorageError> {
         let account = account.to_string();
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = client.transaction().await.db()?;
         lock_account(&tx, &account).await?;
         let row = tx
             .query_one(
@@ -306,7 +318,8 @@ impl DocumentStore for PgStore {
                  WHERE account = $1 AND left(key, char_length($2::TEXT)) = $2::TEXT AND key <> $3",
                 &[&account, &family, &key],
             )
-            .await?;
+            .await
+            .db()?;
         if !fits(
             held(&row)?,
             key.len() + value.len(),
@@ -319,8 +332,9 @@ impl DocumentStore for PgStore {
              ON CONFLICT (account, key) DO UPDATE SET value = $3",
             &[&account, &key, &value],
         )
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         Ok(())
     }
 }

@@ -17,6 +17,7 @@
 mod accounts;
 mod im;
 
+use crate::backend_error::DbResult;
 use crate::StorageError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
@@ -80,21 +81,6 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-impl From<tokio_postgres::Error> for StorageError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        match e.code() {
-            Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => Self::NotFound,
-            _ => Self::Unavailable(e.to_string()),
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for StorageError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::Unavailable(e.to_string())
-    }
-}
-
 impl PgStore {
     /// A pool for `url` (`postgres://user@host:port/db`), using `schema` when given.
     /// Connections are made lazily; nothing is checked here.
@@ -125,38 +111,42 @@ impl PgStore {
 
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> Result<usize, StorageError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let mut client = self.pool.get().await.db()?;
+        let tx = client.transaction().await.db()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
+            .await
+            .db()?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS switchyard_migrations (
                 version INTEGER PRIMARY KEY,
                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
             )",
         )
-        .await?;
+        .await
+        .db()?;
         let done: i64 = tx
             .query_one("SELECT COUNT(*) FROM switchyard_migrations", &[])
-            .await?
+            .await
+            .db()?
             .get(0);
         let mut applied = 0;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-            tx.batch_execute(sql).await?;
+            tx.batch_execute(sql).await.db()?;
             let version = i as i32 + 1;
             tx.execute(
                 "INSERT INTO switchyard_migrations (version) VALUES ($1)",
                 &[&version],
             )
-            .await?;
+            .await
+            .db()?;
             applied += 1;
         }
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(applied)
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
-        Ok(self.pool.get().await?)
+        self.pool.get().await.db()
     }
 }
 

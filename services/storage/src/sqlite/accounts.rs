@@ -1,6 +1,7 @@
 //! Accounts and their SCRAM keys in SQLite.
 
 use super::SqliteStore;
+use crate::backend_error::DbResult;
 use crate::{AccountStore, StorageError};
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
@@ -19,20 +20,22 @@ impl SqliteStore {
     ) -> Result<(), StorageError> {
         let (jid, c) = (account.to_string(), creds.clone());
         self.with(move |db| {
-            let written = db.execute(
-                sql,
-                params![
-                    jid,
-                    c.sha1.salt,
-                    c.sha1.iterations,
-                    c.sha1.stored_key,
-                    c.sha1.server_key,
-                    c.sha256.salt,
-                    c.sha256.iterations,
-                    c.sha256.stored_key,
-                    c.sha256.server_key
-                ],
-            )?;
+            let written = db
+                .execute(
+                    sql,
+                    params![
+                        jid,
+                        c.sha1.salt,
+                        c.sha1.iterations,
+                        c.sha1.stored_key,
+                        c.sha1.server_key,
+                        c.sha256.salt,
+                        c.sha256.iterations,
+                        c.sha256.stored_key,
+                        c.sha256.server_key
+                    ],
+                )
+                .db()?;
             if written == 0 {
                 return Err(unchanged);
             }
@@ -90,7 +93,8 @@ impl AccountStore for SqliteStore {
                         })
                     },
                 )
-                .optional()?;
+                .optional()
+                .db()?;
             Ok(row)
         })
         .await
@@ -98,16 +102,21 @@ impl AccountStore for SqliteStore {
 
     async fn remove(&self, account: &Jid) -> Result<bool, StorageError> {
         let jid = account.to_string();
-        self.with(move |db| Ok(db.execute("DELETE FROM accounts WHERE jid = ?1", [jid])? > 0))
-            .await
+        self.with(move |db| {
+            Ok(db
+                .execute("DELETE FROM accounts WHERE jid = ?1", [jid])
+                .db()?
+                > 0)
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<Jid>, StorageError> {
         self.with(|db| {
-            let mut stmt = db.prepare("SELECT jid FROM accounts ORDER BY jid")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut stmt = db.prepare("SELECT jid FROM accounts ORDER BY jid").db()?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).db()?;
             rows.map(|r| {
-                let s = r?;
+                let s = r.db()?;
                 Jid::parse(&s)
                     .map_err(|e| StorageError::Unavailable(format!("stored JID {s:?}: {e}")))
             })

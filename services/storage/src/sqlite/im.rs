@@ -1,11 +1,12 @@
 //! Rosters, offline messages, block lists and documents in SQLite.
 
 use super::{missing_account, SqliteStore};
-use crate::model::{Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
+use crate::backend_error::DbResult;
 use crate::traits::{
     fits, BlockStore, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore, RosterStore,
 };
 use crate::StorageError;
+use crate::{Roster, RosterEdit, RosterItem, RosterUpdate, Subscription};
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 use switchyard_core::Jid;
@@ -56,20 +57,23 @@ impl RosterStore for SqliteStore {
     async fn roster(&self, account: &Jid) -> Result<Roster, StorageError> {
         let account = account.to_string();
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.transaction().db()?;
             let version: Option<u64> = tx
                 .query_row(
                     "SELECT roster_version FROM accounts WHERE jid = ?1",
                     [&account],
                     |r| r.get(0),
                 )
-                .optional()?;
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {ROW_COLUMNS} FROM roster WHERE account = ?1 ORDER BY contact"
-            ))?;
-            let rows = stmt.query_map([&account], roster_row)?;
+                .optional()
+                .db()?;
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {ROW_COLUMNS} FROM roster WHERE account = ?1 ORDER BY contact"
+                ))
+                .db()?;
+            let rows = stmt.query_map([&account], roster_row).db()?;
             let items = rows
-                .map(|r| -> Result<RosterItem, StorageError> { r? })
+                .map(|r| -> Result<RosterItem, StorageError> { r.db()? })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Roster {
                 version: version.unwrap_or(0),
@@ -93,7 +97,9 @@ impl RosterStore for SqliteStore {
         let (account, contact_jid) = (account.to_string(), contact.clone());
         self.with(move |db| {
             let contact = contact_jid.to_string();
-            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .db()?;
             let version: u64 = tx
                 .query_row(
                     "UPDATE accounts SET roster_version = roster_version + 1 WHERE jid = ?1
@@ -101,7 +107,8 @@ impl RosterStore for SqliteStore {
                     [&account],
                     |r| r.get(0),
                 )
-                .optional()?
+                .optional()
+                .db()?
                 .ok_or(StorageError::NotFound)?;
             let before = read_row(&tx, &account, &contact)?;
             let Some(mut row) = edit(before.clone()) else {
@@ -130,8 +137,9 @@ impl RosterStore for SqliteStore {
                     row.listed,
                     row.version
                 ],
-            )?;
-            tx.commit()?;
+            )
+            .db()?;
+            tx.commit().db()?;
             Ok(RosterUpdate {
                 before,
                 after: Some(row),
@@ -151,7 +159,8 @@ fn read_row(
         [account, contact],
         roster_row,
     )
-    .optional()?
+    .optional()
+    .db()?
     .transpose()
 }
 
@@ -167,12 +176,16 @@ impl OfflineStore for SqliteStore {
         self.with(move |db| {
             // IMMEDIATE takes the write lock first, so no other writer (another process on
             // the same file included) runs between the sum and the insert.
-            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let held: (usize, usize) = tx.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM offline WHERE account = ?1",
-                [&account],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let tx = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .db()?;
+            let held: (usize, usize) = tx
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM offline WHERE account = ?1",
+                    [&account],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .db()?;
             if !fits(held, stanza.len(), (quota.messages, quota.bytes)) {
                 return Err(StorageError::QuotaExceeded);
             }
@@ -181,7 +194,7 @@ impl OfflineStore for SqliteStore {
                 params![account, stanza, stanza.len()],
             )
             .map_err(missing_account)?;
-            tx.commit()?;
+            tx.commit().db()?;
             Ok(())
         })
         .await
@@ -190,17 +203,20 @@ impl OfflineStore for SqliteStore {
     async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
         let account = account.to_string();
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.transaction().db()?;
             let stanzas = {
-                let mut stmt =
-                    tx.prepare("DELETE FROM offline WHERE account = ?1 RETURNING id, stanza")?;
+                let mut stmt = tx
+                    .prepare("DELETE FROM offline WHERE account = ?1 RETURNING id, stanza")
+                    .db()?;
                 let mut rows = stmt
-                    .query_map([&account], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)))?
-                    .collect::<Result<Vec<(i64, String)>, _>>()?;
+                    .query_map([&account], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)))
+                    .db()?
+                    .collect::<Result<Vec<(i64, String)>, _>>()
+                    .db()?;
                 rows.sort_by_key(|(id, _)| *id);
                 rows.into_iter().map(|(_, s)| s).collect()
             };
-            tx.commit()?;
+            tx.commit().db()?;
             Ok(stanzas)
         })
         .await
@@ -212,10 +228,12 @@ impl BlockStore for SqliteStore {
     async fn blocked(&self, account: &Jid) -> Result<Vec<Jid>, StorageError> {
         let account = account.to_string();
         self.with(move |db| {
-            let mut stmt = db.prepare("SELECT jid FROM blocks WHERE account = ?1")?;
-            let rows = stmt.query_map([&account], |r| r.get::<_, String>(0))?;
+            let mut stmt = db
+                .prepare("SELECT jid FROM blocks WHERE account = ?1")
+                .db()?;
+            let rows = stmt.query_map([&account], |r| r.get::<_, String>(0)).db()?;
             let mut jids = rows
-                .map(|r| stored_jid(&r?))
+                .map(|r| stored_jid(&r.db()?))
                 .collect::<Result<Vec<_>, _>>()?;
             jids.sort();
             Ok(jids)
@@ -227,7 +245,7 @@ impl BlockStore for SqliteStore {
         let account = account.to_string();
         let jids: Vec<String> = jids.iter().map(Jid::to_string).collect();
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.transaction().db()?;
             for jid in &jids {
                 tx.execute(
                     "INSERT OR IGNORE INTO blocks (account, jid) VALUES (?1, ?2)",
@@ -235,7 +253,7 @@ impl BlockStore for SqliteStore {
                 )
                 .map_err(missing_account)?;
             }
-            tx.commit()?;
+            tx.commit().db()?;
             Ok(())
         })
         .await
@@ -245,17 +263,19 @@ impl BlockStore for SqliteStore {
         let account = account.to_string();
         let jids: Vec<String> = jids.iter().map(Jid::to_string).collect();
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.transaction().db()?;
             if jids.is_empty() {
-                tx.execute("DELETE FROM blocks WHERE account = ?1", [&account])?;
+                tx.execute("DELETE FROM blocks WHERE account = ?1", [&account])
+                    .db()?;
             }
             for jid in &jids {
                 tx.execute(
                     "DELETE FROM blocks WHERE account = ?1 AND jid = ?2",
                     [&account, jid],
-                )?;
+                )
+                .db()?;
             }
-            tx.commit()?;
+            tx.commit().db()?;
             Ok(())
         })
         .await
@@ -267,13 +287,13 @@ impl DocumentStore for SqliteStore {
     async fn get(&self, account: &Jid, key: &str) -> Result<Option<String>, StorageError> {
         let (account, key) = (account.to_string(), key.to_owned());
         self.with(move |db| {
-            Ok(db
-                .query_row(
-                    "SELECT value FROM documents WHERE account = ?1 AND key = ?2",
-                    [&account, &key],
-                    |r| r.get(0),
-                )
-                .optional()?)
+            db.query_row(
+                "SELECT value FROM documents WHERE account = ?1 AND key = ?2",
+                [&account, &key],
+                |r| r.get(0),
+            )
+            .optional()
+            .db()
         })
         .await
     }
@@ -293,10 +313,12 @@ impl DocumentStore for SqliteStore {
                         [&account, &key, &v],
                     )
                     .map_err(missing_account)?,
-                None => db.execute(
-                    "DELETE FROM documents WHERE account = ?1 AND key = ?2",
-                    [&account, &key],
-                )?,
+                None => db
+                    .execute(
+                        "DELETE FROM documents WHERE account = ?1 AND key = ?2",
+                        [&account, &key],
+                    )
+                    .db()?,
             };
             Ok(())
         })
@@ -314,15 +336,19 @@ impl DocumentStore for SqliteStore {
         let (account, family) = (account.to_string(), family.to_owned());
         let (key, value) = (key.to_owned(), value.to_owned());
         self.with(move |db| {
-            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let held: (usize, usize) = tx.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(length(CAST(key AS BLOB))
+            let tx = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .db()?;
+            let held: (usize, usize) = tx
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(length(CAST(key AS BLOB))
                                              + length(CAST(value AS BLOB))), 0)
                  FROM documents
                  WHERE account = ?1 AND substr(key, 1, length(?2)) = ?2 AND key <> ?3",
-                [&account, &family, &key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+                    [&account, &family, &key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .db()?;
             if !fits(held, key.len() + value.len(), (quota.keys, quota.bytes)) {
                 return Err(StorageError::QuotaExceeded);
             }
@@ -331,7 +357,7 @@ impl DocumentStore for SqliteStore {
                 [&account, &key, &value],
             )
             .map_err(missing_account)?;
-            tx.commit()?;
+            tx.commit().db()?;
             Ok(())
         })
         .await

@@ -9,6 +9,7 @@
 mod accounts;
 mod im;
 
+use crate::backend_error::DbResult;
 use crate::StorageError;
 use rusqlite::Connection;
 use std::path::Path;
@@ -66,17 +67,19 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let mut conn = Connection::open(path).db()?;
+        conn.pragma_update(None, "journal_mode", "WAL").db()?;
+        conn.pragma_update(None, "synchronous", "NORMAL").db()?;
+        conn.pragma_update(None, "foreign_keys", "ON").db()?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).db()?;
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .db()?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
+            let tx = conn.transaction().db()?;
+            tx.execute_batch(sql).db()?;
+            tx.pragma_update(None, "user_version", i + 1).db()?;
+            tx.commit().db()?;
         }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -103,7 +106,7 @@ impl SqliteStore {
 fn missing_account(e: rusqlite::Error) -> StorageError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => StorageError::NotFound,
-        _ => e.into(),
+        _ => StorageError::Unavailable(e.to_string()),
     }
 }
 

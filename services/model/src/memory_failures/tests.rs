@@ -67,8 +67,3 @@ async fn counts_expire_a_window_after_the_last_failure() {
         "an expired count is dropped when looked at"
     );
 }
-
-#[tokio::test]
-async fn conformance() {
-    crate::conformance::login_failures(&MemoryLoginFailures::default()).await;
-}

@@ -13,9 +13,3 @@ pub enum StorageError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
 }
-
-impl From<rusqlite::Error> for StorageError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Unavailable(e.to_string())
-    }
-}

@@ -7,8 +7,7 @@
 //! failures are always counted, where refusing to track new keys would let an attacker
 //! fill the table and then go uncounted. Time is tokio's clock, so tests can pause it.
 
-use crate::traits::{FailureCount, LoginFailureCounts, LoginFailures};
-use crate::StorageError;
+use crate::{FailureCount, LoginFailureCounts, LoginFailures, StorageError};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
