@@ -4,24 +4,24 @@
 use crate::pb;
 use switchyard_core::sasl::{AccountSalts, HashAlg, ScramProof, ScramSalt, StoredCredentials};
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
-use switchyard_storage::{FailureCount, LoginFailureCounts};
+use switchyard_model::{FailureCount, LoginFailureCounts};
 use tonic::Status;
 
-pub(crate) fn stanza_bytes(el: &Element) -> Vec<u8> {
+pub fn stanza_bytes(el: &Element) -> Vec<u8> {
     el.to_xml("").into_bytes()
 }
 
-pub(crate) fn element(bytes: &[u8]) -> Result<Element, Status> {
+pub fn element(bytes: &[u8]) -> Result<Element, Status> {
     let text = std::str::from_utf8(bytes).map_err(|_| Status::invalid_argument("not UTF-8"))?;
     Element::parse(text).map_err(|e| Status::invalid_argument(format!("bad stanza: {e}")))
 }
 
 /// A stanza an edge sent up a link: parsed within the element limits, with a `from`.
-pub(crate) fn stanza(bytes: &[u8]) -> Option<Stanza> {
+pub fn stanza(bytes: &[u8]) -> Option<Stanza> {
     element(bytes).ok().and_then(Stanza::from_element)
 }
 
-pub(crate) fn jid(s: &str) -> Result<Jid, Status> {
+pub fn jid(s: &str) -> Result<Jid, Status> {
     Jid::parse(s).map_err(|e| Status::invalid_argument(format!("bad JID {s:?}: {e}")))
 }
 
@@ -41,7 +41,7 @@ fn salt(s: Option<pb::ScramSalt>) -> Result<ScramSalt, Status> {
 }
 
 /// What a credential lookup answers: the salts of the stored keys, never the keys.
-pub(crate) fn salts_pb(c: &StoredCredentials) -> pb::ScramSalts {
+pub fn salts_pb(c: &StoredCredentials) -> pb::ScramSalts {
     let salts = c.salts();
     pb::ScramSalts {
         sha1: Some(salt_pb(&salts.sha1)),
@@ -49,7 +49,7 @@ pub(crate) fn salts_pb(c: &StoredCredentials) -> pb::ScramSalts {
     }
 }
 
-pub(crate) fn salts(s: pb::ScramSalts) -> Result<AccountSalts, Status> {
+pub fn salts(s: pb::ScramSalts) -> Result<AccountSalts, Status> {
     Ok(AccountSalts {
         sha1: salt(s.sha1)?,
         sha256: salt(s.sha256)?,
@@ -63,7 +63,7 @@ fn scram_hash_pb(alg: HashAlg) -> pb::ScramHash {
     }
 }
 
-pub(crate) fn verify_request(account: &Jid, proof: &ScramProof) -> pb::VerifyScramRequest {
+pub fn verify_request(account: &Jid, proof: &ScramProof) -> pb::VerifyScramRequest {
     pb::VerifyScramRequest {
         account: account.to_string(),
         hash: scram_hash_pb(proof.alg).into(),
@@ -74,7 +74,7 @@ pub(crate) fn verify_request(account: &Jid, proof: &ScramProof) -> pb::VerifyScr
 
 /// A proof from an edge, checked as untrusted: a known hash and the sizes a real
 /// exchange makes ([`ScramProof::validate`]). The account is checked by the caller.
-pub(crate) fn proof(r: pb::VerifyScramRequest) -> Result<ScramProof, Status> {
+pub fn proof(r: pb::VerifyScramRequest) -> Result<ScramProof, Status> {
     let alg = match pb::ScramHash::try_from(r.hash) {
         Ok(pb::ScramHash::Sha1) => HashAlg::Sha1,
         Ok(pb::ScramHash::Sha256) => HashAlg::Sha256,
@@ -93,7 +93,7 @@ pub(crate) fn proof(r: pb::VerifyScramRequest) -> Result<ScramProof, Status> {
     Ok(proof)
 }
 
-pub(crate) fn stanza_condition(s: &str) -> StanzaCondition {
+pub fn stanza_condition(s: &str) -> StanzaCondition {
     StanzaCondition::ALL
         .iter()
         .copied()
@@ -101,7 +101,7 @@ pub(crate) fn stanza_condition(s: &str) -> StanzaCondition {
         .unwrap_or(StanzaCondition::InternalServerError)
 }
 
-pub(crate) fn stream_condition(s: &str) -> StreamCondition {
+pub fn stream_condition(s: &str) -> StreamCondition {
     StreamCondition::ALL
         .iter()
         .copied()
@@ -124,14 +124,14 @@ fn failure_count(c: Option<pb::FailureCount>) -> FailureCount {
     }
 }
 
-pub(crate) fn login_failures_pb(c: LoginFailureCounts) -> pb::LoginFailuresReply {
+pub fn login_failures_pb(c: LoginFailureCounts) -> pb::LoginFailuresReply {
     pb::LoginFailuresReply {
         account: Some(failure_count_pb(c.account)),
         network: Some(failure_count_pb(c.network)),
     }
 }
 
-pub(crate) fn login_failures(c: pb::LoginFailuresReply) -> LoginFailureCounts {
+pub fn login_failures(c: pb::LoginFailuresReply) -> LoginFailureCounts {
     LoginFailureCounts {
         account: failure_count(c.account),
         network: failure_count(c.network),

@@ -1,27 +1,28 @@
-//! The gRPC link between edges and routers (`proto/switchyard/v1`).
+//! The edge-router gRPC link's contract and transport (`proto/switchyard/v1`): the
+//! generated code, the one conversion boundary to domain types, and the link's TLS. What
+//! the cluster does over the link (affinity, resend, liveness …) is `switchyard-cluster`.
 //!
-//! Generated code stays in `pb`, private to this crate; `convert` is the one place where
-//! its types meet the domain's. [`RemoteRouters`] is the edge's `RouterLink`,
-//! [`EdgeLinks`] the router's `EdgeDelivery`, [`RouterService`] the router's server;
-//! [`tls`] secures the link (mutual TLS, the caller's identity, certificate reload).
+//! # The boundary
+//!
+//! - [`pb`] is the generated code, and the only place its types are exported. It is public
+//!   for one user, `switchyard-cluster`, whose link code sends and receives these messages
+//!   and implements the generated service; nothing else names a `pb` type.
+//! - [`convert`] is the one place where generated types meet the domain's (stanzas, JIDs,
+//!   SCRAM salts and proofs, error conditions, login-failure counts), checking what an
+//!   untrusted peer sent.
+//! - [`tls`] secures the link (mutual TLS, the caller's identity, certificate reload).
+//!
+//! Crates other than the cluster see only domain types and [`tls`].
 
-mod convert;
-mod dedup;
-mod edge_side;
+pub mod convert;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-mod liveness;
-mod router_side;
 pub mod tls;
 
-mod pb {
+/// The code generated from `proto/switchyard/v1/switchyard.proto` (build.rs): messages,
+/// the `Router` client and the server trait. Public only for `switchyard-cluster`'s link
+/// code; convert what it carries with [`convert`].
+pub mod pb {
     #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
     tonic::include_proto!("switchyard.v1");
 }
-
-#[cfg(test)]
-mod resend_tests;
-
-pub use edge_side::{preferred_router, RemoteRouters, MAX_IN_FLIGHT};
-pub use liveness::keep_edges_alive;
-pub use router_side::{EdgeLinks, RouterService, MAX_MESSAGE_BYTES};

@@ -18,10 +18,10 @@ use axum::{Json, Router as Http};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_cluster::RemoteRouters;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
 use switchyard_router::Router;
-use switchyard_rpc::RemoteRouters;
 use switchyard_storage::{AccountStore, SessionRegistry, StorageError};
 use tokio_util::sync::CancellationToken;
 

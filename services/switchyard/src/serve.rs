@@ -16,13 +16,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_cluster::{EdgeLinks, RemoteRouters, RouterService};
 use switchyard_core::sasl::{Decoy, Mechanism};
 use switchyard_core::session::SessionConfig;
 use switchyard_edge::{
     Connections, Drain, EdgeConfig, Listener, MailboxLimits, RouterLink, ThrottlePolicy, TlsStore,
 };
 use switchyard_rpc::tls::LinkSecurity;
-use switchyard_rpc::{EdgeLinks, RemoteRouters, RouterService};
 use switchyard_storage::AccountStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -244,7 +244,7 @@ async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> 
         .with_context(|| format!("cannot listen on {}", config.cluster.rpc_listen))?;
     let rpc = listener.local_addr()?;
     println!("switchyard: listening rpc {rpc}");
-    tokio::spawn(switchyard_rpc::keep_edges_alive(
+    tokio::spawn(switchyard_cluster::keep_edges_alive(
         links,
         registry,
         router,

@@ -135,7 +135,7 @@ async fn router_kill_9_mid_flow_loses_no_message() {
     let key = switchyard_core::Jid::parse("sender@localhost").unwrap();
     let victim = addrs
         .iter()
-        .position(|a| Some(a) == switchyard_rpc::preferred_router(&key, &addrs))
+        .position(|a| Some(a) == switchyard_cluster::preferred_router(&key, &addrs))
         .unwrap();
     const TOTAL: usize = 600;
     let burst = |range: std::ops::Range<usize>| {

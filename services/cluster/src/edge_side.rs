@@ -15,10 +15,7 @@
 //! - Backpressure: at most [`MAX_IN_FLIGHT`] unacknowledged stanzas per link; a
 //!   session's next stanza waits for room.
 
-use crate::convert;
 use crate::dedup::{Origin, Recent};
-use crate::pb;
-use crate::pb::router_client::RouterClient;
 use crate::router_side::{LINK_TOKEN, MAX_MESSAGE_BYTES};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +26,9 @@ use std::time::Duration;
 use switchyard_core::sasl::{AccountSalts, ScramProof};
 use switchyard_core::{Jid, Stanza, StanzaCondition};
 use switchyard_edge::{Connections, RouterLink};
+use switchyard_rpc::convert;
+use switchyard_rpc::pb;
+use switchyard_rpc::pb::router_client::RouterClient;
 use switchyard_storage::{LoginFailureCounts, LoginFailures, SessionRecord, StorageError};
 use switchyard_telemetry as metrics;
 use tokio::sync::{mpsc, Semaphore};
@@ -208,7 +208,7 @@ impl RemoteRouters {
                 .keep_alive_while_idle(true);
             let conn = Arc::new(RouterConn {
                 addr: addr.clone(),
-                client: RouterClient::new(crate::tls::connect_lazy(&endpoint))
+                client: RouterClient::new(switchyard_rpc::tls::connect_lazy(&endpoint))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 up: Mutex::new(None),

@@ -1,7 +1,5 @@
 //! The links edges hold to this router, by edge name, and delivery over them.
 
-use crate::convert;
-use crate::pb;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::{Element, StreamCondition};
 use switchyard_router::{EdgeDelivery, Undeliverable};
+use switchyard_rpc::convert;
+use switchyard_rpc::pb;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 

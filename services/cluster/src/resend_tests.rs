@@ -1,13 +1,13 @@
 //! The edge's delivery guarantee against a router that goes away with stanzas it never
 //! acknowledged: they are sent again through the router still up, none lost.
 
-use crate::pb;
-use crate::pb::router_server::{Router, RouterServer};
 use crate::{preferred_router, RemoteRouters};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::{Element, Jid, Stanza};
 use switchyard_edge::{Connections, RouterLink};
+use switchyard_rpc::pb;
+use switchyard_rpc::pb::router_server::{Router, RouterServer};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ impl Router for Fake {
                     continue;
                 };
                 for s in batch.stanzas {
-                    let el = crate::convert::element(&s.xml).unwrap();
+                    let el = switchyard_rpc::convert::element(&s.xml).unwrap();
                     this.seen
                         .lock()
                         .unwrap()

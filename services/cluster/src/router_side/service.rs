@@ -8,15 +8,15 @@
 
 use super::links::{EdgeLinks, Link, Origin};
 use super::{LINK_TOKEN, MAX_MESSAGE_BYTES};
-use crate::convert;
-use crate::pb;
-use crate::pb::router_server;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::{Jid, Stanza};
 use switchyard_router::Router;
+use switchyard_rpc::convert;
+use switchyard_rpc::pb;
+use switchyard_rpc::pb::router_server;
 use switchyard_storage::{AccountStore, LoginFailures, SessionRecord, SessionRegistry};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

@@ -4,13 +4,13 @@
 //! the same requests succeed from the right link.
 
 use super::*;
-use crate::pb;
-use crate::pb::router_client::RouterClient;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::sasl::{HashAlg, SaltedPassword, ScramProof, StoredCredentials};
 use switchyard_core::Jid;
 use switchyard_router::{Router, RouterConfig, ServerInfo};
+use switchyard_rpc::pb;
+use switchyard_rpc::pb::router_client::RouterClient;
 use switchyard_storage::{
     AccountStore, MemoryLoginFailures, MemoryRegistry, MemoryStore, SessionRegistry, Stores,
 };

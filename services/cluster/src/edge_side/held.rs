@@ -16,8 +16,8 @@
 //! at most [`PATIENCE`]).
 
 use super::RemoteRouters;
-use crate::pb;
 use std::sync::atomic::Ordering;
+use switchyard_rpc::pb;
 
 /// Sessions per chunk: well under the link's message size limit.
 const CHUNK: usize = 10_000;
