@@ -1,12 +1,17 @@
-//! A minimal HTTP/1.1 client for the admin API (`http://host:port` on a cluster-internal
-//! network), so `switchyard user …` can manage a running cluster without a database
-//! connection. One request per connection; bodies are JSON or text.
+//! The admin API's client (`http://host:port` on a cluster-internal network), so
+//! `switchyard user …` can manage a running cluster without a database connection.
+//! hyper-util's HTTP/1.1 client over plain TCP (no TLS stack: the admin API has none);
+//! one request per connection; bodies are JSON or text.
 
-use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::{anyhow, Context};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 
 /// The largest response read, so a wrong URL cannot make the CLI read without bound.
-const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long one request may take in all.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -35,37 +40,33 @@ async fn exchange(
         .strip_prefix("http://")
         .context("the admin URL must start with http://")?
         .trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(authority)
-        .await
-        .with_context(|| format!("cannot reach the admin API at {authority}"))?;
     let body = json.map(|j| j.to_string()).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.take(MAX_RESPONSE).read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP response")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("malformed HTTP status line")?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{authority}{path}"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .with_context(|| format!("not a valid admin API request: {method} {base}{path}"))?;
+    // No idle connections kept: the CLI sends one request and exits.
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http();
+    let response = client.request(request).await.map_err(|e| {
+        let reason = if e.is_connect() {
+            format!("cannot reach the admin API at {authority}")
+        } else {
+            format!("the admin API at {authority} failed to answer")
+        };
+        anyhow!(e).context(reason)
+    })?;
+    let status = response.status().as_u16();
+    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| anyhow!("reading the admin API's answer: {e}"))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Percent-encodes a path segment (a JID may carry `/`, spaces or anything else).
@@ -77,22 +78,6 @@ pub fn segment(s: &str) -> String {
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
-    }
-    out
-}
-
-/// Joins a chunked body (the admin server streams JSON that way).
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
     }
     out
 }
