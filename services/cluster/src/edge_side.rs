@@ -32,7 +32,6 @@ use switchyard_rpc::pb::router_client::RouterClient;
 use switchyard_storage::{LoginFailureCounts, LoginFailures, SessionRecord, StorageError};
 use switchyard_telemetry as metrics;
 use tokio::sync::{mpsc, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
@@ -336,7 +335,7 @@ impl RemoteRouters {
         let mut inbound = router
             .client
             .clone()
-            .link(ReceiverStream::new(rx))
+            .link(crate::coalesce::Coalesced::new(rx))
             .await?
             .into_inner();
         let token = match inbound.message().await? {
@@ -396,15 +395,47 @@ impl RemoteRouters {
         }
     }
 
-    /// Hands a router's deliveries to their connections, in order, and answers each once
-    /// it is written (or why it was not).
+    /// Hands a router's deliveries to their connections and answers each once it is
+    /// written (or why it was not). Each connection's are written in the batch's order,
+    /// and none after one that was not (it and the rest answer alike), so a session
+    /// never sees a later stanza without an earlier one; connections proceed at once.
     async fn deliver(self: Arc<Self>, batch: pb::DeliveryBatch, tx: mpsc::Sender<pb::EdgeMessage>) {
-        let mut results = Vec::with_capacity(batch.deliveries.len());
+        let mut per_conn: Vec<(u64, Vec<pb::Delivery>)> = Vec::new();
+        let mut index: HashMap<u64, usize> = HashMap::new();
         for d in batch.deliveries {
-            let span = metrics::trace::deliver_span(&d.traceparent);
-            let origin = Origin::of(&d.origin_edge, d.origin_seq, d.origin_index, d.conn);
+            let slot = *index.entry(d.conn).or_insert_with(|| {
+                per_conn.push((d.conn, Vec::new()));
+                per_conn.len() - 1
+            });
+            per_conn[slot].1.push(d);
+        }
+        let chains = per_conn
+            .into_iter()
+            .map(|(_, deliveries)| self.deliver_in_order(deliveries));
+        let results: Vec<pb::DeliveryResult> = futures_util::future::join_all(chains)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let reply = pb::EdgeMessage {
+            body: Some(pb::edge_message::Body::Results(pb::DeliveryResults {
+                results,
+            })),
+        };
+        let _ = tx.send(reply).await;
+    }
+
+    /// One connection's deliveries, in order, stopping at the first not written.
+    async fn deliver_in_order(&self, deliveries: Vec<pb::Delivery>) -> Vec<pb::DeliveryResult> {
+        let mut results = Vec::with_capacity(deliveries.len());
+        // Once one is not written, the rest answer as it did.
+        let mut failed: Option<bool> = None;
+        for d in deliveries {
             let (delivered, no_session) = match convert::element(&d.xml) {
+                _ if failed.is_some() => (false, failed == Some(true)),
                 Ok(el) => {
+                    let span = metrics::trace::deliver_span(&d.traceparent);
+                    let origin = Origin::of(&d.origin_edge, d.origin_seq, d.origin_index, d.conn);
                     let write = self.connections.deliver(d.conn, el).instrument(span);
                     let written = self.recent.once(origin, write).await;
                     (written, !written)
@@ -414,18 +445,16 @@ impl RemoteRouters {
                     (false, false)
                 }
             };
+            if !delivered {
+                failed = Some(no_session);
+            }
             results.push(pb::DeliveryResult {
                 id: d.id,
                 delivered,
                 no_session,
             });
         }
-        let reply = pb::EdgeMessage {
-            body: Some(pb::edge_message::Body::Results(pb::DeliveryResults {
-                results,
-            })),
-        };
-        let _ = tx.send(reply).await;
+        results
     }
 
     /// The registry lost its data: bind every live session again with its last

@@ -4,7 +4,7 @@
 //! what a lost router never acknowledged, the in-flight window ([`MAX_IN_FLIGHT`]) and the
 //! reconcile of the sessions an edge holds. [`EdgeLinks`] is the router's `EdgeDelivery`
 //! and [`RouterService`] the router's server (link workers, resync); duplicate deliveries
-//! are recognised by `dedup`, and [`keep_edges_alive`] keeps edge liveness and reaps dead
+//! are recognised by `dedup`, batches form in `coalesce`, and [`keep_edges_alive`] keeps edge liveness and reaps dead
 //! edges.
 //!
 //! The link code builds and reads the generated messages (`switchyard_rpc::pb`) and turns
@@ -12,6 +12,7 @@
 //! exports is domain-typed, but for [`RouterService::into_server`], the generated tonic
 //! server to mount.
 
+mod coalesce;
 mod dedup;
 mod edge_side;
 mod liveness;

@@ -179,25 +179,55 @@ impl Connections {
     /// neither makes room nor writes within the mailbox's patience is closed as a slow
     /// consumer (what it still holds is dropped unwritten, so its producers reroute).
     pub async fn deliver(&self, id: u64, stanza: Element) -> bool {
+        self.deliver_all(id, vec![stanza]).await[0]
+    }
+
+    /// Hands stanzas to one connection in order, as [`Connections::deliver`] does one:
+    /// all are queued (waiting for room as needed) before any is waited for, so they can
+    /// go out in one write. Whether each was written; they are written in order, so the
+    /// `true`s are a prefix. The patience applies to each step: a connection that makes
+    /// progress is never closed, one that makes none for the patience is.
+    pub async fn deliver_all(&self, id: u64, stanzas: Vec<Element>) -> Vec<bool> {
+        let count = stanzas.len();
         let Some(mailbox) = self.mailbox(id) else {
-            return false;
+            return vec![false; count];
         };
-        let (written, heard) = oneshot::channel();
-        let delivery = Box::new(Delivery { stanza, written });
-        let attempt = async { mailbox.deliver(delivery).await.is_ok() && heard.await.is_ok() };
-        match tokio::time::timeout(mailbox.patience(), attempt).await {
-            Ok(written) => written,
-            Err(_) => {
-                tracing::warn!(
-                    conn = id,
-                    "slow consumer: nothing written within the delivery patience, closing"
-                );
-                metrics::EDGE_SLOW_CONSUMERS.inc();
-                mailbox.force(Command::Terminate(StreamCondition::PolicyViolation));
-                mailbox.close();
-                false
+        let patience = mailbox.patience();
+        let mut heard = Vec::with_capacity(count);
+        let mut stuck = false;
+        for stanza in stanzas {
+            let (written, hear) = oneshot::channel();
+            let delivery = Box::new(Delivery { stanza, written });
+            match tokio::time::timeout(patience, mailbox.deliver(delivery)).await {
+                Ok(Ok(())) => heard.push(hear),
+                Ok(Err(_closed)) => break,
+                Err(_) => {
+                    stuck = true;
+                    break;
+                }
             }
         }
+        let mut written = 0;
+        for hear in heard {
+            match tokio::time::timeout(patience, hear).await {
+                Ok(Ok(())) => written += 1,
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    stuck = true;
+                    break;
+                }
+            }
+        }
+        if stuck {
+            tracing::warn!(
+                conn = id,
+                "slow consumer: nothing written within the delivery patience, closing"
+            );
+            metrics::EDGE_SLOW_CONSUMERS.inc();
+            mailbox.force(Command::Terminate(StreamCondition::PolicyViolation));
+            mailbox.close();
+        }
+        (0..count).map(|at| at < written).collect()
     }
 
     /// Connections with a live mailbox (for the shutdown log line).

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::Element;
+
 use switchyard_telemetry as metrics;
 use tokio::sync::Notify;
 
@@ -80,24 +80,6 @@ struct State {
 /// A delivery was not queued: the connection is gone or being closed.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Closed;
-
-/// The serialized size of an element, estimated from its parts without serializing it:
-/// names, namespaces, attributes and text, plus the markup around them. Called once per
-/// delivery, so it allocates nothing; it recurses as deep as the element, which every
-/// parse path bounds (and serializing and dropping the element recurse as deep anyway).
-fn estimated_bytes(el: &Element) -> usize {
-    let own = 2 * el.name().len() + el.ns().len() + 16;
-    let attrs: usize = el.attrs().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let content: usize = el
-        .nodes()
-        .iter()
-        .map(|node| match node {
-            switchyard_core::xml::Node::Element(child) => estimated_bytes(child),
-            switchyard_core::xml::Node::Text(text) => text.len(),
-        })
-        .sum();
-    own + attrs + content
-}
 
 impl Mailbox {
     pub(crate) fn new(limits: MailboxLimits, budget: Arc<ProcessBudget>) -> Self {
@@ -157,7 +139,7 @@ impl Mailbox {
     /// Queues a delivery, waiting for room while there is none: the producer is pushed
     /// back. Ends only when queued or closed; the caller bounds the wait.
     pub(crate) async fn deliver(&self, delivery: Box<Delivery>) -> Result<(), Closed> {
-        let bytes = estimated_bytes(&delivery.stanza);
+        let bytes = delivery.stanza.estimated_bytes();
         let mut slot = Some(delivery);
         loop {
             let room = self.room.notified();

@@ -21,6 +21,10 @@ use futures_util::future::join_all;
 use switchyard_core::{Element, Jid, Stanza};
 use switchyard_telemetry as metrics;
 
+/// One edge's share of a run: its name, who each of its stanzas is for (with the
+/// stanza's place in the run), and the batch itself.
+type EdgeShare = (String, Vec<(usize, Recipient)>, Batch);
+
 /// Deliveries waiting to be sent together.
 pub(crate) type Run = Vec<(Recipient, Element)>;
 
@@ -118,7 +122,7 @@ impl Router {
         }
         metrics::ROUTER_DELIVERIES.inc_by(run.len() as u64);
         let mut taken = vec![false; run.len()];
-        let mut per_edge: Vec<(String, Vec<(usize, Recipient)>, Batch)> = Vec::new();
+        let mut per_edge: Vec<EdgeShare> = Vec::new();
         for (at, (to, element)) in run.into_iter().enumerate() {
             let slot = match per_edge.iter().position(|(edge, ..)| *edge == to.edge) {
                 Some(slot) => slot,

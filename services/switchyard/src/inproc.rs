@@ -1,14 +1,21 @@
 //! The in-process wiring of the all-in-one mode: the edge's [`RouterLink`] calls the router
 //! directly, and the router's [`EdgeDelivery`] posts to the edge's connection mailboxes.
-//! The cluster replaces both with gRPC implementations of the same traits.
+//! The cluster replaces both with gRPC implementations of the same traits. Stanzas are
+//! routed off the connections' tasks, behind a bounded queue ([`queue`]).
+
+mod queue;
+
+pub(crate) use queue::RoutingQueue;
 
 use async_trait::async_trait;
+use futures_util::future::join_all;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::sasl::{AccountSalts, ScramProof, StoredCredentials};
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
 use switchyard_edge::{Connections, RouterLink};
-use switchyard_router::{EdgeDelivery, Router, Undeliverable};
+use switchyard_router::{Batch, BatchResults, EdgeDelivery, Router, Undeliverable};
 use switchyard_storage::{
     AccountStore, LoginFailureCounts, LoginFailures, SessionRecord, StorageError,
 };
@@ -19,6 +26,8 @@ pub(crate) struct InProcessLink {
     pub accounts: Arc<dyn AccountStore>,
     /// The login throttle's counts (memory, or Redis when configured).
     pub login_failures: Arc<dyn LoginFailures>,
+    /// Where stanzas wait for the router's workers.
+    pub queue: Arc<RoutingQueue>,
 }
 
 #[async_trait]
@@ -64,9 +73,9 @@ impl RouterLink for InProcessLink {
     async fn unbind(&self, jid: &Jid, conn: u64) {
         self.router.unbind(jid, conn).await;
     }
+    /// Returns once the stanza is queued for routing (see [`queue`]).
     async fn submit(&self, stanza: Stanza) {
-        let _timer = switchyard_telemetry::EDGE_ROUTING_LATENCY.start_timer();
-        self.router.route(stanza).await;
+        self.queue.submit(stanza).await;
     }
 }
 
@@ -90,6 +99,34 @@ impl EdgeDelivery for LocalEdge {
             true => Ok(()),
             false => Err(Undeliverable::NoSession),
         }
+    }
+    /// Each connection's stanzas queued together and written in order; all connections
+    /// at once.
+    async fn deliver_batch(&self, edge: &str, batch: Batch) -> BatchResults {
+        if edge != self.edge_id {
+            return vec![Err(Undeliverable::NoSession); batch.len()];
+        }
+        let mut results = vec![Err(Undeliverable::NoSession); batch.len()];
+        let mut per_conn: Vec<(u64, Vec<usize>, Vec<Element>)> = Vec::new();
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        for (at, (conn, stanza)) in batch.into_iter().enumerate() {
+            let slot = *index.entry(conn).or_insert_with(|| {
+                per_conn.push((conn, Vec::new(), Vec::new()));
+                per_conn.len() - 1
+            });
+            per_conn[slot].1.push(at);
+            per_conn[slot].2.push(stanza);
+        }
+        let sends = per_conn.into_iter().map(|(conn, at, stanzas)| async move {
+            let written = self.connections.deliver_all(conn, stanzas).await;
+            at.into_iter().zip(written)
+        });
+        for (at, written) in join_all(sends).await.into_iter().flatten() {
+            if written {
+                results[at] = Ok(());
+            }
+        }
+        results
     }
     async fn terminate(&self, edge: &str, conn: u64, condition: StreamCondition) {
         if edge == self.edge_id {

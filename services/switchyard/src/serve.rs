@@ -8,7 +8,7 @@
 
 use crate::admin::{self, Api, Readiness};
 use crate::config::Config;
-use crate::inproc::{InProcessLink, LocalEdge};
+use crate::inproc::{InProcessLink, LocalEdge, RoutingQueue};
 use crate::link_tls;
 use crate::wiring;
 use anyhow::Context;
@@ -129,15 +129,26 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 connections: connections.clone(),
             });
             let router = wiring::router(&config, registry, stores, local);
+            let queue = Arc::new(RoutingQueue::start(router.clone()));
             let link = Arc::new(InProcessLink {
                 router: router.clone(),
                 accounts: accounts.clone(),
                 login_failures: wiring::open_login_failures(&config).await?,
+                queue: queue.clone(),
             });
             // This process is the only edge: a secret kept in data_dir does.
             let decoy = wiring::decoy_secret(&config, true)?;
             let mut running =
                 start_edge(&config, edge_id, link, connections, decoy, drain.clone()).await?;
+            // The edge's connections are done; what they queued is routed before exit.
+            let grace = Duration::from_secs(config.timeouts.shutdown_grace_secs);
+            let edge = std::mem::replace(&mut running.task, tokio::spawn(async {}));
+            running.task = tokio::spawn(async move {
+                let _ = edge.await;
+                if !queue.drained(grace).await {
+                    tracing::warn!("stanzas still queued for routing at exit");
+                }
+            });
             running.accounts = Some(accounts.clone());
             running.admin = admin::serve(
                 &config,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::{Element, StreamCondition};
-use switchyard_router::{EdgeDelivery, Undeliverable};
+use switchyard_router::{Batch, BatchResults, EdgeDelivery, Undeliverable};
 use switchyard_rpc::convert;
 use switchyard_rpc::pb;
 use tokio::sync::{mpsc, oneshot};
@@ -199,38 +199,66 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[async_trait]
 impl EdgeDelivery for EdgeLinks {
     async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
-        let link = self.get(edge).ok_or(Undeliverable::Unreachable)?;
-        let id = link.next_delivery.fetch_add(1, Ordering::Relaxed);
-        let (done, answer) = oneshot::channel();
-        lock(&link.pending).insert(id, done);
-        let (origin_edge, origin_seq, origin_index) = next_origin();
-        let delivery = pb::Delivery {
-            id,
-            conn,
-            xml: convert::stanza_bytes(&stanza),
-            traceparent: switchyard_telemetry::trace::current_traceparent(),
-            origin_edge,
-            origin_seq,
-            origin_index,
+        self.deliver_batch(edge, vec![(conn, stanza)]).await[0]
+    }
+
+    /// One message for the whole batch (the link's writer may merge it with others,
+    /// see `crate::coalesce`); the edge writes each connection's stanzas in order and
+    /// answers each. A batch whose answers do not all come within [`DELIVERY_TIMEOUT`]
+    /// counts the missing ones as unreachable.
+    async fn deliver_batch(&self, edge: &str, batch: Batch) -> BatchResults {
+        let count = batch.len();
+        let Some(link) = self.get(edge) else {
+            return vec![Err(Undeliverable::Unreachable); count];
         };
+        let traceparent = switchyard_telemetry::trace::current_traceparent();
+        let mut deliveries = Vec::with_capacity(count);
+        let mut answers = Vec::with_capacity(count);
+        {
+            let mut pending = lock(&link.pending);
+            for (conn, stanza) in batch {
+                let id = link.next_delivery.fetch_add(1, Ordering::Relaxed);
+                let (done, answer) = oneshot::channel();
+                pending.insert(id, done);
+                let (origin_edge, origin_seq, origin_index) = next_origin();
+                deliveries.push(pb::Delivery {
+                    id,
+                    conn,
+                    xml: convert::stanza_bytes(&stanza),
+                    traceparent: traceparent.clone(),
+                    origin_edge,
+                    origin_seq,
+                    origin_index,
+                });
+                answers.push((id, answer));
+            }
+        }
         let message = pb::RouterMessage {
             body: Some(pb::router_message::Body::Deliveries(pb::DeliveryBatch {
-                deliveries: vec![delivery],
+                deliveries,
             })),
         };
         if link.tx.send(Ok(message)).await.is_err() {
-            lock(&link.pending).remove(&id);
-            return Err(Undeliverable::Unreachable);
-        }
-        match tokio::time::timeout(DELIVERY_TIMEOUT, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Undeliverable::Unreachable),
-            Err(_) => {
-                lock(&link.pending).remove(&id);
-                tracing::warn!(edge, conn, "edge did not answer a delivery in time");
-                Err(Undeliverable::Unreachable)
+            let mut pending = lock(&link.pending);
+            for (id, _) in &answers {
+                pending.remove(id);
             }
+            return vec![Err(Undeliverable::Unreachable); count];
         }
+        let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
+        let mut results = Vec::with_capacity(count);
+        for (id, answer) in answers {
+            results.push(match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(Undeliverable::Unreachable),
+                Err(_) => {
+                    lock(&link.pending).remove(&id);
+                    tracing::warn!(edge, "edge did not answer a delivery in time");
+                    Err(Undeliverable::Unreachable)
+                }
+            });
+        }
+        results
     }
 
     async fn terminate(&self, edge: &str, conn: u64, condition: StreamCondition) {

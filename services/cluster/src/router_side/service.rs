@@ -19,7 +19,6 @@ use switchyard_rpc::pb;
 use switchyard_rpc::pb::router_server;
 use switchyard_storage::{AccountStore, LoginFailures, SessionRecord, SessionRegistry};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
@@ -238,7 +237,7 @@ fn valid_edge_id(id: &str) -> bool {
 
 #[tonic::async_trait]
 impl router_server::Router for RouterService {
-    type LinkStream = ReceiverStream<Result<pb::RouterMessage, Status>>;
+    type LinkStream = crate::coalesce::Coalesced<Result<pb::RouterMessage, Status>>;
 
     async fn link(
         &self,
@@ -270,7 +269,7 @@ impl router_server::Router for RouterService {
         let _ = link.tx.send(Ok(welcome)).await;
         tracing::info!(edge, "edge link open");
         tokio::spawn(serve_link(self.clone(), link, inbound));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(crate::coalesce::Coalesced::new(rx)))
     }
 
     async fn credentials(

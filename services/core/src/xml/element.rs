@@ -166,6 +166,25 @@ impl Element {
         self.children().find(|c| c.is(name, ns))
     }
 
+    /// The serialized size, estimated from the parts without serializing: names,
+    /// namespaces, attributes and text, plus the markup around them. It allocates
+    /// nothing and is never below what serializing writes, so queues can bound their
+    /// bytes with it; it recurses as deep as the element, which every parse path bounds
+    /// (serializing and dropping the element recurse as deep anyway).
+    pub fn estimated_bytes(&self) -> usize {
+        let own = 2 * self.name().len() + self.ns().len() + 16;
+        let attrs: usize = self.attrs().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let content: usize = self
+            .children
+            .iter()
+            .map(|node| match node {
+                Node::Element(child) => child.estimated_bytes(),
+                Node::Text(text) => text.len(),
+            })
+            .sum();
+        own + attrs + content
+    }
+
     /// Concatenated direct text content.
     pub fn text(&self) -> String {
         self.children

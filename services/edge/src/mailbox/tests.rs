@@ -1,6 +1,6 @@
 use super::*;
 use std::future::Future;
-use switchyard_core::{ns, StreamCondition};
+use switchyard_core::{ns, Element, StreamCondition};
 use tokio::sync::oneshot;
 
 fn limits(stanzas: usize, bytes: usize) -> MailboxLimits {
@@ -164,10 +164,10 @@ async fn a_waiting_consumer_wakes_for_each_delivery_and_for_close() {
 fn the_estimate_covers_the_serialized_size_at_any_depth() {
     let flat = message(&"z".repeat(5000));
     let written = flat.to_xml(ns::CLIENT).len();
-    assert!(estimated_bytes(&flat) >= written);
+    assert!(flat.estimated_bytes() >= written);
     let mut deep = message("text");
     for _ in 0..1_000 {
         deep = Element::new("x", "urn:deep").with_child(deep);
     }
-    assert!(estimated_bytes(&deep) >= deep.to_xml(ns::CLIENT).len());
+    assert!(deep.estimated_bytes() >= deep.to_xml(ns::CLIENT).len());
 }
