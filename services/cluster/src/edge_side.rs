@@ -409,20 +409,22 @@ impl RemoteRouters {
             });
             per_conn[slot].1.push(d);
         }
-        let chains = per_conn
-            .into_iter()
-            .map(|(_, deliveries)| self.deliver_in_order(deliveries));
-        let results: Vec<pb::DeliveryResult> = futures_util::future::join_all(chains)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        let reply = pb::EdgeMessage {
-            body: Some(pb::edge_message::Body::Results(pb::DeliveryResults {
-                results,
-            })),
-        };
-        let _ = tx.send(reply).await;
+        // Each connection's answers go as soon as its chain is done: one slow connection
+        // holds back no other's (the link merges answers that are ready together).
+        let chains = per_conn.into_iter().map(|(_, deliveries)| {
+            let tx = tx.clone();
+            let this = self.clone();
+            async move {
+                let results = this.deliver_in_order(deliveries).await;
+                let reply = pb::EdgeMessage {
+                    body: Some(pb::edge_message::Body::Results(pb::DeliveryResults {
+                        results,
+                    })),
+                };
+                let _ = tx.send(reply).await;
+            }
+        });
+        futures_util::future::join_all(chains).await;
     }
 
     /// One connection's deliveries, in order, stopping at the first not written.

@@ -17,8 +17,14 @@ fn number(m: &Element) -> usize {
     text.rsplit_once(' ').expect("'tag n'").1.parse().unwrap()
 }
 
+/// How long a client here may hear nothing: storing a thousand messages offline sends
+/// the sender nothing for seconds (two database writes and three registry calls each:
+/// ~10 s in a debug build beside other cluster tests on two cores).
+const QUIET: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Pings the server and returns the numbers of the messages (those `pick` keeps) that
 /// arrive before the answer: the server handles a client's stanzas in order.
+
 async fn numbers_until_pong(
     out: &mut Client,
     inbound: &mut Client,
@@ -28,7 +34,7 @@ async fn numbers_until_pong(
         .await;
     let mut numbers = Vec::new();
     loop {
-        let e = inbound.element().await;
+        let e = inbound.element_within(QUIET).await;
         if e.attr("id") == Some("pong") {
             return numbers;
         }

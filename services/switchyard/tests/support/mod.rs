@@ -230,6 +230,11 @@ impl Client {
 
     /// The next frame from the server, `None` at end of stream.
     pub async fn frame(&mut self) -> Option<Frame> {
+        self.frame_within(TIMEOUT).await
+    }
+
+    /// The next frame, waiting up to `limit` for each read.
+    pub async fn frame_within(&mut self, limit: Duration) -> Option<Frame> {
         let mut buf = [0u8; 4096];
         loop {
             match self.framer.next_frame() {
@@ -238,7 +243,7 @@ impl Client {
                 Ok(None) => {}
                 Err(e) => panic!("server sent bad XML: {e}"),
             }
-            let n = tokio::time::timeout(TIMEOUT, self.io.read(&mut buf))
+            let n = tokio::time::timeout(limit, self.io.read(&mut buf))
                 .await
                 .expect("server answered in time")
                 .unwrap_or(0);
@@ -250,7 +255,12 @@ impl Client {
     }
 
     pub async fn element(&mut self) -> Element {
-        match self.frame().await {
+        self.element_within(TIMEOUT).await
+    }
+
+    /// The next element, waiting up to `limit` for each read.
+    pub async fn element_within(&mut self, limit: Duration) -> Element {
+        match self.frame_within(limit).await {
             Some(Frame::Stanza(e, _)) => e,
             other => panic!("expected an element, got {other:?}"),
         }
