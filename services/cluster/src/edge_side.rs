@@ -400,18 +400,12 @@ impl RemoteRouters {
     /// and none after one that was not (it and the rest answer alike), so a session
     /// never sees a later stanza without an earlier one; connections proceed at once.
     async fn deliver(self: Arc<Self>, batch: pb::DeliveryBatch, tx: mpsc::Sender<pb::EdgeMessage>) {
-        let mut per_conn: Vec<(u64, Vec<pb::Delivery>)> = Vec::new();
-        let mut index: HashMap<u64, usize> = HashMap::new();
-        for d in batch.deliveries {
-            let slot = *index.entry(d.conn).or_insert_with(|| {
-                per_conn.push((d.conn, Vec::new()));
-                per_conn.len() - 1
-            });
-            per_conn[slot].1.push(d);
-        }
+        let batch = batch.deliveries.into_iter().map(|d| (d.conn, d));
+        let per_conn = switchyard_router::per_connection(batch);
         // Each connection's answers go as soon as its chain is done: one slow connection
         // holds back no other's (the link merges answers that are ready together).
         let chains = per_conn.into_iter().map(|(_, deliveries)| {
+            let deliveries: Vec<pb::Delivery> = deliveries.into_iter().map(|(_, d)| d).collect();
             let tx = tx.clone();
             let this = self.clone();
             async move {

@@ -17,6 +17,21 @@ pub enum Undeliverable {
     Unreachable,
 }
 
+/// A batch's items grouped by connection, in order of each connection's first item; each
+/// keeps its place in the batch and the batch's order within its connection.
+pub fn per_connection<T>(batch: impl IntoIterator<Item = (u64, T)>) -> Vec<(u64, Vec<(usize, T)>)> {
+    let mut groups: Vec<(u64, Vec<(usize, T)>)> = Vec::new();
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    for (at, (conn, item)) in batch.into_iter().enumerate() {
+        let slot = *index.entry(conn).or_insert_with(|| {
+            groups.push((conn, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].1.push((at, item));
+    }
+    groups
+}
+
 /// One edge's share of a batch: stanzas for its connections, in order per connection.
 pub type Batch = Vec<(u64, Element)>;
 /// One result per stanza of a [`Batch`], in the same order.
@@ -32,28 +47,21 @@ pub trait EdgeDelivery: Send + Sync + std::fmt::Debug {
     /// order. The default delivers to each connection in turn, to all connections at once.
     async fn deliver_batch(&self, edge: &str, batch: Batch) -> BatchResults {
         let mut results: BatchResults = vec![Err(Undeliverable::NoSession); batch.len()];
-        let mut per_conn: Vec<(u64, Vec<(usize, Element)>)> = Vec::new();
-        let mut index: HashMap<u64, usize> = HashMap::new();
-        for (at, (conn, stanza)) in batch.into_iter().enumerate() {
-            let slot = *index.entry(conn).or_insert_with(|| {
-                per_conn.push((conn, Vec::new()));
-                per_conn.len() - 1
+        let chains = per_connection(batch)
+            .into_iter()
+            .map(|(conn, list)| async move {
+                let mut out = Vec::with_capacity(list.len());
+                let mut failed = None;
+                for (at, stanza) in list {
+                    let result = match failed {
+                        Some(why) => Err(why),
+                        None => self.deliver(edge, conn, stanza).await,
+                    };
+                    failed = failed.or(result.err());
+                    out.push((at, result));
+                }
+                out
             });
-            per_conn[slot].1.push((at, stanza));
-        }
-        let chains = per_conn.into_iter().map(|(conn, list)| async move {
-            let mut out = Vec::with_capacity(list.len());
-            let mut failed = None;
-            for (at, stanza) in list {
-                let result = match failed {
-                    Some(why) => Err(why),
-                    None => self.deliver(edge, conn, stanza).await,
-                };
-                failed = failed.or(result.err());
-                out.push((at, result));
-            }
-            out
-        });
         for (at, result) in join_all(chains).await.into_iter().flatten() {
             results[at] = result;
         }

@@ -46,5 +46,5 @@ mod vcard;
 mod version;
 
 pub use config::{BareDelivery, RouterConfig, ServerInfo, UnknownAccountMessages};
-pub use delivery::{Batch, BatchResults, EdgeDelivery, Undeliverable};
+pub use delivery::{per_connection, Batch, BatchResults, EdgeDelivery, Undeliverable};
 pub use router::Router;

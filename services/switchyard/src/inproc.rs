@@ -9,13 +9,12 @@ pub(crate) use queue::RoutingQueue;
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::sasl::{AccountSalts, ScramProof, StoredCredentials};
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
 use switchyard_edge::{Connections, RouterLink};
-use switchyard_router::{Batch, BatchResults, EdgeDelivery, Router, Undeliverable};
+use switchyard_router::{per_connection, Batch, BatchResults, EdgeDelivery, Router, Undeliverable};
 use switchyard_storage::{
     AccountStore, LoginFailureCounts, LoginFailures, SessionRecord, StorageError,
 };
@@ -107,20 +106,13 @@ impl EdgeDelivery for LocalEdge {
             return vec![Err(Undeliverable::NoSession); batch.len()];
         }
         let mut results = vec![Err(Undeliverable::NoSession); batch.len()];
-        let mut per_conn: Vec<(u64, Vec<usize>, Vec<Element>)> = Vec::new();
-        let mut index: HashMap<u64, usize> = HashMap::new();
-        for (at, (conn, stanza)) in batch.into_iter().enumerate() {
-            let slot = *index.entry(conn).or_insert_with(|| {
-                per_conn.push((conn, Vec::new(), Vec::new()));
-                per_conn.len() - 1
+        let sends = per_connection(batch)
+            .into_iter()
+            .map(|(conn, items)| async move {
+                let (at, stanzas): (Vec<usize>, Vec<Element>) = items.into_iter().unzip();
+                let written = self.connections.deliver_all(conn, stanzas).await;
+                at.into_iter().zip(written)
             });
-            per_conn[slot].1.push(at);
-            per_conn[slot].2.push(stanza);
-        }
-        let sends = per_conn.into_iter().map(|(conn, at, stanzas)| async move {
-            let written = self.connections.deliver_all(conn, stanzas).await;
-            at.into_iter().zip(written)
-        });
         for (at, written) in join_all(sends).await.into_iter().flatten() {
             if written {
                 results[at] = Ok(());

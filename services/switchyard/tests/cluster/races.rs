@@ -24,7 +24,6 @@ const QUIET: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Pings the server and returns the numbers of the messages (those `pick` keeps) that
 /// arrive before the answer: the server handles a client's stanzas in order.
-
 async fn numbers_until_pong(
     out: &mut Client,
     inbound: &mut Client,
