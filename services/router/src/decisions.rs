@@ -122,7 +122,7 @@ fn names(fx: &Effects) -> Vec<String> {
 const PRESENCE: &str = "<presence xmlns='jabber:client'/>";
 
 #[tokio::test]
-async fn rfc6121_4_2_initial_presence_updates_then_broadcasts_probes_and_flushes() {
+async fn rfc6121_4_2_initial_presence_is_recorded_then_broadcast_probed_and_flushed() {
     let w = World::new(&["romeo", "juliet"]).await;
     w.subscribed_both("romeo@localhost", "juliet@localhost")
         .await;
@@ -131,10 +131,14 @@ async fn rfc6121_4_2_initial_presence_updates_then_broadcasts_probes_and_flushes
     let fx = w
         .decide("romeo@localhost/orchard", PRESENCE, Target::Own)
         .await;
+    let romeo = w.registry.sessions(&jid("romeo@localhost")).await.unwrap();
+    assert!(
+        romeo[0].presence.is_some(),
+        "recorded before the broadcast is decided, so a contact deciding later sees it"
+    );
     assert_eq!(
         names(&fx),
         [
-            "update romeo@localhost/orchard",
             "deliver presence juliet@localhost/balcony",
             "deliver presence romeo@localhost/orchard",
             "deliver presence romeo@localhost/orchard", // juliet's, answering the probe

@@ -21,7 +21,7 @@
 use crate::effects::{Effect, Effects};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaKind};
-use switchyard_storage::{Presence, RosterItem, SessionRecord};
+use switchyard_storage::{Presence, RosterItem, SessionEdit, SessionRecord};
 
 /// Directed-presence recipients remembered per resource; beyond it the oldest is
 /// forgotten, so a client cannot grow its session record without bound.
@@ -86,17 +86,13 @@ async fn broadcast(router: &Router, stanza: &Stanza) -> Effects {
     let Some(me) = own.iter().find(|s| s.jid == stanza.from).cloned() else {
         return Effects::none();
     };
-    let mut fx = Effects::none();
     if stanza.type_attr() == Some("unavailable") {
-        fx.update(
-            &me,
-            Box::new(|r: &mut SessionRecord| {
-                r.presence = None;
-                r.directed.clear();
-            }),
-        );
-        fx.append(unavailable(router, me, Some(stanza.element.clone())).await);
-        return fx;
+        let edit = Box::new(|r: &mut SessionRecord| {
+            r.presence = None;
+            r.directed.clear();
+        });
+        record(router, &me, edit).await;
+        return unavailable(router, me, Some(stanza.element.clone())).await;
     }
     let Some(priority) = priority(&stanza.element) else {
         return Effects::bounced(stanza, StanzaCondition::BadRequest);
@@ -106,10 +102,9 @@ async fn broadcast(router: &Router, stanza: &Stanza) -> Effects {
         priority,
         stanza: stanza.element.to_xml(""),
     };
-    fx.update(
-        &me,
-        Box::new(move |r: &mut SessionRecord| r.presence = Some(presence.clone())),
-    );
+    let edit = Box::new(move |r: &mut SessionRecord| r.presence = Some(presence.clone()));
+    record(router, &me, edit).await;
+    let mut fx = Effects::none();
     let account = me.jid.bare();
     let roster = router.roster_rows(&account).await;
     let subscribers = roster
@@ -133,6 +128,16 @@ async fn broadcast(router: &Router, stanza: &Stanza) -> Effects {
         fx.append(crate::hooks::became_available(router, &me, &own, &roster, priority).await);
     }
     fx
+}
+
+/// Records a session's new availability at once, before anything is read for its
+/// broadcast (the one write a presence handler makes while deciding): of two contacts, or
+/// two resources, changing presence together, the one that reads later sees the other's
+/// (§4.2, §4.3), and a flush that follows sees the resource available.
+async fn record(router: &Router, me: &SessionRecord, edit: SessionEdit) {
+    if let Err(e) = router.registry.update(&me.jid, me.conn, edit).await {
+        tracing::warn!(error = %e, jid = %me.jid, "session registry update failed");
+    }
 }
 
 /// §4.3: the presence of `me`'s contacts, as their servers answer its probes.

@@ -14,14 +14,13 @@ use std::time::Duration;
 use switchyard_core::sasl::{AccountSalts, ScramProof, StoredCredentials};
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
 use switchyard_edge::{Connections, RouterLink};
-use switchyard_router::{per_connection, Batch, BatchResults, EdgeDelivery, Router, Undeliverable};
+use switchyard_router::{per_connection, Batch, BatchResults, EdgeDelivery, Undeliverable};
 use switchyard_storage::{
     AccountStore, LoginFailureCounts, LoginFailures, SessionRecord, StorageError,
 };
 
 #[derive(Debug)]
 pub(crate) struct InProcessLink {
-    pub router: Arc<Router>,
     pub accounts: Arc<dyn AccountStore>,
     /// The login throttle's counts (memory, or Redis when configured).
     pub login_failures: Arc<dyn LoginFailures>,
@@ -66,11 +65,13 @@ impl RouterLink for InProcessLink {
         let stored = self.accounts.credentials(account).await?;
         Ok(proof.check(stored.as_ref()))
     }
+    /// In the session's routing lane, behind what an earlier connection queued.
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {
-        self.router.bind(record).await
+        self.queue.bind(record).await
     }
+    /// In the session's routing lane, after every stanza it queued.
     async fn unbind(&self, jid: &Jid, conn: u64) {
-        self.router.unbind(jid, conn).await;
+        self.queue.unbind(jid, conn).await;
     }
     /// Returns once the stanza is queued for routing (see [`queue`]).
     async fn submit(&self, stanza: Stanza) {

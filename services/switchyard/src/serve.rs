@@ -131,7 +131,6 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
             let router = wiring::router(&config, registry, stores, local);
             let queue = Arc::new(RoutingQueue::start(router.clone()));
             let link = Arc::new(InProcessLink {
-                router: router.clone(),
                 accounts: accounts.clone(),
                 login_failures: wiring::open_login_failures(&config).await?,
                 queue: queue.clone(),

@@ -88,6 +88,63 @@ pub(super) struct Link {
 }
 
 impl Link {
+    /// Sends one message of deliveries and waits for each answer (see
+    /// [`EdgeLinks::deliver_batch`]).
+    async fn send_chunk(
+        &self,
+        edge: &str,
+        chunk: Vec<(u64, Vec<u8>)>,
+        traceparent: &str,
+    ) -> BatchResults {
+        let count = chunk.len();
+        let mut deliveries = Vec::with_capacity(count);
+        let mut answers = Vec::with_capacity(count);
+        {
+            let mut pending = lock(&self.pending);
+            for (conn, xml) in chunk {
+                let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+                let (done, answer) = oneshot::channel();
+                pending.insert(id, done);
+                let (origin_edge, origin_seq, origin_index) = next_origin();
+                deliveries.push(pb::Delivery {
+                    id,
+                    conn,
+                    xml,
+                    traceparent: traceparent.to_owned(),
+                    origin_edge,
+                    origin_seq,
+                    origin_index,
+                });
+                answers.push((id, answer));
+            }
+        }
+        let message = pb::RouterMessage {
+            body: Some(pb::router_message::Body::Deliveries(pb::DeliveryBatch {
+                deliveries,
+            })),
+        };
+        if self.tx.send(Ok(message)).await.is_err() {
+            let mut pending = lock(&self.pending);
+            for (id, _) in &answers {
+                pending.remove(id);
+            }
+            return vec![Err(Undeliverable::Unreachable); count];
+        }
+        let mut results = Vec::with_capacity(count);
+        for (id, answer) in answers {
+            results.push(match tokio::time::timeout(DELIVERY_TIMEOUT, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(Undeliverable::Unreachable),
+                Err(_) => {
+                    lock(&self.pending).remove(&id);
+                    tracing::warn!(edge, "edge did not answer a delivery in time");
+                    Err(Undeliverable::Unreachable)
+                }
+            });
+        }
+        results
+    }
+
     /// Asks the edge to bind its sessions again and waits until it says it has.
     async fn resync(&self) -> bool {
         let id = self.resync_sent.fetch_add(1, Ordering::Relaxed) + 1;
@@ -202,61 +259,33 @@ impl EdgeDelivery for EdgeLinks {
         self.deliver_batch(edge, vec![(conn, stanza)]).await[0]
     }
 
-    /// One message for the whole batch (the link's writer may merge it with others,
-    /// see `crate::coalesce`); the edge writes each connection's stanzas in order and
-    /// answers each. A batch whose answers do not all come within [`DELIVERY_TIMEOUT`]
-    /// counts the missing ones as unreachable.
+    /// The batch in messages of at most [`crate::coalesce::MAX_ITEMS`] deliveries and
+    /// about [`crate::coalesce::MAX_BYTES`] (far below the link's message cap), each sent
+    /// once the one before is answered, so a connection's stanzas stay in order across
+    /// them. The edge writes each connection's in order and answers them as written; an
+    /// answer that does not come within [`DELIVERY_TIMEOUT`] of the one before counts as
+    /// unreachable (a link that is gone answers the rest so at once).
     async fn deliver_batch(&self, edge: &str, batch: Batch) -> BatchResults {
         let count = batch.len();
         let Some(link) = self.get(edge) else {
             return vec![Err(Undeliverable::Unreachable); count];
         };
         let traceparent = switchyard_telemetry::trace::current_traceparent();
-        let mut deliveries = Vec::with_capacity(count);
-        let mut answers = Vec::with_capacity(count);
-        {
-            let mut pending = lock(&link.pending);
-            for (conn, stanza) in batch {
-                let id = link.next_delivery.fetch_add(1, Ordering::Relaxed);
-                let (done, answer) = oneshot::channel();
-                pending.insert(id, done);
-                let (origin_edge, origin_seq, origin_index) = next_origin();
-                deliveries.push(pb::Delivery {
-                    id,
-                    conn,
-                    xml: convert::stanza_bytes(&stanza),
-                    traceparent: traceparent.clone(),
-                    origin_edge,
-                    origin_seq,
-                    origin_index,
-                });
-                answers.push((id, answer));
-            }
-        }
-        let message = pb::RouterMessage {
-            body: Some(pb::router_message::Body::Deliveries(pb::DeliveryBatch {
-                deliveries,
-            })),
-        };
-        if link.tx.send(Ok(message)).await.is_err() {
-            let mut pending = lock(&link.pending);
-            for (id, _) in &answers {
-                pending.remove(id);
-            }
-            return vec![Err(Undeliverable::Unreachable); count];
-        }
-        let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
         let mut results = Vec::with_capacity(count);
-        for (id, answer) in answers {
-            results.push(match tokio::time::timeout_at(deadline, answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(Undeliverable::Unreachable),
-                Err(_) => {
-                    lock(&link.pending).remove(&id);
-                    tracing::warn!(edge, "edge did not answer a delivery in time");
-                    Err(Undeliverable::Unreachable)
-                }
-            });
+        let mut rest = batch.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut chunk = Vec::new();
+            let mut bytes = 0;
+            while let Some((conn, stanza)) = rest.next_if(|(_, s)| {
+                chunk.is_empty()
+                    || (chunk.len() < crate::coalesce::MAX_ITEMS
+                        && bytes + s.estimated_bytes() <= crate::coalesce::MAX_BYTES)
+            }) {
+                let xml = convert::stanza_bytes(&stanza);
+                bytes += xml.len();
+                chunk.push((conn, xml));
+            }
+            results.extend(link.send_chunk(edge, chunk, &traceparent).await);
         }
         results
     }

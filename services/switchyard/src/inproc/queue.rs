@@ -7,35 +7,63 @@
 //! process: a sender no longer waits for each recipient's write before reading its next
 //! stanza, and bursts reach the recipient's mailbox together and go out in one write.
 //!
-//! The queue is bounded in bytes for the whole process ([`QUEUE_BYTES`], each stanza
-//! counted by [`switchyard_core::Element::estimated_bytes`]): a sender that finds it full waits, and stops
-//! reading its socket meanwhile (pushback, as a full cluster window pushes back). Nothing
+//! The queue is bounded in bytes ([`QUEUE_BYTES`] for the process, shared equally by the
+//! lanes, each stanza counted by [`switchyard_core::Element::estimated_bytes`]): a sender
+//! whose lane is full waits, and stops reading its socket meanwhile (pushback, as a full
+//! cluster window pushes back); a lane stuck behind a slow recipient holds back only the
+//! senders that share it, never the process. Binds and unbinds go through the same lane
+//! as the connection's stanzas, so a session ends after what it sent was routed. Nothing
 //! is dropped: a stanza that was taken is routed, and [`RoutingQueue::drained`] lets the
 //! process wait for the queue to empty before it exits.
 
+use futures_util::FutureExt;
 use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::Stanza;
+use switchyard_core::{Jid, Stanza, StanzaCondition};
 use switchyard_router::Router;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use switchyard_storage::SessionRecord;
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Lanes, each with one worker: how many senders are routed at once.
 const LANES: usize = 64;
-/// Bytes of stanzas queued in the process before senders wait.
+/// Bytes of stanzas queued in the process before senders wait, shared equally by the
+/// lanes: a lane stuck behind a slow recipient holds back its own senders only.
 pub(crate) const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
-/// A stanza waiting for its lane's worker, with the bytes it holds of the budget.
-type Queued = (Stanza, OwnedSemaphorePermit);
+/// What a lane's worker does, in the order its connections asked.
+enum Item {
+    /// Routes a stanza; the permit holds its bytes of the lane's budget.
+    Route(Stanza, OwnedSemaphorePermit),
+    /// Binds a session, after everything queued by an earlier connection of the same
+    /// full JID (a quick reconnect does not overtake the old one's stanzas).
+    Bind(SessionRecord, oneshot::Sender<Result<(), StanzaCondition>>),
+    /// Ends a session after every stanza it queued was routed (its last presence and
+    /// directed presence are known when its unavailable is decided).
+    Unbind(Jid, u64, oneshot::Sender<()>),
+}
+
+struct Lane {
+    tx: mpsc::UnboundedSender<Item>,
+    budget: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("bytes_free", &self.budget.available_permits())
+            .finish()
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct RoutingQueue {
-    lanes: Vec<mpsc::UnboundedSender<Queued>>,
-    budget: Arc<Semaphore>,
-    /// The budget's size: a stanza larger than all of it waits for all of it.
-    bytes: usize,
-    /// Stanzas taken and not yet routed, and who waits for none.
+    lanes: Vec<Lane>,
+    /// Each lane's budget: a stanza larger than all of it waits for all of it.
+    lane_bytes: usize,
+    /// Items taken and not yet done, and who waits for none.
     pending: Arc<(AtomicUsize, Notify)>,
 }
 
@@ -45,45 +73,73 @@ impl RoutingQueue {
         Self::with_budget(router, QUEUE_BYTES)
     }
 
+    /// A queue whose lanes share `bytes` equally.
     pub(crate) fn with_budget(router: Arc<Router>, bytes: usize) -> Self {
         let pending = Arc::new((AtomicUsize::new(0), Notify::new()));
+        let lane_bytes = (bytes / LANES).clamp(1, u32::MAX as usize);
         let lanes = (0..LANES)
             .map(|_| {
-                // Unbounded as a channel, bounded by the byte budget every entry holds.
+                // Unbounded as a channel, bounded by the byte budget every stanza holds
+                // (binds and unbinds wait for their answer, one per connection).
                 let (tx, rx) = mpsc::unbounded_channel();
                 tokio::spawn(work(router.clone(), rx, pending.clone()));
-                tx
+                Lane {
+                    tx,
+                    budget: Arc::new(Semaphore::new(lane_bytes)),
+                }
             })
             .collect();
-        let bytes = bytes.min(u32::MAX as usize);
         Self {
             lanes,
-            budget: Arc::new(Semaphore::new(bytes)),
-            bytes,
+            lane_bytes,
             pending,
         }
     }
 
-    /// Takes a stanza for routing, waiting while the queue is full.
+    /// Takes a stanza for routing, waiting while its lane is full.
     pub(crate) async fn submit(&self, stanza: Stanza) {
-        let bytes = stanza.element.estimated_bytes().clamp(1, self.bytes);
-        let permit = self
+        let lane = &self.lanes[lane_of(&stanza.from)];
+        let bytes = stanza.element.estimated_bytes().clamp(1, self.lane_bytes);
+        let permit = lane
             .budget
             .clone()
             .acquire_many_owned(bytes as u32)
             .await
             .expect("the budget is never closed");
+        self.send(lane, Item::Route(stanza, permit));
+    }
+
+    /// Binds a session in its lane (see [`Item::Bind`]).
+    pub(crate) async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {
+        let (done, answer) = oneshot::channel();
+        let lane = &self.lanes[lane_of(&record.jid)];
+        self.send(lane, Item::Bind(record, done));
+        answer
+            .await
+            .unwrap_or(Err(StanzaCondition::InternalServerError))
+    }
+
+    /// Ends a session in its lane, after what it queued (see [`Item::Unbind`]).
+    pub(crate) async fn unbind(&self, jid: &Jid, conn: u64) {
+        let (done, answer) = oneshot::channel();
+        self.send(
+            &self.lanes[lane_of(jid)],
+            Item::Unbind(jid.clone(), conn, done),
+        );
+        let _ = answer.await;
+    }
+
+    fn send(&self, lane: &Lane, item: Item) {
         self.pending.0.fetch_add(1, Ordering::SeqCst);
-        let lane = &self.lanes[lane_of(&stanza)];
-        if lane.send((stanza, permit)).is_err() {
+        if lane.tx.send(item).is_err() {
             // Only when the runtime is shutting down and the worker is gone.
-            tracing::warn!("routing worker gone; a stanza was not routed");
+            tracing::warn!("routing worker gone; a stanza or session change was not handled");
             done(&self.pending);
         }
     }
 
-    /// Waits until every stanza taken so far is routed, or `grace` passed; `false` when
-    /// some were still queued.
+    /// Waits until every item taken so far is done, or `grace` passed; `false` when some
+    /// were still queued.
     pub(crate) async fn drained(&self, grace: Duration) -> bool {
         let wait = async {
             loop {
@@ -98,9 +154,10 @@ impl RoutingQueue {
     }
 }
 
-fn lane_of(stanza: &Stanza) -> usize {
+/// The lane of a full JID: a connection's stanzas, bind and unbind share one.
+fn lane_of(jid: &Jid) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    stanza.from.hash(&mut h);
+    jid.hash(&mut h);
     (h.finish() as usize) % LANES
 }
 
@@ -110,16 +167,36 @@ fn done(pending: &(AtomicUsize, Notify)) {
     }
 }
 
+/// One lane's worker. A panic while handling an item is logged and the lane goes on:
+/// it never takes the lane's other senders with it.
 async fn work(
     router: Arc<Router>,
-    mut lane: mpsc::UnboundedReceiver<Queued>,
+    mut lane: mpsc::UnboundedReceiver<Item>,
     pending: Arc<(AtomicUsize, Notify)>,
 ) {
-    while let Some((stanza, permit)) = lane.recv().await {
-        let _timer = switchyard_telemetry::EDGE_ROUTING_LATENCY.start_timer();
-        router.route(stanza).await;
-        drop(permit);
+    while let Some(item) = lane.recv().await {
+        let handled = AssertUnwindSafe(handle(&router, item)).catch_unwind().await;
+        if handled.is_err() {
+            tracing::error!("routing a stanza panicked; the lane goes on");
+        }
         done(&pending);
+    }
+}
+
+async fn handle(router: &Router, item: Item) {
+    match item {
+        Item::Route(stanza, permit) => {
+            let _timer = switchyard_telemetry::EDGE_ROUTING_LATENCY.start_timer();
+            router.route(stanza).await;
+            drop(permit);
+        }
+        Item::Bind(record, done) => {
+            let _ = done.send(router.bind(record).await);
+        }
+        Item::Unbind(jid, conn, done) => {
+            router.unbind(&jid, conn).await;
+            let _ = done.send(());
+        }
     }
 }
 
@@ -228,7 +305,7 @@ mod tests {
     async fn a_full_queue_pushes_back_at_its_bound_and_loses_nothing() {
         let edge = edge(true);
         let one = chat("romeo@localhost/r", 0).element.estimated_bytes();
-        let queue = RoutingQueue::with_budget(router(edge.clone()).await, 3 * one);
+        let queue = RoutingQueue::with_budget(router(edge.clone()).await, 3 * one * LANES);
         // Exactly the bound fits (the first is being routed, held at the edge, and
         // still counts): three are taken at once.
         for n in 0..3 {
@@ -255,6 +332,55 @@ mod tests {
             .map(|el| el.attr("id").unwrap().to_owned())
             .collect();
         assert_eq!(ids, ["0", "1", "2", "3"]);
+    }
+
+    #[tokio::test]
+    async fn a_lane_stuck_behind_a_slow_recipient_holds_back_only_its_own_senders() {
+        let edge = edge(true);
+        let one = chat("romeo@localhost/r", 0).element.estimated_bytes();
+        let queue = RoutingQueue::with_budget(router(edge.clone()).await, 3 * one * LANES);
+        let romeo = jid("romeo@localhost/r");
+        for n in 0..3 {
+            queue.submit(chat("romeo@localhost/r", n)).await;
+        }
+        let mut stuck = Box::pin(queue.submit(chat("romeo@localhost/r", 3)));
+        assert!(
+            (&mut stuck).now_or_never().is_none(),
+            "romeo's lane is full"
+        );
+        let other = (0..1000)
+            .map(|i| format!("s{i}@localhost/r"))
+            .find(|s| lane_of(&jid(s)) != lane_of(&romeo))
+            .unwrap();
+        let free = queue.submit(chat(&other, 0)).now_or_never();
+        assert!(
+            free.is_some(),
+            "another lane takes its sender's stanza at once"
+        );
+        edge.gate.add_permits(5);
+        tokio::time::timeout(Duration::from_secs(10), stuck)
+            .await
+            .unwrap();
+        assert!(queue.drained(Duration::from_secs(10)).await);
+        assert_eq!(edge.received.lock().unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn an_unbind_waits_for_what_its_connection_queued() {
+        let edge = edge(true);
+        let queue = RoutingQueue::start(router(edge.clone()).await);
+        queue.submit(chat("romeo@localhost/r", 0)).await;
+        let romeo = jid("romeo@localhost/r");
+        let mut unbind = Box::pin(queue.unbind(&romeo, 7));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!((&mut unbind).now_or_never().is_none(), "behind the stanza");
+        edge.gate.add_permits(1);
+        tokio::time::timeout(Duration::from_secs(10), unbind)
+            .await
+            .unwrap();
+        assert_eq!(edge.received.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
