@@ -161,14 +161,15 @@ impl Effects {
         }
     }
 
-    pub(crate) fn bounce_with(&mut self, stanza: &Stanza, condition: StanzaCondition) {
-        self.bounce(stanza, StanzaError::new(condition));
-    }
-
     /// The effects as one bounce (a handler that refuses the stanza).
     pub(crate) fn bounced(stanza: &Stanza, condition: StanzaCondition) -> Self {
+        Self::refused(stanza, StanzaError::new(condition))
+    }
+
+    /// The effects as one bounce with a full error (a block list's `<blocked/>`).
+    pub(crate) fn refused(stanza: &Stanza, error: StanzaError) -> Self {
         let mut fx = Self::none();
-        fx.bounce_with(stanza, condition);
+        fx.bounce(stanza, error);
         fx
     }
 

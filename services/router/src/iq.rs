@@ -45,9 +45,7 @@ pub(crate) async fn answer(
 ) -> Effects {
     let to = stanza.effective_to();
     if let Some(blocked) = router.outbound_block(stanza, &to).await {
-        let mut fx = Effects::none();
-        fx.bounce(stanza, blocked);
-        return fx;
+        return Effects::refused(stanza, blocked);
     }
     let other = !router.is_server(&to) && to != stanza.from.bare();
     if other && router.inbound_blocked(stanza, &to).await {
@@ -65,11 +63,7 @@ pub(crate) async fn answer(
             }
             fx
         }
-        Err(e) => {
-            let mut fx = Effects::none();
-            fx.bounce(stanza, e);
-            fx
-        }
+        Err(e) => Effects::refused(stanza, e),
     }
 }
 
@@ -77,9 +71,7 @@ pub(crate) async fn answer(
 pub(crate) async fn to_resource(router: &Router, stanza: &Stanza) -> Effects {
     let to = stanza.effective_to();
     if let Some(blocked) = router.outbound_block(stanza, &to).await {
-        let mut fx = Effects::none();
-        fx.bounce(stanza, blocked);
-        return fx;
+        return Effects::refused(stanza, blocked);
     }
     if router.inbound_blocked(stanza, &to).await {
         return Effects::bounced(stanza, StanzaCondition::ServiceUnavailable);

@@ -100,9 +100,7 @@ pub(crate) fn bare_targets(
 pub(crate) async fn route(router: &Router, stanza: &Stanza) -> Effects {
     let to = stanza.effective_to();
     if let Some(blocked) = router.outbound_block(stanza, &to).await {
-        let mut fx = Effects::none();
-        fx.bounce(stanza, blocked);
-        return fx;
+        return Effects::refused(stanza, blocked);
     }
     recipient_side(router, stanza, Tried::default()).await
 }

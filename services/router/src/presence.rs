@@ -211,9 +211,7 @@ pub(crate) async fn unavailable(
 async fn directed(router: &Router, stanza: &Stanza) -> Effects {
     let to = stanza.effective_to();
     if let Some(blocked) = router.outbound_block(stanza, &to).await {
-        let mut fx = Effects::none();
-        fx.bounce(stanza, blocked);
-        return fx;
+        return Effects::refused(stanza, blocked);
     }
     let available = stanza.type_attr().is_none();
     let mut fx = to_contact(router, &stanza.from, &to, stanza.element.clone()).await;

@@ -24,9 +24,7 @@ pub(crate) async fn route(router: &Router, stanza: &Stanza) -> Effects {
         return Effects::none();
     }
     if let Some(blocked) = router.outbound_block(stanza, &contact).await {
-        let mut fx = Effects::none();
-        fx.bounce(stanza, blocked);
-        return fx;
+        return Effects::refused(stanza, blocked);
     }
     let exists = match router.account_exists(&contact).await {
         Ok(true) => true,
