@@ -16,6 +16,7 @@ mod redis;
 mod registry_cache;
 mod sqlite;
 mod traits;
+mod ttl_cache;
 
 use std::sync::Arc;
 

@@ -15,23 +15,19 @@
 //!   pub/sub) and drop it there, a little later. Should the notifications break,
 //!   everything is dropped, and entries also expire after `ttl`.
 //! - A delivery that finds a session gone calls [`SessionRegistry::forget`].
-//! - Bounded: past `capacity` accounts the least recently used one is evicted (moka,
-//!   LRU; moka also expires entries after `ttl`).
+//! - Bounded: past `capacity` accounts one is evicted, and entries expire after `ttl`
+//!   ([`TtlCache`]).
 
 use crate::traits::{Change, Lookup, SessionEdit, SessionRecord, SessionRegistry};
+use crate::ttl_cache::TtlCache;
 use crate::StorageError;
 use async_trait::async_trait;
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::Jid;
-
-/// The longest TTL moka accepts is 1000 years; anything near it means "never expires".
-const TTL_MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// What one lookup read: the sessions (shared, so a hit copies them once, into the
 /// answer), the offline-pending count, and the [`Shared::epoch`] it was cached in.
@@ -54,24 +50,24 @@ struct ReadAt {
 }
 
 struct Shared {
-    entries: Cache<Jid, Entry>,
+    entries: TtlCache<Jid, Entry>,
     /// Held while a drop bumps its generation and removes the entry, and while a lookup
     /// compares its generation and inserts: so a lookup either inserts before a drop
     /// (which then removes the entry) or sees the drop's generation and inserts nothing.
-    /// moka alone cannot say this: its insert and invalidate do not exclude each other.
+    /// The map alone cannot say this: its insert and remove do not exclude each other.
     /// Cache hits do not take it.
     drops: Mutex<()>,
     generations: [AtomicU64; STRIPES],
     /// Bumped by [`Shared::invalidate_all`]: an entry cached in an older epoch is not
-    /// served. moka's own `invalidate_all` spares entries inserted in the same tick of
-    /// its clock, so it only frees memory here.
+    /// served; clearing the map only frees memory (an insert racing the clear could
+    /// survive it).
     epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("entries", &self.entries.entry_count())
+            .field("entries", &self.entries.len())
             .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
@@ -80,11 +76,7 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
-            entries: Cache::builder()
-                .max_capacity(capacity as u64)
-                .time_to_live(ttl.min(TTL_MAX))
-                .eviction_policy(EvictionPolicy::lru())
-                .build(),
+            entries: TtlCache::new(capacity, ttl),
             drops: Mutex::default(),
             generations: Default::default(),
             epoch: AtomicU64::new(0),
@@ -143,7 +135,7 @@ impl Shared {
             g.fetch_add(1, Ordering::Relaxed);
         }
         self.epoch.fetch_add(1, Ordering::Release);
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 }
 

@@ -70,29 +70,20 @@ async fn writes_through_the_cache_drop_the_entry() {
     assert!(cached(&cache, &bare));
 }
 
+/// Past the bound a few entries are evicted, never all, and an account read on every
+/// round stays cached through a scan of four times the bound.
 #[tokio::test]
-async fn one_past_the_bound_evicts_the_least_recently_used_only() {
-    const N: usize = 8;
-    let accounts: Vec<Jid> = (0..=N).map(|i| jid(&format!("u{i}@l"))).collect();
+async fn past_the_bound_a_few_are_evicted_and_the_hot_entry_stays() {
+    const N: usize = 16;
+    let accounts: Vec<Jid> = (0..=4 * N).map(|i| jid(&format!("u{i}@l"))).collect();
     let (_, cache) = with_sessions(N, &accounts).await;
-    let settle = || cache.shared.entries.run_pending_tasks(); // fixes moka's LRU order
-    for bare in &accounts[..N] {
+    let entries = &cache.shared.entries;
+    for bare in &accounts[1..] {
+        cache.lookup(&accounts[0]).await.unwrap();
         cache.lookup(bare).await.unwrap();
-        settle();
+        assert!(entries.len() <= entries.capacity(), "bounded at {bare}");
     }
-    cache.lookup(&accounts[0]).await.unwrap(); // u0 is now the most recently used
-    settle();
-    assert_eq!(cache.shared.entries.entry_count(), N as u64, "full");
-
-    cache.lookup(&accounts[N]).await.unwrap();
-    settle();
-    assert_eq!(
-        cache.shared.entries.entry_count(),
-        N as u64,
-        "one evicted, not all"
-    );
-    assert!(!cached(&cache, &accounts[1]), "the least recently used");
-    for bare in accounts.iter().filter(|&b| *b != accounts[1]) {
-        assert!(cached(&cache, bare), "{bare} kept");
-    }
+    assert!(cached(&cache, &accounts[0]), "read on every round, kept");
+    assert!(cached(&cache, &accounts[4 * N]), "just cached, kept");
+    assert!(entries.len() >= N / 2, "a few evicted, never all");
 }
