@@ -11,11 +11,12 @@
 //!   message itself. Both are wrapped in `<forwarded/>` (XEP-0297) and sent from the
 //!   account's bare JID.
 
-use crate::effects::Effects;
+use crate::effects::{Effect, Effects, Recipient};
 use crate::handler::{Answer, Outcome};
 use crate::message::MessageType;
 use crate::router::Router;
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaError};
+use switchyard_storage::SessionRecord;
 
 pub(crate) async fn toggle(router: &Router, stanza: &Stanza) -> Outcome {
     let enable = match stanza.payload().map(Element::name) {
@@ -63,21 +64,37 @@ fn wrap(direction: &str, account: &Jid, to: &Jid, original: &Element) -> Element
         .with_child(Element::new(direction, ns::CARBONS).with_child(forwarded))
 }
 
-/// Copies after a message was delivered to `delivered` (a hook of the executor, see
-/// [`crate::hooks`]): sent copies to the sender's other resources, received copies to the
-/// recipient's resources that did not get it.
-pub(crate) async fn copies(router: &Router, stanza: &Stanza, delivered: &[Jid]) -> Effects {
+/// The recipient's resources owed a received copy of a message handed to `to`: those
+/// with carbons enabled, available, that do not get the message itself (§7); none for a
+/// message that is not eligible.
+pub(crate) fn received_by(
+    stanza: &Stanza,
+    sessions: &[SessionRecord],
+    to: &[Recipient],
+) -> Vec<Recipient> {
+    if !eligible(stanza) {
+        return Vec::new();
+    }
+    sessions
+        .iter()
+        .filter(|s| s.carbons && s.presence.is_some() && s.jid != stanza.from)
+        .filter(|s| !to.iter().any(|r| r.jid == s.jid))
+        .map(Recipient::of)
+        .collect()
+}
+
+/// Copies after a message was delivered (a hook of the executor, see [`crate::hooks`]):
+/// sent copies to the sender's other resources, received copies to `received`
+/// ([`received_by`]).
+pub(crate) async fn copies(router: &Router, stanza: &Stanza, received: Vec<Recipient>) -> Effects {
     if !eligible(stanza) {
         return Effects::none();
     }
     let mut fx = sent_copies(router, stanza).await;
     let recipient = stanza.effective_to().bare();
-    for s in router.sessions(&recipient).await {
-        let wanted = s.carbons && s.presence.is_some() && !delivered.contains(&s.jid);
-        if wanted && s.jid != stanza.from {
-            let copy = wrap("received", &recipient, &s.jid, &stanza.element);
-            fx.deliver(&s, copy);
-        }
+    for to in received {
+        let copy = wrap("received", &recipient, &to.jid, &stanza.element);
+        fx.push(Effect::Deliver { to, element: copy });
     }
     fx
 }

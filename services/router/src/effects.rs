@@ -54,9 +54,12 @@ pub(crate) enum Effect {
     /// RFC 6121 §8.5: a message for the sessions chosen for it, handed to all of them at
     /// once. If none takes it, the message is routed again without them (a stale record
     /// never swallows a message); if some did, the delivered-message hooks follow.
+    /// `carbons` are the recipient's other resources owed a received copy (XEP-0280 §7),
+    /// chosen from the same registry read as `to`.
     Message {
         stanza: Stanza,
         to: Vec<Recipient>,
+        carbons: Vec<Recipient>,
         tried: Tried,
     },
     /// Hands a stanza to a full JID if it is connected (answers to the sender); nothing

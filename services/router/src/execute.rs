@@ -61,7 +61,12 @@ impl Router {
                     self.apply(otherwise).await;
                 }
             }
-            Effect::Message { stanza, to, tried } => self.deliver_message(stanza, to, tried).await,
+            Effect::Message {
+                stanza,
+                to,
+                carbons,
+                tried,
+            } => self.deliver_message(stanza, to, carbons, tried).await,
             Effect::Update { jid, conn, edit } => {
                 if let Err(e) = self.registry.update(&jid, conn, edit).await {
                     tracing::warn!(error = %e, %jid, "session registry update failed");
@@ -80,22 +85,23 @@ impl Router {
     }
 
     /// A message to the sessions chosen for it; see [`Effect::Message`].
-    async fn deliver_message(&self, stanza: Stanza, to: Vec<Recipient>, mut tried: Tried) {
+    async fn deliver_message(
+        &self,
+        stanza: Stanza,
+        to: Vec<Recipient>,
+        carbons: Vec<Recipient>,
+        mut tried: Tried,
+    ) {
         let run = to
             .iter()
             .map(|r| (r.clone(), stanza.element.clone()))
             .collect();
         let gone = self.send_run(run).await;
-        let delivered: Vec<Jid> = to
-            .into_iter()
-            .map(|r| r.jid)
-            .filter(|j| !gone.contains(j))
-            .collect();
-        let next = if delivered.is_empty() {
+        let next = if to.iter().all(|r| gone.contains(&r.jid)) {
             tried.gone.extend(gone);
             crate::message::undelivered(self, &stanza, tried).await
         } else {
-            crate::hooks::message_delivered(self, &stanza, &delivered).await
+            crate::hooks::message_delivered(self, &stanza, carbons).await
         };
         self.apply(next).await;
     }
@@ -122,6 +128,37 @@ impl Router {
         }
         metrics::ROUTER_DELIVERIES.inc_by(run.len() as u64);
         let mut taken = vec![false; run.len()];
+        let mut stale: Vec<Recipient> = Vec::new();
+        for ((at, to), result) in self.send_per_edge(run).await {
+            let Err(why) = result else {
+                taken[at] = true;
+                continue;
+            };
+            self.registry.forget(&to.jid.bare());
+            if why == Undeliverable::NoSession && !stale.contains(&to) {
+                stale.push(to);
+            }
+        }
+        for to in stale {
+            tracing::info!(jid = %to.jid, conn = to.conn, "removing a session its edge no longer holds");
+            metrics::ROUTER_SESSIONS_GONE.inc();
+            Box::pin(self.unbind(&to.jid, to.conn)).await;
+        }
+        taken
+    }
+
+    /// One batch per edge, all edges at once; each delivery's place in the run, recipient
+    /// and result. A run of one (most messages) is one plain delivery.
+    async fn send_per_edge(
+        &self,
+        mut run: Run,
+    ) -> Vec<((usize, Recipient), Result<(), Undeliverable>)> {
+        if run.len() == 1 {
+            let (to, element) = run.pop().expect("one");
+            metrics::ROUTER_DELIVERY_BATCHES.inc();
+            let result = self.edges.deliver(&to.edge, to.conn, element).await;
+            return vec![((0, to), result)];
+        }
         let mut per_edge: Vec<EdgeShare> = Vec::new();
         for (at, (to, element)) in run.into_iter().enumerate() {
             let slot = match per_edge.iter().position(|(edge, ..)| *edge == to.edge) {
@@ -141,22 +178,6 @@ impl Router {
                 let results = self.edges.deliver_batch(&edge, batch).await;
                 recipients.into_iter().zip(results)
             });
-        let mut stale: Vec<Recipient> = Vec::new();
-        for ((at, to), result) in join_all(sends).await.into_iter().flatten() {
-            let Err(why) = result else {
-                taken[at] = true;
-                continue;
-            };
-            self.registry.forget(&to.jid.bare());
-            if why == Undeliverable::NoSession && !stale.contains(&to) {
-                stale.push(to);
-            }
-        }
-        for to in stale {
-            tracing::info!(jid = %to.jid, conn = to.conn, "removing a session its edge no longer holds");
-            metrics::ROUTER_SESSIONS_GONE.inc();
-            Box::pin(self.unbind(&to.jid, to.conn)).await;
-        }
-        taken
+        join_all(sends).await.into_iter().flatten().collect()
     }
 }

@@ -5,16 +5,17 @@
 
 use crate::effects::{Effect, Effects, Recipient};
 use crate::router::Router;
-use switchyard_core::{Jid, Stanza};
+use switchyard_core::Stanza;
 use switchyard_storage::{RosterItem, SessionRecord};
 
-/// A message was handed to `delivered`: XEP-0280 carbons.
+/// A message was handed to at least one of its recipients: XEP-0280 carbons, received
+/// copies to `carbons` (chosen with the recipients).
 pub(crate) async fn message_delivered(
     router: &Router,
     stanza: &Stanza,
-    delivered: &[Jid],
+    carbons: Vec<Recipient>,
 ) -> Effects {
-    crate::carbons::copies(router, stanza, delivered).await
+    crate::carbons::copies(router, stanza, carbons).await
 }
 
 /// A resource sent initial presence (RFC 6121 §4.2): its contacts' presence (probes

@@ -130,7 +130,7 @@ async fn recipient_side(router: &Router, stanza: &Stanza, tried: Tried) -> Effec
         return to_bare(router, stanza, kind, &[], tried).await;
     }
     if let Some(s) = sessions.iter().find(|s| s.jid == to) {
-        return deliver(stanza, &[s], tried);
+        return deliver(stanza, &[s], &sessions, tried);
     }
     // From here on, as for a resource that is not connected (§8.5.3.2), whether it never
     // was or was gone by the time the message was handed over.
@@ -149,11 +149,20 @@ async fn recipient_side(router: &Router, stanza: &Stanza, tried: Tried) -> Effec
     }
 }
 
-fn deliver(stanza: &Stanza, to: &[&SessionRecord], tried: Tried) -> Effects {
+/// The message to `to`, chosen among the recipient's `sessions` (which also give its
+/// received carbons).
+fn deliver(
+    stanza: &Stanza,
+    to: &[&SessionRecord],
+    sessions: &[SessionRecord],
+    tried: Tried,
+) -> Effects {
+    let to: Vec<Recipient> = to.iter().map(|s| Recipient::of(s)).collect();
     let mut fx = Effects::none();
     fx.push(Effect::Message {
         stanza: stanza.clone(),
-        to: to.iter().map(|s| Recipient::of(s)).collect(),
+        carbons: crate::carbons::received_by(stanza, sessions, &to),
+        to,
         tried,
     });
     fx
@@ -170,7 +179,7 @@ async fn to_bare(
 ) -> Effects {
     let targets = bare_targets(sessions, kind, router.config.bare_delivery);
     if !targets.is_empty() {
-        return deliver(stanza, &targets, tried);
+        return deliver(stanza, &targets, sessions, tried);
     }
     if kind == MessageType::Headline {
         return Effects::none(); // §8.5.2.2.1: ignored when no resource can take it.
