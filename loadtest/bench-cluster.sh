@@ -62,6 +62,8 @@ fi
 # The edge-router link with mutual TLS, as in production.
 "$BIN/switchyard" gen-cluster-certs "$WORK/cluster-certs" switchyard-router switchyard-edge >/dev/null
 
+# Every edge needs the same decoy secret (unknown accounts get stable fake SCRAM salts).
+DECOY_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 config() { # role
   mkdir -p "$WORK/$1"
   cat > "$WORK/$1.toml" <<CONF
@@ -91,6 +93,8 @@ schema = "$SCHEMA"
 migrate_on_start = true
 [admin]
 listen = "127.0.0.1:${ADMIN_PORT[$1]}"
+[auth]
+decoy_secret = "$DECOY_SECRET"
 CONF
 }
 config router; config edge

@@ -25,6 +25,9 @@ pub enum Command {
     LoginStorm(StormArgs),
     /// Hold N sessions and disconnect/reconnect them at an aggregate rate.
     Churn(ChurnArgs),
+    /// One account's presence broadcast to its online contacts (see `provision
+    /// --hub-contacts`): time until the last contact has it, and CPU per broadcast.
+    Fanout(FanoutArgs),
     /// Create N accounts directly in a Switchyard data directory (server stopped).
     Provision(ProvisionArgs),
     /// Create N accounts over XMPP in-band registration (XEP-0077), for other servers.
@@ -229,6 +232,27 @@ pub struct ChurnArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub output: Output,
+    /// Contacts of user 0 (users 1..=N), each logged in once before the broadcasts; the
+    /// accounts need `provision --hub-contacts N` (and `--users` above N).
+    #[arg(long, default_value_t = 1000)]
+    pub contacts: usize,
+    /// Presence changes the hub sends, each after the one before reached every contact.
+    #[arg(long, default_value_t = 20)]
+    pub rounds: u32,
+    /// Seconds one broadcast may take before it counts as incomplete.
+    #[arg(long, default_value_t = 10)]
+    pub round_timeout_secs: u64,
+    /// New connections per second while the contacts log in.
+    #[arg(long, default_value_t = 500.0)]
+    pub arrival_rate: f64,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ProvisionArgs {
     /// The server's data directory (holds switchyard.db).
     #[arg(long, required_unless_present = "postgres")]
@@ -244,6 +268,10 @@ pub struct ProvisionArgs {
     /// PBKDF2 iterations of the one shared credential.
     #[arg(long, default_value_t = 4096)]
     pub iterations: u32,
+    /// Make users 1..=N contacts of user 0 with a mutual (`both`) subscription, for
+    /// `fanout`.
+    #[arg(long, default_value_t = 0)]
+    pub hub_contacts: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -23,6 +23,7 @@ pub async fn execute(command: Command, cancel: CancellationToken) -> anyhow::Res
         Command::Chat(a) => run::chat::run(a, cancel).await,
         Command::LoginStorm(a) => run::storm::run(a, cancel).await,
         Command::Churn(a) => run::churn::run(a, cancel).await,
+        Command::Fanout(a) => run::fanout::run(a, cancel).await,
         Command::Provision(_) | Command::Register(_) => {
             anyhow::bail!("provision and register are not scenarios")
         }

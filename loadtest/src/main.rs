@@ -13,6 +13,7 @@ fn json_of(command: &Command) -> bool {
         Command::Chat(a) => a.output.json,
         Command::LoginStorm(a) => a.output.json,
         Command::Churn(a) => a.output.json,
+        Command::Fanout(a) => a.output.json,
         Command::Provision(_) | Command::Register(_) => false,
     }
 }

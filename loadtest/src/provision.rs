@@ -3,13 +3,17 @@
 //! PostgreSQL schema (`PgStore`, `--postgres URL --schema S`), not one process per user. PBKDF2 runs once: every account gets the same stored credential, so **all
 //! test accounts share one salt** (harmless for load tests, never for real users). Run it
 //! with the server stopped (or before its first start); existing accounts are skipped.
+//! `--hub-contacts N` also makes users 1..=N contacts of user 0, subscribed both ways
+//! (RFC 6121 §3 `both`, listed), for the `fanout` scenario.
 
 use crate::cli::ProvisionArgs;
 use anyhow::Context;
 use std::time::Instant;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
-use switchyard_storage::{AccountStore, PgStore, SqliteStore, StorageError};
+use switchyard_storage::{
+    AccountStore, PgStore, RosterItem, RosterStore, SqliteStore, StorageError, Subscription,
+};
 
 /// Accounts created and skipped (already there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +41,7 @@ pub async fn run(args: &ProvisionArgs) -> anyhow::Result<Provisioned> {
 }
 
 async fn create_all(
-    store: &impl AccountStore,
+    store: &(impl AccountStore + RosterStore),
     args: &ProvisionArgs,
 ) -> anyhow::Result<Provisioned> {
     let started = Instant::now();
@@ -65,5 +69,42 @@ async fn create_all(
         done.existing,
         accounts.users as f64 / secs
     );
+    if args.hub_contacts > 0 {
+        subscribe_hub(store, args).await?;
+    }
     Ok(done)
+}
+
+/// Users 1..=N and user 0 in each other's rosters, `both`.
+async fn subscribe_hub(store: &impl RosterStore, args: &ProvisionArgs) -> anyhow::Result<()> {
+    let accounts = &args.accounts;
+    anyhow::ensure!(
+        args.hub_contacts < accounts.users,
+        "--hub-contacts must be below --users (user 0 is the hub)"
+    );
+    let jid = |i: usize| {
+        let local = accounts.username(i);
+        Jid::bare_from(&local, &accounts.domain)
+            .with_context(|| format!("{local}@{} is not a valid JID", accounts.domain))
+    };
+    let hub = jid(0)?;
+    for i in 1..=args.hub_contacts {
+        let contact = jid(i)?;
+        for (account, other) in [(&hub, &contact), (&contact, &hub)] {
+            let row = RosterItem {
+                subscription: Subscription::Both,
+                listed: true,
+                ..RosterItem::new(other.clone())
+            };
+            store
+                .update(account, other, Box::new(move |_| Some(row)))
+                .await
+                .context("roster write failed")?;
+        }
+    }
+    eprintln!(
+        "{} contacts of {hub}, subscribed both ways",
+        args.hub_contacts
+    );
+    Ok(())
 }

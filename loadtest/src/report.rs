@@ -37,6 +37,8 @@ pub struct Report {
     pub half_saturation: Option<Step>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnFigures>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutFigures>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -51,6 +53,23 @@ pub struct IdleFigures {
 pub struct ChurnFigures {
     pub reconnects: u64,
     pub reconnects_per_second: f64,
+}
+
+/// `fanout`: presence broadcasts from one account to its online contacts.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FanoutFigures {
+    /// Contacts logged in when the broadcasts began.
+    pub contacts_online: u64,
+    pub rounds: u32,
+    /// Rounds that reached every online contact within the round timeout.
+    pub complete_rounds: u32,
+    /// Per round: milliseconds from the hub's write to the last contact's read.
+    pub time_to_last_ms: Vec<f64>,
+    pub time_to_last_p50_ms: f64,
+    pub time_to_last_max_ms: f64,
+    /// Server CPU (and `--other-pid` processes') over all rounds, per broadcast.
+    pub server_cpu_ms_per_broadcast: f64,
+    pub other_cpu_ms_per_broadcast: f64,
 }
 
 /// One chat step at one offered rate.
@@ -109,6 +128,14 @@ impl Report {
                 s,
                 "  churn: {} reconnects, {:.1}/s",
                 c.reconnects, c.reconnects_per_second
+            );
+        }
+        if let Some(f) = &self.fanout {
+            let _ = writeln!(
+                s,
+                "  fanout: {} contacts, {}/{} rounds complete; time to last contact p50 {:.2} ms, max {:.2} ms; server CPU {:.2} ms (+ others {:.2} ms) per broadcast",
+                f.contacts_online, f.complete_rounds, f.rounds, f.time_to_last_p50_ms,
+                f.time_to_last_max_ms, f.server_cpu_ms_per_broadcast, f.other_cpu_ms_per_broadcast
             );
         }
         for step in &self.steps {

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod churn;
+pub mod fanout;
 pub mod idle;
 pub mod storm;
 

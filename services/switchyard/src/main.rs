@@ -6,12 +6,6 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use switchyard::config::{redact, Config};
 
-/// mimalloc: a routed stanza is a few dozen short-lived allocations spread over tasks on
-/// different threads, which it serves from per-thread pages at about a third of the
-/// system allocator's cost (see the README's performance section).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about = "Clustered XMPP server")]
 struct Cli {
