@@ -19,7 +19,22 @@ struct Server {
 }
 
 async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    let server = start(tempfile::tempdir().unwrap()).await;
+    let creds = StoredCredentials::from_password("pw", 4096).unwrap();
+    for i in 0..USERS {
+        let jid = Jid::parse(&format!("load{i}@localhost")).unwrap();
+        let accounts = server
+            .running
+            .accounts
+            .as_ref()
+            .expect("all-in-one stores accounts");
+        accounts.create(&jid, &creds).await.unwrap();
+    }
+    server
+}
+
+/// A server on `dir` as it is.
+async fn start(dir: tempfile::TempDir) -> Server {
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
@@ -29,15 +44,6 @@ async fn server() -> Server {
     config.tls.required = false;
     config.admin.listen = "127.0.0.1:0".into();
     let running = switchyard::serve::start(config).await.unwrap();
-    let creds = StoredCredentials::from_password("pw", 4096).unwrap();
-    for i in 0..USERS {
-        let jid = Jid::parse(&format!("load{i}@localhost")).unwrap();
-        let accounts = running
-            .accounts
-            .as_ref()
-            .expect("all-in-one stores accounts");
-        accounts.create(&jid, &creds).await.unwrap();
-    }
     Server { running, _dir: dir }
 }
 
@@ -110,19 +116,66 @@ async fn storm_idle_and_churn_log_in_cleanly() {
     assert!(churn.churn.unwrap().reconnects > 5);
 }
 
-#[tokio::test]
-async fn provision_is_rerunnable() {
-    let dir = tempfile::tempdir().unwrap();
-    let line = format!(
-        "switchyard-loadtest provision --data-dir {} --users 50",
-        dir.path().display()
-    );
+fn provision_args(line: &str) -> switchyard_loadtest::cli::ProvisionArgs {
     let Command::Provision(args) = Cli::try_parse_from(line.split_whitespace())
         .unwrap()
         .command
     else {
         panic!("parsed as provision");
     };
+    args
+}
+
+/// Every round of the hub's presence reaches every contact; a contact provisioned beyond
+/// those logged in, or a user who is no contact, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_reaches_every_contact_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = provision_args(&format!(
+        "switchyard-loadtest provision --data-dir {} --users {USERS} --user-pattern load{{}} --password pw --hub-contacts 4",
+        dir.path().display()
+    ));
+    switchyard_loadtest::provision::run(&args).await.unwrap();
+    let server = start(dir).await;
+    let report = run(
+        &server,
+        false,
+        "fanout --transport plain --contacts 3 --rounds 5 --round-timeout-secs 5",
+    )
+    .await;
+    assert_eq!(report.errors.len(), 0, "{:?}", report.errors);
+    let fanout = report.fanout.expect("fanout figures");
+    assert_eq!(fanout.contacts_online, 3);
+    assert_eq!(fanout.complete_rounds, 5, "{fanout:?}");
+    assert_eq!(fanout.time_to_last_ms.len(), 5);
+    assert!(fanout
+        .time_to_last_ms
+        .iter()
+        .all(|t| (0.0..5000.0).contains(t)));
+    // Without the roster rows no round reaches anyone.
+    let bare = tempfile::tempdir().unwrap();
+    let args = provision_args(&format!(
+        "switchyard-loadtest provision --data-dir {} --users {USERS} --user-pattern load{{}} --password pw",
+        bare.path().display()
+    ));
+    switchyard_loadtest::provision::run(&args).await.unwrap();
+    let server = start(bare).await;
+    let report = run(
+        &server,
+        false,
+        "fanout --transport plain --contacts 3 --rounds 1 --round-timeout-secs 1",
+    )
+    .await;
+    assert_eq!(report.fanout.expect("fanout figures").complete_rounds, 0);
+}
+
+#[tokio::test]
+async fn provision_is_rerunnable() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = provision_args(&format!(
+        "switchyard-loadtest provision --data-dir {} --users 50",
+        dir.path().display()
+    ));
     let first = switchyard_loadtest::provision::run(&args).await.unwrap();
     assert_eq!((first.created, first.existing), (50, 0));
     let again = switchyard_loadtest::provision::run(&args).await.unwrap();

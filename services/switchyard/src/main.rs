@@ -6,6 +6,13 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use switchyard::config::{redact, Config};
 
+/// jemalloc: measured side by side (README, performance) it takes about 7 % off the
+/// server's CPU per chat message, costs nothing on a 1,000-contact presence burst (where
+/// mimalloc cost 70 % more, zeroing huge pages on every burst) and about 0.35 KiB per idle
+/// session, and it keeps a long-running process's heap from fragmenting as glibc's arenas do.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about = "Clustered XMPP server")]
 struct Cli {
