@@ -126,13 +126,16 @@ fn provision_args(line: &str) -> switchyard_loadtest::cli::ProvisionArgs {
     args
 }
 
-/// Every round of the hub's presence reaches every contact; a contact provisioned beyond
-/// those logged in, or a user who is no contact, changes nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fanout_reaches_every_contact_every_round() {
+/// `fanout` with 3 contacts logged in, against a data directory provisioned with
+/// `extra` (`--hub-contacts N`, or nothing).
+async fn fanout(
+    extra: &str,
+    rounds: u32,
+    timeout_secs: u32,
+) -> switchyard_loadtest::report::FanoutFigures {
     let dir = tempfile::tempdir().unwrap();
     let args = provision_args(&format!(
-        "switchyard-loadtest provision --data-dir {} --users {USERS} --user-pattern load{{}} --password pw --hub-contacts 4",
+        "switchyard-loadtest provision --data-dir {} --users {USERS} --user-pattern load{{}} --password pw {extra}",
         dir.path().display()
     ));
     switchyard_loadtest::provision::run(&args).await.unwrap();
@@ -140,33 +143,26 @@ async fn fanout_reaches_every_contact_every_round() {
     let report = run(
         &server,
         false,
-        "fanout --transport plain --contacts 3 --rounds 5 --round-timeout-secs 5",
+        &format!("fanout --transport plain --contacts 3 --rounds {rounds} --round-timeout-secs {timeout_secs}"),
     )
     .await;
     assert_eq!(report.errors.len(), 0, "{:?}", report.errors);
-    let fanout = report.fanout.expect("fanout figures");
-    assert_eq!(fanout.contacts_online, 3);
-    assert_eq!(fanout.complete_rounds, 5, "{fanout:?}");
-    assert_eq!(fanout.time_to_last_ms.len(), 5);
-    assert!(fanout
+    report.fanout.expect("fanout figures")
+}
+
+/// Every round of the hub's presence reaches every contact; a contact provisioned beyond
+/// those logged in changes nothing; without the roster rows no round reaches anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_reaches_every_contact_every_round() {
+    let figures = fanout("--hub-contacts 4", 5, 5).await;
+    assert_eq!(figures.contacts_online, 3);
+    assert_eq!(figures.complete_rounds, 5, "{figures:?}");
+    assert_eq!(figures.time_to_last_ms.len(), 5);
+    assert!(figures
         .time_to_last_ms
         .iter()
         .all(|t| (0.0..5000.0).contains(t)));
-    // Without the roster rows no round reaches anyone.
-    let bare = tempfile::tempdir().unwrap();
-    let args = provision_args(&format!(
-        "switchyard-loadtest provision --data-dir {} --users {USERS} --user-pattern load{{}} --password pw",
-        bare.path().display()
-    ));
-    switchyard_loadtest::provision::run(&args).await.unwrap();
-    let server = start(bare).await;
-    let report = run(
-        &server,
-        false,
-        "fanout --transport plain --contacts 3 --rounds 1 --round-timeout-secs 1",
-    )
-    .await;
-    assert_eq!(report.fanout.expect("fanout figures").complete_rounds, 0);
+    assert_eq!(fanout("", 1, 1).await.complete_rounds, 0);
 }
 
 #[tokio::test]
