@@ -427,12 +427,12 @@ impl RemoteRouters {
         // Once one is not written, the rest answer as it did.
         let mut failed: Option<bool> = None;
         for d in deliveries {
-            let (delivered, no_session) = match convert::element(&d.xml) {
+            let (delivered, no_session) = match convert::routed(d.xml, d.presence_from) {
                 _ if failed.is_some() => (false, failed == Some(true)),
-                Ok(el) => {
+                Ok(stanza) => {
                     let span = metrics::trace::deliver_span(&d.traceparent);
                     let origin = Origin::of(&d.origin_edge, d.origin_seq, d.origin_index, d.conn);
-                    let write = self.connections.deliver(d.conn, el).instrument(span);
+                    let write = self.connections.deliver(d.conn, stanza).instrument(span);
                     let written = self.recent.once(origin, write).await;
                     (written, !written)
                 }
@@ -615,7 +615,7 @@ impl RouterLink for RemoteRouters {
 
     async fn submit(&self, stanza: Stanza) {
         self.send(InFlight {
-            xml: convert::stanza_bytes(&stanza.element),
+            xml: convert::stanza_bytes(stanza.element()),
             traceparent: metrics::trace::current_traceparent(),
             key: stanza.from.bare(),
             origin: self.next_origin.fetch_add(1, Ordering::Relaxed),

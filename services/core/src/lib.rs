@@ -7,6 +7,7 @@
 pub mod error;
 pub mod jid;
 pub mod ns;
+pub mod routed;
 pub mod sasl;
 pub mod session;
 pub mod stanza;
@@ -16,5 +17,6 @@ pub mod xml;
 
 pub use error::{StanzaCondition, StanzaError, StreamCondition};
 pub use jid::{Jid, JidError};
+pub use routed::Routed;
 pub use stanza::{Stanza, StanzaKind};
 pub use xml::{Element, Frame, Framer, FramerError, Limits, Node};

@@ -3,7 +3,9 @@
 use crate::error::StanzaError;
 use crate::jid::Jid;
 use crate::ns;
+use crate::routed::Routed;
 use crate::xml::Element;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StanzaKind {
@@ -36,13 +38,19 @@ impl StanzaKind {
 }
 
 /// A stanza whose `from` was stamped by the server and whose `to` parsed as a JID.
+///
+/// Its tree is immutable and shared: every recipient of the stanza as it is gets the
+/// same tree (one process) or the bytes it was read from (across a link), never a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stanza {
     pub kind: StanzaKind,
     pub from: Jid,
     /// `None` when absent: addressed to the sender's own account (RFC 6120 §10.3).
     pub to: Option<Jid>,
-    pub element: Element,
+    element: Arc<Element>,
+    /// The bytes `element` was parsed from, when it came over a link: forwarded as they
+    /// are to every recipient of the stanza unchanged.
+    wire: Option<Arc<str>>,
 }
 
 impl Stanza {
@@ -56,8 +64,29 @@ impl Stanza {
             kind,
             from,
             to,
-            element,
+            element: Arc::new(element),
+            wire: None,
         })
+    }
+
+    /// A stanza parsed from `xml` as [`Element::parse`] does; `xml` is kept, to be
+    /// forwarded unchanged. `None` when it does not parse or is not a stanza.
+    pub fn from_wire(xml: String) -> Option<Self> {
+        let mut stanza = Self::from_element(Element::parse(&xml).ok()?)?;
+        stanza.wire = Some(xml.into());
+        Some(stanza)
+    }
+
+    pub fn element(&self) -> &Element {
+        &self.element
+    }
+
+    /// The stanza as it is, for delivery: its bytes when it has them, else its tree.
+    pub fn routed(&self) -> Routed {
+        match &self.wire {
+            Some(xml) => Routed::wire(xml.clone(), &self.element),
+            None => Routed::Tree(self.element.clone()),
+        }
     }
 
     pub fn id(&self) -> Option<&str> {

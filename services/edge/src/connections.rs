@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use switchyard_core::{Element, Jid, StreamCondition};
+use switchyard_core::{Jid, Routed, StreamCondition};
 use switchyard_telemetry as metrics;
 use tokio::sync::oneshot;
 
@@ -23,7 +23,7 @@ pub(crate) enum Command {
 /// A stanza for the client, and who hears once it is written.
 #[derive(Debug)]
 pub(crate) struct Delivery {
-    pub stanza: Element,
+    pub stanza: Routed,
     /// Answered after the write that carried the stanza succeeded; dropped unanswered
     /// when it never will be (the connection ended first).
     pub written: oneshot::Sender<()>,
@@ -178,7 +178,7 @@ impl Connections {
     /// through it the sender: pushback, not a closed recipient. Only a connection that
     /// neither makes room nor writes within the mailbox's patience is closed as a slow
     /// consumer (what it still holds is dropped unwritten, so its producers reroute).
-    pub async fn deliver(&self, id: u64, stanza: Element) -> bool {
+    pub async fn deliver(&self, id: u64, stanza: Routed) -> bool {
         self.deliver_all(id, vec![stanza]).await[0]
     }
 
@@ -187,7 +187,7 @@ impl Connections {
     /// go out in one write. Whether each was written; they are written in order, so the
     /// `true`s are a prefix. The patience applies to each step: a connection that makes
     /// progress is never closed, one that makes none for the patience is.
-    pub async fn deliver_all(&self, id: u64, stanzas: Vec<Element>) -> Vec<bool> {
+    pub async fn deliver_all(&self, id: u64, stanzas: Vec<Routed>) -> Vec<bool> {
         let count = stanzas.len();
         let Some(mailbox) = self.mailbox(id) else {
             return vec![false; count];
@@ -252,8 +252,8 @@ mod tests {
         }
     }
 
-    fn message() -> Element {
-        Element::new("message", ns::CLIENT)
+    fn message() -> Routed {
+        switchyard_core::Element::new("message", ns::CLIENT).into()
     }
 
     /// Plays the connection's task: takes one command and, for a delivery, answers it

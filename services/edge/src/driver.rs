@@ -276,7 +276,7 @@ impl Conn {
             .inc();
         if stanza.kind == StanzaKind::Presence && stanza.to.is_none() {
             let available = stanza.type_attr().is_none();
-            let presence = available.then(|| stanza.element.to_xml(""));
+            let presence = available.then(|| stanza.element().to_xml(""));
             self.ctx.connections.presence(self.id, presence);
         }
         let span = metrics::trace::stanza_span(stanza.kind.as_str());

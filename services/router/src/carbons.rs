@@ -40,7 +40,7 @@ const IM_PAYLOADS: &[&str] = &[
 ];
 
 fn eligible(stanza: &Stanza) -> bool {
-    let el = &stanza.element;
+    let el = stanza.element();
     let kind_ok = match MessageType::of(stanza) {
         MessageType::Chat => true,
         MessageType::Normal => {
@@ -93,8 +93,11 @@ pub(crate) async fn copies(router: &Router, stanza: &Stanza, received: Vec<Recip
     let mut fx = sent_copies(router, stanza).await;
     let recipient = stanza.effective_to().bare();
     for to in received {
-        let copy = wrap("received", &recipient, &to.jid, &stanza.element);
-        fx.push(Effect::Deliver { to, element: copy });
+        let copy = wrap("received", &recipient, &to.jid, stanza.element());
+        fx.push(Effect::Deliver {
+            to,
+            stanza: copy.into(),
+        });
     }
     fx
 }
@@ -108,7 +111,7 @@ pub(crate) async fn sent_copies(router: &Router, stanza: &Stanza) -> Effects {
     let account = stanza.from.bare();
     for s in router.sessions(&account).await {
         if s.carbons && s.jid != stanza.from && stanza.to.as_ref() != Some(&s.jid) {
-            fx.deliver(&s, wrap("sent", &account, &s.jid, &stanza.element));
+            fx.deliver(&s, wrap("sent", &account, &s.jid, stanza.element()));
         }
     }
     fx

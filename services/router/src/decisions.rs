@@ -7,7 +7,7 @@ use crate::handler::Target;
 use crate::{EdgeDelivery, Router, RouterConfig, ServerInfo, Undeliverable};
 use std::sync::Arc;
 use switchyard_core::sasl::StoredCredentials;
-use switchyard_core::{ns, Element, Jid, Stanza, StreamCondition};
+use switchyard_core::{ns, Element, Jid, Routed, Stanza, StreamCondition};
 use switchyard_storage::{
     AccountStore, MemoryRegistry, MemoryStore, Presence, RosterItem, RosterStore, SessionRecord,
     SessionRegistry, Stores, Subscription,
@@ -18,7 +18,7 @@ struct NoEdge;
 
 #[async_trait::async_trait]
 impl EdgeDelivery for NoEdge {
-    async fn deliver(&self, _: &str, _: u64, _: Element) -> Result<(), Undeliverable> {
+    async fn deliver(&self, _: &str, _: u64, _: Routed) -> Result<(), Undeliverable> {
         panic!("a handler delivered instead of deciding");
     }
     async fn terminate(&self, _: &str, _: u64, _: StreamCondition) {
@@ -105,8 +105,8 @@ fn names(fx: &Effects) -> Vec<String> {
     fx.as_slice()
         .iter()
         .map(|e| match e {
-            Effect::Deliver { to, element } => format!("deliver {} {}", element.name(), to.jid),
-            Effect::DeliverTo { to, element } => format!("reply {} {to}", element.name()),
+            Effect::Deliver { to, stanza } => format!("deliver {} {}", stanza.name(), to.jid),
+            Effect::DeliverTo { to, stanza } => format!("reply {} {to}", stanza.name()),
             Effect::Message { to, .. } => {
                 let to: Vec<String> = to.iter().map(|r| r.jid.to_string()).collect();
                 format!("message {}", to.join(","))
@@ -231,17 +231,17 @@ async fn rfc6120_8_4_an_iq_nothing_handles_is_service_unavailable_and_remote_is_
         .decide("romeo@localhost/orchard", unknown, Target::Server)
         .await;
     let reply = match fx.as_slice() {
-        [Effect::DeliverTo { element, .. }] => element.clone(),
+        [Effect::DeliverTo { stanza, .. }] => stanza.to_client_xml(),
         other => panic!("one reply expected: {other:?}"),
     };
-    assert!(reply.to_xml(ns::CLIENT).contains("service-unavailable"));
+    assert!(reply.contains("service-unavailable"));
     let remote =
         "<message xmlns='jabber:client' to='a@example.org' type='chat'><body>x</body></message>";
     let fx = w
         .decide("romeo@localhost/orchard", remote, Target::Remote)
         .await;
     let reply = match fx.as_slice() {
-        [Effect::DeliverTo { element, .. }] => element.to_xml(ns::CLIENT),
+        [Effect::DeliverTo { stanza, .. }] => stanza.to_client_xml(),
         other => panic!("one bounce expected: {other:?}"),
     };
     assert!(reply.contains("remote-server-not-found"));

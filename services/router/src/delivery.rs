@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use futures_util::future::join_all;
 use std::collections::HashMap;
-use switchyard_core::{Element, StreamCondition};
+use switchyard_core::{Routed, StreamCondition};
 
 /// Why a stanza was not handed to a connection. Either way the router routes it
 /// elsewhere (RFC 6121 §8.5.3.2: as for a resource that is not connected).
@@ -33,13 +33,13 @@ pub fn per_connection<T>(batch: impl IntoIterator<Item = (u64, T)>) -> Vec<(u64,
 }
 
 /// One edge's share of a batch: stanzas for its connections, in order per connection.
-pub type Batch = Vec<(u64, Element)>;
+pub type Batch = Vec<(u64, Routed)>;
 /// One result per stanza of a [`Batch`], in the same order.
 pub type BatchResults = Vec<Result<(), Undeliverable>>;
 
 #[async_trait]
 pub trait EdgeDelivery: Send + Sync + std::fmt::Debug {
-    async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable>;
+    async fn deliver(&self, edge: &str, conn: u64, stanza: Routed) -> Result<(), Undeliverable>;
 
     /// Hands a batch to one edge and returns once each stanza is written or known not to
     /// be. Stanzas for one connection are written in batch order, and none after one that

@@ -7,7 +7,7 @@
 //! were listed, and every effect that is not a delivery (a session edit, a stored
 //! message, a hook) waits for everything listed before it.
 
-use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StanzaError, StanzaKind};
+use switchyard_core::{Element, Jid, Routed, Stanza, StanzaCondition, StanzaError, StanzaKind};
 use switchyard_storage::{SessionEdit, SessionRecord};
 
 /// Decisions of one stanza that read at once (see [`Effects::gather`]).
@@ -43,12 +43,12 @@ pub(crate) struct Tried {
 pub(crate) enum Effect {
     /// Hands a stanza to one session's connection. A session its edge says it no longer
     /// holds is removed from the registry (with the unavailable presence its end implies).
-    Deliver { to: Recipient, element: Element },
+    Deliver { to: Recipient, stanza: Routed },
     /// Hands a stanza to one session, or carries out `otherwise` if it does not take it
     /// (an IQ request's `service-unavailable`, RFC 6121 §8.5.3.2.3).
     DeliverOr {
         to: Recipient,
-        element: Element,
+        stanza: Routed,
         otherwise: Effects,
     },
     /// RFC 6121 §8.5: a message for the sessions chosen for it, handed to all of them at
@@ -64,7 +64,7 @@ pub(crate) enum Effect {
     },
     /// Hands a stanza to a full JID if it is connected (answers to the sender); nothing
     /// when it is not.
-    DeliverTo { to: Jid, element: Element },
+    DeliverTo { to: Jid, stanza: Routed },
     /// Edits a session's registry record.
     Update {
         jid: Jid,
@@ -91,10 +91,8 @@ pub(crate) enum Effect {
 impl std::fmt::Debug for Effect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Deliver { to, element } => write!(f, "Deliver({} ← {})", to.jid, element.name()),
-            Self::DeliverTo { to, element } => {
-                write!(f, "DeliverTo({to} ← {})", element.name())
-            }
+            Self::Deliver { to, stanza } => write!(f, "Deliver({} ← {})", to.jid, stanza.name()),
+            Self::DeliverTo { to, stanza } => write!(f, "DeliverTo({to} ← {})", stanza.name()),
             Self::DeliverOr { to, otherwise, .. } => {
                 write!(f, "DeliverOr({}, otherwise {otherwise:?})", to.jid)
             }
@@ -131,17 +129,17 @@ impl Effects {
         self.0.append(&mut other.0);
     }
 
-    pub(crate) fn deliver(&mut self, to: &SessionRecord, element: Element) {
+    pub(crate) fn deliver(&mut self, to: &SessionRecord, stanza: impl Into<Routed>) {
         self.push(Effect::Deliver {
             to: Recipient::of(to),
-            element,
+            stanza: stanza.into(),
         });
     }
 
-    pub(crate) fn deliver_to(&mut self, to: &Jid, element: Element) {
+    pub(crate) fn deliver_to(&mut self, to: &Jid, stanza: impl Into<Routed>) {
         self.push(Effect::DeliverTo {
             to: to.clone(),
-            element,
+            stanza: stanza.into(),
         });
     }
 

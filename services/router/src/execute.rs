@@ -18,7 +18,7 @@ use crate::delivery::{Batch, Undeliverable};
 use crate::effects::{Effect, Effects, Recipient, Tried};
 use crate::router::Router;
 use futures_util::future::join_all;
-use switchyard_core::{Element, Jid, Stanza};
+use switchyard_core::{Jid, Routed, Stanza};
 use switchyard_telemetry as metrics;
 
 /// One edge's share of a run: its name, who each of its stanzas is for (with the
@@ -26,7 +26,7 @@ use switchyard_telemetry as metrics;
 type EdgeShare = (String, Vec<(usize, Recipient)>, Batch);
 
 /// Deliveries waiting to be sent together.
-pub(crate) type Run = Vec<(Recipient, Element)>;
+pub(crate) type Run = Vec<(Recipient, Routed)>;
 
 impl Router {
     /// Carries out `effects` in order (see the module doc).
@@ -34,10 +34,10 @@ impl Router {
         let mut run: Run = Vec::new();
         for effect in effects.into_vec() {
             match effect {
-                Effect::Deliver { to, element } => run.push((to, element)),
-                Effect::DeliverTo { to, element } => {
+                Effect::Deliver { to, stanza } => run.push((to, stanza)),
+                Effect::DeliverTo { to, stanza } => {
                     if let Some(s) = self.session(&to).await {
-                        run.push((Recipient::of(&s), element));
+                        run.push((Recipient::of(&s), stanza));
                     }
                 }
                 other => {
@@ -54,10 +54,10 @@ impl Router {
             Effect::Deliver { .. } | Effect::DeliverTo { .. } => unreachable!("sent in runs"),
             Effect::DeliverOr {
                 to,
-                element,
+                stanza,
                 otherwise,
             } => {
-                if !self.send_run(vec![(to, element)]).await.is_empty() {
+                if !self.send_run(vec![(to, stanza)]).await.is_empty() {
                     self.apply(otherwise).await;
                 }
             }
@@ -92,10 +92,9 @@ impl Router {
         carbons: Vec<Recipient>,
         mut tried: Tried,
     ) {
-        let run = to
-            .iter()
-            .map(|r| (r.clone(), stanza.element.clone()))
-            .collect();
+        // One tree (or the bytes it came in) for every recipient, never a copy.
+        let routed = stanza.routed();
+        let run = to.iter().map(|r| (r.clone(), routed.clone())).collect();
         let gone = self.send_run(run).await;
         let next = if to.iter().all(|r| gone.contains(&r.jid)) {
             tried.gone.extend(gone);
@@ -154,13 +153,13 @@ impl Router {
         mut run: Run,
     ) -> Vec<((usize, Recipient), Result<(), Undeliverable>)> {
         if run.len() == 1 {
-            let (to, element) = run.pop().expect("one");
+            let (to, stanza) = run.pop().expect("one");
             metrics::ROUTER_DELIVERY_BATCHES.inc();
-            let result = self.edges.deliver(&to.edge, to.conn, element).await;
+            let result = self.edges.deliver(&to.edge, to.conn, stanza).await;
             return vec![((0, to), result)];
         }
         let mut per_edge: Vec<EdgeShare> = Vec::new();
-        for (at, (to, element)) in run.into_iter().enumerate() {
+        for (at, (to, stanza)) in run.into_iter().enumerate() {
             let slot = match per_edge.iter().position(|(edge, ..)| *edge == to.edge) {
                 Some(slot) => slot,
                 None => {
@@ -168,7 +167,7 @@ impl Router {
                     per_edge.len() - 1
                 }
             };
-            per_edge[slot].2.push((to.conn, element));
+            per_edge[slot].2.push((to.conn, stanza));
             per_edge[slot].1.push((at, to));
         }
         metrics::ROUTER_DELIVERY_BATCHES.inc_by(per_edge.len() as u64);

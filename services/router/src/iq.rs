@@ -81,7 +81,7 @@ pub(crate) async fn to_resource(router: &Router, stanza: &Stanza) -> Effects {
     if !stanza.is_iq_request() {
         // A response goes to whoever asked; with no such session it is dropped.
         if let Some(s) = session {
-            fx.deliver(&s, stanza.element.clone());
+            fx.deliver(&s, stanza.routed());
         }
         return fx;
     }
@@ -93,7 +93,7 @@ pub(crate) async fn to_resource(router: &Router, stanza: &Stanza) -> Effects {
         // One that is gone by the time it is handed over is answered as one not connected.
         Some(s) => fx.push(Effect::DeliverOr {
             to: Recipient::of(&s),
-            element: stanza.element.clone(),
+            stanza: stanza.routed(),
             otherwise: refused,
         }),
         None => fx = refused,

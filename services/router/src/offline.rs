@@ -65,7 +65,7 @@ use crate::effects::{Effects, Recipient};
 use crate::message::MessageType;
 use crate::router::Router;
 use std::time::Duration;
-use switchyard_core::{ns, time, Element, Jid, Stanza, StanzaCondition, StanzaError};
+use switchyard_core::{ns, time, Element, Jid, Routed, Stanza, StanzaCondition, StanzaError};
 use switchyard_storage::StorageError;
 
 const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
@@ -93,15 +93,15 @@ fn storable(el: &Element) -> bool {
 pub(crate) fn behind_held(stanza: &Stanza, kind: MessageType, pending: u64) -> bool {
     pending > 0
         && matches!(kind, MessageType::Normal | MessageType::Chat)
-        && storable(&stanza.element)
+        && storable(stanza.element())
 }
 
 impl Router {
     pub(crate) async fn store_offline(&self, account: &Jid, stanza: Stanza) {
-        if !storable(&stanza.element) {
+        if !storable(stanza.element()) {
             return;
         }
-        let mut el = stanza.element.clone();
+        let mut el = stanza.element().clone();
         el.push_child(
             Element::new("delay", ns::DELAY)
                 .with_attr("from", account.domain())
@@ -226,9 +226,10 @@ impl Router {
         while held.peek().is_some() {
             let (mut texts, mut run) = (Vec::new(), Vec::new());
             for text in held.by_ref().take(RENEW_EVERY) {
+                // Parsed to know it is whole; the stored bytes are what is sent.
                 match Element::parse(&text) {
                     Ok(el) => {
-                        run.push((to.clone(), el));
+                        run.push((to.clone(), Routed::wire(text.as_str().into(), &el)));
                         texts.push(text);
                     }
                     Err(_) => tracing::warn!(%account, "dropping an unreadable stored message"),

@@ -20,7 +20,7 @@
 
 use crate::effects::{Effect, Effects};
 use crate::router::Router;
-use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaKind};
+use switchyard_core::{ns, Element, Jid, Routed, Stanza, StanzaCondition, StanzaKind};
 use switchyard_storage::{Presence, RosterItem, SessionEdit, SessionRecord};
 
 /// Directed-presence recipients remembered per resource; beyond it the oldest is
@@ -44,8 +44,8 @@ pub(crate) fn restored(jid: &Jid, element: Element) -> Option<Presence> {
         && stanza.from == *jid;
     broadcast.then_some(())?;
     Some(Presence {
-        priority: priority(&stanza.element)?,
-        stanza: stanza.element.to_xml(""),
+        priority: priority(stanza.element())?,
+        stanza: stanza.element().to_xml(""),
     })
 }
 
@@ -77,7 +77,7 @@ pub(crate) async fn probe(router: &Router, stanza: &Stanza) -> Effects {
 /// An error presence goes to the resource it names, if connected.
 pub(crate) async fn error(_: &Router, stanza: &Stanza) -> Effects {
     let mut fx = Effects::none();
-    fx.deliver_to(&stanza.effective_to(), stanza.element.clone());
+    fx.deliver_to(&stanza.effective_to(), stanza.routed());
     fx
 }
 
@@ -92,15 +92,15 @@ async fn broadcast(router: &Router, stanza: &Stanza) -> Effects {
             r.directed.clear();
         });
         record(router, &me, edit).await;
-        return unavailable(router, me, Some(stanza.element.clone())).await;
+        return unavailable(router, me, Some(stanza.element().clone())).await;
     }
-    let Some(priority) = priority(&stanza.element) else {
+    let Some(priority) = priority(stanza.element()) else {
         return Effects::bounced(stanza, StanzaCondition::BadRequest);
     };
     let initial = me.presence.is_none();
     let presence = Presence {
         priority,
-        stanza: stanza.element.to_xml(""),
+        stanza: stanza.element().to_xml(""),
     };
     let edit = Box::new(move |r: &mut SessionRecord| r.presence = Some(presence.clone()));
     record(router, &me, edit).await;
@@ -113,7 +113,7 @@ async fn broadcast(router: &Router, stanza: &Stanza) -> Effects {
     // Collected first: a future holding the iterator's closure would not be `Send`.
     let decisions: Vec<_> = subscribers
         .map(|item| {
-            let el = addressed(stanza.element.clone(), &item.jid);
+            let el = addressed(stanza.element().clone(), &item.jid);
             to_contact(router, &me.jid, &item.jid, el)
         })
         .collect();
@@ -122,7 +122,7 @@ async fn broadcast(router: &Router, stanza: &Stanza) -> Effects {
         .iter()
         .filter(|s| s.presence.is_some() || s.jid == me.jid)
     {
-        fx.deliver(s, addressed(stanza.element.clone(), &account));
+        fx.deliver(s, addressed(stanza.element().clone(), &account));
     }
     if initial {
         fx.append(crate::hooks::became_available(router, &me, &own, &roster, priority).await);
@@ -214,7 +214,7 @@ async fn directed(router: &Router, stanza: &Stanza) -> Effects {
         return Effects::refused(stanza, blocked);
     }
     let available = stanza.type_attr().is_none();
-    let mut fx = to_contact(router, &stanza.from, &to, stanza.element.clone()).await;
+    let mut fx = to_contact(router, &stanza.from, &to, stanza.routed()).await;
     let Some(me) = router.session(&stanza.from).await else {
         return fx;
     };
@@ -302,7 +302,8 @@ pub(crate) async fn of_resources(
 /// Inbound presence for a local entity (§4.2.3, §4.4.3, §4.5.3, §8.5): a bare JID
 /// reaches every available resource, a full JID only that connected resource. Neither
 /// side's block list may forbid it (XEP-0191 §3.5; broadcasts skip blocked contacts).
-async fn to_contact(router: &Router, from: &Jid, to: &Jid, el: Element) -> Effects {
+async fn to_contact(router: &Router, from: &Jid, to: &Jid, el: impl Into<Routed>) -> Effects {
+    let el = el.into();
     let mut fx = Effects::none();
     let blocked = router.blocks(&to.bare(), from).await || router.blocks(&from.bare(), to).await;
     if !router.is_local(to) || to.local().is_none() || blocked {

@@ -2,8 +2,9 @@
 //! Stanzas cross the wire serialized, with `jabber:client` declared on the top element.
 
 use crate::pb;
+use std::sync::Arc;
 use switchyard_core::sasl::{AccountSalts, HashAlg, ScramProof, ScramSalt, StoredCredentials};
-use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
+use switchyard_core::{Element, Jid, Routed, Stanza, StanzaCondition, StreamCondition};
 use switchyard_model::{FailureCount, LoginFailureCounts};
 use tonic::Status;
 
@@ -16,9 +17,29 @@ pub fn element(bytes: &[u8]) -> Result<Element, Status> {
     Element::parse(text).map_err(|e| Status::invalid_argument(format!("bad stanza: {e}")))
 }
 
-/// A stanza an edge sent up a link: parsed within the element limits, with a `from`.
-pub fn stanza(bytes: &[u8]) -> Option<Stanza> {
-    element(bytes).ok().and_then(Stanza::from_element)
+/// A stanza an edge sent up a link: parsed within the element limits, with a `from`;
+/// its bytes are kept, to be forwarded as they are.
+pub fn stanza(bytes: Vec<u8>) -> Option<Stanza> {
+    String::from_utf8(bytes).ok().and_then(Stanza::from_wire)
+}
+
+/// A delivery's stanza as an edge takes it: the bytes a router wrote (one element it
+/// parsed or serialized itself), checked to be UTF-8 and a stanza, not parsed again.
+pub fn routed(xml: Vec<u8>, presence_from: String) -> Result<Routed, Status> {
+    let xml = String::from_utf8(xml).map_err(|_| Status::invalid_argument("not UTF-8"))?;
+    if !xml.ends_with('>') {
+        return Err(Status::invalid_argument(
+            "a delivery that is not an element",
+        ));
+    }
+    let routed = Routed::Wire {
+        xml: xml.into(),
+        presence_from: (!presence_from.is_empty()).then(|| Arc::from(presence_from)),
+    };
+    match routed.name() {
+        "message" | "presence" | "iq" => Ok(routed),
+        _ => Err(Status::invalid_argument("a delivery that is not a stanza")),
+    }
 }
 
 pub fn jid(s: &str) -> Result<Jid, Status> {
@@ -135,5 +156,45 @@ pub fn login_failures(c: pb::LoginFailuresReply) -> LoginFailureCounts {
     LoginFailureCounts {
         account: failure_count(c.account),
         network: failure_count(c.network),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_stanza_keeps_the_bytes_it_came_in() {
+        let xml = "<message xmlns='jabber:client' from='a@b/c' to='d@b'  id='x'><body>hi</body></message>";
+        let read = stanza(xml.as_bytes().to_vec()).unwrap();
+        assert_eq!(&*read.routed().to_wire_xml(), xml, "forwarded as it came");
+        assert_eq!(read.routed().to_element().unwrap(), *read.element());
+        assert!(
+            stanza(b"<message xmlns='jabber:client'><body>no from</body></message>".to_vec())
+                .is_none()
+        );
+        assert!(stanza(b"<message xmlns='jabber:client' from='a@b/c'>".to_vec()).is_none());
+        assert!(stanza(vec![0xff, 0xfe]).is_none());
+    }
+
+    #[test]
+    fn an_edge_takes_only_stanzas_from_a_router() {
+        let ok = routed(
+            b"<presence xmlns='jabber:client' from='a@b/c'/>".to_vec(),
+            "a@b/c".into(),
+        );
+        assert_eq!(ok.unwrap().presence_from(), Some("a@b/c"));
+        let message = routed(b"<message xmlns='jabber:client'/>".to_vec(), String::new());
+        assert_eq!(message.unwrap().presence_from(), None);
+        for bad in [
+            &b"<stream:stream>"[..],
+            b"</stream:stream><message/>",
+            b"<message xmlns='jabber:client'",
+            b"hello",
+            b"",
+            &[0x3c, 0xff, 0x3e],
+        ] {
+            assert!(routed(bad.to_vec(), String::new()).is_err(), "{bad:?}");
+        }
     }
 }

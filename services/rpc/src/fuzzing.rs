@@ -15,9 +15,9 @@ pub fn edge_message(bytes: &[u8]) {
     };
     if let Some(pb::edge_message::Body::Stanzas(batch)) = message.body {
         for s in batch.stanzas {
-            if let Some(stanza) = convert::stanza(&s.xml) {
-                let again = convert::element(&convert::stanza_bytes(&stanza.element));
-                assert_eq!(again.ok().as_ref(), Some(&stanza.element));
+            if let Some(stanza) = convert::stanza(s.xml) {
+                let again = convert::element(stanza.routed().to_wire_xml().as_bytes());
+                assert_eq!(again.ok().as_ref(), Some(stanza.element()));
             }
         }
     }
@@ -31,7 +31,7 @@ pub fn router_message(bytes: &[u8]) {
     match message.body {
         Some(pb::router_message::Body::Deliveries(batch)) => {
             for d in batch.deliveries {
-                let _ = convert::element(&d.xml);
+                let _ = convert::routed(d.xml, d.presence_from);
             }
         }
         Some(pb::router_message::Body::Terminate(t)) => {

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::sasl::{AccountSalts, ScramProof, StoredCredentials};
-use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
+use switchyard_core::{Jid, Routed, Stanza, StanzaCondition, StreamCondition};
 use switchyard_edge::{Connections, RouterLink};
 use switchyard_router::{per_connection, Batch, BatchResults, EdgeDelivery, Undeliverable};
 use switchyard_storage::{
@@ -91,7 +91,7 @@ pub(crate) struct LocalEdge {
 
 #[async_trait]
 impl EdgeDelivery for LocalEdge {
-    async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
+    async fn deliver(&self, edge: &str, conn: u64, stanza: Routed) -> Result<(), Undeliverable> {
         if edge != self.edge_id {
             return Err(Undeliverable::NoSession);
         }
@@ -110,7 +110,7 @@ impl EdgeDelivery for LocalEdge {
         let sends = per_connection(batch)
             .into_iter()
             .map(|(conn, items)| async move {
-                let (at, stanzas): (Vec<usize>, Vec<Element>) = items.into_iter().unzip();
+                let (at, stanzas): (Vec<usize>, Vec<Routed>) = items.into_iter().unzip();
                 let written = self.connections.deliver_all(conn, stanzas).await;
                 at.into_iter().zip(written)
             });

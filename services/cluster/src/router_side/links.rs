@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::{Element, StreamCondition};
+use switchyard_core::{Routed, StreamCondition};
 use switchyard_router::{Batch, BatchResults, EdgeDelivery, Undeliverable};
-use switchyard_rpc::convert;
 use switchyard_rpc::pb;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
@@ -93,7 +92,7 @@ impl Link {
     async fn send_chunk(
         &self,
         edge: &str,
-        chunk: Vec<(u64, Vec<u8>)>,
+        chunk: Vec<(u64, Routed)>,
         traceparent: &str,
     ) -> BatchResults {
         let count = chunk.len();
@@ -101,7 +100,7 @@ impl Link {
         let mut answers = Vec::with_capacity(count);
         {
             let mut pending = lock(&self.pending);
-            for (conn, xml) in chunk {
+            for (conn, stanza) in chunk {
                 let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
                 let (done, answer) = oneshot::channel();
                 pending.insert(id, done);
@@ -109,7 +108,8 @@ impl Link {
                 deliveries.push(pb::Delivery {
                     id,
                     conn,
-                    xml,
+                    xml: stanza.to_wire_xml().as_bytes().to_vec(),
+                    presence_from: stanza.presence_from().unwrap_or_default().to_owned(),
                     traceparent: traceparent.to_owned(),
                     origin_edge,
                     origin_seq,
@@ -255,7 +255,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[async_trait]
 impl EdgeDelivery for EdgeLinks {
-    async fn deliver(&self, edge: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
+    async fn deliver(&self, edge: &str, conn: u64, stanza: Routed) -> Result<(), Undeliverable> {
         self.deliver_batch(edge, vec![(conn, stanza)]).await[0]
     }
 
@@ -281,9 +281,8 @@ impl EdgeDelivery for EdgeLinks {
                     || (chunk.len() < crate::coalesce::MAX_ITEMS
                         && bytes + s.estimated_bytes() <= crate::coalesce::MAX_BYTES)
             }) {
-                let xml = convert::stanza_bytes(&stanza);
-                bytes += xml.len();
-                chunk.push((conn, xml));
+                bytes += stanza.estimated_bytes();
+                chunk.push((conn, stanza));
             }
             results.extend(link.send_chunk(edge, chunk, &traceparent).await);
         }

@@ -167,7 +167,7 @@ async fn serve_link(
                         let _ = link.tx.send(Err(overrun)).await;
                         break 'read;
                     }
-                    let Some(stanza) = convert::stanza(&s.xml) else {
+                    let Some(stanza) = convert::stanza(s.xml) else {
                         tracing::warn!(edge, "unreadable stanza from edge, refused");
                         in_flight.fetch_sub(1, Ordering::Relaxed);
                         let _ = link.tx.send(Ok(ack(s.seq))).await;

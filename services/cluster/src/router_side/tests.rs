@@ -629,3 +629,58 @@ async fn reconcile_removes_only_the_calling_edges_sessions_it_no_longer_holds() 
     let held_x = held(&[("alice@localhost/x", 1)]);
     assert_eq!(reconcile(&other, &other.token, held_x).await.unwrap(), 0);
 }
+
+/// Parse once: a stanza the router does not change reaches the recipient's edge as the
+/// bytes the sender's edge wrote (double quotes, spacing and all; the router's own
+/// serializer would write neither), and a presence names its sender for CSI.
+#[tokio::test]
+async fn an_unchanged_stanza_is_forwarded_as_the_bytes_that_came_in() {
+    let rig = rig().await;
+    let mut edge = link(&rig, "edge-p").await.unwrap();
+    let t = edge.token.clone();
+    for (jid, conn) in [("alice@localhost/a", 1), ("bob@localhost/b", 2)] {
+        let reply = edge
+            .client
+            .bind(with_token(bind(jid, "edge-p", conn), &t))
+            .await
+            .unwrap();
+        assert_eq!(reply.into_inner().error_condition, "");
+    }
+    let sent = [
+        (
+            "<message xmlns=\"jabber:client\" from=\"alice@localhost/a\" to=\"bob@localhost/b\"  type=\"chat\" id=\"raw\"><body>as  sent</body></message>",
+            "",
+        ),
+        (
+            "<presence xmlns=\"jabber:client\" from=\"alice@localhost/a\" to=\"bob@localhost/b\" ><show>away</show></presence>",
+            "alice@localhost/a",
+        ),
+    ];
+    for (seq, (xml, presence_from)) in sent.into_iter().enumerate() {
+        send_stanza(&edge, seq as u64, xml).await;
+        let delivery = loop {
+            match next(&mut edge.inbound).await {
+                pb::router_message::Body::Deliveries(batch) => {
+                    break batch.deliveries.into_iter().next().unwrap()
+                }
+                pb::router_message::Body::Acks(_) => continue,
+                other => panic!("expected a delivery, got {other:?}"),
+            }
+        };
+        assert_eq!(String::from_utf8(delivery.xml).unwrap(), xml);
+        assert_eq!(delivery.presence_from, presence_from);
+        assert_eq!(delivery.conn, 2);
+        let answer = pb::DeliveryResults {
+            results: vec![pb::DeliveryResult {
+                id: delivery.id,
+                delivered: true,
+                no_session: false,
+            }],
+        };
+        let body = pb::edge_message::Body::Results(answer);
+        edge.tx
+            .send(pb::EdgeMessage { body: Some(body) })
+            .await
+            .unwrap();
+    }
+}

@@ -11,14 +11,14 @@
 
 use super::Session;
 use crate::error::StreamCondition;
-use crate::ns;
+use crate::routed::Routed;
 use crate::xml::Element;
 
 pub(super) const MAX_HELD: usize = 1024;
 
 /// Held presence: `(sender, latest presence)`.
 #[derive(Debug, Default)]
-pub(super) struct Held(Vec<(String, Element)>);
+pub(super) struct Held(Vec<(String, Routed)>);
 
 impl Session {
     pub(super) fn on_csi(&mut self, el: &Element) {
@@ -35,13 +35,12 @@ impl Session {
     }
 
     /// Writes a routed stanza, or holds it while inactive.
-    pub(super) fn deliver(&mut self, element: Element) {
+    pub(super) fn deliver(&mut self, stanza: Routed) {
         if let Some(held) = &mut self.inactive {
-            if element.name() == "presence" {
-                let from = element.attr("from").unwrap_or_default().to_owned();
-                match held.0.iter_mut().find(|(f, _)| *f == from) {
-                    Some(slot) => slot.1 = element,
-                    None => held.0.push((from, element)),
+            if let Some(from) = stanza.presence_from() {
+                match held.0.iter_mut().find(|(f, _)| f == from) {
+                    Some(slot) => slot.1 = stanza,
+                    None => held.0.push((from.to_owned(), stanza)),
                 }
                 if held.0.len() > MAX_HELD {
                     self.flush_held();
@@ -50,13 +49,13 @@ impl Session {
             }
             self.flush_held();
         }
-        self.send(element.to_xml(ns::CLIENT));
+        self.send(stanza.to_client_xml());
     }
 
     fn flush_held(&mut self) {
         let held = self.inactive.as_mut().map(|h| std::mem::take(&mut h.0));
         for (_, presence) in held.unwrap_or_default() {
-            self.send(presence.to_xml(ns::CLIENT));
+            self.send(presence.to_client_xml());
         }
     }
 }

@@ -18,9 +18,10 @@ mod stanzas;
 use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::Jid;
 use crate::ns;
+use crate::routed::Routed;
 use crate::sasl::{AccountSalts, ChannelBindings, Decoy, Exchange, Failure, Mechanism, ScramProof};
 use crate::stanza::Stanza;
-use crate::xml::{escape_attr, Element, Frame, Framer, Limits};
+use crate::xml::{escape_attr, Frame, Framer, Limits};
 
 /// Policy for one listener's sessions.
 #[derive(Debug, Clone)]
@@ -87,7 +88,7 @@ pub enum Input<'a> {
     /// Outcome of [`Output::Bind`]; an error is returned to the client as this condition.
     Bound(Result<(), StanzaCondition>),
     /// A stanza routed to this session.
-    Deliver(Element),
+    Deliver(Routed),
     /// The server ends the session (conflict, shutdown, timeout, slow consumer …).
     Terminate(StreamCondition),
     /// The transport reached end of file or failed.
@@ -234,9 +235,9 @@ impl Session {
             Input::Credentials(lookup) => self.on_credentials(lookup),
             Input::Verified(verification) => self.on_verified(verification),
             Input::Bound(result) => self.on_bound(result),
-            Input::Deliver(element) => {
+            Input::Deliver(stanza) => {
                 if self.is_established() {
-                    self.deliver(element);
+                    self.deliver(stanza);
                 }
             }
             Input::Terminate(condition) => self.stream_error(condition, None),

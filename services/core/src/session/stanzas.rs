@@ -55,7 +55,7 @@ impl Session {
 /// RFC 6120 §8.2.3: an IQ has an id and a known type; get/set carry exactly one payload,
 /// result at most one, error its `<error/>`.
 fn valid_iq(stanza: &Stanza) -> bool {
-    let payloads = stanza.element.children().count();
+    let payloads = stanza.element().children().count();
     stanza.id().is_some_and(|id| !id.is_empty())
         && match stanza.type_attr() {
             Some("get" | "set") => payloads == 1,

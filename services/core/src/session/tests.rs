@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sasl::StoredCredentials;
+use crate::xml::Element;
 use std::sync::Arc;
 
 const OPEN: &str = "<stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
@@ -186,7 +187,7 @@ fn happy_path_starttls_plain_bind_route() {
     let [Output::Route(stanza)] = &out[..] else {
         panic!("{out:?}")
     };
-    assert_eq!(stanza.element.attr("from"), Some("alice@localhost/phone"));
+    assert_eq!(stanza.element().attr("from"), Some("alice@localhost/phone"));
     assert_eq!(stanza.to, Some(Jid::parse("bob@localhost/x").unwrap()));
 }
 
@@ -230,7 +231,7 @@ fn rfc6120_7_pipelined_stanza_waits_for_the_bind_result() {
         "server-generated resource"
     );
     let out = s.handle(Input::Bound(Ok(())));
-    assert!(matches!(out.last(), Some(Output::Route(p)) if p.element.name() == "presence"));
+    assert!(matches!(out.last(), Some(Output::Route(p)) if p.element().name() == "presence"));
 }
 
 #[test]
@@ -448,7 +449,7 @@ fn rfc6120_8_1_2_1_from_is_stamped_and_bare_from_accepted() {
     let [Output::Route(p)] = &out[..] else {
         panic!("{out:?}")
     };
-    assert_eq!(p.element.attr("from"), Some("alice@localhost/phone"));
+    assert_eq!(p.element().attr("from"), Some("alice@localhost/phone"));
 }
 
 #[test]
@@ -500,14 +501,13 @@ fn rfc6120_4_4_close_and_terminate() {
 fn delivered_stanzas_are_written_only_when_established() {
     let mut s = session();
     assert!(s
-        .handle(Input::Deliver(crate::xml::Element::new(
-            "message",
-            ns::CLIENT
-        )))
+        .handle(Input::Deliver(Element::new("message", ns::CLIENT).into()))
         .is_empty());
     let mut s = established();
     let out = s.handle(Input::Deliver(
-        crate::xml::Element::new("message", ns::CLIENT).with_attr("to", "alice@localhost/phone"),
+        Element::new("message", ns::CLIENT)
+            .with_attr("to", "alice@localhost/phone")
+            .into(),
     ));
     assert_eq!(sent(&out), "<message to='alice@localhost/phone'/>");
 }
@@ -526,10 +526,12 @@ fn xep0352_inactive_holds_latest_presence_per_sender_until_a_message() {
         "§4.2: no reply"
     );
     for (from, show) in [("a@x/1", "away"), ("b@x/1", "xa"), ("a@x/1", "dnd")] {
-        assert!(s.handle(Input::Deliver(presence(from, show))).is_empty());
+        assert!(s
+            .handle(Input::Deliver(presence(from, show).into()))
+            .is_empty());
     }
     let message = Element::new("message", ns::CLIENT).with_attr("from", "c@x/1");
-    let out = sent(&s.handle(Input::Deliver(message)));
+    let out = sent(&s.handle(Input::Deliver(message.into())));
     assert_eq!(
         out,
         "<presence from='a@x/1'><show>dnd</show></presence>\
@@ -539,12 +541,42 @@ fn xep0352_inactive_holds_latest_presence_per_sender_until_a_message() {
     );
     // Still inactive: presence is held again; <active/> flushes it (§5.1).
     assert!(s
-        .handle(Input::Deliver(presence("a@x/1", "chat")))
+        .handle(Input::Deliver(presence("a@x/1", "chat").into()))
         .is_empty());
     let out = sent(&feed(&mut s, "<active xmlns='urn:xmpp:csi:0'/>"));
     assert_eq!(out, "<presence from='a@x/1'><show>chat</show></presence>");
-    let out = sent(&s.handle(Input::Deliver(presence("a@x/1", "away"))));
+    let out = sent(&s.handle(Input::Deliver(presence("a@x/1", "away").into())));
     assert!(out.contains("away"), "active again: delivered at once");
+}
+
+/// A stanza as a router forwards it across a link: its bytes, unparsed.
+fn wire(el: &Element) -> Routed {
+    Routed::wire(el.to_xml("").into(), el)
+}
+
+#[test]
+fn forwarded_bytes_are_written_as_they_came_and_held_like_trees() {
+    let mut s = established();
+    let message = Element::new("message", ns::CLIENT).with_attr("from", "c@x/1");
+    let out = sent(&s.handle(Input::Deliver(wire(&message))));
+    assert_eq!(out, "<message xmlns='jabber:client' from='c@x/1'/>");
+    feed(&mut s, "<inactive xmlns='urn:xmpp:csi:0'/>");
+    assert!(s
+        .handle(Input::Deliver(wire(&presence("a@x/1", "away"))))
+        .is_empty());
+    assert!(s
+        .handle(Input::Deliver(presence("a@x/1", "dnd").into()))
+        .is_empty());
+    assert!(s
+        .handle(Input::Deliver(wire(&presence("b@x/1", "xa"))))
+        .is_empty());
+    let out = sent(&feed(&mut s, "<active xmlns='urn:xmpp:csi:0'/>"));
+    assert_eq!(
+        out,
+        "<presence from='a@x/1'><show>dnd</show></presence>\
+         <presence xmlns='jabber:client' from='b@x/1'><show>xa</show></presence>",
+        "one slot per sender whichever form each came in"
+    );
 }
 
 #[test]
@@ -553,7 +585,9 @@ fn xep0352_holding_is_bounded() {
     feed(&mut s, "<inactive xmlns='urn:xmpp:csi:0'/>");
     let mut written = 0;
     for i in 0..=super::csi::MAX_HELD {
-        let out = s.handle(Input::Deliver(presence(&format!("u{i}@x/r"), "away")));
+        let out = s.handle(Input::Deliver(
+            presence(&format!("u{i}@x/r"), "away").into(),
+        ));
         written += out.len();
     }
     assert_eq!(

@@ -20,13 +20,16 @@ fn message(body: &str) -> Element {
 /// A delivery and the receiver that hears when it is written.
 fn delivery(body: &str) -> (Box<Delivery>, oneshot::Receiver<()>) {
     let (written, heard) = oneshot::channel();
-    let stanza = message(body);
+    let stanza = message(body).into();
     (Box::new(Delivery { stanza, written }), heard)
 }
 
 fn body_of(command: Option<Command>) -> String {
     match command {
-        Some(Command::Deliver(d)) => d.stanza.child("body", ns::CLIENT).unwrap().text(),
+        Some(Command::Deliver(d)) => {
+            let stanza = d.stanza.to_element().unwrap();
+            stanza.child("body", ns::CLIENT).unwrap().text()
+        }
         other => panic!("expected a delivery, got {other:?}"),
     }
 }

@@ -61,7 +61,7 @@ pub(crate) async fn route(router: &Router, stanza: &Stanza) -> Effects {
     // again, and its push must come last.
     fx.append(pushes_if_visible(router, &user, &update).await);
     if outcome.route && exists {
-        let mut el = stanza.element.clone();
+        let mut el = stanza.element().clone();
         el.set_attr("from", user.to_string());
         el.set_attr("to", contact.to_string());
         fx.append(inbound_side(router, el, kind, &user, &contact).await);

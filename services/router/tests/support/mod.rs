@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use switchyard_core::sasl::StoredCredentials;
-use switchyard_core::{ns, Element, Jid, Stanza, StreamCondition};
+use switchyard_core::{ns, Element, Jid, Routed, Stanza, StreamCondition};
 use switchyard_router::{EdgeDelivery, Router, RouterConfig, ServerInfo, Undeliverable};
 use switchyard_storage::{
     AccountStore, MemoryRegistry, MemoryStore, SessionRecord, SessionRegistry, Stores,
@@ -32,7 +32,10 @@ pub struct Edge {
 
 #[async_trait]
 impl EdgeDelivery for Edge {
-    async fn deliver(&self, _: &str, conn: u64, stanza: Element) -> Result<(), Undeliverable> {
+    async fn deliver(&self, _: &str, conn: u64, stanza: Routed) -> Result<(), Undeliverable> {
+        let stanza = stanza
+            .to_element()
+            .expect("a router delivers whole stanzas");
         if stanza.child("delay", ns::DELAY).is_some() {
             self.gate.pass(conn).await;
         }

@@ -99,7 +99,7 @@ impl RoutingQueue {
     /// Takes a stanza for routing, waiting while its lane is full.
     pub(crate) async fn submit(&self, stanza: Stanza) {
         let lane = &self.lanes[lane_of(&stanza.from)];
-        let bytes = stanza.element.estimated_bytes().clamp(1, self.lane_bytes);
+        let bytes = stanza.element().estimated_bytes().clamp(1, self.lane_bytes);
         let permit = lane
             .budget
             .clone()
@@ -206,7 +206,7 @@ mod tests {
     use futures::FutureExt;
     use std::sync::Mutex;
     use switchyard_core::sasl::StoredCredentials;
-    use switchyard_core::{ns, Element, Jid, StreamCondition};
+    use switchyard_core::{ns, Element, Jid, Routed, StreamCondition};
     use switchyard_router::{EdgeDelivery, RouterConfig, ServerInfo, Undeliverable};
     use switchyard_storage::{
         AccountStore, MemoryRegistry, MemoryStore, Presence, SessionRecord, SessionRegistry, Stores,
@@ -222,11 +222,14 @@ mod tests {
 
     #[async_trait::async_trait]
     impl EdgeDelivery for Edge {
-        async fn deliver(&self, _: &str, _: u64, stanza: Element) -> Result<(), Undeliverable> {
+        async fn deliver(&self, _: &str, _: u64, stanza: Routed) -> Result<(), Undeliverable> {
             if self.held {
                 self.gate.acquire().await.unwrap().forget();
             }
-            self.received.lock().unwrap().push(stanza);
+            self.received
+                .lock()
+                .unwrap()
+                .push(stanza.to_element().unwrap());
             Ok(())
         }
         async fn terminate(&self, _: &str, _: u64, _: StreamCondition) {}
@@ -304,7 +307,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_pushes_back_at_its_bound_and_loses_nothing() {
         let edge = edge(true);
-        let one = chat("romeo@localhost/r", 0).element.estimated_bytes();
+        let one = chat("romeo@localhost/r", 0).element().estimated_bytes();
         let queue = RoutingQueue::with_budget(router(edge.clone()).await, 3 * one * LANES);
         // Exactly the bound fits (the first is being routed, held at the edge, and
         // still counts): three are taken at once.
@@ -337,7 +340,7 @@ mod tests {
     #[tokio::test]
     async fn a_lane_stuck_behind_a_slow_recipient_holds_back_only_its_own_senders() {
         let edge = edge(true);
-        let one = chat("romeo@localhost/r", 0).element.estimated_bytes();
+        let one = chat("romeo@localhost/r", 0).element().estimated_bytes();
         let queue = RoutingQueue::with_budget(router(edge.clone()).await, 3 * one * LANES);
         let romeo = jid("romeo@localhost/r");
         for n in 0..3 {
