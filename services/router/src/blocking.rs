@@ -69,13 +69,13 @@ impl Router {
 /// §3.3, §3.4: the change pushed to every connected resource of the account.
 async fn pushes(router: &Router, account: &Jid, change: Element) -> Effects {
     let mut fx = Effects::none();
-    for s in router.sessions(account).await {
+    for s in router.sessions(account).await.iter() {
         let push = Element::new("iq", ns::CLIENT)
             .with_attr("type", "set")
             .with_attr("id", format!("block-{}", switchyard_core::token::token(12)))
             .with_attr("to", s.jid.to_string())
             .with_child(change.clone());
-        fx.deliver(&s, push);
+        fx.deliver(s, push);
     }
     fx
 }

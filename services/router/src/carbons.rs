@@ -109,9 +109,9 @@ pub(crate) async fn sent_copies(router: &Router, stanza: &Stanza) -> Effects {
         return fx;
     }
     let account = stanza.from.bare();
-    for s in router.sessions(&account).await {
+    for s in router.sessions(&account).await.iter() {
         if s.carbons && s.jid != stanza.from && stanza.to.as_ref() != Some(&s.jid) {
-            fx.deliver(&s, wrap("sent", &account, &s.jid, stanza.element()));
+            fx.deliver(s, wrap("sent", &account, &s.jid, stanza.element()));
         }
     }
     fx

@@ -53,7 +53,7 @@ use crate::config::{BareDelivery, UnknownAccountMessages};
 use crate::effects::{Effect, Effects, Recipient, Tried};
 use crate::router::Router;
 use switchyard_core::{Stanza, StanzaCondition};
-use switchyard_storage::SessionRecord;
+use switchyard_storage::{SessionRecord, Sessions};
 
 /// RFC 6121 §5.2.2: a missing or unknown type is `normal`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,11 +116,16 @@ async fn recipient_side(router: &Router, stanza: &Stanza, tried: Tried) -> Effec
     let to = stanza.effective_to();
     let kind = MessageType::of(stanza);
     let found = router.lookup(&to.bare()).await;
-    let sessions: Vec<SessionRecord> = found
-        .sessions
-        .into_iter()
-        .filter(|s| !tried.gone.contains(&s.jid))
-        .collect();
+    // The registry's list as it is, unless an earlier try found some of it gone.
+    let sessions: Sessions = if tried.gone.is_empty() {
+        found.sessions
+    } else {
+        let left = found
+            .sessions
+            .iter()
+            .filter(|s| !tried.gone.contains(&s.jid));
+        Sessions::new(left.cloned().collect())
+    };
     if router.inbound_blocked(stanza, &to).await {
         return refuse(router, stanza, kind).await;
     }

@@ -258,8 +258,9 @@ async fn answer_probe(router: &Router, prober: &Jid, contact: &Jid) -> Effects {
     let available: Vec<SessionRecord> = router
         .sessions(contact)
         .await
-        .into_iter()
+        .iter()
         .filter(|s| s.presence.is_some())
+        .cloned()
         .collect();
     if available.is_empty() {
         let el = addressed(unavailable_from(contact), prober);
@@ -284,7 +285,7 @@ pub(crate) async fn of_resources(
     available: bool,
 ) -> Effects {
     let mut fx = Effects::none();
-    for s in router.sessions(account).await {
+    for s in router.sessions(account).await.iter() {
         let Some(p) = &s.presence else { continue };
         let el = if available {
             match Element::parse(&p.stanza) {
@@ -309,14 +310,14 @@ async fn to_contact(router: &Router, from: &Jid, to: &Jid, el: impl Into<Routed>
     if !router.is_local(to) || to.local().is_none() || blocked {
         return fx;
     }
-    for s in router.sessions(&to.bare()).await {
+    for s in router.sessions(&to.bare()).await.iter() {
         let wanted = if to.is_bare() {
             s.presence.is_some()
         } else {
             s.jid == *to
         };
         if wanted {
-            fx.deliver(&s, el.clone());
+            fx.deliver(s, el.clone());
         }
     }
     fx

@@ -20,7 +20,7 @@ use crate::effects::{Effect, Effects, Recipient};
 use crate::handler::Target;
 use std::sync::Arc;
 use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
-use switchyard_storage::{Lookup, SessionRecord, SessionRegistry, StorageError, Stores};
+use switchyard_storage::{Lookup, SessionRecord, SessionRegistry, Sessions, StorageError, Stores};
 use switchyard_telemetry as metrics;
 
 #[derive(Debug)]
@@ -143,7 +143,7 @@ impl Router {
     }
 
     /// Sessions of an account (the admin API's view).
-    pub async fn sessions_of(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+    pub async fn sessions_of(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         self.registry.sessions(bare).await
     }
 
@@ -172,10 +172,10 @@ impl Router {
     }
 
     /// Sessions of a local account; a registry failure is logged and reads as none.
-    pub(crate) async fn sessions(&self, bare: &Jid) -> Vec<SessionRecord> {
+    pub(crate) async fn sessions(&self, bare: &Jid) -> Sessions {
         self.registry.sessions(bare).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "session registry lookup failed");
-            Vec::new()
+            Sessions::default()
         })
     }
 
@@ -197,8 +197,9 @@ impl Router {
     pub(crate) async fn session(&self, jid: &Jid) -> Option<SessionRecord> {
         self.sessions(&jid.bare())
             .await
-            .into_iter()
+            .iter()
             .find(|s| s.jid == *jid)
+            .cloned()
     }
 
     /// Who a stanza is addressed to, as the table keys it.

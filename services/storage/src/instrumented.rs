@@ -4,7 +4,7 @@
 
 use crate::traits::{
     AccountStore, BlockStore, DocumentQuota, DocumentStore, Lookup, OfflineQuota, OfflineStore,
-    RosterStore, SessionEdit, SessionRecord, SessionRegistry,
+    RosterStore, SessionEdit, SessionRecord, SessionRegistry, Sessions,
 };
 use crate::{Change, Roster, RosterEdit, RosterItem, RosterUpdate, StorageError};
 use async_trait::async_trait;
@@ -171,7 +171,7 @@ impl<B: SessionRegistry> SessionRegistry for Instrumented<B> {
         self.timed("session_update", self.inner.update(jid, conn, edit))
             .await
     }
-    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         self.timed("session_lookup", self.inner.sessions(bare))
             .await
     }

@@ -2,12 +2,12 @@
 
 use crate::traits::{
     fits, AccountStore, BlockStore, DocumentQuota, DocumentStore, Lookup, OfflineQuota,
-    OfflineStore, RosterStore, SessionEdit, SessionRecord, SessionRegistry,
+    OfflineStore, RosterStore, SessionEdit, SessionRecord, SessionRegistry, Sessions,
 };
 use crate::{Roster, RosterEdit, RosterItem, RosterUpdate, StorageError};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
@@ -221,7 +221,7 @@ impl DocumentStore for MemoryStore {
 /// Sessions by bare JID, edge liveness deadlines, offline-pending counts and flush locks.
 #[derive(Debug, Default)]
 pub struct MemoryRegistry {
-    sessions: Mutex<HashMap<Jid, Vec<SessionRecord>>>,
+    sessions: Mutex<HashMap<Jid, Sessions>>,
     alive: Mutex<HashMap<String, Instant>>,
     /// Non-zero counts only: a cleared count is removed.
     pending: Mutex<HashMap<Jid, u64>>,
@@ -233,7 +233,7 @@ pub struct MemoryRegistry {
 impl SessionRegistry for MemoryRegistry {
     async fn bind(&self, record: SessionRecord) -> Result<Option<SessionRecord>, StorageError> {
         let mut map = lock(&self.sessions);
-        let list = map.entry(record.jid.bare()).or_default();
+        let list = Arc::make_mut(map.entry(record.jid.bare()).or_default());
         let replaced = list
             .iter()
             .position(|r| r.jid == record.jid)
@@ -246,7 +246,7 @@ impl SessionRegistry for MemoryRegistry {
     async fn unbind(&self, jid: &Jid, conn: u64) -> Result<Option<SessionRecord>, StorageError> {
         let mut map = lock(&self.sessions);
         let bare = jid.bare();
-        let Some(list) = map.get_mut(&bare) else {
+        let Some(list) = map.get_mut(&bare).map(Arc::make_mut) else {
             return Ok(None);
         };
         let removed = list
@@ -266,16 +266,17 @@ impl SessionRegistry for MemoryRegistry {
         edit: SessionEdit,
     ) -> Result<Option<SessionRecord>, StorageError> {
         let mut map = lock(&self.sessions);
-        let record = map
-            .get_mut(&jid.bare())
-            .and_then(|list| list.iter_mut().find(|r| r.jid == *jid && r.conn == conn));
+        let record = map.get_mut(&jid.bare()).and_then(|list| {
+            let list = Arc::make_mut(list);
+            list.iter_mut().find(|r| r.jid == *jid && r.conn == conn)
+        });
         Ok(record.map(|r| {
             edit(r);
             r.clone()
         }))
     }
 
-    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         Ok(lock(&self.sessions).get(bare).cloned().unwrap_or_default())
     }
 
@@ -344,7 +345,7 @@ impl SessionRegistry for MemoryRegistry {
         let live = |edge: &str| alive.get(edge).is_some_and(|until| *until > Instant::now());
         let mut dead: Vec<String> = lock(&self.sessions)
             .values()
-            .flatten()
+            .flat_map(|list| list.iter())
             .filter(|r| !live(&r.edge))
             .map(|r| r.edge.clone())
             .collect();
@@ -357,10 +358,10 @@ impl SessionRegistry for MemoryRegistry {
         let mut map = lock(&self.sessions);
         let mut reaped = Vec::new();
         for list in map.values_mut() {
-            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(list)
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(Arc::make_mut(list))
                 .into_iter()
                 .partition(|r| r.edge == edge);
-            *list = kept;
+            *list = Arc::new(kept);
             reaped.extend(gone);
         }
         map.retain(|_, list| !list.is_empty());
@@ -376,10 +377,10 @@ impl SessionRegistry for MemoryRegistry {
         let mut map = lock(&self.sessions);
         let mut removed = Vec::new();
         for list in map.values_mut() {
-            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(list)
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(Arc::make_mut(list))
                 .into_iter()
                 .partition(|r| r.edge == edge && !held.contains(&(&r.jid, r.conn)));
-            *list = kept;
+            *list = Arc::new(kept);
             removed.extend(gone);
         }
         map.retain(|_, list| !list.is_empty());

@@ -18,7 +18,7 @@
 //! - Bounded: past `capacity` accounts one is evicted, and entries expire after `ttl`
 //!   ([`TtlCache`]).
 
-use crate::traits::{Change, Lookup, SessionEdit, SessionRecord, SessionRegistry};
+use crate::traits::{Change, Lookup, SessionEdit, SessionRecord, SessionRegistry, Sessions};
 use crate::ttl_cache::TtlCache;
 use crate::StorageError;
 use async_trait::async_trait;
@@ -29,11 +29,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::Jid;
 
-/// What one lookup read: the sessions (shared, so a hit copies them once, into the
-/// answer), the offline-pending count, and the [`Shared::epoch`] it was cached in.
+/// What one lookup read: the sessions (shared: a hit hands out the same list), the
+/// offline-pending count, and the [`Shared::epoch`] it was cached in.
 #[derive(Debug, Clone)]
 struct Entry {
-    sessions: Arc<[SessionRecord]>,
+    sessions: Sessions,
     pending: u64,
     epoch: u64,
 }
@@ -115,7 +115,7 @@ impl Shared {
             return;
         }
         let entry = Entry {
-            sessions: found.sessions.clone().into(),
+            sessions: found.sessions.clone(),
             pending: found.pending,
             epoch: self.epoch.load(Ordering::Relaxed),
         };
@@ -196,7 +196,7 @@ impl SessionRegistry for CachedRegistry {
         updated
     }
 
-    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         Ok(self.lookup(bare).await?.sessions)
     }
 
@@ -204,7 +204,7 @@ impl SessionRegistry for CachedRegistry {
         if let Some(hit) = self.shared.get(bare) {
             switchyard_telemetry::ROUTER_CACHE_HITS.inc();
             return Ok(Lookup {
-                sessions: hit.sessions.to_vec(),
+                sessions: hit.sessions.clone(),
                 pending: hit.pending,
             });
         }

@@ -2,6 +2,7 @@
 
 use crate::{Roster, RosterEdit, RosterItem, RosterUpdate, StorageError};
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
@@ -137,11 +138,15 @@ pub(crate) fn fits(held: (usize, usize), bytes: usize, quota: (usize, usize)) ->
 /// fresh copy) when it retries an optimistic update.
 pub type SessionEdit = Box<dyn Fn(&mut SessionRecord) + Send + Sync>;
 
+/// An account's sessions as read: shared, never copied per reader (a cache hands out the
+/// list it holds; an edit makes a new list).
+pub type Sessions = Arc<Vec<SessionRecord>>;
+
 /// An account's sessions and its offline-pending count, read together for routing a
 /// message (one round trip, one cache entry).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lookup {
-    pub sessions: Vec<SessionRecord>,
+    pub sessions: Sessions,
     /// Messages stored offline and not yet cleared by a flush (see
     /// [`SessionRegistry::add_pending`]). While it is not zero, a message to the bare JID
     /// is stored behind the held ones instead of overtaking them live.
@@ -169,7 +174,7 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
         edit: SessionEdit,
     ) -> Result<Option<SessionRecord>, StorageError>;
     /// All sessions of a bare JID.
-    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError>;
+    async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError>;
     /// Marks an edge alive for `ttl`. Routers call it while the edge's link to them is up,
     /// so an edge is alive as long as any router hears from it.
     async fn heartbeat(&self, edge: &str, ttl: Duration) -> Result<(), StorageError>;

@@ -109,14 +109,14 @@ fn inbound_side<'a>(
             }
         };
         let (_, outcome) = inbound(update.before.as_ref(), from, kind, &request);
-        for s in router.sessions(to).await {
+        for s in router.sessions(to).await.iter() {
             let wanted = match outcome.deliver {
                 Deliver::Nobody => false,
                 Deliver::Available => s.presence.is_some(),
                 Deliver::Interested => s.interested,
             };
             if wanted {
-                fx.deliver(&s, el.clone());
+                fx.deliver(s, el.clone());
             }
         }
         fx.append(pushes_if_visible(router, to, &update).await);

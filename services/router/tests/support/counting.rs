@@ -11,7 +11,7 @@ use switchyard_core::Jid;
 use switchyard_storage::{
     AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, Lookup, MemoryStore,
     OfflineQuota, OfflineStore, Roster, RosterEdit, RosterItem, RosterStore, RosterUpdate,
-    SessionEdit, SessionRecord, SessionRegistry, StorageError,
+    SessionEdit, SessionRecord, SessionRegistry, Sessions, StorageError,
 };
 
 /// Wraps a store or registry, adding one to `calls` per call.
@@ -142,7 +142,7 @@ impl SessionRegistry for Counted<dyn SessionRegistry> {
         self.tick();
         self.inner.update(j, c, e).await
     }
-    async fn sessions(&self, b: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn sessions(&self, b: &Jid) -> Result<Sessions, StorageError> {
         self.tick();
         self.inner.sessions(b).await
     }

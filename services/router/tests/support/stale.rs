@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 use switchyard_core::Jid;
 use switchyard_storage::{
-    Lookup, MemoryRegistry, SessionEdit, SessionRecord, SessionRegistry, StorageError,
+    Lookup, MemoryRegistry, SessionEdit, SessionRecord, SessionRegistry, Sessions, StorageError,
 };
 
 #[derive(Debug, Default)]
@@ -36,7 +36,7 @@ impl SessionRegistry for StaleOnce {
     ) -> Result<Option<SessionRecord>, StorageError> {
         self.inner.update(j, c, e).await
     }
-    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         Ok(self.lookup(bare).await?.sessions)
     }
     async fn lookup(&self, bare: &Jid) -> Result<Lookup, StorageError> {

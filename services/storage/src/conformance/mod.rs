@@ -311,7 +311,11 @@ pub async fn registry(reg: &dyn SessionRegistry) {
 
     assert_eq!(reg.bind(rec(&phone, 1)).await.expect("bind"), None);
     assert_eq!(reg.bind(rec(&laptop, 2)).await.expect("bind"), None);
-    let mut all = reg.sessions(&phone.bare()).await.expect("sessions");
+    let mut all = reg
+        .sessions(&phone.bare())
+        .await
+        .expect("sessions")
+        .to_vec();
     all.sort_by_key(|r| r.conn);
     assert_eq!(all, vec![rec(&phone, 1), rec(&laptop, 2)]);
 
@@ -347,7 +351,7 @@ pub async fn registry(reg: &dyn SessionRegistry) {
             .expect("stale"),
         None
     );
-    let stored: Vec<_> = reg.sessions(&phone.bare()).await.expect("sessions");
+    let stored = reg.sessions(&phone.bare()).await.expect("sessions");
     assert!(stored.contains(&updated), "update persisted");
 
     // The replaced connection's late unbind must not remove its successor.
@@ -408,7 +412,7 @@ async fn liveness(reg: &dyn SessionRegistry) {
     reaped.sort_unstable();
     assert_eq!(reaped, vec![8, 9], "each record reaped exactly once");
     let left = reg.sessions(&live.jid.bare()).await.expect("sessions");
-    assert_eq!(left, vec![live.clone()]);
+    assert_eq!(*left, vec![live.clone()]);
     assert!(!reg
         .dead_edges()
         .await
@@ -454,7 +458,7 @@ async fn reconciling(reg: &dyn SessionRegistry) {
         .expect("again")
         .is_empty());
     let fay = reg.sessions(&kept.jid.bare()).await.expect("sessions");
-    assert_eq!(fay, vec![kept.clone()]);
+    assert_eq!(*fay, vec![kept.clone()]);
     assert!(reg
         .sessions(&lost[1].jid.bare())
         .await
@@ -462,7 +466,7 @@ async fn reconciling(reg: &dyn SessionRegistry) {
         .is_empty());
     for other in [&elsewhere, &moved] {
         let left = reg.sessions(&other.jid.bare()).await.expect("sessions");
-        assert_eq!(left, vec![other.clone()], "other edges untouched");
+        assert_eq!(*left, vec![other.clone()], "other edges untouched");
     }
     assert_eq!(
         reg.reconcile("edge-rec", &[]).await.expect("all"),

@@ -34,12 +34,12 @@ async fn counting(reg: &dyn SessionRegistry) {
     assert_eq!(reg.add_pending(&kim).await.expect("add"), 2);
     reg.bind(phone.clone()).await.expect("bind");
     let both = Lookup {
-        sessions: vec![phone.clone()],
+        sessions: vec![phone.clone()].into(),
         pending: 2,
     };
     assert_eq!(reg.lookup(&kim).await.expect("lookup"), both);
     assert_eq!(
-        reg.sessions(&kim).await.expect("sessions"),
+        *reg.sessions(&kim).await.expect("sessions"),
         vec![phone.clone()]
     );
 

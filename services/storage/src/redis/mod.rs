@@ -57,7 +57,7 @@ mod test_cluster;
 #[cfg(test)]
 mod tests;
 
-use crate::traits::{Change, Lookup, SessionEdit, SessionRecord, SessionRegistry};
+use crate::traits::{Change, Lookup, SessionEdit, SessionRecord, SessionRegistry, Sessions};
 use crate::StorageError;
 use async_trait::async_trait;
 use conn::{Conn, Keyed};
@@ -338,11 +338,11 @@ impl SessionRegistry for RedisRegistry {
         Err(unavailable("session record kept changing"))
     }
 
-    async fn sessions(&self, bare: &Jid) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.session_key(bare));
         let all: Vec<(String, String)> = self.run(&cmd).await?;
-        decode_all(bare, all)
+        decode_all(bare, all).map(Arc::new)
     }
 
     async fn lookup(&self, bare: &Jid) -> Result<Lookup, StorageError> {
@@ -356,7 +356,7 @@ impl SessionRegistry for RedisRegistry {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        let sessions = decode_all(bare, all)?;
+        let sessions = Arc::new(decode_all(bare, all)?);
         let pending = pending.unwrap_or(0);
         Ok(Lookup { sessions, pending })
     }

@@ -68,7 +68,7 @@ async fn stale_entries_remove_nobody(reg: &RedisRegistry) {
     for edge in ["edge-a", "edge-c"] {
         assert!(reg.index_entries(edge).await.unwrap().is_empty(), "{edge}");
     }
-    assert_eq!(reg.sessions(&moved.jid.bare()).await.unwrap(), vec![moved]);
+    assert_eq!(*reg.sessions(&moved.jid.bare()).await.unwrap(), vec![moved]);
     assert!(reg
         .unbind(&Jid::parse("stale@localhost/r").unwrap(), 7)
         .await
