@@ -427,7 +427,7 @@ impl RemoteRouters {
         // Once one is not written, the rest answer as it did.
         let mut failed: Option<bool> = None;
         for d in deliveries {
-            let (delivered, no_session) = match convert::routed(d.xml, d.presence_from) {
+            let (delivered, no_session) = match convert::routed(d.xml) {
                 _ if failed.is_some() => (false, failed == Some(true)),
                 Ok(stanza) => {
                     let span = metrics::trace::deliver_span(&d.traceparent);

@@ -41,7 +41,7 @@ impl StanzaKind {
 ///
 /// Its tree is immutable and shared: every recipient of the stanza as it is gets the
 /// same tree (one process) or the bytes it was read from (across a link), never a copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Stanza {
     pub kind: StanzaKind,
     pub from: Jid,
@@ -49,9 +49,22 @@ pub struct Stanza {
     pub to: Option<Jid>,
     element: Arc<Element>,
     /// The bytes `element` was parsed from, when it came over a link: forwarded as they
-    /// are to every recipient of the stanza unchanged.
+    /// are to every recipient of the stanza unchanged. Nothing changes a stanza once
+    /// read (`kind`, `from` and `to` are read from the element and only read after).
     wire: Option<Arc<str>>,
 }
+
+/// Stanzas are equal when their trees are, whatever bytes either was read from.
+impl PartialEq for Stanza {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && self.from == other.from
+            && self.to == other.to
+            && self.element == other.element
+    }
+}
+
+impl Eq for Stanza {}
 
 impl Stanza {
     /// Builds a stanza from an element, taking `from`/`to` out of its attributes.
@@ -84,7 +97,7 @@ impl Stanza {
     /// The stanza as it is, for delivery: its bytes when it has them, else its tree.
     pub fn routed(&self) -> Routed {
         match &self.wire {
-            Some(xml) => Routed::wire(xml.clone(), &self.element),
+            Some(xml) => Routed::Wire(xml.clone()),
             None => Routed::Tree(self.element.clone()),
         }
     }

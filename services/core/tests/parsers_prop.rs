@@ -1,6 +1,7 @@
 //! The fuzz targets' properties (services/core/fuzz), run by `cargo test` on random and
 //! markup-shaped input: `Element::parse` and `Jid::parse` never panic, and what they accept
-//! prints back to text that parses to the same result.
+//! prints back to text that parses to the same result (within the size estimate, and
+//! passing the check an edge makes of forwarded bytes).
 
 use proptest::prelude::*;
 use switchyard_core::xml::{Element, Limits};
@@ -21,6 +22,10 @@ fn element_round_trips(text: &str) -> Result<(), TestCaseError> {
         return Ok(());
     };
     let written = element.to_xml("");
+    // Queues bound bytes by the estimate; an edge writes forwarded bytes it checked.
+    prop_assert!(element.estimated_bytes() >= written.len(), "{:?}", written);
+    let checked = switchyard_core::xml::one_element(&written, &Limits::INTERNAL);
+    prop_assert!(checked.is_ok(), "{:?} for {:?}", checked, written);
     let again = Element::parse(&written);
     prop_assert!(again.is_ok(), "{:?} from {:?}", again, written);
     prop_assert_eq!(again.unwrap().to_xml(""), written);

@@ -65,7 +65,9 @@ use crate::effects::{Effects, Recipient};
 use crate::message::MessageType;
 use crate::router::Router;
 use std::time::Duration;
-use switchyard_core::{ns, time, Element, Jid, Routed, Stanza, StanzaCondition, StanzaError};
+use switchyard_core::{
+    ns, time, Element, Jid, Limits, Routed, Stanza, StanzaCondition, StanzaError,
+};
 use switchyard_storage::StorageError;
 
 const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
@@ -226,10 +228,10 @@ impl Router {
         while held.peek().is_some() {
             let (mut texts, mut run) = (Vec::new(), Vec::new());
             for text in held.by_ref().take(RENEW_EVERY) {
-                // Parsed to know it is whole; the stored bytes are what is sent.
-                match Element::parse(&text) {
-                    Ok(el) => {
-                        run.push((to.clone(), Routed::wire(text.as_str().into(), &el)));
+                // Checked as an edge checks forwarded bytes, and sent as stored.
+                match switchyard_core::xml::one_element(&text, &Limits::INTERNAL) {
+                    Ok(()) => {
+                        run.push((to.clone(), Routed::Wire(text.as_str().into())));
                         texts.push(text);
                     }
                     Err(_) => tracing::warn!(%account, "dropping an unreadable stored message"),

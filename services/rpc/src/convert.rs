@@ -2,9 +2,8 @@
 //! Stanzas cross the wire serialized, with `jabber:client` declared on the top element.
 
 use crate::pb;
-use std::sync::Arc;
 use switchyard_core::sasl::{AccountSalts, HashAlg, ScramProof, ScramSalt, StoredCredentials};
-use switchyard_core::{Element, Jid, Routed, Stanza, StanzaCondition, StreamCondition};
+use switchyard_core::{Element, Jid, Limits, Routed, Stanza, StanzaCondition, StreamCondition};
 use switchyard_model::{FailureCount, LoginFailureCounts};
 use tonic::Status;
 
@@ -24,18 +23,13 @@ pub fn stanza(bytes: Vec<u8>) -> Option<Stanza> {
 }
 
 /// A delivery's stanza as an edge takes it: the bytes a router wrote (one element it
-/// parsed or serialized itself), checked to be UTF-8 and a stanza, not parsed again.
-pub fn routed(xml: Vec<u8>, presence_from: String) -> Result<Routed, Status> {
+/// parsed or serialized itself), checked to be one element and nothing else, and a
+/// stanza, without a tree built.
+pub fn routed(xml: Vec<u8>) -> Result<Routed, Status> {
     let xml = String::from_utf8(xml).map_err(|_| Status::invalid_argument("not UTF-8"))?;
-    if !xml.ends_with('>') {
-        return Err(Status::invalid_argument(
-            "a delivery that is not an element",
-        ));
-    }
-    let routed = Routed::Wire {
-        xml: xml.into(),
-        presence_from: (!presence_from.is_empty()).then(|| Arc::from(presence_from)),
-    };
+    switchyard_core::xml::one_element(&xml, &Limits::INTERNAL)
+        .map_err(|e| Status::invalid_argument(format!("bad delivery: {e}")))?;
+    let routed = Routed::Wire(xml.into());
     match routed.name() {
         "message" | "presence" | "iq" => Ok(routed),
         _ => Err(Status::invalid_argument("a delivery that is not a stanza")),
@@ -179,22 +173,23 @@ mod tests {
 
     #[test]
     fn an_edge_takes_only_stanzas_from_a_router() {
-        let ok = routed(
-            b"<presence xmlns='jabber:client' from='a@b/c'/>".to_vec(),
-            "a@b/c".into(),
-        );
+        let ok = routed(b"<presence xmlns='jabber:client' from='a@b/c'/>".to_vec());
         assert_eq!(ok.unwrap().presence_from(), Some("a@b/c"));
-        let message = routed(b"<message xmlns='jabber:client'/>".to_vec(), String::new());
+        let message = routed(b"<message xmlns='jabber:client' from='a@b/c'/>".to_vec());
         assert_eq!(message.unwrap().presence_from(), None);
         for bad in [
             &b"<stream:stream>"[..],
             b"</stream:stream><message/>",
+            b"<message/></stream:stream>",
+            b"<message/><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
             b"<message xmlns='jabber:client'",
+            b"<message>",
+            b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
             b"hello",
             b"",
             &[0x3c, 0xff, 0x3e],
         ] {
-            assert!(routed(bad.to_vec(), String::new()).is_err(), "{bad:?}");
+            assert!(routed(bad.to_vec()).is_err(), "{bad:?}");
         }
     }
 }

@@ -31,7 +31,7 @@ pub fn router_message(bytes: &[u8]) {
     match message.body {
         Some(pb::router_message::Body::Deliveries(batch)) => {
             for d in batch.deliveries {
-                let _ = convert::routed(d.xml, d.presence_from);
+                let _ = convert::routed(d.xml);
             }
         }
         Some(pb::router_message::Body::Terminate(t)) => {

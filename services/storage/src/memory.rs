@@ -246,17 +246,18 @@ impl SessionRegistry for MemoryRegistry {
     async fn unbind(&self, jid: &Jid, conn: u64) -> Result<Option<SessionRecord>, StorageError> {
         let mut map = lock(&self.sessions);
         let bare = jid.bare();
-        let Some(list) = map.get_mut(&bare).map(Arc::make_mut) else {
+        let Some(list) = map.get_mut(&bare) else {
             return Ok(None);
         };
-        let removed = list
-            .iter()
-            .position(|r| r.jid == *jid && r.conn == conn)
-            .map(|at| list.swap_remove(at));
+        // Found first: a list a reader still holds is copied only when it changes.
+        let Some(at) = list.iter().position(|r| r.jid == *jid && r.conn == conn) else {
+            return Ok(None);
+        };
+        let removed = Arc::make_mut(list).swap_remove(at);
         if list.is_empty() {
             map.remove(&bare);
         }
-        Ok(removed)
+        Ok(Some(removed))
     }
 
     async fn update(
@@ -266,14 +267,15 @@ impl SessionRegistry for MemoryRegistry {
         edit: SessionEdit,
     ) -> Result<Option<SessionRecord>, StorageError> {
         let mut map = lock(&self.sessions);
-        let record = map.get_mut(&jid.bare()).and_then(|list| {
-            let list = Arc::make_mut(list);
-            list.iter_mut().find(|r| r.jid == *jid && r.conn == conn)
-        });
-        Ok(record.map(|r| {
-            edit(r);
-            r.clone()
-        }))
+        let Some(list) = map.get_mut(&jid.bare()) else {
+            return Ok(None);
+        };
+        let Some(at) = list.iter().position(|r| r.jid == *jid && r.conn == conn) else {
+            return Ok(None);
+        };
+        let record = &mut Arc::make_mut(list)[at];
+        edit(record);
+        Ok(Some(record.clone()))
     }
 
     async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
@@ -355,17 +357,7 @@ impl SessionRegistry for MemoryRegistry {
     }
 
     async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {
-        let mut map = lock(&self.sessions);
-        let mut reaped = Vec::new();
-        for list in map.values_mut() {
-            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(Arc::make_mut(list))
-                .into_iter()
-                .partition(|r| r.edge == edge);
-            *list = Arc::new(kept);
-            reaped.extend(gone);
-        }
-        map.retain(|_, list| !list.is_empty());
-        Ok(reaped)
+        Ok(remove_where(&mut lock(&self.sessions), |r| r.edge == edge))
     }
 
     async fn reconcile(
@@ -374,16 +366,29 @@ impl SessionRegistry for MemoryRegistry {
         held: &[(Jid, u64)],
     ) -> Result<Vec<SessionRecord>, StorageError> {
         let held: HashSet<(&Jid, u64)> = held.iter().map(|(jid, conn)| (jid, *conn)).collect();
-        let mut map = lock(&self.sessions);
-        let mut removed = Vec::new();
-        for list in map.values_mut() {
-            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(Arc::make_mut(list))
-                .into_iter()
-                .partition(|r| r.edge == edge && !held.contains(&(&r.jid, r.conn)));
-            *list = Arc::new(kept);
-            removed.extend(gone);
-        }
-        map.retain(|_, list| !list.is_empty());
-        Ok(removed)
+        Ok(remove_where(&mut lock(&self.sessions), |r| {
+            r.edge == edge && !held.contains(&(&r.jid, r.conn))
+        }))
     }
+}
+
+/// Removes the records `gone` picks from every account and returns them; an account's
+/// list with none of them is left as it is (not copied).
+fn remove_where(
+    map: &mut HashMap<Jid, Sessions>,
+    gone: impl Fn(&SessionRecord) -> bool,
+) -> Vec<SessionRecord> {
+    let mut removed = Vec::new();
+    for list in map.values_mut() {
+        if !list.iter().any(&gone) {
+            continue;
+        }
+        let (out, kept): (Vec<_>, Vec<_>) = Arc::unwrap_or_clone(std::mem::take(list))
+            .into_iter()
+            .partition(&gone);
+        *list = Arc::new(kept);
+        removed.extend(out);
+    }
+    map.retain(|_, list| !list.is_empty());
+    removed
 }

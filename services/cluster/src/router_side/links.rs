@@ -92,7 +92,7 @@ impl Link {
     async fn send_chunk(
         &self,
         edge: &str,
-        chunk: Vec<(u64, Routed)>,
+        chunk: Vec<(u64, Arc<str>)>,
         traceparent: &str,
     ) -> BatchResults {
         let count = chunk.len();
@@ -100,7 +100,7 @@ impl Link {
         let mut answers = Vec::with_capacity(count);
         {
             let mut pending = lock(&self.pending);
-            for (conn, stanza) in chunk {
+            for (conn, xml) in chunk {
                 let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
                 let (done, answer) = oneshot::channel();
                 pending.insert(id, done);
@@ -108,8 +108,7 @@ impl Link {
                 deliveries.push(pb::Delivery {
                     id,
                     conn,
-                    xml: stanza.to_wire_xml().as_bytes().to_vec(),
-                    presence_from: stanza.presence_from().unwrap_or_default().to_owned(),
+                    xml: xml.as_bytes().to_vec(),
                     traceparent: traceparent.to_owned(),
                     origin_edge,
                     origin_seq,
@@ -272,17 +271,21 @@ impl EdgeDelivery for EdgeLinks {
         };
         let traceparent = switchyard_telemetry::trace::current_traceparent();
         let mut results = Vec::with_capacity(count);
-        let mut rest = batch.into_iter().peekable();
+        // Serialized first (once, or the bytes as they came): chunks count real bytes.
+        let mut rest = batch
+            .into_iter()
+            .map(|(conn, stanza)| (conn, stanza.to_wire_xml()))
+            .peekable();
         while rest.peek().is_some() {
             let mut chunk = Vec::new();
             let mut bytes = 0;
-            while let Some((conn, stanza)) = rest.next_if(|(_, s)| {
+            while let Some((conn, xml)) = rest.next_if(|(_, xml)| {
                 chunk.is_empty()
                     || (chunk.len() < crate::coalesce::MAX_ITEMS
-                        && bytes + s.estimated_bytes() <= crate::coalesce::MAX_BYTES)
+                        && bytes + xml.len() <= crate::coalesce::MAX_BYTES)
             }) {
-                bytes += stanza.estimated_bytes();
-                chunk.push((conn, stanza));
+                bytes += xml.len();
+                chunk.push((conn, xml));
             }
             results.extend(link.send_chunk(edge, chunk, &traceparent).await);
         }

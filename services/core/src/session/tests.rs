@@ -551,7 +551,7 @@ fn xep0352_inactive_holds_latest_presence_per_sender_until_a_message() {
 
 /// A stanza as a router forwards it across a link: its bytes, unparsed.
 fn wire(el: &Element) -> Routed {
-    Routed::wire(el.to_xml("").into(), el)
+    Routed::Wire(el.to_xml("").into())
 }
 
 #[test]

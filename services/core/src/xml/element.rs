@@ -172,14 +172,17 @@ impl Element {
     /// bytes with it; it recurses as deep as the element, which every parse path bounds
     /// (serializing and dropping the element recurse as deep anyway).
     pub fn estimated_bytes(&self) -> usize {
-        let own = 2 * self.name().len() + self.ns().len() + 16;
-        let attrs: usize = self.attrs().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let own = 2 * self.name().len() + escaped_bound(self.ns()) + 16;
+        let attrs: usize = self
+            .attrs()
+            .map(|(k, v)| k.len() + escaped_bound(v) + 4)
+            .sum();
         let content: usize = self
             .children
             .iter()
             .map(|node| match node {
                 Node::Element(child) => child.estimated_bytes(),
-                Node::Text(text) => text.len(),
+                Node::Text(text) => escaped_bound(text),
             })
             .sum();
         own + attrs + content
@@ -195,4 +198,14 @@ impl Element {
             })
             .collect()
     }
+}
+
+/// At least the bytes `s` takes once escaped: a byte that escaping grows (markup
+/// characters, quotes, C0 controls) becomes at most six (`&quot;`).
+fn escaped_bound(s: &str) -> usize {
+    let grown = s
+        .bytes()
+        .filter(|b| *b < 0x20 || matches!(b, b'&' | b'<' | b'>' | b'\'' | b'"'))
+        .count();
+    s.len() + 5 * grown
 }

@@ -18,6 +18,7 @@
 //!   RFC 6120 §11.2, §11.3), whatever the stream it was read from declared (`write.rs`).
 
 mod chars;
+mod check;
 mod element;
 mod framer;
 mod limits;
@@ -26,6 +27,7 @@ mod parse;
 mod scan;
 mod write;
 
+pub use check::one_element;
 pub use element::{Element, Node};
 pub use framer::{Frame, Framer, FramerError, StreamHeader};
 pub use limits::Limits;
