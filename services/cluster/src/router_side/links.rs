@@ -333,6 +333,87 @@ impl EdgeDelivery for EdgeLinks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coalesce::{MAX_BYTES, MAX_ITEMS};
+    use switchyard_core::{ns, Element};
+
+    fn message(i: usize, body: usize) -> Routed {
+        Element::new("message", ns::CLIENT)
+            .with_attr("id", i.to_string())
+            .with_child(Element::new("body", ns::CLIENT).with_text("x".repeat(body)))
+            .into()
+    }
+
+    /// Sends `batch` to a link whose edge answers every delivery as written; the number
+    /// of deliveries in each link message, the ids of the stanzas in the order the edge
+    /// got them, and the results.
+    async fn deliver(batch: Batch) -> (Vec<usize>, Vec<String>, BatchResults) {
+        let count = batch.len();
+        let links = Arc::new(EdgeLinks::default());
+        let (tx, mut rx) = mpsc::channel(4);
+        let link = links.open("edge-a", tx).expect("link");
+        let send = tokio::spawn({
+            let links = links.clone();
+            async move { links.deliver_batch("edge-a", batch).await }
+        });
+        let (mut sizes, mut ids) = (Vec::new(), Vec::new());
+        while sizes.iter().sum::<usize>() < count {
+            let message = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("the next message in time")
+                .expect("link open")
+                .expect("not an error");
+            let Some(pb::router_message::Body::Deliveries(batch)) = message.body else {
+                panic!("expected deliveries");
+            };
+            sizes.push(batch.deliveries.len());
+            let mut answers = Vec::new();
+            for d in batch.deliveries {
+                let el = Element::parse(std::str::from_utf8(&d.xml).unwrap()).unwrap();
+                ids.push(el.attr("id").unwrap().to_owned());
+                answers.push(pb::DeliveryResult {
+                    id: d.id,
+                    delivered: true,
+                    no_session: false,
+                });
+            }
+            link.answered(answers);
+        }
+        (sizes, ids, send.await.unwrap())
+    }
+
+    /// The edges of the split: exactly the count is one message, one more starts a second,
+    /// which goes once the first is answered; nothing is lost or reordered either way.
+    #[tokio::test]
+    async fn a_batch_of_exactly_the_count_is_one_message_and_one_more_is_two() {
+        for (count, want) in [
+            (1, vec![1]),
+            (MAX_ITEMS, vec![MAX_ITEMS]),
+            (MAX_ITEMS + 1, vec![MAX_ITEMS, 1]),
+            (2 * MAX_ITEMS + 1, vec![MAX_ITEMS, MAX_ITEMS, 1]),
+        ] {
+            let batch = (0..count).map(|i| (i as u64 % 3, message(i, 8))).collect();
+            let (sizes, ids, results) = deliver(batch).await;
+            assert_eq!(sizes, want, "{count} deliveries");
+            let sent: Vec<String> = (0..count).map(|i| i.to_string()).collect();
+            assert_eq!(ids, sent, "every one, in batch order");
+            assert!(results.iter().all(|r| r.is_ok()) && results.len() == count);
+        }
+    }
+
+    /// Bytes bound a message by what is written (escaping included), and one stanza
+    /// larger than the bound still goes, alone.
+    #[tokio::test]
+    async fn bytes_bound_a_message_and_a_large_stanza_goes_alone() {
+        let third = MAX_BYTES / 3;
+        let batch = (0..4).map(|i| (1, message(i, third))).collect();
+        let (sizes, ids, _) = deliver(batch).await;
+        assert_eq!(sizes, [2, 2], "two thirds and a bit fit, three do not");
+        assert_eq!(ids, ["0", "1", "2", "3"]);
+        let big = vec![(1, message(0, 8)), (1, message(1, MAX_BYTES + 1))];
+        let (sizes, _, results) = deliver(big).await;
+        assert_eq!(sizes, [1, 1]);
+        assert!(results.iter().all(|r| r.is_ok()));
+    }
 
     #[test]
     fn a_second_link_under_a_linked_name_is_refused_until_the_first_closes() {

@@ -2,14 +2,15 @@
 //! router forwards): one element and nothing else, by a byte scan, with no tree built.
 //!
 //! What it proves, so that no bytes a peer sends can end or corrupt the stream they are
-//! written into: exactly one root element, every start tag closed by an end tag of the
-//! same name, nesting within [`Limits::max_depth`], no text outside the root, no
-//! comment, processing instruction, DTD or CDATA section (RFC 6120 §11.1; our serializer
-//! writes none), only characters XML 1.0 allows, and every `&` one of the five predefined
-//! entities or a character reference to an allowed character. Attribute syntax and
-//! namespace bindings inside tags are not checked.
+//! written into: exactly one root element, every tag named by a QName and every start
+//! tag closed by an end tag of the same name, nesting within [`Limits::max_depth`], no
+//! text outside the root, no comment, processing instruction, DTD or CDATA section
+//! (RFC 6120 §11.1; our serializer writes none), no `]]>` (XML 1.0 §2.4; our serializer
+//! escapes every `>`), only characters XML 1.0 allows, and every `&` one of the five
+//! predefined entities or a character reference to an allowed character. Attribute
+//! syntax and namespace bindings inside tags are not checked.
 
-use super::chars::{check_raw, is_xml_char};
+use super::chars::{check_raw, is_ncname, is_xml_char};
 use super::scan::{Scan, Scanner, TokenKind};
 use super::{FramerError, Limits};
 
@@ -17,14 +18,20 @@ fn bad(what: &str) -> FramerError {
     FramerError::NotWellFormed(what.into())
 }
 
-/// The name a start or end tag begins with.
-fn tag_name(tag: &[u8], skip: usize) -> &[u8] {
+/// The name a start or end tag begins with, if it is a QName (`name` or `prefix:name`).
+fn tag_name(tag: &str, skip: usize) -> Result<&str, FramerError> {
     let rest = &tag[skip..];
     let end = rest
-        .iter()
-        .position(|b| b.is_ascii_whitespace() || matches!(b, b'/' | b'>'))
+        .find(|c: char| c.is_ascii_whitespace() || matches!(c, '/' | '>'))
         .unwrap_or(rest.len());
-    &rest[..end]
+    let name = &rest[..end];
+    let qname = match name.split_once(':') {
+        Some((prefix, local)) => is_ncname(prefix) && is_ncname(local),
+        None => is_ncname(name),
+    };
+    qname
+        .then_some(name)
+        .ok_or_else(|| bad("a tag without a name"))
 }
 
 /// Whether every `&` in `text` starts a predefined entity or a character reference to a
@@ -58,12 +65,15 @@ fn references_ok(text: &str) -> bool {
 /// Checks that `text` is one element and nothing else (see the module doc).
 pub fn one_element(text: &str, limits: &Limits) -> Result<(), FramerError> {
     check_raw(text)?;
+    if text.contains("]]>") {
+        return Err(bad("]]> outside a CDATA section"));
+    }
     if !references_ok(text) {
         return Err(bad("an undefined entity or a bad character reference"));
     }
     let buf = text.as_bytes();
     let mut scanner = Scanner::default();
-    let mut open: Vec<&[u8]> = Vec::new();
+    let mut open: Vec<&str> = Vec::new();
     let mut closed = false;
     loop {
         let (kind, start, end) = match scanner.next(buf) {
@@ -74,23 +84,25 @@ pub fn one_element(text: &str, limits: &Limits) -> Result<(), FramerError> {
         if closed {
             return Err(bad("something after the element"));
         }
-        let tag = &buf[start..end];
+        // Token bounds fall on ASCII markup (`<`, `>`), so on character boundaries.
+        let tag = &text[start..end];
         match kind {
             TokenKind::Start { empty } => {
                 if open.is_empty() && start != 0 {
                     return Err(bad("something before the element"));
                 }
+                let name = tag_name(tag, 1)?;
                 if empty {
                     closed = open.is_empty();
                 } else {
-                    open.push(tag_name(tag, 1));
+                    open.push(name);
                     if open.len() > limits.max_depth {
                         return Err(FramerError::PolicyViolation("element depth"));
                     }
                 }
             }
             TokenKind::End => {
-                if open.pop() != Some(tag_name(tag, 2)) {
+                if open.pop() != Some(tag_name(tag, 2)?) {
                     return Err(bad("an end tag that does not match"));
                 }
                 closed = open.is_empty();
@@ -157,6 +169,10 @@ mod tests {
             "<message>&#xD800;</message>",
             "<message>\u{1}</message>",
             "<message a='>'",
+            "<message><></></message>",
+            "<message><1x/></message>",
+            "<message><a:b:c/></message>",
+            "<message>]]></message>",
             "",
             "message",
         ] {
