@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::sasl::{AccountSalts, ScramProof};
-use switchyard_core::{Jid, Stanza, StanzaCondition};
+use switchyard_core::{Jid, Routed, Stanza, StanzaCondition};
 use switchyard_edge::{Connections, RouterLink};
 use switchyard_rpc::convert;
 use switchyard_rpc::pb;
@@ -585,11 +585,51 @@ impl RouterLink for RemoteRouters {
 
     /// Retried with backoff for a bounded time: a session left in the registry after
     /// its connection ended would swallow stanzas meant for it until this edge died.
-    async fn unbind(&self, jid: &Jid, conn: u64) {
-        let request = pb::UnbindRequest {
-            jid: jid.to_string(),
-            conn,
-        };
+    /// What the client never acknowledged goes along, in requests of at most
+    /// [`UNACKED_CHUNK`] bytes (the first one ends the session, the others only carry).
+    async fn unbind(&self, jid: &Jid, conn: u64, unacked: Vec<Routed>) {
+        let mut chunks = vec![Vec::new()];
+        let mut bytes = 0;
+        for stanza in unacked {
+            let xml = stanza.to_wire_xml();
+            if bytes > 0 && bytes + xml.len() > UNACKED_CHUNK {
+                chunks.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += xml.len();
+            chunks
+                .last_mut()
+                .expect("one")
+                .push(xml.as_bytes().to_vec());
+        }
+        for unacked in chunks {
+            let request = pb::UnbindRequest {
+                jid: jid.to_string(),
+                conn,
+                unacked,
+            };
+            self.unbind_once(jid, request).await;
+        }
+    }
+
+    async fn submit(&self, stanza: Stanza) {
+        self.send(InFlight {
+            xml: convert::stanza_bytes(stanza.element()),
+            traceparent: metrics::trace::current_traceparent(),
+            key: stanza.from.bare(),
+            origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
+            received: std::time::Instant::now(),
+        })
+        .await;
+    }
+}
+
+/// Bytes of unacknowledged stanzas carried by one unbind request (well under gRPC's
+/// 4 MiB message limit).
+const UNACKED_CHUNK: usize = 1024 * 1024;
+
+impl RemoteRouters {
+    async fn unbind_once(&self, jid: &Jid, request: pb::UnbindRequest) {
         let mut backoff = Duration::from_millis(100);
         let deadline = tokio::time::Instant::now() + UNBIND_PATIENCE;
         loop {
@@ -604,24 +644,18 @@ impl RouterLink for RemoteRouters {
             if tokio::time::Instant::now() + backoff > deadline {
                 // Routers still remove it: at the first delivery, which this edge
                 // answers "no such session", or when this edge is reaped.
-                tracing::warn!(error = %e, %jid, "unbind through the router failed; gave up retrying");
+                tracing::warn!(
+                    error = %e,
+                    %jid,
+                    unacked = request.unacked.len(),
+                    "unbind through the router failed; gave up retrying (unacknowledged stanzas it carried are lost)"
+                );
                 self.want_reconcile();
                 return;
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-    }
-
-    async fn submit(&self, stanza: Stanza) {
-        self.send(InFlight {
-            xml: convert::stanza_bytes(stanza.element()),
-            traceparent: metrics::trace::current_traceparent(),
-            key: stanza.from.bare(),
-            origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
-            received: std::time::Instant::now(),
-        })
-        .await;
     }
 }
 

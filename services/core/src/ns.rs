@@ -43,6 +43,8 @@ pub const VCARD: &str = "vcard-temp";
 pub const PRIVATE: &str = "jabber:iq:private";
 /// XEP-0012.
 pub const LAST: &str = "jabber:iq:last";
+/// XEP-0198.
+pub const SM: &str = "urn:xmpp:sm:3";
 /// XEP-0352.
 pub const CSI: &str = "urn:xmpp:csi:0";
 /// XEP-0160 disco feature.

@@ -4,6 +4,7 @@
 //! and the stanza that did not fit goes back to the caller, never lost.
 
 use crate::mailbox::{Mailbox, MailboxLimits, ProcessBudget};
+use crate::resume::Resuming;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,8 @@ pub(crate) enum Command {
     /// Boxed: a queued command stays small whatever the stanza.
     Deliver(Box<Delivery>),
     Terminate(StreamCondition),
+    /// XEP-0198: a new connection resumes this session (see [`crate::resume`]).
+    Resume(Box<Resuming>, crate::resume::Answer),
 }
 
 /// A stanza for the client, and who hears once it is written.
@@ -169,6 +172,37 @@ impl Connections {
     pub fn terminate(&self, id: u64, condition: StreamCondition) {
         if let Some(mailbox) = self.mailbox(id) {
             mailbox.force(Command::Terminate(condition));
+        }
+    }
+
+    /// Hands a resuming connection to connection `id`, past the mailbox's bounds; back
+    /// when that connection is gone.
+    pub(crate) fn hand_over(
+        &self,
+        id: u64,
+        resuming: Box<Resuming>,
+        answer: crate::resume::Answer,
+    ) -> Result<(), Box<Resuming>> {
+        let Some(mailbox) = self.mailbox(id) else {
+            return Err(resuming);
+        };
+        match mailbox.offer(Command::Resume(resuming, answer)) {
+            Ok(()) => Ok(()),
+            Err(Command::Resume(resuming, _)) => Err(resuming),
+            Err(_) => unreachable!("offered back as given"),
+        }
+    }
+
+    /// A connection now counts as coming from `to` (it took over a resuming connection
+    /// from there).
+    pub(crate) fn move_ip(&self, from: IpAddr, to: IpAddr) {
+        let mut per_ip = lock(&self.per_ip);
+        *per_ip.entry(to).or_default() += 1;
+        if let Some(count) = per_ip.get_mut(&from) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&from);
+            }
         }
     }
 

@@ -25,6 +25,7 @@
 use crate::connections::{Command, Delivery};
 use crate::listener::EdgeCtx;
 use crate::mailbox::Mailbox;
+use crate::resume::Resuming;
 use crate::throttle::{Attempt, Verdict};
 use crate::tls::TlsSnapshot;
 use std::collections::VecDeque;
@@ -47,7 +48,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-enum Transport {
+pub(crate) enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     /// Only while a STARTTLS handshake owns the socket.
@@ -145,18 +146,41 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
         routing: None,
         backlog: VecDeque::new(),
         written: Vec::new(),
+        sm_id: None,
+        resuming: None,
     };
-    conn.serve(&mailbox).await;
+    let mut resumed = Vec::new();
+    loop {
+        conn.serve(&mailbox, resumed).await;
+        if !conn.session.is_closed() && !conn.session.is_detached() {
+            // The transport failed under the session (a write error or timeout).
+            conn.session.handle(Input::PeerClosed);
+        }
+        if !conn.session.is_detached() {
+            break;
+        }
+        match Box::pin(conn.detached(&mailbox)).await {
+            Some(outputs) => resumed = outputs,
+            None => break,
+        }
+    }
+    if let Some(sm_id) = conn.sm_id.take() {
+        conn.ctx.resumables.remove(&sm_id);
+    }
     // Closed first, so that deliveries from here on (replies to the stanzas still being
     // routed below, too) are refused at once and routed elsewhere by the router.
     conn.written.clear();
-    conn.ctx.connections.release(id, ip);
+    conn.ctx.connections.release(id, conn.ip);
     conn.finish_routing().await;
-    if let Some(jid) = conn.session.jid() {
-        conn.ctx.link.unbind(jid, id).await;
+    if let Some(jid) = conn.session.jid().cloned() {
+        let unacked = conn.session.take_unacked();
+        metrics::EDGE_SM_UNACKED_RETURNED.inc_by(unacked.len() as u64);
+        conn.ctx.link.unbind(&jid, id, unacked).await;
         tracing::info!(%jid, conn = id, "session ended");
     }
 }
+
+mod sm;
 
 /// A stanza from the client on its way through the router.
 type Routing = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -177,10 +201,19 @@ struct Conn {
     backlog: VecDeque<Output>,
     /// Deliveries handed to the session since the last write, answered once it succeeds.
     written: Vec<oneshot::Sender<()>>,
+    /// The XEP-0198 SM-ID under which this session is listed as resumable.
+    sm_id: Option<String>,
+    /// A connection resuming this session, taken from the mailbox, until taken over.
+    resuming: Option<(Box<Resuming>, crate::resume::Answer)>,
 }
 
 impl Conn {
-    async fn serve(&mut self, mailbox: &Mailbox) {
+    /// Serves the connection until its transport is finished; `first` are outputs to
+    /// carry out before anything else (a resumed session's `<resumed/>` and resends).
+    async fn serve(&mut self, mailbox: &Mailbox, first: Vec<Output>) {
+        if !first.is_empty() && !Box::pin(self.execute(first)).await {
+            return;
+        }
         let cfg = self.ctx.config.clone();
         let handshake_deadline = Instant::now() + cfg.handshake_timeout;
         // Since when a stream header or stanza begun during the handshake is incomplete: a
@@ -188,6 +221,8 @@ impl Conn {
         // A client waiting for a busy server holds no partial frame, so it is never hit.
         let mut partial_since: Option<Instant> = None;
         let mut idle_deadline = Instant::now() + cfg.idle_timeout;
+        // When a quiet bound client is asked for a sign of life; `None` once asked.
+        let mut keepalive_at = cfg.keepalive_after.map(|after| Instant::now() + after);
         let timer = sleep_until(handshake_deadline.min(idle_deadline));
         tokio::pin!(timer);
         loop {
@@ -200,13 +235,17 @@ impl Conn {
             } else {
                 idle_deadline
             };
+            let keepalive = keepalive_at.filter(|_| self.session.is_established());
             // Other deadlines only move later, so the timer fires at or before them; a
-            // partial frame can bring the wake-up forward.
-            let wake = trickle_deadline.map_or(deadline, |t| t.min(deadline));
+            // partial frame or a keepalive can bring the wake-up forward.
+            let wake = [trickle_deadline, keepalive]
+                .into_iter()
+                .flatten()
+                .fold(deadline, Instant::min);
             if wake < timer.deadline() {
                 timer.as_mut().reset(wake);
             }
-            let outputs = tokio::select! {
+            let mut outputs = tokio::select! {
                 (read, outputs) = poll_fn(|cx| self.transport.poll_read_with(cx, |read| match read {
                     Ok([]) | Err(_) => (false, self.session.handle(Input::PeerClosed)),
                     Ok(bytes) => {
@@ -217,9 +256,11 @@ impl Conn {
                     if read {
                         let now = Instant::now();
                         idle_deadline = now + cfg.idle_timeout;
+                        keepalive_at = cfg.keepalive_after.map(|after| now + after);
                         let partial = self.session.buffered_input() > 0;
                         partial_since = partial.then(|| partial_since.unwrap_or(now));
                     }
+                    self.list_resumable();
                     outputs
                 },
                 command = mailbox.recv() => self.commands(command, mailbox),
@@ -237,13 +278,27 @@ impl Conn {
                         tracing::info!(conn = self.id, ip = %self.ip, "a handshake frame trickled in too slowly, closing");
                     }
                     if now >= deadline || trickling {
-                        self.session.handle(Input::Terminate(StreamCondition::ConnectionTimeout))
+                        self.timed_out()
+                    } else if keepalive.is_some_and(|k| now >= k) {
+                        keepalive_at = None;
+                        metrics::EDGE_KEEPALIVES.inc();
+                        self.session.keepalive()
                     } else {
                         timer.as_mut().reset(deadline);
                         Vec::new()
                     }
                 },
             };
+            if let Some((resuming, answer)) = self.resuming.take() {
+                if let Some(resumed) = self.take_over(resuming, answer) {
+                    // What the old stream had yet to write is in the resent queue.
+                    outputs.retain(|o| !matches!(o, Output::Send(_)));
+                    outputs.extend(resumed);
+                    let now = Instant::now();
+                    idle_deadline = now + cfg.idle_timeout;
+                    keepalive_at = cfg.keepalive_after.map(|after| now + after);
+                }
+            }
             if outputs.is_empty() {
                 continue; // a partial stanza, a keepalive or an early timer: nothing to do
             }
@@ -303,10 +358,20 @@ impl Conn {
                         .with_label_values(&[stanza.name()])
                         .inc();
                     outputs.extend(self.session.handle(Input::Deliver(stanza)));
-                    self.written.push(written);
+                    if self.session.keeps_unacked() {
+                        // XEP-0198: the session holds it until the client acknowledges
+                        // it, and hands it back if the client never does.
+                        let _ = written.send(());
+                    } else {
+                        self.written.push(written);
+                    }
                 }
                 Command::Terminate(c) => {
                     outputs.extend(self.session.handle(Input::Terminate(c)));
+                    break;
+                }
+                Command::Resume(resuming, answer) => {
+                    self.resuming = Some((resuming, answer));
                     break;
                 }
             }
@@ -390,6 +455,9 @@ impl Conn {
                     Box::pin(self.verify(account, proof)).await
                 }
                 Output::Bind { jid } => Box::pin(self.bind(jid)).await,
+                Output::Resume { previd, h, account } => {
+                    Box::pin(self.resume(previd, h, account)).await
+                }
                 _ => {
                     self.transport.shutdown().await;
                     return false;

@@ -7,6 +7,7 @@ mod driver;
 mod link;
 mod listener;
 mod mailbox;
+mod resume;
 mod throttle;
 mod tls;
 

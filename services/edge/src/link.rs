@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use switchyard_core::sasl::{AccountSalts, ScramProof};
-use switchyard_core::{Jid, Stanza, StanzaCondition};
+use switchyard_core::{Jid, Routed, Stanza, StanzaCondition};
 use switchyard_model::{LoginFailures, SessionRecord, StorageError};
 
 #[async_trait]
@@ -22,6 +22,8 @@ pub trait RouterLink: LoginFailures + Send + Sync + std::fmt::Debug {
         proof: &ScramProof,
     ) -> Result<Option<Vec<u8>>, StorageError>;
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition>;
-    async fn unbind(&self, jid: &Jid, conn: u64);
+    /// The session ended; `unacked` is what it sent or queued that its client never
+    /// acknowledged (XEP-0198), for the router to store or answer.
+    async fn unbind(&self, jid: &Jid, conn: u64, unacked: Vec<Routed>);
     async fn submit(&self, stanza: Stanza);
 }

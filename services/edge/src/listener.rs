@@ -32,6 +32,10 @@ pub struct EdgeConfig {
     pub handshake_frame_timeout: Duration,
     /// Time without any bytes from the client (whitespace keepalives count).
     pub idle_timeout: Duration,
+    /// Quiet time after which the server asks a bound client for a sign of life (an
+    /// XEP-0198 ack request, else an XEP-0199 ping), so that a dead connection TCP has
+    /// not noticed ends at the idle timeout; `None`: never.
+    pub keepalive_after: Option<Duration>,
     /// Time a write to the client may take before it is treated as gone.
     pub write_timeout: Duration,
     /// What may be queued for one connection and for the process; deliveries beyond it
@@ -62,6 +66,8 @@ pub(crate) struct EdgeCtx {
     pub shutdown: CancellationToken,
     /// Cancelled when the drain starts: no new connections from then on.
     pub stop_accepting: CancellationToken,
+    /// XEP-0198 sessions that can be resumed, by SM-ID.
+    pub resumables: crate::resume::Resumables,
 }
 
 /// The two steps of a drain.
@@ -98,6 +104,7 @@ pub async fn serve(
         connections,
         shutdown: shutdown.clone(),
         stop_accepting,
+        resumables: crate::resume::Resumables::default(),
     });
     let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
     let tracker = TaskTracker::new();

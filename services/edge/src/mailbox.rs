@@ -155,10 +155,17 @@ impl Mailbox {
     /// Queues a command past the bounds (unless closed): for the one last command a
     /// connection must get even when it is behind, such as a shutdown.
     pub(crate) fn force(&self, command: Command) {
+        let _ = self.offer(command);
+    }
+
+    /// Queues a command past the bounds, or gives it back when the mailbox is closed.
+    pub(crate) fn offer(&self, command: Command) -> Result<(), Command> {
         let state = self.lock();
-        if !state.closed {
-            self.push(state, command, 0);
+        if state.closed {
+            return Err(command);
         }
+        self.push(state, command, 0);
+        Ok(())
     }
 
     /// The next command without waiting.

@@ -9,6 +9,7 @@
 //! | `roster`        | RFC 6121 §2 with versioning (§2.6)              |
 //! | `iq`            | RFC 6120 §8.2.3 / RFC 6121 §8.5 IQ routing      |
 //! | `offline`       | XEP-0160 with XEP-0203 delay                    |
+//! | `lapsed`        | XEP-0198 stanzas a session ended unacknowledged |
 //! | `rebuild`       | registry rebuilds after Redis lost its data     |
 //! | `blocking`      | XEP-0191                                        |
 //! | `carbons`       | XEP-0280 (+ XEP-0334 hints)                     |
@@ -31,6 +32,7 @@ mod execute;
 mod handler;
 mod hooks;
 mod iq;
+mod lapsed;
 mod last;
 mod message;
 mod offline;

@@ -5,8 +5,10 @@
 //! Every field has a default, so an empty file (or none) runs a development server.
 
 mod redact;
+mod sm;
 
 pub use redact::{redact, MASK};
+pub use sm::StreamManagement;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -29,6 +31,7 @@ pub struct Config {
     pub auth: Auth,
     pub limits: Limits,
     pub timeouts: Timeouts,
+    pub stream_management: StreamManagement,
     pub server: Server,
     pub im: Im,
     pub cluster: Cluster,
@@ -364,6 +367,7 @@ impl Default for Config {
             auth: Auth::default(),
             limits: Limits::default(),
             timeouts: Timeouts::default(),
+            stream_management: StreamManagement::default(),
             server: Server::default(),
             im: Im::default(),
             cluster: Cluster::default(),
@@ -540,6 +544,7 @@ impl Config {
             self.cluster.edge_ttl_secs >= 3,
             "cluster.edge_ttl_secs must be at least 3"
         );
+        self.stream_management.validate(self.timeouts.idle_secs)?;
         self.validate_cluster_tls()?;
         anyhow::ensure!(
             !self.redis.key_prefix.contains(['{', '}']),

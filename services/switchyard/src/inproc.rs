@@ -70,8 +70,11 @@ impl RouterLink for InProcessLink {
         self.queue.bind(record).await
     }
     /// In the session's routing lane, after every stanza it queued.
-    async fn unbind(&self, jid: &Jid, conn: u64) {
-        self.queue.unbind(jid, conn).await;
+    async fn unbind(&self, jid: &Jid, conn: u64, unacked: Vec<Routed>) {
+        let unacked = unacked
+            .iter()
+            .filter_map(|r| Stanza::from_element(r.to_element().ok()?));
+        self.queue.unbind(jid, conn, unacked.collect()).await;
     }
     /// Returns once the stanza is queued for routing (see [`queue`]).
     async fn submit(&self, stanza: Stanza) {

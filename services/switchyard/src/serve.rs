@@ -335,6 +335,9 @@ async fn start_edge(
         tls_handshake_timeout: secs(config.timeouts.tls_handshake_secs),
         handshake_frame_timeout: secs(config.timeouts.handshake_frame_secs),
         idle_timeout: secs(config.timeouts.idle_secs),
+        keepalive_after: Some(config.stream_management.keepalive_secs)
+            .filter(|s| *s > 0)
+            .map(secs),
         write_timeout: secs(config.timeouts.write_secs),
         mailbox: MailboxLimits {
             stanzas: config.limits.mailbox_stanzas,
@@ -363,6 +366,7 @@ async fn start_edge(
         decoy: Decoy::new(&decoy_secret, config.auth.scram_iterations),
         max_auth_attempts: config.auth.max_attempts_per_connection,
         limits: config.core_limits(),
+        sm: config.stream_management.policy(),
     };
     tokio::spawn(reload_tls(
         tls.clone(),

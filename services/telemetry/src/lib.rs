@@ -101,6 +101,11 @@ macro_rules! metrics {
 metrics! {
     EDGE_CONNECTIONS: IntGaugeVec = gauge_vec("switchyard_edge_connections", "Open client connections", &["listener"]);
     EDGE_SESSIONS: IntGauge = gauge("switchyard_edge_sessions", "Bound sessions on this edge");
+    EDGE_SM_DETACHED: IntGauge = gauge("switchyard_edge_sm_detached_sessions", "XEP-0198 sessions whose connection is gone, waiting to be resumed");
+    EDGE_SM_RESUMPTIONS: IntCounterVec = counter_vec("switchyard_edge_sm_resumptions_total", "XEP-0198 resumption attempts by outcome (resumed, not_found, refused)", &["outcome"]);
+    EDGE_SM_EXPIRED: IntCounter = counter("switchyard_edge_sm_expired_total", "XEP-0198 detached sessions that ended unresumed (timeout or queue bound)");
+    EDGE_SM_UNACKED_RETURNED: IntCounter = counter("switchyard_edge_sm_unacked_returned_total", "Stanzas a session ended with unacknowledged, handed back to the router");
+    EDGE_KEEPALIVES: IntCounter = counter("switchyard_edge_keepalives_total", "Ack requests or XEP-0199 pings sent to quiet connections");
     EDGE_LOGINS: IntCounterVec = counter_vec("switchyard_edge_logins_total", "SASL outcomes", &["mechanism", "result", "reason"]);
     EDGE_STANZAS_IN: IntCounterVec = counter_vec("switchyard_edge_stanzas_in_total", "Stanzas from clients", &["kind"]);
     EDGE_STANZAS_OUT: IntCounterVec = counter_vec("switchyard_edge_stanzas_out_total", "Stanzas written to clients", &["kind"]);
@@ -126,6 +131,7 @@ metrics! {
     ROUTER_OFFLINE_STORED: IntCounter = counter("switchyard_router_offline_stored_total", "Messages stored for offline accounts");
     ROUTER_OFFLINE_DELIVERED: IntCounter = counter("switchyard_router_offline_delivered_total", "Stored messages delivered");
     ROUTER_REFUSED_FROM_EDGES: IntCounter = counter("switchyard_router_edge_stanzas_refused_total", "Stanzas an edge sent for a session it did not bind (a misbehaving or hostile edge)");
+    ROUTER_UNACKED_STORED: IntCounter = counter("switchyard_router_unacked_stored_total", "Messages a session ended with unacknowledged (XEP-0198) that went to offline storage");
     ROUTER_SESSIONS_GONE: IntCounter = counter("switchyard_router_stale_sessions_removed_total", "Registry sessions removed because their edge no longer held them when a delivery was made");
     ROUTER_REGISTRY_REBUILDS: IntCounter = counter("switchyard_router_registry_rebuilds_total", "Times the session registry was found to have lost its data and edges were asked to register their sessions again");
     ROUTER_SESSIONS_RECONCILED: IntCounter = counter("switchyard_router_reconciled_sessions_total", "Registry sessions removed because their live edge said it no longer held them (unbinds that were lost)");

@@ -401,6 +401,9 @@ impl router_server::Router for RouterService {
         let edge = self.caller(&request)?;
         let r = request.into_inner();
         let jid = convert::jid(&r.jid)?;
+        let unacked: Option<Vec<_>> = r.unacked.into_iter().map(convert::stanza).collect();
+        let unacked = unacked
+            .ok_or_else(|| Status::invalid_argument("an unreadable unacknowledged stanza"))?;
         let sessions = self
             .router
             .sessions_of(&jid.bare())
@@ -412,6 +415,10 @@ impl router_server::Router for RouterService {
         if own {
             self.router.unbind(&jid, r.conn).await;
         }
+        // Handed back even when the record is already gone (a delivery or a reconcile
+        // removed it first): the stanzas must not be lost, and `session_lapsed` only takes
+        // those addressed to this account, which the edge serves anyway.
+        self.router.take_unacked(&jid, unacked).await;
         Ok(Response::new(pb::UnbindReply {}))
     }
 

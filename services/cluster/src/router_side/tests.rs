@@ -235,6 +235,7 @@ async fn a_rogue_edge_cannot_act_for_another_edges_sessions() {
     let unbind = pb::UnbindRequest {
         jid: "alice@localhost/a".into(),
         conn: 1,
+        unacked: Vec::new(),
     };
     rogue.client.unbind(with_token(unbind, &r)).await.unwrap();
     assert_eq!(

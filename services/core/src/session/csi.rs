@@ -49,13 +49,13 @@ impl Session {
             }
             self.flush_held();
         }
-        self.send(stanza.to_client_xml());
+        self.send_stanza(stanza);
     }
 
-    fn flush_held(&mut self) {
+    pub(super) fn flush_held(&mut self) {
         let held = self.inactive.as_mut().map(|h| std::mem::take(&mut h.0));
         for (_, presence) in held.unwrap_or_default() {
-            self.send(presence.to_client_xml());
+            self.send_stanza(presence);
         }
     }
 }

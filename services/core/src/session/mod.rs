@@ -13,7 +13,10 @@
 
 mod csi;
 mod negotiate;
+mod sm;
 mod stanzas;
+
+pub use sm::{Resumable, ResumeRefused, SmPolicy};
 
 use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::Jid;
@@ -40,6 +43,8 @@ pub struct SessionConfig {
     /// SASL attempts allowed per connection before the stream is closed (RFC 6120 §6.4.5).
     pub max_auth_attempts: u32,
     pub limits: Limits,
+    /// XEP-0198 stream management.
+    pub sm: SmPolicy,
 }
 
 impl Default for SessionConfig {
@@ -52,6 +57,7 @@ impl Default for SessionConfig {
             decoy: Decoy::random(4096),
             max_auth_attempts: 3,
             limits: Limits::default(),
+            sm: SmPolicy::default(),
         }
     }
 }
@@ -89,6 +95,8 @@ pub enum Input<'a> {
     Bound(Result<(), StanzaCondition>),
     /// A stanza routed to this session.
     Deliver(Routed),
+    /// The session named by [`Output::Resume`] cannot be resumed (XEP-0198 §5).
+    ResumeFailed,
     /// The server ends the session (conflict, shutdown, timeout, slow consumer …).
     Terminate(StreamCondition),
     /// The transport reached end of file or failed.
@@ -122,6 +130,13 @@ pub enum Output {
         jid: Jid,
     },
     Route(Stanza),
+    /// Find the session with this SM-ID, if it is `account`'s, and have it take over this
+    /// connection ([`Session::resume`]); else report `ResumeFailed` (XEP-0198 §5).
+    Resume {
+        previd: String,
+        h: Option<u32>,
+        account: Jid,
+    },
     /// The stream is being ended with this error (for metrics; the error itself is
     /// already in a `Send`).
     StreamError(StreamCondition),
@@ -144,6 +159,11 @@ enum Phase {
         jid: Jid,
     },
     Established,
+    /// XEP-0198: waiting for the driver to find the session named by `<resume/>`.
+    AwaitResume,
+    /// XEP-0198: the connection is gone; stanzas are queued until the session is
+    /// resumed or ends.
+    Detached,
     Closed,
 }
 
@@ -164,6 +184,8 @@ pub struct Session {
     auth_failures: u32,
     /// XEP-0352: presence held while the client says it is inactive (`None`: active).
     inactive: Option<csi::Held>,
+    /// XEP-0198 state, once enabled (boxed: most of a session's life it is absent).
+    sm: Option<Box<sm::Sm>>,
     out: Vec<Output>,
 }
 
@@ -182,6 +204,7 @@ impl Session {
             header_sent: false,
             auth_failures: 0,
             inactive: None,
+            sm: None,
             out: Vec::new(),
         }
     }
@@ -202,7 +225,10 @@ impl Session {
     /// Whether the session is authenticated and bound, or still negotiating (for the
     /// driver's handshake timeout).
     pub fn in_handshake(&self) -> bool {
-        !matches!(self.phase, Phase::Established | Phase::Closed)
+        !matches!(
+            self.phase,
+            Phase::Established | Phase::Detached | Phase::Closed
+        )
     }
 
     /// Bytes received and not yet a complete frame (a stream header or stanza begun).
@@ -236,13 +262,24 @@ impl Session {
             Input::Verified(verification) => self.on_verified(verification),
             Input::Bound(result) => self.on_bound(result),
             Input::Deliver(stanza) => {
-                if self.is_established() {
+                if matches!(self.phase, Phase::Established | Phase::Detached) {
                     self.deliver(stanza);
                 }
             }
-            Input::Terminate(condition) => self.stream_error(condition, None),
+            Input::ResumeFailed => self.on_resume_failed(),
+            Input::Terminate(condition) => {
+                if self.is_detached() {
+                    self.phase = Phase::Closed;
+                } else {
+                    self.stream_error(condition, None);
+                }
+            }
             Input::PeerClosed => {
-                if !self.is_closed() {
+                if self.is_established() && self.resumable().is_some() {
+                    // XEP-0198 §5: an unfinished stream keeps its session for resumption.
+                    self.phase = Phase::Detached;
+                    self.out.push(Output::Close);
+                } else if !self.is_closed() {
                     self.phase = Phase::Closed;
                     self.out.push(Output::Close);
                 }
@@ -312,6 +349,23 @@ impl Session {
         self.close(Some(condition.to_xml(text)));
     }
 
+    /// A stream error with an application-specific condition element (§4.9.4).
+    fn stream_error_with(&mut self, condition: StreamCondition, detail: crate::xml::Element) {
+        if self.is_closed() {
+            return;
+        }
+        let xml = condition.to_xml(None);
+        let at = xml.rfind("</stream:error>").unwrap_or(xml.len());
+        let xml = format!("{}{}{}", &xml[..at], detail.to_xml(ns::STREAMS), &xml[at..]);
+        self.out.push(Output::StreamError(condition));
+        self.close(Some(xml));
+    }
+
+    /// The authenticated account's bare JID.
+    fn account(&self) -> Option<Jid> {
+        Jid::bare_from(self.user.as_deref()?, &self.domain).ok()
+    }
+
     fn close(&mut self, error: Option<String>) {
         if self.is_closed() {
             return;
@@ -328,10 +382,12 @@ impl Session {
     fn stanza_error(&mut self, stanza: &Stanza, condition: StanzaCondition) {
         let error = crate::error::StanzaError::new(condition);
         if let Some(reply) = stanza.error_reply(&error) {
-            self.send(reply.to_xml(ns::CLIENT));
+            self.send_stanza(Routed::Tree(std::sync::Arc::new(reply)));
         }
     }
 }
 
+#[cfg(test)]
+mod sm_tests;
 #[cfg(test)]
 mod tests;

@@ -68,6 +68,7 @@ impl Session {
             features.push_child(Element::new("ver", ns::ROSTER_VER));
             features.push_child(Element::new("sub", ns::PRE_APPROVAL));
             features.push_child(Element::new("csi", ns::CSI));
+            features.push_child(Element::new("sm", ns::SM));
             return features;
         }
         if self.tls.is_none() && self.config.starttls {
@@ -113,6 +114,7 @@ impl Session {
                 self.sasl_failed(exchange.mechanism(), Failure::Aborted)
             }
             (Phase::Negotiating, ns::CLIENT, "iq") if self.user.is_some() => self.on_bind_iq(el),
+            (Phase::Negotiating, ns::SM, _) => self.on_sm_unbound(&el),
             (_, ns::CLIENT, "message" | "presence" | "iq") => {
                 self.stream_error(StreamCondition::NotAuthorized, None)
             }

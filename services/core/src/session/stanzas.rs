@@ -17,7 +17,17 @@ impl Session {
             if el.ns() == ns::CSI {
                 return self.on_csi(&el);
             }
+            if el.ns() == ns::SM {
+                return self.on_sm(&el);
+            }
             return self.stream_error(StreamCondition::UnsupportedStanzaType, None);
+        }
+        // XEP-0198 §4: every stanza counts as handled once this returns: it was routed
+        // (acknowledged by the router before the driver writes what follows it), answered
+        // with an error, or taken as the answer to our own ping.
+        self.handled_one();
+        if self.is_ping_answer(&el) {
+            return;
         }
         let Some(jid) = self.jid.clone() else {
             return self.stream_error(StreamCondition::NotAuthorized, None);

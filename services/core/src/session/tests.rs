@@ -5,13 +5,13 @@ use crate::sasl::StoredCredentials;
 use crate::xml::Element;
 use std::sync::Arc;
 
-const OPEN: &str = "<stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+pub(super) const OPEN: &str = "<stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 
-fn session() -> Session {
+pub(super) fn session() -> Session {
     Session::new(Arc::new(SessionConfig::default()), None)
 }
 
-fn sent(outs: &[Output]) -> String {
+pub(super) fn sent(outs: &[Output]) -> String {
     outs.iter()
         .filter_map(|o| match o {
             Output::Send(s) => Some(s.as_str()),
@@ -20,11 +20,11 @@ fn sent(outs: &[Output]) -> String {
         .collect()
 }
 
-fn feed(s: &mut Session, xml: &str) -> Vec<Output> {
+pub(super) fn feed(s: &mut Session, xml: &str) -> Vec<Output> {
     s.handle(Input::Bytes(xml.as_bytes()))
 }
 
-fn cb() -> ChannelBindings {
+pub(super) fn cb() -> ChannelBindings {
     ChannelBindings {
         tls_exporter: Some(vec![1; 32]),
         tls_server_end_point: Some(vec![2; 32]),
@@ -37,7 +37,7 @@ fn stored() -> &'static StoredCredentials {
     STORED.get_or_init(|| StoredCredentials::from_password("secret", 4096).unwrap())
 }
 
-fn found() -> Lookup {
+pub(super) fn found() -> Lookup {
     Lookup::Found(stored().salts())
 }
 
@@ -56,13 +56,13 @@ fn answered(s: &mut Session, mut out: Vec<Output>) -> Vec<Output> {
 }
 
 /// The lookup's answer, and the proof check that follows it.
-fn credentials(s: &mut Session, lookup: Lookup) -> Vec<Output> {
+pub(super) fn credentials(s: &mut Session, lookup: Lookup) -> Vec<Output> {
     let out = s.handle(Input::Credentials(lookup));
     answered(s, out)
 }
 
 /// A session that has negotiated STARTTLS with these channel bindings.
-fn tls_up(cb: ChannelBindings) -> Session {
+pub(super) fn tls_up(cb: ChannelBindings) -> Session {
     let mut s = session();
     feed(&mut s, OPEN);
     feed(
@@ -74,7 +74,7 @@ fn tls_up(cb: ChannelBindings) -> Session {
 }
 
 /// Drives a session through STARTTLS, PLAIN and bind; returns it established.
-fn established() -> Session {
+pub(super) fn established() -> Session {
     let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
@@ -87,7 +87,7 @@ fn established() -> Session {
 }
 
 /// Asserts the outputs end the stream with `condition`.
-fn assert_stream_error(outs: &[Output], condition: &str) {
+pub(super) fn assert_stream_error(outs: &[Output], condition: &str) {
     let xml = sent(outs);
     assert!(
         xml.contains(&format!(

@@ -41,8 +41,9 @@ enum Item {
     /// full JID (a quick reconnect does not overtake the old one's stanzas).
     Bind(SessionRecord, oneshot::Sender<Result<(), StanzaCondition>>),
     /// Ends a session after every stanza it queued was routed (its last presence and
-    /// directed presence are known when its unavailable is decided).
-    Unbind(Jid, u64, oneshot::Sender<()>),
+    /// directed presence are known when its unavailable is decided), with what its
+    /// client never acknowledged (XEP-0198).
+    Unbind(Jid, u64, Vec<Stanza>, oneshot::Sender<()>),
 }
 
 struct Lane {
@@ -120,11 +121,11 @@ impl RoutingQueue {
     }
 
     /// Ends a session in its lane, after what it queued (see [`Item::Unbind`]).
-    pub(crate) async fn unbind(&self, jid: &Jid, conn: u64) {
+    pub(crate) async fn unbind(&self, jid: &Jid, conn: u64, unacked: Vec<Stanza>) {
         let (done, answer) = oneshot::channel();
         self.send(
             &self.lanes[lane_of(jid)],
-            Item::Unbind(jid.clone(), conn, done),
+            Item::Unbind(jid.clone(), conn, unacked, done),
         );
         let _ = answer.await;
     }
@@ -193,8 +194,8 @@ async fn handle(router: &Router, item: Item) {
         Item::Bind(record, done) => {
             let _ = done.send(router.bind(record).await);
         }
-        Item::Unbind(jid, conn, done) => {
-            router.unbind(&jid, conn).await;
+        Item::Unbind(jid, conn, unacked, done) => {
+            router.session_lapsed(&jid, conn, unacked).await;
             let _ = done.send(());
         }
     }
@@ -374,7 +375,7 @@ mod tests {
         let queue = RoutingQueue::start(router(edge.clone()).await);
         queue.submit(chat("romeo@localhost/r", 0)).await;
         let romeo = jid("romeo@localhost/r");
-        let mut unbind = Box::pin(queue.unbind(&romeo, 7));
+        let mut unbind = Box::pin(queue.unbind(&romeo, 7, Vec::new()));
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }

@@ -1,0 +1,379 @@
+//! XEP-0198 Stream Management (namespace `urn:xmpp:sm:3`), the session's half: counters,
+//! the queue of stanzas the client has not acknowledged, and the nonzas. Holding a
+//! detached session and handing it to a resuming connection is the driver's half.
+//!
+//! - §3 enabling: only on a bound stream (before: `<failed/>` with `unexpected-request`,
+//!   as for a second `<enable/>`). `resume='true'|'1'` makes the stream resumable when the
+//!   policy allows it: `<enabled/>` carries a fresh SM-ID (`id`, random, never reused) and
+//!   the `max` resumption time, the client's preference if it asked for less.
+//! - §4 acks: `h` counts stanzas (message, presence, IQ; never nonzas) from the moment SM
+//!   is enabled, modulo 2^32 (§4 "wrapping"). An `<r/>` is answered at once with the
+//!   number of the client's stanzas handled. An `<a/>` removes what it acknowledges from
+//!   the queue; one acknowledging more than was sent ends the stream with
+//!   `undefined-condition` and `<handled-count-too-high/>` (§4). `<r/>` or `<a/>` before
+//!   SM is enabled is `unsupported-stanza-type`.
+//! - The server asks for acks (`<r/>`) after every [`SmPolicy::request_every`] stanzas
+//!   and, through [`super::Session::keepalive`], when the connection has been quiet.
+//! - §5 resumption: `<resume/>` after authentication and before binding asks the driver
+//!   for the detached session ([`super::Output::Resume`]); the old session takes over the
+//!   new transport ([`super::Session::resume`]), answers `<resumed/>` with its own `h`
+//!   and resends what the client has not acknowledged, in order. An unknown or expired
+//!   SM-ID is `<failed/>` with `item-not-found`, after which the client may still bind.
+//! - §6 and the bound: a session may hold [`SmPolicy::max_unacked`] stanzas (and bytes)
+//!   unacknowledged. Past it an attached stream ends with `policy-violation` and a
+//!   detached one ends; either way what it held goes back to the router (offline
+//!   storage), never dropped.
+
+use super::{Output, Phase, Session};
+use crate::error::{StanzaCondition, StreamCondition};
+use crate::ns;
+use crate::routed::Routed;
+use crate::xml::Element;
+use std::collections::VecDeque;
+
+/// Stream management policy for a listener's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmPolicy {
+    /// Longest a detached session waits to be resumed, in seconds (offered as `max`);
+    /// 0 turns resumption off (acks still work).
+    pub resume_max_secs: u32,
+    /// The server asks for an ack after this many unacknowledged stanzas.
+    pub request_every: u32,
+    /// Stanzas one session may hold unacknowledged.
+    pub max_unacked: usize,
+    /// Bytes (serialized, estimated) one session may hold unacknowledged.
+    pub max_unacked_bytes: usize,
+}
+
+impl Default for SmPolicy {
+    fn default() -> Self {
+        Self {
+            resume_max_secs: 300,
+            request_every: 5,
+            max_unacked: 4096,
+            max_unacked_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// One stream's stream-management state, from `<enable/>` on.
+#[derive(Debug)]
+pub(super) struct Sm {
+    /// The SM-ID, when the stream is resumable.
+    id: Option<String>,
+    /// Seconds a detached session waits for resumption.
+    max: u32,
+    /// The client's stanzas handled (our `h`).
+    pub(super) handled: u32,
+    /// Stanzas sent to the client (counted; the queue holds those not acknowledged).
+    pub(super) sent: u32,
+    /// The client's last `h`.
+    pub(super) acked: u32,
+    unacked: VecDeque<Routed>,
+    unacked_bytes: usize,
+    /// Stanzas sent since the server last asked for an ack.
+    since_request: u32,
+}
+
+impl Sm {
+    fn sm_element(name: &str) -> Element {
+        Element::new(name, ns::SM)
+    }
+}
+
+/// A resumable stream's identity, for the driver's table of resumable sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumable {
+    pub id: String,
+    pub max_secs: u32,
+}
+
+/// Why a resumption cannot go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeRefused {
+    /// The client's `h` acknowledges more than the old stream sent.
+    HandledTooHigh,
+    /// The session is ending.
+    Ended,
+}
+
+fn parse_h(el: &Element) -> Option<u32> {
+    el.attr("h")?.parse().ok()
+}
+
+impl Session {
+    /// Stream-management nonzas on a bound stream.
+    pub(super) fn on_sm(&mut self, el: &Element) {
+        match (el.name(), self.sm.is_some()) {
+            ("enable", false) => self.enable(el),
+            ("enable" | "resume", _) => self.sm_failed(StanzaCondition::UnexpectedRequest, None),
+            ("r", true) => self.send_ack(),
+            ("a", true) => match parse_h(el) {
+                Some(h) => self.on_ack(h),
+                None => self.stream_error(StreamCondition::InvalidXml, Some("<a/> needs an h")),
+            },
+            _ => self.stream_error(StreamCondition::UnsupportedStanzaType, None),
+        }
+    }
+
+    /// Stream-management nonzas before binding: only `<resume/>`, once authenticated.
+    pub(super) fn on_sm_unbound(&mut self, el: &Element) {
+        match (el.name(), self.user.as_ref()) {
+            ("resume", Some(_)) => match el.attr("previd") {
+                Some(previd) if !previd.is_empty() => {
+                    let h = el.attr("h").map(str::parse::<u32>);
+                    match h {
+                        Some(Err(_)) => self.sm_failed(StanzaCondition::BadRequest, None),
+                        Some(Ok(h)) => self.ask_resume(previd.to_owned(), Some(h)),
+                        None => self.ask_resume(previd.to_owned(), None),
+                    }
+                }
+                _ => self.sm_failed(StanzaCondition::BadRequest, None),
+            },
+            ("resume" | "enable", _) => self.sm_failed(StanzaCondition::UnexpectedRequest, None),
+            _ => self.stream_error(StreamCondition::UnsupportedStanzaType, None),
+        }
+    }
+
+    fn ask_resume(&mut self, previd: String, h: Option<u32>) {
+        let Some(account) = self.account() else {
+            return self.stream_error(StreamCondition::InternalServerError, None);
+        };
+        self.out.push(Output::Resume { previd, h, account });
+        self.phase = Phase::AwaitResume;
+    }
+
+    /// The driver found no session to resume (unknown, expired, another account's).
+    pub(super) fn on_resume_failed(&mut self) {
+        if matches!(self.phase, Phase::AwaitResume) {
+            self.phase = Phase::Negotiating;
+            self.sm_failed(StanzaCondition::ItemNotFound, None);
+        }
+    }
+
+    fn enable(&mut self, el: &Element) {
+        let policy = self.config.sm;
+        let wants_resume = matches!(el.attr("resume"), Some("true" | "1"));
+        let mut enabled = Sm::sm_element("enabled");
+        let mut id = None;
+        let mut max = policy.resume_max_secs;
+        if wants_resume && policy.resume_max_secs > 0 {
+            let asked = el.attr("max").and_then(|m| m.parse::<u32>().ok());
+            max = asked.filter(|m| *m > 0).map_or(max, |m| m.min(max));
+            let sm_id = crate::token::token(24);
+            enabled.set_attr("id", sm_id.clone());
+            enabled.set_attr("resume", "true");
+            enabled.set_attr("max", max.to_string());
+            id = Some(sm_id);
+        }
+        self.sm = Some(Box::new(Sm {
+            id,
+            max,
+            handled: 0,
+            sent: 0,
+            acked: 0,
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            since_request: 0,
+        }));
+        self.send(enabled.to_xml(ns::CLIENT));
+    }
+
+    fn sm_failed(&mut self, condition: StanzaCondition, h: Option<u32>) {
+        let mut failed = Sm::sm_element("failed")
+            .with_child(Element::new(condition.as_str(), ns::STANZA_ERRORS));
+        if let Some(h) = h {
+            failed.set_attr("h", h.to_string());
+        }
+        self.send(failed.to_xml(ns::CLIENT));
+    }
+
+    fn send_ack(&mut self) {
+        let h = self.sm.as_ref().map_or(0, |sm| sm.handled);
+        self.send(
+            Sm::sm_element("a")
+                .with_attr("h", h.to_string())
+                .to_xml(ns::CLIENT),
+        );
+    }
+
+    fn request_ack(&mut self) {
+        if let Some(sm) = &mut self.sm {
+            sm.since_request = 0;
+            self.send(Sm::sm_element("r").to_xml(ns::CLIENT));
+        }
+    }
+
+    /// Applies the client's `h`; `false` if it acknowledges more than was sent.
+    fn acknowledge(&mut self, h: u32) -> bool {
+        let Some(sm) = &mut self.sm else {
+            return true;
+        };
+        let newly = h.wrapping_sub(sm.acked) as usize;
+        if newly > sm.unacked.len() {
+            return false;
+        }
+        for stanza in sm.unacked.drain(..newly) {
+            sm.unacked_bytes -= stanza.estimated_bytes();
+        }
+        sm.acked = h;
+        true
+    }
+
+    fn on_ack(&mut self, h: u32) {
+        if !self.acknowledge(h) {
+            let sent = self.sm.as_ref().map_or(0, |sm| sm.sent);
+            let detail = Element::new("handled-count-too-high", ns::SM)
+                .with_attr("h", h.to_string())
+                .with_attr("send-count", sent.to_string());
+            self.stream_error_with(StreamCondition::UndefinedCondition, detail);
+        }
+    }
+
+    /// Counts a stanza from the client as handled (it was routed or answered).
+    pub(super) fn handled_one(&mut self) {
+        if let Some(sm) = &mut self.sm {
+            sm.handled = sm.handled.wrapping_add(1);
+        }
+    }
+
+    /// Sends a stanza to the client (or, detached, only queues it), counting it and
+    /// keeping it until acknowledged when stream management is on.
+    pub(super) fn send_stanza(&mut self, stanza: Routed) {
+        let attached = !matches!(self.phase, Phase::Detached);
+        if attached {
+            self.send(stanza.to_client_xml());
+        }
+        let policy = self.config.sm;
+        let Some(sm) = &mut self.sm else {
+            return;
+        };
+        sm.sent = sm.sent.wrapping_add(1);
+        sm.unacked_bytes += stanza.estimated_bytes();
+        sm.unacked.push_back(stanza);
+        let over = sm.unacked.len() > policy.max_unacked
+            || (sm.unacked.len() > 1 && sm.unacked_bytes > policy.max_unacked_bytes);
+        sm.since_request += 1;
+        let ask = sm.since_request >= policy.request_every.max(1);
+        if over {
+            if attached {
+                return self.stream_error(
+                    StreamCondition::PolicyViolation,
+                    Some("too many unacknowledged stanzas"),
+                );
+            }
+            self.phase = Phase::Closed;
+        } else if ask && attached {
+            self.request_ack();
+        }
+    }
+
+    /// What the server sends when the connection has been quiet: an ack request with
+    /// stream management on, else an XEP-0199 ping. Either needs an answer, so a dead
+    /// connection shows as silence.
+    pub fn keepalive(&mut self) -> Vec<Output> {
+        if self.is_established() {
+            if self.sm.is_some() {
+                self.request_ack();
+            } else if let Some(jid) = &self.jid {
+                let ping = Element::new("iq", ns::CLIENT)
+                    .with_attr("type", "get")
+                    .with_attr("id", PING_ID)
+                    .with_attr("from", self.domain.clone())
+                    .with_attr("to", jid.to_string())
+                    .with_child(Element::new("ping", ns::PING));
+                self.send(ping.to_xml(ns::CLIENT));
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Whether `el` answers the server's own ping (it goes no further).
+    pub(super) fn is_ping_answer(&self, el: &Element) -> bool {
+        el.name() == "iq"
+            && el.attr("id") == Some(PING_ID)
+            && matches!(el.attr("type"), Some("result" | "error"))
+            && el.attr("to").is_none_or(|to| to == self.domain)
+    }
+
+    /// The stream's SM-ID and resumption time, once it is resumable.
+    pub fn resumable(&self) -> Option<Resumable> {
+        let sm = self.sm.as_ref()?;
+        Some(Resumable {
+            id: sm.id.clone()?,
+            max_secs: sm.max,
+        })
+    }
+
+    /// Whether stream management is on: delivered stanzas stay in the session until the
+    /// client acknowledges them.
+    pub fn keeps_unacked(&self) -> bool {
+        self.sm.is_some()
+    }
+
+    /// Whether the connection is gone and the session waits to be resumed.
+    pub fn is_detached(&self) -> bool {
+        matches!(self.phase, Phase::Detached)
+    }
+
+    /// Everything sent or queued that the client has not acknowledged, in order, taken
+    /// when the session ends (the router stores or bounces it).
+    pub fn take_unacked(&mut self) -> Vec<Routed> {
+        self.sm.as_mut().map_or_else(Vec::new, |sm| {
+            sm.unacked_bytes = 0;
+            sm.unacked.drain(..).collect()
+        })
+    }
+
+    /// Resumes this detached (or still attached) session on `newer`'s transport: takes
+    /// its stream state, answers `<resumed/>` and resends what `h` does not acknowledge.
+    /// `newer` ends silently. Refused (and nothing changed) when `h` is impossible.
+    pub fn resume(
+        &mut self,
+        newer: &mut Session,
+        h: Option<u32>,
+    ) -> Result<Vec<Output>, ResumeRefused> {
+        let resumable = matches!(self.phase, Phase::Established | Phase::Detached);
+        let Some(sm) = self.sm.as_ref().filter(|_| resumable) else {
+            return Err(ResumeRefused::Ended);
+        };
+        let h = h.unwrap_or(sm.acked);
+        if h.wrapping_sub(sm.acked) as usize > sm.unacked.len() {
+            return Err(ResumeRefused::HandledTooHigh);
+        }
+        self.acknowledge(h);
+        self.framer = std::mem::replace(
+            &mut newer.framer,
+            crate::xml::Framer::new(self.config.limits),
+        );
+        self.tls = newer.tls.take();
+        self.domain = newer.domain.clone();
+        self.header_sent = true;
+        self.phase = Phase::Established;
+        newer.phase = Phase::Closed;
+        newer.out.clear();
+        self.out.clear();
+        let sm = self.sm.as_mut().expect("checked above");
+        let resumed = Sm::sm_element("resumed")
+            .with_attr("h", sm.handled.to_string())
+            .with_attr("previd", sm.id.clone().unwrap_or_default());
+        sm.since_request = 0;
+        let resend: Vec<String> = sm.unacked.iter().map(Routed::to_client_xml).collect();
+        let ask = !resend.is_empty();
+        self.send(resumed.to_xml(ns::CLIENT));
+        for xml in resend {
+            self.send(xml);
+        }
+        // XEP-0352 §5.1: a new stream starts active.
+        self.flush_held();
+        self.inactive = None;
+        if ask {
+            self.request_ack();
+        }
+        self.pump();
+        Ok(std::mem::take(&mut self.out))
+    }
+}
+
+/// The id of the server's own keepalive pings.
+const PING_ID: &str = "sy-keepalive";

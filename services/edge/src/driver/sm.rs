@@ -1,0 +1,206 @@
+//! The driver's half of XEP-0198 stream management: listing resumable sessions,
+//! keeping a session whose connection is gone (detached) until it is resumed or expires,
+//! and handing a resuming connection to the session it names (see [`crate::resume`]).
+//!
+//! While detached, deliveries are taken into the session's unacknowledged queue and
+//! answered at once (the session holds them and hands them back to the router if it
+//! ends unresumed, so nothing is lost), within the session's bound; stanzas the client
+//! sent before the connection broke are routed to completion; the registry record stays,
+//! so contacts see no presence change. A detached session ends at its `max`, when its
+//! queue passes the bound, when it is replaced or kicked, or at shutdown.
+
+use super::{Conn, Transport};
+use crate::connections::{Command, Delivery};
+use crate::mailbox::Mailbox;
+use crate::resume::{Answer, Resuming};
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::Duration;
+use switchyard_core::session::{Input, Output, Session};
+use switchyard_core::{Jid, StreamCondition};
+use switchyard_telemetry as metrics;
+use tokio::sync::oneshot;
+
+impl Conn {
+    /// Lists the session as resumable once its client enabled resumption.
+    pub(super) fn list_resumable(&mut self) {
+        if self.sm_id.is_some() {
+            return;
+        }
+        let (Some(resumable), Some(jid)) = (self.session.resumable(), self.session.jid()) else {
+            return;
+        };
+        self.ctx
+            .resumables
+            .insert(resumable.id.clone(), jid.bare(), self.id);
+        self.sm_id = Some(resumable.id);
+    }
+
+    /// The idle timeout: a resumable session detaches quietly (its client may come back
+    /// on another network), any other stream ends with `connection-timeout`.
+    pub(super) fn timed_out(&mut self) -> Vec<Output> {
+        let condition = StreamCondition::ConnectionTimeout;
+        if self.session.is_established() && self.sm_id.is_some() {
+            tracing::info!(
+                conn = self.id,
+                "no sign of life within the idle timeout; detaching"
+            );
+            return self.session.handle(Input::PeerClosed);
+        }
+        self.session.handle(Input::Terminate(condition))
+    }
+
+    /// A new connection resumes this session: its transport replaces ours (the old one,
+    /// if still open, is dropped: XEP-0198 §5 ends the old stream). The outputs for the
+    /// new transport, or `None` when the client's `h` is impossible and the connection
+    /// goes back refused.
+    pub(super) fn take_over(
+        &mut self,
+        resuming: Box<Resuming>,
+        answer: Answer,
+    ) -> Option<Vec<Output>> {
+        let Resuming {
+            transport,
+            mut session,
+            h,
+            ip,
+        } = *resuming;
+        match self.session.resume(&mut session, h) {
+            Ok(outputs) => {
+                self.transport = transport;
+                self.ctx.connections.move_ip(self.ip, ip);
+                self.ip = ip;
+                let _ = answer.send(None);
+                metrics::EDGE_SM_RESUMPTIONS
+                    .with_label_values(&["resumed"])
+                    .inc();
+                tracing::info!(jid = ?self.session.jid(), conn = self.id, %ip, "session resumed");
+                Some(outputs)
+            }
+            Err(refused) => {
+                tracing::info!(jid = ?self.session.jid(), conn = self.id, ?refused, "resumption refused");
+                metrics::EDGE_SM_RESUMPTIONS
+                    .with_label_values(&["refused"])
+                    .inc();
+                let back = Resuming {
+                    transport,
+                    session,
+                    h,
+                    ip,
+                };
+                let _ = answer.send(Some(Box::new(back)));
+                None
+            }
+        }
+    }
+
+    /// The session waits, detached, to be resumed (see the module doc); the outputs
+    /// for the connection that took it over, or `None` once it ended.
+    pub(super) async fn detached(&mut self, mailbox: &Mailbox) -> Option<Vec<Output>> {
+        let max = self.session.resumable().map_or(0, |r| r.max_secs);
+        let expiry = tokio::time::sleep(Duration::from_secs(max.into()));
+        tokio::pin!(expiry);
+        metrics::EDGE_SM_DETACHED.inc();
+        tracing::info!(jid = ?self.session.jid(), conn = self.id, max, "connection lost; session kept for resumption");
+        let resumed = loop {
+            tokio::select! {
+                command = mailbox.recv() => match command {
+                    Some(Command::Deliver(delivery)) => {
+                        let Delivery { stanza, written } = *delivery;
+                        self.session.handle(Input::Deliver(stanza));
+                        let _ = written.send(());
+                        if self.session.is_closed() {
+                            tracing::info!(conn = self.id, "a detached session's queue passed its bound; ending it");
+                            break None;
+                        }
+                    }
+                    Some(Command::Resume(resuming, answer)) => {
+                        if let Some(outputs) = self.take_over(resuming, answer) {
+                            break Some(outputs);
+                        }
+                    }
+                    Some(Command::Terminate(condition)) => {
+                        self.session.handle(Input::Terminate(condition));
+                        break None;
+                    }
+                    None => break None,
+                },
+                () = poll_fn(|cx| match self.routing.as_mut() {
+                    Some(routing) => routing.as_mut().poll(cx),
+                    None => Poll::Pending,
+                }), if self.routing.is_some() => self.next_routing(),
+                () = &mut expiry => break None,
+            }
+        };
+        metrics::EDGE_SM_DETACHED.dec();
+        if resumed.is_none() {
+            metrics::EDGE_SM_EXPIRED.inc();
+            // Ends it if still detached (expired, or the mailbox closed).
+            self.session
+                .handle(Input::Terminate(StreamCondition::ConnectionTimeout));
+        }
+        resumed
+    }
+
+    /// The stanza being routed is done: the next one the client sent, if any, starts.
+    /// Their other outputs were for the stream that is gone (stanzas among them are in
+    /// the session's queue and are resent on resumption).
+    fn next_routing(&mut self) {
+        self.routing = None;
+        while let Some(output) = self.backlog.pop_front() {
+            if let Output::Route(stanza) = output {
+                self.routing = Some(self.route(stanza));
+                return;
+            }
+        }
+    }
+
+    /// XEP-0198 §5 on a new connection: the session named by the SM-ID takes this
+    /// connection over, if it is the authenticated account's; else `<failed/>`.
+    pub(super) async fn resume(
+        &mut self,
+        previd: String,
+        h: Option<u32>,
+        account: Jid,
+    ) -> Vec<Output> {
+        let Some(holder) = self.ctx.resumables.find(&previd, &account) else {
+            metrics::EDGE_SM_RESUMPTIONS
+                .with_label_values(&["not_found"])
+                .inc();
+            return self.session.handle(Input::ResumeFailed);
+        };
+        let resuming = Box::new(Resuming {
+            transport: std::mem::replace(&mut self.transport, Transport::Upgrading),
+            session: std::mem::replace(
+                &mut self.session,
+                Session::new(self.ctx.session.clone(), None),
+            ),
+            h,
+            ip: self.ip,
+        });
+        let (answer, hear) = oneshot::channel();
+        let back = match self.ctx.connections.hand_over(holder, resuming, answer) {
+            Err(back) => {
+                metrics::EDGE_SM_RESUMPTIONS
+                    .with_label_values(&["not_found"])
+                    .inc();
+                back
+            }
+            // Taken over: this task is done (its stand-in session ends unbound).
+            Ok(()) => match hear.await {
+                Ok(Some(back)) => back,
+                Ok(None) => return self.session.handle(Input::PeerClosed),
+                Err(_) => {
+                    tracing::info!(
+                        conn = self.id,
+                        "the session ended while being resumed; closing"
+                    );
+                    return self.session.handle(Input::PeerClosed);
+                }
+            },
+        };
+        self.transport = back.transport;
+        self.session = back.session;
+        self.session.handle(Input::ResumeFailed)
+    }
+}
