@@ -132,7 +132,7 @@ CASES = {
     "default": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
                     tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external=set()),
     "ci": dict(hpa=False, pdb=1, servicemonitor=True, networkpolicy=True, migrate=True, tls=True,
-               admin=True, lb_type="LoadBalancer", ports=(5222, 443),
+               admin=True, lb_type="LoadBalancer", ports=(5222, 443), spread={"edge": "custom"},
                external={"switchyard-db", "switchyard-redis", "switchyard-admin", "example-org-tls"}),
     "example": dict(hpa=True, pdb=2, servicemonitor=True, networkpolicy=True, migrate=True, tls=True,
                     admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external={"example-org-tls"}),
@@ -141,7 +141,17 @@ CASES = {
     "cert-manager": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
                          tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external=set(),
                          cert_manager=True),
+    # deploy/helm-values-all-features.yaml: the extension points of both Deployments.
+    "all-features": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
+                         tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223),
+                         external={"database-proxy-credentials", "switchyard-router-env"},
+                         image="registry.example.org/xmpp/switchyard@sha256:" + "0123456789abcdef" * 4,
+                         init={"edge": ["wait-for-dns"], "router": []},
+                         sidecars={"edge": ["log-shipper"], "router": ["database-proxy"]},
+                         startup=True, lifecycle=True, spread={"edge": "custom"}),
 }
+# The default topology spread of each role: zones, then nodes, soft.
+DEFAULT_SPREAD = [("topology.kubernetes.io/zone", "ScheduleAnyway"), ("kubernetes.io/hostname", "ScheduleAnyway")]
 CLUSTER_TLS_DIR = "/etc/switchyard/cluster-tls"
 
 
@@ -224,8 +234,27 @@ def chart(case, rendered):
               f"{case}: {role} terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} < {need}")
         check(pod["securityContext"]["runAsNonRoot"] is True, f"{case}: {role} runAsNonRoot")
         check(pod.get("automountServiceAccountToken") is False, f"{case}: {role} token mounted")
-        (c,) = pod["containers"]
-        check(c["args"] == ["serve", "--roles", role], f"{case}: {role} args {c['args']}")
+        # The role's container first, then any sidecars (edge.sidecars / router.sidecars).
+        c, *sidecars = pod["containers"]
+        check(c["name"] == role and c["args"] == ["serve", "--roles", role], f"{case}: {role} container and args")
+        check([s["name"] for s in sidecars] == want.get("sidecars", {}).get(role, []), f"{case}: {role} sidecars")
+        check([i["name"] for i in pod.get("initContainers", [])] == want.get("init", {}).get(role, []),
+              f"{case}: {role} init containers")
+        if "image" in want:
+            check(c["image"] == want["image"], f"{case}: {role} image {c['image']} != {want['image']}")
+        check(("startupProbe" in c) == want.get("startup", False), f"{case}: {role} startup probe")
+        if "startupProbe" in c:
+            check(c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}, f"{case}: {role} startup probe")
+        check(("lifecycle" in c) == want.get("lifecycle", False), f"{case}: {role} lifecycle hooks")
+        # Topology spread: every constraint selects pods (a constraint without a selector
+        # counts nothing); without values of its own a role spreads over zones and nodes.
+        selector = dep["spec"]["selector"]["matchLabels"]
+        spread = pod.get("topologySpreadConstraints", [])
+        check(all(t.get("labelSelector") for t in spread), f"{case}: {role} spread constraint without labelSelector")
+        if want.get("spread", {}).get(role, "default") == "default":
+            check([(t["topologyKey"], t["whenUnsatisfiable"]) for t in spread] == DEFAULT_SPREAD
+                  and all(t["maxSkew"] == 1 and t["labelSelector"] == {"matchLabels": selector} for t in spread),
+                  f"{case}: {role} default topology spread {spread}")
         sc = c["securityContext"]
         check(sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
               and sc["capabilities"]["drop"] == ["ALL"], f"{case}: {role} container securityContext")
@@ -262,6 +291,7 @@ def chart(case, rendered):
             check(not any(k.startswith(("SWITCHYARD_POSTGRES", "SWITCHYARD_REDIS")) for k in env),
                   f"{case}: edges never see PostgreSQL or Redis")
         refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e]
+        refs += [e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e]
         refs += [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
         for name in refs:
             check(name in rendered_secrets or name in want["external"],
@@ -297,6 +327,8 @@ def chart(case, rendered):
         check(job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade", f"{case}: hook")
         (c,) = job["spec"]["template"]["spec"]["containers"]
         check(c["args"] == ["migrate"], f"{case}: migrate args")
+        if "image" in want:
+            check(c["image"] == want["image"], f"{case}: migrate image {c['image']}")
         ref = [e for e in c["env"] if e["name"] == "SWITCHYARD_POSTGRES__URL"][0]["valueFrom"]["secretKeyRef"]["name"]
         hook_secrets = {s["metadata"]["name"] for s in by_kind.get("Secret", [])
                         if "helm.sh/hook" in s["metadata"].get("annotations", {})}

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Validates the deployment files without a cluster or a Docker daemon:
-#   - helm lint --strict of helm/switchyard (required values given, and the CI values file)
+#   - helm lint --strict of helm/switchyard (required values given, and each values file)
 #   - the chart refuses what it must: no PostgreSQL/Redis, typos in values (values.schema.json),
-#     unknown config keys, a terminationGracePeriodSeconds shorter than the drain
-#   - helm template for five value sets (defaults + required, deploy/helm-values-ci.yaml,
+#     unknown config keys, a terminationGracePeriodSeconds shorter than the drain, extra
+#     volumes named like the chart's own, a malformed image digest, a sidecar without image
+#   - helm template for six value sets (defaults + required, deploy/helm-values-ci.yaml,
 #     deploy/helm-values-example.yaml, secrets created from values, cluster TLS from
-#     cert-manager): core objects checked by
+#     cert-manager, deploy/helm-values-all-features.yaml): core objects checked by
 #     kubernetes-validate --strict for the oldest (1.25) and newest supported Kubernetes,
 #     ServiceMonitors by the prometheus-operator schema (unknown fields rejected), then the
 #     chart's promises (deploy/validate.py chart: roles, ports, probes, drain, secrets, …)
@@ -92,10 +93,11 @@ chart="$root/helm/switchyard"
 required=(--set postgres.url=postgres://switchyard:secret@postgres.db:5432/switchyard
           --set-json 'redis.urls=["redis://redis.db:6379"]')
 
-step "helm lint --strict (required values; deploy/helm-values-ci.yaml; deploy/helm-values-example.yaml)"
+step "helm lint --strict (required values; deploy/helm-values-{ci,example,all-features}.yaml)"
 "$HELM" lint --strict --quiet "$chart" "${required[@]}"
-"$HELM" lint --strict --quiet "$chart" -f "$root/deploy/helm-values-ci.yaml"
-"$HELM" lint --strict --quiet "$chart" -f "$root/deploy/helm-values-example.yaml"
+for values in ci example all-features; do
+  "$HELM" lint --strict --quiet "$chart" -f "$root/deploy/helm-values-$values.yaml"
+done
 
 # must_fail NAME EXPECTED-MESSAGE HELM-ARGS...: helm template fails and names the problem.
 must_fail() {
@@ -119,6 +121,10 @@ must_fail "grace shorter than the drain" "must be at least" "${required[@]}" --s
 must_fail "TLS cert without key" "tls.key is empty" "${required[@]}" --set tls.cert=PEM
 must_fail "cert-manager without an issuer" "clusterTls.certManager.issuerRef.name" "${required[@]}" \
   --set clusterTls.certManager.enabled=true
+must_fail "extra volume named like the chart's" "the volume name \"config\" is the chart's own" "${required[@]}" \
+  --set-json 'router.extraVolumes=[{"name":"config","emptyDir":{}}]'
+must_fail "image digest that is not one" "digest" "${required[@]}" --set image.digest=latest
+must_fail "sidecar without an image" "image" "${required[@]}" --set-json 'edge.sidecars=[{"name":"x"}]'
 
 # Each case: a name and the helm arguments for it (see CASES in deploy/validate.py).
 case_args() {
@@ -134,9 +140,10 @@ case_args() {
         --set migrations.enabled=false) ;;
     cert-manager) args=("${required[@]}" --set clusterTls.certManager.enabled=true
         --set clusterTls.certManager.issuerRef.name=switchyard-cluster-ca) ;;
+    all-features) args=(-f "$root/deploy/helm-values-all-features.yaml") ;;
   esac
 }
-for name in default ci example created-secrets cert-manager; do
+for name in default ci example created-secrets cert-manager all-features; do
   case_args "$name"
   step "helm template ($name) | kubernetes-validate --strict (1.25, latest) | CRD schema | chart checks"
   "$HELM" template switchyard "$chart" --namespace xmpp "${args[@]}" >"$out/$name.yaml"

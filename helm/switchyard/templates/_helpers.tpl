@@ -51,8 +51,13 @@ app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- end }}
 
+{{/* The image: repository@digest when image.digest is set, else repository:tag. */}}
 {{- define "switchyard.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* The router headless Service; every edge links to every address behind it. */}}
@@ -153,6 +158,15 @@ bad combination fails `helm install` / `helm template` with a message naming the
 {{- if hasKey $t "drain_delay_secs" }}{{ $drain = $t.drain_delay_secs }}{{ end }}
 {{- $grace := 10 }}
 {{- if hasKey $t "shutdown_grace_secs" }}{{ $grace = $t.shutdown_grace_secs }}{{ end }}
+{{- range $role := list "edge" "router" }}
+{{- $reserved := list "config" "data" "tmp" "cluster-tls" }}
+{{- if eq $role "edge" }}{{ $reserved = append $reserved "tls" }}{{ end }}
+{{- range (index $.Values $role).extraVolumes }}
+{{- if has .name $reserved }}
+{{- fail (printf "%s.extraVolumes: the volume name %q is the chart's own (taken: %s)" $role .name (join ", " $reserved)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $need := add (int $drain) (int $grace) 5 }}
 {{- if lt (int .Values.terminationGracePeriodSeconds) (int $need) }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be at least config.timeouts.drain_delay_secs + shutdown_grace_secs + 5 = %d" (int .Values.terminationGracePeriodSeconds) (int $need)) }}
@@ -213,18 +227,30 @@ capabilities:
   drop: ["ALL"]
 {{- end }}
 
-{{/* Liveness and readiness on the admin port. */}}
+{{/*
+Liveness and readiness on the admin port, and the role's startup probe when enabled.
+Usage: include "switchyard.probes" (list . "edge")
+*/}}
 {{- define "switchyard.probes" -}}
+{{- $ctx := index . 0 -}}
+{{- $startup := (index $ctx.Values (index . 1)).startupProbe -}}
+{{- if $startup.enabled }}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: admin
+  {{- toYaml (omit $startup "enabled") | nindent 2 }}
+{{- end }}
 livenessProbe:
   httpGet:
     path: /healthz
     port: admin
-  {{- toYaml .Values.probes.liveness | nindent 2 }}
+  {{- toYaml $ctx.Values.probes.liveness | nindent 2 }}
 readinessProbe:
   httpGet:
     path: /readyz
     port: admin
-  {{- toYaml .Values.probes.readiness | nindent 2 }}
+  {{- toYaml $ctx.Values.probes.readiness | nindent 2 }}
 {{- end }}
 
 {{/* Environment shared by every Switchyard container. */}}
@@ -265,7 +291,8 @@ readinessProbe:
 
 {{/*
 Scheduling of one role: nodeSelector, tolerations, affinity (or the podAntiAffinity
-preset), topology spread, priority. Usage: include "switchyard.scheduling" (list . "edge")
+preset), topology spread (a constraint without labelSelector gets the role's selector
+labels), priority. Usage: include "switchyard.scheduling" (list . "edge")
 */}}
 {{- define "switchyard.scheduling" -}}
 {{- $ctx := index . 0 -}}
@@ -305,7 +332,15 @@ affinity:
             {{- include "switchyard.selectorLabels" (list $ctx $role) | nindent 12 }}
 {{- end }}
 {{- with $v.topologySpreadConstraints }}
+{{- $constraints := list }}
+{{- range . }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "switchyard.selectorLabels" (list $ctx $role) | fromYaml)) }}
+{{- end }}
+{{- $constraints = append $constraints $c }}
+{{- end }}
 topologySpreadConstraints:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml $constraints | nindent 2 }}
 {{- end }}
 {{- end }}
