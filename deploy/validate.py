@@ -5,7 +5,9 @@
     validate.py chart CASE RENDERED                  what the chart must render (per case)
     validate.py toml FILE                            a TOML file parses
     validate.py compose FILE                         the local cluster is complete and consistent
-    validate.py alerts FILE                          every rule has severity/summary/description/runbook
+    validate.py alerts RULES RUNBOOK                 every alert has severity/summary/description and a
+                                                     runbook_url to its own section of RUNBOOK;
+                                                     recording rules named level:metric:operation
     validate.py dashboards DIR PROVISIONING_DIR OUT_RULES
                                                      dashboard structure; their PromQL as rules
                                                      for `promtool check rules`
@@ -403,22 +405,46 @@ def compose(path):
 # ----------------------------------------------------------------------------- alerts
 
 
-def alerts(path):
+RUNBOOK_PATH = "deploy/RUNBOOK.md"
+# level:metric:operation, where metric is an exported metric (see metrics()).
+RECORD_NAME = re.compile(r"([a-z_]+):([a-z_]+):([a-z0-9_]+)")
+
+
+def anchor(heading):
+    """The anchor a Markdown renderer (GitHub, GitLab) gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def alerts(path, runbook):
     doc = yaml.safe_load(Path(path).read_text())
-    names = set()
-    n = 0
+    text = Path(runbook).read_text()
+    anchors = {anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    sections = set(re.findall(r"^## (Switchyard\w+)$", text, re.M))
+    names, records = set(), set()
     for group in doc["groups"]:
         for rule in group["rules"]:
+            if "record" in rule:
+                name = rule["record"]
+                m = RECORD_NAME.fullmatch(name)
+                check(m and m.group(2) in ALLOWED, f"{path}: recording rule {name} is not level:<exported metric>:operation")
+                check(name not in records, f"{path}: duplicate recording rule {name}")
+                records.add(name)
+                continue
             name = rule.get("alert")
-            check(name, f"{path}: only alerting rules expected, got {rule}")
             check(name not in names, f"{path}: duplicate alert {name}")
             names.add(name)
             check(rule.get("labels", {}).get("severity") in ("critical", "warning", "info"),
                   f"{path}: {name} severity")
-            for key in ("summary", "description", "runbook"):
+            for key in ("summary", "description", "runbook_url"):
                 check(rule.get("annotations", {}).get(key), f"{path}: {name} lacks annotation {key}")
-            n += 1
-    print(f"{n} alerts, each with severity, summary, description and runbook")
+            url = rule["annotations"]["runbook_url"]
+            check(url == f"{RUNBOOK_PATH}#{anchor(name)}", f"{path}: {name} runbook_url {url}, "
+                  f"expected {RUNBOOK_PATH}#{anchor(name)}")
+            check(anchor(name) in anchors, f"{runbook}: no section '## {name}' for its runbook_url")
+    check(sections == names, f"{runbook}: alert sections without an alert {sorted(sections - names)}, "
+          f"alerts without a section {sorted(names - sections)}")
+    print(f"{len(names)} alerts, each with severity, summary, description and a runbook_url to its "
+          f"section of {RUNBOOK_PATH}; {len(records)} recording rules")
 
 
 def rules_fallback(*paths):
@@ -542,10 +568,13 @@ def metric_names(expr):
 def metrics(alerts_path, dashboard_dir):
     used = {}
     doc = yaml.safe_load(Path(alerts_path).read_text())
+    # Series recorded by the rule file may be queried too (their own names are checked by
+    # alerts()); they are not listed as used metrics.
+    recorded = {r["record"] for g in doc["groups"] for r in g["rules"] if "record" in r}
     for g in doc["groups"]:
         for r in g["rules"]:
-            for n in metric_names(r["expr"]):
-                used.setdefault(n, set()).add(f"alert {r['alert']}")
+            for n in metric_names(r["expr"]) - recorded:
+                used.setdefault(n, set()).add(f"rule {r.get('alert') or r.get('record')}")
     for path in sorted(Path(dashboard_dir).glob("*.json")):
         d = json.loads(path.read_text())
         for title, expr in dashboard_exprs(d):

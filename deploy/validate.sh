@@ -164,7 +164,7 @@ step "docker-compose.yml against the compose-spec schema, then its consistency"
 py compose "$root/docker-compose.yml"
 
 step "Prometheus config and alert rules"
-py alerts "$root/deploy/prometheus/alerts.yml"
+py alerts "$root/deploy/prometheus/alerts.yml" "$root/deploy/RUNBOOK.md"
 if [[ -n "$PROMTOOL" ]]; then
   "$PROMTOOL" check config "$root/deploy/prometheus/prometheus.yml"
   "$PROMTOOL" check rules "$root/deploy/prometheus/alerts.yml"
