@@ -90,10 +90,15 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- if or .Values.admin.token .Values.admin.existingSecret }}true{{ end }}
 {{- end }}
 
+{{/*
+The edges' client TLS Secret: tls.existingSecret (which cert-manager writes when
+tls.certManager is on), else the chart's <fullname>-tls from tls.cert or cert-manager;
+empty when there is none (self-signed development certificates).
+*/}}
 {{- define "switchyard.tlsSecret" -}}
 {{- if .Values.tls.existingSecret }}
 {{- .Values.tls.existingSecret }}
-{{- else if .Values.tls.cert }}
+{{- else if or .Values.tls.cert .Values.tls.certManager.enabled }}
 {{- include "switchyard.resourceName" (list . "tls") }}
 {{- end }}
 {{- end }}
@@ -149,6 +154,12 @@ bad combination fails `helm install` / `helm template` with a message naming the
 {{- end }}
 {{- if and .Values.tls.cert (not .Values.tls.key) }}
 {{- fail "tls.cert is set but tls.key is empty" }}
+{{- end }}
+{{- if and .Values.tls.certManager.enabled (not .Values.tls.certManager.issuerRef.name) }}
+{{- fail "tls.certManager.issuerRef.name is required when tls.certManager.enabled: the Issuer or ClusterIssuer of the client certificate" }}
+{{- end }}
+{{- if and .Values.tls.certManager.enabled .Values.tls.cert }}
+{{- fail "tls.cert and tls.certManager.enabled both give the client certificate: choose one" }}
 {{- end }}
 {{- if and .Values.clusterTls.certManager.enabled (not .Values.clusterTls.certManager.issuerRef.name) }}
 {{- fail "clusterTls.certManager.issuerRef.name is required when clusterTls.certManager.enabled: the Issuer of the cluster certificates" }}
