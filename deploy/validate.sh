@@ -131,6 +131,7 @@ must_fail "client cert-manager without an issuer" "tls.certManager.issuerRef.nam
   --set tls.certManager.enabled=true
 must_fail "client certificate twice" "choose one" "${required[@]}" --set tls.certManager.enabled=true \
   --set tls.certManager.issuerRef.name=x --set-string tls.cert=PEM --set-string tls.key=PEM
+must_fail "ECDSA key of RSA size" "privateKey/size" "${required[@]}" --set tls.certManager.privateKey.size=2048
 must_fail "SLO objective of 100 %" "loginAvailabilityObjective" "${required[@]}" \
   --set-json prometheusRule.loginAvailabilityObjective=1
 
