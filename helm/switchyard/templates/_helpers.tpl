@@ -51,8 +51,13 @@ app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- end }}
 
+{{/* The image: repository@digest when image.digest is set, else repository:tag. */}}
 {{- define "switchyard.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* The router headless Service; every edge links to every address behind it. */}}
@@ -85,10 +90,15 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- if or .Values.admin.token .Values.admin.existingSecret }}true{{ end }}
 {{- end }}
 
+{{/*
+The edges' client TLS Secret: tls.existingSecret (which cert-manager writes when
+tls.certManager is on), else the chart's <fullname>-tls from tls.cert or cert-manager;
+empty when there is none (self-signed development certificates).
+*/}}
 {{- define "switchyard.tlsSecret" -}}
 {{- if .Values.tls.existingSecret }}
 {{- .Values.tls.existingSecret }}
-{{- else if .Values.tls.cert }}
+{{- else if or .Values.tls.cert .Values.tls.certManager.enabled }}
 {{- include "switchyard.resourceName" (list . "tls") }}
 {{- end }}
 {{- end }}
@@ -145,6 +155,12 @@ bad combination fails `helm install` / `helm template` with a message naming the
 {{- if and .Values.tls.cert (not .Values.tls.key) }}
 {{- fail "tls.cert is set but tls.key is empty" }}
 {{- end }}
+{{- if and .Values.tls.certManager.enabled (not .Values.tls.certManager.issuerRef.name) }}
+{{- fail "tls.certManager.issuerRef.name is required when tls.certManager.enabled: the Issuer or ClusterIssuer of the client certificate" }}
+{{- end }}
+{{- if and .Values.tls.certManager.enabled .Values.tls.cert }}
+{{- fail "tls.cert and tls.certManager.enabled both give the client certificate: choose one" }}
+{{- end }}
 {{- if and .Values.clusterTls.certManager.enabled (not .Values.clusterTls.certManager.issuerRef.name) }}
 {{- fail "clusterTls.certManager.issuerRef.name is required when clusterTls.certManager.enabled: the Issuer of the cluster certificates" }}
 {{- end }}
@@ -153,6 +169,15 @@ bad combination fails `helm install` / `helm template` with a message naming the
 {{- if hasKey $t "drain_delay_secs" }}{{ $drain = $t.drain_delay_secs }}{{ end }}
 {{- $grace := 10 }}
 {{- if hasKey $t "shutdown_grace_secs" }}{{ $grace = $t.shutdown_grace_secs }}{{ end }}
+{{- range $role := list "edge" "router" }}
+{{- $reserved := list "config" "data" "tmp" "cluster-tls" }}
+{{- if eq $role "edge" }}{{ $reserved = append $reserved "tls" }}{{ end }}
+{{- range (index $.Values $role).extraVolumes }}
+{{- if has .name $reserved }}
+{{- fail (printf "%s.extraVolumes: the volume name %q is the chart's own (taken: %s)" $role .name (join ", " $reserved)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $need := add (int $drain) (int $grace) 5 }}
 {{- if lt (int .Values.terminationGracePeriodSeconds) (int $need) }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be at least config.timeouts.drain_delay_secs + shutdown_grace_secs + 5 = %d" (int .Values.terminationGracePeriodSeconds) (int $need)) }}
@@ -213,18 +238,30 @@ capabilities:
   drop: ["ALL"]
 {{- end }}
 
-{{/* Liveness and readiness on the admin port. */}}
+{{/*
+Liveness and readiness on the admin port, and the role's startup probe when enabled.
+Usage: include "switchyard.probes" (list . "edge")
+*/}}
 {{- define "switchyard.probes" -}}
+{{- $ctx := index . 0 -}}
+{{- $startup := (index $ctx.Values (index . 1)).startupProbe -}}
+{{- if $startup.enabled }}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: admin
+  {{- toYaml (omit $startup "enabled") | nindent 2 }}
+{{- end }}
 livenessProbe:
   httpGet:
     path: /healthz
     port: admin
-  {{- toYaml .Values.probes.liveness | nindent 2 }}
+  {{- toYaml $ctx.Values.probes.liveness | nindent 2 }}
 readinessProbe:
   httpGet:
     path: /readyz
     port: admin
-  {{- toYaml .Values.probes.readiness | nindent 2 }}
+  {{- toYaml $ctx.Values.probes.readiness | nindent 2 }}
 {{- end }}
 
 {{/* Environment shared by every Switchyard container. */}}
@@ -265,7 +302,8 @@ readinessProbe:
 
 {{/*
 Scheduling of one role: nodeSelector, tolerations, affinity (or the podAntiAffinity
-preset), topology spread, priority. Usage: include "switchyard.scheduling" (list . "edge")
+preset), topology spread (a constraint without labelSelector gets the role's selector
+labels), priority. Usage: include "switchyard.scheduling" (list . "edge")
 */}}
 {{- define "switchyard.scheduling" -}}
 {{- $ctx := index . 0 -}}
@@ -305,7 +343,15 @@ affinity:
             {{- include "switchyard.selectorLabels" (list $ctx $role) | nindent 12 }}
 {{- end }}
 {{- with $v.topologySpreadConstraints }}
+{{- $constraints := list }}
+{{- range . }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "switchyard.selectorLabels" (list $ctx $role) | fromYaml)) }}
+{{- end }}
+{{- $constraints = append $constraints $c }}
+{{- end }}
 topologySpreadConstraints:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml $constraints | nindent 2 }}
 {{- end }}
 {{- end }}
