@@ -393,6 +393,19 @@ impl Client {
         mechanism: &str,
         resource: &str,
     ) -> Self {
+        let mut c = Self::authenticated_at(addr, cert, user, mechanism).await;
+        c.bind(resource).await;
+        c
+    }
+
+    /// STARTTLS + mechanism at `addr`, trusting `cert`, not yet bound (the stream not
+    /// yet restarted); the password is `secret`.
+    pub async fn authenticated_at(
+        addr: SocketAddr,
+        cert: Vec<u8>,
+        user: &str,
+        mechanism: &str,
+    ) -> Self {
         let mut c = Self::connect(addr).await;
         c.open().await;
         c.starttls(cert).await;
@@ -401,7 +414,6 @@ impl Client {
             .child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
             .is_some());
         assert_eq!(c.auth(mechanism, user, "secret").await.name(), "success");
-        c.bind(resource).await;
         c
     }
 
