@@ -180,12 +180,15 @@ async fn a_consumer_that_stops_reading_is_closed_and_nothing_is_lost() {
     let (mut alice_rx, mut alice_tx) = alice.split();
     // Alice reads all along: the bounces she gets are counted.
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let bounced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = bounced.clone();
     let bounces = tokio::spawn(async move {
-        let mut bounced = 0;
         loop {
             tokio::select! {
-                e = alice_rx.element() => if e.attr("type") == Some("error") { bounced += 1 },
-                _ = &mut stopped => return bounced,
+                e = alice_rx.element() => if e.attr("type") == Some("error") {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                },
+                _ = &mut stopped => return,
             }
         }
     });
@@ -206,7 +209,7 @@ async fn a_consumer_that_stops_reading_is_closed_and_nothing_is_lost() {
     // Bob reads nothing while that is written; then he reads what reached his socket.
     let started = std::time::Instant::now();
     let mut seen: HashMap<usize, usize> = HashMap::new();
-    let mut number = |e: &Element| {
+    let number = |seen: &mut HashMap<usize, usize>, e: &Element| {
         let text = body(e)?;
         let n: usize = text.split(' ').nth(1)?.parse().ok()?;
         *seen.entry(n).or_default() += 1;
@@ -215,7 +218,7 @@ async fn a_consumer_that_stops_reading_is_closed_and_nothing_is_lost() {
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     while let Some(frame) = bob.frame().await {
         if let switchyard_core::Frame::Stanza(e, _) = frame {
-            number(&e);
+            number(&mut seen, &e);
         }
     }
     assert!(
@@ -225,14 +228,20 @@ async fn a_consumer_that_stops_reading_is_closed_and_nothing_is_lost() {
     // The rest was stored offline (or bounced when the quota was reached).
     let mut bob = Client::login(&server, "bob", "PLAIN", "b").await;
     bob.send("<presence/>").await;
-    loop {
+    // Until every message is accounted for, or 3 s pass with nothing new (a loaded
+    // machine can pause longer between two; the count decides, not the pause).
+    let accounted = |seen: &HashMap<usize, usize>| {
+        seen.len() + bounced.load(std::sync::atomic::Ordering::SeqCst) >= COUNT
+    };
+    while !accounted(&seen) {
         tokio::select! {
-            e = bob.element() => { number(&e); }
+            e = bob.element() => { number(&mut seen, &e); }
             () = tokio::time::sleep(std::time::Duration::from_secs(3)) => break,
         }
     }
     stop.send(()).unwrap();
-    let bounced = bounces.await.unwrap();
+    bounces.await.unwrap();
+    let bounced = bounced.load(std::sync::atomic::Ordering::SeqCst);
     let delivered = seen.len();
     let twice = seen.values().filter(|n| **n > 1).count();
     println!("{delivered} delivered ({twice} twice), {bounced} bounced of {COUNT}");
