@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::sasl::{AccountSalts, ScramProof};
+use switchyard_core::session::SmState;
 use switchyard_core::{Jid, Routed, Stanza, StanzaCondition};
 use switchyard_edge::{Connections, RouterLink};
 use switchyard_rpc::convert;
@@ -37,6 +38,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
+mod handover;
 mod held;
 
 pub const MAX_IN_FLIGHT: usize = 4096;
@@ -390,6 +392,9 @@ impl RemoteRouters {
                 Some(pb::router_message::Body::Resync(resync)) => {
                     tokio::spawn(self.clone().resync(resync.id, tx.clone()));
                 }
+                Some(pb::router_message::Body::Handover(h)) => {
+                    tokio::spawn(self.clone().handover(h, tx.clone()));
+                }
                 Some(pb::router_message::Body::Welcome(_)) | None => {}
             }
         }
@@ -610,6 +615,10 @@ impl RouterLink for RemoteRouters {
             };
             self.unbind_once(jid, request).await;
         }
+    }
+
+    async fn take_session(&self, previd: &str, account: &Jid, conn: u64) -> Option<SmState> {
+        self.take_session_from(previd, account, conn).await
     }
 
     async fn submit(&self, stanza: Stanza) {

@@ -121,6 +121,13 @@ impl Router for Fake {
     ) -> Result<Response<pb::ReconcileReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn take_session(
+        &self,
+        _: Request<pb::TakeSessionRequest>,
+    ) -> Result<Response<pb::TakeSessionReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 async fn serve(fake: Fake) -> String {

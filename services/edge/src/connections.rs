@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use switchyard_core::session::SmState;
 use switchyard_core::{Jid, Routed, StreamCondition};
 use switchyard_telemetry as metrics;
 use tokio::sync::oneshot;
@@ -21,6 +22,8 @@ pub(crate) enum Command {
     Terminate(StreamCondition),
     /// XEP-0198: a new connection resumes this session (see [`crate::resume`]).
     Resume(Box<Resuming>, crate::resume::Answer),
+    /// XEP-0198: the session moves to another edge; its state, and it ends here.
+    Export(oneshot::Sender<Option<SmState>>),
 }
 
 /// A stanza for the client, and who hears once it is written.
@@ -55,6 +58,8 @@ pub struct Connections {
     budget: Arc<ProcessBudget>,
     /// Set by [`Connections::shut_down`]: a connection registering later ends at once.
     shutting_down: AtomicBool,
+    /// XEP-0198 sessions that can be resumed, by SM-ID.
+    pub(crate) resumables: crate::resume::Resumables,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -191,6 +196,23 @@ impl Connections {
             Err(Command::Resume(resuming, _)) => Err(resuming),
             Err(_) => unreachable!("offered back as given"),
         }
+    }
+
+    /// XEP-0198: the connection holding the resumable session `previd`, if it is
+    /// `account`'s (another edge asks, through a router, before a session moves).
+    pub fn locate(&self, previd: &str, account: &Jid) -> Option<u64> {
+        self.resumables.find(previd, account)
+    }
+
+    /// XEP-0198: takes resumable session `previd` away from connection `id`, which ends
+    /// without unbinding (the session lives on at another edge); `None` when it holds
+    /// no such session (any more).
+    pub async fn export(&self, id: u64, previd: &str) -> Option<SmState> {
+        let mailbox = self.mailbox(id)?;
+        let (answer, hear) = oneshot::channel();
+        mailbox.offer(Command::Export(answer)).ok()?;
+        let state = hear.await.ok().flatten()?;
+        (state.id == previd).then_some(state)
     }
 
     /// A connection now counts as coming from `to` (it took over a resuming connection

@@ -148,6 +148,7 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
         written: Vec::new(),
         sm_id: None,
         resuming: None,
+        moved: false,
     };
     let mut resumed = Vec::new();
     loop {
@@ -165,14 +166,16 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
         }
     }
     if let Some(sm_id) = conn.sm_id.take() {
-        conn.ctx.resumables.remove(&sm_id);
+        conn.ctx.connections.resumables.remove(&sm_id);
     }
     // Closed first, so that deliveries from here on (replies to the stanzas still being
     // routed below, too) are refused at once and routed elsewhere by the router.
     conn.written.clear();
     conn.ctx.connections.release(id, conn.ip);
     conn.finish_routing().await;
-    if let Some(jid) = conn.session.jid().cloned() {
+    if conn.moved {
+        tracing::info!(jid = ?conn.session.jid(), conn = id, "session moved to another edge");
+    } else if let Some(jid) = conn.session.jid().cloned() {
         let unacked = conn.session.take_unacked();
         metrics::EDGE_SM_UNACKED_RETURNED.inc_by(unacked.len() as u64);
         conn.ctx.link.unbind(&jid, id, unacked).await;
@@ -205,6 +208,8 @@ struct Conn {
     sm_id: Option<String>,
     /// A connection resuming this session, taken from the mailbox, until taken over.
     resuming: Option<(Box<Resuming>, crate::resume::Answer)>,
+    /// The session moved to another edge (XEP-0198): it ends here without an unbind.
+    moved: bool,
 }
 
 impl Conn {
@@ -373,6 +378,12 @@ impl Conn {
                 Command::Resume(resuming, answer) => {
                     self.resuming = Some((resuming, answer));
                     break;
+                }
+                Command::Export(answer) => {
+                    if self.export(answer) {
+                        outputs.push(Output::Close);
+                        break;
+                    }
                 }
             }
             handled += 1;

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use switchyard_core::sasl::{AccountSalts, ScramProof};
+use switchyard_core::session::SmState;
 use switchyard_core::{Jid, Routed, Stanza, StanzaCondition};
 use switchyard_model::{LoginFailures, SessionRecord, StorageError};
 
@@ -26,4 +27,11 @@ pub trait RouterLink: LoginFailures + Send + Sync + std::fmt::Debug {
     /// acknowledged (XEP-0198), for the router to store or answer.
     async fn unbind(&self, jid: &Jid, conn: u64, unacked: Vec<Routed>);
     async fn submit(&self, stanza: Stanza);
+    /// XEP-0198: moves resumable session `previd` of `account`, held by another edge, to
+    /// this edge's connection `conn` and returns its state; `None` when no other edge
+    /// holds it. One process is one edge: by default there is no other.
+    async fn take_session(&self, previd: &str, account: &Jid, conn: u64) -> Option<SmState> {
+        let _ = (previd, account, conn);
+        None
+    }
 }

@@ -66,8 +66,6 @@ pub(crate) struct EdgeCtx {
     pub shutdown: CancellationToken,
     /// Cancelled when the drain starts: no new connections from then on.
     pub stop_accepting: CancellationToken,
-    /// XEP-0198 sessions that can be resumed, by SM-ID.
-    pub resumables: crate::resume::Resumables,
 }
 
 /// The two steps of a drain.
@@ -104,7 +102,6 @@ pub async fn serve(
         connections,
         shutdown: shutdown.clone(),
         stop_accepting,
-        resumables: crate::resume::Resumables::default(),
     });
     let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
     let tracker = TaskTracker::new();

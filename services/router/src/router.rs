@@ -75,6 +75,13 @@ impl Router {
         }
     }
 
+    /// XEP-0198: a resumed session moves to another connection (another edge's): the
+    /// record is replaced with `record`, which keeps everything but the connection, and
+    /// nobody is told (the session goes on).
+    pub async fn move_session(&self, record: SessionRecord) -> Result<(), StorageError> {
+        self.registry.bind(record).await.map(drop)
+    }
+
     /// Binds a session again after the registry lost its data, with the presence it had
     /// broadcast, if any: it is available again without a word to its contacts (they
     /// were never told it left), and gets what was stored for it meanwhile. A presence

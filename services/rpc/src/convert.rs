@@ -3,6 +3,7 @@
 
 use crate::pb;
 use switchyard_core::sasl::{AccountSalts, HashAlg, ScramProof, ScramSalt, StoredCredentials};
+use switchyard_core::session::SmState;
 use switchyard_core::{Element, Jid, Limits, Routed, Stanza, StanzaCondition, StreamCondition};
 use switchyard_model::{FailureCount, LoginFailureCounts};
 use tonic::Status;
@@ -192,4 +193,42 @@ mod tests {
             assert!(routed(bad.to_vec()).is_err(), "{bad:?}");
         }
     }
+}
+
+/// A resumable session's state for the wire (XEP-0198, moving between edges).
+pub fn sm_state_pb(state: &SmState) -> pb::SmState {
+    pb::SmState {
+        jid: state.jid.to_string(),
+        id: state.id.clone(),
+        max_secs: state.max_secs,
+        handled: state.handled,
+        sent: state.sent,
+        acked: state.acked,
+        unacked: state
+            .unacked
+            .iter()
+            .map(|r| r.to_wire_xml().as_bytes().to_vec())
+            .collect(),
+    }
+}
+
+/// A resumable session's state from the wire: every stanza checked as a delivery is,
+/// and the counts checked against the queue.
+pub fn sm_state(state: pb::SmState) -> Result<SmState, Status> {
+    let unacked: Result<Vec<Routed>, Status> = state.unacked.into_iter().map(routed).collect();
+    let state = SmState {
+        jid: jid(&state.jid)?,
+        id: state.id,
+        max_secs: state.max_secs,
+        handled: state.handled,
+        sent: state.sent,
+        acked: state.acked,
+        unacked: unacked?,
+    };
+    if !state.is_consistent() {
+        return Err(Status::invalid_argument(
+            "a session state whose counts disagree",
+        ));
+    }
+    Ok(state)
 }

@@ -6,10 +6,9 @@
 
 mod support;
 use std::time::Duration;
+use support::sm::{Counted, SM};
 use support::*;
 use switchyard_core::xml::Element;
-
-const SM: &str = "urn:xmpp:sm:3";
 
 fn is<'a>(name: &'a str, kind: Option<&'a str>) -> impl Fn(&Element) -> bool + 'a {
     move |e| e.name() == name && e.attr("type") == kind
@@ -19,65 +18,6 @@ fn body(e: &Element) -> String {
     e.child("body", "jabber:client")
         .map(|b| b.text())
         .unwrap_or_default()
-}
-
-fn is_stanza(e: &Element) -> bool {
-    matches!(e.name(), "message" | "presence" | "iq") && e.ns() == "jabber:client"
-}
-
-/// A client's side of stream management: counts the stanzas it was sent (its `h`) and
-/// answers the server's ack requests when told to.
-struct Counted {
-    client: Client,
-    h: u32,
-    answer_requests: bool,
-}
-
-impl Counted {
-    /// Enables stream management (with resumption when `resume`); the SM-ID.
-    async fn enable(client: Client, resume: bool) -> (Self, Option<String>) {
-        let mut c = Self {
-            client,
-            h: 0,
-            answer_requests: true,
-        };
-        let attr = if resume { " resume='true'" } else { "" };
-        c.client
-            .send(&format!("<enable xmlns='{SM}'{attr}/>"))
-            .await;
-        let enabled = c.client.element().await;
-        assert!(enabled.is("enabled", SM), "{enabled:?}");
-        (c, enabled.attr("id").map(str::to_owned))
-    }
-
-    /// The next stanza, counting it; ack requests on the way are answered (or not).
-    async fn stanza(&mut self) -> Element {
-        loop {
-            let e = self.client.element().await;
-            if is_stanza(&e) {
-                self.h = self.h.wrapping_add(1);
-                return e;
-            }
-            if e.is("r", SM) && self.answer_requests {
-                let h = self.h;
-                self.client
-                    .send(&format!("<a xmlns='{SM}' h='{h}'/>"))
-                    .await;
-            }
-        }
-    }
-
-    async fn until(&mut self, wanted: impl Fn(&Element) -> bool) -> (Element, Vec<Element>) {
-        let mut before = Vec::new();
-        for _ in 0..50 {
-            let e = self.stanza().await;
-            if wanted(&e) {
-                return (e, before);
-            }
-            before.push(e);
-        }
-        panic!("nothing wanted among {before:#?}");
-    }
 }
 
 /// Alice and Bob subscribed to each other, both available; Bob with resumable stream
@@ -123,17 +63,6 @@ async fn chat(from: &mut Client, to: &str, id: &str) {
     .await;
 }
 
-/// Reconnects as Bob and resumes `id` with `h`; the `<resumed/>` element.
-async fn resume(server: &Server, id: &str, h: u32) -> Client {
-    let mut c =
-        Client::authenticated_at(server.c2s(), server.cert_der(), "bob", "SCRAM-SHA-256").await;
-    let features = c.open().await;
-    assert!(features.child("sm", SM).is_some(), "{features:?}");
-    c.send(&format!("<resume xmlns='{SM}' previd='{id}' h='{h}'/>"))
-        .await;
-    c
-}
-
 #[tokio::test]
 async fn xep0198_resumption_after_a_dropped_connection_loses_and_repeats_nothing() {
     let server = Server::start().await;
@@ -153,7 +82,7 @@ async fn xep0198_resumption_after_a_dropped_connection_loses_and_repeats_nothing
         chat(&mut alice, "bob@localhost/phone", &format!("m{n}")).await;
     }
 
-    let mut bob = resume(&server, &id, h).await;
+    let mut bob = Counted::resume(server.c2s(), server.cert_der(), "bob", &id, h).await;
     let resumed = bob.element().await;
     assert!(resumed.is("resumed", SM), "{resumed:?}");
     assert_eq!(resumed.attr("previd"), Some(id.as_str()));
@@ -224,7 +153,7 @@ async fn xep0198_resuming_takes_over_a_connection_that_still_looks_alive() {
     chat(&mut alice, "bob@localhost/phone", "m1").await;
     old.until(is("message", Some("chat"))).await;
 
-    let mut new = resume(&server, &id, old.h).await;
+    let mut new = Counted::resume(server.c2s(), server.cert_der(), "bob", &id, old.h).await;
     assert!(new.element().await.is("resumed", SM));
     // XEP-0198 §5: the old stream is ended.
     while old.client.frame().await.is_some() {}
@@ -265,7 +194,7 @@ async fn xep0198_an_sm_id_resumes_nothing_for_another_account_or_after_a_clean_c
     // A clean close ends the session for good.
     bob.client.send("</stream:stream>").await;
     while bob.client.frame().await.is_some() {}
-    let mut again = resume(&server, &id, 0).await;
+    let mut again = Counted::resume(server.c2s(), server.cert_der(), "bob", &id, 0).await;
     let failed = again.element().await;
     assert!(failed.is("failed", SM), "{failed:?}");
 }

@@ -67,7 +67,7 @@ fn next_origin() -> (String, u64, u32) {
         .unwrap_or_default()
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -84,6 +84,8 @@ pub(super) struct Link {
     /// The id of the last Resync sent, and of the last one the edge answered done.
     resync_sent: AtomicU64,
     resync_done: tokio::sync::watch::Sender<u64>,
+    /// XEP-0198 handovers waiting for the edge's answer.
+    pub(super) handovers: super::handover::Pending,
 }
 
 impl Link {
@@ -193,7 +195,8 @@ pub struct EdgeLinks {
 }
 
 impl EdgeLinks {
-    fn get(&self, edge: &str) -> Option<Arc<Link>> {
+    /// The open link of `edge`.
+    pub(super) fn get(&self, edge: &str) -> Option<Arc<Link>> {
         lock(&self.links).get(edge).cloned()
     }
 
@@ -219,6 +222,7 @@ impl EdgeLinks {
             pending: Mutex::new(HashMap::new()),
             resync_sent: AtomicU64::new(0),
             resync_done: tokio::sync::watch::Sender::new(0),
+            handovers: super::handover::Pending::default(),
         });
         links.insert(edge.to_owned(), link.clone());
         switchyard_telemetry::ROUTER_EDGE_LINKS.inc();

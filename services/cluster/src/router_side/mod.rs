@@ -17,6 +17,7 @@
 //! - every message is parsed with limits (element depth, size, count) and the gRPC
 //!   decoder refuses messages past [`MAX_MESSAGE_BYTES`].
 
+mod handover;
 mod links;
 mod service;
 

@@ -42,6 +42,8 @@ static RECONCILING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1
 const OUTBOUND_QUEUE: usize = 4096;
 /// Longest edge name accepted in a Hello.
 const MAX_EDGE_ID: usize = 128;
+/// Longest SM-ID accepted (this server's are 24 characters).
+const MAX_SM_ID: usize = 128;
 
 /// The `Router` gRPC service of one router process.
 #[derive(Debug, Clone)]
@@ -184,6 +186,7 @@ async fn serve_link(
             }
             Some(pb::edge_message::Body::Results(results)) => link.answered(results.results),
             Some(pb::edge_message::Body::Resynced(done)) => link.resynced(done.id),
+            Some(pb::edge_message::Body::HandedOver(answer)) => link.handed_over(answer),
             Some(pb::edge_message::Body::Hello(_)) | None => {}
         }
     }
@@ -420,6 +423,35 @@ impl router_server::Router for RouterService {
         // those addressed to this account, which the edge serves anyway.
         self.router.take_unacked(&jid, unacked).await;
         Ok(Response::new(pb::UnbindReply {}))
+    }
+
+    /// XEP-0198 resumption on another edge (see `handover`): the caller names its own
+    /// connection and an account; the SM-ID (random, only ever shown to that account's
+    /// client) is what proves the session is the caller's to take.
+    async fn take_session(
+        &self,
+        request: Request<pb::TakeSessionRequest>,
+    ) -> Result<Response<pb::TakeSessionReply>, Status> {
+        let edge = self.caller(&request)?;
+        let r = request.into_inner();
+        let account = convert::jid(&r.account)?;
+        let named =
+            account.is_bare() && account.local().is_some() && self.router.is_local(&account);
+        if !named || r.previd.is_empty() || r.previd.len() > MAX_SM_ID {
+            return Err(Status::invalid_argument(
+                "take_session takes an SM-ID and a bare JID of a served domain",
+            ));
+        }
+        let state = super::handover::take_session(
+            &self.router,
+            &self.links,
+            &edge,
+            r.conn,
+            &r.previd,
+            &account,
+        )
+        .await;
+        Ok(Response::new(pb::TakeSessionReply { state }))
     }
 
     /// The edge's proof checked here, where the keys are; inputs checked as untrusted

@@ -13,9 +13,11 @@
 
 mod csi;
 mod negotiate;
+mod resume;
 mod sm;
 mod stanzas;
 
+pub use resume::SmState;
 pub use sm::{Resumable, ResumeRefused, SmPolicy};
 
 use crate::error::{StanzaCondition, StreamCondition};

@@ -60,23 +60,23 @@ impl Default for SmPolicy {
 #[derive(Debug)]
 pub(super) struct Sm {
     /// The SM-ID, when the stream is resumable.
-    id: Option<String>,
+    pub(super) id: Option<String>,
     /// Seconds a detached session waits for resumption.
-    max: u32,
+    pub(super) max: u32,
     /// The client's stanzas handled (our `h`).
     pub(super) handled: u32,
     /// Stanzas sent to the client (counted; the queue holds those not acknowledged).
     pub(super) sent: u32,
     /// The client's last `h`.
     pub(super) acked: u32,
-    unacked: VecDeque<Routed>,
-    unacked_bytes: usize,
+    pub(super) unacked: VecDeque<Routed>,
+    pub(super) unacked_bytes: usize,
     /// Stanzas sent since the server last asked for an ack.
-    since_request: u32,
+    pub(super) since_request: u32,
 }
 
 impl Sm {
-    fn sm_element(name: &str) -> Element {
+    pub(super) fn sm_element(name: &str) -> Element {
         Element::new(name, ns::SM)
     }
 }
@@ -197,7 +197,7 @@ impl Session {
         );
     }
 
-    fn request_ack(&mut self) {
+    pub(super) fn request_ack(&mut self) {
         if let Some(sm) = &mut self.sm {
             sm.since_request = 0;
             self.send(Sm::sm_element("r").to_xml(ns::CLIENT));
@@ -205,7 +205,7 @@ impl Session {
     }
 
     /// Applies the client's `h`; `false` if it acknowledges more than was sent.
-    fn acknowledge(&mut self, h: u32) -> bool {
+    pub(super) fn acknowledge(&mut self, h: u32) -> bool {
         let Some(sm) = &mut self.sm else {
             return true;
         };
@@ -323,55 +323,6 @@ impl Session {
             sm.unacked_bytes = 0;
             sm.unacked.drain(..).collect()
         })
-    }
-
-    /// Resumes this detached (or still attached) session on `newer`'s transport: takes
-    /// its stream state, answers `<resumed/>` and resends what `h` does not acknowledge.
-    /// `newer` ends silently. Refused (and nothing changed) when `h` is impossible.
-    pub fn resume(
-        &mut self,
-        newer: &mut Session,
-        h: Option<u32>,
-    ) -> Result<Vec<Output>, ResumeRefused> {
-        let resumable = matches!(self.phase, Phase::Established | Phase::Detached);
-        let Some(sm) = self.sm.as_ref().filter(|_| resumable) else {
-            return Err(ResumeRefused::Ended);
-        };
-        let h = h.unwrap_or(sm.acked);
-        if h.wrapping_sub(sm.acked) as usize > sm.unacked.len() {
-            return Err(ResumeRefused::HandledTooHigh);
-        }
-        self.acknowledge(h);
-        self.framer = std::mem::replace(
-            &mut newer.framer,
-            crate::xml::Framer::new(self.config.limits),
-        );
-        self.tls = newer.tls.take();
-        self.domain = newer.domain.clone();
-        self.header_sent = true;
-        self.phase = Phase::Established;
-        newer.phase = Phase::Closed;
-        newer.out.clear();
-        self.out.clear();
-        let sm = self.sm.as_mut().expect("checked above");
-        let resumed = Sm::sm_element("resumed")
-            .with_attr("h", sm.handled.to_string())
-            .with_attr("previd", sm.id.clone().unwrap_or_default());
-        sm.since_request = 0;
-        let resend: Vec<String> = sm.unacked.iter().map(Routed::to_client_xml).collect();
-        let ask = !resend.is_empty();
-        self.send(resumed.to_xml(ns::CLIENT));
-        for xml in resend {
-            self.send(xml);
-        }
-        // XEP-0352 §5.1: a new stream starts active.
-        self.flush_held();
-        self.inactive = None;
-        if ask {
-            self.request_ack();
-        }
-        self.pump();
-        Ok(std::mem::take(&mut self.out))
     }
 }
 

@@ -16,7 +16,7 @@ use crate::resume::{Answer, Resuming};
 use std::future::poll_fn;
 use std::task::Poll;
 use std::time::Duration;
-use switchyard_core::session::{Input, Output, Session};
+use switchyard_core::session::{Input, Output, Session, SmState};
 use switchyard_core::{Jid, StreamCondition};
 use switchyard_telemetry as metrics;
 use tokio::sync::oneshot;
@@ -31,6 +31,7 @@ impl Conn {
             return;
         };
         self.ctx
+            .connections
             .resumables
             .insert(resumable.id.clone(), jid.bare(), self.id);
         self.sm_id = Some(resumable.id);
@@ -123,6 +124,11 @@ impl Conn {
                         self.session.handle(Input::Terminate(condition));
                         break None;
                     }
+                    Some(Command::Export(answer)) => {
+                        if self.export(answer) {
+                            break None;
+                        }
+                    }
                     None => break None,
                 },
                 () = poll_fn(|cx| match self.routing.as_mut() {
@@ -133,13 +139,64 @@ impl Conn {
             }
         };
         metrics::EDGE_SM_DETACHED.dec();
-        if resumed.is_none() {
+        if resumed.is_none() && !self.moved {
             metrics::EDGE_SM_EXPIRED.inc();
             // Ends it if still detached (expired, or the mailbox closed).
             self.session
                 .handle(Input::Terminate(StreamCondition::ConnectionTimeout));
         }
         resumed
+    }
+
+    /// Another edge takes the session (its client resumed there): its state goes to
+    /// `answer`; `true` when it moved (the session is over here).
+    pub(super) fn export(&mut self, answer: oneshot::Sender<Option<SmState>>) -> bool {
+        let state = self.session.export();
+        self.moved = state.is_some();
+        if self.moved {
+            metrics::EDGE_SM_RESUMPTIONS
+                .with_label_values(&["moved_away"])
+                .inc();
+        }
+        let _ = answer.send(state);
+        self.moved
+    }
+
+    /// XEP-0198 §5 for a session another edge holds: it moves here through a router
+    /// (see `router_side::handover` in the cluster crate), registry record and all.
+    async fn resume_from_elsewhere(
+        &mut self,
+        previd: &str,
+        h: Option<u32>,
+        account: &Jid,
+    ) -> Vec<Output> {
+        let Some(state) = self.ctx.link.take_session(previd, account, self.id).await else {
+            metrics::EDGE_SM_RESUMPTIONS
+                .with_label_values(&["not_found"])
+                .inc();
+            return self.session.handle(Input::ResumeFailed);
+        };
+        let jid = state.jid.clone();
+        match self.session.adopt(state, h) {
+            Ok(outputs) => {
+                self.ctx.connections.bound(self.id, jid.clone());
+                self.list_resumable();
+                metrics::EDGE_SM_RESUMPTIONS
+                    .with_label_values(&["moved_here"])
+                    .inc();
+                tracing::info!(%jid, conn = self.id, "session resumed from another edge");
+                outputs
+            }
+            Err(state) => {
+                // The record already names this connection: the session ends here, and
+                // what it held goes to the router like any ended session's.
+                metrics::EDGE_SM_RESUMPTIONS
+                    .with_label_values(&["refused"])
+                    .inc();
+                self.ctx.link.unbind(&jid, self.id, state.unacked).await;
+                self.session.handle(Input::ResumeFailed)
+            }
+        }
     }
 
     /// The stanza being routed is done: the next one the client sent, if any, starts.
@@ -163,11 +220,8 @@ impl Conn {
         h: Option<u32>,
         account: Jid,
     ) -> Vec<Output> {
-        let Some(holder) = self.ctx.resumables.find(&previd, &account) else {
-            metrics::EDGE_SM_RESUMPTIONS
-                .with_label_values(&["not_found"])
-                .inc();
-            return self.session.handle(Input::ResumeFailed);
+        let Some(holder) = self.ctx.connections.resumables.find(&previd, &account) else {
+            return self.resume_from_elsewhere(&previd, h, &account).await;
         };
         let resuming = Box::new(Resuming {
             transport: std::mem::replace(&mut self.transport, Transport::Upgrading),

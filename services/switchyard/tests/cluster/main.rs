@@ -13,6 +13,7 @@ mod login_throttle;
 mod outage;
 mod races;
 mod rogue_edge;
+mod sm;
 mod traces;
 
 use harness::{Cluster, PrivateRedis};
