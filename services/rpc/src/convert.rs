@@ -154,6 +154,44 @@ pub fn login_failures(c: pb::LoginFailuresReply) -> LoginFailureCounts {
     }
 }
 
+/// A resumable session's state for the wire (XEP-0198, moving between edges).
+pub fn sm_state_pb(state: &SmState) -> pb::SmState {
+    pb::SmState {
+        jid: state.jid.to_string(),
+        id: state.id.clone(),
+        max_secs: state.max_secs,
+        handled: state.handled,
+        sent: state.sent,
+        acked: state.acked,
+        unacked: state
+            .unacked
+            .iter()
+            .map(|r| r.to_wire_xml().as_bytes().to_vec())
+            .collect(),
+    }
+}
+
+/// A resumable session's state from the wire: every stanza checked as a delivery is,
+/// and the counts checked against the queue.
+pub fn sm_state(state: pb::SmState) -> Result<SmState, Status> {
+    let unacked: Result<Vec<Routed>, Status> = state.unacked.into_iter().map(routed).collect();
+    let state = SmState {
+        jid: jid(&state.jid)?,
+        id: state.id,
+        max_secs: state.max_secs,
+        handled: state.handled,
+        sent: state.sent,
+        acked: state.acked,
+        unacked: unacked?,
+    };
+    if !state.is_consistent() {
+        return Err(Status::invalid_argument(
+            "a session state whose counts disagree",
+        ));
+    }
+    Ok(state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,42 +231,40 @@ mod tests {
             assert!(routed(bad.to_vec()).is_err(), "{bad:?}");
         }
     }
-}
 
-/// A resumable session's state for the wire (XEP-0198, moving between edges).
-pub fn sm_state_pb(state: &SmState) -> pb::SmState {
-    pb::SmState {
-        jid: state.jid.to_string(),
-        id: state.id.clone(),
-        max_secs: state.max_secs,
-        handled: state.handled,
-        sent: state.sent,
-        acked: state.acked,
-        unacked: state
-            .unacked
-            .iter()
-            .map(|r| r.to_wire_xml().as_bytes().to_vec())
-            .collect(),
-    }
-}
+    #[test]
+    fn a_moved_session_state_round_trips_and_is_checked() {
+        let message = Element::parse(
+            "<message xmlns='jabber:client' to='a@localhost/r' id='1'><body>x</body></message>",
+        )
+        .expect("xml");
+        let state = SmState {
+            jid: Jid::parse("a@localhost/r").expect("jid"),
+            id: "sm-id".into(),
+            max_secs: 300,
+            handled: 7,
+            sent: 1,
+            acked: u32::MAX,
+            unacked: vec![
+                Routed::Tree(message.into()),
+                Routed::Wire("<presence xmlns='jabber:client'/>".into()),
+            ],
+        };
+        let back = sm_state(sm_state_pb(&state)).expect("round trip");
+        assert_eq!(back.unacked.len(), 2);
+        assert_eq!((back.handled, back.sent, back.acked), (7, 1, u32::MAX));
 
-/// A resumable session's state from the wire: every stanza checked as a delivery is,
-/// and the counts checked against the queue.
-pub fn sm_state(state: pb::SmState) -> Result<SmState, Status> {
-    let unacked: Result<Vec<Routed>, Status> = state.unacked.into_iter().map(routed).collect();
-    let state = SmState {
-        jid: jid(&state.jid)?,
-        id: state.id,
-        max_secs: state.max_secs,
-        handled: state.handled,
-        sent: state.sent,
-        acked: state.acked,
-        unacked: unacked?,
-    };
-    if !state.is_consistent() {
-        return Err(Status::invalid_argument(
-            "a session state whose counts disagree",
-        ));
+        let mut short = sm_state_pb(&state);
+        short.unacked.pop();
+        assert!(
+            sm_state(short).is_err(),
+            "counts that disagree with the queue"
+        );
+        let mut bad = sm_state_pb(&state);
+        bad.unacked[0] = b"<message/></stream:stream>".to_vec();
+        assert!(sm_state(bad).is_err(), "a stanza that is not one element");
+        let mut bare = sm_state_pb(&state);
+        bare.jid = "a@localhost".into();
+        assert!(sm_state(bare).is_err(), "a session is a full JID");
     }
-    Ok(state)
 }

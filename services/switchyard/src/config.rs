@@ -786,6 +786,18 @@ mod tests {
                 "[im]\nunknown_account_messages = 'bounce'\n",
                 "im.unknown_account_messages",
             ),
+            (
+                "[stream_management]\nkeepalive_secs = 600\n",
+                "stream_management.keepalive_secs",
+            ),
+            (
+                "[stream_management]\nmax_unacked_bytes = 8388608\n",
+                "stream_management.max_unacked_bytes",
+            ),
+            (
+                "[stream_management]\nrequest_every = 0\n",
+                "stream_management.request_every",
+            ),
         ] {
             std::fs::write(&file, body).unwrap();
             let err = format!("{:#}", Config::load(Some(&file)).unwrap_err());

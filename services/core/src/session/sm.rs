@@ -51,7 +51,7 @@ impl Default for SmPolicy {
             resume_max_secs: 300,
             request_every: 5,
             max_unacked: 4096,
-            max_unacked_bytes: 4 * 1024 * 1024,
+            max_unacked_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -282,6 +282,7 @@ impl Session {
                     .with_attr("from", self.domain.clone())
                     .with_attr("to", jid.to_string())
                     .with_child(Element::new("ping", ns::PING));
+                // Only without stream management: nothing to count.
                 self.send(ping.to_xml(ns::CLIENT));
             }
         }

@@ -362,3 +362,66 @@ fn xep0199_keepalive_pings_without_sm_and_asks_for_an_ack_with_it() {
     feed(&mut s, &format!("<enable {SM}/>"));
     assert_eq!(sent(&s.keepalive()), format!("<r {SM}/>"));
 }
+
+#[test]
+fn xep0198_5_a_session_moves_between_edges_as_its_state() {
+    let (mut old, id) = resumable();
+    for n in 1..=3 {
+        deliver(&mut old, n);
+    }
+    old.handle(Input::PeerClosed);
+    let state = old.export().expect("a resumable session exports");
+    assert!(
+        old.is_closed() && old.take_unacked().is_empty(),
+        "nothing left behind"
+    );
+    assert_eq!(old.export(), None);
+    assert!(state.is_consistent());
+
+    let mut newer = authenticated();
+    feed(&mut newer, &format!("<resume {SM} previd='{id}' h='1'/>"));
+    let out = sent(&newer.adopt(state, Some(1)).expect("adopted"));
+    assert!(
+        out.starts_with(&format!("<resumed {SM} h='0' previd='{id}'/>")),
+        "{out}"
+    );
+    assert!(out.contains("id='m2'") && out.contains("id='m3'") && !out.contains("id='m1'"));
+    assert!(newer.is_established());
+    assert_eq!(
+        newer.jid().map(ToString::to_string).as_deref(),
+        Some("alice@localhost/phone")
+    );
+    assert_eq!(newer.resumable().map(|r| r.id), Some(id));
+}
+
+#[test]
+fn xep0198_5_a_moved_state_is_refused_for_another_account_or_an_impossible_h() {
+    let (mut old, id) = resumable();
+    deliver(&mut old, 1);
+    let state = old.export().expect("exported");
+
+    let mut too_high = authenticated();
+    feed(
+        &mut too_high,
+        &format!("<resume {SM} previd='{id}' h='2'/>"),
+    );
+    let back = too_high
+        .adopt(state.clone(), Some(2))
+        .expect_err("h past what was sent");
+    assert_eq!(*back, state, "the state comes back whole, for its stanzas");
+
+    let mut other = authenticated();
+    let mut foreign = state.clone();
+    foreign.jid = "bob@localhost/phone".parse().expect("jid");
+    feed(&mut other, &format!("<resume {SM} previd='{id}'/>"));
+    assert!(
+        other.adopt(foreign, None).is_err(),
+        "another account's session"
+    );
+
+    let mut not_asked = established();
+    assert!(
+        not_asked.adopt(state, None).is_err(),
+        "a stream that did not ask to resume"
+    );
+}

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use switchyard_core::session::SmPolicy;
 
+/// A moving session's state travels in one gRPC message of at most 4 MiB.
+const MAX_UNACKED_BYTES: usize = 3 * 1024 * 1024;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamManagement {
@@ -55,8 +58,8 @@ impl StreamManagement {
             "stream_management.request_every must be 1 to 1000"
         );
         anyhow::ensure!(
-            self.max_unacked >= 16 && self.max_unacked_bytes >= 64 * 1024,
-            "stream_management.max_unacked must be at least 16 and stream_management.max_unacked_bytes at least 65536"
+            self.max_unacked >= 16 && (64 * 1024..=MAX_UNACKED_BYTES).contains(&self.max_unacked_bytes),
+            "stream_management.max_unacked must be at least 16, and stream_management.max_unacked_bytes 65536 to {MAX_UNACKED_BYTES} (a session moving between edges carries them in one message)"
         );
         anyhow::ensure!(
             self.keepalive_secs < idle_secs,
