@@ -46,6 +46,7 @@ import slixmpp
 
 TIMEOUT = 30.0  # seconds, for everything including shutdown
 CLOSE_GRACE = 2.0  # part of TIMEOUT reserved for closing the streams
+DELIVERY_WAIT = 5.0  # seconds after <resumed/> within which m4..m6 must arrive
 
 
 class Failure(Exception):
@@ -121,9 +122,8 @@ class Client(slixmpp.ClientXMPP):
             _settle(self.failed, f"{self.requested_jid}: disconnected: {reason}")
 
     def _on_sm_failed(self, stanza) -> None:
-        what = "resuming the stream" if self.sm_resumed is not None and self.dropped.done() \
-            else "enabling stream management"
-        _settle(self.failed, f"{self.requested_jid}: the server refused {what}: {stanza}")
+        what = "resumption failed" if self.dropped.done() else "enabling SM failed"
+        _settle(self.failed, f"{self.requested_jid}: {what}, the server answered {stanza}")
 
     def _fail_handler(self, what: str):
         def handler(detail=None):
@@ -262,7 +262,12 @@ async def scenario(args, a: Client, b: Client, stage: list) -> None:
           f"{sent}), client sent h={handled}, same JID {full_b}, no second session_start")
 
     stage[0] = "waiting for client 2 to receive m4..m6 after resuming"
-    await guarded(receive_in_order(b, [m[4], m[5], m[6]], a.boundjid.full), clients, stage[0])
+    try:
+        await guarded(asyncio.wait_for(receive_in_order(b, [m[4], m[5], m[6]], a.boundjid.full),
+                                       DELIVERY_WAIT), clients, stage[0])
+    except TimeoutError:
+        raise Failure(f"client 2 received {tags(b)}; m4 m5 m6 were still missing "
+                      f"{DELIVERY_WAIT:.0f}s after resuming") from None
 
     stage[0] = "waiting for client 1 to receive client 2's reply"
     reply = f"reply {token}"
