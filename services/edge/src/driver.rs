@@ -22,6 +22,7 @@
 //! the idle timer is one registration that is moved only when it fires early, not re-armed
 //! per read; and deliveries already waiting in the mailbox are written with one flush.
 
+use crate::admission::Handshake;
 use crate::connections::{Command, Delivery};
 use crate::listener::EdgeCtx;
 use crate::mailbox::Mailbox;
@@ -126,7 +127,15 @@ async fn handshake(
     }
 }
 
-pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id: u64, ip: IpAddr) {
+pub(crate) async fn run(
+    ctx: Arc<EdgeCtx>,
+    tcp: TcpStream,
+    direct_tls: bool,
+    id: u64,
+    ip: IpAddr,
+    admitted: tokio::sync::OwnedSemaphorePermit,
+) {
+    let admitted = Handshake::new(admitted);
     let (transport, tls) = if direct_tls {
         match Box::pin(handshake(&ctx, tcp)).await {
             Some((stream, cb)) => (Transport::Tls(stream), Some(cb)),
@@ -149,6 +158,7 @@ pub(crate) async fn run(ctx: Arc<EdgeCtx>, tcp: TcpStream, direct_tls: bool, id:
         sm_id: None,
         resuming: None,
         moved: false,
+        handshake: Some(admitted),
     };
     let mut resumed = Vec::new();
     loop {
@@ -210,6 +220,8 @@ struct Conn {
     resuming: Option<(Box<Resuming>, crate::resume::Answer)>,
     /// The session moved to another edge (XEP-0198): it ends here without an unbind.
     moved: bool,
+    /// Its place among connections in their handshake, until its session is up.
+    handshake: Option<Handshake>,
 }
 
 impl Conn {
@@ -311,6 +323,9 @@ impl Conn {
             // exists only while an event is handled, not while the connection waits.
             if !Box::pin(self.execute(outputs)).await {
                 break;
+            }
+            if self.handshake.is_some() && !self.session.in_handshake() {
+                self.handshake = None;
             }
         }
     }

@@ -2,6 +2,7 @@
 //! XEP-0368), runs one [`switchyard_core::session::Session`] per connection and talks to
 //! routers through the [`RouterLink`] trait.
 
+mod admission;
 mod connections;
 mod driver;
 mod link;

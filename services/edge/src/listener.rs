@@ -23,6 +23,9 @@ pub struct EdgeConfig {
     pub edge_id: String,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Connections still in their handshake (TLS, SASL, bind or resume) at once; more
+    /// are refused at once (see [`crate::admission`]).
+    pub max_handshakes: usize,
     /// Time allowed from accept to a bound resource.
     pub handshake_timeout: Duration,
     /// Time allowed for a TLS handshake (direct TLS or STARTTLS): a few round trips.
@@ -103,7 +106,10 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         stop_accepting,
     });
-    let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
+    let permits = Permits {
+        connections: Arc::new(Semaphore::new(ctx.config.max_connections)),
+        handshakes: Arc::new(Semaphore::new(ctx.config.max_handshakes)),
+    };
     let tracker = TaskTracker::new();
     for listener in listeners {
         tracker.spawn(accept_loop(
@@ -124,10 +130,18 @@ pub async fn serve(
     }
 }
 
+/// What a connection needs to be served: a place among all connections, and one among
+/// those in their handshake.
+#[derive(Clone)]
+struct Permits {
+    connections: Arc<Semaphore>,
+    handshakes: Arc<Semaphore>,
+}
+
 async fn accept_loop(
     ctx: Arc<EdgeCtx>,
     listener: Listener,
-    permits: Arc<Semaphore>,
+    permits: Permits,
     tracker: TaskTracker,
 ) {
     loop {
@@ -144,8 +158,12 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Ok(permit) = permits.connections.clone().try_acquire_owned() else {
             tracing::warn!("connection limit reached; refusing connection");
+            continue;
+        };
+        let Ok(handshake) = permits.handshakes.clone().try_acquire_owned() else {
+            crate::admission::refuse(&ctx, &tracker, tcp, listener.direct_tls);
             continue;
         };
         let ip = peer.ip();
@@ -163,7 +181,7 @@ async fn accept_loop(
         let open = metrics::EDGE_CONNECTIONS.with_label_values(&[kind]);
         open.inc();
         tracker.spawn(async move {
-            crate::driver::run(ctx, tcp, listener.direct_tls, id, ip).await;
+            crate::driver::run(ctx, tcp, listener.direct_tls, id, ip, handshake).await;
             open.dec();
             drop(permit);
         });

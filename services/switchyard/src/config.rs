@@ -272,6 +272,10 @@ pub struct Limits {
     pub max_attribute_bytes: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Connections between accept and a bound (or resumed) session at once: past it new
+    /// connections are refused at once with `resource-constraint` and a retry hint, so a
+    /// reconnect storm cannot starve the sessions already up.
+    pub max_concurrent_handshakes: usize,
     /// Stanzas queued for one connection; a delivery beyond it waits for room (the
     /// sender is pushed back), up to twice `timeouts.write_secs`.
     pub mailbox_stanzas: usize,
@@ -426,6 +430,7 @@ impl Default for Limits {
             max_attribute_bytes: core.max_attribute_bytes,
             max_connections: 100_000,
             max_connections_per_ip: 1_000,
+            max_concurrent_handshakes: 1_000,
             mailbox_stanzas: 1_024,
             mailbox_bytes: 1024 * 1024,
             mailbox_bytes_total: 512 * 1024 * 1024,
@@ -508,6 +513,10 @@ impl Config {
                 .contains(&self.limits.max_stanza_bytes_before_auth),
             "limits.max_stanza_bytes_before_auth must be at least 1024 and at most \
              limits.max_stanza_bytes"
+        );
+        anyhow::ensure!(
+            self.limits.max_concurrent_handshakes >= 1,
+            "limits.max_concurrent_handshakes must be at least 1"
         );
         anyhow::ensure!(
             self.limits.mailbox_stanzas >= 1,

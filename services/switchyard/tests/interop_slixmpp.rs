@@ -1,7 +1,8 @@
 //! Interop with slixmpp, a client we did not write: two slixmpp clients log in (STARTTLS,
 //! then direct TLS) and chat through the server; then they run a subscription
 //! handshake with slixmpp's own roster logic, exchange presence, and one receives a
-//! message from offline storage after reconnecting. The Python interpreter comes from
+//! message from offline storage after reconnecting; and slixmpp's stream management
+//! (XEP-0198) resumes after its connection breaks. The Python interpreter comes from
 //! `INTEROP_SLIXMPP_PYTHON` (a venv `.ci/run` creates); without it the test fails in CI
 //! (`CI` set) and skips with a visible message on a laptop.
 
@@ -23,23 +24,34 @@ fn python() -> Option<String> {
 }
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/slixmpp_chat.py");
+const SM_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/slixmpp_sm.py");
 
-/// Runs the script against the server and returns its output (asserting success).
+/// Runs the chat script's `scenario` against the server and returns its output.
 async fn run(python: &str, server: &Server, scenario: &str, port: u16, direct: bool) -> String {
+    let mut args = vec!["--scenario".to_owned(), scenario.to_owned()];
+    if direct {
+        args.push("--direct-tls".into());
+    }
+    run_script(python, server, SCRIPT, port, args).await
+}
+
+/// Runs `script` against the server's `port` as alice (1) and bob (2), trusting its
+/// development certificate, with `args` added; returns its output (asserting success).
+async fn run_script(
+    python: &str,
+    server: &Server,
+    script: &str,
+    port: u16,
+    args: Vec<String>,
+) -> String {
     let ca = server.dir.path().join("dev-cert.pem");
     let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(SCRIPT).args(["--scenario", scenario]).args([
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-    ]);
+    cmd.arg(script)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
     cmd.arg("--ca").arg(&ca);
     cmd.args(["--jid1", "alice@localhost", "--pw1", "secret"]);
     cmd.args(["--jid2", "bob@localhost", "--pw2", "secret"]);
-    if direct {
-        cmd.arg("--direct-tls");
-    }
+    cmd.args(&args);
     let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
         .await
         .expect("slixmpp finished in time")
@@ -48,7 +60,7 @@ async fn run(python: &str, server: &Server, scenario: &str, port: u16, direct: b
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "{scenario} direct={direct}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{script} {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     println!("{stdout}");
     stdout
@@ -74,4 +86,25 @@ async fn slixmpp_subscription_presence_and_offline_messages() {
     let stdout = run(&python, &server, "im", server.c2s().port(), false).await;
     assert!(stdout.contains("subscribed to bob@localhost"), "{stdout}");
     assert!(stdout.contains("from offline storage"), "{stdout}");
+}
+
+/// XEP-0198 with slixmpp's own stream management: its connection is reset (and, in a
+/// second run, closed without `</stream:stream>`), it reconnects and resumes, and gets
+/// what was sent meanwhile once each, in order, with its JID and presence kept.
+#[tokio::test]
+async fn slixmpp_resumes_its_stream_after_the_connection_breaks() {
+    let Some(python) = python() else { return };
+    let server = Server::start().await;
+    for mode in ["reset", "eof"] {
+        let args = vec!["--break".to_owned(), mode.to_owned()];
+        let stdout = run_script(&python, &server, SM_SCRIPT, server.c2s().port(), args).await;
+        assert!(
+            stdout.contains("PASS: stream resumption scenario"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("received m4 m5 m6 once, in order"),
+            "{stdout}"
+        );
+    }
 }

@@ -20,9 +20,9 @@ login or bind), the full JID is unchanged, client 2 receives m4..m6 exactly once
 order, no message of the run arrives twice (m1..m3 are not sent again), client 1 gets
 no error for any message, and client 2's reply after resuming reaches client 1.
 
-The server certificate must be valid for the JIDs' domain (e.g. `localhost`) and is
-verified against --ca FILE; --insecure disables verification instead. --debug logs
-the XML stream (slixmpp's DEBUG logging) to stderr.
+The server certificate (both servers' with --other-port) must be valid for the JIDs'
+domain (e.g. `localhost`) and is verified against --ca FILE; --insecure disables
+verification instead. --debug logs the XML stream (slixmpp's DEBUG logging) to stderr.
 
 Exit status: 0 on success; 1 with a "FAIL: ..." line on stderr on any error, or if
 the whole scenario takes longer than 30 seconds.
@@ -246,6 +246,7 @@ async def scenario(args, a: Client, b: Client, stage: list) -> None:
     port = args.other_port or args.port
     stage[0] = f"client 2 resuming on port {port}"
     b.expect_drop = False
+    handled = sm.handled  # the h slixmpp is about to send in <resume/>
     b.connect(args.host, port)
     resumed = await guarded(b.sm_resumed, clients, stage[0])
     if resumed["previd"] != sm.sm_id:

@@ -1,0 +1,59 @@
+//! Admission control for reconnect storms: connections past
+//! `limits.max_concurrent_handshakes` are refused at once with `resource-constraint` and
+//! a retry hint, established sessions are untouched, and a place freed is taken again.
+
+mod support;
+use std::time::{Duration, Instant};
+use support::*;
+
+#[tokio::test]
+async fn handshakes_past_the_bound_are_refused_at_once_and_sessions_go_on() {
+    let server = Server::start_with(|c| c.limits.max_concurrent_handshakes = 2).await;
+    let mut alice = Client::login(&server, "alice", "SCRAM-SHA-256", "desk").await;
+
+    // Two connections sit in their handshake (no header yet): every place is taken.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(Client::connect(server.c2s()).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let mut refused = Client::connect(server.c2s()).await;
+    refused.send(OPEN).await;
+    assert!(matches!(
+        refused.frame().await,
+        Some(switchyard_core::Frame::Open(_))
+    ));
+    let error = refused.element().await;
+    assert!(
+        error
+            .child("resource-constraint", "urn:ietf:params:xml:ns:xmpp-streams")
+            .is_some(),
+        "{error:?}"
+    );
+    let text = error
+        .child("text", "urn:ietf:params:xml:ns:xmpp-streams")
+        .map(|t| t.text())
+        .unwrap_or_default();
+    assert!(text.contains("retry in"), "{text}");
+    assert!(refused.frame().await.is_none() || refused.frame().await.is_none());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once"
+    );
+
+    // The established session is served meanwhile.
+    alice
+        .send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(alice.element().await.attr("id"), Some("p"));
+
+    // A bound session gives its place back, and the next client gets in.
+    drop(stalled.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let bob = Client::login(&server, "bob", "SCRAM-SHA-256", "phone").await;
+    assert_eq!(bob.jid.as_deref(), Some("bob@localhost/phone"));
+    // Bob is bound: his place is free again for the next one.
+    let carol = Client::login(&server, "carol", "SCRAM-SHA-256", "pad").await;
+    assert_eq!(carol.jid.as_deref(), Some("carol@localhost/pad"));
+}
