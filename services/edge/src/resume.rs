@@ -18,7 +18,7 @@ use crate::driver::Transport;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use switchyard_core::session::Session;
+use switchyard_core::session::{ResumeRefused, Session};
 use switchyard_core::Jid;
 use tokio::sync::oneshot;
 
@@ -41,8 +41,8 @@ impl std::fmt::Debug for Resuming {
 }
 
 /// Answered `None` once the session took the connection over, or with the connection
-/// back when it refused.
-pub(crate) type Answer = oneshot::Sender<Option<Box<Resuming>>>;
+/// back and why when it refused.
+pub(crate) type Answer = oneshot::Sender<Option<(Box<Resuming>, ResumeRefused)>>;
 
 /// Resumable sessions by SM-ID: `(account, connection id)`.
 #[derive(Debug, Default)]

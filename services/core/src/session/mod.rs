@@ -98,7 +98,7 @@ pub enum Input<'a> {
     /// A stanza routed to this session.
     Deliver(Routed),
     /// The session named by [`Output::Resume`] cannot be resumed (XEP-0198 §5).
-    ResumeFailed,
+    ResumeFailed(ResumeRefused),
     /// The server ends the session (conflict, shutdown, timeout, slow consumer …).
     Terminate(StreamCondition),
     /// The transport reached end of file or failed.
@@ -268,7 +268,7 @@ impl Session {
                     self.deliver(stanza);
                 }
             }
-            Input::ResumeFailed => self.on_resume_failed(),
+            Input::ResumeFailed(why) => self.on_resume_failed(why),
             Input::Terminate(condition) => {
                 if self.is_detached() {
                     self.phase = Phase::Closed;

@@ -47,7 +47,7 @@ impl Session {
     ) -> Result<Vec<Output>, ResumeRefused> {
         let resumable = matches!(self.phase, Phase::Established | Phase::Detached);
         let Some(sm) = self.sm.as_ref().filter(|_| resumable) else {
-            return Err(ResumeRefused::Ended);
+            return Err(ResumeRefused::NotFound);
         };
         check(sm, h)?;
         self.framer = std::mem::replace(
@@ -88,7 +88,11 @@ impl Session {
     /// account and asked to resume it), answering `<resumed/>` as [`Session::resume`]
     /// does. Refused when `h` is impossible or this stream is not waiting to resume; the
     /// state comes back then, for its stanzas to be handed to the router.
-    pub fn adopt(&mut self, state: SmState, h: Option<u32>) -> Result<Vec<Output>, Box<SmState>> {
+    pub fn adopt(
+        &mut self,
+        state: SmState,
+        h: Option<u32>,
+    ) -> Result<Vec<Output>, (Box<SmState>, ResumeRefused)> {
         let unacked_bytes = state.unacked.iter().map(Routed::estimated_bytes).sum();
         let sm = Sm {
             id: Some(state.id.clone()),
@@ -101,8 +105,11 @@ impl Session {
             since_request: 0,
         };
         let ours = self.account().is_some_and(|a| a == state.jid.bare());
-        if !matches!(self.phase, Phase::AwaitResume) || !ours || check(&sm, h).is_err() {
-            return Err(Box::new(state));
+        if !matches!(self.phase, Phase::AwaitResume) || !ours {
+            return Err((Box::new(state), ResumeRefused::NotFound));
+        }
+        if let Err(why) = check(&sm, h) {
+            return Err((Box::new(state), why));
         }
         self.jid = Some(state.jid);
         self.sm = Some(Box::new(sm));
@@ -145,7 +152,7 @@ impl Session {
 fn check(sm: &Sm, h: Option<u32>) -> Result<(), ResumeRefused> {
     match h {
         Some(h) if h.wrapping_sub(sm.acked) as usize > sm.unacked.len() => {
-            Err(ResumeRefused::HandledTooHigh)
+            Err(ResumeRefused::HandledTooHigh { h, sent: sm.sent })
         }
         _ => Ok(()),
     }

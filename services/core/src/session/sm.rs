@@ -91,10 +91,10 @@ pub struct Resumable {
 /// Why a resumption cannot go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResumeRefused {
+    /// No such session for this account (unknown, expired, ending, or another's).
+    NotFound,
     /// The client's `h` acknowledges more than the old stream sent.
-    HandledTooHigh,
-    /// The session is ending.
-    Ended,
+    HandledTooHigh { h: u32, sent: u32 },
 }
 
 fn parse_h(el: &Element) -> Option<u32> {
@@ -143,11 +143,25 @@ impl Session {
         self.phase = Phase::AwaitResume;
     }
 
-    /// The driver found no session to resume (unknown, expired, another account's).
-    pub(super) fn on_resume_failed(&mut self) {
-        if matches!(self.phase, Phase::AwaitResume) {
-            self.phase = Phase::Negotiating;
-            self.sm_failed(StanzaCondition::ItemNotFound, None);
+    /// The session named by `<resume/>` cannot be resumed: `<failed/>`, after which
+    /// the client may bind (XEP-0198 §5). An impossible `h` is told as such, with the
+    /// count the server did send, as an `<a/>` would be (§4).
+    pub(super) fn on_resume_failed(&mut self, why: ResumeRefused) {
+        if !matches!(self.phase, Phase::AwaitResume) {
+            return;
+        }
+        self.phase = Phase::Negotiating;
+        match why {
+            ResumeRefused::NotFound => self.sm_failed(StanzaCondition::ItemNotFound, None),
+            ResumeRefused::HandledTooHigh { h, sent } => {
+                let failed = Sm::sm_element("failed")
+                    .with_child(Element::new(
+                        StanzaCondition::UndefinedCondition.as_str(),
+                        ns::STANZA_ERRORS,
+                    ))
+                    .with_child(handled_count_too_high(h, sent));
+                self.send(failed.to_xml(ns::CLIENT));
+            }
         }
     }
 
@@ -223,10 +237,10 @@ impl Session {
     fn on_ack(&mut self, h: u32) {
         if !self.acknowledge(h) {
             let sent = self.sm.as_ref().map_or(0, |sm| sm.sent);
-            let detail = Element::new("handled-count-too-high", ns::SM)
-                .with_attr("h", h.to_string())
-                .with_attr("send-count", sent.to_string());
-            self.stream_error_with(StreamCondition::UndefinedCondition, detail);
+            self.stream_error_with(
+                StreamCondition::UndefinedCondition,
+                handled_count_too_high(h, sent),
+            );
         }
     }
 
@@ -325,6 +339,13 @@ impl Session {
             sm.unacked.drain(..).collect()
         })
     }
+}
+
+/// XEP-0198 §4: the client acknowledged `h` stanzas where `sent` were sent.
+fn handled_count_too_high(h: u32, sent: u32) -> Element {
+    Element::new("handled-count-too-high", ns::SM)
+        .with_attr("h", h.to_string())
+        .with_attr("send-count", sent.to_string())
 }
 
 /// The id of the server's own keepalive pings.

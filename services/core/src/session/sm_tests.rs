@@ -273,11 +273,25 @@ fn xep0198_5_an_impossible_h_is_refused_and_changes_nothing() {
     deliver(&mut s, 1);
     s.handle(Input::PeerClosed);
     let mut newer = authenticated();
-    assert_eq!(
-        s.resume(&mut newer, Some(2)),
-        Err(ResumeRefused::HandledTooHigh)
+    feed(
+        &mut newer,
+        "<resume xmlns='urn:xmpp:sm:3' previd='x' h='2'/>",
     );
+    let why = s.resume(&mut newer, Some(2)).expect_err("refused");
+    assert_eq!(why, ResumeRefused::HandledTooHigh { h: 2, sent: 1 });
     assert!(s.is_detached() && !newer.is_closed());
+    // The new stream is told why, with the count the server did send.
+    let out = sent(&newer.handle(Input::ResumeFailed(why)));
+    assert!(out.starts_with(&format!("<failed {SM}>")), "{out}");
+    assert!(
+        out.contains("<undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"),
+        "{out}"
+    );
+    // The child inherits the namespace of <failed/>.
+    assert!(
+        out.contains("<handled-count-too-high h='2' send-count='1'/>"),
+        "{out}"
+    );
     assert_eq!(s.take_unacked().len(), 1);
 }
 
@@ -287,7 +301,7 @@ fn xep0198_5_an_unknown_session_fails_and_the_client_may_bind() {
     let out = feed(&mut s, &format!("<resume {SM} previd='nope' h='0'/>"));
     assert!(matches!(out.last(), Some(Output::Resume { .. })));
     assert!(!s.wants_bytes(), "nothing read while the driver looks");
-    let out = sent(&s.handle(Input::ResumeFailed));
+    let out = sent(&s.handle(Input::ResumeFailed(ResumeRefused::NotFound)));
     assert!(
         out.contains("<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"),
         "{out}"
@@ -405,10 +419,11 @@ fn xep0198_5_a_moved_state_is_refused_for_another_account_or_an_impossible_h() {
         &mut too_high,
         &format!("<resume {SM} previd='{id}' h='2'/>"),
     );
-    let back = too_high
+    let (back, why) = too_high
         .adopt(state.clone(), Some(2))
         .expect_err("h past what was sent");
     assert_eq!(*back, state, "the state comes back whole, for its stanzas");
+    assert_eq!(why, ResumeRefused::HandledTooHigh { h: 2, sent: 1 });
 
     let mut other = authenticated();
     let mut foreign = state.clone();

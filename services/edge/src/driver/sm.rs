@@ -16,7 +16,7 @@ use crate::resume::{Answer, Resuming};
 use std::future::poll_fn;
 use std::task::Poll;
 use std::time::Duration;
-use switchyard_core::session::{Input, Output, Session, SmState};
+use switchyard_core::session::{Input, Output, ResumeRefused, Session, SmState};
 use switchyard_core::{Jid, StreamCondition};
 use switchyard_telemetry as metrics;
 use tokio::sync::oneshot;
@@ -75,11 +75,11 @@ impl Conn {
                 metrics::EDGE_SM_RESUMPTIONS
                     .with_label_values(&["resumed"])
                     .inc();
-                tracing::info!(jid = ?self.session.jid(), conn = self.id, %ip, "session resumed");
+                tracing::info!(jid = %jid_of(&self.session), conn = self.id, %ip, "session resumed");
                 Some(outputs)
             }
             Err(refused) => {
-                tracing::info!(jid = ?self.session.jid(), conn = self.id, ?refused, "resumption refused");
+                tracing::info!(jid = %jid_of(&self.session), conn = self.id, ?refused, "resumption refused");
                 metrics::EDGE_SM_RESUMPTIONS
                     .with_label_values(&["refused"])
                     .inc();
@@ -89,7 +89,7 @@ impl Conn {
                     h,
                     ip,
                 };
-                let _ = answer.send(Some(Box::new(back)));
+                let _ = answer.send(Some((Box::new(back), refused)));
                 None
             }
         }
@@ -102,7 +102,7 @@ impl Conn {
         let expiry = tokio::time::sleep(Duration::from_secs(max.into()));
         tokio::pin!(expiry);
         metrics::EDGE_SM_DETACHED.inc();
-        tracing::info!(jid = ?self.session.jid(), conn = self.id, max, "connection lost; session kept for resumption");
+        tracing::info!(jid = %jid_of(&self.session), conn = self.id, max, "connection lost; session kept for resumption");
         let resumed = loop {
             tokio::select! {
                 command = mailbox.recv() => match command {
@@ -174,7 +174,10 @@ impl Conn {
             metrics::EDGE_SM_RESUMPTIONS
                 .with_label_values(&["not_found"])
                 .inc();
-            return self.session.handle(Input::ResumeFailed);
+            tracing::info!(%account, conn = self.id, "resumption of an unknown session");
+            return self
+                .session
+                .handle(Input::ResumeFailed(ResumeRefused::NotFound));
         };
         let jid = state.jid.clone();
         match self.session.adopt(state, h) {
@@ -187,14 +190,15 @@ impl Conn {
                 tracing::info!(%jid, conn = self.id, "session resumed from another edge");
                 outputs
             }
-            Err(state) => {
+            Err((state, why)) => {
                 // The record already names this connection: the session ends here, and
                 // what it held goes to the router like any ended session's.
                 metrics::EDGE_SM_RESUMPTIONS
                     .with_label_values(&["refused"])
                     .inc();
+                tracing::info!(%jid, conn = self.id, ?why, "resumption refused; the moved session ends");
                 self.ctx.link.unbind(&jid, self.id, state.unacked).await;
-                self.session.handle(Input::ResumeFailed)
+                self.session.handle(Input::ResumeFailed(why))
             }
         }
     }
@@ -233,16 +237,16 @@ impl Conn {
             ip: self.ip,
         });
         let (answer, hear) = oneshot::channel();
-        let back = match self.ctx.connections.hand_over(holder, resuming, answer) {
+        let (back, why) = match self.ctx.connections.hand_over(holder, resuming, answer) {
             Err(back) => {
                 metrics::EDGE_SM_RESUMPTIONS
                     .with_label_values(&["not_found"])
                     .inc();
-                back
+                (back, ResumeRefused::NotFound)
             }
             // Taken over: this task is done (its stand-in session ends unbound).
             Ok(()) => match hear.await {
-                Ok(Some(back)) => back,
+                Ok(Some(refused)) => refused,
                 Ok(None) => return self.session.handle(Input::PeerClosed),
                 Err(_) => {
                     tracing::info!(
@@ -255,6 +259,13 @@ impl Conn {
         };
         self.transport = back.transport;
         self.session = back.session;
-        self.session.handle(Input::ResumeFailed)
+        self.session.handle(Input::ResumeFailed(why))
     }
+}
+
+/// A session's JID for the log, as the other log lines write JIDs.
+fn jid_of(session: &Session) -> String {
+    session
+        .jid()
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
 }
