@@ -850,3 +850,95 @@ mod redaction {
         }
     }
 }
+
+/// The Helm chart's `values.schema.json` and this configuration agree: every key an
+/// operator may set through the chart's `config:` block exists here, and every key here
+/// is in the schema unless the chart sets it itself (listeners, paths, secrets, names).
+#[cfg(test)]
+mod chart_schema {
+    use std::collections::BTreeSet;
+
+    /// Keys the chart sets itself; its schema leaves them out on purpose.
+    const CHART_SETS: &[&str] = &[
+        "data_dir",
+        "listen",
+        "admin",
+        "tls.cert_path",
+        "tls.key_path",
+        "auth.decoy_secret",
+        "cluster.routers",
+        "cluster.rpc_listen",
+        "cluster.edge_id",
+        "cluster.tls",
+        "cluster.tls_ca_path",
+        "cluster.tls_cert_path",
+        "cluster.tls_key_path",
+        "cluster.tls_server_name",
+        "cluster.insecure_plaintext",
+        "redis.urls",
+        "postgres.url",
+    ];
+
+    fn keys(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+        let Some(map) = value.as_object() else { return };
+        for (k, v) in map {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if CHART_SETS.contains(&key.as_str()) {
+                continue;
+            }
+            if v.is_object() {
+                keys(v, &key, out);
+            } else {
+                out.insert(key);
+            }
+        }
+    }
+
+    fn schema_keys(schema: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+        let Some(props) = schema.get("properties").and_then(|p| p.as_object()) else {
+            return;
+        };
+        for (k, v) in props {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if v.get("type").and_then(|t| t.as_str()) == Some("object") {
+                schema_keys(v, &key, out);
+            } else {
+                out.insert(key);
+            }
+        }
+    }
+
+    #[test]
+    fn every_configuration_key_is_in_the_charts_schema_and_back() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../helm/switchyard/values.schema.json"
+        );
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("chart schema"))
+                .expect("json");
+        let mut charted = BTreeSet::new();
+        schema_keys(&schema["properties"]["config"], "", &mut charted);
+        let config = serde_json::to_value(super::Config::default()).expect("serializable");
+        let mut ours = BTreeSet::new();
+        keys(&config, "", &mut ours);
+        let missing: Vec<_> = ours.difference(&charted).collect();
+        let unknown: Vec<_> = charted.difference(&ours).collect();
+        assert!(
+            missing.is_empty(),
+            "keys the chart's schema refuses: {missing:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "keys the chart accepts and the binary does not: {unknown:?}"
+        );
+    }
+}
