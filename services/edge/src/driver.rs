@@ -27,7 +27,7 @@ use crate::connections::{Command, Delivery};
 use crate::listener::EdgeCtx;
 use crate::mailbox::Mailbox;
 use crate::resume::Resuming;
-use crate::throttle::{Attempt, Verdict};
+use crate::throttle::Attempt;
 use crate::tls::TlsSnapshot;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -36,17 +36,14 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use switchyard_core::sasl::{Failure, Mechanism, ScramProof};
-use switchyard_core::session::{Input, Lookup, Output, Session, Verification};
-use switchyard_core::{Jid, StanzaKind, StreamCondition};
-use switchyard_model::SessionRecord;
+use switchyard_core::session::{Input, Output, Session};
+use switchyard_core::{StanzaKind, StreamCondition};
 use switchyard_telemetry as metrics;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::server::TlsStream;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub(crate) enum Transport {
@@ -193,6 +190,7 @@ pub(crate) async fn run(
     }
 }
 
+mod login;
 mod sm;
 
 /// A stanza from the client on its way through the router.
@@ -396,6 +394,9 @@ impl Conn {
                 }
                 Command::Export(answer) => {
                     if self.export(answer) {
+                        // What was not written yet went with the state: the old stream
+                        // gets none of it (a client still reading it would see it twice).
+                        outputs.retain(|o| !matches!(o, Output::Send(_)));
                         outputs.push(Output::Close);
                         break;
                     }
@@ -525,109 +526,5 @@ impl Conn {
         for written in self.written.drain(..) {
             let _ = written.send(());
         }
-    }
-
-    async fn start_tls(&mut self) -> Vec<Output> {
-        let Transport::Plain(tcp) = std::mem::replace(&mut self.transport, Transport::Upgrading)
-        else {
-            return self.session.handle(Input::PeerClosed);
-        };
-        match handshake(&self.ctx, tcp).await {
-            Some((stream, cb)) => {
-                self.transport = Transport::Tls(stream);
-                self.session.handle(Input::TlsEstablished(cb))
-            }
-            None => self.session.handle(Input::PeerClosed),
-        }
-    }
-
-    async fn bind(&mut self, jid: Jid) -> Vec<Output> {
-        let record = SessionRecord::bound(jid.clone(), &self.ctx.config.edge_id, self.id);
-        self.ctx.connections.claim(self.id, jid.clone());
-        let result = self.ctx.link.bind(record).await;
-        if result.is_ok() {
-            tracing::info!(%jid, conn = self.id, "session bound");
-            self.ctx.connections.bound(self.id, jid);
-        } else {
-            self.ctx.connections.unclaim(self.id);
-        }
-        self.session.handle(Input::Bound(result))
-    }
-
-    /// The credentials of a SASL attempt, once the throttle lets it go ahead: refused
-    /// at once, or looked up after the wait it owes (see `throttle.rs`).
-    async fn fetch(&mut self, account: Jid) -> Vec<Output> {
-        let attempt = self.ctx.throttle.check(self.ip, account).await;
-        let lookup = match attempt.verdict {
-            Verdict::Refuse => Lookup::Throttled,
-            // Shutting down: the session is about to end anyway.
-            Verdict::Wait(delay) if !wait_out(delay, &self.ctx.shutdown).await => {
-                Lookup::Unavailable
-            }
-            Verdict::Go | Verdict::Wait(_) => {
-                match self.ctx.link.credentials(&attempt.account).await {
-                    Ok(Some(salts)) => Lookup::Found(salts),
-                    Ok(None) => Lookup::NotFound,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "credential lookup failed");
-                        Lookup::Unavailable
-                    }
-                }
-            }
-        };
-        self.attempt = Some(Box::new(attempt));
-        self.session.handle(Input::Credentials(lookup))
-    }
-
-    /// The proof of a SASL attempt, checked where the account's keys are. A wrong one
-    /// comes back to the session as `not-authorized` and is counted in `auth_failed`.
-    async fn verify(&mut self, account: Jid, proof: ScramProof) -> Vec<Output> {
-        let verification = match self.ctx.link.verify(&account, &proof).await {
-            Ok(Some(signature)) => Verification::Accepted(signature),
-            Ok(None) => Verification::Rejected,
-            Err(e) => {
-                tracing::warn!(error = %e, "proof check failed");
-                Verification::Unavailable
-            }
-        };
-        self.session.handle(Input::Verified(verification))
-    }
-
-    /// A failed SASL attempt: a wrong password is counted by the throttle, and every
-    /// failure is logged in the fixed format documented in `throttle.rs`.
-    async fn auth_failed(&mut self, mechanism: Mechanism, failure: Failure) {
-        let attempt = self.attempt.take();
-        let refused = attempt
-            .as_ref()
-            .is_some_and(|a| a.verdict == Verdict::Refuse);
-        let reason = if refused {
-            "throttled"
-        } else {
-            failure.as_str()
-        };
-        metrics::EDGE_LOGINS
-            .with_label_values(&[mechanism.name(), "failure", reason])
-            .inc();
-        let counted = match &attempt {
-            Some(a) if failure == Failure::NotAuthorized => self.ctx.throttle.failed(a).await,
-            _ => None,
-        };
-        let account = attempt.map_or_else(|| "-".to_owned(), |a| a.account.to_string());
-        let failures = counted.map_or_else(|| "-".to_owned(), |n| n.to_string());
-        tracing::info!(
-            target: "switchyard::auth",
-            "login failed: address={} account={account} mechanism={} reason={reason} failures={failures} conn={}",
-            self.ip.to_canonical(),
-            mechanism.name(),
-            self.id,
-        );
-    }
-}
-
-/// Waits `delay` unless the server starts shutting down meanwhile (`false`).
-async fn wait_out(delay: std::time::Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(delay) => true,
-        () = shutdown.cancelled() => false,
     }
 }
