@@ -59,6 +59,9 @@ const MIGRATIONS: &[&str] = &[
      UPDATE offline SET bytes = length(CAST(stanza AS BLOB));",
 ];
 
+/// How long a statement waits for another connection's lock on the file.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -68,17 +71,27 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let mut conn = Connection::open(path).db()?;
-        conn.pragma_update(None, "journal_mode", "WAL").db()?;
+        // First: every statement after it, the journal mode switch and the migrations
+        // included, waits for another process's lock (the CLI beside a running server,
+        // several CLIs at once) instead of failing with "database is locked".
+        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL").db()?;
         conn.pragma_update(None, "foreign_keys", "ON").db()?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).db()?;
-        let version: usize = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .db()?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = conn.transaction().db()?;
+        // Each migration under the write lock, the version read inside it: processes
+        // opening a new file at once apply each migration exactly once.
+        loop {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .db()?;
+            let version: usize = tx
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .db()?;
+            let Some(sql) = MIGRATIONS.get(version) else {
+                break;
+            };
             tx.execute_batch(sql).db()?;
-            tx.pragma_update(None, "user_version", i + 1).db()?;
+            tx.pragma_update(None, "user_version", version + 1).db()?;
             tx.commit().db()?;
         }
         Ok(Self {
@@ -103,6 +116,24 @@ impl SqliteStore {
 }
 
 /// A write that violated the `accounts` reference: the account does not exist.
+/// Switches the file to WAL. SQLite answers that switch "locked" at once, without its
+/// busy handler, while another connection is opening the file, so it is retried here
+/// (every 10 ms) up to the busy timeout.
+fn wal(conn: &Connection) -> Result<(), StorageError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result.db(),
+        }
+    }
+}
+
 fn missing_account(e: rusqlite::Error) -> StorageError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => StorageError::NotFound,
@@ -129,6 +160,36 @@ mod tests {
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
         assert_eq!(reopened.credentials(&alice).await.unwrap(), Some(creds));
+    }
+
+    /// Eight handles opening one new file at once and writing (as `user add` run eight
+    /// at a time does), twenty times over: each waits for the others' locks, none fails.
+    #[test]
+    fn concurrent_opens_and_writes_wait_for_each_other() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = Arc::new(dir.path().join("switchyard.db"));
+            let writers: Vec<_> = (0..8)
+                .map(|i| {
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .unwrap();
+                        let store = SqliteStore::open(&path).map_err(|e| format!("open: {e}"))?;
+                        let jid = Jid::parse(&format!("u{i}@localhost")).unwrap();
+                        let creds = StoredCredentials::from_password("pw", 4096).unwrap();
+                        runtime
+                            .block_on(store.create(&jid, &creds))
+                            .map_err(|e| format!("create: {e}"))
+                    })
+                })
+                .collect();
+            for writer in writers {
+                let result = writer.join().unwrap();
+                assert!(result.is_ok(), "round {round}: {result:?}");
+            }
+        }
     }
 
     /// Two handles on one file (as two processes would have) share the quotas.
