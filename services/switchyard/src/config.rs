@@ -1,7 +1,8 @@
 //! The configuration tree: one TOML file plus `SWITCHYARD_*` environment overrides, read
 //! here and nowhere else. Nested keys use `__` in variable names, e.g.
 //! `SWITCHYARD_LIMITS__MAX_STANZA_BYTES=65536` sets `[limits] max_stanza_bytes`.
-//! `SWITCHYARD_CONFIG` names the file itself and is not a key.
+//! `SWITCHYARD_CONFIG` names the file itself, and `SWITCHYARD_ADMIN_URL` /
+//! `SWITCHYARD_ADMIN_TOKEN` are the `user` command's; none of them is a key.
 //! Every field has a default, so an empty file (or none) runs a development server.
 
 mod redact;
@@ -18,6 +19,9 @@ use std::path::{Path, PathBuf};
 
 /// Prefix of every configuration variable.
 const ENV_PREFIX: &str = "SWITCHYARD_";
+/// `SWITCHYARD_*` variables that are not configuration keys: the configuration file's
+/// name, and the admin API address and token the `user` command takes.
+const NOT_KEYS: &[&str] = &["config", "admin_url", "admin_token"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -474,7 +478,7 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         let config: Config = figment
-            .merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"))
+            .merge(Env::prefixed(ENV_PREFIX).ignore(NOT_KEYS).split("__"))
             .extract()
             .map_err(explain)?;
         config.validate()?;
@@ -754,6 +758,8 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SWITCHYARD_LIMITS__MAX_STANZA_BYTES", "65536");
             jail.set_env("SWITCHYARD_CONFIG", "names the file, not a key");
+            jail.set_env("SWITCHYARD_ADMIN_URL", "http://127.0.0.1:9400");
+            jail.set_env("SWITCHYARD_ADMIN_TOKEN", "for the user command, not a key");
             let c = Config::load(Some(&file)).unwrap();
             assert_eq!(c.domains, vec!["example.org"]);
             assert_eq!(c.limits.max_depth, 8);
