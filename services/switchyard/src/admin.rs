@@ -185,10 +185,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn account(jid: &str) -> Result<Jid, ApiError> {
+/// An account of a domain this server serves.
+fn account(api: &Api, jid: &str) -> Result<Jid, ApiError> {
     let jid = Jid::parse(jid).map_err(bad_request)?;
     if jid.local().is_none() || !jid.is_bare() {
         return Err(bad_request("expected user@domain"));
+    }
+    if !api.router.is_local(&jid) {
+        return Err(bad_request(format!(
+            "{} is not a domain this server serves",
+            jid.domain()
+        )));
     }
     Ok(jid)
 }
@@ -223,7 +230,7 @@ async fn create_user(
     Json(user): Json<NewUser>,
 ) -> ApiResult {
     let api = authorized(&admin, &headers)?;
-    let jid = account(&user.jid)?;
+    let jid = account(&api, &user.jid)?;
     let creds = credentials(&api, &user.password)?;
     api.accounts.create(&jid, &creds).await?;
     tracing::info!(%jid, "account created through the admin API");
@@ -236,11 +243,17 @@ async fn delete_user(
     Path(jid): Path<String>,
 ) -> ApiResult {
     let api = authorized(&admin, &headers)?;
-    let jid = account(&jid)?;
-    match api.accounts.remove(&jid).await? {
-        true => Ok(StatusCode::NO_CONTENT.into_response()),
-        false => Err(not_found("no such account")),
+    let jid = account(&api, &jid)?;
+    if !api.accounts.remove(&jid).await? {
+        return Err(not_found("no such account"));
     }
+    // An account that is gone has no sessions: each one ends now (a session would
+    // otherwise go on until it logs out, with an account that no longer exists).
+    for session in api.router.sessions_of(&jid).await?.iter() {
+        api.router.kick(&session.jid).await?;
+    }
+    tracing::info!(%jid, "account deleted through the admin API; its sessions ended");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn set_password(
@@ -250,7 +263,7 @@ async fn set_password(
     Json(body): Json<Password>,
 ) -> ApiResult {
     let api = authorized(&admin, &headers)?;
-    let jid = account(&jid)?;
+    let jid = account(&api, &jid)?;
     let creds = credentials(&api, &body.password)?;
     api.accounts.set_credentials(&jid, &creds).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -262,7 +275,7 @@ async fn user_sessions(
     Path(jid): Path<String>,
 ) -> ApiResult {
     let api = authorized(&admin, &headers)?;
-    let jid = account(&jid)?;
+    let jid = account(&api, &jid)?;
     let sessions = api.router.sessions_of(&jid).await?;
     let view: Vec<serde_json::Value> = sessions
         .iter()

@@ -111,10 +111,23 @@ async fn admin_api_and_cli_manage_users_and_sessions() {
         Some("policy-violation")
     );
 
+    let mut dave = Client::login(&server, "dave", "SCRAM-SHA-256", "phone").await;
     let changed = cli(&["passwd", "dave", "--password", "new-pw"]).await;
     assert!(changed.status.success());
+    // Deleting an account ends its sessions.
     let removed = cli(&["remove", "dave"]).await;
     assert!(removed.status.success());
+    assert_eq!(
+        dave.stream_error().await.as_deref(),
+        Some("policy-violation")
+    );
+    // Only accounts of a served domain.
+    let body = serde_json::json!({"jid": "mallory@evil.example", "password": "secret-pw"});
+    let (status, text) = request(&base, "POST", "/api/v1/users", TOKEN, Some(&body))
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not a domain this server serves"), "{text}");
     let (status, stats) = get(&server, "/api/v1/stats").await;
     assert_eq!(status, 200);
     assert!(stats.contains("\"version\""), "{stats}");
