@@ -255,13 +255,24 @@ async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> 
     let rpc = listener.local_addr()?;
     println!("switchyard: listening rpc {rpc}");
     tokio::spawn(switchyard_cluster::keep_edges_alive(
-        links,
+        links.clone(),
         registry,
         router,
         ttl,
         shutdown.clone(),
     ));
     let stop = shutdown.clone();
+    // At shutdown the links end first: the server's graceful shutdown waits for every
+    // open request, and a link is one that lasts as long as its edge.
+    let closing = shutdown.clone();
+    tokio::spawn(async move {
+        closing.cancelled().await;
+        tracing::info!(
+            edges = links.edges().len(),
+            "shutting down: ending the edges' links"
+        );
+        links.close_all();
+    });
     let task = tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(5)))
@@ -437,6 +448,7 @@ pub fn init_telemetry(
 pub async fn run(config: Config, roles: &[String]) -> anyhow::Result<()> {
     let roles = Roles::parse(roles)?;
     let delay = Duration::from_secs(config.timeouts.drain_delay_secs);
+    let grace_secs = config.timeouts.shutdown_grace_secs;
     let running = start_roles(config, roles).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -446,7 +458,13 @@ pub async fn run(config: Config, roles: &[String]) -> anyhow::Result<()> {
     running.draining.cancel();
     tokio::time::sleep(delay).await;
     running.shutdown.cancel();
-    running.task.await?;
+    // Whatever the peers do, the process is gone within the grace (and a second for the
+    // last writes), before Kubernetes' SIGKILL.
+    let grace = Duration::from_secs(grace_secs) + Duration::from_secs(1);
+    match tokio::time::timeout(grace, running.task).await {
+        Ok(joined) => joined?,
+        Err(_) => tracing::warn!("shutdown grace elapsed with work still running; exiting"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -229,6 +229,20 @@ impl EdgeLinks {
         Some(link)
     }
 
+    /// Ends every link with `unavailable` (this router is shutting down): each edge
+    /// resends what this router had not acknowledged through the others and moves its
+    /// users to them, and the gRPC server's graceful shutdown no longer waits on links
+    /// that would otherwise stay open as long as their edges do.
+    pub fn close_all(&self) {
+        let links: Vec<Arc<Link>> = lock(&self.links).values().cloned().collect();
+        for link in links {
+            let going = Status::unavailable("router shutting down");
+            // A full queue is fine: the edge sees the stream end either way.
+            let _ = link.tx.try_send(Err(going));
+            self.close(&link);
+        }
+    }
+
     /// Forgets the link if it is still this instance; its pending deliveries fail.
     pub(super) fn close(&self, link: &Link) {
         let mut links = lock(&self.links);

@@ -9,6 +9,7 @@ mod support;
 mod redis_cluster;
 
 mod harness;
+mod lifecycle;
 mod login_throttle;
 mod outage;
 mod races;
