@@ -219,7 +219,9 @@ def chart(case, rendered):
     check(cfg["cluster"]["rpc_listen"].endswith(":7400"), f"{case}: rpc_listen")
     check(cfg["admin"]["listen"].endswith(":9400"), f"{case}: admin.listen")
     check(cfg["data_dir"] == "/var/lib/switchyard", f"{case}: data_dir")
-    check(cfg["listen"] == {"c2s": "0.0.0.0:5222", "c2s_direct_tls": "0.0.0.0:5223"}, f"{case}: listen")
+    listen = dict(cfg["listen"])
+    check(isinstance(listen.pop("proxy_protocol", None), bool), f"{case}: listen.proxy_protocol")
+    check(listen == {"c2s": "0.0.0.0:5222", "c2s_direct_tls": "0.0.0.0:5223"}, f"{case}: listen")
     check(cfg["domains"], f"{case}: domains")
     check(("cert_path" in cfg.get("tls", {})) == want["tls"], f"{case}: tls paths present = {want['tls']}")
     for section, secret_key in (("postgres", "url"), ("redis", "urls"), ("admin", "token")):

@@ -8,6 +8,7 @@ mod driver;
 mod link;
 mod listener;
 mod mailbox;
+mod proxy;
 mod resume;
 mod throttle;
 mod tls;

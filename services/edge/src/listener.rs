@@ -7,12 +7,13 @@ use crate::link::RouterLink;
 use crate::mailbox::MailboxLimits;
 use crate::throttle::{Throttle, ThrottlePolicy};
 use crate::tls::TlsStore;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::session::SessionConfig;
 use switchyard_telemetry as metrics;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,6 +27,8 @@ pub struct EdgeConfig {
     /// Connections still in their handshake (TLS, SASL, bind or resume) at once; more
     /// are refused at once (see [`crate::admission`]).
     pub max_handshakes: usize,
+    /// Every client connection starts with a PROXY protocol header (see [`crate::proxy`]).
+    pub proxy_protocol: bool,
     /// Time allowed from accept to a bound resource.
     pub handshake_timeout: Duration,
     /// Time allowed for a TLS handshake (direct TLS or STARTTLS): a few round trips.
@@ -166,24 +169,44 @@ async fn accept_loop(
             crate::admission::refuse(&ctx, &tracker, tcp, listener.direct_tls);
             continue;
         };
-        let ip = peer.ip();
-        let Some(id) = ctx.connections.admit(ip, ctx.config.max_connections_per_ip) else {
-            tracing::warn!("per-IP connection limit reached; refusing connection");
-            continue;
-        };
         let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
-        let kind = if listener.direct_tls {
-            "direct_tls"
-        } else {
-            "starttls"
-        };
-        let open = metrics::EDGE_CONNECTIONS.with_label_values(&[kind]);
-        open.inc();
+        let direct_tls = listener.direct_tls;
         tracker.spawn(async move {
-            crate::driver::run(ctx, tcp, listener.direct_tls, id, ip, handshake).await;
-            open.dec();
+            serve_connection(ctx, tcp, peer.ip(), direct_tls, handshake).await;
             drop(permit);
         });
     }
+}
+
+/// One accepted connection: its client's address (from the PROXY header when the
+/// listeners take one), the per-IP cap, then the session.
+async fn serve_connection(
+    ctx: Arc<EdgeCtx>,
+    mut tcp: TcpStream,
+    peer: IpAddr,
+    direct_tls: bool,
+    handshake: OwnedSemaphorePermit,
+) {
+    let ip = if ctx.config.proxy_protocol {
+        match crate::proxy::read(&mut tcp, peer, ctx.config.handshake_timeout).await {
+            Ok(ip) => ip,
+            Err(why) => {
+                tracing::info!(%peer, reason = why.0, "PROXY header refused; closing");
+                metrics::EDGE_PROXY_REFUSED.inc();
+                return;
+            }
+        }
+    } else {
+        peer
+    };
+    let Some(id) = ctx.connections.admit(ip, ctx.config.max_connections_per_ip) else {
+        tracing::warn!(%ip, "per-IP connection limit reached; refusing connection");
+        return;
+    };
+    let kind = if direct_tls { "direct_tls" } else { "starttls" };
+    let open = metrics::EDGE_CONNECTIONS.with_label_values(&[kind]);
+    open.inc();
+    crate::driver::run(ctx, tcp, direct_tls, id, ip, handshake).await;
+    open.dec();
 }

@@ -192,6 +192,10 @@ pub struct Listen {
     pub c2s: String,
     /// Direct-TLS client listener (XEP-0368); empty disables it.
     pub c2s_direct_tls: String,
+    /// Every client connection starts with a PROXY protocol header (v1 or v2) from a
+    /// load balancer, which names the client's address. Only where nothing else can
+    /// reach the listeners.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -392,6 +396,7 @@ impl Default for Listen {
         Self {
             c2s: "0.0.0.0:5222".into(),
             c2s_direct_tls: "0.0.0.0:5223".into(),
+            proxy_protocol: false,
         }
     }
 }

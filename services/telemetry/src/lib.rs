@@ -106,6 +106,7 @@ metrics! {
     EDGE_SM_EXPIRED: IntCounter = counter("switchyard_edge_sm_expired_total", "XEP-0198 detached sessions that ended unresumed (timeout or queue bound)");
     EDGE_SM_UNACKED_RETURNED: IntCounter = counter("switchyard_edge_sm_unacked_returned_total", "Stanzas a session ended with unacknowledged, handed back to the router");
     EDGE_ADMISSION_REFUSED: IntCounterVec = counter_vec("switchyard_edge_admission_refused_total", "Connections refused at once because limits.max_concurrent_handshakes were in their handshake", &["listener"]);
+    EDGE_PROXY_REFUSED: IntCounter = counter("switchyard_edge_proxy_header_refused_total", "Connections closed because they did not start with a valid PROXY protocol header (listen.proxy_protocol)");
     EDGE_HANDSHAKES: IntGauge = gauge("switchyard_edge_handshakes_in_progress", "Connections between accept and a bound or resumed session");
     EDGE_KEEPALIVES: IntCounter = counter("switchyard_edge_keepalives_total", "Ack requests or XEP-0199 pings sent to quiet connections");
     EDGE_LOGINS: IntCounterVec = counter_vec("switchyard_edge_logins_total", "SASL outcomes", &["mechanism", "result", "reason"]);
