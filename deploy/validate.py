@@ -221,7 +221,8 @@ def chart(case, rendered):
     check(cfg["data_dir"] == "/var/lib/switchyard", f"{case}: data_dir")
     listen = dict(cfg["listen"])
     check(isinstance(listen.pop("proxy_protocol", None), bool), f"{case}: listen.proxy_protocol")
-    check(listen == {"c2s": "0.0.0.0:5222", "c2s_direct_tls": "0.0.0.0:5223"}, f"{case}: listen")
+    # Dual stack (the binary falls back to IPv4 where a node has no IPv6).
+    check(listen == {"c2s": "[::]:5222", "c2s_direct_tls": "[::]:5223"}, f"{case}: listen")
     check(cfg["domains"], f"{case}: domains")
     check(("cert_path" in cfg.get("tls", {})) == want["tls"], f"{case}: tls paths present = {want['tls']}")
     for section, secret_key in (("postgres", "url"), ("redis", "urls"), ("admin", "token")):

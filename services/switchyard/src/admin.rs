@@ -72,7 +72,7 @@ pub async fn serve(
     if config.admin.listen.is_empty() {
         return Ok(None);
     }
-    let listener = tokio::net::TcpListener::bind(&config.admin.listen).await?;
+    let listener = crate::serve::listen(&config.admin.listen).await?;
     let addr = listener.local_addr()?;
     println!("switchyard: listening admin {addr}");
     let api = api.filter(|a| !a.token.is_empty());

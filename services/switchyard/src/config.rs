@@ -150,7 +150,7 @@ impl Default for Cluster {
     fn default() -> Self {
         Self {
             routers: Vec::new(),
-            rpc_listen: "0.0.0.0:7400".into(),
+            rpc_listen: "[::]:7400".into(),
             edge_id: String::new(),
             edge_ttl_secs: 10,
             tls: true,
@@ -394,8 +394,8 @@ impl Default for Config {
 impl Default for Listen {
     fn default() -> Self {
         Self {
-            c2s: "0.0.0.0:5222".into(),
-            c2s_direct_tls: "0.0.0.0:5223".into(),
+            c2s: "[::]:5222".into(),
+            c2s_direct_tls: "[::]:5223".into(),
             proxy_protocol: false,
         }
     }

@@ -74,10 +74,30 @@ async fn bind(addr: &str, direct_tls: bool) -> anyhow::Result<Option<Listener>> 
     if addr.is_empty() {
         return Ok(None);
     }
-    let socket = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let socket = listen(addr).await?;
     Ok(Some(Listener { socket, direct_tls }))
+}
+
+/// Binds a listener. `[::]:port` is dual stack (IPv6 and IPv4, as Linux binds it by
+/// default); where the host has no IPv6 at all it falls back to `0.0.0.0:port`, with a
+/// warning, so one default serves both kinds of host.
+pub async fn listen(addr: &str) -> anyhow::Result<TcpListener> {
+    let bound = TcpListener::bind(addr).await;
+    let any_v6 = addr
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .filter(|a| a.ip() == std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    match (bound, any_v6) {
+        (Ok(socket), _) => Ok(socket),
+        (Err(e), Some(v6)) => {
+            let v4 = std::net::SocketAddr::from(([0, 0, 0, 0], v6.port()));
+            tracing::warn!(error = %e, %v4, "no IPv6 on this host; listening on IPv4 only");
+            TcpListener::bind(v4)
+                .await
+                .with_context(|| format!("cannot listen on {addr} or {v4}"))
+        }
+        (Err(e), None) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
 }
 
 fn tls_paths(config: &Config) -> (PathBuf, PathBuf, bool) {
@@ -249,9 +269,7 @@ async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> 
     };
     let tls = link_tls::open(config, Roles::Router, shutdown.clone())?;
     let mutual_tls = tls.is_some();
-    let listener = TcpListener::bind(&config.cluster.rpc_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.cluster.rpc_listen))?;
+    let listener = listen(&config.cluster.rpc_listen).await?;
     let rpc = listener.local_addr()?;
     println!("switchyard: listening rpc {rpc}");
     tokio::spawn(switchyard_cluster::keep_edges_alive(

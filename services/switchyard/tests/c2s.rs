@@ -374,3 +374,21 @@ async fn a_handshake_frame_trickled_in_is_dropped_within_ten_seconds() {
         "closed after {after:?}"
     );
 }
+
+/// Listeners take IPv6: a client logs in and chats over `::1`, beside one on IPv4.
+#[tokio::test]
+async fn clients_log_in_over_ipv6() {
+    let server = Server::start_with(|c| {
+        c.listen.c2s = "[::1]:0".into();
+        c.listen.c2s_direct_tls = "[::1]:0".into();
+    })
+    .await;
+    assert!(server.c2s().is_ipv6(), "{}", server.c2s());
+    let mut alice = Client::login(&server, "alice", "SCRAM-SHA-256-PLUS", "v6").await;
+    let mut bob = Client::login_direct(&server, "bob", "SCRAM-SHA-256", "v6").await;
+    alice
+        .send("<message to='bob@localhost/v6' type='chat'><body>over v6</body></message>")
+        .await;
+    let got = bob.element().await;
+    assert_eq!(got.attr("from"), Some("alice@localhost/v6"));
+}
