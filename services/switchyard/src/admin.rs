@@ -44,6 +44,8 @@ pub struct Api {
     pub accounts: Arc<dyn AccountStore>,
     pub token: String,
     pub scram_iterations: u32,
+    /// `auth.min_password_chars`.
+    pub min_password_chars: usize,
 }
 
 impl std::fmt::Debug for Api {
@@ -212,9 +214,7 @@ struct Password {
 }
 
 fn credentials(api: &Api, password: &str) -> Result<StoredCredentials, ApiError> {
-    if password.is_empty() {
-        return Err(bad_request("empty password"));
-    }
+    crate::user::check_password(password, api.min_password_chars).map_err(bad_request)?;
     StoredCredentials::from_password(password, api.scram_iterations).map_err(bad_request)
 }
 

@@ -239,6 +239,9 @@ pub struct Auth {
     /// Failure counts held in memory (all-in-one, or a router without Redis); when full,
     /// the oldest are evicted first. With Redis, keys expire on their own instead.
     pub failure_table_entries: usize,
+    /// Shortest password accepted when an account is created or its password changed
+    /// (CLI and admin API), in characters.
+    pub min_password_chars: usize,
     /// The secret the salts shown for accounts that do not exist are derived from, so
     /// they are the same on every edge and across restarts (at least 32 characters).
     /// Empty: generated once in the all-in-one mode and kept in `<data_dir>/decoy-secret`
@@ -260,6 +263,7 @@ impl fmt::Debug for Auth {
             .field("failure_delay_initial_ms", &self.failure_delay_initial_ms)
             .field("failure_delay_max_ms", &self.failure_delay_max_ms)
             .field("failure_table_entries", &self.failure_table_entries)
+            .field("min_password_chars", &self.min_password_chars)
             .field("decoy_secret", &mask(&self.decoy_secret))
             .finish()
     }
@@ -423,6 +427,7 @@ impl Default for Auth {
             failure_delay_initial_ms: 250,
             failure_delay_max_ms: 30_000,
             failure_table_entries: 100_000,
+            min_password_chars: 8,
             decoy_secret: String::new(),
         }
     }
@@ -605,6 +610,10 @@ impl Config {
         anyhow::ensure!(
             a.failure_table_entries >= 1000,
             "auth.failure_table_entries must be at least 1000"
+        );
+        anyhow::ensure!(
+            (1..=1024).contains(&a.min_password_chars),
+            "auth.min_password_chars must be 1 to 1024"
         );
         anyhow::ensure!(
             a.decoy_secret.is_empty() || a.decoy_secret.chars().count() >= MIN_DECOY_SECRET_CHARS,

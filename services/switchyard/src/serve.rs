@@ -234,6 +234,7 @@ fn api(
         accounts,
         token: config.admin.token.clone(),
         scram_iterations: config.auth.scram_iterations,
+        min_password_chars: config.auth.min_password_chars,
     }
 }
 

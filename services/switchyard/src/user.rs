@@ -1,12 +1,14 @@
 //! `switchyard user add|remove|passwd|list|sessions|kick`: account management, either
 //! against the configured storage directly or, with `--admin-url`, through a running
 //! cluster's admin API. Passwords are read from `--password` or, safer, from standard
-//! input.
+//! input: at a terminal with a prompt, without echo, asked twice; otherwise one line.
+//! A password shorter than `auth.min_password_chars` is refused (here and by the admin
+//! API alike).
 
 use crate::config::Config;
 use anyhow::Context;
 use clap::Subcommand;
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
 
@@ -73,9 +75,27 @@ fn account(config: &Config, jid: &str) -> anyhow::Result<Jid> {
     Ok(parsed)
 }
 
-fn read_password(password: Option<String>) -> anyhow::Result<String> {
-    Ok(match password {
+/// Refuses a password shorter than `min_chars` characters.
+pub fn check_password(password: &str, min_chars: usize) -> Result<(), String> {
+    let chars = password.chars().count();
+    if chars < min_chars {
+        return Err(format!(
+            "the password has {chars} characters; at least {min_chars} are required (auth.min_password_chars)"
+        ));
+    }
+    Ok(())
+}
+
+/// The password given, or read from standard input (see the module doc), checked.
+fn read_password(config: &Config, password: Option<String>, jid: &Jid) -> anyhow::Result<String> {
+    let password = match password {
         Some(p) => p,
+        None if std::io::stdin().is_terminal() => {
+            let first = prompt(&format!("Password for {jid}: "))?;
+            let again = prompt("Again: ")?;
+            anyhow::ensure!(first == again, "the two passwords differ; nothing changed");
+            first
+        }
         None => {
             let mut line = String::new();
             std::io::stdin()
@@ -84,12 +104,39 @@ fn read_password(password: Option<String>) -> anyhow::Result<String> {
                 .context("cannot read the password from stdin")?;
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
-    })
+    };
+    check_password(&password, config.auth.min_password_chars).map_err(anyhow::Error::msg)?;
+    Ok(password)
 }
 
-fn credentials(config: &Config, password: Option<String>) -> anyhow::Result<StoredCredentials> {
-    StoredCredentials::from_password(&read_password(password)?, config.auth.scram_iterations)
-        .map_err(|e| anyhow::anyhow!(e))
+/// One line from the terminal with echo off (restored whatever happens).
+fn prompt(text: &str) -> anyhow::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    eprint!("{text}");
+    let saved = tcgetattr(&stdin).context("cannot read the terminal's settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("cannot turn echo off")?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    eprintln!();
+    read.context("cannot read the password")?;
+    restored.context("cannot turn echo back on")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn credentials(
+    config: &Config,
+    password: Option<String>,
+    jid: &Jid,
+) -> anyhow::Result<StoredCredentials> {
+    StoredCredentials::from_password(
+        &read_password(config, password, jid)?,
+        config.auth.scram_iterations,
+    )
+    .map_err(|e| anyhow::anyhow!(e))
 }
 
 pub async fn run(config: &Config, action: Action, target: Target) -> anyhow::Result<()> {
@@ -115,7 +162,7 @@ async fn run_remote(config: &Config, action: Action, url: &str, token: &str) -> 
     match action {
         Action::Add { jid, password } => {
             let jid = account(config, &jid)?;
-            let body = json!({ "jid": jid.to_string(), "password": read_password(password)? });
+            let body = json!({ "jid": jid.to_string(), "password": read_password(config, password, &jid)? });
             call("POST", "/api/v1/users".into(), Some(body)).await?;
             println!("added {jid}");
         }
@@ -131,7 +178,7 @@ async fn run_remote(config: &Config, action: Action, url: &str, token: &str) -> 
         }
         Action::Passwd { jid, password } => {
             let jid = account(config, &jid)?;
-            let body = json!({ "password": read_password(password)? });
+            let body = json!({ "password": read_password(config, password, &jid)? });
             call(
                 "PUT",
                 format!("/api/v1/users/{}/password", segment(&jid.to_string())),
@@ -178,7 +225,7 @@ async fn run_on_store(config: &Config, action: Action) -> anyhow::Result<()> {
         Action::Add { jid, password } => {
             let jid = account(config, &jid)?;
             store
-                .create(&jid, &credentials(config, password)?)
+                .create(&jid, &credentials(config, password, &jid)?)
                 .await
                 .with_context(|| format!("cannot add {jid}"))?;
             println!("added {jid}");
@@ -191,7 +238,7 @@ async fn run_on_store(config: &Config, action: Action) -> anyhow::Result<()> {
         Action::Passwd { jid, password } => {
             let jid = account(config, &jid)?;
             store
-                .set_credentials(&jid, &credentials(config, password)?)
+                .set_credentials(&jid, &credentials(config, password, &jid)?)
                 .await
                 .with_context(|| format!("cannot change the password of {jid}"))?;
             println!("password changed for {jid}");

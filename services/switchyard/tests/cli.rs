@@ -42,12 +42,16 @@ fn user_add_list_passwd_remove() {
     );
     assert!(switchyard(
         d,
-        &["user", "add", "bob@localhost", "--password", "pw"],
+        &["user", "add", "bob@localhost", "--password", "bob-password"],
         None
     )
     .status
     .success());
-    let dup = switchyard(d, &["user", "add", "alice", "--password", "x"], None);
+    let dup = switchyard(
+        d,
+        &["user", "add", "alice", "--password", "another-pw"],
+        None,
+    );
     assert!(
         !dup.status.success() && text(&dup).contains("already exists"),
         "{}",
@@ -58,11 +62,13 @@ fn user_add_list_passwd_remove() {
         String::from_utf8_lossy(&list.stdout),
         "alice@localhost\nbob@localhost\n"
     );
-    assert!(
-        switchyard(d, &["user", "passwd", "alice", "--password", "new"], None)
-            .status
-            .success()
-    );
+    assert!(switchyard(
+        d,
+        &["user", "passwd", "alice", "--password", "new-password"],
+        None
+    )
+    .status
+    .success());
     assert!(switchyard(d, &["user", "remove", "alice"], None)
         .status
         .success());
@@ -70,7 +76,13 @@ fn user_add_list_passwd_remove() {
     assert!(!again.status.success() && text(&again).contains("no such account"));
     let bad = switchyard(
         d,
-        &["user", "add", "eve@other.example", "--password", "x"],
+        &[
+            "user",
+            "add",
+            "eve@other.example",
+            "--password",
+            "eve-password",
+        ],
         None,
     );
     assert!(
@@ -80,6 +92,26 @@ fn user_add_list_passwd_remove() {
     );
     let empty = switchyard(d, &["user", "add", "carol", "--password", ""], None);
     assert!(!empty.status.success(), "empty passwords are refused");
+    // auth.min_password_chars (8 by default), from an option or from stdin, in characters.
+    for short in [
+        &["user", "add", "carol", "--password", "12345"][..],
+        &["user", "passwd", "bob", "--password", "1234567"],
+    ] {
+        let out = switchyard(d, short, None);
+        assert!(
+            !out.status.success() && text(&out).contains("at least 8"),
+            "{}",
+            text(&out)
+        );
+    }
+    let piped = switchyard(d, &["user", "add", "carol"], Some("short\n"));
+    assert!(!piped.status.success(), "{}", text(&piped));
+    let eight = switchyard(d, &["user", "add", "carol", "--password", "ééééééé1"], None);
+    assert!(
+        eight.status.success(),
+        "8 characters, 15 bytes: {}",
+        text(&eight)
+    );
     // The database never holds the password.
     let db = std::fs::read(d.join("switchyard.db")).unwrap();
     assert!(!db.windows(b"from stdin".len()).any(|w| w == b"from stdin"));
@@ -252,7 +284,7 @@ fn data_dir_and_database_are_private() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("var").join("data");
     let add = |user: &str| {
-        let out = switchyard_env(&data, &["user", "add", user, "--password", "pw"], &[]);
+        let out = switchyard_env(&data, &["user", "add", user, "--password", "password"], &[]);
         assert!(out.status.success(), "{}", text(&out));
     };
     add("alice");
@@ -370,4 +402,56 @@ fn stanza_limit_before_auth_is_configurable() {
             text(&out)
         );
     }
+}
+
+/// At a terminal, `user add` without `--password` prompts twice without echo, and two
+/// different answers change nothing.
+#[test]
+fn user_add_at_a_terminal_prompts_twice_without_echo() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let run = |first: &str, second: &str| {
+        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["user", "add", "zed"])
+            .env("SWITCHYARD_DATA_DIR", dir.path())
+            .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stderr(Stdio::from(pty.slave))
+            .spawn()
+            .expect("binary runs");
+        let mut master = std::fs::File::from(pty.master);
+        let mut shown = String::new();
+        // Everything the terminal shows, until `token` (each answer is typed only once
+        // its prompt is there, as a person would: echo is off by then).
+        let until = |master: &mut std::fs::File, shown: &mut String, token: &str| {
+            let mut buf = [0u8; 1024];
+            for _ in 0..100 {
+                if shown.contains(token) {
+                    return;
+                }
+                match master.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => shown.push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+            }
+        };
+        until(&mut master, &mut shown, "Password for zed@localhost: ");
+        master.write_all(format!("{first}\n").as_bytes()).unwrap();
+        until(&mut master, &mut shown, "Again: ");
+        master.write_all(format!("{second}\n").as_bytes()).unwrap();
+        let status = child.wait().unwrap();
+        until(&mut master, &mut shown, "\u{0}");
+        (status, shown)
+    };
+    let (status, shown) = run("one-password", "other-password");
+    assert!(!status.success(), "{shown}");
+    assert!(shown.contains("differ"), "{shown}");
+    let (status, shown) = run("hunter2-long", "hunter2-long");
+    assert!(status.success(), "{shown}");
+    assert!(
+        !shown.contains("hunter2"),
+        "the password was echoed: {shown}"
+    );
+    assert!(shown.contains("added zed@localhost"), "{shown}");
 }

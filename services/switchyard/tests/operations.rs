@@ -66,7 +66,8 @@ async fn metrics_health_and_readiness() {
 
 #[tokio::test]
 async fn admin_api_and_cli_manage_users_and_sessions() {
-    let server = Server::start().await;
+    // The tests' accounts all have the password "secret" (6 characters).
+    let server = Server::start_with(|c| c.auth.min_password_chars = 6).await;
     let base = admin(&server);
     let (status, _) = request(&base, "GET", "/api/v1/users", "wrong", None)
         .await
@@ -79,6 +80,7 @@ async fn admin_api_and_cli_manage_users_and_sessions() {
         cmd.args(["user", "--admin-url", &base, "--admin-token", TOKEN])
             .args(args);
         cmd.env("SWITCHYARD_DATA_DIR", server.dir.path());
+        cmd.env("SWITCHYARD_AUTH__MIN_PASSWORD_CHARS", "6");
         async move {
             tokio::time::timeout(std::time::Duration::from_secs(30), cmd.output())
                 .await
@@ -94,7 +96,7 @@ async fn admin_api_and_cli_manage_users_and_sessions() {
     );
     let listed = String::from_utf8(cli(&["list"]).await.stdout).unwrap();
     assert!(listed.lines().any(|l| l == "dave@localhost"), "{listed}");
-    let dup = cli(&["add", "dave", "--password", "x"]).await;
+    let dup = cli(&["add", "dave", "--password", "another"]).await;
     assert!(!dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("409"));
 
     let mut dave = Client::login(&server, "dave", "SCRAM-SHA-256", "laptop").await;
@@ -114,6 +116,19 @@ async fn admin_api_and_cli_manage_users_and_sessions() {
     let mut dave = Client::login(&server, "dave", "SCRAM-SHA-256", "phone").await;
     let changed = cli(&["passwd", "dave", "--password", "new-pw"]).await;
     assert!(changed.status.success());
+    // The admin API holds passwords to auth.min_password_chars too.
+    let short = serde_json::json!({"password": "12345"});
+    let (status, text) = request(
+        &base,
+        "PUT",
+        "/api/v1/users/dave@localhost/password",
+        TOKEN,
+        Some(&short),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("at least 6"), "{text}");
     // Deleting an account ends its sessions.
     let removed = cli(&["remove", "dave"]).await;
     assert!(removed.status.success());

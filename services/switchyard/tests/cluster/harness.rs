@@ -316,6 +316,8 @@ async fn run(config: &Path, args: &[&str]) {
         .arg("--config")
         .arg(config)
         .args(args)
+        // The tests' accounts all have the password "secret" (6 characters).
+        .env("SWITCHYARD_AUTH__MIN_PASSWORD_CHARS", "6")
         .output()
         .await
         .unwrap();
