@@ -32,5 +32,8 @@ EXPOSE 5222 5223 7400 9400
 # SIGTERM drains: unready and not accepting, then <system-shutdown/> after
 # timeouts.drain_delay_secs, within timeouts.shutdown_grace_secs.
 STOPSIGNAL SIGTERM
+# Asks the local admin listener (admin.listen) for /readyz; no curl needed.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["switchyard", "health", "--ready"]
 ENTRYPOINT ["switchyard"]
 CMD ["serve"]

@@ -16,6 +16,38 @@ const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// How long one request may take in all.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// `switchyard health`: asks this host's admin listener (`admin.listen`, an unspecified
+/// address meaning loopback) for `/healthz` or `/readyz`; an error unless it answers 200.
+pub async fn health(config: &crate::config::Config, ready: bool) -> anyhow::Result<()> {
+    let mut addr: std::net::SocketAddr = config
+        .admin
+        .listen
+        .parse()
+        .with_context(|| format!("admin.listen {:?} is not an address", config.admin.listen))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let base = format!("http://{addr}");
+    let (status, body) =
+        tokio::time::timeout(HEALTH_TIMEOUT, exchange(&base, "GET", path, "", None))
+            .await
+            .with_context(|| format!("{base}{path} did not answer in time"))??;
+    anyhow::ensure!(
+        status == 200,
+        "{base}{path} answered {status}: {}",
+        body.trim()
+    );
+    println!("{base}{path}: {}", body.trim());
+    Ok(())
+}
+
+/// A health check answers fast or not at all.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Sends one request and returns the status code and body.
 pub async fn request(
     base: &str,

@@ -45,6 +45,13 @@ enum Command {
     },
     /// Apply pending PostgreSQL schema migrations.
     Migrate,
+    /// Ask the local process's admin listener whether it is live (`/healthz`; with
+    /// `--ready`, `/readyz`): exit 0 if so, 1 if not. A container health check with no
+    /// curl in the image.
+    Health {
+        #[arg(long)]
+        ready: bool,
+    },
     /// Validate the configuration and print the effective values.
     CheckConfig,
     /// Write a development CA and certificates for the edge-router link's mutual TLS into
@@ -99,6 +106,7 @@ fn main() -> std::process::ExitCode {
                 switchyard::user::run(&config, action, target).await
             }
             Command::Migrate => switchyard::user::migrate(&config).await,
+            Command::Health { ready } => switchyard::admin_client::health(&config, ready).await,
             Command::GenClusterCerts { dir, mut names } => {
                 if names.is_empty() {
                     names = vec!["switchyard-router".into(), "switchyard-edge".into()];

@@ -18,6 +18,21 @@ async fn get(server: &Server, path: &str) -> (u16, String) {
         .unwrap()
 }
 
+/// `switchyard health ARGS` against the server's admin listener: whether it exited 0.
+async fn health(server: &Server, args: &[&str]) -> bool {
+    let admin = server.running.admin.expect("admin listener").to_string();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("health")
+        .args(args)
+        .env("SWITCHYARD_ADMIN__LISTEN", admin)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), out)
+        .await
+        .expect("health answers in time")
+        .unwrap();
+    out.status.success()
+}
+
 #[tokio::test]
 async fn metrics_health_and_readiness() {
     let server = Server::start().await;
@@ -43,10 +58,20 @@ async fn metrics_health_and_readiness() {
     assert!(!text.contains("alice@"), "no JID in metric labels");
     assert_eq!(get(&server, "/healthz").await.0, 200);
     assert_eq!(get(&server, "/readyz").await.0, 200);
+    assert!(health(&server, &[]).await, "switchyard health");
+    assert!(
+        health(&server, &["--ready"]).await,
+        "switchyard health --ready"
+    );
 
     // Drain, step one: unready and not accepting; established sessions keep working.
     server.running.draining.cancel();
     assert_eq!(get(&server, "/readyz").await.0, 503);
+    assert!(
+        !health(&server, &["--ready"]).await,
+        "unready while draining"
+    );
+    assert!(health(&server, &[]).await, "still live while draining");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert!(
         tokio::net::TcpStream::connect(server.c2s()).await.is_err(),
