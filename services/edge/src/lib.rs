@@ -18,4 +18,4 @@ pub use link::RouterLink;
 pub use listener::{serve, Drain, EdgeConfig, Listener};
 pub use mailbox::MailboxLimits;
 pub use throttle::ThrottlePolicy;
-pub use tls::{TlsError, TlsStore};
+pub use tls::{check as check_tls, TlsError, TlsStore};

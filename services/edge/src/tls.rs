@@ -29,6 +29,55 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("cannot generate a development certificate: {0}")]
     Generate(String),
+    #[error("{path}: {what}")]
+    Unfit { path: PathBuf, what: String },
+}
+
+/// What `check-config` can tell of the client certificate without starting: the pair
+/// loads as the server would load it, the first certificate is not expired (nor not yet
+/// valid), and it names every served domain (RFC 6125 DNS-ID, as clients check it).
+pub fn check(cert: &Path, key: &Path, domains: &[String]) -> Result<(), TlsError> {
+    load(cert, key)?;
+    let pem = read(cert)?;
+    let unfit = |what: String| TlsError::Unfit {
+        path: cert.into(),
+        what,
+    };
+    let first = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| unfit("no certificate".into()))?;
+    let leaf = webpki::EndEntityCert::try_from(&first)
+        .map_err(|e| unfit(format!("not a usable certificate: {e}")))?;
+    // Its own validity is checked before any issuer is looked for, so with no trust
+    // anchors the answer is "expired" or "not yet valid", or else "unknown issuer".
+    let algorithms = rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .all;
+    let now = rustls_pki_types::UnixTime::now();
+    let usage = webpki::KeyUsage::server_auth();
+    match leaf.verify_for_usage(algorithms, &[], &[], now, usage, None, None) {
+        Err(webpki::Error::CertExpired { .. }) => return Err(unfit("expired".into())),
+        Err(webpki::Error::CertNotValidYet { .. }) => return Err(unfit("not valid yet".into())),
+        _ => {}
+    }
+    let uncovered: Vec<&str> = domains
+        .iter()
+        .filter(|d| {
+            rustls_pki_types::ServerName::try_from(d.as_str()).map_or(true, |name| {
+                leaf.verify_is_valid_for_subject_name(&name).is_err()
+            })
+        })
+        .map(String::as_str)
+        .collect();
+    if uncovered.is_empty() {
+        Ok(())
+    } else {
+        Err(unfit(format!(
+            "does not name served domain(s) {}",
+            uncovered.join(", ")
+        )))
+    }
 }
 
 /// An acceptor and the RFC 5929 end-point hash of its certificate.
@@ -221,5 +270,63 @@ impl TlsStore {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a self-signed certificate for `names`, valid in `[from, until]` (years),
+    /// and its key; their paths.
+    fn pair(dir: &Path, names: &[&str], from: i32, until: i32) -> (PathBuf, PathBuf) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (
+            dir.join(format!("{from}-{until}.pem")),
+            dir.join(format!("{from}-{until}-key.pem")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn check_finds_missing_files_other_names_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let domains = ["example.org".to_owned(), "chat.example.org".to_owned()];
+        let (cert, key) = pair(dir.path(), &["example.org", "chat.example.org"], 2020, 2100);
+        assert!(check(&cert, &key, &domains).is_ok());
+
+        let (narrow, narrow_key) = pair(dir.path(), &["example.org"], 2021, 2100);
+        let err = check(&narrow, &narrow_key, &domains)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chat.example.org") && !err.contains("example.org,"),
+            "{err}"
+        );
+
+        let (old, old_key) = pair(dir.path(), &["example.org", "chat.example.org"], 2019, 2020);
+        let err = check(&old, &old_key, &domains).unwrap_err().to_string();
+        assert!(err.contains("expired"), "{err}");
+
+        let (soon, soon_key) = pair(dir.path(), &["example.org", "chat.example.org"], 2090, 2100);
+        let err = check(&soon, &soon_key, &domains).unwrap_err().to_string();
+        assert!(err.contains("not valid yet"), "{err}");
+
+        let missing = dir.path().join("missing.pem");
+        let err = check(&missing, &key, &domains).unwrap_err().to_string();
+        assert!(err.contains("cannot read"), "{err}");
+        let err = check(&cert, &cert, &domains).unwrap_err().to_string();
+        assert!(
+            err.contains("private key"),
+            "a certificate given as the key: {err}"
+        );
     }
 }

@@ -16,7 +16,12 @@ async fn redis() -> Option<Arc<RedisRegistry>> {
         std::process::id(),
         switchyard_core::token::token(8)
     );
-    match RedisRegistry::connect(std::slice::from_ref(&url), false, &prefix).await {
+    match RedisRegistry::connect(
+        &switchyard_storage::RedisServers::at(std::slice::from_ref(&url), false),
+        &prefix,
+    )
+    .await
+    {
         Ok(r) => Some(Arc::new(r)),
         Err(e) if std::env::var_os("CI").is_some() => {
             panic!("Redis at {url} is required in CI: {e}")

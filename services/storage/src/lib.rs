@@ -24,8 +24,8 @@ pub use cache::CachedBlocks;
 pub use instrumented::Instrumented;
 pub use memory::{MemoryRegistry, MemoryStore};
 pub use postgres::PgStore;
-pub use redis::RedisLoginFailures;
 pub use redis::RedisRegistry;
+pub use redis::{RedisLoginFailures, RedisServers};
 pub use registry_cache::CachedRegistry;
 pub use sqlite::SqliteStore;
 pub use traits::{

@@ -131,6 +131,9 @@ pub struct Redis {
     pub cluster: bool,
     /// Prefix of every key, so deployments can share a Redis.
     pub key_prefix: String,
+    /// PEM file of the CA that signed the Redis servers' certificates (`rediss://` URLs),
+    /// when it is not among the system's; empty: the system's CAs.
+    pub ca_path: String,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -170,6 +173,7 @@ impl Default for Redis {
             urls: Vec::new(),
             cluster: false,
             key_prefix: "sy:".into(),
+            ca_path: String::new(),
         }
     }
 }
@@ -568,6 +572,22 @@ impl Config {
             "cluster.edge_ttl_secs must be at least 3"
         );
         self.stream_management.validate(self.timeouts.idle_secs)?;
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.telemetry.sample_ratio),
+            "telemetry.sample_ratio must be 0 to 1"
+        );
+        if !self.postgres.url.is_empty() {
+            self.postgres
+                .url
+                .parse::<tokio_postgres::Config>()
+                .map_err(|e| {
+                    anyhow::anyhow!("postgres.url is not a PostgreSQL URL or key=value string: {e}")
+                })?;
+        }
+        for url in &self.redis.urls {
+            redis::Client::open(url.as_str())
+                .map_err(|e| anyhow::anyhow!("redis.urls: {url:?} is not a Redis URL: {e}"))?;
+        }
         self.validate_cluster_tls()?;
         anyhow::ensure!(
             !self.redis.key_prefix.contains(['{', '}']),

@@ -118,6 +118,16 @@ fn main() -> std::process::ExitCode {
             }
             Command::CheckConfig => {
                 print!("{}", toml::to_string_pretty(&config.redacted())?);
+                // What can be checked without starting: the client certificate loads,
+                // names every served domain and is within its validity.
+                if !config.tls.cert_path.is_empty() {
+                    switchyard_edge::check_tls(
+                        std::path::Path::new(&config.tls.cert_path),
+                        std::path::Path::new(&config.tls.key_path),
+                        &config.domains,
+                    )
+                    .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+                }
                 eprintln!("configuration is valid");
                 Ok(())
             }

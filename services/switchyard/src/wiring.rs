@@ -15,7 +15,7 @@ use switchyard_storage::{
     CachedBlocks, CachedRegistry, Instrumented, MemoryRegistry, PgStore, RedisRegistry,
     SessionRegistry, SqliteStore, Stores,
 };
-use switchyard_storage::{LoginFailures, MemoryLoginFailures, RedisLoginFailures};
+use switchyard_storage::{LoginFailures, MemoryLoginFailures, RedisLoginFailures, RedisServers};
 
 /// The embedded SQLite store in `data_dir`. The file is created owner-only before SQLite
 /// opens it, because SQLite gives its `-wal` and `-shm` side files the database's mode.
@@ -132,6 +132,18 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     Ok(stores)
 }
 
+/// Where Redis is, with the CA of its certificates when `redis.ca_path` names one.
+fn redis_servers(config: &Config) -> anyhow::Result<RedisServers> {
+    let redis = &config.redis;
+    let mut servers = RedisServers::at(&redis.urls, redis.cluster);
+    if !redis.ca_path.is_empty() {
+        let pem = std::fs::read(&redis.ca_path)
+            .with_context(|| format!("redis.ca_path: cannot read {}", redis.ca_path))?;
+        servers.ca_pem = Some(pem);
+    }
+    Ok(servers)
+}
+
 /// The session registry: Redis when configured, else memory (one router only).
 pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn SessionRegistry>> {
     let redis = &config.redis;
@@ -139,7 +151,7 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn SessionReg
         let memory = MemoryRegistry::default();
         return Ok(Arc::new(Instrumented::new(memory, "memory")));
     }
-    let registry = RedisRegistry::connect(&redis.urls, redis.cluster, &redis.key_prefix)
+    let registry = RedisRegistry::connect(&redis_servers(config)?, &redis.key_prefix)
         .await
         .context("redis")?;
     Ok(Arc::new(CachedRegistry::new(
@@ -194,7 +206,7 @@ pub async fn open_login_failures(config: &Config) -> anyhow::Result<Arc<dyn Logi
         let memory = MemoryLoginFailures::new(config.auth.failure_table_entries);
         return Ok(Arc::new(memory));
     }
-    let store = RedisLoginFailures::connect(&redis.urls, redis.cluster, &redis.key_prefix)
+    let store = RedisLoginFailures::connect(&redis_servers(config)?, &redis.key_prefix)
         .await
         .context("redis (login failures)")?;
     Ok(Arc::new(store))

@@ -132,6 +132,43 @@ fn check_config_reports_bad_values_clearly() {
     );
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("max_stanza_bytes"), "{}", text(&bad));
+    // Values in range, URLs that parse, a certificate that exists, names the domains and
+    // is valid now: each wrong one named.
+    let cert = rcgen::generate_simple_self_signed(vec!["other.example".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let tls = |cert: &std::path::Path| {
+        format!(
+            "[tls]\ncert_path = '{}'\nkey_path = '{}'\n",
+            cert.display(),
+            key_path.display()
+        )
+    };
+    for (body, needle) in [
+        (
+            "[telemetry]\nsample_ratio = 5.0\n".to_owned(),
+            "telemetry.sample_ratio",
+        ),
+        ("[postgres]\nurl = 'not a url'\n".to_owned(), "postgres.url"),
+        ("[redis]\nurls = ['http://x']\n".to_owned(), "redis.urls"),
+        (tls(&dir.path().join("missing.pem")), "cannot read"),
+        (tls(&cert_path), "does not name served domain(s) localhost"),
+    ] {
+        std::fs::write(&file, &body).unwrap();
+        let out = switchyard(
+            dir.path(),
+            &["--config", file.to_str().unwrap(), "check-config"],
+            None,
+        );
+        assert!(!out.status.success(), "{body}: {}", text(&out));
+        assert!(text(&out).contains(needle), "{body}: {}", text(&out));
+        assert!(
+            !text(&out).contains("configuration is valid"),
+            "{}",
+            text(&out)
+        );
+    }
     let roles = switchyard(dir.path(), &["serve", "--roles", "gateway"], None);
     assert!(
         !roles.status.success() && text(&roles).contains("unknown role"),

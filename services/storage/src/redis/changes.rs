@@ -5,6 +5,7 @@
 //! to every node, so one subscription on any node hears every change. The subscriber is
 //! a plain connection to one seed node; when it breaks, the next seed is tried.
 
+use super::conn::RedisServers;
 use crate::traits::Change;
 use std::time::Duration;
 use switchyard_core::Jid;
@@ -13,15 +14,15 @@ use tokio::sync::mpsc;
 /// Forwards change notifications until the receiver is dropped, resubscribing with
 /// backoff (to the seeds in turn); after any gap it reports [`Change::Unknown`] so caches
 /// start over.
-pub(super) async fn follow(seeds: Vec<String>, channel: String, tx: mpsc::Sender<Change>) {
+pub(super) async fn follow(servers: RedisServers, channel: String, tx: mpsc::Sender<Change>) {
     use tokio_stream::StreamExt;
     let mut backoff = Duration::from_millis(100);
-    for url in seeds.iter().cycle() {
+    for url in servers.urls.iter().cycle() {
         if tx.is_closed() {
             return;
         }
         let subscribed = async {
-            let client = redis::Client::open(url.as_str())?;
+            let client = servers.client(url)?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub.into_on_message())

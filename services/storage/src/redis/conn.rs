@@ -66,22 +66,73 @@ pub(super) struct Keyed {
 /// What became of one command of a batch: its reply, or why it has none.
 pub(super) type Outcome = Result<Value, String>;
 
+/// Where Redis is: one server (`redis://` or, over TLS, `rediss://host:port`) or the
+/// seed nodes of a Redis Cluster, and the CA that signed their certificates when it is
+/// not among the system's (PEM).
+#[derive(Debug, Clone, Default)]
+pub struct RedisServers {
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl RedisServers {
+    /// Servers reached without a CA of their own (plain, or TLS with the system's CAs).
+    pub fn at(urls: &[String], cluster: bool) -> Self {
+        Self {
+            urls: urls.to_vec(),
+            cluster,
+            ca_pem: None,
+        }
+    }
+
+    /// A client of one of the servers; `rediss://` trusts the CA given, else the
+    /// system's.
+    pub(super) fn client(&self, url: &str) -> redis::RedisResult<redis::Client> {
+        tls_provider();
+        match &self.ca_pem {
+            Some(ca) => redis::Client::build_with_tls(url, self.certificates(ca)),
+            None => redis::Client::open(url),
+        }
+    }
+
+    fn certificates(&self, ca: &[u8]) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca.to_vec()),
+        }
+    }
+}
+
+/// The redis crate builds its TLS configurations with rustls's process-wide provider:
+/// the one this workspace uses everywhere (ring) is installed once, if none is yet.
+fn tls_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl Conn {
-    /// Connects to one Redis (`redis://host:port`), or to a Redis Cluster through the
-    /// given seed nodes when there are several or `cluster` is set.
-    pub(super) async fn connect(urls: &[String], cluster: bool) -> Result<Self, StorageError> {
-        if cluster || urls.len() > 1 {
-            let client = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
+    /// Connects to one Redis, or to a Redis Cluster through the seed nodes when there
+    /// are several or `cluster` is set.
+    pub(super) async fn connect(servers: &RedisServers) -> Result<Self, StorageError> {
+        tls_provider();
+        let urls = &servers.urls;
+        if servers.cluster || urls.len() > 1 {
+            let mut builder = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
                 .connection_timeout(TIMEOUT)
-                .response_timeout(TIMEOUT)
-                .build()
-                .map_err(unavailable)?;
+                .response_timeout(TIMEOUT);
+            if let Some(ca) = &servers.ca_pem {
+                builder = builder.certs(servers.certificates(ca));
+            }
+            let client = builder.build().map_err(unavailable)?;
             Ok(Self::Cluster(
                 client.get_async_connection().await.map_err(unavailable)?,
             ))
         } else {
             let url = urls.first().ok_or_else(|| unavailable("no redis url"))?;
-            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+            let client = servers.client(url).map_err(unavailable)?;
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(TIMEOUT))
                 .set_response_timeout(Some(TIMEOUT));

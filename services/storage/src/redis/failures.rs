@@ -8,7 +8,7 @@
 //! `{prefix}login:n:<network>` (a network). Every script touches one key, so the two
 //! counts of an attempt may live in different cluster slots; they are sent concurrently.
 
-use super::conn::Conn;
+use super::conn::{Conn, RedisServers};
 use super::scripts::Lua;
 use super::unavailable;
 use crate::traits::{FailureCount, LoginFailureCounts, LoginFailures};
@@ -44,16 +44,12 @@ impl std::fmt::Debug for RedisLoginFailures {
 
 impl RedisLoginFailures {
     /// Connects like [`super::RedisRegistry::connect`]; `prefix` must not contain braces.
-    pub async fn connect(
-        urls: &[String],
-        cluster: bool,
-        prefix: &str,
-    ) -> Result<Self, StorageError> {
+    pub async fn connect(servers: &RedisServers, prefix: &str) -> Result<Self, StorageError> {
         if prefix.contains(['{', '}']) {
             return Err(unavailable("redis key prefix must not contain braces"));
         }
         Ok(Self {
-            conn: Conn::connect(urls, cluster).await?,
+            conn: Conn::connect(servers).await?,
             prefix: prefix.to_owned(),
             record: Lua::new(RECORD),
             read: Lua::new(READ),
@@ -167,7 +163,8 @@ mod tests {
         let url = std::env::var("SWITCHYARD_TEST_REDIS")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let prefix = prefix();
-        let connect = RedisLoginFailures::connect(std::slice::from_ref(&url), false, &prefix);
+        let servers = RedisServers::at(std::slice::from_ref(&url), false);
+        let connect = RedisLoginFailures::connect(&servers, &prefix);
         match tokio::time::timeout(Duration::from_secs(5), connect).await {
             Ok(Ok(store)) => conforms(store).await,
             _ if std::env::var_os("CI").is_some() => panic!("Redis at {url} is required in CI"),
@@ -179,9 +176,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conforms_on_a_redis_cluster() {
         let cluster = RedisCluster::start();
-        let store = RedisLoginFailures::connect(&cluster.urls(), true, &prefix())
-            .await
-            .expect("connect to the test Redis Cluster");
+        let store =
+            RedisLoginFailures::connect(&RedisServers::at(&cluster.urls(), true), &prefix())
+                .await
+                .expect("connect to the test Redis Cluster");
         conforms(store).await;
     }
 }

@@ -70,6 +70,7 @@ use std::time::Duration;
 use switchyard_core::Jid;
 use tokio::sync::mpsc;
 
+pub use conn::RedisServers;
 pub use failures::RedisLoginFailures;
 
 /// How long a connection attempt or a reply may take.
@@ -78,7 +79,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub struct RedisRegistry {
     conn: Conn,
     /// Where change notifications are subscribed: the seed URLs, tried in turn.
-    seeds: Vec<String>,
+    servers: RedisServers,
     prefix: String,
     bind_script: Lua,
     unbind_script: Lua,
@@ -120,20 +121,16 @@ fn decode_all(bare: &Jid, all: Vec<(String, String)>) -> Result<Vec<SessionRecor
 impl RedisRegistry {
     /// Connects to one Redis (`redis://host:port`), or to a Redis Cluster through the
     /// given seed nodes when there are several or `cluster` is set.
-    pub async fn connect(
-        urls: &[String],
-        cluster: bool,
-        prefix: &str,
-    ) -> Result<Self, StorageError> {
+    pub async fn connect(servers: &RedisServers, prefix: &str) -> Result<Self, StorageError> {
         if prefix.contains(['{', '}']) {
             return Err(StorageError::Unavailable(
                 "redis key prefix must not contain braces".into(),
             ));
         }
-        let conn = Conn::connect(urls, cluster).await?;
+        let conn = Conn::connect(servers).await?;
         Ok(Self {
             conn,
-            seeds: urls.to_vec(),
+            servers: servers.clone(),
             prefix: prefix.to_owned(),
             bind_script: Lua::new(scripts::BIND),
             unbind_script: Lua::new(scripts::UNBIND),
@@ -457,8 +454,8 @@ impl SessionRegistry for RedisRegistry {
 
     fn changes(&self) -> Option<mpsc::Receiver<Change>> {
         let (tx, rx) = mpsc::channel(4096);
-        let (seeds, channel) = (self.seeds.clone(), self.changes_channel());
-        tokio::spawn(changes::follow(seeds, channel, tx));
+        let (servers, channel) = (self.servers.clone(), self.changes_channel());
+        tokio::spawn(changes::follow(servers, channel, tx));
         Some(rx)
     }
 

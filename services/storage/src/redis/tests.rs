@@ -20,7 +20,8 @@ pub(crate) async fn registry() -> Option<RedisRegistry> {
         std::env::var("SWITCHYARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let urls = [url.clone()];
     let prefix = prefix();
-    let connect = RedisRegistry::connect(&urls, false, &prefix);
+    let servers = RedisServers::at(&urls, false);
+    let connect = RedisRegistry::connect(&servers, &prefix);
     match tokio::time::timeout(Duration::from_secs(5), connect).await {
         Ok(Ok(r)) => Some(r),
         _ if std::env::var_os("CI").is_some() => panic!("Redis at {url} is required in CI"),
@@ -32,7 +33,7 @@ pub(crate) async fn registry() -> Option<RedisRegistry> {
 }
 
 async fn on_cluster(cluster: &RedisCluster) -> RedisRegistry {
-    RedisRegistry::connect(&cluster.urls(), true, &prefix())
+    RedisRegistry::connect(&RedisServers::at(&cluster.urls(), true), &prefix())
         .await
         .expect("connect to the test Redis Cluster")
 }
@@ -236,4 +237,98 @@ async fn conforms_on_a_redis_cluster() {
     let after = per_node(&cluster, reg.prefix.clone()).await;
     assert_eq!(after, vec![0; cluster.ports.len()]);
     eprintln!("Redis Cluster test: {:?}", started.elapsed());
+}
+
+/// Redis over TLS (`rediss://`) with a CA of its own (`redis.ca_path`): a private
+/// `redis-server` with a TLS port and a certificate signed by a test CA; the registry
+/// works through it, and a client trusting another CA is refused.
+#[tokio::test]
+async fn rediss_with_a_ca_of_its_own() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = |dir: &std::path::Path, name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        (cert, key)
+    };
+    let (ca_cert, ca_key) = ca(dir.path(), "ca");
+    let (_, _) = ca(dir.path(), "other-ca");
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .unwrap();
+    std::fs::write(dir.path().join("server.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.path().join("server-key.pem"), leaf_key.serialize_pem()).unwrap();
+
+    // A port below the ephemeral range, free now.
+    let port = (20_000..30_000)
+        .map(|p| p + (std::process::id() % 7_000) as u16 % 3_000)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port");
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--tls-port", &port.to_string()])
+            .args(["--tls-cert-file", &path("server.pem")])
+            .args(["--tls-key-file", &path("server-key.pem")])
+            .args(["--tls-ca-cert-file", &path("ca.pem")])
+            .args(["--tls-auth-clients", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (CI installs it)"),
+    );
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("rediss://127.0.0.1:{port}");
+    let servers = |ca: &str| RedisServers {
+        urls: vec![url.clone()],
+        cluster: false,
+        ca_pem: Some(std::fs::read(dir.path().join(ca)).unwrap()),
+    };
+    let result = async {
+        let registry = RedisRegistry::connect(&servers("ca.pem"), &prefix())
+            .await
+            .expect("connected over TLS");
+        let jid = Jid::parse("tls@localhost/r").unwrap();
+        registry
+            .bind(SessionRecord::bound(jid.clone(), "edge", 1))
+            .await
+            .unwrap();
+        let held = registry.sessions(&jid.bare()).await.unwrap();
+        assert_eq!(held.len(), 1);
+        let refused = RedisRegistry::connect(&servers("other-ca.pem"), &prefix()).await;
+        assert!(refused.is_err(), "a certificate from another CA is refused");
+    };
+    tokio::time::timeout(Duration::from_secs(30), result)
+        .await
+        .expect("done in time");
 }
