@@ -59,6 +59,10 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Deliveries handled before one write, when more are already waiting in the mailbox.
 const WRITE_BATCH: usize = 64;
 
+/// XEP-0198: how long after stanzas were sent the server asks for their ack, if the
+/// every-N-stanzas request has not already.
+const ACK_WHEN_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Transport {
     /// Polls for bytes and hands them (empty at end of stream) to `f` while the scratch
     /// buffer is still on the stack.
@@ -175,19 +179,32 @@ pub(crate) async fn run(
     if let Some(sm_id) = conn.sm_id.take() {
         conn.ctx.connections.resumables.remove(&sm_id);
     }
-    // Closed first, so that deliveries from here on (replies to the stanzas still being
-    // routed below, too) are refused at once and routed elsewhere by the router.
     conn.written.clear();
-    conn.ctx.connections.release(id, conn.ip);
-    conn.finish_routing().await;
+    // XEP-0198: what the session holds unacknowledged, then what is still queued for it
+    // or arrives while its client's last stanzas are routed, go back to the router
+    // together, in order (see `driver/sm.rs`); the mailbox closes after that.
+    let (unacked, held) = if conn.session.keeps_unacked() && !conn.moved {
+        Box::pin(conn.hand_back(&mailbox)).await
+    } else {
+        // Closed first, so that deliveries from here on (replies to the stanzas still
+        // being routed below, too) are refused at once and routed elsewhere.
+        conn.ctx.connections.release(id, conn.ip);
+        conn.finish_routing().await;
+        (Vec::new(), Vec::new())
+    };
     if conn.moved {
         tracing::info!(jid = ?conn.session.jid(), conn = id, "session moved to another edge");
     } else if let Some(jid) = conn.session.jid().cloned() {
-        let unacked = conn.session.take_unacked();
         metrics::EDGE_SM_UNACKED_RETURNED.inc_by(unacked.len() as u64);
         conn.ctx.link.unbind(&jid, id, unacked).await;
         tracing::info!(%jid, conn = id, "session ended");
     }
+    // Answered once stored: their senders' next stanzas are routed only now, so they
+    // cannot reach offline storage ahead of these; what is queued after is refused.
+    for written in held {
+        let _ = written.send(());
+    }
+    conn.ctx.connections.release(id, conn.ip);
 }
 
 mod login;
@@ -238,6 +255,8 @@ impl Conn {
         let mut idle_deadline = Instant::now() + cfg.idle_timeout;
         // When a quiet bound client is asked for a sign of life; `None` once asked.
         let mut keepalive_at = cfg.keepalive_after.map(|after| Instant::now() + after);
+        // XEP-0198: when to ask for an ack of what was sent, once the stream is quiet.
+        let mut ack_at: Option<Instant> = None;
         let timer = sleep_until(handshake_deadline.min(idle_deadline));
         tokio::pin!(timer);
         loop {
@@ -253,7 +272,7 @@ impl Conn {
             let keepalive = keepalive_at.filter(|_| self.session.is_established());
             // Other deadlines only move later, so the timer fires at or before them; a
             // partial frame or a keepalive can bring the wake-up forward.
-            let wake = [trickle_deadline, keepalive]
+            let wake = [trickle_deadline, keepalive, ack_at]
                 .into_iter()
                 .flatten()
                 .fold(deadline, Instant::min);
@@ -298,6 +317,9 @@ impl Conn {
                         keepalive_at = None;
                         metrics::EDGE_KEEPALIVES.inc();
                         self.session.keepalive()
+                    } else if ack_at.is_some_and(|a| now >= a) {
+                        ack_at = None;
+                        self.session.ask_for_ack()
                     } else {
                         timer.as_mut().reset(deadline);
                         Vec::new()
@@ -324,6 +346,9 @@ impl Conn {
             }
             if self.handshake.is_some() && !self.session.in_handshake() {
                 self.handshake = None;
+            }
+            if ack_at.is_none() && self.session.owes_ack() {
+                ack_at = Some(Instant::now() + ACK_WHEN_QUIET);
             }
         }
     }
@@ -375,6 +400,8 @@ impl Conn {
                     metrics::EDGE_STANZAS_OUT
                         .with_label_values(&[stanza.name()])
                         .inc();
+                    // The session is open here (the loop stops once it closes): it takes
+                    // this stanza, even the one that puts it past its bound.
                     outputs.extend(self.session.handle(Input::Deliver(stanza)));
                     if self.session.keeps_unacked() {
                         // XEP-0198: the session holds it until the client acknowledges
@@ -403,6 +430,10 @@ impl Conn {
                 }
             }
             handled += 1;
+            if self.session.is_closed() {
+                // What is still queued stays there for the session's end (`hand_back`).
+                break;
+            }
             // Taken only while the batch has room: a command taken past it would be lost.
             if handled < WRITE_BATCH {
                 next = mailbox.try_recv();

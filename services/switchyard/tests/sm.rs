@@ -234,3 +234,75 @@ async fn xep0199_a_quiet_client_is_pinged_and_a_silent_one_closed() {
         Some("connection-timeout")
     );
 }
+
+/// A client that never acknowledges goes past `max_unacked` while messages keep coming:
+/// its stream ends with `policy-violation`, and every message reaches it once it logs in
+/// again (what it was sent and what was still queued for it, stored offline, then the
+/// rest live), in the order they were sent.
+#[tokio::test]
+async fn xep0198_past_the_bound_nothing_is_lost_and_offline_keeps_the_order() {
+    let server = Server::start_with(|c| c.stream_management.max_unacked = 16).await;
+    let mut bob = Client::login(&server, "bob", "SCRAM-SHA-256", "desk").await;
+    for round in 0..3 {
+        let carol = Client::login(&server, "carol", "SCRAM-SHA-256", "phone").await;
+        let (mut carol, _) = Counted::enable(carol, true).await;
+        carol.answer_requests = false;
+        const TOTAL: usize = 60;
+        for n in 0..TOTAL {
+            bob.send(&format!(
+                "<message to='carol@localhost/phone' type='chat'><body>{round}:{n}</body></message>"
+            ))
+            .await;
+        }
+        // What reached the old stream before it ended.
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(frame) = carol.client.frame().await {
+            if let switchyard_core::Frame::Stanza(e, _) = frame {
+                if e.name() == "message" {
+                    seen.insert(body(&e));
+                }
+            }
+        }
+        let mut again = Client::login(&server, "carol", "SCRAM-SHA-256", "phone").await;
+        again.send("<presence/>").await;
+        let mut stored = Vec::new();
+        while stored.len() < TOTAL {
+            let e = match tokio::time::timeout(Duration::from_secs(3), again.frame()).await {
+                Ok(Some(switchyard_core::Frame::Stanza(e, _))) => e,
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            };
+            // Stored offline (with a delay stamp), or live once this session is up.
+            if e.name() == "message" {
+                stored.push(body(&e));
+                let everything = (0..TOTAL).all(|n| {
+                    let b = format!("{round}:{n}");
+                    seen.contains(&b) || stored.contains(&b)
+                });
+                if everything {
+                    break;
+                }
+            }
+        }
+        let number = |b: &String| b.split(':').nth(1).and_then(|n| n.parse::<usize>().ok());
+        let order: Vec<usize> = stored.iter().filter_map(number).collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "round {round}: offline out of order: {order:?}"
+        );
+        let missing: Vec<usize> = (0..TOTAL)
+            .filter(|n| {
+                let b = format!("{round}:{n}");
+                !seen.contains(&b) && !stored.contains(&b)
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: lost {missing:?}; seen {} on the old stream, {} stored: {order:?}",
+            seen.len(),
+            stored.len()
+        );
+        again.send("</stream:stream>").await;
+        while again.frame().await.is_some() {}
+    }
+}

@@ -320,6 +320,26 @@ impl Session {
         })
     }
 
+    /// Whether stanzas were sent since the last ack request and are not acknowledged:
+    /// the driver asks for an ack once the stream goes quiet ([`Session::ask_for_ack`]),
+    /// so a client that closes or loses its connection after a few stanzas has them
+    /// acknowledged (none resent, none stored offline twice) and they are not held.
+    pub fn owes_ack(&self) -> bool {
+        self.is_established()
+            && self
+                .sm
+                .as_ref()
+                .is_some_and(|sm| sm.since_request > 0 && !sm.unacked.is_empty())
+    }
+
+    /// `<r/>`, when [`Session::owes_ack`].
+    pub fn ask_for_ack(&mut self) -> Vec<Output> {
+        if self.owes_ack() {
+            self.request_ack();
+        }
+        std::mem::take(&mut self.out)
+    }
+
     /// Whether stream management is on: delivered stanzas stay in the session until the
     /// client acknowledges them.
     pub fn keeps_unacked(&self) -> bool {

@@ -440,3 +440,26 @@ fn xep0198_5_a_moved_state_is_refused_for_another_account_or_an_impossible_h() {
         "a stream that did not ask to resume"
     );
 }
+
+#[test]
+fn xep0198_a_quiet_stream_owes_an_ack_request_for_what_it_sent() {
+    let mut s = established();
+    assert!(!s.owes_ack(), "no stream management");
+    feed(&mut s, &format!("<enable {SM}/>"));
+    assert!(!s.owes_ack(), "nothing sent");
+    deliver(&mut s, 1);
+    assert!(s.owes_ack());
+    assert_eq!(sent(&s.ask_for_ack()), format!("<r {SM}/>"));
+    assert!(!s.owes_ack(), "asked already");
+    assert_eq!(sent(&s.ask_for_ack()), "", "not twice");
+    for n in 2..=5 {
+        deliver(&mut s, n);
+    }
+    assert!(s.owes_ack(), "four sent since the request");
+    // The fifth since the request brings its own: nothing more owed.
+    deliver(&mut s, 6);
+    assert!(!s.owes_ack());
+    deliver(&mut s, 7);
+    feed(&mut s, &format!("<a {SM} h='7'/>"));
+    assert!(!s.owes_ack(), "everything acknowledged");
+}

@@ -17,7 +17,7 @@ use std::future::poll_fn;
 use std::task::Poll;
 use std::time::Duration;
 use switchyard_core::session::{Input, Output, ResumeRefused, Session, SmState};
-use switchyard_core::{Jid, StreamCondition};
+use switchyard_core::{Jid, Routed, StreamCondition};
 use switchyard_telemetry as metrics;
 use tokio::sync::oneshot;
 
@@ -201,6 +201,55 @@ impl Conn {
                 self.session.handle(Input::ResumeFailed(why))
             }
         }
+    }
+
+    /// A stream-managed session ended: everything it holds unacknowledged, then
+    /// everything queued for it until its client's last stanzas are routed (replies to
+    /// them included), in order, for the unbind. The queued ones' answers are held until
+    /// that unbind is done and the mailbox stays open meanwhile (what arrives waits), so
+    /// no sender's later stanza can be stored offline ahead of these; the caller answers
+    /// them and then closes the mailbox. Resumptions waiting in it are told the session
+    /// is gone.
+    pub(super) async fn hand_back(
+        &mut self,
+        mailbox: &Mailbox,
+    ) -> (Vec<Routed>, Vec<oneshot::Sender<()>>) {
+        let mut unacked = self.session.take_unacked();
+        let mut held = Vec::new();
+        let mut take = |command: Command| match command {
+            Command::Deliver(delivery) => {
+                let Delivery { stanza, written } = *delivery;
+                unacked.push(stanza);
+                held.push(written);
+            }
+            Command::Resume(resuming, answer) => {
+                let _ = answer.send(Some((resuming, ResumeRefused::NotFound)));
+            }
+            Command::Export(answer) => {
+                let _ = answer.send(None);
+            }
+            Command::Terminate(_) => {}
+        };
+        {
+            let finish = self.finish_routing();
+            tokio::pin!(finish);
+            loop {
+                tokio::select! {
+                    () = &mut finish => break,
+                    command = mailbox.recv() => match command {
+                        Some(command) => take(command),
+                        None => {
+                            finish.as_mut().await;
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+        while let Some(command) = mailbox.try_recv() {
+            take(command);
+        }
+        (unacked, held)
     }
 
     /// The stanza being routed is done: the next one the client sent, if any, starts.
