@@ -23,6 +23,9 @@ pub enum Command {
     Chat(ChatArgs),
     /// N logins as fast as the server takes them (each session closes once it is ready).
     LoginStorm(StormArgs),
+    /// N sessions with stream management; every connection dropped at once, then every
+    /// client resumes its session (XEP-0198 §5), or logs in afresh with `--fresh`.
+    ResumeStorm(ResumeStormArgs),
     /// Hold N sessions and disconnect/reconnect them at an aggregate rate.
     Churn(ChurnArgs),
     /// One account's presence broadcast to its online contacts (see `provision
@@ -116,6 +119,11 @@ pub struct Target {
     /// Seconds one login (connect to roster result) may take.
     #[arg(long, default_value_t = 30)]
     pub login_timeout_secs: u64,
+    /// Enable XEP-0198 stream management with resumption after binding (`<enable/>` goes
+    /// with the roster get); held sessions answer the server's `<r/>` with their `h`.
+    /// Scenarios that hold sessions: idle, login-storm, churn (resume-storm always).
+    #[arg(long)]
+    pub sm: bool,
 }
 
 /// What every scenario reports and how.
@@ -214,6 +222,30 @@ pub struct StormArgs {
     pub ramp: Ramp,
     #[command(flatten)]
     pub output: Output,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResumeStormArgs {
+    // `--sm` is implied.
+    #[command(flatten)]
+    pub target: Target,
+    // The initial logins (`-n`, `--arrival-rate`); `--concurrency` also bounds the
+    // reconnections in flight.
+    #[command(flatten)]
+    pub ramp: Ramp,
+    #[command(flatten)]
+    pub output: Output,
+    /// Milliseconds between dropping every connection and reconnecting them all.
+    #[arg(long, default_value_t = 500)]
+    pub pause_ms: u64,
+    /// Reconnect with a fresh login (bind the same resource, enable stream management
+    /// again) instead of resuming: the reference for the same storm.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Seconds the sessions are held once all are back, reading whatever arrives after
+    /// `<resumed/>` (or the roster result), before they close.
+    #[arg(long, default_value_t = 1)]
+    pub hold_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -22,6 +22,7 @@ pub async fn execute(command: Command, cancel: CancellationToken) -> anyhow::Res
         Command::Idle(a) => run::idle::run(a, cancel).await,
         Command::Chat(a) => run::chat::run(a, cancel).await,
         Command::LoginStorm(a) => run::storm::run(a, cancel).await,
+        Command::ResumeStorm(a) => run::resume::run(a, cancel).await,
         Command::Churn(a) => run::churn::run(a, cancel).await,
         Command::Fanout(a) => run::fanout::run(a, cancel).await,
         Command::Provision(_) | Command::Register(_) => {

@@ -12,6 +12,7 @@ fn json_of(command: &Command) -> bool {
         Command::Idle(a) => a.output.json,
         Command::Chat(a) => a.output.json,
         Command::LoginStorm(a) => a.output.json,
+        Command::ResumeStorm(a) => a.output.json,
         Command::Churn(a) => a.output.json,
         Command::Fanout(a) => a.output.json,
         Command::Provision(_) | Command::Register(_) => false,

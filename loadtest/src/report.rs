@@ -13,6 +13,8 @@ pub struct Report {
     pub server: String,
     pub transport: String,
     pub mechanism: &'static str,
+    /// Whether the sessions enabled XEP-0198 stream management (`--sm`).
+    pub sm: bool,
     /// Sessions that completed login (roster result received), over the whole run.
     pub sessions_established: u64,
     /// Sessions requested.
@@ -39,6 +41,8 @@ pub struct Report {
     pub churn: Option<ChurnFigures>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fanout: Option<FanoutFigures>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeFigures>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -70,6 +74,46 @@ pub struct FanoutFigures {
     /// Server CPU (and `--other-pid` processes') over all rounds, per broadcast.
     pub server_cpu_ms_per_broadcast: f64,
     pub other_cpu_ms_per_broadcast: f64,
+}
+
+/// `resume-storm`: every connection dropped at once, then every client back, resuming
+/// (`mode` "resume") or logging in afresh (`mode` "fresh").
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ResumeFigures {
+    pub mode: &'static str,
+    /// Sessions up (stream management enabled) when the connections were dropped.
+    pub sessions_dropped: u64,
+    /// Milliseconds between the drop and the reconnections.
+    pub pause_ms: u64,
+    /// Clients that reconnected (one per dropped session).
+    pub reconnects: u64,
+    /// `<resumed/>` received (fresh: roster result received).
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Why reconnections failed, by kind (`resume-failed:item-not-found` is a `<failed/>`
+    /// with that condition); reconnections still pending at the deadline are
+    /// `unsettled`.
+    pub failures: BTreeMap<String, u64>,
+    /// Successes per second over `all_back_seconds`.
+    pub per_second: f64,
+    /// From the first reconnection to the last success.
+    pub all_back_seconds: f64,
+    /// Per client, from its TCP connect to `<resumed/>` (fresh: to the roster result).
+    pub time: Percentiles,
+    /// Server CPU seconds from the first reconnection until every one settled.
+    pub server_cpu_seconds: f64,
+    pub server_cpu_ms_per_success: f64,
+    /// Server CPU seconds between the drop and the reconnections (detaching).
+    pub server_cpu_seconds_drop: f64,
+    /// Resumed streams whose `<resumed h/>` was not the number of stanzas the client sent.
+    pub h_mismatches: u64,
+    /// Stanzas read after `<resumed/>` (fresh: after the roster result) while held; the
+    /// client acknowledged everything it had read, so after a resumption any is a resend.
+    /// Fresh logins read one each at least: the echo of their own initial presence.
+    pub stanzas_after: u64,
+    pub sessions_with_stanzas_after: u64,
+    /// Errors of the sessions held after coming back, by kind.
+    pub errors_after: BTreeMap<String, u64>,
 }
 
 /// One chat step at one offered rate.
@@ -106,8 +150,12 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} against {} ({}, {})",
-            self.scenario, self.server, self.transport, self.mechanism
+            "{} against {} ({}, {}{})",
+            self.scenario,
+            self.server,
+            self.transport,
+            self.mechanism,
+            if self.sm { ", stream management" } else { "" }
         );
         let lt = &self.login_time;
         let _ = writeln!(
@@ -136,6 +184,17 @@ impl Report {
                 "  fanout: {} contacts, {}/{} rounds complete; time to last contact p50 {:.2} ms, max {:.2} ms; server CPU {:.2} ms (+ others {:.2} ms) per broadcast",
                 f.contacts_online, f.complete_rounds, f.rounds, f.time_to_last_p50_ms,
                 f.time_to_last_max_ms, f.server_cpu_ms_per_broadcast, f.other_cpu_ms_per_broadcast
+            );
+        }
+        if let Some(r) = &self.resume {
+            let t = &r.time;
+            let _ = writeln!(
+                s,
+                "  {}: {} dropped; {} of {} back ({} failed {:?}) in {:.2} s = {:.0}/s; per client p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server CPU {:.2} s ({:.3} ms each), {:.2} s while detaching; h mismatches {}; stanzas after {} in {} sessions; errors after {:?}",
+                r.mode, r.sessions_dropped, r.succeeded, r.reconnects, r.failed, r.failures,
+                r.all_back_seconds, r.per_second, t.p50_ms, t.p90_ms, t.p99_ms, t.max_ms,
+                r.server_cpu_seconds, r.server_cpu_ms_per_success, r.server_cpu_seconds_drop,
+                r.h_mismatches, r.stanzas_after, r.sessions_with_stanzas_after, r.errors_after
             );
         }
         for step in &self.steps {

@@ -1,6 +1,7 @@
 //! The generator against a real Switchyard started in this process on 127.0.0.1:0: a
 //! short chat where every message must arrive, a login storm, idle and churn, over
-//! plaintext, STARTTLS and direct TLS, plus bulk provisioning into a data directory.
+//! plaintext, STARTTLS and direct TLS, a resume storm (XEP-0198) and its fresh-login
+//! reference, plus bulk provisioning into a data directory.
 
 use clap::Parser;
 use switchyard::config::Config;
@@ -19,9 +20,14 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with(USERS).await
+}
+
+/// A fresh server with accounts `load0` .. `load{users - 1}`.
+async fn server_with(users: usize) -> Server {
     let server = start(tempfile::tempdir().unwrap()).await;
     let creds = StoredCredentials::from_password("pw", 4096).unwrap();
-    for i in 0..USERS {
+    for i in 0..users {
         let jid = Jid::parse(&format!("load{i}@localhost")).unwrap();
         let accounts = server
             .running
@@ -48,13 +54,17 @@ async fn start(dir: tempfile::TempDir) -> Server {
 }
 
 async fn run(server: &Server, direct_tls: bool, args: &str) -> Report {
+    run_as(server, direct_tls, USERS, args).await
+}
+
+async fn run_as(server: &Server, direct_tls: bool, users: usize, args: &str) -> Report {
     let addr = if direct_tls {
         server.running.c2s_direct_tls
     } else {
         server.running.c2s
     };
     let line = format!(
-        "switchyard-loadtest {args} --server {} --users {USERS} --user-pattern load{{}} --password pw --quiet --server-pid {}",
+        "switchyard-loadtest {args} --server {} --users {users} --user-pattern load{{}} --password pw --quiet --server-pid {}",
         addr.unwrap(),
         std::process::id()
     );
@@ -106,6 +116,18 @@ async fn storm_idle_and_churn_log_in_cleanly() {
     let figures = idle.idle.unwrap();
     assert_eq!(figures.sessions_held, 12, "{:?}", idle.errors);
     assert!(figures.server_after.rss_kib > 0);
+    let idle_sm = run(
+        &server,
+        false,
+        "idle -n 12 --duration-secs 1 --transport starttls --sm",
+    )
+    .await;
+    assert!(
+        idle_sm.sm && idle_sm.errors.is_empty(),
+        "{:?}",
+        idle_sm.errors
+    );
+    assert_eq!(idle_sm.idle.unwrap().sessions_held, 12);
     let churn = run(
         &server,
         false,
@@ -114,6 +136,37 @@ async fn storm_idle_and_churn_log_in_cleanly() {
     .await;
     assert!(churn.errors.is_empty(), "{:?}", churn.errors);
     assert!(churn.churn.unwrap().reconnects > 5);
+}
+
+/// Every session of a resume storm comes back: resumed with nothing resent and the
+/// server's `h` matching what the client sent, or (`--fresh`) logged in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_storm_brings_every_session_back() {
+    const N: usize = 20;
+    let server = server_with(N).await;
+    for (mode, transport) in [("", "starttls"), ("--fresh", "plain"), ("", "plain")] {
+        let args = format!(
+            "resume-storm -n {N} --arrival-rate 0 --concurrency 10 --pause-ms 200 --transport {transport} {mode}"
+        );
+        let report = run_as(&server, false, N, &args).await;
+        assert!(report.sm, "stream management is implied");
+        assert_eq!(report.sessions_established, N as u64, "{:?}", report.errors);
+        assert!(report.errors.is_empty(), "{args}: {:?}", report.errors);
+        let r = report.resume.expect("resume figures");
+        assert_eq!(r.mode, if mode.is_empty() { "resume" } else { "fresh" });
+        assert_eq!(
+            (r.reconnects, r.succeeded, r.failed),
+            (N as u64, N as u64, 0),
+            "{args}: {r:?}"
+        );
+        assert_eq!(r.time.count, N as u64);
+        assert!(r.all_back_seconds > 0.0 && r.per_second > 0.0, "{r:?}");
+        assert_eq!(r.h_mismatches, 0, "{r:?}");
+        if r.mode == "resume" {
+            assert_eq!(r.stanzas_after, 0, "{args}: nothing resent: {r:?}");
+        }
+        assert!(r.errors_after.is_empty(), "{r:?}");
+    }
 }
 
 fn provision_args(line: &str) -> switchyard_loadtest::cli::ProvisionArgs {

@@ -1,9 +1,12 @@
 //! The I/O driver of one simulated client: a TCP socket (bound to a chosen source
 //! address), optional TLS, the core framer, and the login machine run to completion under
 //! one timeout. After login the stream is split into a reader and a writer half.
+//! A session with stream management keeps its counters ([`SmClient`]) so that holding it
+//! answers the server's ack requests and a broken stream can be resumed.
 
 use super::login::{Action, Login, Params};
 use super::scram_cache::ScramCache;
+use super::sm::{Inbound, SmClient};
 use crate::cli::{Target, Transport};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -75,6 +78,10 @@ pub struct Connector {
 pub struct Session {
     pub stream: Stream,
     pub framer: Framer,
+    /// Stream management, when enabled (or resumed).
+    pub sm: Option<SmClient>,
+    /// Stanzas [`Session::hold`] read (after login, or after `<resumed/>`).
+    pub stanzas_held: u64,
 }
 
 impl Connector {
@@ -118,14 +125,24 @@ impl Connector {
     /// Logs session `n` in as user `n % users` with resource `r{n}`; the error is the
     /// failure kind.
     pub async fn login(&self, n: usize) -> Result<Session, String> {
+        self.login_or_resume(n, None).await
+    }
+
+    /// As [`Connector::login`], but with `resume` (a broken stream's state) the new
+    /// stream resumes it (XEP-0198 §5) instead of binding; it is ready at `<resumed/>`.
+    pub async fn login_or_resume(
+        &self,
+        n: usize,
+        resume: Option<SmClient>,
+    ) -> Result<Session, String> {
         let limit = Duration::from_secs(self.target.login_timeout_secs);
-        match tokio::time::timeout(limit, self.login_inner(n)).await {
+        match tokio::time::timeout(limit, self.login_inner(n, resume)).await {
             Ok(result) => result,
             Err(_) => Err("login-timeout".into()),
         }
     }
 
-    async fn login_inner(&self, n: usize) -> Result<Session, String> {
+    async fn login_inner(&self, n: usize, resume: Option<SmClient>) -> Result<Session, String> {
         let t = &self.target;
         let tcp = self.tcp(n).await.map_err(connect_error)?;
         let direct = t.transport == Transport::Tls;
@@ -144,9 +161,12 @@ impl Connector {
             resource: format!("r{n}"),
             mechanism: t.mechanism,
             starttls: t.transport == Transport::Starttls,
+            sm: t.sm || resume.is_some(),
+            resume,
         };
         let (login, first) = Login::start(params, direct);
-        let (session, login) = self.drive(stream, login, first).await?;
+        let (mut session, mut login) = self.drive(stream, login, first).await?;
+        session.sm = login.take_sm();
         if let Some(salted) = login.salted_password() {
             self.scram_cache.put(cache_key, salted);
         }
@@ -162,6 +182,8 @@ impl Connector {
         let mut s = Session {
             stream,
             framer: Framer::new(Limits::default()),
+            sm: None,
+            stanzas_held: 0,
         };
         let mut actions = vec![first];
         let mut buf = [0u8; READ_CHUNK_BYTES];
@@ -241,12 +263,48 @@ impl Session {
         loop {
             tokio::select! {
                 frame = next_frame(&mut self.stream, &mut self.framer, &mut buf) => {
-                    stream_end(frame?)?;
+                    if let Frame::Stanza(el, _) = stream_end(frame?)? {
+                        if let Some(ack) = self.on_element(&el) {
+                            write(&mut self.stream, ack.as_bytes()).await?;
+                        }
+                    }
                 }
                 _ = keepalive.tick() => write(&mut self.stream, b" ").await?,
                 () = &mut until => return Ok(()),
             }
         }
+    }
+
+    /// Counts what a held session reads; with stream management, the `<a/>` that answers
+    /// an `<r/>`.
+    pub fn on_element(&mut self, el: &switchyard_core::Element) -> Option<String> {
+        let counted = match self.sm.as_mut() {
+            Some(sm) => match sm.on_element(el) {
+                Inbound::Request(ack) => return Some(ack),
+                Inbound::Stanza => true,
+                Inbound::Ack(_) | Inbound::Other => false,
+            },
+            None => {
+                el.ns() == switchyard_core::ns::CLIENT
+                    && matches!(el.name(), "message" | "presence" | "iq")
+            }
+        };
+        if counted {
+            self.stanzas_held += 1;
+        }
+        None
+    }
+
+    /// Breaks the connection the way a lost network does for the server: no
+    /// `</stream:stream>`, no TLS close; `SO_LINGER` 0 makes the close a TCP reset.
+    pub fn abort(self) {
+        let tcp = match &self.stream {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref().0,
+        };
+        // A reset needs no lingering, so the drop below does not block.
+        let _ = tcp.set_zero_linger();
+        drop(self);
     }
 
     /// Closes the stream politely and shuts the socket down (bounded by a short timeout).

@@ -3,8 +3,14 @@
 //! Phases follow RFC 6120: stream header → features → (STARTTLS → header → features) →
 //! SASL (PLAIN, or SCRAM with the server's signature checked) → restart → bind → roster
 //! get and initial presence (RFC 6121 §2.2, §4.2) → ready once the roster result is in.
+//! With stream management (XEP-0198) `<enable resume='true'/>` goes out with the roster
+//! get and presence, and ready also waits for `<enabled/>`; every stanza read after it is
+//! counted and the server's `<r/>` answered (see [`super::sm`]). A login that resumes a
+//! broken stream sends `<resume/>` instead of binding and is ready at `<resumed/>`
+//! (`<failed/>` is the error `resume-failed:CONDITION`).
 //! The driver in `conn.rs` does the I/O; every failure maps to one error kind string.
 
+use super::sm::{self, Inbound, SmClient};
 use crate::cli::Mechanism;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -32,6 +38,8 @@ enum Phase {
     Sasl,
     Bind,
     Roster,
+    /// `<resume/>` sent, waiting for `<resumed/>` or `<failed/>`.
+    Resume,
     Ready,
 }
 
@@ -47,6 +55,10 @@ pub struct Params {
     pub starttls: bool,
     /// A SCRAM salted password kept from an earlier login of this account.
     pub salted: Option<SaltedPassword>,
+    /// Enable stream management with resumption after binding.
+    pub sm: bool,
+    /// Resume this stream (its SM-ID and `h`) instead of binding.
+    pub resume: Option<SmClient>,
 }
 
 #[derive(Debug)]
@@ -56,6 +68,10 @@ pub struct Login {
     encrypted: bool,
     authenticated: bool,
     scram: Option<ScramClient>,
+    /// Stream management, once `<enabled/>` (or the resumed stream's) is in.
+    sm: Option<SmClient>,
+    /// The roster result is in (ready then, unless `<enabled/>` is still awaited).
+    roster_done: bool,
 }
 
 /// The stream header a client sends (RFC 6120 §4.7).
@@ -76,6 +92,8 @@ impl Login {
             encrypted,
             authenticated: false,
             scram: None,
+            sm: None,
+            roster_done: false,
         };
         (login, header)
     }
@@ -103,16 +121,32 @@ impl Login {
             let condition = el.children().next().map_or("undefined", |c| c.name());
             return Err(format!("stream-error:{condition}"));
         }
-        match self.phase {
+        // After `<enabled/>` every element counts (or asks for an ack), whatever the phase.
+        let mut reply = Vec::new();
+        if let Some(sm) = self.sm.as_mut() {
+            if let Inbound::Request(ack) = sm.on_element(&el) {
+                reply.push(Action::Send(ack));
+            }
+        }
+        let mut actions = match self.phase {
             Phase::Header => Err("stanza-before-header".into()),
             Phase::Features => self.on_features(&el),
             Phase::Proceed if el.is("proceed", ns::TLS) => Ok(vec![Action::StartTls]),
             Phase::Proceed => Err("starttls-refused".into()),
             Phase::Sasl => self.on_sasl(&el),
             Phase::Bind => self.on_bind(&el),
-            Phase::Roster => Ok(self.on_roster(&el)),
+            Phase::Roster => self.on_roster(&el),
+            Phase::Resume => self.on_resume(&el),
             Phase::Ready => Ok(Vec::new()),
-        }
+        }?;
+        reply.append(&mut actions);
+        Ok(reply)
+    }
+
+    /// The stream management state (after `<enabled/>` or `<resumed/>`), for the session
+    /// to go on counting.
+    pub fn take_sm(&mut self) -> Option<SmClient> {
+        self.sm.take()
     }
 
     fn on_features(&mut self, el: &Element) -> Result<Vec<Action>, String> {
@@ -120,6 +154,15 @@ impl Login {
             return Err("expected-features".into());
         }
         if self.authenticated {
+            if self.params.sm && el.child("sm", ns::SM).is_none() {
+                return Err("sm-not-offered".into());
+            }
+            if let Some(previous) = self.params.resume.take() {
+                let resume = previous.resume_xml().ok_or("resume-without-sm-id")?;
+                self.sm = Some(previous);
+                self.phase = Phase::Resume;
+                return Ok(vec![Action::Send(resume)]);
+            }
             self.phase = Phase::Bind;
             let bind = Element::new("iq", ns::CLIENT)
                 .with_attr("type", "set")
@@ -225,18 +268,51 @@ impl Login {
             .with_attr("id", "roster")
             .with_child(Element::new("query", ns::ROSTER));
         let presence = Element::new("presence", ns::CLIENT);
+        // `<enable/>` first: the server counts the two stanzas after it.
+        let enable = if self.params.sm {
+            sm::enable_xml()
+        } else {
+            String::new()
+        };
         Ok(vec![Action::Send(
-            roster.to_xml(ns::CLIENT) + &presence.to_xml(ns::CLIENT),
+            enable + &roster.to_xml(ns::CLIENT) + &presence.to_xml(ns::CLIENT),
         )])
     }
 
-    fn on_roster(&mut self, el: &Element) -> Vec<Action> {
+    fn on_roster(&mut self, el: &Element) -> Result<Vec<Action>, String> {
+        if self.params.sm && self.sm.is_none() {
+            if el.is("failed", ns::SM) {
+                return Err(format!("sm-enable-failed:{}", sm::failure_condition(el)));
+            }
+            if el.is("enabled", ns::SM) {
+                let mut enabled = SmClient::enabled(el)?;
+                // The roster get and the initial presence followed `<enable/>`.
+                enabled.count_sent(2);
+                self.sm = Some(enabled);
+            }
+        }
         // Presence echoes and pushes may arrive first; only the roster result matters.
         if el.is("iq", ns::CLIENT) && el.attr("id") == Some("roster") {
-            self.phase = Phase::Ready;
-            return vec![Action::Ready];
+            self.roster_done = true;
         }
-        Vec::new()
+        if self.roster_done && (!self.params.sm || self.sm.is_some()) {
+            self.phase = Phase::Ready;
+            return Ok(vec![Action::Ready]);
+        }
+        Ok(Vec::new())
+    }
+
+    fn on_resume(&mut self, el: &Element) -> Result<Vec<Action>, String> {
+        if el.is("failed", ns::SM) {
+            return Err(format!("resume-failed:{}", sm::failure_condition(el)));
+        }
+        if !el.is("resumed", ns::SM) {
+            return Err(format!("unexpected-during-resume:{}", el.name()));
+        }
+        let sm = self.sm.as_mut().ok_or("resume-without-sm-id")?;
+        sm.resumed(el)?;
+        self.phase = Phase::Ready;
+        Ok(vec![Action::Ready])
     }
 }
 

@@ -3,7 +3,9 @@
 mod conn;
 mod login;
 mod scram_cache;
+pub mod sm;
 mod tls;
 
 pub use conn::{next_frame, stream_end, write, Connector, Session, Stream};
 pub use login::stream_header;
+pub use sm::SmClient;

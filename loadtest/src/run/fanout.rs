@@ -63,6 +63,10 @@ pub async fn run(
     args: FanoutArgs,
     cancel: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        !args.target.sm,
+        "--sm is not supported by fanout (the hub's reader cannot answer ack requests)"
+    );
     let ctx = Ctx::new(args.target, &args.output, cancel)?;
     let accounts = &ctx.connector.target.accounts;
     anyhow::ensure!(

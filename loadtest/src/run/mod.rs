@@ -6,6 +6,7 @@ pub mod chat;
 pub mod churn;
 pub mod fanout;
 pub mod idle;
+pub mod resume;
 pub mod storm;
 
 use crate::cli::{Output, Ramp, Target};
@@ -206,6 +207,7 @@ impl Ctx {
             server: t.server.to_string(),
             transport: format!("{:?}", t.transport).to_lowercase(),
             mechanism: t.mechanism.name(),
+            sm: t.sm,
             sessions_established: logins,
             sessions_requested: requested,
             login_seconds,
