@@ -18,6 +18,9 @@
 //! ([`MAX_REFUSING`]); past that a connection is just closed.
 
 use crate::listener::EdgeCtx;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::xml::escape_attr;
 use switchyard_core::{ns, StreamCondition};
@@ -36,22 +39,75 @@ const RETRY_SECS: u32 = 5;
 
 static REFUSING: Semaphore = Semaphore::const_new(MAX_REFUSING);
 
-/// A connection's place among those in their handshake, given back when its session is
-/// bound or resumed, or when it ends.
+/// Handshakes in progress per client address: one address may hold at most
+/// `limits.max_concurrent_handshakes_per_ip` of the edge's places, so one host cannot
+/// take them all and lock every other client (and every resumption) out.
+#[derive(Debug, Default)]
+pub(crate) struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerIp {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A connection's place among those in their handshake (the edge's and its address's),
+/// given back when its session is bound or resumed, or when it ends.
 pub(crate) struct Handshake {
     _permit: OwnedSemaphorePermit,
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
 }
 
 impl Handshake {
-    pub(crate) fn new(permit: OwnedSemaphorePermit) -> Self {
+    /// The place, unless `ip` already holds `per_ip_limit` of them.
+    pub(crate) fn new(
+        permit: OwnedSemaphorePermit,
+        per_ip: &Arc<PerIp>,
+        ip: IpAddr,
+        per_ip_limit: usize,
+    ) -> Option<Self> {
+        {
+            let mut counts = per_ip.lock();
+            let count = counts.entry(ip).or_default();
+            if *count >= per_ip_limit {
+                return None;
+            }
+            *count += 1;
+        }
         metrics::EDGE_HANDSHAKES.inc();
-        Self { _permit: permit }
+        Some(Self {
+            _permit: permit,
+            per_ip: per_ip.clone(),
+            ip,
+        })
     }
 }
 
 impl Drop for Handshake {
     fn drop(&mut self) {
         metrics::EDGE_HANDSHAKES.dec();
+        let mut counts = self.per_ip.lock();
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Refuses, from its own task, a connection whose address holds its share of places.
+pub(crate) async fn refuse_here(ctx: &EdgeCtx, tcp: TcpStream, direct_tls: bool) {
+    let listener = if direct_tls { "direct_tls" } else { "starttls" };
+    metrics::EDGE_ADMISSION_REFUSED
+        .with_label_values(&[listener])
+        .inc();
+    if !direct_tls {
+        let domain = ctx.session.domains.first().cloned().unwrap_or_default();
+        let _ = tokio::time::timeout(REFUSAL_TIMEOUT * 2, answer(tcp, &domain)).await;
     }
 }
 

@@ -134,9 +134,8 @@ pub(crate) async fn run(
     direct_tls: bool,
     id: u64,
     ip: IpAddr,
-    admitted: tokio::sync::OwnedSemaphorePermit,
+    admitted: Handshake,
 ) {
-    let admitted = Handshake::new(admitted);
     let (transport, tls) = if direct_tls {
         match Box::pin(handshake(&ctx, tcp)).await {
             Some((stream, cb)) => (Transport::Tls(stream), Some(cb)),

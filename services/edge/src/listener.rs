@@ -2,6 +2,7 @@
 //! connection, and drain on shutdown (stop accepting, end sessions with `system-shutdown`,
 //! wait a bounded grace).
 
+use crate::admission::Handshake;
 use crate::connections::Connections;
 use crate::link::RouterLink;
 use crate::mailbox::MailboxLimits;
@@ -27,6 +28,8 @@ pub struct EdgeConfig {
     /// Connections still in their handshake (TLS, SASL, bind or resume) at once; more
     /// are refused at once (see [`crate::admission`]).
     pub max_handshakes: usize,
+    /// Of those, at most this many from one client address.
+    pub max_handshakes_per_ip: usize,
     /// Every client connection starts with a PROXY protocol header (see [`crate::proxy`]).
     pub proxy_protocol: bool,
     /// Time allowed from accept to a bound resource.
@@ -72,6 +75,8 @@ pub(crate) struct EdgeCtx {
     pub shutdown: CancellationToken,
     /// Cancelled when the drain starts: no new connections from then on.
     pub stop_accepting: CancellationToken,
+    /// Handshakes in progress per client address.
+    pub handshakes_per_ip: Arc<crate::admission::PerIp>,
 }
 
 /// The two steps of a drain.
@@ -108,6 +113,7 @@ pub async fn serve(
         connections,
         shutdown: shutdown.clone(),
         stop_accepting,
+        handshakes_per_ip: Arc::default(),
     });
     let permits = Permits {
         connections: Arc::new(Semaphore::new(ctx.config.max_connections)),
@@ -199,6 +205,12 @@ async fn serve_connection(
         }
     } else {
         peer
+    };
+    let per_ip_limit = ctx.config.max_handshakes_per_ip;
+    let Some(handshake) = Handshake::new(handshake, &ctx.handshakes_per_ip, ip, per_ip_limit)
+    else {
+        tracing::debug!(%ip, "per-IP handshake share reached; refusing a connection");
+        return crate::admission::refuse_here(&ctx, tcp, direct_tls).await;
     };
     let Some(id) = ctx.connections.admit(ip, ctx.config.max_connections_per_ip) else {
         tracing::warn!(%ip, "per-IP connection limit reached; refusing connection");

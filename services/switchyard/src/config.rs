@@ -292,6 +292,9 @@ pub struct Limits {
     /// connections are refused at once with `resource-constraint` and a retry hint, so a
     /// reconnect storm cannot starve the sessions already up.
     pub max_concurrent_handshakes: usize,
+    /// Of those, at most this many from one client address (a carrier's NAT can put
+    /// many clients behind one).
+    pub max_concurrent_handshakes_per_ip: usize,
     /// Stanzas queued for one connection; a delivery beyond it waits for room (the
     /// sender is pushed back), up to twice `timeouts.write_secs`.
     pub mailbox_stanzas: usize,
@@ -449,6 +452,7 @@ impl Default for Limits {
             max_connections: 100_000,
             max_connections_per_ip: 1_000,
             max_concurrent_handshakes: 1_000,
+            max_concurrent_handshakes_per_ip: 100,
             mailbox_stanzas: 1_024,
             mailbox_bytes: 1024 * 1024,
             mailbox_bytes_total: 512 * 1024 * 1024,
@@ -533,8 +537,9 @@ impl Config {
              limits.max_stanza_bytes"
         );
         anyhow::ensure!(
-            self.limits.max_concurrent_handshakes >= 1,
-            "limits.max_concurrent_handshakes must be at least 1"
+            self.limits.max_concurrent_handshakes >= 1
+                && self.limits.max_concurrent_handshakes_per_ip >= 1,
+            "limits.max_concurrent_handshakes and limits.max_concurrent_handshakes_per_ip must be at least 1"
         );
         anyhow::ensure!(
             self.limits.mailbox_stanzas >= 1,

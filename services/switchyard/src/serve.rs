@@ -362,6 +362,7 @@ async fn start_edge(
         max_connections: config.limits.max_connections,
         max_connections_per_ip: config.limits.max_connections_per_ip,
         max_handshakes: config.limits.max_concurrent_handshakes,
+        max_handshakes_per_ip: config.limits.max_concurrent_handshakes_per_ip,
         proxy_protocol: config.listen.proxy_protocol,
         handshake_timeout: secs(config.timeouts.handshake_secs),
         tls_handshake_timeout: secs(config.timeouts.tls_handshake_secs),

@@ -57,3 +57,37 @@ async fn handshakes_past_the_bound_are_refused_at_once_and_sessions_go_on() {
     let carol = Client::login(&server, "carol", "SCRAM-SHA-256", "pad").await;
     assert_eq!(carol.jid.as_deref(), Some("carol@localhost/pad"));
 }
+
+/// One address cannot take every place: past `limits.max_concurrent_handshakes_per_ip`
+/// its connections are refused while the edge still has room for others.
+#[tokio::test]
+async fn one_address_gets_only_its_share_of_the_handshakes() {
+    let server = Server::start_with(|c| {
+        c.limits.max_concurrent_handshakes = 100;
+        c.limits.max_concurrent_handshakes_per_ip = 2;
+    })
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(Client::connect(server.c2s()).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = Client::connect(server.c2s()).await;
+    refused.send(OPEN).await;
+    assert!(matches!(
+        refused.frame().await,
+        Some(switchyard_core::Frame::Open(_))
+    ));
+    let error = refused.element().await;
+    assert!(
+        error
+            .child("resource-constraint", "urn:ietf:params:xml:ns:xmpp-streams")
+            .is_some(),
+        "{error:?}"
+    );
+    // Its share back, the address gets in again.
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let alice = Client::login(&server, "alice", "SCRAM-SHA-256", "desk").await;
+    assert_eq!(alice.jid.as_deref(), Some("alice@localhost/desk"));
+}
