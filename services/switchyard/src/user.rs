@@ -113,11 +113,12 @@ fn read_password(config: &Config, password: Option<String>, jid: &Jid) -> anyhow
 fn prompt(text: &str) -> anyhow::Result<String> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let stdin = std::io::stdin();
-    eprint!("{text}");
     let saved = tcgetattr(&stdin).context("cannot read the terminal's settings")?;
     let mut quiet = saved.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
     tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("cannot turn echo off")?;
+    // Only now: whoever sees the prompt and types at once is not echoed.
+    eprint!("{text}");
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
