@@ -6,18 +6,19 @@ mod support;
 use std::time::{Duration, Instant};
 use support::*;
 
-#[tokio::test]
-async fn handshakes_past_the_bound_are_refused_at_once_and_sessions_go_on() {
-    let server = Server::start_with(|c| c.limits.max_concurrent_handshakes = 2).await;
-    let mut alice = Client::login(&server, "alice", "SCRAM-SHA-256", "desk").await;
-
-    // Two connections sit in their handshake (no header yet): every place is taken.
+/// `n` connections that sit in their handshake (no header sent).
+async fn stall(server: &Server, n: usize) -> Vec<Client> {
     let mut stalled = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..n {
         stalled.push(Client::connect(server.c2s()).await);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = Instant::now();
+    stalled
+}
+
+/// A new connection, refused with our header and `resource-constraint`; the client and
+/// the error element.
+async fn refused(server: &Server) -> (Client, switchyard_core::xml::Element) {
     let mut refused = Client::connect(server.c2s()).await;
     refused.send(OPEN).await;
     assert!(matches!(
@@ -31,6 +32,18 @@ async fn handshakes_past_the_bound_are_refused_at_once_and_sessions_go_on() {
             .is_some(),
         "{error:?}"
     );
+    (refused, error)
+}
+
+#[tokio::test]
+async fn handshakes_past_the_bound_are_refused_at_once_and_sessions_go_on() {
+    let server = Server::start_with(|c| c.limits.max_concurrent_handshakes = 2).await;
+    let mut alice = Client::login(&server, "alice", "SCRAM-SHA-256", "desk").await;
+
+    // Two connections sit in their handshake (no header yet): every place is taken.
+    let mut stalled = stall(&server, 2).await;
+    let started = Instant::now();
+    let (mut refused, error) = refused(&server).await;
     let text = error
         .child("text", "urn:ietf:params:xml:ns:xmpp-streams")
         .map(|t| t.text())
@@ -67,24 +80,8 @@ async fn one_address_gets_only_its_share_of_the_handshakes() {
         c.limits.max_concurrent_handshakes_per_ip = 2;
     })
     .await;
-    let mut stalled = Vec::new();
-    for _ in 0..2 {
-        stalled.push(Client::connect(server.c2s()).await);
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut refused = Client::connect(server.c2s()).await;
-    refused.send(OPEN).await;
-    assert!(matches!(
-        refused.frame().await,
-        Some(switchyard_core::Frame::Open(_))
-    ));
-    let error = refused.element().await;
-    assert!(
-        error
-            .child("resource-constraint", "urn:ietf:params:xml:ns:xmpp-streams")
-            .is_some(),
-        "{error:?}"
-    );
+    let stalled = stall(&server, 2).await;
+    refused(&server).await;
     // Its share back, the address gets in again.
     drop(stalled);
     tokio::time::sleep(Duration::from_millis(200)).await;
