@@ -364,7 +364,9 @@ async fn a_burst_within_one_edge_does_not_stall_the_link() {
 /// first mechanism alone, with nobody sending.
 #[tokio::test]
 async fn a_mass_logout_leaves_no_session_in_the_registry() {
-    let extra = "[limits]\nmax_connections_per_ip = 10000\n";
+    // One address logs in 100 at a time: its handshake share too must be above that.
+    let extra =
+        "[limits]\nmax_connections_per_ip = 10000\nmax_concurrent_handshakes_per_ip = 1000\n";
     let Some(cluster) = Cluster::start_with(&["mass"], "redis://127.0.0.1:6379", extra).await
     else {
         return;
