@@ -26,9 +26,10 @@ WORKDIR /data
 # The working directory holds `data_dir` (default `data`: the embedded SQLite file and the
 # development certificate); set `data_dir` to move it.
 VOLUME ["/data"]
-# 5222: client STARTTLS (RFC 6120); 5223: client direct TLS (XEP-0368); 7400: router gRPC
+# 5222: client STARTTLS (RFC 6120); 5223: client direct TLS (XEP-0368); 5443: client
+# XMPP over WebSocket (RFC 7395, /xmpp-websocket; XEP-0156 host-meta); 7400: router gRPC
 # for edges; 9400: admin HTTP (/metrics, /healthz, /readyz, /api/v1).
-EXPOSE 5222 5223 7400 9400
+EXPOSE 5222 5223 5443 7400 9400
 # SIGTERM drains: unready and not accepting, then <system-shutdown/> after
 # timeouts.drain_delay_secs, within timeouts.shutdown_grace_secs.
 STOPSIGNAL SIGTERM

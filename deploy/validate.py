@@ -149,23 +149,30 @@ def rules(rendered, out):
 
 # What each validate.sh case must render. Secrets named here are expected to exist in the
 # cluster already (existingSecret values); any other referenced Secret must be rendered.
+# `websocket`: the listen.websocket_* keys the ConfigMap must carry (WEBSOCKET_DEFAULT unless
+# given; None = the WebSocket listener is off, so no port 5443 anywhere).
 CASES = {
     "default": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
-                    tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external=set()),
+                    tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223, 5443), external=set()),
     "ci": dict(hpa=False, pdb=1, servicemonitor=True, networkpolicy=True, migrate=True, tls=True,
-               admin=True, lb_type="LoadBalancer", ports=(5222, 443), spread={"edge": "custom"},
-               external={"switchyard-db", "switchyard-redis", "switchyard-admin", "example-org-tls"}),
+               admin=True, lb_type="LoadBalancer", ports=(5222, 443, 5443), spread={"edge": "custom"},
+               external={"switchyard-db", "switchyard-redis", "switchyard-admin", "example-org-tls"},
+               websocket=dict(websocket_tls=True,
+                              websocket_origins=["https://chat.example.org", "https://app.example.org:8443"],
+                              websocket_url="wss://xmpp.example.org:5443/xmpp-websocket")),
     "example": dict(hpa=True, pdb=2, servicemonitor=True, networkpolicy=True, migrate=True, tls=True,
-                    admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external={"example-org-tls"}),
+                    admin=False, lb_type="LoadBalancer", ports=(5222, 5223, 5443), external={"example-org-tls"}),
     "created-secrets": dict(hpa=False, pdb=0, servicemonitor=False, networkpolicy=True, migrate=False,
-                            tls=True, admin=True, lb_type="ClusterIP", ports=(5222, 5223), external=set()),
+                            tls=True, admin=True, lb_type="ClusterIP", ports=(5222, 5223), external=set(),
+                            websocket=None),
     "cert-manager": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
-                         tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223), external=set(),
+                         tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223, 5443), external=set(),
                          cert_manager=True),
     # deploy/helm-values-all-features.yaml: the extension points of both Deployments, the
     # PrometheusRule, the dashboard ConfigMaps and the client certificate from cert-manager.
     "all-features": dict(hpa=True, pdb=2, servicemonitor=True, networkpolicy=True, migrate=True,
-                         tls=True, admin=False, lb_type="LoadBalancer", ports=(5222, 5223),
+                         tls=True, admin=False, lb_type="LoadBalancer", ports=(5222, 5223, 5443),
+                         websocket=dict(websocket_tls=False, websocket_origins=[], websocket_url=""),
                          client_cert=["example.org", "chat.example.org"],
                          prometheusrule=dict(objective="0.995",
                                              runbook_base="https://git.example.org/xmpp/switchyard/-/blob/v0.1.0/"),
@@ -176,6 +183,8 @@ CASES = {
                          sidecars={"edge": ["log-shipper"], "router": ["database-proxy"]},
                          startup=True, lifecycle=True, spread={"edge": "custom"}),
 }
+# listen.websocket_* as the binary's defaults (edge.websocket in the chart's values.yaml).
+WEBSOCKET_DEFAULT = dict(websocket_tls=True, websocket_origins=[], websocket_url="")
 # The default topology spread of each role: zones, then nodes, soft.
 DEFAULT_SPREAD = [("topology.kubernetes.io/zone", "ScheduleAnyway"), ("kubernetes.io/hostname", "ScheduleAnyway")]
 CLUSTER_TLS_DIR = "/etc/switchyard/cluster-tls"
@@ -222,7 +231,14 @@ def chart(case, rendered):
     listen = dict(cfg["listen"])
     check(isinstance(listen.pop("proxy_protocol", None), bool), f"{case}: listen.proxy_protocol")
     # Dual stack (the binary falls back to IPv4 where a node has no IPv6).
-    check(listen == {"c2s": "[::]:5222", "c2s_direct_tls": "[::]:5223"}, f"{case}: listen")
+    websocket = want.get("websocket", WEBSOCKET_DEFAULT)
+    expect_listen = {"c2s": "[::]:5222", "c2s_direct_tls": "[::]:5223",
+                     "websocket": "[::]:5443" if websocket is not None else ""}
+    expect_listen.update(websocket if websocket is not None else {})
+    if websocket is None:
+        for key in WEBSOCKET_DEFAULT:
+            listen.pop(key, None)
+    check(listen == expect_listen, f"{case}: listen {listen} != {expect_listen}")
     check(cfg["domains"], f"{case}: domains")
     check(("cert_path" in cfg.get("tls", {})) == want["tls"], f"{case}: tls paths present = {want['tls']}")
     for section, secret_key in (("postgres", "url"), ("redis", "urls"), ("admin", "token")):
@@ -302,6 +318,8 @@ def chart(case, rendered):
         check(ports.get("admin") == 9400, f"{case}: {role} admin port")
         if role == "edge":
             check(ports.get("xmpp-client") == 5222 and ports.get("xmpps-client") == 5223, f"{case}: edge ports")
+            check(ports.get("xmpp-websocket") == (5443 if websocket is not None else None),
+                  f"{case}: edge WebSocket port")
         else:
             check(ports.get("grpc") == 7400, f"{case}: router grpc port")
         check(c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}, f"{case}: {role} liveness")
@@ -344,6 +362,8 @@ def chart(case, rendered):
     svc = svc[0]
     check(svc["spec"]["type"] == want["lb_type"], f"{case}: client Service type {svc['spec']['type']}")
     check(tuple(p["port"] for p in svc["spec"]["ports"]) == want["ports"], f"{case}: client ports")
+    client_port_names = ["xmpp-client", "xmpps-client"] + (["xmpp-websocket"] if websocket is not None else [])
+    check([p["targetPort"] for p in svc["spec"]["ports"]] == client_port_names, f"{case}: client target ports")
     if want["lb_type"] != "ClusterIP":
         check(svc["spec"].get("externalTrafficPolicy") in ("Local", "Cluster"), f"{case}: externalTrafficPolicy")
     admin_svcs = [s for s in by_kind["Service"] if s["spec"]["ports"][0]["name"] == "admin"]
@@ -360,6 +380,9 @@ def chart(case, rendered):
     nps = by_kind.get("NetworkPolicy", [])
     check(len(nps) == (2 if want["networkpolicy"] else 0), f"{case}: NetworkPolicies")
     for np in nps:
+        if np["metadata"]["labels"]["app.kubernetes.io/component"] == "edge":
+            clients = [p["port"] for p in np["spec"]["ingress"][0]["ports"]]
+            check(clients == client_port_names, f"{case}: edge NetworkPolicy client ports {clients}")
         if np["metadata"]["labels"]["app.kubernetes.io/component"] == "router":
             grpc = [r for r in np["spec"]["ingress"] if r["ports"][0]["port"] == "grpc"][0]
             check(grpc["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "edge",
@@ -460,7 +483,11 @@ def compose(path):
         check(mounts.get(certs_dir) == "cluster-certs", f"compose: {name} mounts cluster-certs at {certs_dir}")
         check(s["depends_on"].get("cluster-certs", {}).get("condition") == "service_completed_successfully",
               f"compose: {name} waits for cluster-certs")
-    check("5222" in published and "5223" in published, "compose: edge client ports 5222/5223 published")
+    check("5222" in published and "5223" in published and "5443" in published,
+          "compose: edge client ports 5222/5223/5443 published")
+    for name in ("edge-1", "edge-2"):
+        env = services[name]["environment"]
+        check(env.get("SWITCHYARD_LISTEN__WEBSOCKET", "").endswith(":5443"), f"compose: {name} listen.websocket")
     for name, s in sy.items():
         if name not in ("migrate", "cluster-certs"):
             check(s["environment"]["SWITCHYARD_TELEMETRY__OTLP_ENDPOINT"] == "http://jaeger:4317",

@@ -4,15 +4,17 @@
 #   - the chart refuses what it must: no PostgreSQL/Redis, typos in values (values.schema.json),
 #     unknown config keys, a terminationGracePeriodSeconds shorter than the drain, extra
 #     volumes named like the chart's own, a malformed image digest, a sidecar without image,
-#     cert-manager without an issuer, a bad key size, an SLO objective of 100 %
+#     cert-manager without an issuer, a bad key size, a WebSocket Origin with a path, an SLO
+#     objective of 100 %
 #   - helm template for six value sets (defaults + required, deploy/helm-values-ci.yaml,
-#     deploy/helm-values-example.yaml, secrets created from values, cluster TLS from
-#     cert-manager, deploy/helm-values-all-features.yaml): core objects checked by
-#     kubernetes-validate --strict for the oldest (1.25) and newest supported Kubernetes,
-#     ServiceMonitors, PrometheusRules and Certificates by the prometheus-operator and
-#     cert-manager schemas (unknown fields rejected), then the chart's promises
-#     (deploy/validate.py chart: roles, ports, probes, drain, secrets, extension points,
-#     monitoring objects, …); a rendered PrometheusRule through promtool check rules
+#     deploy/helm-values-example.yaml, secrets created from values with the WebSocket
+#     listener off, cluster TLS from cert-manager, deploy/helm-values-all-features.yaml):
+#     core objects checked by kubernetes-validate --strict for the oldest (1.25) and newest
+#     supported Kubernetes, ServiceMonitors, PrometheusRules and Certificates by the
+#     prometheus-operator and cert-manager schemas (unknown fields rejected), then the
+#     chart's promises (deploy/validate.py chart: roles, ports, probes, drain, secrets,
+#     extension points, monitoring objects, …); a rendered PrometheusRule through promtool
+#     check rules
 #   - the TOML in deploy/switchyard.toml and in every rendered ConfigMap parses
 #   - docker-compose.yml against the compose-spec schema (check-jsonschema), then its
 #     consistency with deploy/prometheus/prometheus.yml
@@ -137,6 +139,8 @@ must_fail "client cert-manager without an issuer" "tls.certManager.issuerRef.nam
 must_fail "client certificate twice" "choose one" "${required[@]}" --set tls.certManager.enabled=true \
   --set tls.certManager.issuerRef.name=x --set-string tls.cert=PEM --set-string tls.key=PEM
 must_fail "ECDSA key of RSA size" "privateKey/size" "${required[@]}" --set tls.certManager.privateKey.size=2048
+must_fail "WebSocket Origin with a path" "origins" "${required[@]}" \
+  --set-json 'edge.websocket.origins=["https://chat.example.org/"]'
 must_fail "SLO objective of 100 %" "loginAvailabilityObjective" "${required[@]}" \
   --set-json prometheusRule.loginAvailabilityObjective=1
 
@@ -151,7 +155,7 @@ case_args() {
         --set admin.token=0123456789abcdef --set edge.service.type=ClusterIP
         --set edge.autoscaling.enabled=false --set router.autoscaling.enabled=false
         --set edge.podDisruptionBudget.enabled=false --set router.podDisruptionBudget.enabled=false
-        --set migrations.enabled=false) ;;
+        --set migrations.enabled=false --set edge.websocket.enabled=false) ;;
     cert-manager) args=("${required[@]}" --set clusterTls.certManager.enabled=true
         --set clusterTls.certManager.issuerRef.name=switchyard-cluster-ca) ;;
     all-features) args=(-f "$root/deploy/helm-values-all-features.yaml") ;;

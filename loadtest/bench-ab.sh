@@ -25,7 +25,7 @@ run() { # label dir round
   rm -rf "$data"; mkdir -p "$data"
   "$dir/switchyard-loadtest" provision --data-dir "$data" --users 1000 --password pw >/dev/null
   SWITCHYARD_DATA_DIR="$data" SWITCHYARD_LISTEN__C2S=127.0.0.1:$PORT \
-    SWITCHYARD_LISTEN__C2S_DIRECT_TLS= SWITCHYARD_TLS__REQUIRED=false \
+    SWITCHYARD_LISTEN__C2S_DIRECT_TLS= SWITCHYARD_LISTEN__WEBSOCKET= SWITCHYARD_TLS__REQUIRED=false \
     SWITCHYARD_ADMIN__LISTEN=127.0.0.1:0 SWITCHYARD_LIMITS__MAX_CONNECTIONS_PER_IP=100000 \
     RUST_LOG=warn "$dir/switchyard" serve >"$data/server.log" 2>&1 &
   PID=$!

@@ -72,6 +72,7 @@ data_dir = "$WORK/$1"
 [listen]
 c2s = "$([[ $1 == edge ]] && echo "127.0.0.1:$C2S_PORT" || echo "127.0.0.1:0")"
 c2s_direct_tls = ""
+websocket = ""
 [tls]
 required = false
 cert_path = "$WORK/cert.pem"

@@ -6,7 +6,7 @@
 # --- Switchyard -------------------------------------------------------------------------
 sy_env() {
   export SWITCHYARD_DATA_DIR=$WORK/switchyard SWITCHYARD_TLS__REQUIRED=false \
-    SWITCHYARD_LISTEN__C2S=127.0.0.1:${PORT[switchyard]} SWITCHYARD_LISTEN__C2S_DIRECT_TLS= \
+    SWITCHYARD_LISTEN__C2S=127.0.0.1:${PORT[switchyard]} SWITCHYARD_LISTEN__C2S_DIRECT_TLS= SWITCHYARD_LISTEN__WEBSOCKET= \
     SWITCHYARD_TLS__CERT_PATH=$WORK/cert.pem SWITCHYARD_TLS__KEY_PATH=$WORK/key.pem \
     SWITCHYARD_LIMITS__MAX_CONNECTIONS_PER_IP=100000 RUST_LOG=warn
 }

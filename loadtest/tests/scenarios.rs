@@ -47,6 +47,7 @@ async fn start(dir: tempfile::TempDir) -> Server {
     };
     config.listen.c2s = "127.0.0.1:0".into();
     config.listen.c2s_direct_tls = "127.0.0.1:0".into();
+    config.listen.websocket = String::new();
     config.tls.required = false;
     config.admin.listen = "127.0.0.1:0".into();
     let running = switchyard::serve::start(config).await.unwrap();

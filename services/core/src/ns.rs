@@ -2,6 +2,8 @@
 
 pub const CLIENT: &str = "jabber:client";
 pub const STREAMS: &str = "http://etherx.jabber.org/streams";
+/// RFC 7395 §3.3: the `<open/>` and `<close/>` that frame a stream over WebSocket.
+pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 pub const STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";

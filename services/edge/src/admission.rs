@@ -10,14 +10,14 @@
 //!   with our header and a `resource-constraint` stream error whose text says when to
 //!   retry (RFC 6120 §4.9.3.17; XMPP has no structured retry field), then the stream
 //!   closes;
-//! - on the direct-TLS listener the connection is closed before any TLS work: a TLS
-//!   handshake is the very cost being avoided.
+//! - on the direct-TLS and WebSocket listeners the connection is closed before any TLS or
+//!   HTTP work: a TLS handshake is the very cost being avoided.
 //!
 //! Clients back off and come back, and get in as earlier handshakes finish. Sessions
 //! already established are not touched. Refusals in progress are bounded too
 //! ([`MAX_REFUSING`]); past that a connection is just closed.
 
-use crate::listener::EdgeCtx;
+use crate::listener::{EdgeCtx, ListenerKind};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -100,20 +100,19 @@ impl Drop for Handshake {
 }
 
 /// Refuses, from its own task, a connection whose address holds its share of places.
-pub(crate) async fn refuse_here(ctx: &EdgeCtx, tcp: TcpStream, direct_tls: bool) {
-    let listener = if direct_tls { "direct_tls" } else { "starttls" };
+pub(crate) async fn refuse_here(ctx: &EdgeCtx, tcp: TcpStream, kind: ListenerKind) {
     metrics::EDGE_ADMISSION_REFUSED
-        .with_label_values(&[listener])
+        .with_label_values(&[kind.label()])
         .inc();
-    if !direct_tls {
+    if kind == ListenerKind::StartTls {
         let domain = ctx.session.domains.first().cloned().unwrap_or_default();
         let _ = tokio::time::timeout(REFUSAL_TIMEOUT * 2, answer(tcp, &domain)).await;
     }
 }
 
 /// Refuses a connection that found every handshake place taken (see the module doc).
-pub(crate) fn refuse(ctx: &EdgeCtx, tracker: &TaskTracker, tcp: TcpStream, direct_tls: bool) {
-    let listener = if direct_tls { "direct_tls" } else { "starttls" };
+pub(crate) fn refuse(ctx: &EdgeCtx, tracker: &TaskTracker, tcp: TcpStream, kind: ListenerKind) {
+    let listener = kind.label();
     metrics::EDGE_ADMISSION_REFUSED
         .with_label_values(&[listener])
         .inc();
@@ -121,7 +120,7 @@ pub(crate) fn refuse(ctx: &EdgeCtx, tracker: &TaskTracker, tcp: TcpStream, direc
     let Ok(refusing) = REFUSING.try_acquire() else {
         return;
     };
-    if direct_tls {
+    if kind != ListenerKind::StartTls {
         return;
     }
     refusing.forget();

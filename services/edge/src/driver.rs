@@ -36,7 +36,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use switchyard_core::session::{Input, Output, Session};
+use switchyard_core::session::{Input, Output, Session, SessionConfig};
 use switchyard_core::{StanzaKind, StreamCondition};
 use switchyard_telemetry as metrics;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
@@ -49,9 +49,14 @@ use tracing::Instrument;
 pub(crate) enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// RFC 7395: one element per message (see `crate::websocket`).
+    WebSocket(Box<WebSocket>),
     /// Only while a STARTTLS handshake owns the socket.
     Upgrading,
 }
+
+pub(crate) type WebSocket =
+    tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Bytes taken from the socket per read; the buffer lives on the stack only during a poll.
 const READ_CHUNK: usize = 8 * 1024;
@@ -76,17 +81,27 @@ impl Transport {
         let polled = match self {
             Self::Plain(s) => Pin::new(s).poll_read(cx, &mut buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut buf),
+            Self::WebSocket(ws) => return poll_message(ws, cx, f),
             Self::Upgrading => Poll::Ready(Ok(())),
         };
         polled.map(|result| f(result.map(|()| buf.filled())))
     }
 
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+    /// Writes what is pending: over TCP as one run of bytes, over WebSocket one message
+    /// per element.
+    async fn write_all(&mut self, pending: &Pending) -> std::io::Result<()> {
         match self {
-            Self::Plain(s) => s.write_all(data).await,
+            Self::Plain(s) => s.write_all(pending.text.as_bytes()).await,
             Self::Tls(s) => {
-                s.write_all(data).await?;
+                s.write_all(pending.text.as_bytes()).await?;
                 s.flush().await
+            }
+            Self::WebSocket(ws) => {
+                use futures_util::SinkExt;
+                for xml in pending.elements() {
+                    ws.feed(Message::text(xml)).await.map_err(io_error)?;
+                }
+                ws.flush().await.map_err(io_error)
             }
             Self::Upgrading => Err(std::io::ErrorKind::NotConnected.into()),
         }
@@ -96,13 +111,77 @@ impl Transport {
         let _ = match self {
             Self::Plain(s) => s.shutdown().await,
             Self::Tls(s) => s.shutdown().await,
+            Self::WebSocket(ws) => ws.close(None).await.map_err(io_error),
             Self::Upgrading => Ok(()),
         };
     }
 }
 
+use tokio_tungstenite::tungstenite::Message;
+
+fn io_error(e: tokio_tungstenite::tungstenite::Error) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+/// The next text message, as the bytes of one read; control frames are answered by the
+/// WebSocket layer and skipped. End of stream, a close frame, a binary message (not
+/// XMPP, RFC 7395 §3.2) and a protocol error all end the connection.
+fn poll_message<R>(
+    ws: &mut WebSocket,
+    cx: &mut Context<'_>,
+    f: impl FnOnce(std::io::Result<&[u8]>) -> R,
+) -> Poll<R> {
+    use futures_util::Stream;
+    loop {
+        let message = match Pin::new(&mut *ws).poll_next(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None | Some(Ok(Message::Close(_)))) => return Poll::Ready(f(Ok(&[]))),
+            Poll::Ready(Some(Ok(message))) => message,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(f(Err(io_error(e)))),
+        };
+        match message {
+            Message::Text(text) if !text.is_empty() => {
+                return Poll::Ready(f(Ok(text.as_bytes())));
+            }
+            Message::Binary(_) => {
+                tracing::info!("a binary WebSocket message: XMPP is text, closing");
+                return Poll::Ready(f(Err(std::io::ErrorKind::InvalidData.into())));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What is to be written next: the elements' text in one buffer, and where each ends.
+#[derive(Default)]
+struct Pending {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Pending {
+    fn push(&mut self, xml: &str) {
+        self.text.push_str(xml);
+        self.ends.push(self.text.len());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+
+    fn elements(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter()).map(|(a, &b)| &self.text[a..b])
+    }
+}
+
 /// Runs the TLS handshake and returns the stream with its channel bindings.
-async fn handshake(
+pub(crate) async fn handshake(
     ctx: &EdgeCtx,
     tcp: TcpStream,
 ) -> Option<(
@@ -144,9 +223,24 @@ pub(crate) async fn run(
     } else {
         (Transport::Plain(tcp), None)
     };
+    let config = ctx.session.clone();
+    serve(ctx, config, transport, tls, id, ip, admitted).await;
+}
+
+/// Serves a connection whose transport is set up, with this session policy, until its
+/// session ends.
+pub(crate) async fn serve(
+    ctx: Arc<EdgeCtx>,
+    config: Arc<SessionConfig>,
+    transport: Transport,
+    tls: Option<switchyard_core::sasl::ChannelBindings>,
+    id: u64,
+    ip: IpAddr,
+    admitted: Handshake,
+) {
     let mailbox = ctx.connections.register(id, ctx.config.mailbox);
     let mut conn = Conn {
-        session: Session::new(ctx.session.clone(), tls),
+        session: Session::new(config, tls),
         ctx,
         transport,
         id,
@@ -449,11 +543,11 @@ impl Conn {
     /// Carries out outputs in order; `false` once the connection is finished.
     async fn execute(&mut self, outputs: Vec<Output>) -> bool {
         let mut queue: VecDeque<Output> = outputs.into();
-        let mut pending = String::new();
+        let mut pending = Pending::default();
         while let Some(output) = queue.pop_front() {
             let more = match output {
                 Output::Send(xml) => {
-                    pending.push_str(&xml);
+                    pending.push(&xml);
                     continue;
                 }
                 Output::Route(stanza) => {
@@ -527,10 +621,10 @@ impl Conn {
 
     /// Writes what is pending; once it is written, the deliveries it carried are
     /// answered (a failed write leaves them unanswered).
-    async fn flush(&mut self, pending: &mut String) -> bool {
+    async fn flush(&mut self, pending: &mut Pending) -> bool {
         if !pending.is_empty() {
-            metrics::EDGE_BYTES_OUT.inc_by(pending.len() as u64);
-            let write = self.transport.write_all(pending.as_bytes());
+            metrics::EDGE_BYTES_OUT.inc_by(pending.text.len() as u64);
+            let write = self.transport.write_all(pending);
             let ok = match timeout(self.ctx.config.write_timeout, write).await {
                 Ok(result) => result.is_ok(),
                 Err(_) => {
@@ -556,5 +650,21 @@ impl Conn {
         for written in self.written.drain(..) {
             let _ = written.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pending_elements_come_out_one_by_one_as_pushed() {
+        let mut pending = super::Pending::default();
+        for xml in ["<a/>", "<b x='1'/>", "<c>text</c>"] {
+            pending.push(xml);
+        }
+        assert_eq!(pending.text, "<a/><b x='1'/><c>text</c>");
+        let elements: Vec<&str> = pending.elements().collect();
+        assert_eq!(elements, ["<a/>", "<b x='1'/>", "<c>text</c>"]);
+        pending.clear();
+        assert!(pending.is_empty() && pending.elements().next().is_none());
     }
 }

@@ -1,5 +1,5 @@
 //! The edge: accepts client connections (STARTTLS on 5222, direct TLS on 5223 per
-//! XEP-0368), runs one [`switchyard_core::session::Session`] per connection and talks to
+//! XEP-0368, WebSocket on 5443 per RFC 7395), runs one [`switchyard_core::session::Session`] per connection and talks to
 //! routers through the [`RouterLink`] trait.
 
 mod admission;
@@ -12,10 +12,12 @@ mod proxy;
 mod resume;
 mod throttle;
 mod tls;
+mod websocket;
 
 pub use connections::{BoundSession, Connections};
 pub use link::RouterLink;
-pub use listener::{serve, Drain, EdgeConfig, Listener};
+pub use listener::{serve, Drain, EdgeConfig, Listener, ListenerKind};
 pub use mailbox::MailboxLimits;
 pub use throttle::ThrottlePolicy;
 pub use tls::{check as check_tls, TlsError, TlsStore};
+pub use websocket::WebSocketPolicy;

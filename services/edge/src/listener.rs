@@ -54,19 +54,46 @@ pub struct EdgeConfig {
     pub login_throttle: ThrottlePolicy,
     /// How long draining sessions get after `system-shutdown` before the process exits.
     pub shutdown_grace: Duration,
+    /// The WebSocket listener's HTTP side.
+    pub websocket: crate::websocket::WebSocketPolicy,
 }
 
-/// A bound listening socket and whether it speaks direct TLS (XEP-0368) or STARTTLS.
+/// A bound listening socket and what its clients speak.
 #[derive(Debug)]
 pub struct Listener {
     pub socket: TcpListener,
-    pub direct_tls: bool,
+    pub kind: ListenerKind,
+}
+
+/// How a listener's connections start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// RFC 6120 §5: plain TCP, upgraded with STARTTLS.
+    StartTls,
+    /// XEP-0368: TLS from the first byte.
+    DirectTls,
+    /// RFC 7395 over HTTP/1.1 (see [`crate::websocket`]); `tls: false` only behind a load
+    /// balancer that terminates TLS.
+    WebSocket { tls: bool },
+}
+
+impl ListenerKind {
+    /// The `listener` label of the edge's metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::StartTls => "starttls",
+            Self::DirectTls => "direct_tls",
+            Self::WebSocket { .. } => "websocket",
+        }
+    }
 }
 
 /// Everything a connection task shares with the others.
 pub(crate) struct EdgeCtx {
     pub config: Arc<EdgeConfig>,
     pub session: Arc<SessionConfig>,
+    /// The same policy framed for WebSocket (RFC 7395), without STARTTLS.
+    pub websocket_session: Arc<SessionConfig>,
     pub tls: Arc<TlsStore>,
     pub link: Arc<dyn RouterLink>,
     pub connections: Arc<Connections>,
@@ -106,6 +133,7 @@ pub async fn serve(
     let ctx = Arc::new(EdgeCtx {
         // The counts are shared through the router link (see `throttle.rs`).
         throttle: Throttle::new(config.login_throttle.clone(), link.clone()),
+        websocket_session: Arc::new(crate::websocket::session_config(&session, &listeners)),
         config: Arc::new(config),
         session: Arc::new(session),
         tls,
@@ -172,14 +200,14 @@ async fn accept_loop(
             continue;
         };
         let Ok(handshake) = permits.handshakes.clone().try_acquire_owned() else {
-            crate::admission::refuse(&ctx, &tracker, tcp, listener.direct_tls);
+            crate::admission::refuse(&ctx, &tracker, tcp, listener.kind);
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
-        let direct_tls = listener.direct_tls;
+        let kind = listener.kind;
         tracker.spawn(async move {
-            serve_connection(ctx, tcp, peer.ip(), direct_tls, handshake).await;
+            serve_connection(ctx, tcp, peer.ip(), kind, handshake).await;
             drop(permit);
         });
     }
@@ -191,7 +219,7 @@ async fn serve_connection(
     ctx: Arc<EdgeCtx>,
     mut tcp: TcpStream,
     peer: IpAddr,
-    direct_tls: bool,
+    kind: ListenerKind,
     handshake: OwnedSemaphorePermit,
 ) {
     let ip = if ctx.config.proxy_protocol {
@@ -210,15 +238,20 @@ async fn serve_connection(
     let Some(handshake) = Handshake::new(handshake, &ctx.handshakes_per_ip, ip, per_ip_limit)
     else {
         tracing::debug!(%ip, "per-IP handshake share reached; refusing a connection");
-        return crate::admission::refuse_here(&ctx, tcp, direct_tls).await;
+        return crate::admission::refuse_here(&ctx, tcp, kind).await;
     };
     let Some(id) = ctx.connections.admit(ip, ctx.config.max_connections_per_ip) else {
         tracing::warn!(%ip, "per-IP connection limit reached; refusing connection");
         return;
     };
-    let kind = if direct_tls { "direct_tls" } else { "starttls" };
-    let open = metrics::EDGE_CONNECTIONS.with_label_values(&[kind]);
+    let open = metrics::EDGE_CONNECTIONS.with_label_values(&[kind.label()]);
     open.inc();
-    crate::driver::run(ctx, tcp, direct_tls, id, ip, handshake).await;
+    match kind {
+        ListenerKind::StartTls => crate::driver::run(ctx, tcp, false, id, ip, handshake).await,
+        ListenerKind::DirectTls => crate::driver::run(ctx, tcp, true, id, ip, handshake).await,
+        ListenerKind::WebSocket { tls } => {
+            crate::websocket::run(ctx, tcp, tls, id, ip, handshake).await
+        }
+    }
     open.dec();
 }

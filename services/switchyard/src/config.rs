@@ -7,6 +7,7 @@
 
 mod redact;
 mod sm;
+mod websocket;
 
 pub use redact::{redact, MASK};
 pub use sm::StreamManagement;
@@ -200,6 +201,18 @@ pub struct Listen {
     /// load balancer, which names the client's address. Only where nothing else can
     /// reach the listeners.
     pub proxy_protocol: bool,
+    /// XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`, with XEP-0156 host-meta;
+    /// empty disables it.
+    pub websocket: String,
+    /// TLS on the WebSocket listener, with the same certificates. `false` only where a
+    /// load balancer terminates TLS in front of it (logins then count as secure).
+    pub websocket_tls: bool,
+    /// Browser origins allowed to open a WebSocket session (`https://chat.example.org`);
+    /// empty: any.
+    pub websocket_origins: Vec<String>,
+    /// The public URL host-meta advertises; empty: `wss://` + the request's Host +
+    /// `/xmpp-websocket`.
+    pub websocket_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -408,6 +421,10 @@ impl Default for Listen {
             c2s: "[::]:5222".into(),
             c2s_direct_tls: "[::]:5223".into(),
             proxy_protocol: false,
+            websocket: "[::]:5443".into(),
+            websocket_tls: true,
+            websocket_origins: Vec::new(),
+            websocket_url: String::new(),
         }
     }
 }
@@ -605,6 +622,7 @@ impl Config {
         for addr in [
             &self.listen.c2s,
             &self.listen.c2s_direct_tls,
+            &self.listen.websocket,
             &self.cluster.rpc_listen,
             &self.admin.listen,
         ] {
@@ -613,7 +631,7 @@ impl Config {
                 "listen: {addr:?} is not an address:port"
             );
         }
-        Ok(())
+        self.listen.validate_websocket()
     }
 
     /// The login throttle and the decoy secret (`[auth]`).

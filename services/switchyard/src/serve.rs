@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_cluster::{EdgeLinks, RemoteRouters, RouterService};
 use switchyard_core::sasl::{Decoy, Mechanism};
-use switchyard_core::session::SessionConfig;
+use switchyard_core::session::{Framing, SessionConfig};
 use switchyard_edge::{
-    Connections, Drain, EdgeConfig, Listener, MailboxLimits, RouterLink, ThrottlePolicy, TlsStore,
+    Connections, Drain, EdgeConfig, Listener, ListenerKind, MailboxLimits, RouterLink,
+    ThrottlePolicy, TlsStore,
 };
 use switchyard_rpc::tls::LinkSecurity;
 use switchyard_storage::AccountStore;
@@ -57,6 +58,8 @@ pub struct Running {
     pub c2s: Option<SocketAddr>,
     /// Bound direct-TLS address, if enabled.
     pub c2s_direct_tls: Option<SocketAddr>,
+    /// Bound WebSocket address, if enabled.
+    pub websocket: Option<SocketAddr>,
     /// Bound gRPC address of a router.
     pub rpc: Option<SocketAddr>,
     /// Bound admin HTTP address (metrics, health, admin API).
@@ -70,12 +73,12 @@ pub struct Running {
     pub task: JoinHandle<()>,
 }
 
-async fn bind(addr: &str, direct_tls: bool) -> anyhow::Result<Option<Listener>> {
+async fn bind(addr: &str, kind: ListenerKind) -> anyhow::Result<Option<Listener>> {
     if addr.is_empty() {
         return Ok(None);
     }
     let socket = listen(addr).await?;
-    Ok(Some(Listener { socket, direct_tls }))
+    Ok(Some(Listener { socket, kind }))
 }
 
 /// Binds a listener. `[::]:port` is dual stack (IPv6 and IPv4, as Linux binds it by
@@ -311,6 +314,7 @@ async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> 
     Ok(Running {
         c2s: None,
         c2s_direct_tls: None,
+        websocket: None,
         rpc: Some(rpc),
         admin,
         draining: drain.stop_accepting,
@@ -337,21 +341,31 @@ async fn start_edge(
         wiring::warn_if_world_readable(&key);
     }
     let tls = Arc::new(TlsStore::open(cert, key, &config.domains, generate)?);
+    let websocket = ListenerKind::WebSocket {
+        tls: config.listen.websocket_tls,
+    };
     let listeners: Vec<Listener> = [
-        bind(&config.listen.c2s, false).await?,
-        bind(&config.listen.c2s_direct_tls, true).await?,
+        bind(&config.listen.c2s, ListenerKind::StartTls).await?,
+        bind(&config.listen.c2s_direct_tls, ListenerKind::DirectTls).await?,
+        bind(&config.listen.websocket, websocket).await?,
     ]
     .into_iter()
     .flatten()
     .collect();
-    let addr_of = |direct: bool| {
+    let addr_of = |kind: ListenerKind| {
         listeners
             .iter()
-            .find(|l| l.direct_tls == direct)
+            .find(|l| l.kind == kind)
             .and_then(|l| l.socket.local_addr().ok())
     };
-    let (c2s, c2s_direct_tls) = (addr_of(false), addr_of(true));
-    for (kind, addr) in [("c2s", c2s), ("c2s_direct_tls", c2s_direct_tls)] {
+    let c2s = addr_of(ListenerKind::StartTls);
+    let c2s_direct_tls = addr_of(ListenerKind::DirectTls);
+    let websocket = addr_of(websocket);
+    for (kind, addr) in [
+        ("c2s", c2s),
+        ("c2s_direct_tls", c2s_direct_tls),
+        ("websocket", websocket),
+    ] {
         if let Some(addr) = addr {
             println!("switchyard: listening {kind} {addr}");
         }
@@ -390,6 +404,7 @@ async fn start_edge(
             delay_max: Duration::from_millis(config.auth.failure_delay_max_ms),
         },
         shutdown_grace: secs(config.timeouts.shutdown_grace_secs),
+        websocket: config.listen.websocket_policy(),
     };
     let session = SessionConfig {
         domains: config.domains.clone(),
@@ -400,6 +415,8 @@ async fn start_edge(
         max_auth_attempts: config.auth.max_attempts_per_connection,
         limits: config.core_limits(),
         sm: config.stream_management.policy(),
+        // The WebSocket listener frames it for RFC 7395 (`switchyard_edge::WebSocketPolicy`).
+        framing: Framing::Stream,
     };
     tokio::spawn(reload_tls(
         tls.clone(),
@@ -415,10 +432,11 @@ async fn start_edge(
         connections,
         drain.clone(),
     ));
-    tracing::info!(?c2s, ?c2s_direct_tls, domains = ?config.domains, "switchyard edge serving");
+    tracing::info!(?c2s, ?c2s_direct_tls, ?websocket, domains = ?config.domains, "switchyard edge serving");
     Ok(Running {
         c2s,
         c2s_direct_tls,
+        websocket,
         rpc: None,
         admin: None,
         draining: drain.stop_accepting,

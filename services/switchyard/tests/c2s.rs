@@ -381,6 +381,7 @@ async fn clients_log_in_over_ipv6() {
     let server = Server::start_with(|c| {
         c.listen.c2s = "[::1]:0".into();
         c.listen.c2s_direct_tls = "[::1]:0".into();
+        c.listen.websocket = "[::1]:0".into();
     })
     .await;
     assert!(server.c2s().is_ipv6(), "{}", server.c2s());

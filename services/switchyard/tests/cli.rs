@@ -371,6 +371,7 @@ fn serve(data: &std::path::Path) -> Serving {
         .env("SWITCHYARD_DATA_DIR", data)
         .env("SWITCHYARD_LISTEN__C2S", "127.0.0.1:0")
         .env("SWITCHYARD_LISTEN__C2S_DIRECT_TLS", "127.0.0.1:0")
+        .env("SWITCHYARD_LISTEN__WEBSOCKET", "127.0.0.1:0")
         .env("SWITCHYARD_ADMIN__LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -77,7 +77,7 @@ macro_rules! metrics {
         /// fixed label values present at zero.
         pub fn init() {
             $(LazyLock::force(&$name);)*
-            for listener in ["starttls", "direct_tls"] {
+            for listener in ["starttls", "direct_tls", "websocket"] {
                 EDGE_CONNECTIONS.with_label_values(&[listener]);
             }
             for kind in ["message", "presence", "iq"] {
@@ -105,6 +105,7 @@ metrics! {
     EDGE_SM_RESUMPTIONS: IntCounterVec = counter_vec("switchyard_edge_sm_resumptions_total", "XEP-0198 resumption attempts by outcome (resumed, not_found, refused)", &["outcome"]);
     EDGE_SM_EXPIRED: IntCounter = counter("switchyard_edge_sm_expired_total", "XEP-0198 detached sessions that ended unresumed (timeout or queue bound)");
     EDGE_SM_UNACKED_RETURNED: IntCounter = counter("switchyard_edge_sm_unacked_returned_total", "Stanzas a session ended with unacknowledged, handed back to the router");
+    EDGE_WEBSOCKET_REFUSED: IntCounterVec = counter_vec("switchyard_edge_websocket_refused_total", "HTTP requests on the WebSocket listener answered without a session, by reason (origin, subprotocol, not_websocket, not_found, bad_host)", &["reason"]);
     EDGE_ADMISSION_REFUSED: IntCounterVec = counter_vec("switchyard_edge_admission_refused_total", "Connections refused at once because limits.max_concurrent_handshakes were in their handshake", &["listener"]);
     EDGE_PROXY_REFUSED: IntCounter = counter("switchyard_edge_proxy_header_refused_total", "Connections closed because they did not start with a valid PROXY protocol header (listen.proxy_protocol)");
     EDGE_HANDSHAKES: IntGauge = gauge("switchyard_edge_handshakes_in_progress", "Connections between accept and a bound or resumed session");

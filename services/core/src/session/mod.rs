@@ -12,11 +12,13 @@
 //! meanwhile, which keeps buffering bounded.
 
 mod csi;
+mod framing;
 mod negotiate;
 mod resume;
 mod sm;
 mod stanzas;
 
+pub use framing::{Framing, Refused};
 pub use resume::SmState;
 pub use sm::{Resumable, ResumeRefused, SmPolicy};
 
@@ -47,6 +49,8 @@ pub struct SessionConfig {
     pub limits: Limits,
     /// XEP-0198 stream management.
     pub sm: SmPolicy,
+    /// An XML stream over TCP, or RFC 7395 over WebSocket (one message per element).
+    pub framing: Framing,
 }
 
 impl Default for SessionConfig {
@@ -60,6 +64,7 @@ impl Default for SessionConfig {
             max_auth_attempts: 3,
             limits: Limits::default(),
             sm: SmPolicy::default(),
+            framing: Framing::Stream,
         }
     }
 }
@@ -251,7 +256,7 @@ impl Session {
         match input {
             Input::Bytes(bytes) => {
                 if self.wants_bytes() {
-                    self.framer.push(bytes);
+                    self.push_bytes(bytes);
                 }
             }
             Input::TlsEstablished(cb) => {
@@ -319,8 +324,25 @@ impl Session {
         }
     }
 
+    /// Over TCP bytes are a stretch of the stream; over WebSocket one whole message.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        match self.config.framing {
+            Framing::Stream => self.framer.push(bytes),
+            Framing::WebSocket => match Framing::inbound(bytes) {
+                Ok(stream) => self.framer.push(&stream),
+                Err(refused) => self.stream_error(refused.condition, Some(refused.text)),
+            },
+        }
+    }
+
     fn send(&mut self, xml: String) {
         self.out.push(Output::Send(xml));
+    }
+
+    /// A top-level element as written on this stream.
+    fn send_el(&mut self, el: &crate::xml::Element) {
+        let xml = el.to_xml(self.config.framing.content_ns());
+        self.send(xml);
     }
 
     /// The server's stream header for the current stream.
@@ -329,12 +351,11 @@ impl Session {
         let to = to
             .map(|t| format!(" to='{}'", escape_attr(t)))
             .unwrap_or_default();
-        self.send(format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' id='{id}' from='{}'{to} version='1.0' xml:lang='en'>",
-            ns::CLIENT,
-            ns::STREAMS,
+        let attrs = format!(
+            " id='{id}' from='{}'{to} version='1.0' xml:lang='en'",
             escape_attr(&self.domain)
-        ));
+        );
+        self.send(self.config.framing.header(&attrs));
         self.header_sent = true;
     }
 
@@ -348,7 +369,8 @@ impl Session {
             self.send_header(None);
         }
         self.out.push(Output::StreamError(condition));
-        self.close(Some(condition.to_xml(text)));
+        let error = self.config.framing.stream_element(condition.to_xml(text));
+        self.close(Some(error));
     }
 
     /// A stream error with an application-specific condition element (§4.9.4).
@@ -360,7 +382,8 @@ impl Session {
         let at = xml.rfind("</stream:error>").unwrap_or(xml.len());
         let xml = format!("{}{}{}", &xml[..at], detail.to_xml(ns::STREAMS), &xml[at..]);
         self.out.push(Output::StreamError(condition));
-        self.close(Some(xml));
+        let error = self.config.framing.stream_element(xml);
+        self.close(Some(error));
     }
 
     /// The authenticated account's bare JID.
@@ -375,7 +398,7 @@ impl Session {
         if let Some(error) = error {
             self.send(error);
         }
-        self.send("</stream:stream>".into());
+        self.send(self.config.framing.close());
         self.out.push(Output::Close);
         self.phase = Phase::Closed;
     }
@@ -389,6 +412,8 @@ impl Session {
     }
 }
 
+#[cfg(test)]
+mod framing_tests;
 #[cfg(test)]
 mod sm_tests;
 #[cfg(test)]

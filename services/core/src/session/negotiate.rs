@@ -35,12 +35,11 @@ impl Session {
         }
         self.send_header(el.attr("from"));
         let features = self.features();
-        self.send(
-            features
-                .to_xml(ns::STREAMS)
-                .replacen("<features", "<stream:features", 1)
-                .replacen("</features>", "</stream:features>", 1),
-        );
+        let features = features
+            .to_xml(ns::STREAMS)
+            .replacen("<features", "<stream:features", 1)
+            .replacen("</features>", "</stream:features>", 1);
+        self.send(self.config.framing.stream_element(features));
         self.phase = Phase::Negotiating;
     }
 
@@ -124,10 +123,10 @@ impl Session {
 
     fn on_starttls(&mut self) {
         if self.tls.is_some() || !self.config.starttls {
-            self.send(Element::new("failure", ns::TLS).to_xml(ns::CLIENT));
+            self.send_el(&Element::new("failure", ns::TLS));
             return self.close(None);
         }
-        self.send(Element::new("proceed", ns::TLS).to_xml(ns::CLIENT));
+        self.send_el(&Element::new("proceed", ns::TLS));
         // Anything buffered after <starttls/> is plaintext injected ahead of TLS.
         self.framer.restart();
         self.header_sent = false;
@@ -187,7 +186,7 @@ impl Session {
             },
             Step::Challenge(data) => {
                 let challenge = Element::new("challenge", ns::SASL).with_text(B64.encode(data));
-                self.send(challenge.to_xml(ns::CLIENT));
+                self.send_el(&challenge);
                 self.phase = Phase::Authenticating(exchange);
             }
             Step::Success {
@@ -206,7 +205,7 @@ impl Session {
                 if let Some(data) = additional {
                     success = success.with_text(B64.encode(data));
                 }
-                self.send(success.to_xml(ns::CLIENT));
+                self.send_el(&success);
                 self.out.push(Output::Authenticated {
                     username: username.clone(),
                     mechanism: exchange.mechanism(),
@@ -264,7 +263,7 @@ impl Session {
     fn sasl_reply_failure(&mut self, failure: Failure) {
         let reply =
             Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL));
-        self.send(reply.to_xml(ns::CLIENT));
+        self.send_el(&reply);
         self.phase = Phase::Negotiating;
         self.auth_failures += 1;
         if self.auth_failures >= self.config.max_auth_attempts {
@@ -292,7 +291,7 @@ impl Session {
             .filter(|_| stanza.type_attr() == Some("set"));
         let resource = match payload {
             Some(p) if p.is("session", ns::SESSION) && self.jid.is_some() => {
-                return self.send(stanza.result(None).to_xml(ns::CLIENT));
+                return self.send_el(&stanza.result(None));
             }
             Some(p) if p.is("bind", ns::BIND) && self.jid.is_none() => {
                 p.child("resource", ns::BIND).map(|r| r.text())
@@ -333,7 +332,7 @@ impl Session {
                 reply.push_child(crate::error::StanzaError::new(condition).to_element(None));
             }
         }
-        self.send(reply.to_xml(ns::CLIENT));
+        self.send_el(&reply);
     }
 }
 

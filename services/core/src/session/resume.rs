@@ -7,7 +7,6 @@
 use super::sm::{ResumeRefused, Sm};
 use super::{Output, Phase, Session};
 use crate::jid::Jid;
-use crate::ns;
 use crate::routed::Routed;
 use std::collections::VecDeque;
 
@@ -56,6 +55,9 @@ impl Session {
         );
         self.tls = newer.tls.take();
         self.domain = newer.domain.clone();
+        // The new transport's policy: its framing (a session left over WebSocket may come
+        // back over TCP, and the other way round) and its limits.
+        self.config = newer.config.clone();
         newer.phase = Phase::Closed;
         newer.out.clear();
         Ok(self.resumed(h))
@@ -131,9 +133,10 @@ impl Session {
             .with_attr("h", sm.handled.to_string())
             .with_attr("previd", sm.id.clone().unwrap_or_default());
         sm.since_request = 0;
-        let resend: Vec<String> = sm.unacked.iter().map(Routed::to_client_xml).collect();
+        let framing = self.config.framing;
+        let resend: Vec<String> = sm.unacked.iter().map(|r| framing.stanza(r)).collect();
         let ask = !resend.is_empty();
-        self.send(resumed.to_xml(ns::CLIENT));
+        self.send_el(&resumed);
         for xml in resend {
             self.send(xml);
         }

@@ -160,7 +160,7 @@ impl Session {
                         ns::STANZA_ERRORS,
                     ))
                     .with_child(handled_count_too_high(h, sent));
-                self.send(failed.to_xml(ns::CLIENT));
+                self.send_el(&failed);
             }
         }
     }
@@ -190,7 +190,7 @@ impl Session {
             unacked_bytes: 0,
             since_request: 0,
         }));
-        self.send(enabled.to_xml(ns::CLIENT));
+        self.send_el(&enabled);
     }
 
     fn sm_failed(&mut self, condition: StanzaCondition, h: Option<u32>) {
@@ -199,22 +199,18 @@ impl Session {
         if let Some(h) = h {
             failed.set_attr("h", h.to_string());
         }
-        self.send(failed.to_xml(ns::CLIENT));
+        self.send_el(&failed);
     }
 
     fn send_ack(&mut self) {
         let h = self.sm.as_ref().map_or(0, |sm| sm.handled);
-        self.send(
-            Sm::sm_element("a")
-                .with_attr("h", h.to_string())
-                .to_xml(ns::CLIENT),
-        );
+        self.send_el(&Sm::sm_element("a").with_attr("h", h.to_string()));
     }
 
     pub(super) fn request_ack(&mut self) {
         if let Some(sm) = &mut self.sm {
             sm.since_request = 0;
-            self.send(Sm::sm_element("r").to_xml(ns::CLIENT));
+            self.send_el(&Sm::sm_element("r"));
         }
     }
 
@@ -256,7 +252,7 @@ impl Session {
     pub(super) fn send_stanza(&mut self, stanza: Routed) {
         let attached = !matches!(self.phase, Phase::Detached);
         if attached {
-            self.send(stanza.to_client_xml());
+            self.send(self.config.framing.stanza(&stanza));
         }
         let policy = self.config.sm;
         let Some(sm) = &mut self.sm else {
@@ -297,7 +293,7 @@ impl Session {
                     .with_attr("to", jid.to_string())
                     .with_child(Element::new("ping", ns::PING));
                 // Only without stream management: nothing to count.
-                self.send(ping.to_xml(ns::CLIENT));
+                self.send_el(&ping);
             }
         }
         std::mem::take(&mut self.out)

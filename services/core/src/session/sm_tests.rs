@@ -22,7 +22,7 @@ fn deliver(s: &mut Session, n: usize) -> String {
 }
 
 /// Authenticated (PLAIN as alice), not bound: where `<resume/>` is sent.
-fn authenticated() -> Session {
+pub(super) fn authenticated() -> Session {
     let mut s = tls_up(cb());
     feed(&mut s, OPEN);
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");

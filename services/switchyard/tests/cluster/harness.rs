@@ -91,6 +91,7 @@ data_dir = "{data}"
 [listen]
 c2s = "127.0.0.1:0"
 c2s_direct_tls = ""
+websocket = "127.0.0.1:0"
 [tls]
 cert_path = "{cert}"
 key_path = "{key}"

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod sm;
+pub mod ws;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -41,6 +42,7 @@ impl Server {
         };
         config.listen.c2s = "127.0.0.1:0".into();
         config.listen.c2s_direct_tls = "127.0.0.1:0".into();
+        config.listen.websocket = "127.0.0.1:0".into();
         config.admin.listen = "127.0.0.1:0".into();
         config.admin.token = "test-admin-token".into();
         adjust(&mut config);
@@ -72,6 +74,10 @@ impl Server {
 
     pub fn direct(&self) -> SocketAddr {
         self.running.c2s_direct_tls.expect("direct TLS listener")
+    }
+
+    pub fn websocket(&self) -> SocketAddr {
+        self.running.websocket.expect("WebSocket listener")
     }
 
     pub fn cert_der(&self) -> Vec<u8> {

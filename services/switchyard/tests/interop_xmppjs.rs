@@ -1,0 +1,67 @@
+//! Interop with xmpp.js (`@xmpp/client`), a browser-side client we did not write, over
+//! RFC 7395 WebSocket: two xmpp.js clients log in, chat, read their roster, ask the
+//! server's disco#info and close the stream, once over TLS (`wss://`, the server's
+//! generated certificate trusted through `NODE_EXTRA_CA_CERTS`) and once on a plain
+//! listener as behind a TLS-terminating load balancer. The package lives in
+//! `INTEROP_XMPPJS_DIR` (`.ci/run` runs `npm ci` there); without it the test fails in CI
+//! (`CI` set) and skips with a visible message on a laptop.
+
+mod support;
+
+use support::Server;
+
+fn xmppjs_dir() -> Option<String> {
+    match std::env::var("INTEROP_XMPPJS_DIR") {
+        Ok(dir) if !dir.is_empty() => Some(dir),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("INTEROP_XMPPJS_DIR is not set; .ci/run installs xmpp.js there")
+        }
+        _ => {
+            eprintln!("SKIPPED: set INTEROP_XMPPJS_DIR to the xmpp.js folder (see .ci/run)");
+            None
+        }
+    }
+}
+
+/// Runs the chat script against `url`; returns its output, asserting it passed.
+async fn chat(dir: &str, server: &Server, url: &str) -> String {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.current_dir(dir)
+        .arg("ws_chat.mjs")
+        .args(["--url", url, "--domain", "localhost"])
+        .args(["--jid1", "alice@localhost", "--pw1", "secret"])
+        .args(["--jid2", "bob@localhost", "--pw2", "secret"])
+        .env(
+            "NODE_EXTRA_CA_CERTS",
+            server.dir.path().join("dev-cert.pem"),
+        );
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("xmpp.js finished in time")
+        .expect("node started");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "xmpp.js against {url} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn xmppjs_chats_over_wss_and_over_a_plain_listener_behind_a_balancer() {
+    let Some(dir) = xmppjs_dir() else { return };
+    let server = Server::start().await;
+    let url = format!(
+        "wss://localhost:{}/xmpp-websocket",
+        server.websocket().port()
+    );
+    let out = chat(&dir, &server, &url).await;
+    assert!(out.contains("OK message alice->bob"), "{out}");
+    // Stream management is offered and xmpp.js turns it on.
+    assert!(out.contains("INFO alice sm enabled"), "{out}");
+
+    let plain = Server::start_with(|c| c.listen.websocket_tls = false).await;
+    let url = format!("ws://127.0.0.1:{}/xmpp-websocket", plain.websocket().port());
+    chat(&dir, &plain, &url).await;
+}
