@@ -23,6 +23,8 @@ pub const ROUTER_CERT: &str = "switchyard-router";
 pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
+    /// An edge's WebSocket listener (RFC 7395).
+    pub websocket: Option<SocketAddr>,
 }
 
 impl Proc {
@@ -329,7 +331,8 @@ async fn run(config: &Path, args: &[&str]) {
     );
 }
 
-/// Starts `switchyard serve --roles ROLE` and waits for its `listening KIND` line.
+/// Starts `switchyard serve --roles ROLE` and waits for its `listening KIND` line (an
+/// edge's WebSocket line, printed after it, too).
 /// Its log goes next to its configuration (`NAME.log`), for post-mortems.
 async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
     let log = std::fs::File::create(config.with_extension("log")).unwrap();
@@ -347,11 +350,19 @@ async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let wanted = format!("switchyard: listening {kind} ");
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+    let last = if role == "edge" { "websocket" } else { kind };
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut listening = std::collections::HashMap::new();
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix(&wanted) {
-                return addr.parse::<SocketAddr>().unwrap();
+            let Some((k, addr)) = line
+                .strip_prefix("switchyard: listening ")
+                .and_then(|rest| rest.split_once(' '))
+            else {
+                continue;
+            };
+            listening.insert(k.to_owned(), addr.parse::<SocketAddr>().unwrap());
+            if k == last {
+                return listening;
             }
         }
         panic!("{role} exited before listening");
@@ -359,5 +370,9 @@ async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
     .await
     .expect("process listening in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Proc { child, addr }
+    Proc {
+        child,
+        addr: listening[kind],
+        websocket: listening.get("websocket").copied(),
+    }
 }

@@ -16,6 +16,7 @@ mod races;
 mod rogue_edge;
 mod sm;
 mod traces;
+mod websocket;
 
 use harness::{Cluster, PrivateRedis};
 use std::collections::BTreeSet;
