@@ -51,6 +51,8 @@ pub(crate) enum Transport {
     Tls(Box<TlsStream<TcpStream>>),
     /// RFC 7395: one element per message (see `crate::websocket`).
     WebSocket(Box<WebSocket>),
+    /// XEP-0206: messages from BOSH requests, elements for their responses.
+    Bosh(Box<crate::bosh::Pipe>),
     /// Only while a STARTTLS handshake owns the socket.
     Upgrading,
 }
@@ -82,6 +84,7 @@ impl Transport {
             Self::Plain(s) => Pin::new(s).poll_read(cx, &mut buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut buf),
             Self::WebSocket(ws) => return poll_message(ws, cx, f),
+            Self::Bosh(pipe) => return pipe.poll_read_with(cx, f),
             Self::Upgrading => Poll::Ready(Ok(())),
         };
         polled.map(|result| f(result.map(|()| buf.filled())))
@@ -103,6 +106,7 @@ impl Transport {
                 }
                 ws.flush().await.map_err(io_error)
             }
+            Self::Bosh(pipe) => pipe.write(pending.elements()).await,
             Self::Upgrading => Err(std::io::ErrorKind::NotConnected.into()),
         }
     }
@@ -112,6 +116,10 @@ impl Transport {
             Self::Plain(s) => s.shutdown().await,
             Self::Tls(s) => s.shutdown().await,
             Self::WebSocket(ws) => ws.close(None).await.map_err(io_error),
+            Self::Bosh(pipe) => {
+                pipe.close();
+                Ok(())
+            }
             Self::Upgrading => Ok(()),
         };
     }

@@ -3,6 +3,7 @@
 //! routers through the [`RouterLink`] trait.
 
 mod admission;
+mod bosh;
 mod connections;
 mod driver;
 mod link;

@@ -104,6 +104,10 @@ pub(crate) struct EdgeCtx {
     pub stop_accepting: CancellationToken,
     /// Handshakes in progress per client address.
     pub handshakes_per_ip: Arc<crate::admission::PerIp>,
+    /// Places among connections in their handshake (`limits.max_concurrent_handshakes`).
+    pub handshakes: Arc<Semaphore>,
+    /// BOSH sessions by SID (XEP-0124), on the HTTP listener.
+    pub bosh: crate::bosh::Sessions,
 }
 
 /// The two steps of a drain.
@@ -130,6 +134,7 @@ pub async fn serve(
         shutdown,
     } = drain;
     let grace = config.shutdown_grace;
+    let config_max_handshakes = config.max_handshakes;
     let ctx = Arc::new(EdgeCtx {
         // The counts are shared through the router link (see `throttle.rs`).
         throttle: Throttle::new(config.login_throttle.clone(), link.clone()),
@@ -142,10 +147,12 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         stop_accepting,
         handshakes_per_ip: Arc::default(),
+        handshakes: Arc::new(Semaphore::new(config_max_handshakes)),
+        bosh: crate::bosh::Sessions::default(),
     });
     let permits = Permits {
         connections: Arc::new(Semaphore::new(ctx.config.max_connections)),
-        handshakes: Arc::new(Semaphore::new(ctx.config.max_handshakes)),
+        handshakes: ctx.handshakes.clone(),
     };
     let tracker = TaskTracker::new();
     for listener in listeners {

@@ -61,7 +61,8 @@ const WRITE_BUFFER: usize = 16 * 1024;
 /// The HTTP side of the WebSocket listener.
 #[derive(Debug, Clone, Default)]
 pub struct WebSocketPolicy {
-    /// Browser origins (`https://chat.example.org`) allowed to open a session; empty: any.
+    /// Browser origins (`https://chat.example.org`) allowed to open a session (WebSocket
+    /// or BOSH); empty: any.
     pub origins: Vec<String>,
     /// The URL host-meta advertises; `None`: `wss://` the request's `Host` `/xmpp-websocket`.
     pub public_url: Option<String>,
@@ -81,7 +82,7 @@ pub(crate) fn session_config(session: &SessionConfig, listeners: &[Listener]) ->
     }
 }
 
-/// Serves one accepted connection of the WebSocket listener.
+/// Serves one accepted connection of the HTTP listener: WebSocket, BOSH or discovery.
 pub(crate) async fn run(
     ctx: Arc<EdgeCtx>,
     tcp: TcpStream,
@@ -90,15 +91,23 @@ pub(crate) async fn run(
     ip: IpAddr,
     admitted: Handshake,
 ) {
+    let place: Place = Arc::new(Mutex::new(Some(admitted)));
+    let conn = Conn {
+        ctx: ctx.clone(),
+        ip,
+        tls,
+        place: place.clone(),
+    };
     let upgraded = if tls {
         match Box::pin(crate::driver::handshake(&ctx, tcp)).await {
-            Some((stream, cb)) => http(&ctx, stream).await.map(|ws| (ws, Some(cb))),
+            Some((stream, cb)) => conn.http(stream).await.map(|ws| (ws, Some(cb))),
             None => None,
         }
     } else {
-        http(&ctx, tcp).await.map(|ws| (ws, None))
+        conn.http(tcp).await.map(|ws| (ws, None))
     };
-    let Some((ws, cb)) = upgraded else {
+    let admitted = lock(&place).take();
+    let (Some((ws, cb)), Some(admitted)) = (upgraded, admitted) else {
         return ctx.connections.release(id, ip);
     };
     let config = ctx.websocket_session.clone();
@@ -106,48 +115,88 @@ pub(crate) async fn run(
     crate::driver::serve(ctx, config, transport, cb, id, ip, admitted).await;
 }
 
-/// The upgraded WebSocket, once the connection asked for one within the handshake time.
-async fn http<S>(ctx: &EdgeCtx, io: S) -> Option<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let upgrade: Arc<Mutex<Option<hyper::upgrade::OnUpgrade>>> = Arc::default();
-    let slot = upgrade.clone();
-    let policy = ctx.config.websocket.clone();
-    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        let response = respond(&policy, req.method(), req.uri().path(), req.headers());
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            *lock(&slot) = Some(hyper::upgrade::on(&mut req));
-        }
-        std::future::ready(Ok::<_, std::convert::Infallible>(response))
-    });
-    let limit = ctx.config.handshake_timeout;
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limit)
-        .max_buf_size(MAX_HEAD)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    match tokio::time::timeout(limit, conn).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "WebSocket listener: HTTP connection failed");
-            return None;
-        }
-        Err(_) => return None,
-    }
-    let pending = lock(&upgrade).take()?;
-    let upgraded = tokio::time::timeout(limit, pending).await.ok()?.ok()?;
-    let max = ctx.session.limits.max_stanza_bytes + MESSAGE_SLACK;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
+/// The connection's place among those in their handshake, until a session takes it (an
+/// upgrade, or a BOSH session created on it) or the connection turns out to carry BOSH
+/// requests, which are no handshake of their own.
+pub(crate) type Place = Arc<Mutex<Option<Handshake>>>;
+
+/// One HTTP connection of the listener.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    pub ctx: Arc<EdgeCtx>,
+    pub ip: IpAddr,
+    /// TLS is the connection's (not a load balancer's).
+    pub tls: bool,
+    pub place: Place,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+impl Conn {
+    /// Serves requests; the upgraded WebSocket, once one asked for it. Until the
+    /// connection upgrades or carries BOSH, it must do so within the handshake time.
+    async fn http<S>(&self, io: S) -> Option<Ws>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let upgrade: Arc<Mutex<Option<hyper::upgrade::OnUpgrade>>> = Arc::default();
+        let slot = upgrade.clone();
+        let conn = self.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let conn = conn.clone();
+            let slot = slot.clone();
+            async move {
+                if req.uri().path() == crate::bosh::PATH {
+                    return Ok::<_, std::convert::Infallible>(crate::bosh::http(&conn, req).await);
+                }
+                let policy = &conn.ctx.config.websocket;
+                let response = respond(policy, req.method(), req.uri().path(), req.headers());
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    *lock(&slot) = Some(hyper::upgrade::on(&mut req));
+                }
+                Ok(response)
+            }
+        });
+        let limit = self.ctx.config.handshake_timeout;
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            // Also how long a kept-alive connection may idle between requests.
+            .header_read_timeout(limit)
+            .max_buf_size(MAX_HEAD)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(served);
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        let result = loop {
+            tokio::select! {
+                result = &mut served => break result,
+                () = &mut deadline => {
+                    if lock(&self.place).is_some() {
+                        return None;
+                    }
+                    deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "HTTP listener: connection failed");
+            return None;
+        }
+        let pending = lock(&upgrade).take()?;
+        let upgraded = tokio::time::timeout(limit, pending).await.ok()?.ok()?;
+        let max = self.ctx.session.limits.max_stanza_bytes + MESSAGE_SLACK;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(WRITE_BUFFER)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let io = TokioIo::new(upgraded);
+        Some(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -220,15 +269,8 @@ fn upgrade(policy: &WebSocketPolicy, headers: &HeaderMap) -> Response<Full<Bytes
         );
         return response;
     };
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = policy.origins.is_empty()
-            || origin
-                .to_str()
-                .is_ok_and(|o| policy.origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
-        if !allowed {
-            tracing::info!(origin = ?origin, "WebSocket upgrade from an origin not allowed");
-            return refused("origin", StatusCode::FORBIDDEN, "origin not allowed\n");
-        }
+    if !origin_allowed(policy, headers) {
+        return refused("origin", StatusCode::FORBIDDEN, "origin not allowed\n");
     }
     if !has_token(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL) {
         return refused(
@@ -253,7 +295,23 @@ fn upgrade(policy: &WebSocketPolicy, headers: &HeaderMap) -> Response<Full<Bytes
     response
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+/// Whether a request may come from its `Origin` (a request without one is not a
+/// browser's, and has no origin to check).
+pub(crate) fn origin_allowed(policy: &WebSocketPolicy, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let allowed = policy.origins.is_empty()
+        || origin
+            .to_str()
+            .is_ok_and(|o| policy.origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
+    if !allowed {
+        tracing::info!(?origin, "a request from an origin not allowed");
+    }
+    allowed
+}
+
+pub(crate) fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     response
@@ -262,7 +320,11 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-fn refused(reason: &'static str, status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+pub(crate) fn refused(
+    reason: &'static str,
+    status: StatusCode,
+    body: &'static str,
+) -> Response<Full<Bytes>> {
     metrics::EDGE_WEBSOCKET_REFUSED
         .with_label_values(&[reason])
         .inc();

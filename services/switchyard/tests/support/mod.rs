@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod bosh;
 pub mod sm;
 pub mod ws;
 

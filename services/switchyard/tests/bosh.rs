@@ -1,0 +1,176 @@
+//! XEP-0124 BOSH carrying XMPP (XEP-0206), over real sockets: session creation and its
+//! attributes, login with restart, chat with a TCP client, holding and releasing
+//! requests, `rid` order, a lost response asked for again, and the errors of §17.
+
+mod support;
+
+use support::bosh::{http, BoshClient, NS};
+use support::{Client, Server};
+use switchyard_core::xml::Element;
+
+fn body_text(el: &Element) -> Option<String> {
+    el.child("body", "jabber:client").map(Element::text)
+}
+
+#[tokio::test]
+async fn xep0206_a_session_is_created_logs_in_chats_and_terminates() {
+    let server = Server::start().await;
+    let c = BoshClient::create(&server, 2).await;
+    let created = &c.created;
+    // §7.1 and XEP-0206 §4: the session's parameters.
+    assert!(created.is("body", NS));
+    for (attr, value) in [
+        ("hold", "1"),
+        ("requests", "2"),
+        ("wait", "2"),
+        ("from", "localhost"),
+    ] {
+        assert_eq!(created.attr(attr), Some(value), "{attr}: {created:?}");
+    }
+    assert_eq!(created.attr("xmpp:version"), Some("1.0"));
+    assert!(created.attr("authid").is_some_and(|id| !id.is_empty()));
+    assert!(c.sid.len() >= 20, "a SID hard to guess");
+    let features = created
+        .child("features", "http://etherx.jabber.org/streams")
+        .expect("features in the creation response");
+    assert!(features
+        .child("starttls", "urn:ietf:params:xml:ns:xmpp-tls")
+        .is_none());
+    assert!(features
+        .child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .is_some());
+
+    let mut alice = BoshClient::login(&server, "alice", "web").await;
+    let mut bob = Client::login(&server, "bob", "PLAIN", "phone").await;
+    alice
+        .send("<message xmlns='jabber:client' to='bob@localhost/phone' type='chat'><body>over bosh</body></message>")
+        .await;
+    let (got, _) = bob.until(|e| e.name() == "message").await;
+    assert_eq!(body_text(&got).as_deref(), Some("over bosh"));
+    assert_eq!(got.attr("from"), Some("alice@localhost/web"));
+    bob.send("<message to='alice@localhost/web' type='chat'><body>to bosh</body></message>")
+        .await;
+    let got = alice.until(|e| e.name() == "message").await;
+    assert!(got.is("message", "jabber:client"));
+    assert_eq!(body_text(&got).as_deref(), Some("to bosh"));
+
+    // XEP-0206 §6: terminate with a last payload; the session is over.
+    let last = alice
+        .send_with(
+            " type='terminate'",
+            "<presence xmlns='jabber:client' type='unavailable'/>",
+        )
+        .await;
+    assert_eq!(last.attr("type"), Some("terminate"), "{last:?}");
+    let after = alice.send("").await;
+    assert_eq!(after.attr("condition"), Some("item-not-found"));
+}
+
+#[tokio::test]
+async fn xep0124_12_a_held_request_is_answered_as_soon_as_a_newer_one_arrives() {
+    let server = Server::start().await;
+    let mut alice = BoshClient::login_waiting(&server, "alice", "web", 10).await;
+    let poll = alice.handle();
+    let rid = alice.rid + 1;
+    alice.rid = rid;
+    let started = std::time::Instant::now();
+    let held = tokio::spawn(async move { poll.send_rid(rid, "", "").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "an empty poll is held");
+    let newer = alice.handle();
+    let next = tokio::spawn(async move { newer.send_rid(rid + 1, "", "").await });
+    held.await.unwrap();
+    // With hold 1 the older request is answered at once, long before `wait` (10 s).
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    next.abort();
+}
+
+#[tokio::test]
+async fn xep0124_9_requests_are_taken_in_rid_order_whatever_order_they_arrive_in() {
+    let server = Server::start().await;
+    let alice = BoshClient::login(&server, "alice", "web").await;
+    let mut bob = Client::login(&server, "bob", "PLAIN", "phone").await;
+    let message = |text: &str| {
+        format!(
+            "<message xmlns='jabber:client' to='bob@localhost/phone'><body>{text}</body></message>"
+        )
+    };
+    let (first, second) = (alice.rid + 1, alice.rid + 2);
+    let ahead = alice.handle();
+    let second_body = message("second");
+    let late = tokio::spawn(async move { ahead.send_rid(second, "", &second_body).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    alice.send_rid(first, "", &message("first")).await;
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let (got, _) = bob.until(|e| e.name() == "message").await;
+        bodies.push(body_text(&got).unwrap_or_default());
+    }
+    assert_eq!(bodies, ["first", "second"]);
+    late.await.unwrap();
+}
+
+#[tokio::test]
+async fn xep0124_14_a_repeated_rid_gets_the_same_response_and_one_outside_the_window_ends_it() {
+    let server = Server::start().await;
+    let mut c = BoshClient::login(&server, "alice", "web").await;
+    let original = c
+        .send("<iq xmlns='jabber:client' type='get' id='ping1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let rid = c.rid;
+    // The response was "lost": the client asks again with the same rid.
+    let again = c.send_rid(rid, "", "").await;
+    assert_eq!(again, original, "the response sent before");
+    let far = c.send_rid(rid + 10, "", "").await;
+    assert_eq!(far.attr("type"), Some("terminate"));
+    assert_eq!(far.attr("condition"), Some("item-not-found"));
+}
+
+#[tokio::test]
+async fn xep0124_17_errors_and_cross_origin_requests() {
+    let server = Server::start_with(|c| {
+        c.listen.websocket_origins = vec!["https://chat.example.org".into()];
+    })
+    .await;
+    let (addr, cert) = (server.websocket(), server.cert_der());
+    let post = |body: &'static str| http(addr, cert.clone(), "POST", &[], body);
+    let unknown =
+        post("<body xmlns='http://jabber.org/protocol/httpbind' sid='nope' rid='5'/>").await;
+    assert!(
+        unknown.body.contains("condition='item-not-found'"),
+        "{}",
+        unknown.body
+    );
+    let garbage = post("<body xmlns='http://jabber.org/protocol/httpbind' rid='5'").await;
+    assert!(
+        garbage.body.contains("condition='bad-request'"),
+        "{}",
+        garbage.body
+    );
+    let no_rid = post("<body xmlns='http://jabber.org/protocol/httpbind' to='localhost'/>").await;
+    assert!(
+        no_rid.body.contains("condition='bad-request'"),
+        "{}",
+        no_rid.body
+    );
+    let host = post("<body xmlns='http://jabber.org/protocol/httpbind' rid='5' to='example.org' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh'/>").await;
+    assert!(
+        host.body.contains("condition='host-unknown'"),
+        "{}",
+        host.body
+    );
+
+    let origin = [("Origin", "https://chat.example.org")];
+    let preflight = http(addr, cert.clone(), "OPTIONS", &origin, "").await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://chat.example.org")
+    );
+    assert!(preflight
+        .header("access-control-allow-methods")
+        .is_some_and(|m| m.contains("POST")));
+    let foreign = [("Origin", "https://evil.example")];
+    let refused = http(addr, cert.clone(), "POST", &foreign, "<body/>").await;
+    assert_eq!(refused.status, 403);
+}
