@@ -1,10 +1,11 @@
-//! Interop with xmpp.js (`@xmpp/client`), a browser-side client we did not write, over
-//! RFC 7395 WebSocket: two xmpp.js clients log in, chat, read their roster, ask the
-//! server's disco#info and close the stream, once over TLS (`wss://`, the server's
-//! generated certificate trusted through `NODE_EXTRA_CA_CERTS`) and once on a plain
-//! listener as behind a TLS-terminating load balancer. The package lives in
-//! `INTEROP_XMPPJS_DIR` (`.ci/run` runs `npm ci` there); without it the test fails in CI
-//! (`CI` set) and skips with a visible message on a laptop.
+//! Interop with browser-side clients we did not write: xmpp.js (`@xmpp/client`) over
+//! RFC 7395 WebSocket, and strophe.js over XEP-0206 BOSH. Two clients log in, chat, read
+//! their roster, ask the server's disco#info and close the stream: xmpp.js once over TLS
+//! (`wss://`, the server's generated certificate trusted through `NODE_EXTRA_CA_CERTS`)
+//! and once on a plain listener as behind a TLS-terminating load balancer; strophe.js
+//! over `https://`. The packages live in `INTEROP_XMPPJS_DIR` (`.ci/run` runs `npm ci`
+//! there); without it the test fails in CI (`CI` set) and skips with a visible message on
+//! a laptop.
 
 mod support;
 
@@ -23,11 +24,11 @@ fn xmppjs_dir() -> Option<String> {
     }
 }
 
-/// Runs the chat script against `url`; returns its output, asserting it passed.
-async fn chat(dir: &str, server: &Server, url: &str) -> String {
+/// Runs a chat script against `url`; returns its output, asserting it passed.
+async fn chat(dir: &str, server: &Server, script: &str, url: &str) -> String {
     let mut cmd = tokio::process::Command::new("node");
     cmd.current_dir(dir)
-        .arg("ws_chat.mjs")
+        .arg(script)
         .args(["--url", url, "--domain", "localhost"])
         .args(["--jid1", "alice@localhost", "--pw1", "secret"])
         .args(["--jid2", "bob@localhost", "--pw2", "secret"])
@@ -56,12 +57,22 @@ async fn xmppjs_chats_over_wss_and_over_a_plain_listener_behind_a_balancer() {
         "wss://localhost:{}/xmpp-websocket",
         server.websocket().port()
     );
-    let out = chat(&dir, &server, &url).await;
+    let out = chat(&dir, &server, "ws_chat.mjs", &url).await;
     assert!(out.contains("OK message alice->bob"), "{out}");
     // Stream management is offered and xmpp.js turns it on.
     assert!(out.contains("INFO alice sm enabled"), "{out}");
 
     let plain = Server::start_with(|c| c.listen.websocket_tls = false).await;
     let url = format!("ws://127.0.0.1:{}/xmpp-websocket", plain.websocket().port());
-    chat(&dir, &plain, &url).await;
+    chat(&dir, &plain, "ws_chat.mjs", &url).await;
+}
+
+#[tokio::test]
+async fn strophejs_chats_over_bosh() {
+    let Some(dir) = xmppjs_dir() else { return };
+    let server = Server::start().await;
+    let url = format!("https://localhost:{}/http-bind", server.websocket().port());
+    let out = chat(&dir, &server, "bosh_chat.mjs", &url).await;
+    assert!(out.contains("OK message alice->bob"), "{out}");
+    assert!(out.contains("OK alice stopped"), "{out}");
 }

@@ -58,7 +58,27 @@ impl Session {
         if stanza.kind == StanzaKind::Iq && !valid_iq(&stanza) {
             return self.stanza_error(&stanza, StanzaCondition::BadRequest);
         }
+        if self.is_session_request(&stanza) {
+            // RFC 6121 Appendix E (RFC 3921 §3): the legacy session request, offered as
+            // optional, still gets its empty result; clients such as strophe.js send it.
+            let result = stanza.result(None);
+            return self.send_stanza(crate::routed::Routed::Tree(std::sync::Arc::new(result)));
+        }
         self.out.push(Output::Route(stanza));
+    }
+
+    /// An IQ set of `urn:ietf:params:xml:ns:xmpp-session` to the server (or to no one).
+    fn is_session_request(&self, stanza: &Stanza) -> bool {
+        let to_server = stanza
+            .to
+            .as_ref()
+            .is_none_or(|to| to.local().is_none() && to.is_bare() && to.domain() == self.domain);
+        stanza.kind == StanzaKind::Iq
+            && stanza.type_attr() == Some("set")
+            && stanza
+                .payload()
+                .is_some_and(|p| p.is("session", ns::SESSION))
+            && to_server
     }
 }
 

@@ -641,3 +641,30 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn rfc6121_appendix_e_the_legacy_session_request_after_bind_gets_a_result() {
+    for to in ["", " to='localhost'"] {
+        let mut s = established();
+        let out = feed(
+            &mut s,
+            &format!("<iq type='set' id='s1'{to}><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>"),
+        );
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Route(_))),
+            "{out:?}"
+        );
+        let xml = sent(&out);
+        assert!(
+            xml.contains("type='result'") && xml.contains("id='s1'"),
+            "{xml}"
+        );
+    }
+    // To someone else it is just an IQ, routed like any other.
+    let mut s = established();
+    let out = feed(
+        &mut s,
+        "<iq type='set' id='s2' to='bob@localhost/x'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>",
+    );
+    assert!(matches!(&out[..], [Output::Route(_)]), "{out:?}");
+}
