@@ -59,6 +59,8 @@ pub(crate) struct Handshake {
     _permit: OwnedSemaphorePermit,
     per_ip: Arc<PerIp>,
     ip: IpAddr,
+    /// When the connection was admitted, for the login duration.
+    since: std::time::Instant,
 }
 
 impl Handshake {
@@ -82,7 +84,14 @@ impl Handshake {
             _permit: permit,
             per_ip: per_ip.clone(),
             ip,
+            since: std::time::Instant::now(),
         })
+    }
+
+    /// The session is bound or resumed: the place is given back and the time it took
+    /// recorded.
+    pub(crate) fn established(self) {
+        metrics::EDGE_LOGIN_DURATION.observe(self.since.elapsed().as_secs_f64());
     }
 }
 

@@ -445,8 +445,11 @@ impl Conn {
             if !Box::pin(self.execute(outputs)).await {
                 break;
             }
-            if self.handshake.is_some() && !self.session.in_handshake() {
-                self.handshake = None;
+            if !self.session.in_handshake() {
+                let handshake = self.handshake.take();
+                if let Some(handshake) = handshake.filter(|_| self.session.is_established()) {
+                    handshake.established();
+                }
             }
             if ack_at.is_none() && self.session.owes_ack() {
                 ack_at = Some(Instant::now() + ACK_WHEN_QUIET);

@@ -20,5 +20,5 @@ pub use link::RouterLink;
 pub use listener::{serve, Drain, EdgeConfig, Listener, ListenerKind};
 pub use mailbox::MailboxLimits;
 pub use throttle::ThrottlePolicy;
-pub use tls::{check as check_tls, TlsError, TlsStore};
+pub use tls::{check as check_tls, not_after, publish_expiry, TlsError, TlsStore};
 pub use websocket::WebSocketPolicy;

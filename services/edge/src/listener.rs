@@ -150,6 +150,7 @@ pub async fn serve(
         handshakes: Arc::new(Semaphore::new(config_max_handshakes)),
         bosh: crate::bosh::Sessions::default(),
     });
+    metrics::EDGE_CONNECTION_LIMIT.set(ctx.config.max_connections as i64);
     let permits = Permits {
         connections: Arc::new(Semaphore::new(ctx.config.max_connections)),
         handshakes: ctx.handshakes.clone(),

@@ -85,6 +85,8 @@ pub fn check(cert: &Path, key: &Path, domains: &[String]) -> Result<(), TlsError
 pub struct TlsSnapshot {
     pub acceptor: TlsAcceptor,
     pub end_point: Vec<u8>,
+    /// The certificate's notAfter, as a Unix time.
+    pub not_after: Option<i64>,
 }
 
 impl std::fmt::Debug for TlsSnapshot {
@@ -143,6 +145,7 @@ fn load(cert: &Path, key: &Path) -> Result<TlsSnapshot, TlsError> {
         what: "private key",
     })?;
     let end_point = end_point_hash(&chain[0]);
+    let not_after = not_after(&chain[0]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -151,7 +154,23 @@ fn load(cert: &Path, key: &Path) -> Result<TlsSnapshot, TlsError> {
     Ok(TlsSnapshot {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         end_point,
+        not_after,
     })
+}
+
+/// A DER certificate's notAfter, as a Unix time.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Publishes the expiry of the certificate in use for `purpose`.
+pub fn publish_expiry(purpose: &str, not_after: Option<i64>) {
+    if let Some(t) = not_after {
+        switchyard_telemetry::TLS_CERTIFICATE_EXPIRY
+            .with_label_values(&[purpose])
+            .set(t);
+    }
 }
 
 /// RFC 5929 §4.1: hash the certificate with its signature's hash, SHA-256 for MD5/SHA-1.
@@ -232,6 +251,7 @@ impl TlsStore {
             generate(&cert, &key, domains)?;
         }
         let snapshot = load(&cert, &key)?;
+        publish_expiry("client", snapshot.not_after);
         let stamp = modified(&cert).max(modified(&key));
         Ok(Self {
             cert,
@@ -261,6 +281,7 @@ impl TlsStore {
         }
         match load(&self.cert, &self.key) {
             Ok(snapshot) => {
+                publish_expiry("client", snapshot.not_after);
                 *current = (Arc::new(snapshot), stamp);
                 tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
                 true

@@ -158,6 +158,9 @@ impl Effects {
             return;
         }
         if let Some(reply) = stanza.error_reply(&error) {
+            switchyard_telemetry::ROUTER_STANZA_ERRORS
+                .with_label_values(&[error.condition.as_str()])
+                .inc();
             self.deliver_to(&stanza.from, reply);
         }
     }

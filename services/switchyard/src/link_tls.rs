@@ -51,11 +51,24 @@ pub fn open(
     };
     warn_if_readable_by_others(&files.key);
     let tls = ClusterTls::open(files, &c.tls_server_name)?;
-    tokio::spawn(
-        tls.clone()
-            .watch(Duration::from_secs(c.tls_reload_interval_secs), shutdown),
-    );
+    let every = Duration::from_secs(c.tls_reload_interval_secs);
+    tokio::spawn(tls.clone().watch(every, shutdown.clone()));
+    tokio::spawn(publish_expiry(tls.clone(), every, shutdown));
     Ok(Some(tls))
+}
+
+/// Keeps the cluster certificate's expiry metric current as the files are renewed.
+async fn publish_expiry(tls: Arc<ClusterTls>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Some(der) = tls.certificate() {
+            switchyard_edge::publish_expiry("cluster", switchyard_edge::not_after(&der));
+        }
+    }
 }
 
 fn warn_if_readable_by_others(key: &std::path::Path) {

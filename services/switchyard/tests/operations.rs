@@ -42,6 +42,11 @@ async fn metrics_health_and_readiness() {
         .send("<message to='bob@localhost/phone' type='chat'><body>hi</body></message>")
         .await;
     bob.until(|e| e.name() == "message").await;
+    // A message to a domain nobody serves is bounced: counted by its condition.
+    alice
+        .send("<message to='romeo@elsewhere.example' type='chat' id='far'><body>x</body></message>")
+        .await;
+    alice.until(|e| e.attr("id") == Some("far")).await;
     let (status, text) = get(&server, "/metrics").await;
     assert_eq!(status, 200);
     for needle in [
@@ -52,9 +57,26 @@ async fn metrics_health_and_readiness() {
         "switchyard_edge_sessions",
         "switchyard_storage_call_duration_seconds_bucket{",
         "process_resident_memory_bytes",
+        "switchyard_router_stanza_errors_total{condition=\"remote-server-not-found\"}",
     ] {
         assert!(text.contains(needle), "{needle} missing from /metrics");
     }
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    // Both logins took their time from accept to bind.
+    assert!(value("switchyard_edge_login_duration_seconds_count") >= 2.0);
+    let limit = switchyard::config::Config::default().limits.max_connections;
+    assert_eq!(value("switchyard_edge_connection_limit") as usize, limit);
+    // The development certificate is valid for years from now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let expiry = value("switchyard_tls_certificate_expiry_timestamp_seconds{purpose=\"client\"}");
+    assert!(expiry > now + 86_400.0, "{expiry} vs {now}");
     assert!(!text.contains("alice@"), "no JID in metric labels");
     assert_eq!(get(&server, "/healthz").await.0, 200);
     assert_eq!(get(&server, "/readyz").await.0, 200);

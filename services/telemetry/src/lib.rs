@@ -108,6 +108,9 @@ metrics! {
     EDGE_WEBSOCKET_REFUSED: IntCounterVec = counter_vec("switchyard_edge_websocket_refused_total", "HTTP requests on the WebSocket listener answered without a session, by reason (origin, subprotocol, not_websocket, not_found, bad_host)", &["reason"]);
     EDGE_ADMISSION_REFUSED: IntCounterVec = counter_vec("switchyard_edge_admission_refused_total", "Connections refused at once because limits.max_concurrent_handshakes were in their handshake", &["listener"]);
     EDGE_PROXY_REFUSED: IntCounter = counter("switchyard_edge_proxy_header_refused_total", "Connections closed because they did not start with a valid PROXY protocol header (listen.proxy_protocol)");
+    EDGE_LOGIN_DURATION: Histogram = register(Histogram::with_opts(HistogramOpts::new("switchyard_edge_login_duration_seconds", "From accepting a connection to its bound or resumed session (TLS, SASL, bind or resume)").buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])).expect("valid metric"));
+    EDGE_CONNECTION_LIMIT: IntGauge = gauge("switchyard_edge_connection_limit", "limits.max_connections: the headroom is this minus the sum of switchyard_edge_connections");
+    TLS_CERTIFICATE_EXPIRY: IntGaugeVec = gauge_vec("switchyard_tls_certificate_expiry_timestamp_seconds", "notAfter of the certificate in use, as a Unix time (alert on it minus time())", &["purpose"]);
     EDGE_HANDSHAKES: IntGauge = gauge("switchyard_edge_handshakes_in_progress", "Connections between accept and a bound or resumed session");
     EDGE_KEEPALIVES: IntCounter = counter("switchyard_edge_keepalives_total", "Ack requests or XEP-0199 pings sent to quiet connections");
     EDGE_LOGINS: IntCounterVec = counter_vec("switchyard_edge_logins_total", "SASL outcomes", &["mechanism", "result", "reason"]);
@@ -126,6 +129,7 @@ metrics! {
     EDGE_RESENDS: IntCounter = counter("switchyard_edge_link_resends_total", "Stanzas resent after a router link broke");
     EDGE_ROUTER_LINKS: IntGauge = gauge("switchyard_edge_router_links_up", "Router links up");
     ROUTER_STANZAS: IntCounterVec = counter_vec("switchyard_router_stanzas_routed_total", "Stanzas routed", &["kind"]);
+    ROUTER_STANZA_ERRORS: IntCounterVec = counter_vec("switchyard_router_stanza_errors_total", "Stanzas answered with an error (RFC 6120 section 8.3), by condition", &["condition"]);
     ROUTER_ROUTE_DURATION: Histogram = histogram("switchyard_router_route_duration_seconds", "One stanza through the router");
     ROUTER_DELIVERIES: IntCounter = counter("switchyard_router_deliveries_total", "Stanzas handed to edges for sessions (each delivery batch counts its stanzas)");
     ROUTER_DELIVERY_BATCHES: IntCounter = counter("switchyard_router_delivery_batches_total", "Delivery batches sent to edges (one per edge per step of a stanza's effects)");
@@ -140,6 +144,7 @@ metrics! {
     ROUTER_REGISTRY_REBUILDS: IntCounter = counter("switchyard_router_registry_rebuilds_total", "Times the session registry was found to have lost its data and edges were asked to register their sessions again");
     ROUTER_SESSIONS_RECONCILED: IntCounter = counter("switchyard_router_reconciled_sessions_total", "Registry sessions removed because their live edge said it no longer held them (unbinds that were lost)");
     ROUTER_REAPED: IntCounter = counter("switchyard_router_reaped_sessions_total", "Sessions removed with a dead edge");
+    STORAGE_POOL: IntGaugeVec = gauge_vec("switchyard_storage_pool_connections", "PostgreSQL pool (by schema): connections in use, idle, the pool's maximum, and callers waiting for one", &["pool", "state"]);
     STORAGE_DURATION: HistogramVec = histogram_vec("switchyard_storage_call_duration_seconds", "Storage calls", &["backend", "op"]);
     STORAGE_ERRORS: IntCounterVec = counter_vec("switchyard_storage_errors_total", "Failed storage calls", &["backend", "op"]);
 }

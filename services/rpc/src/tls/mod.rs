@@ -187,6 +187,13 @@ impl ClusterTls {
         self.configs().client.clone()
     }
 
+    /// This process's own certificate as last read (DER), for its expiry.
+    pub fn certificate(&self) -> Option<Vec<u8>> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let first = CertificateDer::pem_slice_iter(&seen[1]).next()?.ok()?;
+        Some(first.to_vec())
+    }
+
     /// The name an edge checks in a router's certificate.
     pub fn server_name(&self) -> &ServerName<'static> {
         &self.server_name

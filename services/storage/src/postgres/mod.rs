@@ -106,6 +106,10 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let name = schema.unwrap_or("public").to_owned();
+            runtime.spawn(publish_status(pool.weak(), name));
+        }
         Ok(Self { pool })
     }
 
@@ -147,6 +151,30 @@ impl PgStore {
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
         self.pool.get().await.db()
+    }
+}
+
+/// Publishes the pool's use every second (`switchyard_storage_pool_connections`) while
+/// the pool exists.
+async fn publish_status(pool: deadpool_postgres::WeakPool, name: String) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let status = pool.status();
+        let in_use = status.size.saturating_sub(status.available);
+        for (state, value) in [
+            ("in_use", in_use),
+            ("idle", status.available),
+            ("max", status.max_size),
+            ("waiting", status.waiting),
+        ] {
+            switchyard_telemetry::STORAGE_POOL
+                .with_label_values(&[&name, state])
+                .set(value as i64);
+        }
     }
 }
 

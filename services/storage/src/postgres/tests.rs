@@ -134,3 +134,42 @@ async fn unreachable_database_is_unavailable_not_a_panic() {
         Err(StorageError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn the_pool_publishes_its_use_and_returns_to_rest() {
+    let Some(db) = TestSchema::create().await else {
+        return;
+    };
+    let gauge = |state: &str| {
+        switchyard_telemetry::STORAGE_POOL
+            .with_label_values(&[&db.name, state])
+            .get()
+    };
+    let held = [
+        db.store.client().await.unwrap(),
+        db.store.client().await.unwrap(),
+    ];
+    let published = async {
+        for _ in 0..50 {
+            if gauge("in_use") == 2 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(published.await, "two connections in use");
+    assert_eq!(gauge("max"), 4);
+    drop(held);
+    let rested = async {
+        for _ in 0..50 {
+            if gauge("in_use") == 0 && gauge("idle") == 2 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(rested.await, "back at rest");
+    db.drop_schema().await;
+}
