@@ -115,7 +115,13 @@ impl Transport {
         let _ = match self {
             Self::Plain(s) => s.shutdown().await,
             Self::Tls(s) => s.shutdown().await,
-            Self::WebSocket(ws) => ws.close(None).await.map_err(io_error),
+            Self::WebSocket(ws) => {
+                // Our close frame, or the answer to the client's (RFC 6455 §5.5.1), then
+                // whatever is still buffered.
+                let closed = ws.close(None).await;
+                let _ = futures_util::SinkExt::flush(ws.as_mut()).await;
+                closed.map_err(io_error)
+            }
             Self::Bosh(pipe) => {
                 pipe.close();
                 Ok(())
@@ -155,6 +161,8 @@ fn poll_message<R>(
                 tracing::info!("a binary WebSocket message: XMPP is text, closing");
                 return Poll::Ready(f(Err(std::io::ErrorKind::InvalidData.into())));
             }
+            // A client's ping is a sign of life, as whitespace is on TCP.
+            Message::Ping(_) | Message::Pong(_) => return Poll::Ready(f(Ok(b" "))),
             _ => {}
         }
     }

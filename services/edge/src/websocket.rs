@@ -149,8 +149,13 @@ impl Conn {
                 if req.uri().path() == crate::bosh::PATH {
                     return Ok::<_, std::convert::Infallible>(crate::bosh::http(&conn, req).await);
                 }
-                let policy = &conn.ctx.config.websocket;
-                let response = respond(policy, req.method(), req.uri().path(), req.headers());
+                let site = Site {
+                    policy: &conn.ctx.config.websocket,
+                    domains: &conn.ctx.session.domains,
+                };
+                let http11 = req.version() == hyper::Version::HTTP_11;
+                let response =
+                    respond(&site, req.method(), http11, req.uri().path(), req.headers());
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     *lock(&slot) = Some(hyper::upgrade::on(&mut req));
                 }
@@ -186,9 +191,13 @@ impl Conn {
         let pending = lock(&upgrade).take()?;
         let upgraded = tokio::time::timeout(limit, pending).await.ok()?.ok()?;
         let max = self.ctx.session.limits.max_stanza_bytes + MESSAGE_SLACK;
+        // Our own writes wait for room before they are buffered, so only frames the
+        // WebSocket layer answers by itself (pongs to a client that pings and never reads)
+        // can reach the write bound: that client is closed rather than buffered for.
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(WRITE_BUFFER)
+            .max_write_buffer_size(WRITE_BUFFER + 2 * max)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
         let io = TokioIo::new(upgraded);
@@ -200,10 +209,17 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// What requests are answered against: the listener's policy and the served domains.
+pub(crate) struct Site<'a> {
+    pub policy: &'a WebSocketPolicy,
+    pub domains: &'a [String],
+}
+
 /// The answer to one request (see the module doc).
 fn respond(
-    policy: &WebSocketPolicy,
+    site: &Site<'_>,
     method: &Method,
+    http11: bool,
     path: &str,
     headers: &HeaderMap,
 ) -> Response<Full<Bytes>> {
@@ -211,9 +227,9 @@ fn respond(
         return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
     match path {
-        PATH => upgrade(policy, headers),
+        PATH => upgrade(site.policy, http11, headers),
         "/.well-known/host-meta" | "/.well-known/host-meta.json" => {
-            let Some(url) = endpoint(policy, headers) else {
+            let Some(url) = endpoint(site, headers) else {
                 return refused(
                     "bad_host",
                     StatusCode::BAD_REQUEST,
@@ -239,13 +255,17 @@ fn respond(
 }
 
 /// RFC 6455 §4.2.2 server handshake for RFC 7395 §3.1.
-fn upgrade(policy: &WebSocketPolicy, headers: &HeaderMap) -> Response<Full<Bytes>> {
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
+fn upgrade(policy: &WebSocketPolicy, http11: bool, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let tokens = |name: header::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>()
     };
+    let has_token = |name, token: &str| tokens(name).iter().any(|t| t.eq_ignore_ascii_case(token));
     let key = headers.get(header::SEC_WEBSOCKET_KEY);
     let version_ok = headers
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -269,10 +289,19 @@ fn upgrade(policy: &WebSocketPolicy, headers: &HeaderMap) -> Response<Full<Bytes
         );
         return response;
     };
+    // §4.1: HTTP/1.1, and a key that is 16 bytes in base64.
+    if !http11 || !valid_key(key.as_bytes()) {
+        return refused(
+            "not_websocket",
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs HTTP/1.1 and a 16-byte Sec-WebSocket-Key\n",
+        );
+    }
     if !origin_allowed(policy, headers) {
         return refused("origin", StatusCode::FORBIDDEN, "origin not allowed\n");
     }
-    if !has_token(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL) {
+    // Subprotocol names are compared exactly (§4.1: the reply must be one offered).
+    if !tokens(header::SEC_WEBSOCKET_PROTOCOL).contains(&SUBPROTOCOL) {
         return refused(
             "subprotocol",
             StatusCode::BAD_REQUEST,
@@ -331,18 +360,31 @@ pub(crate) fn refused(
     plain(status, body)
 }
 
-/// The endpoint's public URL: configured, or from the `Host` the client used, when that
-/// is a plain host name or address (it is echoed into XML and JSON).
-fn endpoint(policy: &WebSocketPolicy, headers: &HeaderMap) -> Option<String> {
-    if let Some(url) = &policy.public_url {
+/// A `Sec-WebSocket-Key`: 16 bytes in base64 (22 characters and `==`).
+fn valid_key(key: &[u8]) -> bool {
+    let b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    key.len() == 24 && key.ends_with(b"==") && key[..22].iter().all(b64)
+}
+
+/// The endpoint's public URL: configured, or from the one `Host` the client used when it
+/// names a served domain (with an optional port), so a forged Host is not echoed into
+/// what a cache might keep.
+fn endpoint(site: &Site<'_>, headers: &HeaderMap) -> Option<String> {
+    if let Some(url) = &site.policy.public_url {
         return Some(url.clone());
     }
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    let usable = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
-    usable.then(|| format!("wss://{host}{PATH}"))
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return None;
+    };
+    let host = host.to_str().ok()?.to_ascii_lowercase();
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port.parse::<u16>().ok()?)),
+        None => (host.as_str(), None),
+    };
+    let served = site.domains.iter().any(|d| d.eq_ignore_ascii_case(name));
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    served.then(|| format!("wss://{name}{port}{PATH}"))
 }
 
 /// XEP-0156 §3.1 XRD.

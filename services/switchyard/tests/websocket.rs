@@ -121,7 +121,7 @@ async fn the_upgrade_needs_the_xmpp_subprotocol_and_a_listed_origin() {
 }
 
 /// A plain HTTP/1.1 request over TLS; the status line and body.
-async fn https_get(server: &Server, path: &str) -> (String, String) {
+async fn https_get(server: &Server, host: &str, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tcp = tokio::net::TcpStream::connect(server.websocket())
         .await
@@ -129,8 +129,7 @@ async fn https_get(server: &Server, path: &str) -> (String, String) {
     let connector = tokio_rustls::TlsConnector::from(support::tls_config(server.cert_der()));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: xmpp.example.org\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     let read = tls.read_to_string(&mut response);
@@ -148,25 +147,24 @@ async fn https_get(server: &Server, path: &str) -> (String, String) {
 #[tokio::test]
 async fn host_meta_names_the_websocket_endpoint() {
     let server = Server::start().await;
-    let (status, body) = https_get(&server, "/.well-known/host-meta.json").await;
+    let host = "localhost:5443";
+    let (status, body) = https_get(&server, host, "/.well-known/host-meta.json").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(
-        body.contains("\"href\":\"wss://xmpp.example.org/xmpp-websocket\""),
-        "{body}"
-    );
+    let href = "wss://localhost:5443/xmpp-websocket";
+    assert!(body.contains(&format!("\"href\":\"{href}\"")), "{body}");
     assert!(
         body.contains("urn:xmpp:alt-connections:websocket"),
         "{body}"
     );
-    let (status, body) = https_get(&server, "/.well-known/host-meta").await;
+    let (status, body) = https_get(&server, host, "/.well-known/host-meta").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(
-        body.contains("href='wss://xmpp.example.org/xmpp-websocket'"),
-        "{body}"
-    );
-    let (status, _) = https_get(&server, "/nothing").await;
+    assert!(body.contains(&format!("href='{href}'")), "{body}");
+    // A Host that is not a served domain is not echoed.
+    let (status, _) = https_get(&server, "evil.example", "/.well-known/host-meta").await;
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+    let (status, _) = https_get(&server, host, "/nothing").await;
     assert_eq!(status, "HTTP/1.1 404 Not Found");
-    let (status, _) = https_get(&server, "/xmpp-websocket").await;
+    let (status, _) = https_get(&server, host, "/xmpp-websocket").await;
     assert_eq!(status, "HTTP/1.1 426 Upgrade Required");
 }
 
@@ -246,4 +244,60 @@ async fn a_websocket_session_resumes_over_tcp_with_what_it_had_not_acknowledged(
         bodies.push(body(&got).unwrap_or_default());
     }
     assert_eq!(bodies, ["2", "3"]);
+}
+
+#[tokio::test]
+async fn rfc6455_a_close_frame_is_answered_with_one() {
+    let server = Server::start().await;
+    let mut ws = WsClient::login(&server, "alice", "web").await;
+    use futures_util::StreamExt;
+    ws.ws.close(None).await.expect("close sent");
+    let mut answered = false;
+    for _ in 0..10 {
+        let next = tokio::time::timeout(support::TIMEOUT, ws.ws.next()).await;
+        match next.expect("the server answers") {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => answered = true,
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => break,
+        }
+    }
+    assert!(
+        answered,
+        "§5.5.1: the server answers a close frame with its own"
+    );
+}
+
+/// This process's resident memory in bytes (the server runs in it).
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+#[tokio::test]
+async fn a_client_that_pings_and_never_reads_costs_bounded_memory() {
+    let server = Server::start().await;
+    let mut ws = WsClient::login(&server, "alice", "web").await;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let ping = Message::Ping(vec![7u8; 125].into());
+    let before = rss();
+    // Each ping asks for a pong this side never reads. Unbounded, the server kept every
+    // one (over 200 MiB in this test). Bounded: the socket buffers fill, then the
+    // server's write bound, and it stops reading (or closes). At most 2,000,000 pings or
+    // 10 s.
+    let flood = async {
+        for _ in 0..2_000_000 {
+            if ws.ws.send(ping.clone()).await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), flood).await;
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 64 << 20, "the server grew by {} MiB", grown >> 20);
 }

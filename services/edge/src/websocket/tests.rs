@@ -26,8 +26,19 @@ fn upgrade_request(extra: &[(&str, &str)]) -> HeaderMap {
     headers(&all)
 }
 
+const DOMAINS: &[String] = &[];
+
+fn domains() -> Vec<String> {
+    vec!["chat.example.org".into(), "localhost".into()]
+}
+
 fn get(policy: &WebSocketPolicy, path: &str, headers: &HeaderMap) -> Response<Full<Bytes>> {
-    respond(policy, &Method::GET, path, headers)
+    let domains = domains();
+    let site = Site {
+        policy,
+        domains: &domains,
+    };
+    respond(&site, &Method::GET, true, path, headers)
 }
 
 #[test]
@@ -157,9 +168,49 @@ fn host_meta_names_the_endpoint_in_xml_and_json() {
 }
 
 #[test]
-fn a_host_that_is_not_a_plain_name_is_not_echoed() {
+fn an_upgrade_needs_http11_a_real_key_and_the_subprotocol_as_named() {
     let policy = WebSocketPolicy::default();
-    for host in ["evil'/><x", "a b", ""] {
+    let xmpp = ("sec-websocket-protocol", "xmpp");
+    let domains = domains();
+    let site = Site {
+        policy: &policy,
+        domains: &domains,
+    };
+    let http10 = respond(&site, &Method::GET, false, PATH, &upgrade_request(&[xmpp]));
+    assert_eq!(http10.status(), StatusCode::BAD_REQUEST);
+    for key in [
+        "abc",
+        "",
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "dGhlIHNhbXBsZSBub25j!Q==",
+    ] {
+        let mut h = upgrade_request(&[xmpp]);
+        h.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_str(key).unwrap(),
+        );
+        assert_eq!(
+            get(&policy, PATH, &h).status(),
+            StatusCode::BAD_REQUEST,
+            "{key:?}"
+        );
+    }
+    // §4.1: the reply must name a subprotocol exactly as offered.
+    let upper = upgrade_request(&[("sec-websocket-protocol", "XMPP")]);
+    assert_eq!(get(&policy, PATH, &upper).status(), StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn a_host_that_is_not_a_served_domain_is_not_echoed() {
+    let policy = WebSocketPolicy::default();
+    for host in [
+        "evil'/><x",
+        "a b",
+        "",
+        "evil.example",
+        "localhost:99999999",
+        "[::1",
+    ] {
         let response = get(
             &policy,
             "/.well-known/host-meta",
@@ -169,6 +220,15 @@ fn a_host_that_is_not_a_plain_name_is_not_echoed() {
     }
     let response = get(&policy, "/.well-known/host-meta", &HeaderMap::new());
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let twice = headers(&[("host", "localhost"), ("host", "evil.example")]);
+    let response = get(&policy, "/.well-known/host-meta", &twice);
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let upper = headers(&[("host", "LOCALHOST:5443")]);
+    let xml = body(get(&policy, "/.well-known/host-meta", &upper));
+    assert!(
+        xml.contains("href='wss://localhost:5443/xmpp-websocket'"),
+        "{xml}"
+    );
 }
 
 #[test]
@@ -180,6 +240,10 @@ fn other_paths_and_methods_are_refused() {
         get(&policy, "/http-bind", &h).status(),
         StatusCode::NOT_FOUND
     );
-    let post = respond(&policy, &Method::POST, PATH, &h);
+    let site = Site {
+        policy: &policy,
+        domains: DOMAINS,
+    };
+    let post = respond(&site, &Method::POST, true, PATH, &h);
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
