@@ -31,6 +31,7 @@ import yaml
 # and _count series; `up` comes from Prometheus itself.
 COUNTERS_GAUGES = {
     "switchyard_edge_connections",
+    "switchyard_edge_connection_limit",
     "switchyard_edge_sessions",
     "switchyard_edge_logins_total",
     "switchyard_edge_stanzas_in_total",
@@ -43,7 +44,10 @@ COUNTERS_GAUGES = {
     "switchyard_edge_link_in_flight",
     "switchyard_edge_link_resends_total",
     "switchyard_edge_router_links_up",
+    "switchyard_edge_websocket_refused_total",
+    "switchyard_tls_certificate_expiry_timestamp_seconds",
     "switchyard_router_stanzas_routed_total",
+    "switchyard_router_stanza_errors_total",
     "switchyard_router_edge_links",
     "switchyard_router_registry_cache_hits_total",
     "switchyard_router_registry_cache_misses_total",
@@ -51,6 +55,7 @@ COUNTERS_GAUGES = {
     "switchyard_router_offline_delivered_total",
     "switchyard_router_reaped_sessions_total",
     "switchyard_storage_errors_total",
+    "switchyard_storage_pool_connections",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
     "process_open_fds",
@@ -59,6 +64,7 @@ COUNTERS_GAUGES = {
     "switchyard_build_info",
 }
 HISTOGRAMS = {
+    "switchyard_edge_login_duration_seconds",
     "switchyard_edge_routing_latency_seconds",
     "switchyard_router_route_duration_seconds",
     "switchyard_storage_call_duration_seconds",
