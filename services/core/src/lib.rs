@@ -4,6 +4,7 @@
 //! storage. Drivers in `switchyard-edge` feed bytes and events in and carry out the returned
 //! outputs, which is what keeps this code table-testable and fuzzable.
 
+pub mod component;
 pub mod error;
 pub mod jid;
 pub mod ns;

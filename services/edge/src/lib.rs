@@ -4,6 +4,7 @@
 
 mod admission;
 mod bosh;
+mod component;
 mod connections;
 mod driver;
 mod link;

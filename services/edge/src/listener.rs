@@ -56,6 +56,8 @@ pub struct EdgeConfig {
     pub shutdown_grace: Duration,
     /// The WebSocket listener's HTTP side.
     pub websocket: crate::websocket::WebSocketPolicy,
+    /// The components the component listener accepts, with their secrets.
+    pub components: Arc<switchyard_core::component::ComponentConfig>,
 }
 
 /// A bound listening socket and what its clients speak.
@@ -75,6 +77,8 @@ pub enum ListenerKind {
     /// RFC 7395 over HTTP/1.1 (see [`crate::websocket`]); `tls: false` only behind a load
     /// balancer that terminates TLS.
     WebSocket { tls: bool },
+    /// XEP-0114 external components (see [`crate::component`]).
+    Component,
 }
 
 impl ListenerKind {
@@ -84,6 +88,7 @@ impl ListenerKind {
             Self::StartTls => "starttls",
             Self::DirectTls => "direct_tls",
             Self::WebSocket { .. } => "websocket",
+            Self::Component => "component",
         }
     }
 }
@@ -230,7 +235,8 @@ async fn serve_connection(
     kind: ListenerKind,
     handshake: OwnedSemaphorePermit,
 ) {
-    let ip = if ctx.config.proxy_protocol {
+    // Components connect from the cluster's own network, never through the balancer.
+    let ip = if ctx.config.proxy_protocol && kind != ListenerKind::Component {
         match crate::proxy::read(&mut tcp, peer, ctx.config.handshake_timeout).await {
             Ok(ip) => ip,
             Err(why) => {
@@ -260,6 +266,7 @@ async fn serve_connection(
         ListenerKind::WebSocket { tls } => {
             crate::websocket::run(ctx, tcp, tls, id, ip, handshake).await
         }
+        ListenerKind::Component => crate::component::run(ctx, tcp, id, ip, handshake).await,
     }
     open.dec();
 }

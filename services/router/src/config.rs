@@ -63,6 +63,9 @@ pub struct RouterConfig {
     pub max_roster_group_bytes: usize,
     /// Groups of one roster item; more is `not-acceptable`.
     pub max_roster_groups: usize,
+    /// XEP-0114 component domains: stanzas to any JID at one go to the component
+    /// connected for it.
+    pub components: Vec<String>,
 }
 
 impl RouterConfig {
@@ -81,6 +84,7 @@ impl RouterConfig {
             max_roster_name_bytes: 256,
             max_roster_group_bytes: 256,
             max_roster_groups: 16,
+            components: Vec::new(),
         }
     }
 }

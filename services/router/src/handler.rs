@@ -21,6 +21,8 @@ pub(crate) enum Target {
     Resource,
     /// A domain this server does not serve.
     Remote,
+    /// A JID at a connected-or-not XEP-0114 component's domain.
+    Component,
 }
 
 /// Every target of an account's JID, bare or full.
@@ -34,6 +36,7 @@ pub(crate) const ANY: &[Target] = &[
     Target::Remote,
 ];
 pub(crate) const REMOTE: &[Target] = &[Target::Remote];
+pub(crate) const COMPONENT: &[Target] = &[Target::Component];
 /// What the server answers itself (IQs to a bare JID, RFC 6121 §8.5.2.1.3).
 pub(crate) const BARE: &[Target] = &[Target::Server, Target::Own, Target::Other];
 pub(crate) const SERVER: &[Target] = &[Target::Server];

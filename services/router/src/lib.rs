@@ -22,6 +22,7 @@
 
 mod blocking;
 mod carbons;
+mod component;
 mod config;
 #[cfg(test)]
 mod decisions;

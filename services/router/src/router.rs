@@ -209,10 +209,17 @@ impl Router {
             .cloned()
     }
 
+    /// Whether `jid` is at an XEP-0114 component's domain.
+    pub fn is_component(&self, jid: &Jid) -> bool {
+        self.config.components.iter().any(|d| d == jid.domain())
+    }
+
     /// Who a stanza is addressed to, as the table keys it.
     fn target(&self, stanza: &Stanza) -> Target {
         let to = stanza.effective_to();
-        if !self.is_local(&to) {
+        if self.is_component(&to) {
+            Target::Component
+        } else if !self.is_local(&to) {
             Target::Remote
         } else if self.is_server(&to) {
             Target::Server

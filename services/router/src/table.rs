@@ -8,8 +8,8 @@
 
 use crate::effects::Effects;
 use crate::handler::{
-    Handler, Outcome, Target, ACCOUNTS, ACCOUNT_JIDS, ANY, ANY_LOCAL, BARE, OWN, REMOTE, SERVER,
-    SERVER_OR_OWN,
+    Handler, Outcome, Target, ACCOUNTS, ACCOUNT_JIDS, ANY, ANY_LOCAL, BARE, COMPONENT, OWN, REMOTE,
+    SERVER, SERVER_OR_OWN,
 };
 use crate::router::Router;
 use switchyard_core::{ns, Stanza, StanzaCondition, StanzaKind};
@@ -81,6 +81,10 @@ const REQUESTS: Types = Types::Of(&[Some("get"), Some("set")]);
 const RESPONSES: Types = Types::Of(&[Some("result"), Some("error")]);
 
 pub(crate) const TABLE: &[Row] = &[
+    // XEP-0114: whatever is addressed to a component's domain is the component's.
+    row!(Message, Types::Any, COMPONENT, crate::component::deliver),
+    row!(Presence, Types::Any, COMPONENT, crate::component::deliver),
+    row!(Iq, Types::Any, COMPONENT, crate::component::deliver),
     // RFC 6121 §8.5 messages; RFC 6120 §10.3.1 the server may ignore them.
     row!(Message, Types::Any, ACCOUNT_JIDS, crate::message::route),
     row!(Message, Types::Any, SERVER, nothing),

@@ -5,10 +5,12 @@
 //! `SWITCHYARD_ADMIN_TOKEN` are the `user` command's; none of them is a key.
 //! Every field has a default, so an empty file (or none) runs a development server.
 
+mod components;
 mod redact;
 mod sm;
 mod websocket;
 
+pub use components::ComponentEntry;
 pub use redact::{redact, MASK};
 pub use sm::StreamManagement;
 
@@ -44,6 +46,8 @@ pub struct Config {
     pub postgres: Postgres,
     pub admin: Admin,
     pub telemetry: Telemetry,
+    /// XEP-0114 external components (`[[components]]` tables).
+    pub components: Vec<ComponentEntry>,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -213,6 +217,9 @@ pub struct Listen {
     /// The public URL host-meta advertises; empty: `wss://` + the request's Host +
     /// `/xmpp-websocket`.
     pub websocket_url: String,
+    /// XEP-0114 component listener (plain TCP: for the cluster's own network), bound
+    /// only when `[[components]]` are configured; empty disables it.
+    pub component: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -411,6 +418,7 @@ impl Default for Config {
             postgres: Postgres::default(),
             admin: Admin::default(),
             telemetry: Telemetry::default(),
+            components: Vec::new(),
         }
     }
 }
@@ -425,6 +433,7 @@ impl Default for Listen {
             websocket_tls: true,
             websocket_origins: Vec::new(),
             websocket_url: String::new(),
+            component: "[::]:5347".into(),
         }
     }
 }
@@ -623,6 +632,7 @@ impl Config {
             &self.listen.c2s,
             &self.listen.c2s_direct_tls,
             &self.listen.websocket,
+            &self.listen.component,
             &self.cluster.rpc_listen,
             &self.admin.listen,
         ] {
@@ -631,7 +641,8 @@ impl Config {
                 "listen: {addr:?} is not an address:port"
             );
         }
-        self.listen.validate_websocket()
+        self.listen.validate_websocket()?;
+        self.validate_components()
     }
 
     /// The login throttle and the decoy secret (`[auth]`).
@@ -700,6 +711,9 @@ impl Config {
         shown.cluster.routers = self.cluster.routers.iter().map(|r| redact(r)).collect();
         shown.admin.token = mask(&self.admin.token);
         shown.auth.decoy_secret = mask(&self.auth.decoy_secret);
+        for c in &mut shown.components {
+            c.secret = mask(&c.secret);
+        }
         shown
     }
 

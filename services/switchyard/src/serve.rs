@@ -60,6 +60,8 @@ pub struct Running {
     pub c2s_direct_tls: Option<SocketAddr>,
     /// Bound WebSocket address, if enabled.
     pub websocket: Option<SocketAddr>,
+    /// Bound XEP-0114 component address, if components are configured.
+    pub component: Option<SocketAddr>,
     /// Bound gRPC address of a router.
     pub rpc: Option<SocketAddr>,
     /// Bound admin HTTP address (metrics, health, admin API).
@@ -315,6 +317,7 @@ async fn start_router(config: &Config, drain: Drain) -> anyhow::Result<Running> 
         c2s: None,
         c2s_direct_tls: None,
         websocket: None,
+        component: None,
         rpc: Some(rpc),
         admin,
         draining: drain.stop_accepting,
@@ -348,6 +351,10 @@ async fn start_edge(
         bind(&config.listen.c2s, ListenerKind::StartTls).await?,
         bind(&config.listen.c2s_direct_tls, ListenerKind::DirectTls).await?,
         bind(&config.listen.websocket, websocket).await?,
+        match config.components.is_empty() {
+            true => None,
+            false => bind(&config.listen.component, ListenerKind::Component).await?,
+        },
     ]
     .into_iter()
     .flatten()
@@ -361,10 +368,12 @@ async fn start_edge(
     let c2s = addr_of(ListenerKind::StartTls);
     let c2s_direct_tls = addr_of(ListenerKind::DirectTls);
     let websocket = addr_of(websocket);
+    let component = addr_of(ListenerKind::Component);
     for (kind, addr) in [
         ("c2s", c2s),
         ("c2s_direct_tls", c2s_direct_tls),
         ("websocket", websocket),
+        ("component", component),
     ] {
         if let Some(addr) = addr {
             println!("switchyard: listening {kind} {addr}");
@@ -405,6 +414,7 @@ async fn start_edge(
         },
         shutdown_grace: secs(config.timeouts.shutdown_grace_secs),
         websocket: config.listen.websocket_policy(),
+        components: config.component_config(),
     };
     let session = SessionConfig {
         domains: config.domains.clone(),
@@ -437,6 +447,7 @@ async fn start_edge(
         c2s,
         c2s_direct_tls,
         websocket,
+        component,
         rpc: None,
         admin: None,
         draining: drain.stop_accepting,

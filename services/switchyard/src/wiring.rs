@@ -185,6 +185,7 @@ fn router_config(config: &Config) -> RouterConfig {
     router.max_roster_name_bytes = im.max_roster_name_bytes;
     router.max_roster_group_bytes = im.max_roster_group_bytes;
     router.max_roster_groups = im.max_roster_groups;
+    router.components = config.component_domains();
     router
 }
 

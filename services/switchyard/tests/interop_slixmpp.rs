@@ -108,3 +108,68 @@ async fn slixmpp_resumes_its_stream_after_the_connection_breaks() {
         );
     }
 }
+
+const COMPONENT_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/slixmpp_component.py"
+);
+
+#[tokio::test]
+async fn a_slixmpp_component_answers_users_through_the_server() {
+    let Some(python) = python() else { return };
+    let secret = "a-component-secret";
+    let server = Server::start_with(|c| {
+        c.listen.component = "127.0.0.1:0".into();
+        c.components = vec![switchyard::config::ComponentEntry {
+            domain: "echo.localhost".into(),
+            secret: secret.into(),
+        }];
+    })
+    .await;
+    let port = server.running.component.expect("component listener").port();
+    let mut cmd = tokio::process::Command::new(&python);
+    cmd.arg(COMPONENT_SCRIPT)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--domain",
+            "echo.localhost",
+            "--secret",
+            secret,
+            "--count",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("python started");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    let ready = tokio::time::timeout(support::TIMEOUT, lines.read_line(&mut line)).await;
+    assert!(
+        matches!(ready, Ok(Ok(_))) && line.trim() == "READY",
+        "the component connected: {line:?}"
+    );
+    let mut alice = support::Client::login(&server, "alice", "PLAIN", "desk").await;
+    for n in 1..=2 {
+        alice
+            .send(&format!("<message to='bot{n}@echo.localhost' type='chat' id='e{n}'><body>hello {n}</body></message>"))
+            .await;
+        let (echo, _) = alice.until(|e| e.name() == "message").await;
+        let text = echo.child("body", "jabber:client").map(|b| b.text());
+        assert_eq!(text, Some(format!("echo: hello {n}")));
+        assert_eq!(
+            echo.attr("from"),
+            Some(format!("bot{n}@echo.localhost").as_str())
+        );
+    }
+    alice
+        .send("<iq to='echo.localhost' type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    let (info, _) = alice.until(|e| e.attr("id") == Some("d1")).await;
+    assert_eq!(info.attr("type"), Some("result"), "{info:?}");
+    let status = tokio::time::timeout(support::TIMEOUT * 3, child.wait()).await;
+    assert!(
+        matches!(status, Ok(Ok(s)) if s.success()),
+        "the component finished: {status:?}"
+    );
+}

@@ -77,7 +77,7 @@ macro_rules! metrics {
         /// fixed label values present at zero.
         pub fn init() {
             $(LazyLock::force(&$name);)*
-            for listener in ["starttls", "direct_tls", "websocket", "bosh"] {
+            for listener in ["starttls", "direct_tls", "websocket", "bosh", "component"] {
                 EDGE_CONNECTIONS.with_label_values(&[listener]);
             }
             for kind in ["message", "presence", "iq"] {

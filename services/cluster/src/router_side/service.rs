@@ -81,9 +81,14 @@ impl RouterService {
     /// A registry that still cannot be read after that wait leaves the edge's certificate
     /// as the only check: the stanza is routed (logged) rather than lost.
     async fn bound_by(&self, edge: &str, from: &Jid) -> bool {
+        // A component (XEP-0114) sends from any JID at its domain, which is what is bound.
+        let bound = match self.router.is_component(from) {
+            true => Jid::parse(from.domain()).unwrap_or_else(|_| from.bare()),
+            false => from.clone(),
+        };
         let owned =
-            |sessions: &[SessionRecord]| sessions.iter().any(|s| s.jid == *from && s.edge == edge);
-        let bare = from.bare();
+            |sessions: &[SessionRecord]| sessions.iter().any(|s| s.jid == bound && s.edge == edge);
+        let bare = bound.bare();
         if self
             .router
             .sessions_of(&bare)
@@ -348,9 +353,11 @@ impl router_server::Router for RouterService {
             ));
         }
         let jid = convert::jid(&r.jid)?;
-        if jid.is_bare() || !self.router.is_local(&jid) {
+        let session = !jid.is_bare() && self.router.is_local(&jid);
+        let component = jid.local().is_none() && jid.is_bare() && self.router.is_component(&jid);
+        if !session && !component {
             return Err(Status::invalid_argument(
-                "bind takes a full JID of a served domain",
+                "bind takes a full JID of a served domain, or a component's domain",
             ));
         }
         let record = SessionRecord::bound(jid, edge, r.conn);

@@ -135,6 +135,28 @@ impl Element {
         Some(self.attrs.remove(at).value)
     }
 
+    /// The element with itself and every descendant in namespace `from` moved to `to`
+    /// (a component's `jabber:component:accept` stanza as `jabber:client`, and back).
+    /// Recursion follows the tree's depth, which the parser bounds.
+    pub fn moved_namespace(mut self, from: &str, to: &str) -> Self {
+        self.move_namespace(
+            &Namespace::from(from.to_owned()),
+            &Namespace::from(to.to_owned()),
+        );
+        self
+    }
+
+    fn move_namespace(&mut self, from: &Namespace, to: &Namespace) {
+        if *self.ns == **from {
+            self.ns = to.clone();
+        }
+        for node in &mut self.children {
+            if let Node::Element(child) = node {
+                child.move_namespace(from, to);
+            }
+        }
+    }
+
     pub fn push_child(&mut self, child: Element) {
         self.children.push(Node::Element(child));
     }

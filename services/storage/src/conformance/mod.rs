@@ -366,6 +366,15 @@ pub async fn registry(reg: &dyn SessionRegistry) {
         .await
         .expect("sessions")
         .is_empty());
+    // An XEP-0114 component binds its domain: a bare JID, no resource.
+    let component = jid("conformance-push.localhost");
+    assert_eq!(reg.bind(rec(&component, 4)).await.expect("bind"), None);
+    let found = reg.sessions(&component).await.expect("sessions").to_vec();
+    assert_eq!(found, vec![rec(&component, 4)]);
+    assert_eq!(
+        reg.unbind(&component, 4).await.expect("unbind"),
+        Some(rec(&component, 4))
+    );
     liveness(reg).await;
     reconciling(reg).await;
     pending::pending_and_flush_lock(reg).await;

@@ -112,7 +112,11 @@ fn resource(jid: &Jid) -> &str {
 fn decode_all(bare: &Jid, all: Vec<(String, String)>) -> Result<Vec<SessionRecord>, StorageError> {
     all.into_iter()
         .map(|(res, json)| {
-            let jid = bare.with_resource(&res).map_err(unavailable)?;
+            // No resource: a record bound to the bare JID (an XEP-0114 component's domain).
+            let jid = match res.is_empty() {
+                true => bare.clone(),
+                false => bare.with_resource(&res).map_err(unavailable)?,
+            };
             decode(jid, &json)
         })
         .collect()

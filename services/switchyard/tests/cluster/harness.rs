@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-const REDIS: &str = "redis://127.0.0.1:6379";
+pub const REDIS: &str = "redis://127.0.0.1:6379";
 /// `auth.decoy_secret` of every process (edges refuse to start without one).
 pub const DECOY_SECRET: &str = "the cluster test's decoy secret, shared by every edge";
 /// The routers' certificate, named as the default `cluster.tls_server_name`.
@@ -25,6 +25,8 @@ pub struct Proc {
     pub addr: SocketAddr,
     /// An edge's WebSocket listener (RFC 7395).
     pub websocket: Option<SocketAddr>,
+    /// An edge's XEP-0114 component listener, when components are configured.
+    pub component: Option<SocketAddr>,
 }
 
 impl Proc {
@@ -94,6 +96,7 @@ data_dir = "{data}"
 c2s = "127.0.0.1:0"
 c2s_direct_tls = ""
 websocket = "127.0.0.1:0"
+component = "127.0.0.1:0"
 [tls]
 cert_path = "{cert}"
 key_path = "{key}"
@@ -332,7 +335,7 @@ async fn run(config: &Path, args: &[&str]) {
 }
 
 /// Starts `switchyard serve --roles ROLE` and waits for its `listening KIND` line (an
-/// edge's WebSocket line, printed after it, too).
+/// edge's other listeners, printed before its admin line, too).
 /// Its log goes next to its configuration (`NAME.log`), for post-mortems.
 async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
     let log = std::fs::File::create(config.with_extension("log")).unwrap();
@@ -350,7 +353,7 @@ async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let last = if role == "edge" { "websocket" } else { kind };
+    let last = if role == "edge" { "admin" } else { kind };
     let listening = tokio::time::timeout(Duration::from_secs(30), async {
         let mut listening = std::collections::HashMap::new();
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -374,5 +377,6 @@ async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
         child,
         addr: listening[kind],
         websocket: listening.get("websocket").copied(),
+        component: listening.get("component").copied(),
     }
 }

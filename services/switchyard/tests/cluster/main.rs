@@ -8,6 +8,7 @@ mod support;
 #[path = "../../../storage/src/redis/test_cluster.rs"]
 mod redis_cluster;
 
+mod component;
 mod harness;
 mod lifecycle;
 mod login_throttle;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bosh;
+pub mod component;
 pub mod sm;
 pub mod ws;
 
