@@ -174,3 +174,37 @@ async fn xep0124_17_errors_and_cross_origin_requests() {
     let refused = http(addr, cert.clone(), "POST", &foreign, "<body/>").await;
     assert_eq!(refused.status, 403);
 }
+
+#[tokio::test]
+async fn xep0206_6_terminate_ends_a_session_with_stream_management_at_once() {
+    let server = Server::start().await;
+    let mut alice = BoshClient::login(&server, "alice", "web").await;
+    let enabled = alice
+        .expect("", "<enable xmlns='urn:xmpp:sm:3' resume='true'/>", |e| {
+            e.name() == "enabled"
+        })
+        .await;
+    assert!(enabled.attr("id").is_some());
+    assert!(support::sessions_of(&server, "alice@localhost")
+        .await
+        .contains("web"));
+    let last = alice
+        .send_with(
+            " type='terminate'",
+            "<presence xmlns='jabber:client' type='unavailable'/>",
+        )
+        .await;
+    assert_eq!(last.attr("type"), Some("terminate"), "{last:?}");
+    let mut gone = false;
+    for _ in 0..20 {
+        if !support::sessions_of(&server, "alice@localhost")
+            .await
+            .contains("web")
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the session ended with the stream, not at a timeout");
+}

@@ -306,3 +306,36 @@ async fn xep0198_past_the_bound_nothing_is_lost_and_offline_keeps_the_order() {
         while again.frame().await.is_some() {}
     }
 }
+
+#[tokio::test]
+async fn a_session_that_says_unavailable_and_closes_ends_at_once() {
+    // Its unavailable presence is echoed back to it (RFC 6121 §4.5.2) while it is
+    // closing: that delivery must not hold up its unbind.
+    let server = Server::start().await;
+    let mut alice = Client::login(&server, "alice", "PLAIN", "desk").await;
+    alice
+        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/><presence/>")
+        .await;
+    alice.until(|e| e.name() == "enabled").await;
+    assert!(support::sessions_of(&server, "alice@localhost")
+        .await
+        .contains("desk"));
+    alice
+        .send("<presence type='unavailable'/></stream:stream>")
+        .await;
+    let mut gone = false;
+    for _ in 0..20 {
+        if !support::sessions_of(&server, "alice@localhost")
+            .await
+            .contains("desk")
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the session ended with its stream, not at a delivery's patience"
+    );
+}

@@ -222,13 +222,7 @@ impl Conn {
                 unacked.push(stanza);
                 held.push(written);
             }
-            Command::Resume(resuming, answer) => {
-                let _ = answer.send(Some((resuming, ResumeRefused::NotFound)));
-            }
-            Command::Export(answer) => {
-                let _ = answer.send(None);
-            }
-            Command::Terminate(_) => {}
+            other => refuse(other),
         };
         {
             let finish = self.finish_routing();
@@ -250,6 +244,25 @@ impl Conn {
             take(command);
         }
         (unacked, held)
+    }
+
+    /// Unbinds the ended session, handing back `unacked`. What reaches the mailbox
+    /// meanwhile has no stream left and is refused at once, so the router routes it as
+    /// for a resource that is not connected: waited for, a delivery queued ahead of the
+    /// unbind (the session's own unavailable presence echoed back, RFC 6121 §4.5.2) would
+    /// hold it up until the delivery's patience ran out.
+    pub(super) async fn unbind(&mut self, mailbox: &Mailbox, jid: &Jid, unacked: Vec<Routed>) {
+        let unbind = self.ctx.link.unbind(jid, self.id, unacked);
+        tokio::pin!(unbind);
+        loop {
+            tokio::select! {
+                () = &mut unbind => return,
+                command = mailbox.recv() => match command {
+                    Some(command) => refuse(command),
+                    None => return unbind.await,
+                },
+            }
+        }
     }
 
     /// The stanza being routed is done: the next one the client sent, if any, starts.
@@ -317,4 +330,18 @@ fn jid_of(session: &Session) -> String {
     session
         .jid()
         .map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+/// A command for a session that is over: a delivery goes unanswered (undelivered), a
+/// resumption or a move finds nothing.
+fn refuse(command: Command) {
+    match command {
+        Command::Deliver(_) | Command::Terminate(_) => {}
+        Command::Resume(resuming, answer) => {
+            let _ = answer.send(Some((resuming, ResumeRefused::NotFound)));
+        }
+        Command::Export(answer) => {
+            let _ = answer.send(None);
+        }
+    }
 }

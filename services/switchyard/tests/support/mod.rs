@@ -459,6 +459,18 @@ impl Client {
     }
 }
 
+/// The sessions the admin API lists for `jid`.
+pub async fn sessions_of(server: &Server, jid: &str) -> String {
+    let admin = format!("http://{}", server.running.admin.expect("admin listener"));
+    let path = format!("/api/v1/users/{jid}/sessions");
+    let (status, body) =
+        switchyard::admin_client::request(&admin, "GET", &path, "test-admin-token", None)
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// Proves the server still serves: two fresh clients log in and exchange a message.
 pub async fn assert_still_chatting(server: &Server) {
     let mut a = Client::login(server, "carol", "SCRAM-SHA-256-PLUS", "check-a").await;
