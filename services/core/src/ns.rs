@@ -43,6 +43,12 @@ pub const DELAY: &str = "urn:xmpp:delay";
 pub const VCARD: &str = "vcard-temp";
 /// XEP-0049.
 pub const PRIVATE: &str = "jabber:iq:private";
+/// XEP-0357 push notifications.
+pub const PUSH: &str = "urn:xmpp:push:0";
+/// XEP-0060 publish-subscribe.
+pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// XEP-0004 data forms.
+pub const DATA_FORMS: &str = "jabber:x:data";
 /// XEP-0012.
 pub const LAST: &str = "jabber:iq:last";
 /// XEP-0198.

@@ -66,6 +66,10 @@ pub struct RouterConfig {
     /// XEP-0114 component domains: stanzas to any JID at one go to the component
     /// connected for it.
     pub components: Vec<String>,
+    /// XEP-0357: notifications carry the message body (else only count and sender).
+    pub push_include_body: bool,
+    /// XEP-0357: at most one notification per registration in this time.
+    pub push_min_interval: std::time::Duration,
 }
 
 impl RouterConfig {
@@ -85,6 +89,8 @@ impl RouterConfig {
             max_roster_group_bytes: 256,
             max_roster_groups: 16,
             components: Vec::new(),
+            push_include_body: false,
+            push_min_interval: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::effects::{Effect, Effects, Recipient};
 use crate::router::Router;
-use switchyard_core::Stanza;
+use switchyard_core::{Jid, Stanza};
 use switchyard_storage::{RosterItem, SessionRecord};
 
 /// A message was handed to at least one of its recipients: XEP-0280 carbons, received
@@ -16,6 +16,12 @@ pub(crate) async fn message_delivered(
     carbons: Vec<Recipient>,
 ) -> Effects {
     crate::carbons::copies(router, stanza, carbons).await
+}
+
+/// A message was stored offline for `account` (no session took it): XEP-0357 push
+/// notifications to its registered devices.
+pub(crate) async fn message_stored(router: &Router, account: &Jid, stanza: &Stanza) -> Effects {
+    crate::push::notify(router, account, stanza).await
 }
 
 /// A resource sent initial presence (RFC 6121 §4.2): its contacts' presence (probes

@@ -40,6 +40,7 @@ mod offline;
 mod ping;
 mod presence;
 mod private;
+mod push;
 mod rebuild;
 mod roster;
 mod router;

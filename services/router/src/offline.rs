@@ -123,6 +123,8 @@ impl Router {
             Ok(()) => {
                 switchyard_telemetry::ROUTER_OFFLINE_STORED.inc();
                 self.count_pending(account).await;
+                let pushed = crate::hooks::message_stored(self, account, &stanza).await;
+                Box::pin(self.apply(pushed)).await;
                 return self.catch_up(account).await;
             }
             Err(StorageError::QuotaExceeded) => {

@@ -23,6 +23,9 @@ use switchyard_core::{Element, Jid, Stanza, StanzaCondition, StreamCondition};
 use switchyard_storage::{Lookup, SessionRecord, SessionRegistry, Sessions, StorageError, Stores};
 use switchyard_telemetry as metrics;
 
+/// Registrations whose last notification time a router keeps (XEP-0357 rate limit).
+const PUSH_REGISTRATIONS_REMEMBERED: usize = 100_000;
+
 #[derive(Debug)]
 pub struct Router {
     pub(crate) config: RouterConfig,
@@ -31,6 +34,9 @@ pub struct Router {
     pub(crate) edges: Arc<dyn EdgeDelivery>,
     pub(crate) started: std::time::Instant,
     pub(crate) epoch: crate::rebuild::Epoch,
+    /// XEP-0357: when each registration (account, app server, node) was last notified;
+    /// bounded, the least recently used forgotten first.
+    push_sent: quick_cache::sync::Cache<String, std::time::Instant>,
 }
 
 impl Router {
@@ -47,7 +53,23 @@ impl Router {
             edges,
             started: std::time::Instant::now(),
             epoch: crate::rebuild::Epoch::default(),
+            push_sent: quick_cache::sync::Cache::new(PUSH_REGISTRATIONS_REMEMBERED),
         }
+    }
+
+    /// XEP-0357: whether a registration may be notified now (and, if so, it counts as
+    /// notified from now on).
+    pub(crate) fn push_due(&self, account: &Jid, app: &str, node: &str) -> bool {
+        let key = format!("{account}\0{app}\0{node}");
+        let now = std::time::Instant::now();
+        let due = self
+            .push_sent
+            .get(&key)
+            .is_none_or(|last| now.duration_since(last) >= self.config.push_min_interval);
+        if due {
+            self.push_sent.insert(key, now);
+        }
+        due
     }
 
     /// Registers a bound resource; a previous session with the same full JID is closed

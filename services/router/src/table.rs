@@ -139,6 +139,14 @@ pub(crate) const TABLE: &[Row] = &[
     iq!("get", ns::PRIVATE, OWN, crate::private::get),
     iq!("set", ns::PRIVATE, OWN, crate::private::set),
     iq!("get", ns::LAST, BARE, crate::last::get),
+    iq!("set", ns::PUSH, OWN, crate::push::change),
+    // XEP-0357 §7: an app server's error to a notification disables its registration.
+    row!(
+        Iq,
+        Types::Of(&[Some("error")]),
+        ACCOUNTS,
+        crate::push::answered
+    ),
     // Other IQs: RFC 6120 §8.4 and RFC 6121 §8.5.
     row!(Iq, REQUESTS, BARE, unhandled),
     row!(Iq, RESPONSES, BARE, nothing),
@@ -196,7 +204,10 @@ async fn server_info(router: &Router, stanza: &Stanza) -> Outcome {
 }
 
 async fn account_info(router: &Router, stanza: &Stanza) -> Outcome {
-    crate::disco::account_info(router, stanza, features(Target::Other, false)).await
+    // The account itself also sees what only its owner may use (XEP-0357 §5).
+    let own = stanza.effective_to() == stanza.from.bare();
+    let target = if own { Target::Own } else { Target::Other };
+    crate::disco::account_info(router, stanza, features(target, false)).await
 }
 
 #[cfg(test)]

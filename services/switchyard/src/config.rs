@@ -6,11 +6,13 @@
 //! Every field has a default, so an empty file (or none) runs a development server.
 
 mod components;
+mod push;
 mod redact;
 mod sm;
 mod websocket;
 
 pub use components::ComponentEntry;
+pub use push::Push;
 pub use redact::{redact, MASK};
 pub use sm::StreamManagement;
 
@@ -48,6 +50,7 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// XEP-0114 external components (`[[components]]` tables).
     pub components: Vec<ComponentEntry>,
+    pub push: Push,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -419,6 +422,7 @@ impl Default for Config {
             admin: Admin::default(),
             telemetry: Telemetry::default(),
             components: Vec::new(),
+            push: Push::default(),
         }
     }
 }

@@ -186,6 +186,8 @@ fn router_config(config: &Config) -> RouterConfig {
     router.max_roster_group_bytes = im.max_roster_group_bytes;
     router.max_roster_groups = im.max_roster_groups;
     router.components = config.component_domains();
+    router.push_include_body = config.push.include_body;
+    router.push_min_interval = Duration::from_secs(config.push.min_interval_secs);
     router
 }
 

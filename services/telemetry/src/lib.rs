@@ -129,6 +129,7 @@ metrics! {
     EDGE_RESENDS: IntCounter = counter("switchyard_edge_link_resends_total", "Stanzas resent after a router link broke");
     EDGE_ROUTER_LINKS: IntGauge = gauge("switchyard_edge_router_links_up", "Router links up");
     ROUTER_STANZAS: IntCounterVec = counter_vec("switchyard_router_stanzas_routed_total", "Stanzas routed", &["kind"]);
+    ROUTER_PUSH_NOTIFICATIONS: IntCounter = counter("switchyard_router_push_notifications_total", "XEP-0357 notifications sent to app servers");
     ROUTER_STANZA_ERRORS: IntCounterVec = counter_vec("switchyard_router_stanza_errors_total", "Stanzas answered with an error (RFC 6120 section 8.3), by condition", &["condition"]);
     ROUTER_ROUTE_DURATION: Histogram = histogram("switchyard_router_route_duration_seconds", "One stanza through the router");
     ROUTER_DELIVERIES: IntCounter = counter("switchyard_router_deliveries_total", "Stanzas handed to edges for sessions (each delivery batch counts its stanzas)");
