@@ -621,6 +621,23 @@ impl RouterLink for RemoteRouters {
         self.take_session_from(previd, account, conn).await
     }
 
+    /// Best effort, once: a lost notification costs a wake-up, and the next message
+    /// tries again.
+    async fn notify_detached(&self, jid: &Jid, message: Routed) {
+        let request = pb::NotifyDetachedRequest {
+            jid: jid.to_string(),
+            stanza: message.to_wire_xml().as_bytes().to_vec(),
+        };
+        let sent = self
+            .call(&jid.bare(), request, |mut c, r| async move {
+                c.notify_detached(r).await
+            })
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, %jid, "a detached session's notification was not sent");
+        }
+    }
+
     async fn submit(&self, stanza: Stanza) {
         self.send(InFlight {
             xml: convert::stanza_bytes(stanza.element()),

@@ -27,6 +27,9 @@ pub trait RouterLink: LoginFailures + Send + Sync + std::fmt::Debug {
     /// acknowledged (XEP-0198), for the router to store or answer.
     async fn unbind(&self, jid: &Jid, conn: u64, unacked: Vec<Routed>);
     async fn submit(&self, stanza: Stanza);
+    /// XEP-0357: a message reached session `jid` while it is detached (XEP-0198): its
+    /// account's devices are notified, as for a message stored offline.
+    async fn notify_detached(&self, jid: &Jid, message: Routed);
     /// XEP-0198: moves resumable session `previd` of `account`, held by another edge, to
     /// this edge's connection `conn` and returns its state; `None` when no other edge
     /// holds it. One process is one edge: by default there is no other.

@@ -16,10 +16,10 @@
 //! - §7: an app server answering a notification with an error is taken to mean the
 //!   device is gone: that registration is disabled. The notification's id carries a hash
 //!   of its node so the answer finds it without state.
-//!
-//! Not yet: a session that is detached (XEP-0198, its connection gone) still takes the
-//! message, so it is not notified until its resumption times out and the message is
-//! stored.
+//! - A session that is detached (XEP-0198: its connection gone, resumption pending)
+//!   still takes messages, queued for it: for each, its edge asks a router to notify the
+//!   account's devices the same way (the edge-router link's `NotifyDetached`, accepted
+//!   only for a session that edge bound), so the app can wake and resume.
 
 use crate::effects::{Effect, Effects};
 use crate::handler::{storage_failed, Answer, Outcome};

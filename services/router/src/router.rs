@@ -171,6 +171,16 @@ impl Router {
         self.apply(effects).await;
     }
 
+    /// XEP-0357: a message reached `jid`'s session while it was detached (XEP-0198): the
+    /// account's push registrations are notified as for a stored message.
+    pub async fn notify_detached(&self, jid: &Jid, message: &Stanza) {
+        let addressed = message.effective_to().bare() == jid.bare();
+        if message.kind == switchyard_core::StanzaKind::Message && addressed {
+            let effects = crate::hooks::message_stored(self, &jid.bare(), message).await;
+            self.apply(effects).await;
+        }
+    }
+
     /// Sessions of an account (the admin API's view).
     pub async fn sessions_of(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         self.registry.sessions(bare).await

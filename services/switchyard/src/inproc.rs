@@ -26,6 +26,8 @@ pub(crate) struct InProcessLink {
     pub login_failures: Arc<dyn LoginFailures>,
     /// Where stanzas wait for the router's workers.
     pub queue: Arc<RoutingQueue>,
+    /// For what is no stanza from a session (XEP-0357 notifications of detached ones).
+    pub router: Arc<switchyard_router::Router>,
 }
 
 #[async_trait]
@@ -79,6 +81,11 @@ impl RouterLink for InProcessLink {
     /// Returns once the stanza is queued for routing (see [`queue`]).
     async fn submit(&self, stanza: Stanza) {
         self.queue.submit(stanza).await;
+    }
+    async fn notify_detached(&self, jid: &Jid, message: Routed) {
+        if let Some(stanza) = message.to_element().ok().and_then(Stanza::from_element) {
+            self.router.notify_detached(jid, &stanza).await;
+        }
     }
 }
 

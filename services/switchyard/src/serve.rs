@@ -159,6 +159,7 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 accounts: accounts.clone(),
                 login_failures: wiring::open_login_failures(&config).await?,
                 queue: queue.clone(),
+                router: router.clone(),
             });
             // This process is the only edge: a secret kept in data_dir does.
             let decoy = wiring::decoy_secret(&config, true)?;

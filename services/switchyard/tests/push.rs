@@ -193,3 +193,24 @@ async fn xep0357_5_push_is_advertised_for_the_account_and_only_its_owner_enables
         .and_then(|e| e.children().next());
     assert_eq!(condition.map(|c| c.name()), Some("bad-request"));
 }
+
+#[tokio::test]
+async fn xep0357_a_message_for_a_detached_session_wakes_the_device() {
+    let server = server(|_| {}).await;
+    let (mut app, _) = component(server.running.component.unwrap(), "push.localhost", SECRET).await;
+    let mut alice = Client::login(&server, "alice", "PLAIN", "phone").await;
+    alice.send("<iq type='set' id='en'><enable xmlns='urn:xmpp:push:0' jid='push.localhost' node='ios'/></iq><enable xmlns='urn:xmpp:sm:3' resume='true'/><presence/>").await;
+    alice.until(|e| e.name() == "enabled").await;
+    // The phone goes to sleep: its connection is gone, its session waits to be resumed.
+    drop(alice);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut bob = Client::login(&server, "bob", "PLAIN", "desk").await;
+    bob.send("<message to='alice@localhost/phone' type='chat'><body>wake up</body></message>")
+        .await;
+    let (_, node, form) = notification(&mut app).await;
+    assert_eq!(node, "ios");
+    assert_eq!(
+        field(&form, "last-message-sender").as_deref(),
+        Some("bob@localhost")
+    );
+}

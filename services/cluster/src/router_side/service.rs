@@ -432,6 +432,26 @@ impl router_server::Router for RouterService {
         Ok(Response::new(pb::UnbindReply {}))
     }
 
+    /// XEP-0357 for a detached session: only one the calling edge bound, and only a
+    /// message addressed to its account.
+    async fn notify_detached(
+        &self,
+        request: Request<pb::NotifyDetachedRequest>,
+    ) -> Result<Response<pb::NotifyDetachedReply>, Status> {
+        let edge = self.caller(&request)?;
+        let r = request.into_inner();
+        let jid = convert::jid(&r.jid)?;
+        let stanza = convert::stanza(r.stanza)
+            .ok_or_else(|| Status::invalid_argument("an unreadable stanza"))?;
+        if jid.is_bare() || !self.bound_by(&edge, &jid).await {
+            return Err(Status::permission_denied(
+                "notifications only for a session this edge bound",
+            ));
+        }
+        self.router.notify_detached(&jid, &stanza).await;
+        Ok(Response::new(pb::NotifyDetachedReply {}))
+    }
+
     /// XEP-0198 resumption on another edge (see `handover`): the caller names its own
     /// connection and an account; the SM-ID (random, only ever shown to that account's
     /// client) is what proves the session is the caller's to take.

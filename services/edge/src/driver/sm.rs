@@ -108,6 +108,9 @@ impl Conn {
                 command = mailbox.recv() => match command {
                     Some(Command::Deliver(delivery)) => {
                         let Delivery { stanza, written } = *delivery;
+                        if stanza.name() == "message" {
+                            self.notify_detached(&stanza);
+                        }
                         self.session.handle(Input::Deliver(stanza));
                         let _ = written.send(());
                         if self.session.is_closed() {
@@ -244,6 +247,16 @@ impl Conn {
             take(command);
         }
         (unacked, held)
+    }
+
+    /// XEP-0357: the account's devices hear of a message its detached session queued
+    /// (their app may resume the session); without waiting, the router rate-limits.
+    fn notify_detached(&self, message: &Routed) {
+        let Some(jid) = self.session.jid().cloned() else {
+            return;
+        };
+        let (link, message) = (self.ctx.link.clone(), message.clone());
+        tokio::spawn(async move { link.notify_detached(&jid, message).await });
     }
 
     /// Unbinds the ended session, handing back `unacked`. What reaches the mailbox

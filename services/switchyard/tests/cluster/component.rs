@@ -45,3 +45,31 @@ async fn a_component_on_one_edge_and_a_user_on_the_other_exchange_stanzas() {
     assert_eq!(error.attr("type"), Some("error"), "{error:?}");
     cluster.clean_up().await;
 }
+
+#[tokio::test]
+async fn xep0357_a_detached_session_on_one_edge_notifies_an_app_server_on_the_other() {
+    let Some(cluster) = Cluster::start_with(&["alice", "bob"], super::harness::REDIS, EXTRA).await
+    else {
+        return;
+    };
+    let addr = cluster.edges[0]
+        .component
+        .expect("edge 0's component listener");
+    let (mut app, _) = component(addr, "push.localhost", "a-component-secret").await;
+    let mut alice = online(&cluster, 1, "alice", "phone").await;
+    alice.send("<iq type='set' id='en'><enable xmlns='urn:xmpp:push:0' jid='push.localhost' node='ios'/></iq><enable xmlns='urn:xmpp:sm:3' resume='true'/>").await;
+    alice.until(|e| e.name() == "enabled").await;
+    drop(alice);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut bob = online(&cluster, 0, "bob", "desk").await;
+    bob.send("<message to='alice@localhost/phone' type='chat'><body>wake</body></message>")
+        .await;
+    let (iq, _) = app.until(|e| e.name() == "iq").await;
+    assert_eq!(iq.attr("from"), Some("alice@localhost"));
+    assert!(
+        iq.child("pubsub", "http://jabber.org/protocol/pubsub")
+            .is_some(),
+        "{iq:?}"
+    );
+    cluster.clean_up().await;
+}
