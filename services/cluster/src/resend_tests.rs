@@ -128,6 +128,13 @@ impl Router for Fake {
     ) -> Result<Response<pb::TakeSessionReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn notify_detached(
+        &self,
+        _: Request<pb::NotifyDetachedRequest>,
+    ) -> Result<Response<pb::NotifyDetachedReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 async fn serve(fake: Fake) -> String {
