@@ -678,3 +678,47 @@ async fn an_unchanged_stanza_is_forwarded_as_the_bytes_that_came_in() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_rogue_edge_cannot_bind_bare_jids_or_have_other_edges_sessions_notified() {
+    let rig = rig().await;
+    let mut honest = link(&rig, "edge-a").await.unwrap();
+    let mut rogue = link(&rig, "edge-r").await.unwrap();
+    let (t, r) = (honest.token.clone(), rogue.token.clone());
+    let bound = honest
+        .client
+        .bind(with_token(bind("alice@localhost/a", "edge-a", 1), &t))
+        .await;
+    assert_eq!(bound.unwrap().into_inner().error_condition, "");
+    // A bare JID binds only as a configured component's domain (none here).
+    for jid in ["alice@localhost", "localhost", "push.localhost"] {
+        let refused = rogue
+            .client
+            .bind(with_token(bind(jid, "edge-r", 5), &r))
+            .await;
+        assert_eq!(refused.unwrap_err().code(), Code::InvalidArgument, "{jid}");
+    }
+    // XEP-0357: only the edge that bound a session asks for its notifications.
+    let notify = |jid: &str| {
+        pb::NotifyDetachedRequest {
+        jid: jid.into(),
+        stanza: b"<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/a'><body>x</body></message>".to_vec(),
+    }
+    };
+    let stolen = rogue
+        .client
+        .notify_detached(with_token(notify("alice@localhost/a"), &r))
+        .await;
+    assert_eq!(stolen.unwrap_err().code(), Code::PermissionDenied);
+    let own = honest
+        .client
+        .notify_detached(with_token(notify("alice@localhost/a"), &t))
+        .await;
+    assert!(own.is_ok(), "{own:?}");
+    let garbage = pb::NotifyDetachedRequest {
+        jid: "alice@localhost/a".into(),
+        stanza: b"<message".to_vec(),
+    };
+    let unreadable = honest.client.notify_detached(with_token(garbage, &t)).await;
+    assert_eq!(unreadable.unwrap_err().code(), Code::InvalidArgument);
+}
