@@ -46,6 +46,14 @@ impl Routed {
         }
     }
 
+    /// The stanza's sender as written (escapes kept, see [`Self::presence_from`]).
+    pub fn from_attr(&self) -> Option<&str> {
+        match self {
+            Self::Tree(el) => el.attr("from"),
+            Self::Wire(xml) => start_tag_attr(xml, "from"),
+        }
+    }
+
     /// Bytes for queue bounds: never below what writing it takes.
     pub fn estimated_bytes(&self) -> usize {
         match self {

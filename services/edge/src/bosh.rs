@@ -89,6 +89,9 @@ pub(crate) struct Bosh {
     to: String,
     /// Seconds a request is held.
     wait: Duration,
+    /// Requests held at once: [`HOLD`], or 0 for a client that polls (§7.1: never more
+    /// than it asked for).
+    hold: usize,
     /// Bytes that may wait for the next response before the session's writes wait.
     outbox_limit: usize,
     state: Mutex<State>,

@@ -122,9 +122,21 @@ fn field(var: &str, value: &str) -> Element {
         .with_child(Element::new("value", ns::DATA_FORMS).with_text(value))
 }
 
-/// §6: a message for `account` was stored offline: notify each registration that is
-/// not within its minimum interval.
+/// Whether a message is worth waking a device for: one a person wrote (a body, or an
+/// end-to-end encrypted payload), not a chat state or a receipt.
+fn worth_waking(stanza: &Stanza) -> bool {
+    stanza
+        .element()
+        .children()
+        .any(|c| c.is("body", ns::CLIENT) || matches!(c.name(), "encrypted" | "openpgp"))
+}
+
+/// §6: a message for `account` was stored offline (or queued for a detached session):
+/// notify each registration that is not within its minimum interval.
 pub(crate) async fn notify(router: &Router, account: &Jid, stanza: &Stanza) -> Effects {
+    if !worth_waking(stanza) {
+        return Effects::none();
+    }
     let Ok(list) = load(router, account).await else {
         return Effects::none();
     };

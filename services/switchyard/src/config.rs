@@ -958,6 +958,8 @@ mod chart_schema {
         "cluster.insecure_plaintext",
         "redis.urls",
         "postgres.url",
+        // Secrets: set from a Secret through SWITCHYARD_COMPONENTS, never the ConfigMap.
+        "components",
     ];
 
     fn keys(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {

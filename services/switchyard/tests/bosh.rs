@@ -208,3 +208,19 @@ async fn xep0206_6_terminate_ends_a_session_with_stream_management_at_once() {
     }
     assert!(gone, "the session ended with the stream, not at a timeout");
 }
+
+#[tokio::test]
+async fn xep0124_7_1_a_polling_client_gets_no_more_hold_than_it_asked_for() {
+    let server = Server::start().await;
+    let create = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' rid='7' to='localhost' wait='30' hold='0' ver='1.6' xmpp:version='1.0'/>";
+    let response = http(server.websocket(), server.cert_der(), "POST", &[], create).await;
+    let created = Element::parse(&response.body).expect("a body");
+    assert_eq!(created.attr("hold"), Some("0"), "{}", response.body);
+    let sid = created.attr("sid").unwrap().to_owned();
+    // An empty poll is answered at once, not held for `wait`.
+    let started = std::time::Instant::now();
+    let poll = format!("<body xmlns='http://jabber.org/protocol/httpbind' sid='{sid}' rid='8'/>");
+    let answer = http(server.websocket(), server.cert_der(), "POST", &[], &poll).await;
+    assert_eq!(answer.status, 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

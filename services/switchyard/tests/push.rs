@@ -214,3 +214,14 @@ async fn xep0357_a_message_for_a_detached_session_wakes_the_device() {
         Some("bob@localhost")
     );
 }
+
+#[tokio::test]
+async fn xep0357_a_chat_state_does_not_wake_the_device() {
+    let server = server(|c| c.push.min_interval_secs = 0).await;
+    let (mut app, _) = component(server.running.component.unwrap(), "push.localhost", SECRET).await;
+    enable_and_leave(&server, "dev1").await;
+    let mut bob = Client::login(&server, "bob", "PLAIN", "desk").await;
+    bob.send("<message to='alice@localhost' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        .await;
+    barrier(&mut bob, &mut app).await;
+}

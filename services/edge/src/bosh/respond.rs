@@ -85,6 +85,11 @@ async fn create(conn: &Conn, el: &Element, rid: u64) -> Response<Full<Bytes>> {
         sid: switchyard_core::token::token(32),
         to: to.to_owned(),
         wait: Duration::from_secs(wait),
+        hold: el
+            .attr("hold")
+            .and_then(|h| h.parse::<usize>().ok())
+            .unwrap_or(HOLD)
+            .min(HOLD),
         outbox_limit: ctx.config.mailbox.bytes,
         state: Mutex::new(State {
             last_rid: rid,
@@ -182,7 +187,7 @@ async fn hold(bosh: &Bosh, rid: u64) -> Response<Full<Bytes>> {
         let mut state = lock(&bosh.state);
         state.in_flight += 1;
         state.held.insert(rid);
-        while state.held.len() > HOLD {
+        while state.held.len() > bosh.hold {
             let Some(oldest) = state.held.pop_first() else {
                 break;
             };
@@ -190,7 +195,13 @@ async fn hold(bosh: &Bosh, rid: u64) -> Response<Full<Bytes>> {
         }
     }
     bosh.changed.notify_waiters();
-    let deadline = Instant::now() + bosh.wait;
+    // A polling client's requests (hold 0) are answered at once.
+    let deadline = Instant::now()
+        + if bosh.hold == 0 {
+            Duration::ZERO
+        } else {
+            bosh.wait
+        };
     loop {
         let notified = bosh.changed.notified();
         tokio::pin!(notified);
@@ -237,9 +248,10 @@ fn finish(bosh: &Bosh, rid: u64) -> Bytes {
     let mut attrs = String::new();
     if rid == state.created_rid {
         attrs = format!(
-            " sid='{}' wait='{}' hold='{HOLD}' requests='{REQUESTS}' inactivity='{}' polling='{POLLING}' ver='1.11' from='{}' secure='true' xmpp:version='1.0' xmpp:restartlogic='true'",
+            " sid='{}' wait='{}' hold='{}' requests='{REQUESTS}' inactivity='{}' polling='{POLLING}' ver='1.11' from='{}' secure='true' xmpp:version='1.0' xmpp:restartlogic='true'",
             bosh.sid,
             bosh.wait.as_secs(),
+            bosh.hold,
             INACTIVITY.as_secs(),
             escape_attr(&bosh.to),
         );

@@ -260,22 +260,41 @@ impl Conn {
     }
 
     /// Unbinds the ended session, handing back `unacked`. What reaches the mailbox
-    /// meanwhile has no stream left and is refused at once, so the router routes it as
-    /// for a resource that is not connected: waited for, a delivery queued ahead of the
-    /// unbind (the session's own unavailable presence echoed back, RFC 6121 §4.5.2) would
-    /// hold it up until the delivery's patience ran out.
+    /// meanwhile has no stream left: it is refused once the unbind is done (so the router
+    /// routes it as for a resource that is gone, after `unacked` is stored: order kept).
+    /// Two kinds cannot wait that long, since the unbind is routed behind what caused
+    /// them and would wait for them in turn: the session's own stanzas coming back (its
+    /// unavailable presence echoed, RFC 6121 §4.5.2) are refused at once, and past
+    /// [`UNBIND_PATIENCE`] everything is (another sender sharing the session's routing
+    /// lane in one process).
     pub(super) async fn unbind(&mut self, mailbox: &Mailbox, jid: &Jid, unacked: Vec<Routed>) {
         let unbind = self.ctx.link.unbind(jid, self.id, unacked);
         tokio::pin!(unbind);
+        let patience = tokio::time::sleep(UNBIND_PATIENCE);
+        tokio::pin!(patience);
+        let own = jid.to_string();
+        let mut late = Vec::new();
+        let mut waiting = true;
         loop {
             tokio::select! {
-                () = &mut unbind => return,
+                () = &mut unbind => break,
+                () = &mut patience, if waiting => {
+                    waiting = false;
+                    late.clear();
+                }
                 command = mailbox.recv() => match command {
+                    Some(Command::Deliver(d)) if waiting && d.stanza.from_attr() != Some(&own) => {
+                        late.push(d);
+                    }
                     Some(command) => refuse(command),
-                    None => return unbind.await,
+                    None => {
+                        unbind.as_mut().await;
+                        break;
+                    }
                 },
             }
         }
+        drop(late);
     }
 
     /// The stanza being routed is done: the next one the client sent, if any, starts.
@@ -344,6 +363,9 @@ fn jid_of(session: &Session) -> String {
         .jid()
         .map_or_else(|| "-".to_owned(), ToString::to_string)
 }
+
+/// How long deliveries that came during an unbind wait for it before they are refused.
+const UNBIND_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A command for a session that is over: a delivery goes unanswered (undelivered), a
 /// resumption or a move finds nothing.
