@@ -92,6 +92,8 @@ pub(crate) struct Bosh {
     /// Requests held at once: [`HOLD`], or 0 for a client that polls (§7.1: never more
     /// than it asked for).
     hold: usize,
+    /// The protocol version answered: ours (1.11), or the client's if older (§7.1).
+    ver: &'static str,
     /// Bytes that may wait for the next response before the session's writes wait.
     outbox_limit: usize,
     state: Mutex<State>,
@@ -114,6 +116,10 @@ struct State {
     /// What the session wrote, one element each, for the next response.
     outbox: Vec<String>,
     outbox_bytes: usize,
+    /// Elements the session has written, and of those, taken into responses: a write is
+    /// done once a response carries it (a session that ends first has it unwritten).
+    written: u64,
+    taken: u64,
     /// The last responses, for a client that repeats a request.
     sent: VecDeque<(u64, Bytes)>,
     /// Requests waiting for their response, by `rid`.

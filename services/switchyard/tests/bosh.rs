@@ -224,3 +224,71 @@ async fn xep0124_7_1_a_polling_client_gets_no_more_hold_than_it_asked_for() {
     assert_eq!(answer.status, 200);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn what_a_client_that_stopped_polling_never_got_is_stored_offline_not_lost() {
+    // Without stream management: a write is done only once a response carries it, so a
+    // client that stops polling leaves its messages unanswered, and they go offline.
+    let server = Server::start_with(|c| c.timeouts.write_secs = 2).await;
+    let mut alice = BoshClient::login(&server, "alice", "web").await;
+    alice
+        .expect("", "<presence xmlns='jabber:client'/>", |e| {
+            e.name() == "presence"
+        })
+        .await;
+    let mut bob = Client::login(&server, "bob", "PLAIN", "desk").await;
+    for n in 0..5 {
+        bob.send(&format!(
+            "<message to='alice@localhost/web' type='chat'><body>held {n}</body></message>"
+        ))
+        .await;
+    }
+    // Alice's browser is gone; her session ends at the write timeout.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let mut again = Client::login(&server, "alice", "PLAIN", "phone").await;
+    again.send("<presence/>").await;
+    let mut bodies = Vec::new();
+    while bodies.len() < 5 {
+        let (m, _) = again.until(|e| e.name() == "message").await;
+        bodies.push(body_text(&m).unwrap_or_default());
+    }
+    let expected: Vec<String> = (0..5).map(|n| format!("held {n}")).collect();
+    assert_eq!(bodies, expected);
+}
+
+#[tokio::test]
+async fn xep0124_14_a_request_whose_connection_dropped_may_be_sent_again() {
+    let server = Server::start().await;
+    let mut c = BoshClient::login_waiting(&server, "alice", "web", 10).await;
+    let rid = c.rid + 1;
+    c.rid = rid + 1;
+    // The held request's connection goes away before its answer.
+    let poll = c.handle();
+    let dropped = tokio::spawn(async move { poll.send_rid(rid, "", "").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    dropped.abort();
+    let _ = dropped.await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let next = c.handle();
+    let newer = tokio::spawn(async move { next.send_rid(rid + 1, "", "").await });
+    // The retry of the dropped rid is answered, not the end of the session.
+    let retried = c.send_rid(rid, "", "").await;
+    assert_ne!(retried.attr("type"), Some("terminate"), "{retried:?}");
+    newer.abort();
+}
+
+#[tokio::test]
+async fn xep0206_stanzas_without_a_namespace_and_an_xml_declaration_are_read() {
+    let server = Server::start().await;
+    let mut alice = BoshClient::login(&server, "alice", "web").await;
+    let mut bob = Client::login(&server, "bob", "PLAIN", "desk").await;
+    alice.rid += 1;
+    let body = format!(
+        "<?xml version='1.0'?><body xmlns='{NS}' sid='{}' rid='{}'><message to='bob@localhost/desk' type='chat'><body>plain</body></message></body>",
+        alice.sid, alice.rid
+    );
+    let response = http(alice.addr, alice.cert.clone(), "POST", &[], &body).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let (got, _) = bob.until(|e| e.name() == "message").await;
+    assert_eq!(body_text(&got).as_deref(), Some("plain"));
+}

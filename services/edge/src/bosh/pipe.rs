@@ -30,29 +30,40 @@ impl Pipe {
         }
     }
 
-    /// Queues elements for the next response; waits while what is queued is over its
-    /// bound (the driver's write timeout ends a client that stopped polling).
+    /// Queues elements for the next response and returns once a response carries them,
+    /// as a socket write returns once the bytes are out: only then are the deliveries
+    /// among them answered. A client that stops polling meets the driver's write timeout,
+    /// and what no response carried is unanswered (routed as for a session that is gone:
+    /// stored offline, never lost).
     pub(crate) async fn write<'a>(
         &self,
         elements: impl Iterator<Item = &'a str>,
     ) -> std::io::Result<()> {
+        let mut elements = Some(elements);
+        let mut until = u64::MAX;
         loop {
             let notified = self.bosh.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut state = lock(&self.bosh.state);
+                if state.taken >= until {
+                    return Ok(());
+                }
                 if state.ended {
                     return Err(std::io::ErrorKind::NotConnected.into());
                 }
-                if state.outbox.is_empty() || state.outbox_bytes < self.bosh.outbox_limit {
-                    for element in elements {
+                let room = state.outbox.is_empty() || state.outbox_bytes < self.bosh.outbox_limit;
+                if let Some(queued) = elements.take_if(|_| room) {
+                    for element in queued {
                         state.outbox_bytes += element.len();
                         state.outbox.push(element.to_owned());
+                        state.written += 1;
                     }
+                    until = state.written;
                     drop(state);
                     self.bosh.changed.notify_waiters();
-                    return Ok(());
+                    continue;
                 }
             }
             notified.await;

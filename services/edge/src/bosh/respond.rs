@@ -20,8 +20,18 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 pub(super) async fn request(conn: &Conn, bytes: Bytes) -> Response<Full<Bytes>> {
-    let parsed = std::str::from_utf8(&bytes)
-        .ok()
+    // An XML declaration may come first (some clients write one).
+    let text = std::str::from_utf8(&bytes).ok().map(|t| {
+        let t = t.trim_start();
+        match t
+            .strip_prefix("<?xml")
+            .and_then(|rest| rest.split_once("?>"))
+        {
+            Some((_, after)) => after.trim_start(),
+            None => t,
+        }
+    });
+    let parsed = text
         .and_then(|text| Element::parse_with(text, &conn.ctx.session.limits).ok())
         .filter(|el| el.is("body", NS));
     let Some(el) = parsed else {
@@ -85,6 +95,7 @@ async fn create(conn: &Conn, el: &Element, rid: u64) -> Response<Full<Bytes>> {
         sid: switchyard_core::token::token(32),
         to: to.to_owned(),
         wait: Duration::from_secs(wait),
+        ver: version(el.attr("ver")),
         hold: el
             .attr("hold")
             .and_then(|h| h.parse::<usize>().ok())
@@ -124,6 +135,10 @@ async fn create(conn: &Conn, el: &Element, rid: u64) -> Response<Full<Bytes>> {
 async fn next(bosh: &Bosh, el: Element, rid: u64) -> Response<Full<Bytes>> {
     {
         let state = lock(&bosh.state);
+        // Over, and nothing left to say: as for a session that is gone.
+        if state.ended && state.outbox.is_empty() {
+            return terminate("item-not-found");
+        }
         if rid <= state.last_rid {
             if let Some((_, cached)) = state.sent.iter().find(|(r, _)| *r == rid) {
                 return xml(cached.clone());
@@ -153,12 +168,25 @@ async fn next(bosh: &Bosh, el: Element, rid: u64) -> Response<Full<Bytes>> {
         ready
     };
     for body in ready {
+        // A session that no longer reads is ending: the hold below answers with what it
+        // left (a stream error, its close) and the end of the session.
         if !bosh.feed(messages(bosh, &body)).await {
-            return terminate("item-not-found");
+            break;
         }
     }
     drop(feeding);
     hold(bosh, rid).await
+}
+
+/// §7.1: the highest version both speak, of the ones a client may name.
+fn version(client: Option<&str>) -> &'static str {
+    const KNOWN: [&str; 12] = [
+        "1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9", "1.10", "1.11",
+    ];
+    client
+        .and_then(|v| KNOWN.iter().find(|k| **k == v))
+        .copied()
+        .unwrap_or("1.11")
 }
 
 /// What one request's body gives the session, in order.
@@ -168,7 +196,17 @@ fn messages(bosh: &Bosh, body: &Element) -> Vec<Bytes> {
     if body.attr("xmpp:restart") == Some("true") {
         out.push(bosh.open(body.attr("xml:lang")));
     }
-    out.extend(body.children().map(|child| Bytes::from(child.to_xml(""))));
+    // A stanza written without `jabber:client` inherits the body's namespace; it is
+    // meant as a client stanza (XEP-0206 §7), and read as one.
+    out.extend(body.children().map(|child| {
+        let child = match child.ns() {
+            NS => child
+                .clone()
+                .moved_namespace(NS, switchyard_core::ns::CLIENT),
+            _ => child.clone(),
+        };
+        Bytes::from(child.to_xml(""))
+    }));
     // XEP-0206 §6: the payload first, then the stream's end.
     if body.attr("type") == Some("terminate") {
         out.push(Bosh::close());
@@ -195,6 +233,14 @@ async fn hold(bosh: &Bosh, rid: u64) -> Response<Full<Bytes>> {
         }
     }
     bosh.changed.notify_waiters();
+    // If the client's connection goes while this is held, hyper drops this future: the
+    // guard forgets the request and caches an empty answer, so the client's retry of the
+    // same rid gets it (what was queued waits for the next response).
+    let mut guard = Held {
+        bosh,
+        rid,
+        done: false,
+    };
     // A polling client's requests (hold 0) are answered at once.
     let deadline = Instant::now()
         + if bosh.hold == 0 {
@@ -217,9 +263,38 @@ async fn hold(bosh: &Bosh, rid: u64) -> Response<Full<Bytes>> {
             () = tokio::time::sleep_until(deadline) => break,
         }
     }
+    guard.done = true;
     let bytes = finish(bosh, rid);
     bosh.changed.notify_waiters();
     xml(bytes)
+}
+
+/// A held request, forgotten cleanly if it is dropped before its answer.
+struct Held<'a> {
+    bosh: &'a Bosh,
+    rid: u64,
+    done: bool,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut state = lock(&self.bosh.state);
+        state.held.remove(&self.rid);
+        state.in_flight -= 1;
+        state.last_seen = Some(Instant::now());
+        cache(&mut state, self.rid, body("", ""));
+    }
+}
+
+/// Keeps a response for a client that repeats its request (the last `requests`).
+fn cache(state: &mut State, rid: u64, bytes: Bytes) {
+    state.sent.push_back((rid, bytes));
+    while state.sent.len() as u64 > REQUESTS {
+        state.sent.pop_front();
+    }
 }
 
 /// The response: the session's elements, the session's attributes on the first one,
@@ -231,6 +306,7 @@ fn finish(bosh: &Bosh, rid: u64) -> Bytes {
     state.last_seen = Some(Instant::now());
     let outbox = std::mem::take(&mut state.outbox);
     state.outbox_bytes = 0;
+    state.taken += outbox.len() as u64;
     let mut payload = String::new();
     let (mut closed, mut error) = (state.ended && outbox.is_empty(), false);
     for element in &outbox {
@@ -248,11 +324,12 @@ fn finish(bosh: &Bosh, rid: u64) -> Bytes {
     let mut attrs = String::new();
     if rid == state.created_rid {
         attrs = format!(
-            " sid='{}' wait='{}' hold='{}' requests='{REQUESTS}' inactivity='{}' polling='{POLLING}' ver='1.11' from='{}' secure='true' xmpp:version='1.0' xmpp:restartlogic='true'",
+            " sid='{}' wait='{}' hold='{}' requests='{REQUESTS}' inactivity='{}' polling='{POLLING}' ver='{}' from='{}' secure='true' xmpp:version='1.0' xmpp:restartlogic='true'",
             bosh.sid,
             bosh.wait.as_secs(),
             bosh.hold,
             INACTIVITY.as_secs(),
+            bosh.ver,
             escape_attr(&bosh.to),
         );
         if let Some(id) = &state.stream_id {
@@ -266,9 +343,6 @@ fn finish(bosh: &Bosh, rid: u64) -> Bytes {
         }
     }
     let bytes = body(&attrs, &payload);
-    state.sent.push_back((rid, bytes.clone()));
-    while state.sent.len() as u64 > REQUESTS {
-        state.sent.pop_front();
-    }
+    cache(&mut state, rid, bytes.clone());
     bytes
 }

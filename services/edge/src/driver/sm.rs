@@ -219,8 +219,10 @@ impl Conn {
     ) -> (Vec<Routed>, Vec<oneshot::Sender<()>>) {
         let mut unacked = self.session.take_unacked();
         let mut held = Vec::new();
+        // The session's own stanzas coming back are refused at once (see `unbind`).
+        let own = self.session.jid().map(Jid::to_string);
         let mut take = |command: Command| match command {
-            Command::Deliver(delivery) => {
+            Command::Deliver(delivery) if delivery.stanza.from_attr() != own.as_deref() => {
                 let Delivery { stanza, written } = *delivery;
                 unacked.push(stanza);
                 held.push(written);
