@@ -133,32 +133,16 @@ async fn xep0124_17_errors_and_cross_origin_requests() {
     })
     .await;
     let (addr, cert) = (server.websocket(), server.cert_der());
-    let post = |body: &'static str| http(addr, cert.clone(), "POST", &[], body);
-    let unknown =
-        post("<body xmlns='http://jabber.org/protocol/httpbind' sid='nope' rid='5'/>").await;
-    assert!(
-        unknown.body.contains("condition='item-not-found'"),
-        "{}",
-        unknown.body
-    );
-    let garbage = post("<body xmlns='http://jabber.org/protocol/httpbind' rid='5'").await;
-    assert!(
-        garbage.body.contains("condition='bad-request'"),
-        "{}",
-        garbage.body
-    );
-    let no_rid = post("<body xmlns='http://jabber.org/protocol/httpbind' to='localhost'/>").await;
-    assert!(
-        no_rid.body.contains("condition='bad-request'"),
-        "{}",
-        no_rid.body
-    );
-    let host = post("<body xmlns='http://jabber.org/protocol/httpbind' rid='5' to='example.org' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh'/>").await;
-    assert!(
-        host.body.contains("condition='host-unknown'"),
-        "{}",
-        host.body
-    );
+    for (body, condition) in [
+        ("<body xmlns='http://jabber.org/protocol/httpbind' sid='nope' rid='5'/>", "item-not-found"),
+        ("<body xmlns='http://jabber.org/protocol/httpbind' rid='5'", "bad-request"),
+        ("<body xmlns='http://jabber.org/protocol/httpbind' to='localhost'/>", "bad-request"),
+        ("<body xmlns='http://jabber.org/protocol/httpbind' rid='5' to='example.org' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh'/>", "host-unknown"),
+    ] {
+        let answer = http(addr, cert.clone(), "POST", &[], body).await;
+        let wanted = format!("condition='{condition}'");
+        assert!(answer.body.contains(&wanted), "{body}: {}", answer.body);
+    }
 
     let origin = [("Origin", "https://chat.example.org")];
     let preflight = http(addr, cert.clone(), "OPTIONS", &origin, "").await;
