@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import signal
 import socket
 import statistics
@@ -37,20 +36,12 @@ import threading
 import time
 import urllib.request
 
+# Shared with the generators; the script's own folder is first on sys.path.
+from idle_common import raise_nofile, rss_kib
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 UP_LINE = re.compile(r"^(\d+) of (\d+) sessions up after ([\d.]+) s")
 KINDS = ("tls", "tls-sm", "starttls", "starttls-sm", "ws", "ws-sm", "bosh", "bosh-sm")
-
-
-def rss_kib(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def established(port: int) -> int:
@@ -85,12 +76,6 @@ def server_gauges(admin_port: int) -> dict | None:
         elif line.startswith("switchyard_edge_connections{"):
             out["connections"] += int(float(line.split()[-1]))
     return out
-
-
-def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def wait_listening(ports: list[int], proc: subprocess.Popen, timeout: float) -> None:

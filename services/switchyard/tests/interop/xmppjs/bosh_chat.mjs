@@ -44,12 +44,28 @@
 import http from "node:http";
 import https from "node:https";
 import { randomUUID } from "node:crypto";
-import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import {
+  NS_DISCO_INFO,
+  NS_ROSTER,
+  NS_SASL,
+  STEP_TIMEOUT_MS,
+  Failure,
+  addDescribeHint,
+  chatSteps,
+  checkBoundJid,
+  clients,
+  describe,
+  fail,
+  keepLast,
+  loadLibrary,
+  newClient,
+  out,
+  parseArguments,
+  runMain,
+  setFailureDump,
+  withTimeout as timeout,
+} from "./common.mjs";
 
-const HARD_TIMEOUT_MS = 30_000;
-const STEP_TIMEOUT_MS = 5_000; // one login, one reply, one IQ, one terminate
-const TRACE_LINES = 40; // per client, dumped on failure
 const LIB_TRACE_LINES = 20; // strophe.js warnings and errors, dumped on failure
 const BOSH_WAIT = 60; // asked for in the session creation request (strophe.js's default)
 const BOSH_HOLD = 1; // likewise
@@ -60,10 +76,6 @@ const SESSION_ATTRIBUTES = [
 ];
 
 const NS_HTTPBIND = "http://jabber.org/protocol/httpbind";
-const NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
-const NS_ROSTER = "jabber:iq:roster";
-const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
-const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session";
 
 // strophe.js's password mechanisms, best first (its own priorities).
@@ -76,100 +88,17 @@ const MECHANISM_CLASS = {
   PLAIN: "SASLPlain",
 };
 
-class Failure extends Error {}
-
-const clients = []; // for the trace dump on failure, and to tell whose an HTTP request is
 const libTrace = [];
-let finished = false;
-
-function out(line) {
-  process.stdout.write(line + "\n");
-}
-
-function fail(reason) {
-  if (finished) return;
-  finished = true;
-  out(`FAIL ${reason}`);
-  for (const c of clients) {
-    process.stderr.write(`--- last HTTP bodies of ${c.name} (status ${c.status}) ---\n`);
-    for (const line of c.trace) process.stderr.write(line + "\n");
-  }
-  if (libTrace.length) {
-    process.stderr.write("--- strophe.js warnings and errors ---\n");
-    for (const line of libTrace) process.stderr.write(line + "\n");
-  }
-  process.exit(1);
-}
+setFailureDump("last HTTP bodies", (c) => c.status, { "strophe.js warnings and errors": libTrace });
+addDescribeHint((err) =>
+  /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|unable to verify|self-signed/i.test(`${err.code} ${err.message}`)
+    ? "(for https:// with a private CA set NODE_EXTRA_CA_CERTS)"
+    : null,
+);
 
 // Not unref'd: the process must not end before main() settles, and main() must end with
 // process.exit either way.
-setTimeout(() => fail(`timeout (${HARD_TIMEOUT_MS / 1000} s)`), HARD_TIMEOUT_MS);
-main().then(
-  () => {
-    finished = true;
-    out("ALL OK");
-    process.exit(0);
-  },
-  (err) => fail(err instanceof Failure ? err.message : describe(err)),
-);
-
-function describe(err) {
-  if (!err) return "unknown error";
-  const parts = [err.name && err.name !== "Error" ? `${err.name}:` : "", err.message || String(err)];
-  if (err.code && !String(err.message).includes(err.code)) parts.push(`(${err.code})`);
-  if (err.cause) parts.push(`cause: ${describe(err.cause)}`);
-  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|unable to verify|self-signed/i.test(`${err.code} ${err.message}`)) {
-    parts.push("(for https:// with a private CA set NODE_EXTRA_CA_CERTS)");
-  }
-  return parts.filter(Boolean).join(" ");
-}
-
-function usage(message) {
-  throw new Failure(
-    `${message}; usage: bosh_chat.mjs --url http[s]://HOST:PORT/http-bind --domain DOMAIN ` +
-      `--jid1 JID --pw1 PASSWORD --jid2 JID --pw2 PASSWORD [--mechanism ${MECHANISMS.join("|")}] [--verbose]`,
-  );
-}
-
-function parseArguments() {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        url: { type: "string" },
-        domain: { type: "string" },
-        jid1: { type: "string" },
-        pw1: { type: "string" },
-        jid2: { type: "string" },
-        pw2: { type: "string" },
-        mechanism: { type: "string" },
-        verbose: { type: "boolean", default: false },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    usage(err.message);
-  }
-  for (const key of ["url", "jid1", "pw1", "jid2", "pw2"]) {
-    if (!values[key]) usage(`--${key} is required`);
-  }
-  if (!/^https?:\/\//.test(values.url)) usage("--url must start with http:// or https://");
-  const mechanism = values.mechanism?.toUpperCase();
-  if (mechanism && !MECHANISMS.includes(mechanism)) usage(`--mechanism ${values.mechanism} is not supported`);
-  const accounts = [
-    [values.jid1, values.pw1],
-    [values.jid2, values.pw2],
-  ].map(([jid, password]) => {
-    const m = /^([^@/]+)@([^@/]+)$/.exec(jid);
-    if (!m) usage(`${jid}: expected a bare JID local@domain`);
-    return { jid: jid.toLowerCase(), username: m[1], domain: m[2].toLowerCase(), password };
-  });
-  const domain = (values.domain || accounts[0].domain).toLowerCase();
-  for (const a of accounts) {
-    if (a.domain !== domain) usage(`${a.jid} is not on --domain ${domain}`);
-  }
-  return { url: values.url, domain, accounts, mechanism, verbose: values.verbose };
-}
+runMain(main);
 
 // A body for the trace, with SASL payloads (password material) left out.
 function redact(xmlText) {
@@ -214,13 +143,7 @@ function errorText(el) {
 
 // `waiter`: the client whose open HTTP requests the timeout message lists.
 function withTimeout(promise, ms, what, waiter) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Failure(`${what}: no answer within ${ms} ms${openRequests(waiter)}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
+  return timeout(promise, ms, what, () => openRequests(waiter));
 }
 
 function openRequests(c) {
@@ -351,41 +274,42 @@ function postRaw(url, body) {
 }
 
 async function main() {
-  const args = parseArguments();
+  const args = parseArguments({
+    script: "bosh_chat.mjs",
+    scheme: "http",
+    path: "http-bind",
+    options: { mechanism: { type: "string" } },
+    usageOptions: `[--mechanism ${MECHANISMS.join("|")}] `,
+    check: (values, usage) => {
+      const mechanism = values.mechanism?.toUpperCase();
+      if (mechanism && !MECHANISMS.includes(mechanism)) usage(`--mechanism ${values.mechanism} is not supported`);
+      return { mechanism };
+    },
+  });
 
   // strophe.js logs through console; this script writes to stdout/stderr itself, so the
   // console is kept for the failure dump.
   for (const level of ["debug", "info", "warn", "error", "log"]) {
     console[level] = (...parts) => {
       const line = `# ${level} ${parts.join(" ")}`;
-      libTrace.push(line);
-      if (libTrace.length > LIB_TRACE_LINES) libTrace.shift();
+      keepLast(libTrace, line, LIB_TRACE_LINES);
       if (args.verbose) process.stderr.write(`strophe.js ${line}\n`);
     };
   }
 
-  let Strophe, $iq, $msg, $pres, Xhr2;
-  try {
-    ({ Strophe, $iq, $msg, $pres } = await import("strophe.js"));
-    Xhr2 = (await import("xhr2")).default;
-  } catch (err) {
-    throw new Failure(
-      `cannot load strophe.js/xhr2 (${err.message}); run npm ci in ${fileURLToPath(new URL(".", import.meta.url))}`,
-    );
-  }
+  const { Strophe, $iq, $msg, $pres, Xhr2 } = await loadLibrary("strophe.js/xhr2", async () => ({
+    ...(await import("strophe.js")),
+    Xhr2: (await import("xhr2")).default,
+  }));
   Strophe.setLogLevel(Strophe.LogLevel.WARN);
   globalThis.XMLHttpRequest = watchedXhrClass(Xhr2, args);
   const statusName = Object.fromEntries(Object.entries(Strophe.Status).map(([k, v]) => [v, k]));
   const mechanisms = (args.mechanism ? [args.mechanism] : MECHANISMS).map((m) => Strophe[MECHANISM_CLASS[m]]);
 
   const [alice, bob] = args.accounts.map((account, i) => {
-    const name = ["alice", "bob"][i] === account.username ? account.username : `client${i + 1}`;
     const conn = new Strophe.Connection(args.url, { mechanisms });
-    const c = {
-      name,
-      account,
+    const c = newClient(account, i, args.verbose, {
       conn,
-      trace: [],
       status: "new",
       rid0: conn._proto.rid, // the session creation request's rid
       lastRid: 0,
@@ -400,13 +324,7 @@ async function main() {
       stopped: false,
       ownPresenceSeen: false,
       onStatus: null, // set while a login or a stop waits
-    };
-    c.traceLine = (line) => {
-      c.trace.push(line);
-      if (c.trace.length > TRACE_LINES) c.trace.shift();
-      if (args.verbose) process.stderr.write(`${c.name} ${line}\n`);
-    };
-    clients.push(c);
+    });
     conn.rawOutput = (data) => c.traceLine(`>> ${redact(data)}`);
     conn.rawInput = (data) => c.traceLine(`<< ${redact(data)}`);
     conn.xmlInput = (body) => {
@@ -473,10 +391,7 @@ async function main() {
     [alice, bob].map(async (c) => {
       await withTimeout(login(c), STEP_TIMEOUT_MS, `${c.name} login`, c);
       c.jid = c.conn.jid;
-      const bare = Strophe.getBareJidFromJid(c.jid)?.toLowerCase();
-      if (bare !== c.account.jid || !Strophe.getResourceFromJid(c.jid)) {
-        throw new Failure(`${c.name}: bound JID ${c.jid} is not ${c.account.jid}/RESOURCE`);
-      }
+      checkBoundJid(c, Strophe.getBareJidFromJid(c.jid)?.toLowerCase(), Strophe.getResourceFromJid(c.jid));
       const s = c.session;
       if (!s?.sid) throw new Failure(`${c.name}: the session creation response has no sid (XEP-0124)`);
       if (!s.wait) throw new Failure(`${c.name}: the session creation response has no wait (XEP-0124)`);
@@ -524,11 +439,6 @@ async function main() {
     );
   }
 
-  for (const c of [alice, bob]) {
-    c.conn.send($pres());
-    out(`OK ${c.name} available presence sent`);
-  }
-
   // Waits for the first message that `match` accepts.
   function expectMessage(c, what, match) {
     let handler;
@@ -547,27 +457,6 @@ async function main() {
   }
   const bodyOf = (el) => child(el, "body")?.textContent ?? null;
 
-  const body = `strophe-bosh ${randomUUID()}`;
-  const atBob = expectMessage(bob, "message alice->bob", (el) => bodyOf(el) === body);
-  alice.conn.send($msg({ to: bob.jid, type: "chat", id: randomUUID() }).c("body").t(body));
-  const got = await atBob;
-  if (got.getAttribute("from") !== alice.jid) {
-    throw new Failure(`message alice->bob: from is ${got.getAttribute("from")}, expected ${alice.jid}`);
-  }
-  if (got.getAttribute("type") !== "chat") {
-    throw new Failure(`message alice->bob: type is ${got.getAttribute("type")}, expected chat`);
-  }
-  out("OK message alice->bob");
-
-  const reply = `re: ${body}`;
-  const atAlice = expectMessage(alice, "message bob->alice", (el) => bodyOf(el) === reply);
-  bob.conn.send($msg({ to: got.getAttribute("from"), type: "chat", id: randomUUID() }).c("body").t(reply));
-  const back = await atAlice;
-  if (back.getAttribute("from") !== bob.jid) {
-    throw new Failure(`message bob->alice: from is ${back.getAttribute("from")}, expected ${bob.jid}`);
-  }
-  out("OK message bob->alice");
-
   const iq = (c, what, stanza) =>
     withTimeout(
       new Promise((resolve, reject) =>
@@ -578,26 +467,37 @@ async function main() {
       c,
     );
 
-  const roster = await iq(alice, "roster get", $iq({ type: "get" }).c("query", { xmlns: NS_ROSTER }));
-  const rosterQuery = child(roster, "query", NS_ROSTER);
-  out(`OK roster get alice (${rosterQuery ? children(rosterQuery, "item").length : 0} items)`);
-
-  const disco = await iq(
-    alice,
-    "disco#info on the domain",
-    $iq({ type: "get", to: args.domain }).c("query", { xmlns: NS_DISCO_INFO }),
+  await chatSteps(
+    {
+      sendPresence: (c) => c.conn.send($pres()),
+      sendMessage: (c, to, body) => c.conn.send($msg({ to, type: "chat", id: randomUUID() }).c("body").t(body)),
+      expectMessage: (c, what, body) =>
+        expectMessage(c, what, (el) => bodyOf(el) === body).then((el) => ({
+          from: el.getAttribute("from"),
+          type: el.getAttribute("type"),
+        })),
+      rosterGet: async (c) => {
+        const roster = await iq(c, "roster get", $iq({ type: "get" }).c("query", { xmlns: NS_ROSTER }));
+        const query = child(roster, "query", NS_ROSTER);
+        return { type: roster.getAttribute("type"), items: query ? children(query, "item").length : 0 };
+      },
+      discoInfo: async (c, to) => {
+        const disco = await iq(c, "disco#info on the domain", $iq({ type: "get", to }).c("query", { xmlns: NS_DISCO_INFO }));
+        const info = child(disco, "query", NS_DISCO_INFO);
+        return {
+          type: disco.getAttribute("type"),
+          from: disco.getAttribute("from"),
+          identities: info
+            ? children(info, "identity").map((i) => `${i.getAttribute("category")}/${i.getAttribute("type")}`)
+            : null,
+          features: info ? children(info, "feature").length : 0,
+        };
+      },
+    },
+    [alice, bob],
+    args.domain,
+    "strophe-bosh",
   );
-  const info = child(disco, "query", NS_DISCO_INFO);
-  if (!info) throw new Failure(`disco#info ${args.domain}: no <query xmlns='${NS_DISCO_INFO}'/> result`);
-  const from = disco.getAttribute("from");
-  if (from && from !== args.domain) throw new Failure(`disco#info ${args.domain}: answer from ${from}`);
-  const identities = children(info, "identity").map((i) => `${i.getAttribute("category")}/${i.getAttribute("type")}`);
-  if (identities.length === 0) throw new Failure(`disco#info ${args.domain}: no <identity/> (XEP-0030 requires one)`);
-  out(`OK disco#info ${args.domain} (identity ${identities.join(", ")}; ${children(info, "feature").length} features)`);
-
-  for (const c of [alice, bob]) {
-    if (!c.ownPresenceSeen) out(`INFO ${c.name} did not get its own available presence back`);
-  }
 
   // XEP-0124 13 / XEP-0206: <body type='terminate'/> (strophe.js puts unavailable presence
   // in it), answered with 200; strophe.js reports DISCONNECTED once every open request

@@ -34,40 +34,44 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import {
+  HARD_TIMEOUT_MS,
+  NS_DISCO_INFO,
+  NS_ROSTER,
+  NS_SASL,
+  STEP_TIMEOUT_MS,
+  Failure,
+  addDescribeHint,
+  chatSteps,
+  checkBoundJid,
+  describe,
+  fail,
+  failTimeout,
+  loadLibrary,
+  markFinished,
+  newClient,
+  out,
+  parseArguments,
+  runMain,
+  setFailureDump,
+  withTimeout,
+} from "./common.mjs";
 
-const HARD_TIMEOUT_MS = 30_000;
-const STEP_TIMEOUT_MS = 5_000; // one login, one reply, one stream close
 const SM_WAIT_MS = 3_000; // for <enabled/> or <failed/> once online
-const TRACE_LINES = 40; // per client, dumped on failure
 
 const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
-const NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_SASL2 = "urn:xmpp:sasl:2";
 const NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind";
 const NS_SM = "urn:xmpp:sm:3";
-const NS_ROSTER = "jabber:iq:roster";
-const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 
-class Failure extends Error {}
-
-const clients = []; // for the trace dump on failure
-let finished = false;
-
-function out(line) {
-  process.stdout.write(line + "\n");
-}
-
-function fail(reason) {
-  if (finished) return;
-  finished = true;
-  out(`FAIL ${reason}`);
-  for (const c of clients) {
-    process.stderr.write(`--- last XML of ${c.name} (status ${c.xmpp?.status}) ---\n`);
-    for (const line of c.trace) process.stderr.write(line + "\n");
-  }
-  process.exit(1);
-}
+setFailureDump("last XML", (c) => c.xmpp?.status);
+addDescribeHint((err) =>
+  // undici says no more than this for a refused connection, an HTTP answer other than
+  // 101, or a TLS failure.
+  /non-101/.test(err.message)
+    ? "(refused, HTTP status other than 101, or TLS failure: for wss:// with a private CA set NODE_EXTRA_CA_CERTS)"
+    : null,
+);
 
 // Node 20 without --experimental-websocket: run again with it, same arguments, and
 // pass on the exit status; the hard timer covers the child too.
@@ -86,86 +90,17 @@ if (typeof globalThis.WebSocket === "undefined") {
   );
   setTimeout(() => {
     child.kill("SIGKILL");
-    fail(`timeout (${HARD_TIMEOUT_MS / 1000} s)`);
+    failTimeout();
   }, HARD_TIMEOUT_MS).unref();
   child.on("error", (err) => fail(`cannot run ${process.execPath}: ${err.message}`));
   child.on("exit", (code, signal) => {
-    finished = true;
+    markFinished();
     if (signal) out(`FAIL killed by ${signal}`);
     process.exit(code ?? 1);
   });
 } else {
   // A little under the parent's timer, so that the child is the one to report.
-  setTimeout(
-    () => fail(`timeout (${HARD_TIMEOUT_MS / 1000} s)`),
-    HARD_TIMEOUT_MS - (process.env.SWITCHYARD_XMPPJS_REEXEC ? 500 : 0),
-  ).unref();
-  main().then(
-    () => {
-      finished = true;
-      out("ALL OK");
-      process.exit(0);
-    },
-    (err) => fail(err instanceof Failure ? err.message : describe(err)),
-  );
-}
-
-function describe(err) {
-  if (!err) return "unknown error";
-  const parts = [err.name && err.name !== "Error" ? `${err.name}:` : "", err.message || String(err)];
-  if (err.condition && !String(err.message).includes(err.condition)) parts.push(`(condition ${err.condition}${err.text ? `: ${err.text}` : ""})`);
-  if (err.code && !String(err.message).includes(err.code)) parts.push(`(${err.code})`);
-  if (err.cause) parts.push(`cause: ${describe(err.cause)}`);
-  if (/non-101/.test(err.message)) {
-    // undici says no more than this for a refused connection, an HTTP answer other than
-    // 101, or a TLS failure.
-    parts.push("(refused, HTTP status other than 101, or TLS failure: for wss:// with a private CA set NODE_EXTRA_CA_CERTS)");
-  }
-  return parts.filter(Boolean).join(" ");
-}
-
-function usage(message) {
-  throw new Failure(
-    `${message}; usage: ws_chat.mjs --url ws[s]://HOST:PORT/xmpp-websocket --domain DOMAIN ` +
-      "--jid1 JID --pw1 PASSWORD --jid2 JID --pw2 PASSWORD [--verbose]",
-  );
-}
-
-function parseArguments() {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        url: { type: "string" },
-        domain: { type: "string" },
-        jid1: { type: "string" },
-        pw1: { type: "string" },
-        jid2: { type: "string" },
-        pw2: { type: "string" },
-        verbose: { type: "boolean", default: false },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    usage(err.message);
-  }
-  for (const key of ["url", "jid1", "pw1", "jid2", "pw2"]) {
-    if (!values[key]) usage(`--${key} is required`);
-  }
-  if (!/^wss?:\/\//.test(values.url)) usage("--url must start with ws:// or wss://");
-  const accounts = [
-    [values.jid1, values.pw1],
-    [values.jid2, values.pw2],
-  ].map(([jid, password]) => {
-    const m = /^([^@/]+)@([^@/]+)$/.exec(jid);
-    if (!m) usage(`${jid}: expected a bare JID local@domain`);
-    return { jid: jid.toLowerCase(), username: m[1], domain: m[2].toLowerCase(), password };
-  });
-  const domain = (values.domain || accounts[0].domain).toLowerCase();
-  for (const a of accounts) {
-    if (a.domain !== domain) usage(`${a.jid} is not on --domain ${domain}`);
-  }
-  return { url: values.url, domain, accounts, verbose: values.verbose };
+  runMain(main, { timeoutMs: HARD_TIMEOUT_MS - (process.env.SWITCHYARD_XMPPJS_REEXEC ? 500 : 0), unref: true });
 }
 
 // One line of XML for the trace; SASL payloads (password material) left out.
@@ -181,42 +116,19 @@ function show(el) {
   return el.toString();
 }
 
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Failure(`${what}: no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 async function main() {
-  const args = parseArguments();
-  let xmppjs;
-  try {
-    xmppjs = await import("@xmpp/client");
-  } catch (err) {
-    throw new Failure(
-      `cannot load @xmpp/client (${err.message}); run npm ci in ${fileURLToPath(new URL(".", import.meta.url))}`,
-    );
-  }
-  const { client, xml } = xmppjs;
+  const args = parseArguments({ script: "ws_chat.mjs", scheme: "ws", path: "xmpp-websocket" });
+  const { client, xml } = await loadLibrary("@xmpp/client", () => import("@xmpp/client"));
 
   const [alice, bob] = args.accounts.map((account, i) => {
-    const name = ["alice", "bob"][i] === account.username ? account.username : `client${i + 1}`;
-    const c = {
-      name,
-      account,
-      trace: [],
+    const c = newClient(account, i, args.verbose, {
       stopping: false,
       smOffered: false,
       smResult: null, // "enabled" | "failed"
       saslMechanism: null,
       bindHow: null,
       ownPresenceSeen: false,
-    };
-    clients.push(c);
+    });
     const xmpp = client({
       service: args.url,
       domain: args.domain,
@@ -228,14 +140,9 @@ async function main() {
     // Any drop is a failure here, not something to paper over.
     xmpp.reconnect.stop();
 
-    const trace = (line) => {
-      c.trace.push(line);
-      if (c.trace.length > TRACE_LINES) c.trace.shift();
-      if (args.verbose) process.stderr.write(`${c.name} ${line}\n`);
-    };
-    xmpp.on("status", (status) => trace(`# status ${status}`));
+    xmpp.on("status", (status) => c.traceLine(`# status ${status}`));
     xmpp.on("send", (el) => {
-      trace(`>> ${show(el)}`);
+      c.traceLine(`>> ${show(el)}`);
       if (el.is("auth", NS_SASL)) {
         c.saslMechanism = `SASL ${el.attrs.mechanism}`;
       } else if (el.is("authenticate", NS_SASL2)) {
@@ -248,7 +155,7 @@ async function main() {
       }
     });
     xmpp.on("element", (el) => {
-      trace(`<< ${show(el)}`);
+      c.traceLine(`<< ${show(el)}`);
       // "stream:features": the name keeps its prefix; getName() drops it.
       if (el.getName() === "features" && el.getChild("sm", NS_SM)) c.smOffered = true;
       if (el.is("enabled", NS_SM)) c.smResult = "enabled";
@@ -261,7 +168,7 @@ async function main() {
       }
     });
     xmpp.on("error", (err) => {
-      trace(`# error ${describe(err)}`);
+      c.traceLine(`# error ${describe(err)}`);
       fail(`${c.name}: ${describe(err)}`);
     });
     xmpp.on("disconnect", (info) => {
@@ -275,9 +182,7 @@ async function main() {
     [alice, bob].map(async (c) => {
       const jid = await withTimeout(c.xmpp.start(), STEP_TIMEOUT_MS, `${c.name} login`);
       c.jid = jid.toString();
-      if (jid.bare().toString() !== c.account.jid || !jid.getResource()) {
-        throw new Failure(`${c.name}: bound JID ${c.jid} is not ${c.account.jid}/RESOURCE`);
-      }
+      checkBoundJid(c, jid.bare().toString(), jid.getResource());
       if (c.smOffered && !c.smResult && !c.xmpp.streamManagement.enabled) {
         await new Promise((resolve) => {
           const deadline = setTimeout(finish, SM_WAIT_MS);
@@ -303,11 +208,6 @@ async function main() {
     }),
   );
 
-  for (const c of [alice, bob]) {
-    await c.xmpp.send(xml("presence"));
-    out(`OK ${c.name} available presence sent`);
-  }
-
   // Waits for the first stanza that `match` accepts (registered before anything is sent).
   function expectStanza(c, what, match) {
     let onStanza;
@@ -320,58 +220,45 @@ async function main() {
     return withTimeout(promise, STEP_TIMEOUT_MS, what).finally(() => c.xmpp.off("stanza", onStanza));
   }
 
-  const body = `xmppjs-ws ${randomUUID()}`;
-  const atBob = expectStanza(bob, "message alice->bob", (el) => el.is("message") && el.getChildText("body") === body);
-  await alice.xmpp.send(xml("message", { to: bob.jid, type: "chat", id: randomUUID() }, xml("body", {}, body)));
-  const got = await atBob;
-  if (got.attrs.from !== alice.jid) {
-    throw new Failure(`message alice->bob: from is ${got.attrs.from}, expected ${alice.jid}`);
-  }
-  if (got.attrs.type !== "chat") {
-    throw new Failure(`message alice->bob: type is ${got.attrs.type}, expected chat`);
-  }
-  out("OK message alice->bob");
-
-  const reply = `re: ${body}`;
-  const atAlice = expectStanza(alice, "message bob->alice", (el) => el.is("message") && el.getChildText("body") === reply);
-  await bob.xmpp.send(xml("message", { to: got.attrs.from, type: "chat", id: randomUUID() }, xml("body", {}, reply)));
-  const back = await atAlice;
-  if (back.attrs.from !== bob.jid) {
-    throw new Failure(`message bob->alice: from is ${back.attrs.from}, expected ${bob.jid}`);
-  }
-  out("OK message bob->alice");
-
   const iq = (c, what, stanza) =>
     c.xmpp.iqCaller.request(stanza, STEP_TIMEOUT_MS).catch((err) => {
       throw new Failure(`${what}: ${describe(err)}`);
     });
 
-  const roster = await iq(alice, "roster get", xml("iq", { type: "get" }, xml("query", { xmlns: NS_ROSTER })));
-  const rosterQuery = roster.getChild("query", NS_ROSTER);
-  if (roster.attrs.type !== "result") throw new Failure(`roster get: type ${roster.attrs.type}`);
-  out(`OK roster get alice (${rosterQuery ? rosterQuery.getChildren("item").length : 0} items)`);
-
-  const disco = await iq(
-    alice,
-    "disco#info on the domain",
-    xml("iq", { type: "get", to: args.domain }, xml("query", { xmlns: NS_DISCO_INFO })),
+  await chatSteps(
+    {
+      sendPresence: (c) => c.xmpp.send(xml("presence")),
+      sendMessage: (c, to, body) =>
+        c.xmpp.send(xml("message", { to, type: "chat", id: randomUUID() }, xml("body", {}, body))),
+      expectMessage: (c, what, body) =>
+        expectStanza(c, what, (el) => el.is("message") && el.getChildText("body") === body).then((el) => ({
+          from: el.attrs.from,
+          type: el.attrs.type,
+        })),
+      rosterGet: async (c) => {
+        const roster = await iq(c, "roster get", xml("iq", { type: "get" }, xml("query", { xmlns: NS_ROSTER })));
+        const query = roster.getChild("query", NS_ROSTER);
+        return { type: roster.attrs.type, items: query ? query.getChildren("item").length : 0 };
+      },
+      discoInfo: async (c, to) => {
+        const disco = await iq(
+          c,
+          "disco#info on the domain",
+          xml("iq", { type: "get", to }, xml("query", { xmlns: NS_DISCO_INFO })),
+        );
+        const info = disco.getChild("query", NS_DISCO_INFO);
+        return {
+          type: disco.attrs.type,
+          from: disco.attrs.from,
+          identities: info?.getChildren("identity").map((i) => `${i.attrs.category}/${i.attrs.type}`) ?? null,
+          features: info?.getChildren("feature").length,
+        };
+      },
+    },
+    [alice, bob],
+    args.domain,
+    "xmppjs-ws",
   );
-  const info = disco.getChild("query", NS_DISCO_INFO);
-  if (disco.attrs.type !== "result" || !info) {
-    throw new Failure(`disco#info ${args.domain}: no <query xmlns='${NS_DISCO_INFO}'/> result`);
-  }
-  if (disco.attrs.from && disco.attrs.from !== args.domain) {
-    throw new Failure(`disco#info ${args.domain}: answer from ${disco.attrs.from}`);
-  }
-  const identities = info.getChildren("identity").map((i) => `${i.attrs.category}/${i.attrs.type}`);
-  if (identities.length === 0) throw new Failure(`disco#info ${args.domain}: no <identity/> (XEP-0030 requires one)`);
-  out(
-    `OK disco#info ${args.domain} (identity ${identities.join(", ")}; ${info.getChildren("feature").length} features)`,
-  );
-
-  for (const c of [alice, bob]) {
-    if (!c.ownPresenceSeen) out(`INFO ${c.name} did not get its own available presence back`);
-  }
 
   // RFC 7395 3.6: <close/> from us, <close/> back from the server, then the socket closes.
   for (const c of [alice, bob]) {
