@@ -157,6 +157,8 @@ def rules(rendered, out):
 # cluster already (existingSecret values); any other referenced Secret must be rendered.
 # `websocket`: the listen.websocket_* keys the ConfigMap must carry (WEBSOCKET_DEFAULT unless
 # given; None = the WebSocket listener is off, so no port 5443 anywhere).
+# `components`: (Secret, key) of SWITCHYARD_COMPONENTS on edges and routers, with the
+# component listener on 5347 behind a ClusterIP Service; absent = no trace of it.
 CASES = {
     "default": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
                     tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223, 5443), external=set()),
@@ -183,7 +185,8 @@ CASES = {
                          prometheusrule=dict(objective="0.995",
                                              runbook_base="https://git.example.org/xmpp/switchyard/-/blob/v0.1.0/"),
                          dashboards=dict(label="grafana_dashboard", value="1"),
-                         external={"database-proxy-credentials", "switchyard-router-env"},
+                         external={"database-proxy-credentials", "switchyard-router-env", "switchyard-components"},
+                         components=("switchyard-components", "components"),
                          image="registry.example.org/xmpp/switchyard@sha256:" + "0123456789abcdef" * 4,
                          init={"edge": ["wait-for-dns"], "router": []},
                          sidecars={"edge": ["log-shipper"], "router": ["database-proxy"]},
@@ -244,6 +247,11 @@ def chart(case, rendered):
     if websocket is None:
         for key in WEBSOCKET_DEFAULT:
             listen.pop(key, None)
+    components = want.get("components")
+    if components is not None:
+        expect_listen["component"] = "[::]:5347"
+    # The component secrets reach the pods from a Secret, never through the ConfigMap.
+    check("components" not in cfg, f"{case}: [[components]] in the ConfigMap")
     check(listen == expect_listen, f"{case}: listen {listen} != {expect_listen}")
     check(cfg["domains"], f"{case}: domains")
     check(("cert_path" in cfg.get("tls", {})) == want["tls"], f"{case}: tls paths present = {want['tls']}")
@@ -326,8 +334,11 @@ def chart(case, rendered):
             check(ports.get("xmpp-client") == 5222 and ports.get("xmpps-client") == 5223, f"{case}: edge ports")
             check(ports.get("xmpp-websocket") == (5443 if websocket is not None else None),
                   f"{case}: edge WebSocket port")
+            check(ports.get("xmpp-component") == (5347 if components is not None else None),
+                  f"{case}: edge component port")
         else:
             check(ports.get("grpc") == 7400, f"{case}: router grpc port")
+            check("xmpp-component" not in ports, f"{case}: routers have no component port")
         check(c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}, f"{case}: {role} liveness")
         check(c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}, f"{case}: {role} readiness")
         env = {e["name"]: e for e in c["env"]}
@@ -345,6 +356,13 @@ def chart(case, rendered):
               f"{case}: {role} mounts its cluster TLS Secret as a directory, read-only")
         check(vols[tls_mount[0]["name"]]["secret"]["secretName"] == cluster_tls[role][0],
               f"{case}: {role} mounts its own cluster TLS Secret")
+        # Edges check the component secrets, routers route by the domains: both get them.
+        if components is not None:
+            ref = env.get("SWITCHYARD_COMPONENTS", {}).get("valueFrom", {}).get("secretKeyRef", {})
+            check((ref.get("name"), ref.get("key")) == components,
+                  f"{case}: {role} SWITCHYARD_COMPONENTS from Secret {components}, got {ref}")
+        else:
+            check("SWITCHYARD_COMPONENTS" not in env, f"{case}: {role} SWITCHYARD_COMPONENTS without components")
         if role == "router":
             for var in ("SWITCHYARD_POSTGRES__URL", "SWITCHYARD_REDIS__URLS"):
                 check("secretKeyRef" in env[var]["valueFrom"], f"{case}: {var} from a Secret")
@@ -375,6 +393,19 @@ def chart(case, rendered):
     admin_svcs = [s for s in by_kind["Service"] if s["spec"]["ports"][0]["name"] == "admin"]
     check(sorted(s["metadata"]["labels"]["app.kubernetes.io/component"] for s in admin_svcs) == ["edge", "router"]
           and all(s["spec"].get("type") == "ClusterIP" for s in admin_svcs), f"{case}: one ClusterIP admin Service per role")
+    # XEP-0114 components: a ClusterIP Service of its own, never a port of the client Service.
+    component_svcs = [s for s in by_kind["Service"]
+                      if any(p["name"] == "xmpp-component" or p.get("targetPort") == "xmpp-component"
+                             for p in s["spec"]["ports"])]
+    if components is None:
+        check(not component_svcs, f"{case}: component Service without components")
+    else:
+        check(len(component_svcs) == 1, f"{case}: one component Service expected")
+        cs = component_svcs[0]["spec"]
+        check(cs.get("type") == "ClusterIP" and cs.get("clusterIP") != "None"
+              and [(p["port"], p["targetPort"]) for p in cs["ports"]] == [(5347, "xmpp-component")]
+              and cs["selector"] == one("Deployment", "edge")["spec"]["selector"]["matchLabels"],
+              f"{case}: component Service: ClusterIP, 5347 to the edges' xmpp-component only")
 
     check(len(by_kind.get("HorizontalPodAutoscaler", [])) == (2 if want["hpa"] else 0), f"{case}: HPAs")
     check(len(by_kind.get("PodDisruptionBudget", [])) == want["pdb"], f"{case}: PDBs")
@@ -389,6 +420,14 @@ def chart(case, rendered):
         if np["metadata"]["labels"]["app.kubernetes.io/component"] == "edge":
             clients = [p["port"] for p in np["spec"]["ingress"][0]["ports"]]
             check(clients == client_port_names, f"{case}: edge NetworkPolicy client ports {clients}")
+            # The component port only from componentFrom (default: this namespace's pods).
+            rules = [r for r in np["spec"]["ingress"] if any(p["port"] == "xmpp-component" for p in r["ports"])]
+            if components is None:
+                check(not rules, f"{case}: edge NetworkPolicy opens the component port without components")
+            else:
+                check(len(rules) == 1 and [p["port"] for p in rules[0]["ports"]] == ["xmpp-component"]
+                      and rules[0].get("from") == [{"podSelector": {}}],
+                      f"{case}: edge NetworkPolicy: component port only from this namespace, got {rules}")
         if np["metadata"]["labels"]["app.kubernetes.io/component"] == "router":
             grpc = [r for r in np["spec"]["ingress"] if r["ports"][0]["port"] == "grpc"][0]
             check(grpc["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "edge",

@@ -5,7 +5,7 @@
 #     unknown config keys, a terminationGracePeriodSeconds shorter than the drain, extra
 #     volumes named like the chart's own, a malformed image digest, a sidecar without image,
 #     cert-manager without an issuer, a bad key size, a WebSocket Origin with a path, an SLO
-#     objective of 100 %
+#     objective of 100 %, components without their Secret
 #   - helm template for six value sets (defaults + required, deploy/helm-values-ci.yaml,
 #     deploy/helm-values-example.yaml, secrets created from values with the WebSocket
 #     listener off, cluster TLS from cert-manager, deploy/helm-values-all-features.yaml):
@@ -141,6 +141,8 @@ must_fail "client certificate twice" "choose one" "${required[@]}" --set tls.cer
 must_fail "ECDSA key of RSA size" "privateKey/size" "${required[@]}" --set tls.certManager.privateKey.size=2048
 must_fail "WebSocket Origin with a path" "origins" "${required[@]}" \
   --set-json 'edge.websocket.origins=["https://chat.example.org/"]'
+must_fail "components without their Secret" "components.existingSecret is required" "${required[@]}" \
+  --set components.enabled=true
 must_fail "SLO objective of 100 %" "loginAvailabilityObjective" "${required[@]}" \
   --set-json prometheusRule.loginAvailabilityObjective=1
 

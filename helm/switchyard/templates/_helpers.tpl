@@ -164,6 +164,9 @@ bad combination fails `helm install` / `helm template` with a message naming the
 {{- if and .Values.clusterTls.certManager.enabled (not .Values.clusterTls.certManager.issuerRef.name) }}
 {{- fail "clusterTls.certManager.issuerRef.name is required when clusterTls.certManager.enabled: the Issuer of the cluster certificates" }}
 {{- end }}
+{{- if and .Values.components.enabled (not .Values.components.existingSecret) }}
+{{- fail "components.existingSecret is required when components.enabled: the Secret holding the [[components]] (domains and secrets) as a TOML array" }}
+{{- end }}
 {{- $t := .Values.config.timeouts | default dict }}
 {{- $drain := 5 }}
 {{- if hasKey $t "drain_delay_secs" }}{{ $drain = $t.drain_delay_secs }}{{ end }}
@@ -274,6 +277,19 @@ readinessProbe:
   value: {{ include "switchyard.dataDir" . | quote }}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
+{{- end }}
+
+{{/*
+XEP-0114 components (components.enabled): the [[components]] as an inline TOML array from
+the existing Secret. Edges check the secrets, routers route by the domains: both get it.
+*/}}
+{{- define "switchyard.componentsEnv" -}}
+# [[components]] as a TOML array, e.g. [{domain="push.example.org",secret="..."}].
+- name: SWITCHYARD_COMPONENTS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.components.existingSecret }}
+      key: {{ .Values.components.existingSecretKey }}
 {{- end }}
 
 {{/* Volumes (and their mounts) shared by edges and routers: config, data_dir, /tmp. */}}
