@@ -108,7 +108,7 @@ async fn xep0114_stanzas_for_a_component_that_is_away_get_service_unavailable() 
     // Once it connects, it gets what comes next; when it leaves, errors again.
     let (push, _) = component(server.running.component.unwrap(), "push.localhost", SECRET).await;
     drop(push);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     alice
         .send("<message to='bot@push.localhost' id='away3' type='chat'><body>x</body></message>")
         .await;

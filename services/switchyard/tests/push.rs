@@ -203,7 +203,17 @@ async fn xep0357_a_message_for_a_detached_session_wakes_the_device() {
     alice.until(|e| e.name() == "enabled").await;
     // The phone goes to sleep: its connection is gone, its session waits to be resumed.
     drop(alice);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Detached once the edge has read the end of the stream (bounded: 5 s).
+    for _ in 0..50 {
+        if switchyard_telemetry::EDGE_SM_DETACHED.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        switchyard_telemetry::EDGE_SM_DETACHED.get() > 0,
+        "the session detached"
+    );
     let mut bob = Client::login(&server, "bob", "PLAIN", "desk").await;
     bob.send("<message to='alice@localhost/phone' type='chat'><body>wake up</body></message>")
         .await;

@@ -37,7 +37,7 @@ async fn a_component_on_one_edge_and_a_user_on_the_other_exchange_stanzas() {
     assert_eq!(got.attr("from"), Some("bot@push.localhost"));
 
     drop(push);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     alice
         .send("<message to='bot@push.localhost' type='chat' id='c2'><body>gone</body></message>")
         .await;
@@ -60,7 +60,7 @@ async fn xep0357_a_detached_session_on_one_edge_notifies_an_app_server_on_the_ot
     alice.send("<iq type='set' id='en'><enable xmlns='urn:xmpp:push:0' jid='push.localhost' node='ios'/></iq><enable xmlns='urn:xmpp:sm:3' resume='true'/>").await;
     alice.until(|e| e.name() == "enabled").await;
     drop(alice);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let mut bob = online(&cluster, 0, "bob", "desk").await;
     bob.send("<message to='alice@localhost/phone' type='chat'><body>wake</body></message>")
         .await;
