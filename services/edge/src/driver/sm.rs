@@ -102,6 +102,9 @@ impl Conn {
         let expiry = tokio::time::sleep(Duration::from_secs(max.into()));
         tokio::pin!(expiry);
         metrics::EDGE_SM_DETACHED.inc();
+        // The dead connection's socket and TLS state go now, not when the wait ends: a
+        // detached session holds no descriptor and only its own state.
+        self.transport = Transport::Upgrading;
         tracing::info!(jid = %jid_of(&self.session), conn = self.id, max, "connection lost; session kept for resumption");
         let resumed = loop {
             tokio::select! {

@@ -16,7 +16,7 @@ pub(crate) enum Transport {
     WebSocket(Box<WebSocket>),
     /// XEP-0206: messages from BOSH requests, elements for their responses.
     Bosh(Box<crate::bosh::Pipe>),
-    /// Only while a STARTTLS handshake owns the socket.
+    /// No socket here: a STARTTLS handshake owns it, or the session is detached (XEP-0198).
     Upgrading,
 }
 
