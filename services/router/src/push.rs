@@ -212,7 +212,7 @@ pub(crate) async fn answered(router: &Router, stanza: &Stanza) -> Effects {
     };
     let before = list.len();
     list.retain(|r| {
-        !(r.attr("jid") == Some(&app) && r.attr("node").map(tag) == Some(tagged.clone()))
+        !(r.attr("jid") == Some(&app) && r.attr("node").map(tag).as_ref() == Some(&tagged))
     });
     if list.len() < before {
         tracing::info!(%account, app, "push app server refused a notification; registration disabled");

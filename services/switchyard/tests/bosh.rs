@@ -55,12 +55,7 @@ async fn xep0206_a_session_is_created_logs_in_chats_and_terminates() {
     assert_eq!(body_text(&got).as_deref(), Some("to bosh"));
 
     // XEP-0206 §6: terminate with a last payload; the session is over.
-    let last = alice
-        .send_with(
-            " type='terminate'",
-            "<presence xmlns='jabber:client' type='unavailable'/>",
-        )
-        .await;
+    let last = alice.terminate().await;
     assert_eq!(last.attr("type"), Some("terminate"), "{last:?}");
     let after = alice.send("").await;
     assert_eq!(after.attr("condition"), Some("item-not-found"));
@@ -172,24 +167,9 @@ async fn xep0206_6_terminate_ends_a_session_with_stream_management_at_once() {
     assert!(support::sessions_of(&server, "alice@localhost")
         .await
         .contains("web"));
-    let last = alice
-        .send_with(
-            " type='terminate'",
-            "<presence xmlns='jabber:client' type='unavailable'/>",
-        )
-        .await;
+    let last = alice.terminate().await;
     assert_eq!(last.attr("type"), Some("terminate"), "{last:?}");
-    let mut gone = false;
-    for _ in 0..20 {
-        if !support::sessions_of(&server, "alice@localhost")
-            .await
-            .contains("web")
-        {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let gone = support::session_gone_soon(&server, "alice@localhost", "web").await;
     assert!(gone, "the session ended with the stream, not at a timeout");
 }
 
@@ -275,4 +255,20 @@ async fn xep0206_stanzas_without_a_namespace_and_an_xml_declaration_are_read() {
     assert_eq!(response.status, 200, "{}", response.body);
     let (got, _) = bob.until(|e| e.name() == "message").await;
     assert_eq!(body_text(&got).as_deref(), Some("plain"));
+}
+
+#[tokio::test]
+async fn xep0124_14_the_last_rid_inside_the_window_waits_and_the_first_outside_ends_it() {
+    let server = Server::start().await;
+    let c = BoshClient::login(&server, "alice", "web").await;
+    // Window of `requests` (2): rid + 2 is taken (held until rid + 1 comes) ...
+    let inside = c.handle();
+    let edge = c.rid + 2;
+    let held = tokio::spawn(async move { inside.send_rid(edge, "", "").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "rid + 2 is inside the window");
+    // ... rid + 3 is not.
+    let outside = c.send_rid(c.rid + 3, "", "").await;
+    assert_eq!(outside.attr("condition"), Some("item-not-found"));
+    held.abort();
 }

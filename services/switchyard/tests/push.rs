@@ -235,3 +235,29 @@ async fn xep0357_a_chat_state_does_not_wake_the_device() {
         .await;
     barrier(&mut bob, &mut app).await;
 }
+
+#[tokio::test]
+async fn xep0357_an_account_keeps_sixteen_registrations_and_the_seventeenth_is_refused() {
+    let server = server(|_| {}).await;
+    let mut alice = Client::login(&server, "alice", "PLAIN", "phone").await;
+    let enable = |n: usize| {
+        format!("<iq type='set' id='e{n}'><enable xmlns='urn:xmpp:push:0' jid='push.localhost' node='n{n}'/></iq>")
+    };
+    for n in 1..=16 {
+        alice.send(&enable(n)).await;
+        let (r, _) = alice
+            .until(|e| e.attr("id") == Some(&format!("e{n}")))
+            .await;
+        assert_eq!(r.attr("type"), Some("result"), "registration {n}: {r:?}");
+    }
+    alice.send(&enable(17)).await;
+    let (r, _) = alice.until(|e| e.attr("id") == Some("e17")).await;
+    let condition = r
+        .child("error", "jabber:client")
+        .and_then(|e| e.children().next());
+    assert_eq!(condition.map(|c| c.name()), Some("resource-constraint"));
+    // Enabling one already there again replaces it, within the bound.
+    alice.send(&enable(16)).await;
+    let (r, _) = alice.until(|e| e.attr("id") == Some("e16")).await;
+    assert_eq!(r.attr("type"), Some("result"));
+}

@@ -323,17 +323,7 @@ async fn a_session_that_says_unavailable_and_closes_ends_at_once() {
     alice
         .send("<presence type='unavailable'/></stream:stream>")
         .await;
-    let mut gone = false;
-    for _ in 0..20 {
-        if !support::sessions_of(&server, "alice@localhost")
-            .await
-            .contains("desk")
-        {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let gone = support::session_gone_soon(&server, "alice@localhost", "desk").await;
     assert!(
         gone,
         "the session ended with its stream, not at a delivery's patience"

@@ -131,6 +131,12 @@ impl BoshClient {
         Element::parse(&response.body).expect("a body")
     }
 
+    /// XEP-0206 §6: ends the session with a last unavailable presence; the answer.
+    pub async fn terminate(&mut self) -> Element {
+        let unavailable = "<presence xmlns='jabber:client' type='unavailable'/>";
+        self.send_with(" type='terminate'", unavailable).await
+    }
+
     pub async fn send(&mut self, payload: &str) -> Element {
         self.send_with("", payload).await
     }

@@ -471,6 +471,17 @@ pub async fn sessions_of(server: &Server, jid: &str) -> String {
     body
 }
 
+/// Whether `jid`'s session `resource` is gone within 2 s (polled every 100 ms).
+pub async fn session_gone_soon(server: &Server, jid: &str, resource: &str) -> bool {
+    for _ in 0..20 {
+        if !sessions_of(server, jid).await.contains(resource) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// Proves the server still serves: two fresh clients log in and exchange a message.
 pub async fn assert_still_chatting(server: &Server) {
     let mut a = Client::login(server, "carol", "SCRAM-SHA-256-PLUS", "check-a").await;
