@@ -23,7 +23,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::sasl::{AccountSalts, ScramProof};
+use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenVerdict};
+use switchyard_core::sasl::{AccountSalts, Mechanism, ScramProof};
 use switchyard_core::session::SmState;
 use switchyard_core::{Jid, Routed, Stanza, StanzaCondition};
 use switchyard_edge::{Connections, RouterLink};
@@ -503,6 +504,7 @@ impl RemoteRouters {
             edge_id: record.edge.clone(),
             conn: record.conn,
             presence,
+            carbons: record.carbons,
         };
         let reply = self
             .call(&record.jid.bare(), request, |mut c, r| async move {
@@ -582,6 +584,44 @@ impl RouterLink for RemoteRouters {
             .map_err(status_error)?;
         let signature = reply.server_signature;
         Ok((!signature.is_empty()).then_some(signature))
+    }
+
+    async fn verify_token(&self, check: &TokenCheck) -> Result<TokenVerdict, StorageError> {
+        let request = convert::verify_token_request(check);
+        let reply = self
+            .call(&check.account, request, |mut c, r| async move {
+                c.verify_token(r).await
+            })
+            .await
+            .map_err(status_error)?;
+        let responder = reply.responder;
+        Ok(TokenVerdict {
+            responder: (!responder.is_empty()).then_some(responder),
+            rotate: reply.rotate,
+        })
+    }
+
+    async fn issue_token(
+        &self,
+        account: &Jid,
+        user_agent: &str,
+        mechanism: Mechanism,
+    ) -> Result<IssuedToken, StorageError> {
+        let request = pb::IssueTokenRequest {
+            account: account.to_string(),
+            user_agent: user_agent.to_owned(),
+            mechanism: mechanism.name().to_owned(),
+        };
+        let reply = self
+            .call(account, request, |mut c, r| async move {
+                c.issue_token(r).await
+            })
+            .await
+            .map_err(status_error)?;
+        Ok(IssuedToken {
+            token: reply.token,
+            expiry: std::time::UNIX_EPOCH + std::time::Duration::from_secs(reply.expiry),
+        })
     }
 
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {

@@ -83,6 +83,20 @@ impl Router for Fake {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn verify_token(
+        &self,
+        _: Request<pb::VerifyTokenRequest>,
+    ) -> Result<Response<pb::VerifyTokenReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn issue_token(
+        &self,
+        _: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn login_failures(
         &self,
         _: Request<pb::LoginFailuresRequest>,

@@ -57,3 +57,9 @@ pub const SM: &str = "urn:xmpp:sm:3";
 pub const CSI: &str = "urn:xmpp:csi:0";
 /// XEP-0160 disco feature.
 pub const OFFLINE: &str = "msgoffline";
+/// XEP-0388 Extensible SASL Profile.
+pub const SASL2: &str = "urn:xmpp:sasl:2";
+/// XEP-0386 Bind 2.
+pub const BIND2: &str = "urn:xmpp:bind:0";
+/// XEP-0484 Fast Authentication Streamlining Tokens.
+pub const FAST: &str = "urn:xmpp:fast:0";

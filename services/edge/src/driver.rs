@@ -483,7 +483,13 @@ impl Conn {
                 Output::VerifyProof { account, proof } => {
                     Box::pin(self.verify(account, proof)).await
                 }
-                Output::Bind { jid } => Box::pin(self.bind(jid)).await,
+                Output::Bind { jid, carbons } => Box::pin(self.bind(jid, carbons)).await,
+                Output::VerifyToken(check) => Box::pin(self.verify_token(check)).await,
+                Output::IssueToken {
+                    account,
+                    user_agent,
+                    mechanism,
+                } => Box::pin(self.issue_token(account, user_agent, mechanism)).await,
                 Output::Resume { previd, h, account } => {
                     Box::pin(self.resume(previd, h, account)).await
                 }

@@ -70,6 +70,8 @@ pub struct RouterConfig {
     pub push_include_body: bool,
     /// XEP-0357: at most one notification per registration in this time.
     pub push_min_interval: std::time::Duration,
+    /// XEP-0484: how long FAST tokens live and when they are rotated.
+    pub fast: crate::fast::FastPolicy,
 }
 
 impl RouterConfig {
@@ -91,6 +93,7 @@ impl RouterConfig {
             components: Vec::new(),
             push_include_body: false,
             push_min_interval: std::time::Duration::from_secs(10),
+            fast: crate::fast::FastPolicy::default(),
         }
     }
 }

@@ -30,6 +30,7 @@ mod delivery;
 mod disco;
 mod effects;
 mod execute;
+pub mod fast;
 mod handler;
 mod hooks;
 mod iq;

@@ -40,6 +40,14 @@ pub struct Router {
 }
 
 impl Router {
+    /// The account's XEP-0484 tokens.
+    pub fn fast_tokens(&self) -> crate::fast::FastTokens<'_> {
+        crate::fast::FastTokens {
+            documents: &*self.stores.documents,
+            policy: self.config.fast,
+        }
+    }
+
     pub fn new(
         config: RouterConfig,
         registry: Arc<dyn SessionRegistry>,

@@ -2,7 +2,10 @@
 //! Stanzas cross the wire serialized, with `jabber:client` declared on the top element.
 
 use crate::pb;
-use switchyard_core::sasl::{AccountSalts, HashAlg, ScramProof, ScramSalt, StoredCredentials};
+use switchyard_core::sasl::fast::{user_agent_id, TokenCheck};
+use switchyard_core::sasl::{
+    AccountSalts, HashAlg, Mechanism, ScramProof, ScramSalt, StoredCredentials,
+};
 use switchyard_core::session::SmState;
 use switchyard_core::{Element, Jid, Limits, Routed, Stanza, StanzaCondition, StreamCondition};
 use switchyard_model::{FailureCount, LoginFailureCounts};
@@ -86,6 +89,51 @@ pub fn verify_request(account: &Jid, proof: &ScramProof) -> pb::VerifyScramReque
         auth_message: proof.auth_message.clone(),
         client_proof: proof.client_proof.clone(),
     }
+}
+
+pub fn verify_token_request(check: &TokenCheck) -> pb::VerifyTokenRequest {
+    pb::VerifyTokenRequest {
+        account: check.account.to_string(),
+        user_agent: check.user_agent.clone(),
+        mechanism: check.mechanism.name().to_owned(),
+        hashed: check.hashed.clone(),
+        cb_data: check.cb_data.clone(),
+        invalidate: check.invalidate,
+    }
+}
+
+/// A token check from an edge, checked as untrusted: a token mechanism, a user-agent id
+/// of the form a session accepts, the sizes HT makes. The account is checked by the
+/// caller.
+pub fn token_check(r: pb::VerifyTokenRequest) -> Result<TokenCheck, Status> {
+    let mechanism = token_mechanism(&r.mechanism)?;
+    user_agent(&r.user_agent)?;
+    if r.hashed.len() != 32 || r.cb_data.len() > 64 {
+        return Err(Status::invalid_argument(
+            "an HT-SHA-256 hashed token is 32 bytes, channel-binding data at most 64",
+        ));
+    }
+    Ok(TokenCheck {
+        account: jid(&r.account)?,
+        user_agent: r.user_agent,
+        mechanism,
+        hashed: r.hashed,
+        cb_data: r.cb_data,
+        invalidate: r.invalidate,
+    })
+}
+
+pub fn token_mechanism(name: &str) -> Result<Mechanism, Status> {
+    Mechanism::from_name(name)
+        .filter(|m| m.is_token())
+        .ok_or_else(|| Status::invalid_argument("not a FAST token mechanism"))
+}
+
+/// A user-agent id as sessions pass them on: a UUID, lower case.
+pub fn user_agent(id: &str) -> Result<(), Status> {
+    (user_agent_id(id).as_deref() == Some(id))
+        .then_some(())
+        .ok_or_else(|| Status::invalid_argument("a user-agent id is a lower-case UUID"))
 }
 
 /// A proof from an edge, checked as untrusted: a known hash and the sizes a real

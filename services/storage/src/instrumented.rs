@@ -136,6 +136,14 @@ impl<B: DocumentStore> DocumentStore for Instrumented<B> {
         self.timed("document_get", self.inner.get(account, key))
             .await
     }
+    async fn family(
+        &self,
+        account: &Jid,
+        family: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        self.timed("document_family", self.inner.family(account, family))
+            .await
+    }
     async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError> {
         self.timed("document_put", self.inner.put(account, key, value))
             .await

@@ -184,6 +184,23 @@ impl DocumentStore for MemoryStore {
         self.read(account, |a| a.documents.get(key).cloned())
     }
 
+    async fn family(
+        &self,
+        account: &Jid,
+        family: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        self.read(account, |a| {
+            let mut found: Vec<(String, String)> = a
+                .documents
+                .iter()
+                .filter(|(k, _)| k.starts_with(family))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            found.sort();
+            found
+        })
+    }
+
     async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError> {
         self.with(account, |a| match value {
             Some(v) => {

@@ -112,6 +112,12 @@ pub struct DocumentQuota {
 #[async_trait]
 pub trait DocumentStore: Send + Sync + std::fmt::Debug {
     async fn get(&self, account: &Jid, key: &str) -> Result<Option<String>, StorageError>;
+    /// The account's documents whose keys start with `family`, in key order.
+    async fn family(
+        &self,
+        account: &Jid,
+        family: &str,
+    ) -> Result<Vec<(String, String)>, StorageError>;
     /// Stores `value` under `key`, or removes the key when `value` is `None`.
     async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError>;
     /// Stores `value` under `key` (which starts with `family`) unless the account's keys

@@ -269,6 +269,14 @@ pub struct Auth {
     /// Shortest password accepted when an account is created or its password changed
     /// (CLI and admin API), in characters.
     pub min_password_chars: usize,
+    /// XEP-0484 FAST: clients that logged in with a password get a token for their next
+    /// logins (one round trip, no PBKDF2), inside SASL2.
+    pub fast: bool,
+    /// How long a FAST token is accepted after it was issued (60 s to 1 year).
+    pub fast_token_secs: u64,
+    /// A token used after this age is replaced by a new one in the same login (XEP-0484
+    /// §3.5); less than `fast_token_secs`.
+    pub fast_rotate_secs: u64,
     /// The secret the salts shown for accounts that do not exist are derived from, so
     /// they are the same on every edge and across restarts (at least 32 characters).
     /// Empty: generated once in the all-in-one mode and kept in `<data_dir>/decoy-secret`
@@ -291,6 +299,9 @@ impl fmt::Debug for Auth {
             .field("failure_delay_max_ms", &self.failure_delay_max_ms)
             .field("failure_table_entries", &self.failure_table_entries)
             .field("min_password_chars", &self.min_password_chars)
+            .field("fast", &self.fast)
+            .field("fast_token_secs", &self.fast_token_secs)
+            .field("fast_rotate_secs", &self.fast_rotate_secs)
             .field("decoy_secret", &mask(&self.decoy_secret))
             .finish()
     }
@@ -465,6 +476,9 @@ impl Default for Auth {
             failure_delay_max_ms: 30_000,
             failure_table_entries: 100_000,
             min_password_chars: 8,
+            fast: true,
+            fast_token_secs: 14 * 86_400,
+            fast_rotate_secs: 86_400,
             decoy_secret: String::new(),
         }
     }
@@ -672,6 +686,14 @@ impl Config {
         anyhow::ensure!(
             (1..=1024).contains(&a.min_password_chars),
             "auth.min_password_chars must be 1 to 1024"
+        );
+        anyhow::ensure!(
+            (60..=31_536_000).contains(&a.fast_token_secs),
+            "auth.fast_token_secs must be 60 to 31536000 (a year)"
+        );
+        anyhow::ensure!(
+            a.fast_rotate_secs < a.fast_token_secs,
+            "auth.fast_rotate_secs must be less than auth.fast_token_secs"
         );
         anyhow::ensure!(
             a.decoy_secret.is_empty() || a.decoy_secret.chars().count() >= MIN_DECOY_SECRET_CHARS,

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::sasl::{AccountSalts, ScramProof, StoredCredentials};
+use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenVerdict};
+use switchyard_core::sasl::{AccountSalts, Mechanism, ScramProof, StoredCredentials};
 use switchyard_core::{Jid, Routed, Stanza, StanzaCondition, StreamCondition};
 use switchyard_edge::{Connections, RouterLink};
 use switchyard_router::{per_connection, Batch, BatchResults, EdgeDelivery, Undeliverable};
@@ -66,6 +67,18 @@ impl RouterLink for InProcessLink {
     ) -> Result<Option<Vec<u8>>, StorageError> {
         let stored = self.accounts.credentials(account).await?;
         Ok(proof.check(stored.as_ref()))
+    }
+    async fn verify_token(&self, check: &TokenCheck) -> Result<TokenVerdict, StorageError> {
+        self.router.fast_tokens().verify(check).await
+    }
+    async fn issue_token(
+        &self,
+        account: &Jid,
+        user_agent: &str,
+        mechanism: Mechanism,
+    ) -> Result<IssuedToken, StorageError> {
+        let tokens = self.router.fast_tokens();
+        tokens.issue(account, user_agent, mechanism).await
     }
     /// In the session's routing lane, behind what an earlier connection queued.
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {

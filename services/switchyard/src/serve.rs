@@ -428,6 +428,7 @@ async fn start_edge(
         sm: config.stream_management.policy(),
         // The WebSocket listener frames it for RFC 7395 (`switchyard_edge::WebSocketPolicy`).
         framing: Framing::Stream,
+        fast: config.auth.fast,
     };
     tokio::spawn(reload_tls(
         tls.clone(),

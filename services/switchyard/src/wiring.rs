@@ -8,6 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_router::fast::FastPolicy;
 use switchyard_router::{
     BareDelivery, EdgeDelivery, Router, RouterConfig, ServerInfo, UnknownAccountMessages,
 };
@@ -188,6 +189,10 @@ fn router_config(config: &Config) -> RouterConfig {
     router.components = config.component_domains();
     router.push_include_body = config.push.include_body;
     router.push_min_interval = Duration::from_secs(config.push.min_interval_secs);
+    router.fast = FastPolicy {
+        ttl: Duration::from_secs(config.auth.fast_token_secs),
+        rotate_after: Duration::from_secs(config.auth.fast_rotate_secs),
+    };
     router
 }
 

@@ -114,6 +114,7 @@ metrics! {
     EDGE_HANDSHAKES: IntGauge = gauge("switchyard_edge_handshakes_in_progress", "Connections between accept and a bound or resumed session");
     EDGE_KEEPALIVES: IntCounter = counter("switchyard_edge_keepalives_total", "Ack requests or XEP-0199 pings sent to quiet connections");
     EDGE_LOGINS: IntCounterVec = counter_vec("switchyard_edge_logins_total", "SASL outcomes", &["mechanism", "result", "reason"]);
+    EDGE_FAST_TOKENS_ISSUED: IntCounter = counter("switchyard_edge_fast_tokens_issued_total", "XEP-0484 FAST tokens issued to clients (on request or rotation)");
     EDGE_STANZAS_IN: IntCounterVec = counter_vec("switchyard_edge_stanzas_in_total", "Stanzas from clients", &["kind"]);
     EDGE_STANZAS_OUT: IntCounterVec = counter_vec("switchyard_edge_stanzas_out_total", "Stanzas written to clients", &["kind"]);
     EDGE_BYTES_IN: IntCounter = counter("switchyard_edge_bytes_in_total", "Bytes read from clients");

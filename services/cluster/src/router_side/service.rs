@@ -17,7 +17,9 @@ use switchyard_router::Router;
 use switchyard_rpc::convert;
 use switchyard_rpc::pb;
 use switchyard_rpc::pb::router_server;
-use switchyard_storage::{AccountStore, LoginFailures, SessionRecord, SessionRegistry};
+use switchyard_storage::{
+    AccountStore, LoginFailures, SessionRecord, SessionRegistry, StorageError,
+};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -63,6 +65,16 @@ impl RouterService {
         router_server::RouterServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// An account a login names: a bare JID of a served domain.
+    fn login_account(&self, account: &Jid) -> Result<(), Status> {
+        if !account.is_bare() || account.local().is_none() || !self.router.is_local(account) {
+            return Err(Status::invalid_argument(
+                "a login names a bare JID of a served domain",
+            ));
+        }
+        Ok(())
     }
 
     /// The edge whose link token the call carries.
@@ -360,7 +372,8 @@ impl router_server::Router for RouterService {
                 "bind takes a full JID of a served domain, or a component's domain",
             ));
         }
-        let record = SessionRecord::bound(jid, edge, r.conn);
+        let mut record = SessionRecord::bound(jid, edge, r.conn);
+        record.carbons = r.carbons && session;
         let bound = if r.presence.is_empty() {
             self.router.bind(record).await
         } else {
@@ -481,6 +494,54 @@ impl router_server::Router for RouterService {
         Ok(Response::new(pb::TakeSessionReply { state }))
     }
 
+    /// A FAST token checked here, where the tokens are; inputs checked as untrusted (see
+    /// `convert::token_check`), the account as for a SCRAM proof.
+    async fn verify_token(
+        &self,
+        request: Request<pb::VerifyTokenRequest>,
+    ) -> Result<Response<pb::VerifyTokenReply>, Status> {
+        self.caller(&request)?;
+        let check = convert::token_check(request.into_inner())?;
+        self.login_account(&check.account)?;
+        let verdict = self
+            .router
+            .fast_tokens()
+            .verify(&check)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::VerifyTokenReply {
+            responder: verdict.responder.unwrap_or_default(),
+            rotate: verdict.rotate,
+        }))
+    }
+
+    /// Issues a token only to an account that exists (an edge asks after a login).
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenReply>, Status> {
+        self.caller(&request)?;
+        let r = request.into_inner();
+        let account = convert::jid(&r.account)?;
+        self.login_account(&account)?;
+        let mechanism = convert::token_mechanism(&r.mechanism)?;
+        convert::user_agent(&r.user_agent)?;
+        let issued = self
+            .router
+            .fast_tokens()
+            .issue(&account, &r.user_agent, mechanism)
+            .await
+            .map_err(|e| match e {
+                StorageError::NotFound => Status::not_found("no such account"),
+                e => Status::unavailable(e.to_string()),
+            })?;
+        let expiry = issued.expiry.duration_since(std::time::UNIX_EPOCH);
+        Ok(Response::new(pb::IssueTokenReply {
+            token: issued.token,
+            expiry: expiry.map_or(0, |d| d.as_secs()),
+        }))
+    }
+
     /// The edge's proof checked here, where the keys are; inputs checked as untrusted
     /// (a bare JID of a served domain, a known hash, bounded sizes).
     async fn verify_scram(
@@ -490,11 +551,7 @@ impl router_server::Router for RouterService {
         self.caller(&request)?;
         let r = request.into_inner();
         let account = convert::jid(&r.account)?;
-        if !account.is_bare() || account.local().is_none() || !self.router.is_local(&account) {
-            return Err(Status::invalid_argument(
-                "a proof is checked for a bare JID of a served domain",
-            ));
-        }
+        self.login_account(&account)?;
         let proof = convert::proof(r)?;
         let stored = self
             .accounts

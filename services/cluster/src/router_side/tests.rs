@@ -126,6 +126,7 @@ fn bind(jid: &str, edge_id: &str, conn: u64) -> pb::BindRequest {
         edge_id: edge_id.into(),
         conn,
         presence: String::new(),
+        carbons: false,
     }
 }
 

@@ -28,6 +28,14 @@ pub enum Step {
         username: String,
         proof: ScramProof,
     },
+    /// XEP-0484: have the hashed token checked against `username`'s tokens for this
+    /// mechanism (and the client's user agent) and call [`Exchange::verified`] with the
+    /// HT responder message, or `None`.
+    VerifyToken {
+        username: String,
+        hashed: Vec<u8>,
+        cb_data: Vec<u8>,
+    },
     /// Send a `<challenge/>` with this data and wait for a `<response/>`.
     Challenge(Vec<u8>),
     /// Authenticated; send `<success/>` with the additional data, if any.
@@ -68,6 +76,10 @@ enum State {
         client: ClientFirst,
         known: bool,
     },
+    /// HT: the hashed token is being checked.
+    TokenVerify {
+        username: String,
+    },
     Done,
 }
 
@@ -102,6 +114,7 @@ impl Exchange {
             (Mechanism::Plain, None) => Step::Challenge(Vec::new()),
             (Mechanism::Plain, Some(msg)) => exchange.plain(msg),
             (_, None) => exchange.fail(Failure::MalformedRequest),
+            (m, Some(msg)) if m.is_token() => exchange.token(msg),
             (_, Some(msg)) => exchange.scram_first(msg),
         };
         (exchange, step)
@@ -133,6 +146,26 @@ impl Exchange {
             password: password.to_owned(),
         };
         Step::NeedCredentials { username }
+    }
+
+    /// HT §3.1: single round trip, client first.
+    fn token(&mut self, msg: &[u8]) -> Step {
+        let Some(cb_data) = super::fast::cb_data(self.mechanism, &self.cb) else {
+            return self.fail(Failure::InvalidMechanism);
+        };
+        match super::fast::Initiator::parse(msg) {
+            Ok(initiator) => {
+                self.state = State::TokenVerify {
+                    username: initiator.username.clone(),
+                };
+                Step::VerifyToken {
+                    username: initiator.username,
+                    hashed: initiator.hashed,
+                    cb_data,
+                }
+            }
+            Err(f) => self.fail(f),
+        }
     }
 
     fn scram_first(&mut self, msg: &[u8]) -> Step {
@@ -249,9 +282,15 @@ impl Exchange {
                 authzid: client.authzid,
                 additional: Some(format!("v={}", B64.encode(signature)).into_bytes()),
             },
-            (State::PlainVerify { .. } | State::ScramVerify { .. }, _) => {
-                Step::Failure(Failure::NotAuthorized)
-            }
+            (State::TokenVerify { username }, Some(responder)) => Step::Success {
+                username,
+                authzid: None,
+                additional: Some(responder.to_vec()),
+            },
+            (
+                State::PlainVerify { .. } | State::ScramVerify { .. } | State::TokenVerify { .. },
+                _,
+            ) => Step::Failure(Failure::NotAuthorized),
             _ => self.fail(Failure::MalformedRequest),
         }
     }

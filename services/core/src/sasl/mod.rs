@@ -11,6 +11,7 @@ mod client;
 mod credentials;
 mod decoy;
 mod exchange;
+pub mod fast;
 mod proof;
 mod scram;
 
@@ -64,6 +65,10 @@ pub enum Mechanism {
     ScramSha1Plus,
     ScramSha1,
     Plain,
+    /// XEP-0484 FAST token mechanisms (HT, see `fast.rs`), offered only inside SASL2.
+    HtSha256None,
+    HtSha256Endp,
+    HtSha256Expr,
 }
 
 impl Mechanism {
@@ -75,6 +80,9 @@ impl Mechanism {
         Self::Plain,
     ];
 
+    /// The token mechanisms, channel-bound first.
+    pub const FAST: [Mechanism; 3] = [Self::HtSha256Expr, Self::HtSha256Endp, Self::HtSha256None];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
@@ -82,15 +90,30 @@ impl Mechanism {
             Self::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
             Self::ScramSha1 => "SCRAM-SHA-1",
             Self::Plain => "PLAIN",
+            Self::HtSha256None => "HT-SHA-256-NONE",
+            Self::HtSha256Endp => "HT-SHA-256-ENDP",
+            Self::HtSha256Expr => "HT-SHA-256-EXPR",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.name() == name)
+        Self::ALL
+            .into_iter()
+            .chain(Self::FAST)
+            .find(|m| m.name() == name)
     }
 
+    /// Whether the mechanism needs channel-binding data.
     pub fn is_plus(self) -> bool {
-        matches!(self, Self::ScramSha256Plus | Self::ScramSha1Plus)
+        matches!(
+            self,
+            Self::ScramSha256Plus | Self::ScramSha1Plus | Self::HtSha256Endp | Self::HtSha256Expr
+        )
+    }
+
+    /// Whether this is a FAST token mechanism.
+    pub fn is_token(self) -> bool {
+        Self::FAST.contains(&self)
     }
 
     /// The SCRAM hash, `None` for PLAIN.
@@ -98,7 +121,7 @@ impl Mechanism {
         match self {
             Self::ScramSha256Plus | Self::ScramSha256 => Some(HashAlg::Sha256),
             Self::ScramSha1Plus | Self::ScramSha1 => Some(HashAlg::Sha1),
-            Self::Plain => None,
+            Self::Plain | Self::HtSha256None | Self::HtSha256Endp | Self::HtSha256Expr => None,
         }
     }
 }
@@ -114,6 +137,8 @@ pub enum Failure {
     MalformedRequest,
     MechanismTooWeak,
     NotAuthorized,
+    /// XEP-0484 §4.2: a token the server no longer trusts.
+    CredentialsExpired,
     TemporaryAuthFailure,
 }
 
@@ -128,6 +153,7 @@ impl Failure {
             Self::MalformedRequest => "malformed-request",
             Self::MechanismTooWeak => "mechanism-too-weak",
             Self::NotAuthorized => "not-authorized",
+            Self::CredentialsExpired => "credentials-expired",
             Self::TemporaryAuthFailure => "temporary-auth-failure",
         }
     }

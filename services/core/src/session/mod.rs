@@ -15,6 +15,7 @@ mod csi;
 mod framing;
 mod negotiate;
 mod resume;
+mod sasl2;
 mod sm;
 mod stanzas;
 
@@ -26,6 +27,7 @@ use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::Jid;
 use crate::ns;
 use crate::routed::Routed;
+use crate::sasl::fast::{IssuedToken, TokenCheck};
 use crate::sasl::{AccountSalts, ChannelBindings, Decoy, Exchange, Failure, Mechanism, ScramProof};
 use crate::stanza::Stanza;
 use crate::xml::{escape_attr, Frame, Framer, Limits};
@@ -51,6 +53,8 @@ pub struct SessionConfig {
     pub sm: SmPolicy,
     /// An XML stream over TCP, or RFC 7395 over WebSocket (one message per element).
     pub framing: Framing,
+    /// XEP-0484 FAST tokens offered (inside SASL2).
+    pub fast: bool,
 }
 
 impl Default for SessionConfig {
@@ -65,6 +69,7 @@ impl Default for SessionConfig {
             limits: Limits::default(),
             sm: SmPolicy::default(),
             framing: Framing::Stream,
+            fast: true,
         }
     }
 }
@@ -98,6 +103,14 @@ pub enum Input<'a> {
     TlsEstablished(ChannelBindings),
     Credentials(Lookup),
     Verified(Verification),
+    /// Outcome of [`Output::VerifyToken`]; `rotate`: the token is due for rotation
+    /// (XEP-0484 §3.5).
+    TokenVerified {
+        verification: Verification,
+        rotate: bool,
+    },
+    /// Outcome of [`Output::IssueToken`] (`None`: no token could be issued).
+    TokenIssued(Option<IssuedToken>),
     /// Outcome of [`Output::Bind`]; an error is returned to the client as this condition.
     Bound(Result<(), StanzaCondition>),
     /// A stanza routed to this session.
@@ -124,6 +137,16 @@ pub enum Output {
         account: Jid,
         proof: ScramProof,
     },
+    /// XEP-0484: check this token against the tokens issued to the client and report
+    /// `TokenVerified` (the HT responder message if it is right).
+    VerifyToken(TokenCheck),
+    /// XEP-0484 §3.3: issue a token to `user_agent` of `account` for `mechanism`, and
+    /// report `TokenIssued`.
+    IssueToken {
+        account: Jid,
+        user_agent: String,
+        mechanism: Mechanism,
+    },
     Authenticated {
         username: String,
         mechanism: Mechanism,
@@ -133,8 +156,10 @@ pub enum Output {
         failure: Failure,
     },
     /// Register this full JID (a conflicting older session is replaced, RFC 6120 §7.7.2.2).
+    /// `carbons`: XEP-0280 carbons enabled from the start (XEP-0386 inline).
     Bind {
         jid: Jid,
+        carbons: bool,
     },
     Route(Stanza),
     /// Find the session with this SM-ID, if it is `account`'s, and have it take over this
@@ -161,10 +186,13 @@ enum Phase {
     Authenticating(Box<Exchange>),
     AwaitCredentials(Box<Exchange>),
     AwaitVerify(Box<Exchange>),
+    /// The bind asked for by the IQ with this id, or by XEP-0386 Bind 2 (`None`).
     AwaitBind {
-        iq_id: String,
+        iq_id: Option<String>,
         jid: Jid,
     },
+    /// XEP-0484: waiting for the token asked for.
+    AwaitToken,
     Established,
     /// XEP-0198: waiting for the driver to find the session named by `<resume/>`.
     AwaitResume,
@@ -193,6 +221,8 @@ pub struct Session {
     inactive: Option<csi::Held>,
     /// XEP-0198 state, once enabled (boxed: most of a session's life it is absent).
     sm: Option<Box<sm::Sm>>,
+    /// XEP-0388: the `<authenticate/>` request being served (boxed: login only).
+    sasl2: Option<Box<sasl2::Sasl2>>,
     out: Vec<Output>,
 }
 
@@ -212,6 +242,7 @@ impl Session {
             auth_failures: 0,
             inactive: None,
             sm: None,
+            sasl2: None,
             out: Vec::new(),
         }
     }
@@ -267,6 +298,14 @@ impl Session {
             }
             Input::Credentials(lookup) => self.on_credentials(lookup),
             Input::Verified(verification) => self.on_verified(verification),
+            Input::TokenVerified {
+                verification,
+                rotate,
+            } => {
+                self.token_rotation(rotate);
+                self.on_verified(verification);
+            }
+            Input::TokenIssued(token) => self.on_token_issued(token),
             Input::Bound(result) => self.on_bound(result),
             Input::Deliver(stanza) => {
                 if matches!(self.phase, Phase::Established | Phase::Detached) {
@@ -414,6 +453,8 @@ impl Session {
 
 #[cfg(test)]
 mod framing_tests;
+#[cfg(test)]
+mod sasl2_tests;
 #[cfg(test)]
 mod sm_tests;
 #[cfg(test)]

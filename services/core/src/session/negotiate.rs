@@ -5,6 +5,7 @@ use super::{Lookup, Output, Phase, Session, Verification};
 use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::{normalize_local, Jid};
 use crate::ns;
+use crate::sasl::fast::TokenCheck;
 use crate::sasl::{ChannelBindings, Exchange, Failure, Mechanism, Step};
 use crate::stanza::Stanza;
 use crate::xml::{Element, StreamHeader};
@@ -34,17 +35,27 @@ impl Session {
             return self.stream_error(StreamCondition::UnsupportedVersion, None);
         }
         self.send_header(el.attr("from"));
+        self.send_features();
+        self.phase = Phase::Negotiating;
+    }
+
+    /// The stream features for where negotiation stands (RFC 6120 §4.3.2).
+    pub(super) fn send_features(&mut self) {
         let features = self.features();
         let features = features
             .to_xml(ns::STREAMS)
             .replacen("<features", "<stream:features", 1)
-            .replacen("</features>", "</stream:features>", 1);
+            .replacen("</features>", "</stream:features>", 1)
+            .replacen(
+                "<features xmlns='http://etherx.jabber.org/streams'/>",
+                "<stream:features/>",
+                1,
+            );
         self.send(self.config.framing.stream_element(features));
-        self.phase = Phase::Negotiating;
     }
 
     /// Mechanisms usable on this connection right now, in preference order.
-    fn mechanisms(&self) -> Vec<Mechanism> {
+    pub(super) fn mechanisms(&self) -> Vec<Mechanism> {
         let cb = self.tls.as_ref().is_some_and(ChannelBindings::any);
         let allowed = self.tls.is_some() || !self.config.tls_required;
         self.config
@@ -58,16 +69,23 @@ impl Session {
     fn features(&self) -> Element {
         let mut features = Element::new("features", ns::STREAMS);
         if self.user.is_some() {
-            features.push_child(Element::new("bind", ns::BIND));
-            features.push_child(
-                Element::new("session", ns::SESSION)
-                    .with_child(Element::new("optional", ns::SESSION)),
-            );
+            // Bound already (XEP-0386, or resumed inline): nothing left to negotiate, and
+            // offering bind or SM again would have clients do it twice.
+            let unbound = self.jid.is_none();
+            if unbound {
+                features.push_child(Element::new("bind", ns::BIND));
+                features.push_child(
+                    Element::new("session", ns::SESSION)
+                        .with_child(Element::new("optional", ns::SESSION)),
+                );
+            }
             // Informational features of what the server does for bound sessions.
             features.push_child(Element::new("ver", ns::ROSTER_VER));
             features.push_child(Element::new("sub", ns::PRE_APPROVAL));
             features.push_child(Element::new("csi", ns::CSI));
-            features.push_child(Element::new("sm", ns::SM));
+            if unbound {
+                features.push_child(Element::new("sm", ns::SM));
+            }
             return features;
         }
         if self.tls.is_none() && self.config.starttls {
@@ -78,6 +96,9 @@ impl Session {
             features.push_child(starttls);
         }
         let mechanisms = self.mechanisms();
+        if let Some(sasl2) = self.sasl2_feature(&mechanisms) {
+            features.push_child(sasl2);
+        }
         if !mechanisms.is_empty() {
             let mut list = Element::new("mechanisms", ns::SASL);
             for m in mechanisms {
@@ -110,6 +131,20 @@ impl Session {
                 Err(f) => self.sasl_failed(exchange.mechanism(), f),
             },
             (Phase::Authenticating(exchange), ns::SASL, "abort") => {
+                self.sasl_failed(exchange.mechanism(), Failure::Aborted)
+            }
+            (Phase::Negotiating, ns::SASL2, "authenticate") => self.on_authenticate(&el),
+            (Phase::Authenticating(mut exchange), ns::SASL2, "response") if self.in_sasl2() => {
+                let data = el.text().split_ascii_whitespace().collect::<String>();
+                match B64.decode(data) {
+                    Ok(data) => {
+                        let step = exchange.response(&data);
+                        self.on_step(exchange, step);
+                    }
+                    Err(_) => self.sasl_failed(exchange.mechanism(), Failure::IncorrectEncoding),
+                }
+            }
+            (Phase::Authenticating(exchange), ns::SASL2, "abort") if self.in_sasl2() => {
                 self.sasl_failed(exchange.mechanism(), Failure::Aborted)
             }
             (Phase::Negotiating, ns::CLIENT, "iq") if self.user.is_some() => self.on_bind_iq(el),
@@ -161,7 +196,7 @@ impl Session {
         }
     }
 
-    fn on_step(&mut self, mut exchange: Box<Exchange>, step: Step) {
+    pub(super) fn on_step(&mut self, mut exchange: Box<Exchange>, step: Step) {
         match step {
             Step::NeedCredentials { username } => match Jid::bare_from(&username, &self.domain) {
                 Ok(account) => {
@@ -184,8 +219,35 @@ impl Session {
                     self.on_step(exchange, step);
                 }
             },
+            Step::VerifyToken {
+                username,
+                hashed,
+                cb_data,
+            } => {
+                let mechanism = exchange.mechanism();
+                let client = self.token_client(mechanism);
+                match (Jid::bare_from(&username, &self.domain), client) {
+                    (Ok(account), Some((user_agent, invalidate))) => {
+                        self.phase = Phase::AwaitVerify(exchange);
+                        self.out.push(Output::VerifyToken(TokenCheck {
+                            account,
+                            user_agent,
+                            mechanism,
+                            hashed,
+                            cb_data,
+                            invalidate,
+                        }));
+                    }
+                    // No account, or no client a token could have been issued to.
+                    _ => {
+                        let step = exchange.verified(None);
+                        self.on_step(exchange, step);
+                    }
+                }
+            }
             Step::Challenge(data) => {
-                let challenge = Element::new("challenge", ns::SASL).with_text(B64.encode(data));
+                let namespace = if self.in_sasl2() { ns::SASL2 } else { ns::SASL };
+                let challenge = Element::new("challenge", namespace).with_text(B64.encode(data));
                 self.send_el(&challenge);
                 self.phase = Phase::Authenticating(exchange);
             }
@@ -201,20 +263,23 @@ impl Session {
                 if authzid.is_some_and(|a| a != own && a != username) {
                     return self.sasl_failed(exchange.mechanism(), Failure::InvalidAuthzid);
                 }
-                let mut success = Element::new("success", ns::SASL);
-                if let Some(data) = additional {
-                    success = success.with_text(B64.encode(data));
+                // The binding data served this exchange only; the stream stays encrypted.
+                super::sasl2::spent(&mut self.tls);
+                if !self.in_sasl2() {
+                    let mut success = Element::new("success", ns::SASL);
+                    if let Some(data) = &additional {
+                        success = success.with_text(B64.encode(data));
+                    }
+                    self.send_el(&success);
                 }
-                self.send_el(&success);
                 self.out.push(Output::Authenticated {
                     username: username.clone(),
                     mechanism: exchange.mechanism(),
                 });
-                self.user = Some(username);
-                // The binding data served this exchange only; the stream stays encrypted.
-                if let Some(cb) = &mut self.tls {
-                    *cb = ChannelBindings::default();
+                if self.in_sasl2() {
+                    return self.sasl2_authenticated(username, additional);
                 }
+                self.user = Some(username);
                 // RFC 6120 §6.4.6: stream restart; the client's next header may be buffered.
                 // Stanzas may now be as large as authenticated ones (RFC 6120 §13.12).
                 self.framer.set_authenticated();
@@ -254,15 +319,18 @@ impl Session {
         self.on_step(exchange, step);
     }
 
-    fn sasl_failed(&mut self, mechanism: Mechanism, failure: Failure) {
+    pub(super) fn sasl_failed(&mut self, mechanism: Mechanism, failure: Failure) {
         self.out.push(Output::AuthFailed { mechanism, failure });
         self.sasl_reply_failure(failure);
     }
 
     /// Every failed attempt counts toward the per-connection limit (RFC 6120 §6.4.5).
-    fn sasl_reply_failure(&mut self, failure: Failure) {
-        let reply =
-            Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL));
+    pub(super) fn sasl_reply_failure(&mut self, failure: Failure) {
+        let reply = if self.in_sasl2() {
+            self.sasl2_failure(failure)
+        } else {
+            Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL))
+        };
         self.send_el(&reply);
         self.phase = Phase::Negotiating;
         self.auth_failures += 1;
@@ -303,8 +371,14 @@ impl Session {
             .unwrap_or_else(generated_resource);
         match account.with_resource(&resource) {
             Ok(jid) => {
-                self.out.push(Output::Bind { jid: jid.clone() });
-                self.phase = Phase::AwaitBind { iq_id: id, jid };
+                self.out.push(Output::Bind {
+                    jid: jid.clone(),
+                    carbons: false,
+                });
+                self.phase = Phase::AwaitBind {
+                    iq_id: Some(id),
+                    jid,
+                };
             }
             Err(_) => self.stanza_error(&stanza, StanzaCondition::BadRequest),
         }
@@ -315,6 +389,9 @@ impl Session {
             std::mem::replace(&mut self.phase, Phase::Negotiating)
         else {
             return;
+        };
+        let Some(iq_id) = iq_id else {
+            return self.on_bind2(jid, result);
         };
         let mut reply = Element::new("iq", ns::CLIENT).with_attr("id", iq_id);
         match result {

@@ -58,6 +58,8 @@ impl Session {
         // The new transport's policy: its framing (a session left over WebSocket may come
         // back over TCP, and the other way round) and its limits.
         self.config = newer.config.clone();
+        // Resumed inside SASL2: the new connection's request is answered here.
+        self.sasl2 = newer.sasl2.take();
         newer.phase = Phase::Closed;
         newer.out.clear();
         Ok(self.resumed(h))
@@ -118,7 +120,9 @@ impl Session {
         Ok(self.resumed(h))
     }
 
-    /// The resumed stream's first words: `<resumed/>`, the resends, an ack request.
+    /// The resumed stream's first words: `<resumed/>` (inside SASL2's `<success/>`,
+    /// followed by stream features, when it was asked for inline), the resends, an ack
+    /// request.
     fn resumed(&mut self, h: Option<u32>) -> Vec<Output> {
         if let Some(h) = h {
             self.acknowledge(h);
@@ -136,7 +140,14 @@ impl Session {
         let framing = self.config.framing;
         let resend: Vec<String> = sm.unacked.iter().map(|r| framing.stanza(r)).collect();
         let ask = !resend.is_empty();
-        self.send_el(&resumed);
+        if self.in_sasl2() {
+            let jid = self.jid.as_ref().map(Jid::to_string).unwrap_or_default();
+            let success = self.sasl2_success(&jid, Some(resumed));
+            self.send_el(&success);
+            self.send_features();
+        } else {
+            self.send_el(&resumed);
+        }
         for xml in resend {
             self.send(xml);
         }

@@ -97,6 +97,16 @@ pub enum ResumeRefused {
     HandledTooHigh { h: u32, sent: u32 },
 }
 
+/// A `<failed/>` with a stanza error condition and, when known, the server's `h`.
+fn failed_element(condition: StanzaCondition, h: Option<u32>) -> Element {
+    let mut failed =
+        Sm::sm_element("failed").with_child(Element::new(condition.as_str(), ns::STANZA_ERRORS));
+    if let Some(h) = h {
+        failed.set_attr("h", h.to_string());
+    }
+    failed
+}
+
 fn parse_h(el: &Element) -> Option<u32> {
     el.attr("h")?.parse().ok()
 }
@@ -135,7 +145,7 @@ impl Session {
         }
     }
 
-    fn ask_resume(&mut self, previd: String, h: Option<u32>) {
+    pub(super) fn ask_resume(&mut self, previd: String, h: Option<u32>) {
         let Some(account) = self.account() else {
             return self.stream_error(StreamCondition::InternalServerError, None);
         };
@@ -145,27 +155,37 @@ impl Session {
 
     /// The session named by `<resume/>` cannot be resumed: `<failed/>`, after which
     /// the client may bind (XEP-0198 §5). An impossible `h` is told as such, with the
-    /// count the server did send, as an `<a/>` would be (§4).
+    /// count the server did send, as an `<a/>` would be (§4). Inside SASL2 the answer
+    /// goes into `<success/>` and a requested Bind2 goes ahead (XEP-0386 §3.2).
     pub(super) fn on_resume_failed(&mut self, why: ResumeRefused) {
         if !matches!(self.phase, Phase::AwaitResume) {
             return;
         }
         self.phase = Phase::Negotiating;
-        match why {
-            ResumeRefused::NotFound => self.sm_failed(StanzaCondition::ItemNotFound, None),
+        let failed = match why {
+            ResumeRefused::NotFound => failed_element(StanzaCondition::ItemNotFound, None),
             ResumeRefused::HandledTooHigh { h, sent } => {
-                let failed = Sm::sm_element("failed")
-                    .with_child(Element::new(
-                        StanzaCondition::UndefinedCondition.as_str(),
-                        ns::STANZA_ERRORS,
-                    ))
-                    .with_child(handled_count_too_high(h, sent));
-                self.send_el(&failed);
+                failed_element(StanzaCondition::UndefinedCondition, None)
+                    .with_child(handled_count_too_high(h, sent))
             }
+        };
+        match self.sasl2.as_mut() {
+            Some(sasl2) => {
+                sasl2.results.push(failed);
+                self.sasl2_continue();
+            }
+            None => self.send_el(&failed),
         }
     }
 
     fn enable(&mut self, el: &Element) {
+        let enabled = self.enabled(el);
+        self.send_el(&enabled);
+    }
+
+    /// Enables stream management as `<enable/>` asks and returns the `<enabled/>` answer
+    /// (sent on its own, or inside a Bind2 `<bound/>`).
+    pub(super) fn enabled(&mut self, el: &Element) -> Element {
         let policy = self.config.sm;
         let wants_resume = matches!(el.attr("resume"), Some("true" | "1"));
         let mut enabled = Sm::sm_element("enabled");
@@ -190,16 +210,11 @@ impl Session {
             unacked_bytes: 0,
             since_request: 0,
         }));
-        self.send_el(&enabled);
+        enabled
     }
 
     fn sm_failed(&mut self, condition: StanzaCondition, h: Option<u32>) {
-        let mut failed = Sm::sm_element("failed")
-            .with_child(Element::new(condition.as_str(), ns::STANZA_ERRORS));
-        if let Some(h) = h {
-            failed.set_attr("h", h.to_string());
-        }
-        self.send_el(&failed);
+        self.send_el(&failed_element(condition, h));
     }
 
     fn send_ack(&mut self) {

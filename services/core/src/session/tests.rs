@@ -43,7 +43,7 @@ pub(super) fn found() -> Lookup {
 
 /// Plays the driver and the router for a proof check the outputs end with: the check
 /// against [`stored`], and the session's outputs after it.
-fn answered(s: &mut Session, mut out: Vec<Output>) -> Vec<Output> {
+pub(super) fn answered(s: &mut Session, mut out: Vec<Output>) -> Vec<Output> {
     if let Some(Output::VerifyProof { proof, .. }) = out.last() {
         let verification = match proof.check(Some(stored())) {
             Some(signature) => Verification::Accepted(signature),
@@ -174,7 +174,8 @@ fn happy_path_starttls_plain_bind_route() {
     assert_eq!(
         out,
         vec![Output::Bind {
-            jid: Jid::parse("alice@localhost/phone").unwrap()
+            jid: Jid::parse("alice@localhost/phone").unwrap(),
+            carbons: false,
         }]
     );
     let out = s.handle(Input::Bound(Ok(())));
@@ -223,7 +224,7 @@ fn rfc6120_7_pipelined_stanza_waits_for_the_bind_result() {
     feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
     credentials(&mut s, found());
     let out = feed(&mut s, &format!("{OPEN}<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq><presence/>"));
-    let Some(Output::Bind { jid }) = out.last() else {
+    let Some(Output::Bind { jid, .. }) = out.last() else {
         panic!("{out:?}")
     };
     assert!(

@@ -3,6 +3,7 @@
 
 use super::{handshake, Conn, Transport};
 use crate::throttle::Verdict;
+use switchyard_core::sasl::fast::TokenCheck;
 use switchyard_core::sasl::{Failure, Mechanism, ScramProof};
 use switchyard_core::session::{Input, Lookup, Output, Verification};
 use switchyard_core::Jid;
@@ -25,8 +26,9 @@ impl Conn {
         }
     }
 
-    pub(super) async fn bind(&mut self, jid: Jid) -> Vec<Output> {
-        let record = SessionRecord::bound(jid.clone(), &self.ctx.config.edge_id, self.id);
+    pub(super) async fn bind(&mut self, jid: Jid, carbons: bool) -> Vec<Output> {
+        let mut record = SessionRecord::bound(jid.clone(), &self.ctx.config.edge_id, self.id);
+        record.carbons = carbons;
         self.ctx.connections.claim(self.id, jid.clone());
         let result = self.ctx.link.bind(record).await;
         if result.is_ok() {
@@ -41,26 +43,80 @@ impl Conn {
     /// The credentials of a SASL attempt, once the throttle lets it go ahead: refused
     /// at once, or looked up after the wait it owes (see `throttle.rs`).
     pub(super) async fn fetch(&mut self, account: Jid) -> Vec<Output> {
+        let lookup = match self.admit(account).await {
+            Some(Admitted::Refused) => Lookup::Throttled,
+            None => Lookup::Unavailable,
+            Some(Admitted::Go(account)) => match self.ctx.link.credentials(&account).await {
+                Ok(Some(salts)) => Lookup::Found(salts),
+                Ok(None) => Lookup::NotFound,
+                Err(e) => {
+                    tracing::warn!(error = %e, "credential lookup failed");
+                    Lookup::Unavailable
+                }
+            },
+        };
+        self.session.handle(Input::Credentials(lookup))
+    }
+
+    /// Puts an attempt for `account` before the login throttle, as every mechanism's
+    /// is: refused, or let go after the wait it owes; `None` when the server starts
+    /// shutting down meanwhile.
+    async fn admit(&mut self, account: Jid) -> Option<Admitted> {
         let attempt = self.ctx.throttle.check(self.ip, account).await;
-        let lookup = match attempt.verdict {
-            Verdict::Refuse => Lookup::Throttled,
-            // Shutting down: the session is about to end anyway.
-            Verdict::Wait(delay) if !wait_out(delay, &self.ctx.shutdown).await => {
-                Lookup::Unavailable
-            }
-            Verdict::Go | Verdict::Wait(_) => {
-                match self.ctx.link.credentials(&attempt.account).await {
-                    Ok(Some(salts)) => Lookup::Found(salts),
-                    Ok(None) => Lookup::NotFound,
+        let admitted = match attempt.verdict {
+            Verdict::Refuse => Some(Admitted::Refused),
+            Verdict::Wait(delay) if !wait_out(delay, &self.ctx.shutdown).await => None,
+            Verdict::Go | Verdict::Wait(_) => Some(Admitted::Go(attempt.account.clone())),
+        };
+        self.attempt = Some(Box::new(attempt));
+        admitted
+    }
+
+    /// XEP-0484: a FAST token checked where the account's tokens are, behind the same
+    /// throttle as a password; a wrong one counts as a wrong password would.
+    pub(super) async fn verify_token(&mut self, mut check: TokenCheck) -> Vec<Output> {
+        let (verification, rotate) = match self.admit(check.account.clone()).await {
+            Some(Admitted::Go(account)) => {
+                check.account = account;
+                match self.ctx.link.verify_token(&check).await {
+                    Ok(verdict) => match verdict.responder {
+                        Some(responder) => (Verification::Accepted(responder), verdict.rotate),
+                        None => (Verification::Rejected, false),
+                    },
                     Err(e) => {
-                        tracing::warn!(error = %e, "credential lookup failed");
-                        Lookup::Unavailable
+                        tracing::warn!(error = %e, "token check failed");
+                        (Verification::Unavailable, false)
                     }
                 }
             }
+            Some(Admitted::Refused) | None => (Verification::Unavailable, false),
         };
-        self.attempt = Some(Box::new(attempt));
-        self.session.handle(Input::Credentials(lookup))
+        self.session.handle(Input::TokenVerified {
+            verification,
+            rotate,
+        })
+    }
+
+    /// XEP-0484 §3.3: a token for the client that just authenticated; none (and the
+    /// login goes on) when it cannot be stored.
+    pub(super) async fn issue_token(
+        &mut self,
+        account: Jid,
+        user_agent: String,
+        mechanism: Mechanism,
+    ) -> Vec<Output> {
+        let issued = self
+            .ctx
+            .link
+            .issue_token(&account, &user_agent, mechanism)
+            .await;
+        let token = issued
+            .inspect_err(|e| tracing::warn!(error = %e, "no FAST token issued"))
+            .ok();
+        if token.is_some() {
+            metrics::EDGE_FAST_TOKENS_ISSUED.inc();
+        }
+        self.session.handle(Input::TokenIssued(token))
     }
 
     /// The proof of a SASL attempt, checked where the account's keys are. A wrong one
@@ -106,6 +162,13 @@ impl Conn {
             self.id,
         );
     }
+}
+
+/// What the login throttle made of an attempt.
+enum Admitted {
+    Refused,
+    /// Go ahead, for the account as the throttle normalized it.
+    Go(Jid),
 }
 
 /// Waits `delay` unless the server starts shutting down meanwhile (`false`).

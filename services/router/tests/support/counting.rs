@@ -106,6 +106,10 @@ impl DocumentStore for Counted<MemoryStore> {
         self.tick();
         DocumentStore::get(&*self.inner, a, k).await
     }
+    async fn family(&self, a: &Jid, f: &str) -> Result<Vec<(String, String)>, StorageError> {
+        self.tick();
+        self.inner.family(a, f).await
+    }
     async fn put(&self, a: &Jid, k: &str, v: Option<&str>) -> Result<(), StorageError> {
         self.tick();
         self.inner.put(a, k, v).await

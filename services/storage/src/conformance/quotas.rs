@@ -128,7 +128,8 @@ async fn outcomes(mut set: tokio::task::JoinSet<Result<(), StorageError>>) -> us
     accepted
 }
 
-/// [`DocumentStore::put_within`]: a family's key count and bytes, replacing, removing.
+/// [`DocumentStore::put_within`]: a family's key count and bytes, replacing, removing;
+/// [`DocumentStore::family`] lists it.
 pub async fn bounded_documents<B: Backend>(store: &B) {
     let owner = jid("conformance-bounded-docs@localhost");
     store.create(&owner, &creds("x")).await.expect("create");
@@ -173,6 +174,21 @@ pub async fn bounded_documents<B: Backend>(store: &B) {
         Some(24),
         "a refused put changes nothing"
     );
+    // A family is listed by prefix, in key order, and nothing outside it (the prefix's
+    // `_` and `%` are no patterns).
+    store
+        .put(&owner, "p_x", Some("other"))
+        .await
+        .expect("look-alike");
+    store
+        .put(&owner, "p%", Some("other"))
+        .await
+        .expect("look-alike");
+    let listed = store.family(&owner, "p:").await.expect("family");
+    let want = [("p:a", "0123456789".to_owned()), ("p:b", "y".repeat(24))];
+    let want: Vec<(String, String)> = want.into_iter().map(|(k, v)| (k.into(), v)).collect();
+    assert_eq!(listed, want);
+    assert!(store.family(&owner, "q:").await.expect("none").is_empty());
     store.put(&owner, "p:a", None).await.expect("remove frees");
     store
         .put_within(&owner, "p:", "p:c", "0", quota)

@@ -276,6 +276,24 @@ impl DocumentStore for PgStore {
         Ok(row.map(|r| r.get(0)))
     }
 
+    async fn family(
+        &self,
+        account: &Jid,
+        family: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT key, value FROM documents
+                 WHERE account = $1 AND left(key, char_length($2::TEXT)) = $2::TEXT ORDER BY key",
+                &[&account.to_string(), &family],
+            )
+            .await
+            .db()?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError> {
         let account = account.to_string();
         let client = self.client().await?;

@@ -298,6 +298,27 @@ impl DocumentStore for SqliteStore {
         .await
     }
 
+    async fn family(
+        &self,
+        account: &Jid,
+        family: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let (account, family) = (account.to_string(), family.to_owned());
+        self.with(move |db| {
+            let mut query = db
+                .prepare_cached(
+                    "SELECT key, value FROM documents
+                     WHERE account = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key",
+                )
+                .db()?;
+            let rows = query
+                .query_map([&account, &family], |r| Ok((r.get(0)?, r.get(1)?)))
+                .db()?;
+            rows.collect::<Result<Vec<_>, _>>().db()
+        })
+        .await
+    }
+
     async fn put(&self, account: &Jid, key: &str, value: Option<&str>) -> Result<(), StorageError> {
         let (account, key, value) = (
             account.to_string(),
