@@ -59,12 +59,34 @@ async fn xmppjs_chats_over_wss_and_over_a_plain_listener_behind_a_balancer() {
     );
     let out = chat(&dir, &server, "ws_chat.mjs", &url).await;
     assert!(out.contains("OK message alice->bob"), "{out}");
-    // Stream management is offered and xmpp.js turns it on.
+    // SASL2 with Bind 2 is offered and xmpp.js takes it, enabling stream management
+    // inline.
+    assert!(out.contains("INFO alice auth SASL2"), "{out}");
+    assert!(out.contains("resource by bind2 (XEP-0386)"), "{out}");
     assert!(out.contains("INFO alice sm enabled"), "{out}");
 
     let plain = Server::start_with(|c| c.listen.websocket_tls = false).await;
     let url = format!("ws://127.0.0.1:{}/xmpp-websocket", plain.websocket().port());
     chat(&dir, &plain, "ws_chat.mjs", &url).await;
+}
+
+/// XEP-0388/0386/0484 as xmpp.js does them: a password login over SASL2 with Bind 2 that
+/// leaves a FAST token, token logins (rotated at once here), and a replaced token refused
+/// with the password taking over (the script's header has the steps).
+#[tokio::test]
+async fn xmppjs_logs_in_with_sasl2_bind2_and_fast_tokens() {
+    let Some(dir) = xmppjs_dir() else { return };
+    let server = Server::start_with(|c| c.auth.fast_rotate_secs = 0).await;
+    let url = format!("xmpps://localhost:{}", server.direct().port());
+    let out = chat(&dir, &server, "fast_login.mjs", &url).await;
+    for step in [
+        "OK password login with SASL2 SCRAM-SHA-1 and Bind 2",
+        "OK token login with HT-SHA-256-NONE and a wrong password",
+        "OK the rotated token logs in",
+        "OK the replaced token is refused (not-authorized)",
+    ] {
+        assert!(out.contains(step), "{step}:\n{out}");
+    }
 }
 
 #[tokio::test]
