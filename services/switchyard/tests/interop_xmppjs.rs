@@ -77,7 +77,10 @@ async fn xmppjs_chats_over_wss_and_over_a_plain_listener_behind_a_balancer() {
 async fn xmppjs_logs_in_with_sasl2_bind2_and_fast_tokens() {
     let Some(dir) = xmppjs_dir() else { return };
     let server = Server::start_with(|c| c.auth.fast_rotate_secs = 0).await;
-    let url = format!("xmpps://localhost:{}", server.direct().port());
+    let url = format!(
+        "wss://localhost:{}/xmpp-websocket",
+        server.websocket().port()
+    );
     let out = chat(&dir, &server, "fast_login.mjs", &url).await;
     for step in [
         "OK password login with SASL2 SCRAM-SHA-1 and Bind 2",

@@ -7,6 +7,7 @@
 // One script per process: the state here (clients, whether the run has finished) is the
 // process's.
 
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -248,5 +249,39 @@ export async function chatSteps(t, [alice, bob], domain, bodyPrefix) {
 
   for (const c of [alice, bob]) {
     if (!c.ownPresenceSeen) out(`INFO ${c.name} did not get its own available presence back`);
+  }
+}
+
+// Runs main() as runMain does, in a Node with a global WebSocket: Node 20 has it only
+// behind --experimental-websocket, so without it the script (`scriptUrl`, its
+// import.meta.url) runs itself again with that flag, same arguments, and passes on the
+// exit status; the hard timer covers the child too.
+export function runMainWithWebSocket(main, scriptUrl) {
+  if (typeof globalThis.WebSocket === "undefined") {
+    if (process.env.SWITCHYARD_XMPPJS_REEXEC) {
+      fail("this node has no WebSocket, even with --experimental-websocket (need Node >= 20.10)");
+    }
+    const flags = ["--experimental-websocket"];
+    if (process.allowedNodeEnvironmentFlags.has("--disable-warning")) {
+      flags.push("--disable-warning=ExperimentalWarning");
+    }
+    const child = spawn(
+      process.execPath,
+      [...flags, ...process.execArgv, fileURLToPath(scriptUrl), ...process.argv.slice(2)],
+      { stdio: "inherit", env: { ...process.env, SWITCHYARD_XMPPJS_REEXEC: "1" } },
+    );
+    setTimeout(() => {
+      child.kill("SIGKILL");
+      failTimeout();
+    }, HARD_TIMEOUT_MS).unref();
+    child.on("error", (err) => fail(`cannot run ${process.execPath}: ${err.message}`));
+    child.on("exit", (code, signal) => {
+      markFinished();
+      if (signal) out(`FAIL killed by ${signal}`);
+      process.exit(code ?? 1);
+    });
+  } else {
+    // A little under the parent's timer, so that the child is the one to report.
+    runMain(main, { timeoutMs: HARD_TIMEOUT_MS - (process.env.SWITCHYARD_XMPPJS_REEXEC ? 500 : 0), unref: true });
   }
 }

@@ -15,8 +15,12 @@
 // Exit status 0 only when every step passed; "FAIL <reason>" and the clients' last XML
 // on stderr otherwise. Bounded by a hard 30 s timer.
 //
+// Over RFC 7395 WebSocket, where xmpp.js's FAST users are (browsers). Over direct TLS,
+// xmpp.js 0.14 registers for the server's stream header only once its own header's
+// write has completed, and on loopback a server as quick as this one answers first:
+// `start()` then hangs although the client is online (seen in 1 of 3 runs).
 // The server's certificate is trusted through NODE_EXTRA_CA_CERTS. Example:
-//   node fast_login.mjs --url xmpps://localhost:5223 --domain localhost \
+//   node fast_login.mjs --url wss://localhost:5443/xmpp-websocket --domain localhost \
 //       --jid1 alice@localhost --pw1 secret --jid2 bob@localhost --pw2 secret
 
 import { randomUUID } from "node:crypto";
@@ -29,7 +33,7 @@ import {
   newClient,
   out,
   parseArguments,
-  runMain,
+  runMainWithWebSocket,
   setFailureDump,
   withTimeout,
 } from "./common.mjs";
@@ -38,7 +42,7 @@ const NS_SASL2 = "urn:xmpp:sasl:2";
 const NS_BIND2 = "urn:xmpp:bind:0";
 
 setFailureDump("last XML", (c) => c.xmpp?.status);
-runMain(main);
+runMainWithWebSocket(main, import.meta.url);
 
 // One line of XML for the trace; secrets (SASL data, tokens) left out.
 function show(el) {
@@ -49,7 +53,7 @@ function show(el) {
 }
 
 async function main() {
-  const args = parseArguments({ script: "fast_login.mjs", scheme: "xmpp", path: "" });
+  const args = parseArguments({ script: "fast_login.mjs", scheme: "ws", path: "xmpp-websocket" });
   const { client, xml } = await loadLibrary("@xmpp/client", () => import("@xmpp/client"));
   const [account] = args.accounts;
   const installation = randomUUID(); // one app installation: the same id every time
@@ -86,12 +90,12 @@ async function main() {
         if (el.getChild("bind", NS_BIND2)) seen.bind2 = true;
       }
     });
+    xmpp.on("element", (el) => c.traceLine(`<< ${show(el)}`));
+    xmpp.on("status", (status) => c.traceLine(`# status ${status}`));
     xmpp.on("nonza", (el) => {
-      c.traceLine(`<< ${show(el)}`);
       if (el.is("success", NS_SASL2)) seen.success += 1;
       if (el.is("failure", NS_SASL2)) seen.failures.push(el.children[0]?.name);
     });
-    xmpp.on("stanza", (el) => c.traceLine(`<< ${show(el)}`));
     xmpp.on("error", (err) => c.traceLine(`# error ${describe(err)}`));
     const jid = await withTimeout(xmpp.start(), STEP_TIMEOUT_MS, `${name} login`);
     if (jid.bare().toString() !== account.jid) throw new Failure(`${name} bound ${jid}, not ${account.jid}/…`);

@@ -31,11 +31,8 @@
 //   node ws_chat.mjs --url ws://127.0.0.1:5443/xmpp-websocket --domain localhost \
 //       --jid1 alice@localhost --pw1 secret --jid2 bob@localhost --pw2 secret
 
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import {
-  HARD_TIMEOUT_MS,
   NS_DISCO_INFO,
   NS_ROSTER,
   NS_SASL,
@@ -46,13 +43,11 @@ import {
   checkBoundJid,
   describe,
   fail,
-  failTimeout,
   loadLibrary,
-  markFinished,
   newClient,
   out,
   parseArguments,
-  runMain,
+  runMainWithWebSocket,
   setFailureDump,
   withTimeout,
 } from "./common.mjs";
@@ -73,35 +68,7 @@ addDescribeHint((err) =>
     : null,
 );
 
-// Node 20 without --experimental-websocket: run again with it, same arguments, and
-// pass on the exit status; the hard timer covers the child too.
-if (typeof globalThis.WebSocket === "undefined") {
-  if (process.env.SWITCHYARD_XMPPJS_REEXEC) {
-    fail("this node has no WebSocket, even with --experimental-websocket (need Node >= 20.10)");
-  }
-  const flags = ["--experimental-websocket"];
-  if (process.allowedNodeEnvironmentFlags.has("--disable-warning")) {
-    flags.push("--disable-warning=ExperimentalWarning");
-  }
-  const child = spawn(
-    process.execPath,
-    [...flags, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
-    { stdio: "inherit", env: { ...process.env, SWITCHYARD_XMPPJS_REEXEC: "1" } },
-  );
-  setTimeout(() => {
-    child.kill("SIGKILL");
-    failTimeout();
-  }, HARD_TIMEOUT_MS).unref();
-  child.on("error", (err) => fail(`cannot run ${process.execPath}: ${err.message}`));
-  child.on("exit", (code, signal) => {
-    markFinished();
-    if (signal) out(`FAIL killed by ${signal}`);
-    process.exit(code ?? 1);
-  });
-} else {
-  // A little under the parent's timer, so that the child is the one to report.
-  runMain(main, { timeoutMs: HARD_TIMEOUT_MS - (process.env.SWITCHYARD_XMPPJS_REEXEC ? 500 : 0), unref: true });
-}
+runMainWithWebSocket(main, import.meta.url);
 
 // One line of XML for the trace; SASL payloads (password material) left out.
 function show(el) {
