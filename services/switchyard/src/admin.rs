@@ -91,6 +91,14 @@ pub async fn serve(
         .route("/api/v1/users/{jid}", delete(delete_user))
         .route("/api/v1/users/{jid}/password", put(set_password))
         .route("/api/v1/users/{jid}/sessions", get(user_sessions))
+        .route(
+            "/api/v1/users/{jid}/fast-tokens",
+            get(fast_tokens).delete(revoke_fast_tokens),
+        )
+        .route(
+            "/api/v1/users/{jid}/fast-tokens/{client}",
+            delete(revoke_fast_client),
+        )
         .route("/api/v1/sessions/{jid}", delete(kick))
         .route("/api/v1/stats", get(stats))
         .with_state(state);
@@ -265,8 +273,67 @@ async fn set_password(
     let api = authorized(&admin, &headers)?;
     let jid = account(&api, &jid)?;
     let creds = credentials(&api, &body.password)?;
-    api.accounts.set_credentials(&jid, &creds).await?;
+    let tokens = api.router.fast_tokens();
+    crate::user::change_password(&*api.accounts, &tokens, &jid, &creds).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// XEP-0484: the clients holding FAST tokens for the account (no secret shown).
+async fn fast_tokens(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(jid): Path<String>,
+) -> ApiResult {
+    let api = authorized(&admin, &headers)?;
+    let jid = account(&api, &jid)?;
+    let clients = api.router.fast_tokens().list(&jid).await?;
+    let at = |secs: u64| {
+        switchyard_core::time::datetime(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+        )
+    };
+    let view: Vec<serde_json::Value> = clients
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "client": c.user_agent,
+                "mechanism": c.mechanism,
+                "issued": at(c.issued),
+                "expires": at(c.expires),
+            })
+        })
+        .collect();
+    Ok(Json(view).into_response())
+}
+
+/// Revokes every FAST token of the account: its clients log in with the password next.
+async fn revoke_fast_tokens(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(jid): Path<String>,
+) -> ApiResult {
+    let api = authorized(&admin, &headers)?;
+    let jid = account(&api, &jid)?;
+    let revoked = api.router.fast_tokens().revoke(&jid, None).await?;
+    tracing::info!(%jid, revoked, "FAST tokens revoked through the admin API");
+    Ok(Json(serde_json::json!({ "revoked": revoked })).into_response())
+}
+
+/// Revokes one client's FAST tokens (the client as `GET …/fast-tokens` names it).
+async fn revoke_fast_client(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path((jid, client)): Path<(String, String)>,
+) -> ApiResult {
+    let api = authorized(&admin, &headers)?;
+    let jid = account(&api, &jid)?;
+    match api.router.fast_tokens().revoke(&jid, Some(&client)).await? {
+        0 => Err(not_found("no tokens for this client")),
+        _ => {
+            tracing::info!(%jid, %client, "FAST tokens of one client revoked through the admin API");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
 }
 
 async fn user_sessions(

@@ -11,6 +11,8 @@ use clap::Subcommand;
 use std::io::{BufRead, IsTerminal};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
+use switchyard_router::fast::{FastPolicy, FastTokens};
+use switchyard_storage::{AccountStore, StorageError};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -221,7 +223,8 @@ async fn run_remote(config: &Config, action: Action, url: &str, token: &str) -> 
 }
 
 async fn run_on_store(config: &Config, action: Action) -> anyhow::Result<()> {
-    let store = crate::wiring::open_stores(config).await?.accounts;
+    let stores = crate::wiring::open_stores(config).await?;
+    let store = stores.accounts;
     match action {
         Action::Add { jid, password } => {
             let jid = account(config, &jid)?;
@@ -238,8 +241,12 @@ async fn run_on_store(config: &Config, action: Action) -> anyhow::Result<()> {
         }
         Action::Passwd { jid, password } => {
             let jid = account(config, &jid)?;
-            store
-                .set_credentials(&jid, &credentials(config, password, &jid)?)
+            let tokens = FastTokens {
+                documents: &*stores.documents,
+                policy: FastPolicy::default(),
+            };
+            let creds = credentials(config, password, &jid)?;
+            change_password(&*store, &tokens, &jid, &creds)
                 .await
                 .with_context(|| format!("cannot change the password of {jid}"))?;
             println!("password changed for {jid}");
@@ -253,5 +260,19 @@ async fn run_on_store(config: &Config, action: Action) -> anyhow::Result<()> {
             anyhow::bail!("sessions live in a running server: pass --admin-url and --admin-token")
         }
     }
+    Ok(())
+}
+
+/// A new password: the credentials replaced, and every XEP-0484 token issued under the
+/// old one revoked (a password is changed when a device is lost or a secret leaked).
+pub(crate) async fn change_password(
+    accounts: &dyn AccountStore,
+    tokens: &FastTokens<'_>,
+    jid: &Jid,
+    creds: &StoredCredentials,
+) -> Result<(), StorageError> {
+    accounts.set_credentials(jid, creds).await?;
+    let revoked = tokens.revoke(jid, None).await?;
+    tracing::info!(%jid, revoked, "password changed; FAST tokens revoked");
     Ok(())
 }

@@ -9,6 +9,7 @@ mod support;
 mod redis_cluster;
 
 mod component;
+mod fast;
 mod harness;
 mod lifecycle;
 mod login_throttle;

@@ -5,6 +5,7 @@
 
 pub mod bosh;
 pub mod component;
+pub mod sasl2;
 pub mod sm;
 pub mod ws;
 
