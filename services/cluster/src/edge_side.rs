@@ -23,8 +23,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenVerdict};
-use switchyard_core::sasl::{AccountSalts, Mechanism, ScramProof};
+use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenRequest, TokenVerdict};
+use switchyard_core::sasl::{AccountSalts, ScramProof};
 use switchyard_core::session::SmState;
 use switchyard_core::{Jid, Routed, Stanza, StanzaCondition};
 use switchyard_edge::{Connections, RouterLink};
@@ -601,17 +601,9 @@ impl RouterLink for RemoteRouters {
         })
     }
 
-    async fn issue_token(
-        &self,
-        account: &Jid,
-        user_agent: &str,
-        mechanism: Mechanism,
-    ) -> Result<IssuedToken, StorageError> {
-        let request = pb::IssueTokenRequest {
-            account: account.to_string(),
-            user_agent: user_agent.to_owned(),
-            mechanism: mechanism.name().to_owned(),
-        };
+    async fn issue_token(&self, request: &TokenRequest) -> Result<IssuedToken, StorageError> {
+        let account = &request.account;
+        let request = convert::issue_token_request(request);
         let reply = self
             .call(account, request, |mut c, r| async move {
                 c.issue_token(r).await

@@ -485,11 +485,7 @@ impl Conn {
                 }
                 Output::Bind { jid, carbons } => Box::pin(self.bind(jid, carbons)).await,
                 Output::VerifyToken(check) => Box::pin(self.verify_token(check)).await,
-                Output::IssueToken {
-                    account,
-                    user_agent,
-                    mechanism,
-                } => Box::pin(self.issue_token(account, user_agent, mechanism)).await,
+                Output::IssueToken(request) => Box::pin(self.issue_token(request)).await,
                 Output::Resume { previd, h, account } => {
                     Box::pin(self.resume(previd, h, account)).await
                 }

@@ -5,8 +5,8 @@
 //! for every edge alike: in memory in one process, in the routers' Redis in a cluster.
 
 use async_trait::async_trait;
-use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenVerdict};
-use switchyard_core::sasl::{AccountSalts, Mechanism, ScramProof};
+use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenRequest, TokenVerdict};
+use switchyard_core::sasl::{AccountSalts, ScramProof};
 use switchyard_core::session::SmState;
 use switchyard_core::{Jid, Routed, Stanza, StanzaCondition};
 use switchyard_model::{LoginFailures, SessionRecord, StorageError};
@@ -25,13 +25,8 @@ pub trait RouterLink: LoginFailures + Send + Sync + std::fmt::Debug {
     ) -> Result<Option<Vec<u8>>, StorageError>;
     /// XEP-0484: checks a FAST token where the account's tokens are.
     async fn verify_token(&self, check: &TokenCheck) -> Result<TokenVerdict, StorageError>;
-    /// XEP-0484 §3.3: issues a token to `user_agent` of `account` for `mechanism`.
-    async fn issue_token(
-        &self,
-        account: &Jid,
-        user_agent: &str,
-        mechanism: Mechanism,
-    ) -> Result<IssuedToken, StorageError>;
+    /// XEP-0484 §3.3: issues a token where the account's tokens are.
+    async fn issue_token(&self, request: &TokenRequest) -> Result<IssuedToken, StorageError>;
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition>;
     /// The session ended; `unacked` is what it sent or queued that its client never
     /// acknowledged (XEP-0198), for the router to store or answer.

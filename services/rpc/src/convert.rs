@@ -2,7 +2,7 @@
 //! Stanzas cross the wire serialized, with `jabber:client` declared on the top element.
 
 use crate::pb;
-use switchyard_core::sasl::fast::{user_agent_id, TokenCheck};
+use switchyard_core::sasl::fast::{client_label, user_agent_id, TokenCheck, TokenRequest};
 use switchyard_core::sasl::{
     AccountSalts, HashAlg, Mechanism, ScramProof, ScramSalt, StoredCredentials,
 };
@@ -120,6 +120,33 @@ pub fn token_check(r: pb::VerifyTokenRequest) -> Result<TokenCheck, Status> {
         hashed: r.hashed,
         cb_data: r.cb_data,
         invalidate: r.invalidate,
+    })
+}
+
+pub fn issue_token_request(request: &TokenRequest) -> pb::IssueTokenRequest {
+    pb::IssueTokenRequest {
+        account: request.account.to_string(),
+        user_agent: request.user_agent.clone(),
+        mechanism: request.mechanism.name().to_owned(),
+        label: request.label.clone(),
+    }
+}
+
+/// A token request from an edge, checked as untrusted: as `token_check`, and a label
+/// as a session makes them. The account is checked by the caller.
+pub fn token_request(r: pb::IssueTokenRequest) -> Result<TokenRequest, Status> {
+    let mechanism = token_mechanism(&r.mechanism)?;
+    user_agent(&r.user_agent)?;
+    if client_label(Some(&r.label), None) != r.label {
+        return Err(Status::invalid_argument(
+            "a client label is at most 64 characters, no control characters",
+        ));
+    }
+    Ok(TokenRequest {
+        account: jid(&r.account)?,
+        user_agent: r.user_agent,
+        label: r.label,
+        mechanism,
     })
 }
 

@@ -297,6 +297,7 @@ async fn fast_tokens(
         .map(|c| {
             serde_json::json!({
                 "client": c.user_agent,
+                "label": c.label,
                 "mechanism": c.mechanism,
                 "issued": at(c.issued),
                 "expires": at(c.expires),

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenVerdict};
-use switchyard_core::sasl::{AccountSalts, Mechanism, ScramProof, StoredCredentials};
+use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenRequest, TokenVerdict};
+use switchyard_core::sasl::{AccountSalts, ScramProof, StoredCredentials};
 use switchyard_core::{Jid, Routed, Stanza, StanzaCondition, StreamCondition};
 use switchyard_edge::{Connections, RouterLink};
 use switchyard_router::{per_connection, Batch, BatchResults, EdgeDelivery, Undeliverable};
@@ -71,14 +71,8 @@ impl RouterLink for InProcessLink {
     async fn verify_token(&self, check: &TokenCheck) -> Result<TokenVerdict, StorageError> {
         self.router.fast_tokens().verify(check).await
     }
-    async fn issue_token(
-        &self,
-        account: &Jid,
-        user_agent: &str,
-        mechanism: Mechanism,
-    ) -> Result<IssuedToken, StorageError> {
-        let tokens = self.router.fast_tokens();
-        tokens.issue(account, user_agent, mechanism).await
+    async fn issue_token(&self, request: &TokenRequest) -> Result<IssuedToken, StorageError> {
+        self.router.fast_tokens().issue(request).await
     }
     /// In the session's routing lane, behind what an earlier connection queued.
     async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {

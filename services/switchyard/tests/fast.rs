@@ -116,6 +116,10 @@ async fn operators_list_and_revoke_tokens_per_client_and_a_new_password_revokes_
     assert_eq!(status, 200, "{listed}");
     assert!(listed.contains(UA) && listed.contains(OTHER_UA), "{listed}");
     assert!(
+        listed.contains(r#""label":"Switchyard tests on loopback""#),
+        "{listed}"
+    );
+    assert!(
         !listed.contains(&first) && !listed.contains(&second),
         "no secret shown"
     );

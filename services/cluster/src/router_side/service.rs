@@ -521,15 +521,12 @@ impl router_server::Router for RouterService {
         request: Request<pb::IssueTokenRequest>,
     ) -> Result<Response<pb::IssueTokenReply>, Status> {
         self.caller(&request)?;
-        let r = request.into_inner();
-        let account = convert::jid(&r.account)?;
-        self.login_account(&account)?;
-        let mechanism = convert::token_mechanism(&r.mechanism)?;
-        convert::user_agent(&r.user_agent)?;
+        let request = convert::token_request(request.into_inner())?;
+        self.login_account(&request.account)?;
         let issued = self
             .router
             .fast_tokens()
-            .issue(&account, &r.user_agent, mechanism)
+            .issue(&request)
             .await
             .map_err(|e| match e {
                 StorageError::NotFound => Status::not_found("no such account"),

@@ -85,6 +85,36 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
+/// Characters of a client's label kept (XEP-0388 `<software/>` and `<device/>`).
+pub const MAX_LABEL_CHARS: usize = 64;
+
+/// A token to issue (XEP-0484 §3.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub account: crate::Jid,
+    /// The client (XEP-0388 user-agent id) it is for.
+    pub user_agent: String,
+    /// What the client calls itself (`software on device`), for operators listing and
+    /// revoking tokens; at most [`MAX_LABEL_CHARS`], no control characters.
+    pub label: String,
+    pub mechanism: Mechanism,
+}
+
+/// A client's label from its XEP-0388 `<software/>` and `<device/>`: control characters
+/// dropped, at most [`MAX_LABEL_CHARS`].
+pub fn client_label(software: Option<&str>, device: Option<&str>) -> String {
+    let text = match (software.map(str::trim), device.map(str::trim)) {
+        (Some(s), Some(d)) if !s.is_empty() && !d.is_empty() => format!("{s} on {d}"),
+        (Some(s), _) if !s.is_empty() => s.to_owned(),
+        (_, Some(d)) => d.to_owned(),
+        _ => String::new(),
+    };
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_LABEL_CHARS)
+        .collect()
+}
+
 /// A token presented, for the holder of the account's tokens to check.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenCheck {

@@ -27,7 +27,7 @@ use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::Jid;
 use crate::ns;
 use crate::routed::Routed;
-use crate::sasl::fast::{IssuedToken, TokenCheck};
+use crate::sasl::fast::{IssuedToken, TokenCheck, TokenRequest};
 use crate::sasl::{AccountSalts, ChannelBindings, Decoy, Exchange, Failure, Mechanism, ScramProof};
 use crate::stanza::Stanza;
 use crate::xml::{escape_attr, Frame, Framer, Limits};
@@ -140,13 +140,8 @@ pub enum Output {
     /// XEP-0484: check this token against the tokens issued to the client and report
     /// `TokenVerified` (the HT responder message if it is right).
     VerifyToken(TokenCheck),
-    /// XEP-0484 §3.3: issue a token to `user_agent` of `account` for `mechanism`, and
-    /// report `TokenIssued`.
-    IssueToken {
-        account: Jid,
-        user_agent: String,
-        mechanism: Mechanism,
-    },
+    /// XEP-0484 §3.3: issue this token, and report `TokenIssued`.
+    IssueToken(TokenRequest),
     Authenticated {
         username: String,
         mechanism: Mechanism,

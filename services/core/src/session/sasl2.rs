@@ -34,7 +34,7 @@ use super::{Output, Phase, Session};
 use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::Jid;
 use crate::ns;
-use crate::sasl::fast::{user_agent_id, IssuedToken};
+use crate::sasl::fast::{client_label, user_agent_id, IssuedToken, TokenRequest};
 use crate::sasl::{ChannelBindings, Exchange, Failure, Mechanism};
 use crate::xml::Element;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -49,6 +49,8 @@ const MAX_TAG_CHARS: usize = 64;
 pub(super) struct Sasl2 {
     /// The client's user-agent id (a UUID, lower case).
     user_agent: Option<String>,
+    /// What it calls itself (`client_label`).
+    label: String,
     bind: Option<Bind2>,
     resume: Option<(String, Option<u32>)>,
     /// XEP-0484 §3.2: a token asked for, for this mechanism.
@@ -162,6 +164,8 @@ impl Session {
             if let Some(id) = ua.attr("id") {
                 request.user_agent = Some(user_agent_id(id).ok_or(Failure::MalformedRequest)?);
             }
+            let text = |name| ua.child(name, ns::SASL2).map(|e| e.text());
+            request.label = client_label(text("software").as_deref(), text("device").as_deref());
         }
         if let Some(bind) = el.child("bind", ns::BIND2) {
             request.bind = Some(Bind2 {
@@ -236,11 +240,13 @@ impl Session {
         ) {
             sasl2.token_asked = true;
             self.phase = Phase::AwaitToken;
-            return self.out.push(Output::IssueToken {
+            let label = sasl2.label.clone();
+            return self.out.push(Output::IssueToken(TokenRequest {
                 account,
                 user_agent,
+                label,
                 mechanism,
-            });
+            }));
         }
         if let Some((previd, h)) = sasl2.resume.take() {
             return self.ask_resume(previd, h);

@@ -92,11 +92,12 @@ fn xep0386_password_login_binds_inline_with_carbons_csi_sm_and_a_token() {
     let account = Jid::parse("alice@localhost").unwrap();
     assert_eq!(
         out.last(),
-        Some(&Output::IssueToken {
+        Some(&Output::IssueToken(crate::sasl::fast::TokenRequest {
             account: account.clone(),
             user_agent: UA_LOWER.into(),
+            label: "Test".into(),
             mechanism: Mechanism::HtSha256Expr,
-        }),
+        })),
         "{out:?}"
     );
     let out = s.handle(Input::TokenIssued(Some(token(1_700_000_000))));
@@ -331,7 +332,7 @@ fn xep0484_a_token_is_checked_outside_with_the_connections_binding() {
             rotate: true,
         });
         assert!(
-            matches!(out.last(), Some(Output::IssueToken { mechanism: m, .. }) if m.name() == mechanism),
+            matches!(out.last(), Some(Output::IssueToken(r)) if r.mechanism.name() == mechanism),
             "{out:?}"
         );
         let out = sent(&s.handle(Input::TokenIssued(Some(token(0)))));
@@ -378,7 +379,7 @@ fn xep0484_wrong_tokens_unknown_clients_and_sign_outs() {
     feed(&mut s, &request);
     let out = credentials(&mut s, found());
     assert!(
-        !out.iter().any(|o| matches!(o, Output::IssueToken { .. })),
+        !out.iter().any(|o| matches!(o, Output::IssueToken(_))),
         "{out:?}"
     );
     assert!(sent(&out).starts_with("<success"));
@@ -402,7 +403,7 @@ fn xep0484_wrong_tokens_unknown_clients_and_sign_outs() {
         rotate: true,
     });
     assert!(
-        !out.iter().any(|o| matches!(o, Output::IssueToken { .. })),
+        !out.iter().any(|o| matches!(o, Output::IssueToken(_))),
         "{out:?}"
     );
     assert!(sent(&out).starts_with("<success"));

@@ -3,7 +3,7 @@
 
 use super::{handshake, Conn, Transport};
 use crate::throttle::Verdict;
-use switchyard_core::sasl::fast::TokenCheck;
+use switchyard_core::sasl::fast::{TokenCheck, TokenRequest};
 use switchyard_core::sasl::{Failure, Mechanism, ScramProof};
 use switchyard_core::session::{Input, Lookup, Output, Verification};
 use switchyard_core::Jid;
@@ -99,17 +99,8 @@ impl Conn {
 
     /// XEP-0484 §3.3: a token for the client that just authenticated; none (and the
     /// login goes on) when it cannot be stored.
-    pub(super) async fn issue_token(
-        &mut self,
-        account: Jid,
-        user_agent: String,
-        mechanism: Mechanism,
-    ) -> Vec<Output> {
-        let issued = self
-            .ctx
-            .link
-            .issue_token(&account, &user_agent, mechanism)
-            .await;
+    pub(super) async fn issue_token(&mut self, request: TokenRequest) -> Vec<Output> {
+        let issued = self.ctx.link.issue_token(&request).await;
         let token = issued
             .inspect_err(|e| tracing::warn!(error = %e, "no FAST token issued"))
             .ok();

@@ -19,7 +19,7 @@
 //!   [`FastTokens::revoke`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenKey, TokenVerdict};
+use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenKey, TokenRequest, TokenVerdict};
 use switchyard_core::sasl::Mechanism;
 use switchyard_core::Jid;
 use switchyard_storage::{DocumentQuota, DocumentStore, StorageError};
@@ -28,8 +28,9 @@ use switchyard_storage::{DocumentQuota, DocumentStore, StorageError};
 pub const MAX_CLIENTS: usize = 64;
 /// The documents' family.
 const FAMILY: &str = "fast:";
-/// Bytes of one client's document: two slots of about 130 bytes, and its key.
-const CLIENT_BYTES: usize = 400;
+/// Bytes of one client's document at most: two slots of about 130 bytes, a label of up
+/// to 64 characters (256 bytes), and its key.
+const CLIENT_BYTES: usize = 600;
 
 /// How long tokens live and when they are rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,8 @@ impl Default for FastPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTokens {
     pub user_agent: String,
+    /// What the client calls itself (XEP-0388 software and device).
+    pub label: String,
     pub mechanism: String,
     /// Unix seconds of the latest expiry among its tokens.
     pub expires: u64,
@@ -66,11 +69,12 @@ struct Slot {
     issued: u64,
 }
 
-/// `new` then `current`, as stored.
+/// `new` then `current`, as stored, and the client's label.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Client {
     new: Option<Slot>,
     current: Option<Slot>,
+    label: String,
 }
 
 /// The token store over an account's documents.
@@ -104,10 +108,8 @@ impl FastTokens<'_> {
         if check.invalidate {
             self.documents.put(&check.account, &key, None).await?;
         } else if promoted {
-            client = Client {
-                new: None,
-                current: Some(slot.clone()),
-            };
+            client.new = None;
+            client.current = Some(slot.clone());
             self.save(&check.account, &key, &client).await?;
         }
         let rotate = now.saturating_sub(slot.issued) >= self.policy.rotate_after.as_secs();
@@ -117,20 +119,17 @@ impl FastTokens<'_> {
         })
     }
 
-    /// Issues a token to `user_agent` of `account` for `mechanism` (§3.3); the token
-    /// in use stays valid until this one is used.
-    pub async fn issue(
-        &self,
-        account: &Jid,
-        user_agent: &str,
-        mechanism: Mechanism,
-    ) -> Result<IssuedToken, StorageError> {
-        let key = doc_key(user_agent);
+    /// Issues the token asked for (§3.3); the token in use stays valid until this one
+    /// is used.
+    pub async fn issue(&self, request: &TokenRequest) -> Result<IssuedToken, StorageError> {
+        let (account, mechanism) = (&request.account, request.mechanism);
+        let key = doc_key(&request.user_agent);
         let now = SystemTime::now();
         let expiry = now + self.policy.ttl;
         let (token, token_key) = TokenKey::generate();
         let mut client = self.load(account, &key).await?.unwrap_or_default();
         client.current = client.current.filter(|s| s.expires > unix(now));
+        client.label.clone_from(&request.label);
         client.new = Some(Slot {
             mechanism,
             key: token_key.0,
@@ -158,6 +157,7 @@ impl FastTokens<'_> {
                 let slots = [&client.new, &client.current];
                 Some(ClientTokens {
                     user_agent: k.strip_prefix(FAMILY)?.to_owned(),
+                    label: client.label.clone(),
                     mechanism: newest.mechanism.name().to_owned(),
                     expires: slots
                         .iter()
@@ -231,7 +231,8 @@ fn unix(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// One line per slot: `new|current mechanism key-hex expires issued`.
+/// One line per slot, `new|current mechanism key-hex expires issued`, then `label TEXT`
+/// (a label has no control characters, so no line break).
 fn format(client: &Client) -> String {
     let slots = [("new", &client.new), ("current", &client.current)];
     let lines = slots.iter().filter_map(|(name, slot)| {
@@ -244,13 +245,18 @@ fn format(client: &Client) -> String {
             s.issued
         ))
     });
-    lines.collect::<Vec<_>>().join("\n")
+    let label = std::iter::once(format!("label {}", client.label));
+    lines.chain(label).collect::<Vec<_>>().join("\n")
 }
 
 /// What `format` wrote; a document that does not parse holds no token.
 fn parse(doc: &str) -> Option<Client> {
     let mut client = Client::default();
     for line in doc.lines() {
+        if let Some(label) = line.strip_prefix("label ") {
+            client.label = label.to_owned();
+            continue;
+        }
         let mut parts = line.split(' ');
         let (Some(name), Some(mech), Some(hex), Some(expires), Some(issued), None) = (
             parts.next(),

@@ -33,11 +33,20 @@ fn check(account: &Jid, token: &str, ua: &str, mechanism: Mechanism, cb: &[u8]) 
 
 const NONE: Mechanism = Mechanism::HtSha256None;
 
+fn ask(account: &Jid, ua: &str, mechanism: Mechanism) -> TokenRequest {
+    TokenRequest {
+        account: account.clone(),
+        user_agent: ua.into(),
+        label: "Test on a bench".into(),
+        mechanism,
+    }
+}
+
 #[tokio::test]
 async fn a_token_is_accepted_only_as_issued() {
     let (docs, account) = store().await;
     let fast = tokens(&docs, FastPolicy::default());
-    let issued = fast.issue(&account, UA, NONE).await.unwrap();
+    let issued = fast.issue(&ask(&account, UA, NONE)).await.unwrap();
     let stored = docs.family(&account, "fast:").await.unwrap();
     assert!(
         !stored[0].1.contains(&issued.token),
@@ -83,20 +92,20 @@ async fn rotation_keeps_the_old_token_until_the_new_one_is_used() {
         ..FastPolicy::default()
     };
     let fast = tokens(&docs, due_at_once);
-    let first = fast.issue(&account, UA, NONE).await.unwrap();
+    let first = fast.issue(&ask(&account, UA, NONE)).await.unwrap();
     let verdict = fast
         .verify(&check(&account, &first.token, UA, NONE, b""))
         .await
         .unwrap();
     assert!(verdict.rotate, "§3.5 due");
-    let second = fast.issue(&account, UA, NONE).await.unwrap();
+    let second = fast.issue(&ask(&account, UA, NONE)).await.unwrap();
     let old = check(&account, &first.token, UA, NONE, b"");
     assert!(
         fast.verify(&old).await.unwrap().responder.is_some(),
         "§3.5: old valid until the new is used"
     );
     // An unused new token is replaced by a newer one (§5.1 "SHOULD invalidate").
-    let third = fast.issue(&account, UA, NONE).await.unwrap();
+    let third = fast.issue(&ask(&account, UA, NONE)).await.unwrap();
     let unused = check(&account, &second.token, UA, NONE, b"");
     assert_eq!(fast.verify(&unused).await.unwrap().responder, None);
     let newest = check(&account, &third.token, UA, NONE, b"");
@@ -117,7 +126,7 @@ async fn expired_and_invalidated_tokens_are_refused() {
         ..FastPolicy::default()
     };
     let expired = tokens(&docs, instant)
-        .issue(&account, UA, NONE)
+        .issue(&ask(&account, UA, NONE))
         .await
         .unwrap();
     let fast = tokens(&docs, FastPolicy::default());
@@ -127,7 +136,7 @@ async fn expired_and_invalidated_tokens_are_refused() {
         None,
         "expired"
     );
-    let issued = fast.issue(&account, UA, NONE).await.unwrap();
+    let issued = fast.issue(&ask(&account, UA, NONE)).await.unwrap();
     let mut sign_out = check(&account, &issued.token, UA, NONE, b"");
     sign_out.invalidate = true;
     let verdict = fast.verify(&sign_out).await.unwrap();
@@ -146,27 +155,27 @@ async fn expired_and_invalidated_tokens_are_refused() {
 async fn clients_are_listed_revoked_and_bounded() {
     let (docs, account) = store().await;
     let fast = tokens(&docs, FastPolicy::default());
-    let a = fast.issue(&account, UA, NONE).await.unwrap();
-    fast.issue(&account, OTHER_UA, Mechanism::HtSha256Expr)
+    let a = fast.issue(&ask(&account, UA, NONE)).await.unwrap();
+    fast.issue(&ask(&account, OTHER_UA, Mechanism::HtSha256Expr))
         .await
         .unwrap();
     let listed = fast.list(&account).await.unwrap();
     assert_eq!(listed.len(), 2);
-    assert!(listed
-        .iter()
-        .any(|c| c.user_agent == UA && c.mechanism == "HT-SHA-256-NONE"));
+    assert!(listed.iter().any(|c| c.user_agent == UA
+        && c.mechanism == "HT-SHA-256-NONE"
+        && c.label == "Test on a bench"));
     assert_eq!(fast.revoke(&account, Some(OTHER_UA)).await.unwrap(), 1);
     assert_eq!(fast.list(&account).await.unwrap().len(), 1);
     // Exactly the bound fits; one more client drops the one expiring soonest (`UA`'s,
     // issued first), never fails.
     for i in 1..MAX_CLIENTS {
         let ua = format!("00000000-0000-4000-8000-{i:012}");
-        fast.issue(&account, &ua, NONE).await.unwrap();
+        fast.issue(&ask(&account, &ua, NONE)).await.unwrap();
     }
     assert_eq!(fast.list(&account).await.unwrap().len(), MAX_CLIENTS);
     let a_check = check(&account, &a.token, UA, NONE, b"");
     assert!(fast.verify(&a_check).await.unwrap().responder.is_some());
-    fast.issue(&account, OTHER_UA, NONE).await.unwrap();
+    fast.issue(&ask(&account, OTHER_UA, NONE)).await.unwrap();
     let after = fast.list(&account).await.unwrap();
     assert_eq!(after.len(), MAX_CLIENTS);
     assert!(after.iter().any(|c| c.user_agent == OTHER_UA));
@@ -185,6 +194,7 @@ fn documents_that_do_not_parse_hold_no_token() {
     let client = Client {
         new: Some(slot.clone()),
         current: Some(slot),
+        label: "Dino on a laptop".into(),
     };
     assert_eq!(parse(&format(&client)), Some(client));
     let good = format!("new HT-SHA-256-NONE {} 10 5", "ab".repeat(32));

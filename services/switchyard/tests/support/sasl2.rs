@@ -33,7 +33,7 @@ pub fn end_point(cert_der: &[u8]) -> Vec<u8> {
 pub async fn password_login(c: &mut Client, user: &str, ua: &str, inline: &str) -> Element {
     let initial = B64.encode(format!("\0{user}\0secret"));
     c.send(&format!(
-        "<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{initial}</initial-response><user-agent id='{ua}'/>{inline}</authenticate>"
+        "<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{initial}</initial-response><user-agent id='{ua}'><software>Switchyard tests</software><device>loopback</device></user-agent>{inline}</authenticate>"
     ))
     .await;
     c.element().await
