@@ -175,3 +175,29 @@ async fn xep0386_carbons_enabled_inline_copy_what_another_resource_receives() {
         .await;
     assert_eq!(carbon.attr("from"), Some("alice@localhost"), "XEP-0280 §6");
 }
+
+/// Wrong tokens are wrong passwords to the login throttle: past `auth.max_failures`
+/// from one network even the right token is refused for a while.
+#[tokio::test]
+async fn wrong_tokens_count_toward_the_login_throttle() {
+    let server = Server::start_with(|c| {
+        c.auth.max_failures = 3;
+        c.auth.failure_delay_initial_ms = 0;
+    })
+    .await;
+    let token = token_for(&server, UA, "HT-SHA-256-NONE").await;
+    for _ in 0..3 {
+        let wrong = ("HT-SHA-256-NONE", "a guess", &b""[..]);
+        let failure = try_token(&server, UA, wrong).await;
+        let condition = failure.children().next().map(|c| c.name().to_owned());
+        assert_eq!(condition.as_deref(), Some("not-authorized"));
+    }
+    let right = ("HT-SHA-256-NONE", token.as_str(), &b""[..]);
+    let refused = try_token(&server, UA, right).await;
+    let condition = refused.children().next().map(|c| c.name().to_owned());
+    assert_eq!(
+        condition.as_deref(),
+        Some("temporary-auth-failure"),
+        "throttled"
+    );
+}
