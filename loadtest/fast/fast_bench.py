@@ -23,10 +23,13 @@ accounts through the admin API, then:
 A login is timed from the TCP connect to `<success/>` with `<bound/>` (so it includes the
 TLS handshake, the stream header and features, and every SASL round trip); then the client
 sends `</stream:stream>` and closes (the close is inside the round's wall time, not the
-login time). `--concurrency` logins are in flight at once, unpaced.
+login time). `--concurrency` logins are in flight at once, unpaced, split over `--procs`
+generator processes (each holds every `--procs`-th user and its tokens), since one Python
+process tops out at one core.
 
 Per round: logins/s (successful logins / wall time), login time p50/p90/p99/max, the
-server's CPU (utime+stime of /proc/PID/stat) and the generator's (getrusage) per login,
+server's CPU (utime+stime of /proc/PID/stat) and the generator's (getrusage of every
+generator process) per login,
 and the machine's busy share (/proc/stat) so a saturated box is visible. The summary has
 the median of each over the rounds of a mode and the FAST/SCRAM ratios.
 
@@ -45,6 +48,7 @@ import hmac
 import http.client
 import json
 import math
+import multiprocessing
 import os
 import re
 import resource
@@ -292,11 +296,15 @@ class Bench:
 
     # ---------------------------------------------------------------- one round
 
-    async def round(self, mode: str, users: list[User]) -> dict:
+    async def client_round(self, mode: str, users: list[User], concurrency: int) -> dict:
+        """One generator process's part of a round: its users, its share of in-flight."""
         a = self.args
         latencies: list[float] = []
         errors: Counter = Counter()
+        if mode == "fast":
+            users = [u for u in users if u.token]
         queue = list(reversed(users))
+        attempted = len(users)
 
         def login(user: User):
             if mode == "fast":
@@ -322,23 +330,48 @@ class Bench:
                     errors["exception:" + type(exc).__name__] += 1
 
         self.rotations = 0
-        srv0, gen0, mach0 = self.server_cpu(), self.gen_cpu(), machine_cpu()
-        t0 = time.perf_counter()
-        tasks = [asyncio.ensure_future(worker()) for _ in range(a.concurrency)]
-        done, pending = await asyncio.wait(tasks, timeout=a.round_timeout)
+        tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, concurrency))]
+        _, pending = await asyncio.wait(tasks, timeout=a.round_timeout)
         for t in pending:
             t.cancel()
         if pending:
             errors["round-timeout"] += len(queue) + len(pending)
             await asyncio.wait(pending, timeout=5)
+        return {
+            "attempted": attempted,
+            "latencies": latencies,
+            "errors": dict(errors),
+            "rotations": self.rotations,
+            "holders": sum(1 for u in users if u.token),
+        }
+
+    def round(self, mode: str) -> dict:
+        """One round over every generator process; the server measured around it."""
+        a = self.args
+        srv0, gen0, mach0 = self.server_cpu(), gen_cpu(), machine_cpu()
+        t0 = time.perf_counter()
+        for c in self.children:
+            c.send(("round", mode))
+        parts = []
+        for c in self.children:
+            if not c.poll(a.round_timeout + 30):
+                raise RuntimeError("a generator process did not answer")
+            parts.append(c.recv())
         wall = time.perf_counter() - t0
-        srv1, gen1, mach1 = self.server_cpu(), self.gen_cpu(), machine_cpu()
+        srv1, gen1, mach1 = self.server_cpu(), gen_cpu(), machine_cpu()
+        gen = (gen1 - gen0) + sum(p["gen_cpu_s"] for p in parts)
+        srv = srv1 - srv0
+        latencies = [x for p in parts for x in p["latencies"]]
+        errors: Counter = Counter()
+        for p in parts:
+            errors.update(p["errors"])
         ok = len(latencies)
         lat = sorted(latencies)
-        busy = (mach1[0] - mach0[0]) / max(1, mach1[1] - mach0[1])
+        busy_jiffies = mach1[0] - mach0[0]
+        busy = busy_jiffies / max(1, mach1[1] - mach0[1])
         r = {
             "mode": mode,
-            "attempted": len(users),
+            "attempted": sum(p["attempted"] for p in parts),
             "ok": ok,
             "errors": dict(errors),
             "wall_s": round(wall, 4),
@@ -349,21 +382,22 @@ class Bench:
                 "p99": pct(lat, 99),
                 "max": round(lat[-1] * 1000, 2) if lat else None,
             },
-            "server_cpu_s": round(srv1 - srv0, 3),
-            "server_cpu_ms_per_login": round((srv1 - srv0) * 1000 / ok, 3) if ok else None,
-            "generator_cpu_s": round(gen1 - gen0, 3),
-            "generator_cpu_ms_per_login": round((gen1 - gen0) * 1000 / ok, 3) if ok else None,
+            "server_cpu_s": round(srv, 3),
+            "server_cpu_ms_per_login": round(srv * 1000 / ok, 3) if ok else None,
+            "generator_cpu_s": round(gen, 3),
+            "generator_cpu_ms_per_login": round(gen * 1000 / ok, 3) if ok else None,
             "machine_busy_pct": round(100 * busy, 1),
-            "server_cores_used": round((srv1 - srv0) / wall, 2) if wall > 0 else None,
-            "generator_cores_used": round((gen1 - gen0) / wall, 2) if wall > 0 else None,
+            "server_cores_used": round(srv / wall, 2) if wall > 0 else None,
+            "generator_cores_used": round(gen / wall, 2) if wall > 0 else None,
             # Busy CPU of everything else on the machine (other processes, kernel
             # threads): should be near 0; more means the round was disturbed.
             "other_cores_used": round(
-                max(0.0, (mach1[0] - mach0[0]) / CLK_TCK - (srv1 - srv0) - (gen1 - gen0)) / wall, 2
+                max(0.0, busy_jiffies / CLK_TCK - srv - gen) / wall, 2
             ) if wall > 0 else None,
+            "token_holders": sum(p["holders"] for p in parts),
         }
         if mode == "fast":
-            r["token_rotations"] = self.rotations
+            r["token_rotations"] = sum(p["rotations"] for p in parts)
         return r
 
     # ---------------------------------------------------------------- server
@@ -373,11 +407,6 @@ class Bench:
             fields = f.read().rsplit(")", 1)[1].split()
         # fields[0] is field 3 (state); utime, stime are fields 14, 15.
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    @staticmethod
-    def gen_cpu() -> float:
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        return ru.ru_utime + ru.ru_stime
 
     def start_server(self) -> None:
         a = self.args
@@ -433,7 +462,10 @@ class Bench:
                 self.stop_server()
                 sys.exit("server not ready within 30 s")
             time.sleep(0.2)
-        if a.insecure:
+        self.cert = cert
+
+    def make_ssl(self, cert: str) -> None:
+        if self.args.insecure:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -495,39 +527,91 @@ class Bench:
 
     # ---------------------------------------------------------------- run
 
-    async def run(self) -> dict:
+    def start_children(self) -> None:
+        """`--procs` generator processes, each with every `--procs`-th user."""
         a = self.args
-        users = [User(i) for i in range(a.users)]
+        ctx = multiprocessing.get_context("fork")
+        self.children, self.procs = [], []
+        for k in range(a.procs):
+            ids = list(range(k, a.users, a.procs))
+            conc = a.concurrency // a.procs + (1 if k < a.concurrency % a.procs else 0)
+            parent_end, child_end = ctx.Pipe()
+            proc = ctx.Process(target=child_main, args=(child_end, a, self.cert, ids, conc), daemon=True)
+            proc.start()
+            child_end.close()
+            self.children.append(parent_end)
+            self.procs.append(proc)
+
+    def stop_children(self) -> None:
+        for c in getattr(self, "children", []):
+            try:
+                c.send(("stop",))
+            except OSError:
+                pass
+        for proc in getattr(self, "procs", []):
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+
+    def run(self) -> dict:
+        a = self.args
+        deadline = time.monotonic() + a.run_timeout
         out: dict = {"setup": {}, "rounds": []}
         log(f"creating {a.users} accounts through the admin API")
         out["setup"]["account_creation_s"] = round(self.create_users(a.users), 2)
+        self.start_children()
 
         log("setup: SCRAM login with request-token per user (FAST client id)")
-        setup = await self.round("scram-setup", users)
+        setup = self.round("scram-setup")
         out["setup"]["scram_with_token"] = setup
         log(summary_line(setup))
-        holders = [u for u in users if u.token]
-        if len(holders) < len(users):
-            log(f"WARNING: only {len(holders)} of {len(users)} users hold a token")
+        if setup["token_holders"] < a.users:
+            log(f"WARNING: only {setup['token_holders']} of {a.users} users hold a token")
         log("setup: first FAST login per user (token new -> current, one write each)")
-        first = await self.round("fast", holders)
+        first = self.round("fast")
         out["setup"]["fast_first_use"] = first
         log(summary_line(first))
 
         for i in range(a.rounds):
+            if time.monotonic() > deadline:
+                log("run timeout reached: no more rounds")
+                out["run_timeout_reached"] = True
+                break
             mode = "scram" if i % 2 == 0 else "fast"
-            r = await self.round(mode, users if mode == "scram" else holders)
+            r = self.round(mode)
             r["round"] = i + 1
             out["rounds"].append(r)
             log(f"round {i + 1}: " + summary_line(r))
-            await asyncio.sleep(a.pause)
+            time.sleep(a.pause)
 
         status, text = self.admin("GET", f"/api/v1/users/user0@{DOMAIN}/fast-tokens")
         out["setup"]["user0_fast_tokens_after"] = {"status": status, "body": safe_json(text)}
         return out
 
 
+def child_main(conn, args, cert: str, ids: list[int], concurrency: int) -> None:
+    """A generator process: runs its part of each round the parent asks for."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    bench = Bench(args)
+    bench.make_ssl(cert)
+    users = [User(i) for i in ids]
+    while conn.poll(args.run_timeout):
+        cmd = conn.recv()
+        if cmd[0] != "round":
+            break
+        g0 = gen_cpu()
+        res = asyncio.run(bench.client_round(cmd[1], users, concurrency))
+        res["gen_cpu_s"] = gen_cpu() - g0
+        conn.send(res)
+
+
 # -------------------------------------------------------------------- helpers
+
+
+def gen_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def pct(sorted_s: list[float], p: float) -> float | None:
@@ -648,7 +732,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server-bin", required=True)
     p.add_argument("--users", type=int, default=500)
-    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--concurrency", type=int, default=50, help="logins in flight, all processes together")
+    p.add_argument("--procs", type=int, default=1, help="generator processes (users and concurrency split)")
     p.add_argument("--rounds", type=int, default=6, help="alternating SCRAM, FAST, SCRAM, ... (even)")
     p.add_argument("--json-out")
     p.add_argument("--work-dir", default="/tmp/fastbench", help="each run gets a fresh run-* dir here")
@@ -666,6 +751,8 @@ def main() -> None:
     p.add_argument("--insecure", action="store_true", help="do not verify the dev certificate")
     p.add_argument("--keep-data", action="store_true")
     a = p.parse_args()
+    if not 1 <= a.procs <= max(1, a.concurrency) or a.users < 1 or a.rounds < 0:
+        sys.exit("need users >= 1, rounds >= 0 and 1 <= procs <= concurrency")
     for port in (a.tls_port, a.admin_port):
         if not 1024 <= port < 32768:
             sys.exit("ports must be in 1024..32767")
@@ -679,11 +766,9 @@ def main() -> None:
     bench.start_server()
     log(f"server pid {bench.server.pid}, run dir {bench.run_dir}")
     try:
-        try:
-            out = asyncio.run(asyncio.wait_for(bench.run(), a.run_timeout))
-        except asyncio.TimeoutError:
-            sys.exit("run timeout reached")
+        out = bench.run()
     finally:
+        bench.stop_children()
         bench.stop_server()
         log(f"server stopped (exit {bench.server.returncode})")
     try:

@@ -15,6 +15,8 @@ mod postgres;
 mod redis;
 mod registry_cache;
 mod sqlite;
+#[cfg(test)]
+mod test_tls;
 mod traits;
 mod ttl_cache;
 

@@ -155,6 +155,10 @@ pub struct Postgres {
     pub pool_size: usize,
     /// Apply pending migrations at start-up (otherwise run `switchyard migrate`).
     pub migrate_on_start: bool,
+    /// PEM file of the CA that signed PostgreSQL's certificate: with it the chain is
+    /// checked even under `sslmode=require` (as libpq does with a root file); without
+    /// it `verify-ca`/`verify-full` check against the system's CAs.
+    pub ca_path: String,
 }
 
 impl Default for Cluster {
@@ -193,6 +197,7 @@ impl Default for Postgres {
             schema: String::new(),
             pool_size: 16,
             migrate_on_start: false,
+            ca_path: String::new(),
         }
     }
 }

@@ -109,7 +109,14 @@ pub fn open_postgres(config: &Config) -> anyhow::Result<Option<PgStore>> {
         return Ok(None);
     }
     let schema = (!pg.schema.is_empty()).then_some(pg.schema.as_str());
-    let store = PgStore::connect(&pg.url, schema, pg.pool_size).context("postgres")?;
+    let ca = match pg.ca_path.as_str() {
+        "" => None,
+        path => Some(
+            std::fs::read(path).with_context(|| format!("postgres.ca_path: cannot read {path}"))?,
+        ),
+    };
+    let store =
+        PgStore::connect(&pg.url, schema, pg.pool_size, ca.as_deref()).context("postgres")?;
     Ok(Some(store))
 }
 

@@ -201,3 +201,51 @@ async fn wrong_tokens_count_toward_the_login_throttle() {
         "throttled"
     );
 }
+
+/// Stream management enabled inside Bind 2 is resumable at once: a client that loses
+/// its connection right after `<success/>`, having sent nothing since, resumes inline.
+#[tokio::test]
+async fn xep0386_sm_enabled_inline_is_resumable_before_the_client_says_anything() {
+    let server = Server::start().await;
+    // Dropped with a reset, as a phone losing its network leaves it.
+    let tcp = tokio::net::TcpStream::connect(server.c2s()).await.unwrap();
+    tcp.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    let mut first = Client {
+        io: Box::new(tcp),
+        framer: switchyard_core::xml::Framer::new(switchyard_core::xml::Limits::default()),
+        exporter: None,
+        jid: None,
+    };
+    first.open().await;
+    first.starttls(server.cert_der()).await;
+    first.open().await;
+    let inline =
+        "<bind xmlns='urn:xmpp:bind:0'><enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>";
+    let success = password_login(&mut first, "alice", UA, inline).await;
+    let enabled = success
+        .child("bound", "urn:xmpp:bind:0")
+        .and_then(|b| b.child("enabled", "urn:xmpp:sm:3"))
+        .expect("enabled inline");
+    let previd = enabled.attr("id").expect("resumable").to_owned();
+    first.element().await; // stream features
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(first);
+    let mut bob = Client::login(&server, "bob", "SCRAM-SHA-256", "b").await;
+    let to = authorized(&success);
+    bob.send(&format!(
+        "<message to='{to}' type='chat'><body>while away</body></message>"
+    ))
+    .await;
+
+    let (mut back, _) = secured(server.c2s(), server.cert_der()).await;
+    let resume = format!("<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='0'/>");
+    let success = password_login(&mut back, "alice", UA, &resume).await;
+    assert!(
+        success.child("resumed", "urn:xmpp:sm:3").is_some(),
+        "{}",
+        success.to_xml("")
+    );
+    let (got, _) = back.until(|e| e.name() == "message").await;
+    let body = got.child("body", "jabber:client").map(|b| b.text());
+    assert_eq!(body.as_deref(), Some("while away"));
+}

@@ -178,10 +178,14 @@ impl Session {
         if let Some(resume) = el.child("resume", ns::SM) {
             let previd = resume.attr("previd").filter(|p| !p.is_empty());
             let h = resume.attr("h").map(str::parse::<u32>).transpose();
-            let (Some(previd), Ok(h)) = (previd, h) else {
-                return Err(Failure::MalformedRequest);
-            };
-            request.resume = Some((previd.to_owned(), h));
+            match (previd, h) {
+                (Some(previd), Ok(h)) => request.resume = Some((previd.to_owned(), h)),
+                // XEP-0198 §5 as for a `<resume/>` on its own: `<failed/>`, and the
+                // login (and a Bind 2) goes on.
+                _ => request
+                    .results
+                    .push(super::sm::failed_element(StanzaCondition::BadRequest, None)),
+            }
         }
         if let Some(ask) = el.child("request-token", ns::FAST) {
             let mechanism = ask
@@ -252,10 +256,13 @@ impl Session {
             return self.ask_resume(previd, h);
         }
         if let Some(bind) = &sasl2.bind {
-            let resource =
-                bind2_resource(bind.tag.as_deref(), &account, sasl2.user_agent.as_deref());
+            let ua = sasl2.user_agent.as_deref();
+            // A tag that makes no valid resource (RFC 7622 §3.4) is left out.
+            let jid = account
+                .with_resource(&bind2_resource(bind.tag.as_deref(), &account, ua))
+                .or_else(|_| account.with_resource(&bind2_resource(None, &account, ua)));
             let carbons = bind.carbons;
-            return match account.with_resource(&resource) {
+            return match jid {
                 Ok(jid) => {
                     self.out.push(Output::Bind {
                         jid: jid.clone(),

@@ -168,6 +168,11 @@ fn xep0386_resource_is_stable_per_client_and_random_without_an_id() {
         !bind_once(Some(UA), &long).contains('x'),
         "an overlong tag is left out"
     );
+    let invalid = bind_once(Some(UA), "bad\ttag");
+    assert!(
+        !invalid.contains("bad"),
+        "a tag no resource may hold is left out: {invalid}"
+    );
 }
 
 #[test]
@@ -252,7 +257,6 @@ fn xep0388_requests_that_cannot_be_served_fail_cleanly() {
         (authenticate("HT-SHA-256-UNIQ", "", ""), "invalid-mechanism"),
         (authenticate("PLAIN", PLAIN_IR, "<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-UNIQ'/>"), "invalid-mechanism"),
         (authenticate("PLAIN", "!!", ""), "incorrect-encoding"),
-        (authenticate("PLAIN", PLAIN_IR, "<resume xmlns='urn:xmpp:sm:3' h='x' previd='a'/>"), "malformed-request"),
         ("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><user-agent id='not-a-uuid'/></authenticate>".to_owned(), "malformed-request"),
     ];
     for (request, condition) in cases {
@@ -458,4 +462,24 @@ fn xep0198_inline_resumption_answers_inside_success_then_resends() {
         "the bind is ignored: {out}"
     );
     assert!(old.is_established());
+}
+
+#[test]
+fn xep0198_a_malformed_inline_resume_fails_alone_and_the_bind_goes_ahead() {
+    for resume in ["h='x' previd='a'", "h='1'", "previd=''"] {
+        let (mut s, _) = ready(cb());
+        let inline =
+            format!("<resume xmlns='urn:xmpp:sm:3' {resume}/><bind xmlns='urn:xmpp:bind:0'/>");
+        feed(&mut s, &authenticate("PLAIN", PLAIN_IR, &inline));
+        let out = credentials(&mut s, found());
+        assert!(
+            matches!(out.last(), Some(Output::Bind { .. })),
+            "{resume}: {out:?}"
+        );
+        let out = sent(&s.handle(Input::Bound(Ok(()))));
+        assert!(
+            out.contains("<failed xmlns='urn:xmpp:sm:3'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed><bound"),
+            "{resume}: {out}"
+        );
+    }
 }

@@ -98,7 +98,7 @@ pub enum ResumeRefused {
 }
 
 /// A `<failed/>` with a stanza error condition and, when known, the server's `h`.
-fn failed_element(condition: StanzaCondition, h: Option<u32>) -> Element {
+pub(super) fn failed_element(condition: StanzaCondition, h: Option<u32>) -> Element {
     let mut failed =
         Sm::sm_element("failed").with_child(Element::new(condition.as_str(), ns::STANZA_ERRORS));
     if let Some(h) = h {

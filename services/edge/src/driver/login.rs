@@ -37,7 +37,10 @@ impl Conn {
         } else {
             self.ctx.connections.unclaim(self.id);
         }
-        self.session.handle(Input::Bound(result))
+        let outputs = self.session.handle(Input::Bound(result));
+        // Bind 2 may have enabled resumption inline (XEP-0386 §3.2).
+        self.list_resumable();
+        outputs
     }
 
     /// The credentials of a SASL attempt, once the throttle lets it go ahead: refused

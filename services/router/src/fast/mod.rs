@@ -136,18 +136,31 @@ impl FastTokens<'_> {
             expires: unix(expiry),
             issued: unix(now),
         });
-        match self.save(account, &key, &client).await {
-            Err(StorageError::QuotaExceeded) => {
-                self.make_room(account).await?;
-                self.save(account, &key, &client).await?;
+        // Logins of the same account at once may take the room made for this one: each
+        // retry makes room again (bounded).
+        let mut tries = 0;
+        loop {
+            match self.save(account, &key, &client).await {
+                Err(StorageError::QuotaExceeded) if tries < MAX_CLIENTS => {
+                    tries += 1;
+                    self.make_room(account).await?;
+                }
+                other => break other?,
             }
-            other => other?,
         }
         Ok(IssuedToken { token, expiry })
     }
 
-    /// The clients holding tokens, soonest expiry first.
+    /// The clients holding tokens that have not expired, soonest expiry first.
     pub async fn list(&self, account: &Jid) -> Result<Vec<ClientTokens>, StorageError> {
+        let now = unix(SystemTime::now());
+        let mut clients = self.all_clients(account).await?;
+        clients.retain(|c| c.expires > now);
+        Ok(clients)
+    }
+
+    /// Every client document, expired ones too, soonest expiry first.
+    async fn all_clients(&self, account: &Jid) -> Result<Vec<ClientTokens>, StorageError> {
         let docs = self.documents.family(account, FAMILY).await?;
         let mut clients: Vec<ClientTokens> = docs
             .iter()
@@ -192,7 +205,7 @@ impl FastTokens<'_> {
     /// Drops expired clients, or else the one expiring soonest.
     async fn make_room(&self, account: &Jid) -> Result<(), StorageError> {
         let now = unix(SystemTime::now());
-        let clients = self.list(account).await?;
+        let clients = self.all_clients(account).await?;
         let expired: Vec<&ClientTokens> = clients.iter().filter(|c| c.expires <= now).collect();
         let drop = if expired.is_empty() {
             clients.first().into_iter().collect()

@@ -136,6 +136,10 @@ async fn expired_and_invalidated_tokens_are_refused() {
         None,
         "expired"
     );
+    assert!(
+        fast.list(&account).await.unwrap().is_empty(),
+        "expired clients are not listed"
+    );
     let issued = fast.issue(&ask(&account, UA, NONE)).await.unwrap();
     let mut sign_out = check(&account, &issued.token, UA, NONE, b"");
     sign_out.invalidate = true;
@@ -209,4 +213,26 @@ fn documents_that_do_not_parse_hold_no_token() {
     ] {
         assert_eq!(parse(&bad), None, "{bad}");
     }
+}
+
+/// At the bound, logins of one account at once each get their token: the room one makes
+/// may be taken by another, and is made again.
+#[tokio::test]
+async fn concurrent_requests_at_the_bound_all_get_a_token() {
+    let (docs, account) = store().await;
+    let fast = tokens(&docs, FastPolicy::default());
+    for i in 0..MAX_CLIENTS {
+        let ua = format!("00000000-0000-4000-8000-{i:012}");
+        fast.issue(&ask(&account, &ua, NONE)).await.unwrap();
+    }
+    let uas: Vec<String> = (0..16)
+        .map(|i| format!("11111111-0000-4000-8000-{i:012}"))
+        .collect();
+    let issued = futures_util::future::join_all(
+        uas.iter()
+            .map(|ua| async { fast.issue(&ask(&account, ua, NONE)).await }),
+    )
+    .await;
+    assert!(issued.iter().all(Result::is_ok), "{issued:?}");
+    assert_eq!(fast.list(&account).await.unwrap().len(), MAX_CLIENTS);
 }

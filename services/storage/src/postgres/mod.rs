@@ -16,6 +16,7 @@
 
 mod accounts;
 mod im;
+pub mod tls;
 
 use crate::backend_error::DbResult;
 use crate::StorageError;
@@ -82,9 +83,17 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// A pool for `url` (`postgres://user@host:port/db`), using `schema` when given.
+    /// A pool for `url` (`postgres://user@host:port/db`, TLS by its `sslmode`, see
+    /// `tls.rs`, checked against `ca_pem` when given), using `schema` when given.
     /// Connections are made lazily; nothing is checked here.
-    pub fn connect(url: &str, schema: Option<&str>, max_size: usize) -> Result<Self, StorageError> {
+    pub fn connect(
+        url: &str,
+        schema: Option<&str>,
+        max_size: usize,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, StorageError> {
+        let (url, verify) = tls::read_sslmode(url, ca_pem.is_some());
+        let tls = tls::PgTls::new(verify, ca_pem)?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StorageError::Unavailable(format!("postgres url: {e}")))?;
@@ -94,7 +103,7 @@ impl PgStore {
         config.connect_timeout(std::time::Duration::from_secs(5));
         let manager = Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -180,3 +189,5 @@ async fn publish_status(pool: deadpool_postgres::WeakPool, name: String) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -17,7 +17,7 @@ pub(crate) struct TestSchema {
 impl TestSchema {
     pub(crate) async fn create() -> Option<Self> {
         let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
-        let admin = PgStore::connect(&url, None, 2).expect("postgres url");
+        let admin = PgStore::connect(&url, None, 2, None).expect("postgres url");
         let name = format!(
             "sy_test_{}_{}",
             std::process::id(),
@@ -37,7 +37,7 @@ impl TestSchema {
             .batch_execute(&format!("CREATE SCHEMA {name}"))
             .await
             .expect("create schema");
-        let store = PgStore::connect(&url, Some(&name), 4).expect("store");
+        let store = PgStore::connect(&url, Some(&name), 4, None).expect("store");
         Some(Self { store, admin, name })
     }
 
@@ -63,7 +63,7 @@ async fn conforms_migrates_once_and_survives_reconnect() {
     let creds = switchyard_core::sasl::StoredCredentials::from_password("pw", 4096).unwrap();
     db.store.create(&alice, &creds).await.unwrap();
     let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
-    let again = PgStore::connect(&url, Some(&db.name), 2).unwrap();
+    let again = PgStore::connect(&url, Some(&db.name), 2, None).unwrap();
     assert_eq!(again.credentials(&alice).await.unwrap(), Some(creds));
     db.drop_schema().await;
 }
@@ -76,7 +76,7 @@ async fn quotas_hold_under_concurrent_pushes_from_two_routers() {
     };
     db.store.migrate().await.unwrap();
     let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
-    let other = PgStore::connect(&url, Some(&db.name), 4).unwrap();
+    let other = PgStore::connect(&url, Some(&db.name), 4, None).unwrap();
     let handles = [
         std::sync::Arc::new(db.store.clone()),
         std::sync::Arc::new(other),
@@ -127,7 +127,7 @@ async fn migration_sizes_messages_held_before_it() {
 
 #[tokio::test]
 async fn unreachable_database_is_unavailable_not_a_panic() {
-    let store = PgStore::connect("postgres://nobody@127.0.0.1:1/none", None, 1).unwrap();
+    let store = PgStore::connect("postgres://nobody@127.0.0.1:1/none", None, 1, None).unwrap();
     let alice = switchyard_core::Jid::parse("a@localhost").unwrap();
     assert!(matches!(
         store.credentials(&alice).await,

@@ -244,39 +244,11 @@ async fn conforms_on_a_redis_cluster() {
 /// works through it, and a client trusting another CA is refused.
 #[tokio::test]
 async fn rediss_with_a_ca_of_its_own() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use crate::test_tls::{free_port, listening, write_certificates, Killed};
     let dir = tempfile::tempdir().unwrap();
-    let ca = |dir: &std::path::Path, name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-        (cert, key)
-    };
-    let (ca_cert, ca_key) = ca(dir.path(), "ca");
-    let (_, _) = ca(dir.path(), "other-ca");
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca_cert, &ca_key)
-        .unwrap();
-    std::fs::write(dir.path().join("server.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.path().join("server-key.pem"), leaf_key.serialize_pem()).unwrap();
-
-    // A port below the ephemeral range, free now.
-    let port = (20_000..30_000)
-        .map(|p| p + (std::process::id() % 7_000) as u16 % 3_000)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port");
+    write_certificates(dir.path());
+    let port = free_port();
     let path = |f: &str| dir.path().join(f).display().to_string();
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let _server = Killed(
         std::process::Command::new("redis-server")
             .args([
@@ -299,15 +271,7 @@ async fn rediss_with_a_ca_of_its_own() {
             .spawn()
             .expect("redis-server is installed (CI installs it)"),
     );
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    listening(port).await;
     let url = format!("rediss://127.0.0.1:{port}");
     let servers = |ca: &str| RedisServers {
         urls: vec![url.clone()],
