@@ -207,18 +207,7 @@ async fn wrong_tokens_count_toward_the_login_throttle() {
 #[tokio::test]
 async fn xep0386_sm_enabled_inline_is_resumable_before_the_client_says_anything() {
     let server = Server::start().await;
-    // Dropped with a reset, as a phone losing its network leaves it.
-    let tcp = tokio::net::TcpStream::connect(server.c2s()).await.unwrap();
-    tcp.set_linger(Some(std::time::Duration::ZERO)).unwrap();
-    let mut first = Client {
-        io: Box::new(tcp),
-        framer: switchyard_core::xml::Framer::new(switchyard_core::xml::Limits::default()),
-        exporter: None,
-        jid: None,
-    };
-    first.open().await;
-    first.starttls(server.cert_der()).await;
-    first.open().await;
+    let (mut first, _) = secured(server.c2s(), server.cert_der()).await;
     let inline =
         "<bind xmlns='urn:xmpp:bind:0'><enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>";
     let success = password_login(&mut first, "alice", UA, inline).await;
