@@ -117,7 +117,9 @@ async fn sslmode_decides_encryption_and_how_much_of_the_certificate_is_checked()
     let url = |host: &str, mode: &str| {
         format!("postgres://postgres@{host}:{port}/postgres?sslmode={mode}")
     };
-    let cases: [(String, Option<&[u8]>, Result<bool, &str>); 8] = [
+    // (URL, CA file, encrypted or the error's gist)
+    type Case<'a> = (String, Option<&'a [u8]>, Result<bool, &'a str>);
+    let cases: [Case; 8] = [
         (url("127.0.0.1", "disable"), None, Ok(false)),
         // Encrypted, the certificate unchecked (libpq's require).
         (url("127.0.0.1", "require"), None, Ok(true)),
