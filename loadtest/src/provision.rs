@@ -24,8 +24,12 @@ pub struct Provisioned {
 
 pub async fn run(args: &ProvisionArgs) -> anyhow::Result<Provisioned> {
     if let Some(url) = &args.postgres {
-        let store = PgStore::connect(url, args.schema.as_deref(), 8, None)
-            .with_context(|| format!("cannot connect to {url}"))?;
+        let store = PgStore::connect(
+            &switchyard_storage::PgTarget::url(url),
+            args.schema.as_deref(),
+            8,
+        )
+        .with_context(|| format!("cannot connect to {url}"))?;
         store.migrate().await.context("postgres migration failed")?;
         return create_all(&store, args).await;
     }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub use cache::CachedBlocks;
 pub use instrumented::Instrumented;
 pub use memory::{MemoryRegistry, MemoryStore};
-pub use postgres::PgStore;
+pub use postgres::{PgStore, PgTarget};
 pub use redis::RedisRegistry;
 pub use redis::{RedisLoginFailures, RedisServers};
 pub use registry_cache::CachedRegistry;

@@ -155,6 +155,16 @@ pub struct Postgres {
     pub pool_size: usize,
     /// Apply pending migrations at start-up (otherwise run `switchyard migrate`).
     pub migrate_on_start: bool,
+    /// Each replaces that part of `url` when set (as CloudNativePG's and Bitnami's
+    /// charts hand out host, user and password as separate secret keys: set them from
+    /// `SWITCHYARD_POSTGRES__HOST`, `__USER`, `__PASSWORD`); `host` alone, with `url`
+    /// empty, selects PostgreSQL too. `port` 0 keeps the URL's (or 5432).
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Shown as `***` by `check-config`.
+    pub password: String,
+    pub dbname: String,
     /// PEM file of the CA that signed PostgreSQL's certificate: with it the chain is
     /// checked even under `sslmode=require` (as libpq does with a root file); without
     /// it `verify-ca`/`verify-full` check against the system's CAs.
@@ -197,6 +207,11 @@ impl Default for Postgres {
             schema: String::new(),
             pool_size: 16,
             migrate_on_start: false,
+            host: String::new(),
+            port: 0,
+            user: String::new(),
+            password: String::new(),
+            dbname: String::new(),
             ca_path: String::new(),
         }
     }
@@ -630,6 +645,12 @@ impl Config {
             (0.0..=1.0).contains(&self.telemetry.sample_ratio),
             "telemetry.sample_ratio must be 0 to 1"
         );
+        let pg = &self.postgres;
+        let parts = [&pg.user, &pg.password, &pg.dbname];
+        anyhow::ensure!(
+            !pg.url.is_empty() || !pg.host.is_empty() || parts.iter().all(|p| p.is_empty()),
+            "postgres.user, postgres.password and postgres.dbname need postgres.url or postgres.host"
+        );
         if !self.postgres.url.is_empty() {
             self.postgres
                 .url
@@ -737,6 +758,7 @@ impl Config {
     pub fn redacted(&self) -> Self {
         let mut shown = self.clone();
         shown.postgres.url = redact(&self.postgres.url);
+        shown.postgres.password = mask(&self.postgres.password);
         shown.redis.urls = self.redis.urls.iter().map(|u| redact(u)).collect();
         shown.telemetry.otlp_endpoint = redact(&self.telemetry.otlp_endpoint);
         shown.cluster.routers = self.cluster.routers.iter().map(|r| redact(r)).collect();
@@ -807,6 +829,11 @@ impl fmt::Debug for Postgres {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Postgres")
             .field("url", &redact(&self.url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &mask(&self.password))
+            .field("dbname", &self.dbname)
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("migrate_on_start", &self.migrate_on_start)
@@ -929,6 +956,7 @@ mod redaction {
     fn with_secrets() -> super::Config {
         let mut c = super::Config::default();
         c.postgres.url = "postgres://sy:hunter2@db:5432/sy".into();
+        c.postgres.password = "pg-secret".into();
         c.redis.urls = vec!["redis://:pw@r:6379".into(), "redis://r2:6379".into()];
         c.telemetry.otlp_endpoint = "http://otel:otlp-pw@collector:4317".into();
         c.admin.token = "t0ken".into();
@@ -940,6 +968,7 @@ mod redaction {
     fn secrets_are_not_printed() {
         let shown = with_secrets().redacted();
         assert_eq!(shown.postgres.url, "postgres://sy:***@db:5432/sy");
+        assert_eq!(shown.postgres.password, "***");
         assert_eq!(shown.redis.urls, ["redis://:***@r:6379", "redis://r2:6379"]);
         assert_eq!(
             shown.telemetry.otlp_endpoint,
@@ -953,7 +982,14 @@ mod redaction {
     #[test]
     fn debug_output_is_redacted_too() {
         let debug = format!("{:?}", with_secrets());
-        for secret in ["hunter2", "pw@", "otlp-pw", "t0ken", "decoy-secret"] {
+        for secret in [
+            "hunter2",
+            "pw@",
+            "otlp-pw",
+            "t0ken",
+            "decoy-secret",
+            "pg-secret",
+        ] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
     }
@@ -985,6 +1021,11 @@ mod chart_schema {
         "cluster.insecure_plaintext",
         "redis.urls",
         "postgres.url",
+        "postgres.host",
+        "postgres.port",
+        "postgres.user",
+        "postgres.password",
+        "postgres.dbname",
         // Secrets: set from a Secret through SWITCHYARD_COMPONENTS, never the ConfigMap.
         "components",
     ];

@@ -51,7 +51,7 @@ pub enum Target {
 /// when opened).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let Some(pg) = crate::wiring::open_postgres(config)? else {
-        anyhow::bail!("postgres.url is not set; the embedded SQLite store migrates itself");
+        anyhow::bail!("neither postgres.url nor postgres.host is set; the embedded SQLite store migrates itself");
     };
     let applied = pg.migrate().await.context("postgres migrations")?;
     println!("applied {applied} migration(s)");

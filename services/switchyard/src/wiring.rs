@@ -16,7 +16,9 @@ use switchyard_storage::{
     CachedBlocks, CachedRegistry, Instrumented, MemoryRegistry, PgStore, RedisRegistry,
     SessionRegistry, SqliteStore, Stores,
 };
-use switchyard_storage::{LoginFailures, MemoryLoginFailures, RedisLoginFailures, RedisServers};
+use switchyard_storage::{
+    LoginFailures, MemoryLoginFailures, PgTarget, RedisLoginFailures, RedisServers,
+};
 
 /// The embedded SQLite store in `data_dir`. The file is created owner-only before SQLite
 /// opens it, because SQLite gives its `-wal` and `-shm` side files the database's mode.
@@ -105,18 +107,27 @@ pub fn warn_if_world_readable(path: &Path) {
 /// The PostgreSQL store of this configuration, if one is configured.
 pub fn open_postgres(config: &Config) -> anyhow::Result<Option<PgStore>> {
     let pg = &config.postgres;
-    if pg.url.is_empty() {
+    if pg.url.is_empty() && pg.host.is_empty() {
         return Ok(None);
     }
     let schema = (!pg.schema.is_empty()).then_some(pg.schema.as_str());
-    let ca = match pg.ca_path.as_str() {
+    let set = |s: &String| (!s.is_empty()).then(|| s.clone());
+    let ca_pem = match pg.ca_path.as_str() {
         "" => None,
         path => Some(
             std::fs::read(path).with_context(|| format!("postgres.ca_path: cannot read {path}"))?,
         ),
     };
-    let store =
-        PgStore::connect(&pg.url, schema, pg.pool_size, ca.as_deref()).context("postgres")?;
+    let target = PgTarget {
+        url: pg.url.clone(),
+        host: set(&pg.host),
+        port: (pg.port != 0).then_some(pg.port),
+        user: set(&pg.user),
+        password: set(&pg.password),
+        dbname: set(&pg.dbname),
+        ca_pem,
+    };
+    let store = PgStore::connect(&target, schema, pg.pool_size).context("postgres")?;
     Ok(Some(store))
 }
 

@@ -82,21 +82,79 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// Where PostgreSQL is: a URL (`postgres://user@host:port/db?sslmode=…`, or a libpq
+/// `key=value` string), each part of which the separate fields replace when set (as
+/// platform charts hand out host, user and password as separate secret keys), and the
+/// CA its certificate is checked against.
+#[derive(Clone, Default)]
+pub struct PgTarget {
+    pub url: String,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub dbname: Option<String>,
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("dbname", &self.dbname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgTarget {
+    pub fn url(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// The connection settings (TLS aside, see `tls.rs`) and how much of the server's
+    /// certificate to check.
+    fn config(&self) -> Result<(tokio_postgres::Config, tls::Verify), StorageError> {
+        let (url, verify) = tls::read_sslmode(&self.url, self.ca_pem.is_some());
+        let mut config = match url.as_str() {
+            "" => tokio_postgres::Config::new(),
+            url => url
+                .parse()
+                .map_err(|e| StorageError::Unavailable(format!("postgres url: {e}")))?,
+        };
+        if let Some(host) = &self.host {
+            config.host(host);
+        }
+        if let Some(port) = self.port {
+            config.port(port);
+        }
+        if let Some(user) = &self.user {
+            config.user(user);
+        }
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        if let Some(dbname) = &self.dbname {
+            config.dbname(dbname);
+        }
+        Ok((config, verify))
+    }
+}
+
 impl PgStore {
-    /// A pool for `url` (`postgres://user@host:port/db`, TLS by its `sslmode`, see
-    /// `tls.rs`, checked against `ca_pem` when given), using `schema` when given.
-    /// Connections are made lazily; nothing is checked here.
+    /// A pool for `target` (TLS by its `sslmode`, see `tls.rs`), using `schema` when
+    /// given. Connections are made lazily; nothing is checked here.
     pub fn connect(
-        url: &str,
+        target: &PgTarget,
         schema: Option<&str>,
         max_size: usize,
-        ca_pem: Option<&[u8]>,
     ) -> Result<Self, StorageError> {
-        let (url, verify) = tls::read_sslmode(url, ca_pem.is_some());
-        let tls = tls::PgTls::new(verify, ca_pem)?;
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StorageError::Unavailable(format!("postgres url: {e}")))?;
+        let (mut config, verify) = target.config()?;
+        let tls = tls::PgTls::new(verify, target.ca_pem.as_deref())?;
         if let Some(schema) = schema {
             config.options(format!("-c search_path={schema}"));
         }

@@ -17,7 +17,7 @@ pub(crate) struct TestSchema {
 impl TestSchema {
     pub(crate) async fn create() -> Option<Self> {
         let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
-        let admin = PgStore::connect(&url, None, 2, None).expect("postgres url");
+        let admin = PgStore::connect(&PgTarget::url(&url), None, 2).expect("postgres url");
         let name = format!(
             "sy_test_{}_{}",
             std::process::id(),
@@ -37,7 +37,7 @@ impl TestSchema {
             .batch_execute(&format!("CREATE SCHEMA {name}"))
             .await
             .expect("create schema");
-        let store = PgStore::connect(&url, Some(&name), 4, None).expect("store");
+        let store = PgStore::connect(&PgTarget::url(&url), Some(&name), 4).expect("store");
         Some(Self { store, admin, name })
     }
 
@@ -63,7 +63,7 @@ async fn conforms_migrates_once_and_survives_reconnect() {
     let creds = switchyard_core::sasl::StoredCredentials::from_password("pw", 4096).unwrap();
     db.store.create(&alice, &creds).await.unwrap();
     let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
-    let again = PgStore::connect(&url, Some(&db.name), 2, None).unwrap();
+    let again = PgStore::connect(&PgTarget::url(&url), Some(&db.name), 2).unwrap();
     assert_eq!(again.credentials(&alice).await.unwrap(), Some(creds));
     db.drop_schema().await;
 }
@@ -76,7 +76,7 @@ async fn quotas_hold_under_concurrent_pushes_from_two_routers() {
     };
     db.store.migrate().await.unwrap();
     let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
-    let other = PgStore::connect(&url, Some(&db.name), 4, None).unwrap();
+    let other = PgStore::connect(&PgTarget::url(&url), Some(&db.name), 4).unwrap();
     let handles = [
         std::sync::Arc::new(db.store.clone()),
         std::sync::Arc::new(other),
@@ -127,7 +127,12 @@ async fn migration_sizes_messages_held_before_it() {
 
 #[tokio::test]
 async fn unreachable_database_is_unavailable_not_a_panic() {
-    let store = PgStore::connect("postgres://nobody@127.0.0.1:1/none", None, 1, None).unwrap();
+    let store = PgStore::connect(
+        &PgTarget::url("postgres://nobody@127.0.0.1:1/none"),
+        None,
+        1,
+    )
+    .unwrap();
     let alice = switchyard_core::Jid::parse("a@localhost").unwrap();
     assert!(matches!(
         store.credentials(&alice).await,
@@ -171,5 +176,48 @@ async fn the_pool_publishes_its_use_and_returns_to_rest() {
         false
     };
     assert!(rested.await, "back at rest");
+    db.drop_schema().await;
+}
+
+/// Host, port, user and database given apart (as charts hand them out from secret keys)
+/// replace the URL's: a URL naming nowhere reaches the test database through them, and
+/// with no URL at all they are the whole target.
+#[tokio::test]
+async fn separate_fields_replace_the_urls_parts() {
+    let Some(db) = TestSchema::create().await else {
+        return;
+    };
+    let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
+    let real: tokio_postgres::Config = url.parse().unwrap();
+    let host = match real.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        other => panic!("a TCP host in {url}: {other:?}"),
+    };
+    let parts = PgTarget {
+        host: Some(host),
+        port: real.get_ports().first().copied(),
+        user: real.get_user().map(str::to_owned),
+        password: real
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        dbname: real.get_dbname().map(str::to_owned),
+        ..PgTarget::default()
+    };
+    let nowhere = "postgres://nobody:wrong@127.0.0.1:1/none?sslmode=disable";
+    for target in [
+        parts.clone(),
+        PgTarget {
+            url: nowhere.into(),
+            ..parts
+        },
+    ] {
+        let store = PgStore::connect(&target, None, 1).unwrap();
+        let client = store.client().await.expect("connected through the fields");
+        let row = client
+            .query_one("SELECT current_database()", &[])
+            .await
+            .unwrap();
+        assert_eq!(Some(row.get::<_, String>(0).as_str()), real.get_dbname());
+    }
     db.drop_schema().await;
 }

@@ -2,7 +2,7 @@
 //! directory, run as the `postgres` user when the tests run as root, since PostgreSQL
 //! refuses root) with a certificate for 127.0.0.1 from a CA of the test's own.
 
-use super::PgStore;
+use super::{PgStore, PgTarget};
 use crate::test_tls::{free_port, listening, write_certificates, Killed};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -145,7 +145,11 @@ async fn sslmode_decides_encryption_and_how_much_of_the_certificate_is_checked()
         ),
     ];
     for (url, ca, want) in cases {
-        let store = PgStore::connect(&url, None, 1, ca).expect("a pool");
+        let target = PgTarget {
+            ca_pem: ca.map(<[u8]>::to_vec),
+            ..PgTarget::url(&url)
+        };
+        let store = PgStore::connect(&target, None, 1).expect("a pool");
         let got = tokio::time::timeout(std::time::Duration::from_secs(15), encrypted(&store))
             .await
             .expect("in time");
