@@ -191,12 +191,74 @@ CASES = {
                          init={"edge": ["wait-for-dns"], "router": []},
                          sidecars={"edge": ["log-shipper"], "router": ["database-proxy"]},
                          startup=True, lifecycle=True, spread={"edge": "custom"}),
+    # postgres.credentials from CloudNativePG's <cluster>-app Secret (every part a key of
+    # it), its CA from <cluster>-ca; the Redis CA from a ConfigMap under another key.
+    "cnpg": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
+                 tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223, 5443),
+                 external={"switchyard-db-app", "switchyard-db-ca"},
+                 postgres=dict(env={"URL": "sslmode=verify-full",
+                                    "HOST": ("switchyard-db-app", "host", None),
+                                    "PORT": ("switchyard-db-app", "port", True),
+                                    "DBNAME": ("switchyard-db-app", "dbname", None),
+                                    "USER": ("switchyard-db-app", "user", None),
+                                    "PASSWORD": ("switchyard-db-app", "password", False)},
+                               ca=("secret", "switchyard-db-ca", "ca.crt")),
+                 redis_ca=("configMap", "redis-ca", "ca.pem")),
+    # postgres.credentials from Bitnami's <release>-postgresql Secret (only the password;
+    # host, user and database given as values, which win over the default key names).
+    "bitnami": dict(hpa=True, pdb=2, servicemonitor=False, networkpolicy=True, migrate=True,
+                    tls=False, admin=False, lb_type="LoadBalancer", ports=(5222, 5223, 5443),
+                    external={"switchyard-db-postgresql"},
+                    postgres=dict(env={"URL": "sslmode=require",
+                                       "HOST": "switchyard-db-postgresql.db.svc",
+                                       "DBNAME": "switchyard",
+                                       "USER": "switchyard",
+                                       "PASSWORD": ("switchyard-db-postgresql", "password", False)})),
 }
 # listen.websocket_* as the binary's defaults (edge.websocket in the chart's values.yaml).
 WEBSOCKET_DEFAULT = dict(websocket_tls=True, websocket_origins=[], websocket_url="")
 # The default topology spread of each role: zones, then nodes, soft.
 DEFAULT_SPREAD = [("topology.kubernetes.io/zone", "ScheduleAnyway"), ("kubernetes.io/hostname", "ScheduleAnyway")]
 CLUSTER_TLS_DIR = "/etc/switchyard/cluster-tls"
+# Where postgres.ca and redis.ca are mounted (the key as ca.crt), and the variable naming it.
+CA_DIRS = {"postgres": ("/etc/switchyard/postgres-ca", "SWITCHYARD_POSTGRES__CA_PATH"),
+           "redis": ("/etc/switchyard/redis-ca", "SWITCHYARD_REDIS__CA_PATH")}
+
+
+def postgres_env(c):
+    """A container's SWITCHYARD_POSTGRES__* connection variables (the schema aside), by
+    suffix: the value, or (Secret, key, optional) for a secretKeyRef."""
+    out = {}
+    for e in c["env"]:
+        name = e["name"]
+        if not name.startswith("SWITCHYARD_POSTGRES__") or name in ("SWITCHYARD_POSTGRES__SCHEMA",
+                                                                      "SWITCHYARD_POSTGRES__CA_PATH"):
+            continue
+        if "value" in e:
+            out[name.removeprefix("SWITCHYARD_POSTGRES__")] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            out[name.removeprefix("SWITCHYARD_POSTGRES__")] = (ref["name"], ref["key"], ref.get("optional"))
+    return out
+
+
+def check_ca(case, who, c, pod, service, want):
+    """want: (kind, name, key) of postgres.ca / redis.ca, or None: mounted read-only as a
+    directory holding ca.crt, its path in SWITCHYARD_<SERVICE>__CA_PATH; or no trace."""
+    directory, var = CA_DIRS[service]
+    env = {e["name"]: e for e in c["env"]}
+    mounts = [m for m in c.get("volumeMounts", []) if m["mountPath"] == directory]
+    if want is None:
+        check(not mounts and var not in env, f"{case}: {who} has a {service} CA without {service}.ca")
+        return
+    kind, name, key = want
+    check(env.get(var, {}).get("value") == f"{directory}/ca.crt", f"{case}: {who} {var}")
+    check(len(mounts) == 1 and mounts[0].get("readOnly") is True and "subPath" not in mounts[0],
+          f"{case}: {who} mounts the {service} CA read-only as a directory at {directory}")
+    vol = {v["name"]: v for v in pod["volumes"]}[mounts[0]["name"]]
+    check(kind in vol and vol[kind].get("secretName" if kind == "secret" else "name") == name
+          and vol[kind].get("items") == [{"key": key, "path": "ca.crt"}],
+          f"{case}: {who} {service} CA volume from {kind} {name} key {key}, got {vol}")
 MONITORING = Path(__file__).resolve().parent.parent / "helm/switchyard/monitoring"
 # How monitoring/alerts.yml writes the login SLO's error budget (the chart replaces it).
 LOGIN_BUDGET = "(1 - 0.999)"
@@ -255,8 +317,17 @@ def chart(case, rendered):
     check(listen == expect_listen, f"{case}: listen {listen} != {expect_listen}")
     check(cfg["domains"], f"{case}: domains")
     check(("cert_path" in cfg.get("tls", {})) == want["tls"], f"{case}: tls paths present = {want['tls']}")
-    for section, secret_key in (("postgres", "url"), ("redis", "urls"), ("admin", "token")):
+    for section, secret_key in (("postgres", "url"), ("postgres", "host"), ("postgres", "port"),
+                                ("postgres", "user"), ("postgres", "password"), ("postgres", "dbname"),
+                                ("redis", "urls"), ("admin", "token")):
         check(secret_key not in cfg.get(section, {}), f"{case}: secret {section}.{secret_key} in the ConfigMap")
+    pg_want = want.get("postgres")
+    ca_want = {"postgres": (pg_want or {}).get("ca"), "redis": want.get("redis_ca")}
+    # postgres.ca and redis.ca set the paths through the environment, not the file.
+    for section, ca in ca_want.items():
+        if ca:
+            check("ca_path" not in cfg.get(section, {}), f"{case}: {section}.ca_path in the ConfigMap too")
+    router_pg_env = None
     t = cfg.get("timeouts", {})
     need = t.get("drain_delay_secs", 5) + t.get("shutdown_grace_secs", 10) + 5
 
@@ -364,9 +435,23 @@ def chart(case, rendered):
         else:
             check("SWITCHYARD_COMPONENTS" not in env, f"{case}: {role} SWITCHYARD_COMPONENTS without components")
         if role == "router":
-            for var in ("SWITCHYARD_POSTGRES__URL", "SWITCHYARD_REDIS__URLS"):
-                check("secretKeyRef" in env[var]["valueFrom"], f"{case}: {var} from a Secret")
+            check("secretKeyRef" in env["SWITCHYARD_REDIS__URLS"]["valueFrom"], f"{case}: SWITCHYARD_REDIS__URLS from a Secret")
+            router_pg_env = postgres_env(c)
+            if pg_want is None:
+                check(set(router_pg_env) == {"URL"} and "secretKeyRef" in env["SWITCHYARD_POSTGRES__URL"]["valueFrom"],
+                      f"{case}: SWITCHYARD_POSTGRES__URL from a Secret, and nothing else: {router_pg_env}")
+            else:
+                # postgres.credentials: the parts from the Secret's keys or values; the URL
+                # carries only the TLS mode, the password always comes from the Secret.
+                check(router_pg_env == pg_want["env"], f"{case}: router PostgreSQL env {router_pg_env} != {pg_want['env']}")
+                check(re.fullmatch(r"sslmode=[a-z-]+", router_pg_env["URL"]) is not None
+                      and isinstance(router_pg_env["PASSWORD"], tuple), f"{case}: credentials outside a Secret")
+            check_ca(case, role, c, pod, "postgres", ca_want["postgres"])
+            check_ca(case, role, c, pod, "redis", ca_want["redis"])
             check(("SWITCHYARD_ADMIN__TOKEN" in env) == want["admin"], f"{case}: admin token env")
+        else:
+            check(not [m for m in c["volumeMounts"] if m["mountPath"] in {d for d, _ in CA_DIRS.values()}],
+                  f"{case}: edges mount no PostgreSQL or Redis CA")
         if role == "edge":
             check(("/etc/switchyard/tls" in mounts) == want["tls"], f"{case}: TLS mount")
             for cert in client_certs:
@@ -440,11 +525,20 @@ def chart(case, rendered):
         check(c["args"] == ["migrate"], f"{case}: migrate args")
         if "image" in want:
             check(c["image"] == want["image"], f"{case}: migrate image {c['image']}")
-        ref = [e for e in c["env"] if e["name"] == "SWITCHYARD_POSTGRES__URL"][0]["valueFrom"]["secretKeyRef"]["name"]
         hook_secrets = {s["metadata"]["name"] for s in by_kind.get("Secret", [])
                         if "helm.sh/hook" in s["metadata"].get("annotations", {})}
-        check(ref in hook_secrets or ref in want["external"],
-              f"{case}: the migrate Job must use a hook Secret or an existing one, not {ref}")
+        job_pg_env = postgres_env(c)
+        if pg_want is None:
+            ref = [e for e in c["env"] if e["name"] == "SWITCHYARD_POSTGRES__URL"][0]["valueFrom"]["secretKeyRef"]["name"]
+            check(ref in hook_secrets or ref in want["external"],
+                  f"{case}: the migrate Job must use a hook Secret or an existing one, not {ref}")
+        else:
+            # The same connection as the routers', straight from the existing Secret.
+            check(job_pg_env == router_pg_env, f"{case}: migrate Job PostgreSQL env {job_pg_env} != routers' {router_pg_env}")
+            check(not hook_secrets, f"{case}: a hook Secret {hook_secrets} for postgres.credentials")
+            refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e]
+            check(all(r in want["external"] for r in refs), f"{case}: the migrate Job references {refs}")
+        check_ca(case, "migrate Job", c, job["spec"]["template"]["spec"], "postgres", ca_want["postgres"])
     print(f"{case}: {len(docs)} objects as expected")
 
 

@@ -5,10 +5,14 @@
 #     unknown config keys, a terminationGracePeriodSeconds shorter than the drain, extra
 #     volumes named like the chart's own, a malformed image digest, a sidecar without image,
 #     cert-manager without an issuer, a bad key size, a WebSocket Origin with a path, an SLO
-#     objective of 100 %, components without their Secret
-#   - helm template for six value sets (defaults + required, deploy/helm-values-ci.yaml,
+#     objective of 100 %, components without their Secret, PostgreSQL given twice
+#     (credentials and a URL), a CA from both a Secret and a ConfigMap, credentials
+#     without a host
+#   - helm template for eight value sets (defaults + required, deploy/helm-values-ci.yaml,
 #     deploy/helm-values-example.yaml, secrets created from values with the WebSocket
-#     listener off, cluster TLS from cert-manager, deploy/helm-values-all-features.yaml):
+#     listener off, cluster TLS from cert-manager, deploy/helm-values-all-features.yaml,
+#     postgres.credentials as CloudNativePG's Secret with its CA and a Redis CA, and as
+#     Bitnami's with host, user and database in values):
 #     core objects checked by kubernetes-validate --strict for the oldest (1.25) and newest
 #     supported Kubernetes, ServiceMonitors, PrometheusRules and Certificates by the
 #     prometheus-operator and cert-manager schemas (unknown fields rejected), then the
@@ -119,7 +123,7 @@ must_fail() {
   printf '    refused: %-44s (%s)\n' "$name" "$expect"
 }
 step "helm template refuses bad values"
-must_fail "defaults only (no PostgreSQL)" "postgres.url or postgres.existingSecret is required"
+must_fail "defaults only (no PostgreSQL)" "postgres.url, postgres.existingSecret or postgres.credentials.existingSecret is required"
 must_fail "no Redis" "redis.urls or redis.existingSecret is required" \
   --set postgres.url=postgres://u@h/db
 must_fail "typo in a values key" "replicaCont" "${required[@]}" --set edge.replicaCont=3
@@ -145,6 +149,20 @@ must_fail "components without their Secret" "components.existingSecret is requir
   --set components.enabled=true
 must_fail "SLO objective of 100 %" "loginAvailabilityObjective" "${required[@]}" \
   --set-json prometheusRule.loginAvailabilityObjective=1
+must_fail "PostgreSQL credentials and a URL" "choose one" "${required[@]}" \
+  --set postgres.credentials.existingSecret=db-app
+must_fail "PostgreSQL credentials and a URL Secret" "choose one" "${required[@]}" --set postgres.url= \
+  --set postgres.existingSecret=db --set postgres.credentials.existingSecret=db-app
+must_fail "PostgreSQL credentials without a host" "postgres.credentials.host or postgres.credentials.hostKey" \
+  "${required[@]}" --set postgres.url= --set postgres.credentials.existingSecret=db-app --set postgres.credentials.hostKey=
+must_fail "bad sslmode" "sslmode" "${required[@]}" --set postgres.url= \
+  --set postgres.credentials.existingSecret=db-app --set postgres.sslmode=allow
+must_fail "PostgreSQL CA from Secret and ConfigMap" "postgres.ca.secret and postgres.ca.configMap" "${required[@]}" \
+  --set postgres.ca.secret=db-ca --set postgres.ca.configMap=db-ca
+must_fail "Redis CA from Secret and ConfigMap" "redis.ca.secret and redis.ca.configMap" "${required[@]}" \
+  --set redis.ca.secret=redis-ca --set redis.ca.configMap=redis-ca
+must_fail "Redis CA mounted and config path" "config.redis.ca_path" "${required[@]}" \
+  --set redis.ca.secret=redis-ca --set config.redis.ca_path=/etc/ca.pem
 
 # Each case: a name and the helm arguments for it (see CASES in deploy/validate.py).
 case_args() {
@@ -161,9 +179,42 @@ case_args() {
     cert-manager) args=("${required[@]}" --set clusterTls.certManager.enabled=true
         --set clusterTls.certManager.issuerRef.name=switchyard-cluster-ca) ;;
     all-features) args=(-f "$root/deploy/helm-values-all-features.yaml") ;;
+    # CloudNativePG: every part from the <cluster>-app Secret's keys (the defaults), its CA
+    # from <cluster>-ca; Redis over TLS with its CA from a ConfigMap under another key.
+    cnpg) args=(--set postgres.credentials.existingSecret=switchyard-db-app
+        --set postgres.sslmode=verify-full --set postgres.ca.secret=switchyard-db-ca
+        --set-json 'redis.urls=["rediss://redis.db:6380"]'
+        --set redis.ca.configMap=redis-ca --set redis.ca.key=ca.pem) ;;
+    # Bitnami postgresql: only the password in its Secret; host, user and database in
+    # values, no port key.
+    bitnami) args=(--set postgres.credentials.existingSecret=switchyard-db-postgresql
+        --set postgres.credentials.host=switchyard-db-postgresql.db.svc
+        --set postgres.credentials.user=switchyard --set postgres.credentials.dbname=switchyard
+        --set postgres.credentials.portKey= --set postgres.credentials.passwordKey=password
+        --set-json 'redis.urls=["redis://redis.db:6379"]') ;;
   esac
 }
-for name in default ci example created-secrets cert-manager all-features; do
+# expect_rendered NAME: lines the case's output must hold, each COUNT times (routers and
+# the migration Job alike); deploy/validate.py chart checks the details.
+expect_rendered() {
+  local want=()
+  case "$1" in
+    cnpg) want=("2 - name: SWITCHYARD_POSTGRES__PASSWORD" "2 - name: SWITCHYARD_POSTGRES__HOST"
+                "2 - name: SWITCHYARD_POSTGRES__CA_PATH" "2 mountPath: /etc/switchyard/postgres-ca"
+                "2 secretName: switchyard-db-ca" "1 - name: SWITCHYARD_REDIS__CA_PATH"
+                "1 mountPath: /etc/switchyard/redis-ca" "2 value: \"sslmode=verify-full\"") ;;
+    bitnami) want=("2 - name: SWITCHYARD_POSTGRES__PASSWORD" "2 value: \"switchyard-db-postgresql.db.svc\""
+                   "0 - name: SWITCHYARD_POSTGRES__PORT" "0 - name: SWITCHYARD_POSTGRES__CA_PATH"
+                   "2 value: \"sslmode=require\"") ;;
+  esac
+  local line count got
+  for line in "${want[@]}"; do
+    count="${line%% *}"; line="${line#* }"
+    got="$(grep -cF -- "$line" "$out/$1.yaml" || true)"
+    [[ "$got" == "$count" ]] || { echo "FAIL: $1: '$line' rendered $got times, expected $count" >&2; exit 1; }
+  done
+}
+for name in default ci example created-secrets cert-manager all-features cnpg bitnami; do
   case_args "$name"
   step "helm template ($name) | kubernetes-validate --strict (1.25, latest) | CRD schema | chart checks"
   "$HELM" template switchyard "$chart" --namespace xmpp "${args[@]}" >"$out/$name.yaml"
@@ -173,6 +224,7 @@ for name in default ci example created-secrets cert-manager all-features; do
   # ServiceMonitor, PrometheusRule and Certificate are CRDs kubernetes-validate has no
   # schema for; they are validated against the prometheus-operator and cert-manager models.
   if [[ -s "$out/$name.crds.yaml" ]]; then py crds "$out/$name.crds.yaml"; fi
+  expect_rendered "$name"
   py chart "$name" "$out/$name.yaml"
   # The rules as the chart renders them (objective and runbook links substituted) parse.
   if grep -q '^kind: PrometheusRule$' "$out/$name.yaml"; then

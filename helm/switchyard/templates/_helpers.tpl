@@ -135,10 +135,96 @@ tls.key). Usage: include "switchyard.clusterTlsSecret" (list . "router")
   readOnly: true
 {{- end }}
 
+{{/*
+PostgreSQL's connection settings, for every container that talks to it (routers, the
+migration Job). Usage: include "switchyard.postgresEnv" (list . URL-SECRET), URL-SECRET
+the Secret holding the URL under postgres.existingSecretKey (unused with credentials).
+*/}}
+{{- define "switchyard.postgresEnv" -}}
+{{- $ctx := index . 0 }}
+{{- $pg := $ctx.Values.postgres }}
+{{- $c := $pg.credentials }}
+{{- if $c.existingSecret }}
+# Host, port, database, user and password from Secret {{ $c.existingSecret }}
+# (postgres.credentials); the URL carries only the TLS mode.
+- name: SWITCHYARD_POSTGRES__URL
+  value: {{ printf "sslmode=%s" $pg.sslmode | quote }}
+{{- range $part := list "host" "port" "dbname" "user" }}
+{{- $value := index $c $part }}
+{{- $key := index $c (printf "%sKey" $part) }}
+{{- if $value }}
+- name: SWITCHYARD_POSTGRES__{{ upper $part }}
+  value: {{ ternary ($value | int | toString) ($value | toString) (eq $part "port") | quote }}
+{{- else if $key }}
+- name: SWITCHYARD_POSTGRES__{{ upper $part }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $c.existingSecret }}
+      key: {{ $key }}
+      {{- if eq $part "port" }}
+      # Without it: the URL's port, else 5432.
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end }}
+- name: SWITCHYARD_POSTGRES__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $c.existingSecret }}
+      key: {{ $c.passwordKey }}
+      optional: false
+{{- else }}
+- name: SWITCHYARD_POSTGRES__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ index . 1 }}
+      key: {{ $pg.existingSecretKey }}
+{{- end }}
+{{- if include "switchyard.caSource" $pg.ca }}
+# The CA of PostgreSQL's certificate (postgres.ca).
+- name: SWITCHYARD_POSTGRES__CA_PATH
+  value: {{ printf "%s/ca.crt" (include "switchyard.postgresCaDir" $ctx) | quote }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when a CA (postgres.ca or redis.ca) is configured. Usage: include "switchyard.caSource" .Values.postgres.ca */}}
+{{- define "switchyard.caSource" -}}
+{{- if or .secret .configMap }}true{{ end }}
+{{- end }}
+
+{{/*
+A CA from a Secret or a ConfigMap as a volume: its key as ca.crt, mounted as a directory
+(updates reach the pod). Usage: include "switchyard.caVolume" (list "postgres-ca" .Values.postgres.ca)
+*/}}
+{{- define "switchyard.caVolume" -}}
+{{- $name := index . 0 }}
+{{- $ca := index . 1 }}
+- name: {{ $name }}
+  {{- if $ca.secret }}
+  secret:
+    secretName: {{ $ca.secret }}
+  {{- else }}
+  configMap:
+    name: {{ $ca.configMap }}
+  {{- end }}
+    items:
+      - key: {{ $ca.key }}
+        path: ca.crt
+    defaultMode: 0444
+{{- end }}
+
+{{- define "switchyard.caVolumeMount" -}}
+- name: {{ index . 0 }}
+  mountPath: {{ index . 1 }}
+  readOnly: true
+{{- end }}
+
 {{/* Where the configuration and the TLS files are mounted. */}}
 {{- define "switchyard.configPath" -}}/etc/switchyard/switchyard.toml{{- end }}
 {{- define "switchyard.tlsDir" -}}/etc/switchyard/tls{{- end }}
 {{- define "switchyard.clusterTlsDir" -}}/etc/switchyard/cluster-tls{{- end }}
+{{- define "switchyard.postgresCaDir" -}}/etc/switchyard/postgres-ca{{- end }}
+{{- define "switchyard.redisCaDir" -}}/etc/switchyard/redis-ca{{- end }}
 {{- define "switchyard.dataDir" -}}/var/lib/switchyard{{- end }}
 
 {{/*
@@ -146,8 +232,29 @@ Checks that need more than the values schema. Included by every workload templat
 bad combination fails `helm install` / `helm template` with a message naming the values.
 */}}
 {{- define "switchyard.validate" -}}
-{{- if not (or .Values.postgres.url .Values.postgres.existingSecret) }}
-{{- fail "postgres.url or postgres.existingSecret is required: the routers and the migration Job need PostgreSQL" }}
+{{- $pg := .Values.postgres }}
+{{- $creds := $pg.credentials }}
+{{- if not (or $pg.url $pg.existingSecret $creds.existingSecret) }}
+{{- fail "postgres.url, postgres.existingSecret or postgres.credentials.existingSecret is required: the routers and the migration Job need PostgreSQL" }}
+{{- end }}
+{{- if and $creds.existingSecret (or $pg.url $pg.existingSecret) }}
+{{- fail "postgres.credentials.existingSecret and postgres.url/postgres.existingSecret both say where PostgreSQL is: choose one (with credentials, the TLS mode is postgres.sslmode)" }}
+{{- end }}
+{{- if $creds.existingSecret }}
+{{- range $part := list "host" "user" }}
+{{- if not (or (index $creds $part) (index $creds (printf "%sKey" $part))) }}
+{{- fail (printf "postgres.credentials.%s or postgres.credentials.%sKey is required with postgres.credentials.existingSecret (Bitnami's Secret has no %s key: give it in postgres.credentials.%s)" $part $part $part $part) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $name := list "postgres" "redis" }}
+{{- $ca := (index $.Values $name).ca }}
+{{- if and $ca.secret $ca.configMap }}
+{{- fail (printf "%s.ca.secret and %s.ca.configMap both give the CA: choose one" $name $name) }}
+{{- end }}
+{{- if and (or $ca.secret $ca.configMap) (index (index $.Values.config $name | default dict) "ca_path") }}
+{{- fail (printf "%s.ca and config.%s.ca_path both give the CA: choose one (%s.ca mounts it and sets the path)" $name $name $name) }}
+{{- end }}
 {{- end }}
 {{- if not (or .Values.redis.urls .Values.redis.existingSecret) }}
 {{- fail "redis.urls or redis.existingSecret is required: routers share the session registry in Redis" }}
@@ -175,6 +282,10 @@ bad combination fails `helm install` / `helm template` with a message naming the
 {{- range $role := list "edge" "router" }}
 {{- $reserved := list "config" "data" "tmp" "cluster-tls" }}
 {{- if eq $role "edge" }}{{ $reserved = append $reserved "tls" }}{{ end }}
+{{- if eq $role "router" }}
+{{- if include "switchyard.caSource" $.Values.postgres.ca }}{{ $reserved = append $reserved "postgres-ca" }}{{ end }}
+{{- if include "switchyard.caSource" $.Values.redis.ca }}{{ $reserved = append $reserved "redis-ca" }}{{ end }}
+{{- end }}
 {{- range (index $.Values $role).extraVolumes }}
 {{- if has .name $reserved }}
 {{- fail (printf "%s.extraVolumes: the volume name %q is the chart's own (taken: %s)" $role .name (join ", " $reserved)) }}

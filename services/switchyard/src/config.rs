@@ -27,6 +27,18 @@ const ENV_PREFIX: &str = "SWITCHYARD_";
 /// `SWITCHYARD_*` variables that are not configuration keys: the configuration file's
 /// name, and the admin API address and token the `user` command takes.
 const NOT_KEYS: &[&str] = &["config", "admin_url", "admin_token"];
+/// Keys whose `SWITCHYARD_*` values are taken as the text they are. Other values are
+/// read as TOML values, so `12345` would be a number and `true` a boolean, which a
+/// password, a user name or a generated secret may well be.
+const TEXT_KEYS: &[&str] = &[
+    "postgres.url",
+    "postgres.host",
+    "postgres.user",
+    "postgres.password",
+    "postgres.dbname",
+    "admin.token",
+    "auth.decoy_secret",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -559,10 +571,14 @@ impl Config {
             );
             figment = figment.merge(Toml::file(file));
         }
-        let config: Config = figment
-            .merge(Env::prefixed(ENV_PREFIX).ignore(NOT_KEYS).split("__"))
-            .extract()
-            .map_err(explain)?;
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(NOT_KEYS).split("__"));
+        for key in TEXT_KEYS {
+            let var = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase().replace('.', "__"));
+            if let Ok(text) = std::env::var(var) {
+                figment = figment.merge(Serialized::default(key, text));
+            }
+        }
+        let config: Config = figment.extract().map_err(explain)?;
         config.validate()?;
         Ok(config)
     }
@@ -900,6 +916,15 @@ mod tests {
             assert_eq!(c.limits.max_stanza_bytes_before_auth, 4096);
             assert_eq!(c.core_limits().max_stanza_bytes_before_auth, 4096);
             assert_eq!(c.core_limits().max_stanza_bytes, 65536);
+            // Secrets are text, whatever they look like.
+            jail.set_env("SWITCHYARD_POSTGRES__HOST", "db");
+            jail.set_env("SWITCHYARD_POSTGRES__PASSWORD", "007");
+            jail.set_env("SWITCHYARD_POSTGRES__USER", "true");
+            jail.set_env("SWITCHYARD_POSTGRES__DBNAME", "[x]");
+            let c = Config::load(Some(&file)).unwrap();
+            assert_eq!(c.postgres.password, "007");
+            assert_eq!(c.postgres.user, "true");
+            assert_eq!(c.postgres.dbname, "[x]");
             Ok(())
         });
     }
