@@ -573,7 +573,10 @@ impl Config {
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(NOT_KEYS).split("__"));
         for key in TEXT_KEYS {
-            let var = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase().replace('.', "__"));
+            let var = format!(
+                "{ENV_PREFIX}{}",
+                key.to_ascii_uppercase().replace('.', "__")
+            );
             if let Ok(text) = std::env::var(var) {
                 figment = figment.merge(Serialized::default(key, text));
             }

@@ -1,12 +1,13 @@
-//! Stream negotiation: headers and features (RFC 6120 §4.3, §4.7), STARTTLS (§5),
-//! SASL (§6, with XEP-0440 channel-binding advertisement) and resource binding (§7).
+//! Stream negotiation: headers and features (RFC 6120 §4.3, §4.7, with XEP-0440
+//! channel-binding advertisement), STARTTLS (§5), what is negotiated element by element
+//! (SASL itself in `sasl.rs`) and resource binding (§7).
 
-use super::{Lookup, Output, Phase, Session, Verification};
+use super::sasl::decode;
+use super::{Output, Phase, Session};
 use crate::error::{StanzaCondition, StreamCondition};
-use crate::jid::{normalize_local, Jid};
+use crate::jid::Jid;
 use crate::ns;
-use crate::sasl::fast::TokenCheck;
-use crate::sasl::{ChannelBindings, Exchange, Failure, Mechanism, Step};
+use crate::sasl::{ChannelBindings, Failure, Mechanism};
 use crate::stanza::Stanza;
 use crate::xml::{Element, StreamHeader};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -169,179 +170,6 @@ impl Session {
         self.out.push(Output::StartTls);
     }
 
-    fn on_auth(&mut self, el: &Element) {
-        let Some(mechanism) = el
-            .attr("mechanism")
-            .and_then(Mechanism::from_name)
-            .filter(|m| self.mechanisms().contains(m))
-        else {
-            return self.sasl_reply_failure(if self.tls.is_none() && self.config.tls_required {
-                Failure::EncryptionRequired
-            } else {
-                Failure::InvalidMechanism
-            });
-        };
-        match decode(el) {
-            Ok(initial) => {
-                let cb = self.tls.clone().unwrap_or_default();
-                let (exchange, step) = Exchange::start(
-                    mechanism,
-                    initial.as_deref(),
-                    cb,
-                    self.config.decoy.in_domain(&self.domain),
-                );
-                self.on_step(Box::new(exchange), step);
-            }
-            Err(f) => self.sasl_failed(mechanism, f),
-        }
-    }
-
-    pub(super) fn on_step(&mut self, mut exchange: Box<Exchange>, step: Step) {
-        match step {
-            Step::NeedCredentials { username } => match Jid::bare_from(&username, &self.domain) {
-                Ok(account) => {
-                    self.phase = Phase::AwaitCredentials(exchange);
-                    self.out.push(Output::FetchCredentials { account });
-                }
-                Err(_) => {
-                    let step = exchange.credentials(None);
-                    self.on_step(exchange, step);
-                }
-            },
-            Step::Verify { username, proof } => match Jid::bare_from(&username, &self.domain) {
-                Ok(account) => {
-                    self.phase = Phase::AwaitVerify(exchange);
-                    self.out.push(Output::VerifyProof { account, proof });
-                }
-                // No account can have this name: nothing to ask.
-                Err(_) => {
-                    let step = exchange.verified(None);
-                    self.on_step(exchange, step);
-                }
-            },
-            Step::VerifyToken {
-                username,
-                hashed,
-                cb_data,
-            } => {
-                let mechanism = exchange.mechanism();
-                let client = self.token_client(mechanism);
-                match (Jid::bare_from(&username, &self.domain), client) {
-                    (Ok(account), Some((user_agent, invalidate))) => {
-                        self.phase = Phase::AwaitVerify(exchange);
-                        self.out.push(Output::VerifyToken(TokenCheck {
-                            account,
-                            user_agent,
-                            mechanism,
-                            hashed,
-                            cb_data,
-                            invalidate,
-                        }));
-                    }
-                    // No account, or no client a token could have been issued to.
-                    _ => {
-                        let step = exchange.verified(None);
-                        self.on_step(exchange, step);
-                    }
-                }
-            }
-            Step::Challenge(data) => {
-                let namespace = if self.in_sasl2() { ns::SASL2 } else { ns::SASL };
-                let challenge = Element::new("challenge", namespace).with_text(B64.encode(data));
-                self.send_el(&challenge);
-                self.phase = Phase::Authenticating(exchange);
-            }
-            Step::Success {
-                username,
-                authzid,
-                additional,
-            } => {
-                let Ok(username) = normalize_local(&username) else {
-                    return self.sasl_failed(exchange.mechanism(), Failure::NotAuthorized);
-                };
-                let own = format!("{username}@{}", self.domain);
-                if authzid.is_some_and(|a| a != own && a != username) {
-                    return self.sasl_failed(exchange.mechanism(), Failure::InvalidAuthzid);
-                }
-                // The binding data served this exchange only; the stream stays encrypted.
-                super::sasl2::spent(&mut self.tls);
-                if !self.in_sasl2() {
-                    let mut success = Element::new("success", ns::SASL);
-                    if let Some(data) = &additional {
-                        success = success.with_text(B64.encode(data));
-                    }
-                    self.send_el(&success);
-                }
-                self.out.push(Output::Authenticated {
-                    username: username.clone(),
-                    mechanism: exchange.mechanism(),
-                });
-                if self.in_sasl2() {
-                    return self.sasl2_authenticated(username, additional);
-                }
-                self.user = Some(username);
-                // RFC 6120 §6.4.6: stream restart; the client's next header may be buffered.
-                // Stanzas may now be as large as authenticated ones (RFC 6120 §13.12).
-                self.framer.set_authenticated();
-                self.framer.reset_stream();
-                self.header_sent = false;
-                self.phase = Phase::AwaitHeader;
-            }
-            Step::Failure(f) => self.sasl_failed(exchange.mechanism(), f),
-        }
-    }
-
-    pub(super) fn on_credentials(&mut self, lookup: Lookup) {
-        let Phase::AwaitCredentials(mut exchange) =
-            std::mem::replace(&mut self.phase, Phase::Negotiating)
-        else {
-            return;
-        };
-        let step = match lookup {
-            Lookup::Found(salts) => exchange.credentials(Some(&salts)),
-            Lookup::NotFound => exchange.credentials(None),
-            Lookup::Throttled | Lookup::Unavailable => Step::Failure(Failure::TemporaryAuthFailure),
-        };
-        self.on_step(exchange, step);
-    }
-
-    pub(super) fn on_verified(&mut self, verification: Verification) {
-        let Phase::AwaitVerify(mut exchange) =
-            std::mem::replace(&mut self.phase, Phase::Negotiating)
-        else {
-            return;
-        };
-        let step = match verification {
-            Verification::Accepted(signature) => exchange.verified(Some(&signature)),
-            Verification::Rejected => exchange.verified(None),
-            Verification::Unavailable => Step::Failure(Failure::TemporaryAuthFailure),
-        };
-        self.on_step(exchange, step);
-    }
-
-    pub(super) fn sasl_failed(&mut self, mechanism: Mechanism, failure: Failure) {
-        self.out.push(Output::AuthFailed { mechanism, failure });
-        self.sasl_reply_failure(failure);
-    }
-
-    /// Every failed attempt counts toward the per-connection limit (RFC 6120 §6.4.5).
-    pub(super) fn sasl_reply_failure(&mut self, failure: Failure) {
-        let reply = if self.in_sasl2() {
-            self.sasl2_failure(failure)
-        } else {
-            Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL))
-        };
-        self.send_el(&reply);
-        self.phase = Phase::Negotiating;
-        self.auth_failures += 1;
-        if self.auth_failures >= self.config.max_auth_attempts {
-            self.stream_error(
-                StreamCondition::PolicyViolation,
-                Some("too many authentication attempts"),
-            );
-        }
-    }
-
     /// Resource binding (RFC 6120 §7) and the optional legacy session (RFC 6121 App. E).
     fn on_bind_iq(&mut self, mut el: Element) {
         let (Some(user), Some(id)) = (self.user.clone(), el.attr("id").map(str::to_owned)) else {
@@ -416,16 +244,4 @@ impl Session {
 /// A server-generated resource (RFC 6120 §7.6.2.1): random, so it cannot collide in practice.
 fn generated_resource() -> String {
     format!("sy-{}", crate::token::token(12))
-}
-
-/// Decodes SASL element content (RFC 6120 §6.4.2: empty is "no data", `=` is empty data).
-fn decode(el: &Element) -> Result<Option<Vec<u8>>, Failure> {
-    match el.text().trim() {
-        "" => Ok(None),
-        "=" => Ok(Some(Vec::new())),
-        text => B64
-            .decode(text)
-            .map(Some)
-            .map_err(|_| Failure::IncorrectEncoding),
-    }
 }

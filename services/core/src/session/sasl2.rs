@@ -35,7 +35,7 @@ use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::Jid;
 use crate::ns;
 use crate::sasl::fast::{client_label, user_agent_id, IssuedToken, TokenRequest};
-use crate::sasl::{ChannelBindings, Exchange, Failure, Mechanism};
+use crate::sasl::{ChannelBindings, Failure, Mechanism};
 use crate::xml::Element;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -148,14 +148,7 @@ impl Session {
             }
         };
         self.sasl2 = Some(Box::new(request));
-        let cb = self.tls.clone().unwrap_or_default();
-        let (exchange, step) = Exchange::start(
-            mechanism,
-            initial.as_deref(),
-            cb,
-            self.config.decoy.in_domain(&self.domain),
-        );
-        self.on_step(Box::new(exchange), step);
+        self.start_exchange(mechanism, initial.as_deref());
     }
 
     fn parse_authenticate(&self, el: &Element) -> Result<Sasl2, Failure> {

@@ -1,7 +1,7 @@
 //! Table tests of the session: scripted inputs in, outputs asserted.
 
 use super::*;
-use crate::sasl::StoredCredentials;
+use crate::sasl::{Failure, StoredCredentials};
 use crate::xml::Element;
 use std::sync::Arc;
 
