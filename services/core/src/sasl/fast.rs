@@ -247,6 +247,21 @@ mod tests {
     }
 
     #[test]
+    fn client_labels_are_bounded_and_printable() {
+        assert_eq!(client_label(Some("Dino"), Some("laptop")), "Dino on laptop");
+        assert_eq!(client_label(None, Some(" phone ")), "phone");
+        assert_eq!(client_label(Some("a\tb\nc"), None), "abc");
+        let exact = "x".repeat(MAX_LABEL_CHARS);
+        assert_eq!(client_label(Some(&exact), None), exact);
+        let over = "y".repeat(MAX_LABEL_CHARS + 1);
+        assert_eq!(
+            client_label(Some(&over), None).chars().count(),
+            MAX_LABEL_CHARS
+        );
+        assert_eq!(client_label(None, None), "");
+    }
+
+    #[test]
     fn each_mechanism_hashes_its_own_binding() {
         let cb = ChannelBindings {
             tls_exporter: Some(b"exp".to_vec()),

@@ -78,9 +78,14 @@ struct Bind2 {
 }
 
 impl Session {
+    /// Whether SASL2 is offered: on an encrypted stream (§5), with a mechanism to offer.
+    fn sasl2_offered(&self, mechanisms: &[Mechanism]) -> bool {
+        self.tls.is_some() && !mechanisms.is_empty()
+    }
+
     /// The SASL2 stream feature (XEP-0388 §2.1), when it can be offered.
     pub(super) fn sasl2_feature(&self, mechanisms: &[Mechanism]) -> Option<Element> {
-        if self.tls.is_none() || mechanisms.is_empty() {
+        if !self.sasl2_offered(mechanisms) {
             return None;
         }
         let mut auth = Element::new("authentication", ns::SASL2);
@@ -125,10 +130,11 @@ impl Session {
             );
         }
         let name = el.attr("mechanism").unwrap_or_default();
-        let offered = self.sasl2_feature(&self.mechanisms()).is_some();
-        let Some(mechanism) = Mechanism::from_name(name).filter(|m| {
-            offered && (self.mechanisms().contains(m) || self.fast_mechanisms().contains(m))
-        }) else {
+        let mechanisms = self.mechanisms();
+        let offered = self.sasl2_offered(&mechanisms);
+        let Some(mechanism) = Mechanism::from_name(name)
+            .filter(|m| offered && (mechanisms.contains(m) || self.fast_mechanisms().contains(m)))
+        else {
             self.sasl2 = Some(Box::default());
             return self.sasl_reply_failure(Failure::InvalidMechanism);
         };
@@ -214,7 +220,6 @@ impl Session {
             sasl2.additional = additional;
         }
         self.user = Some(username);
-        self.framer.set_authenticated();
         self.phase = Phase::Negotiating;
         self.sasl2_continue();
     }
@@ -325,6 +330,9 @@ impl Session {
     /// `<success/>` for `authorized` (XEP-0388 §2.6.1) with the results gathered, and
     /// `extra` (`<bound/>` or `<resumed/>`) last. Ends the SASL2 request.
     pub(super) fn sasl2_success(&mut self, authorized: &str, extra: Option<Element>) -> Element {
+        // Stanzas may now be as large as authenticated ones (RFC 6120 §13.12); not before
+        // `<success/>`, since a failed Bind 2 leaves the stream unauthenticated.
+        self.framer.set_authenticated();
         let sasl2 = self.sasl2.take().unwrap_or_default();
         let mut success = Element::new("success", ns::SASL2);
         if let Some(data) = sasl2.additional {

@@ -163,6 +163,11 @@ fn xep0386_resource_is_stable_per_client_and_random_without_an_id() {
         bind_once(None, "App"),
         "random without an id"
     );
+    let longest = "x".repeat(64);
+    assert!(
+        bind_once(Some(UA), &longest).starts_with(&format!("{longest}.")),
+        "64 kept"
+    );
     let long = "x".repeat(65);
     assert!(
         !bind_once(Some(UA), &long).contains('x'),
@@ -482,4 +487,19 @@ fn xep0198_a_malformed_inline_resume_fails_alone_and_the_bind_goes_ahead() {
             "{resume}: {out}"
         );
     }
+}
+
+#[test]
+fn xep0386_a_failed_bind_leaves_the_stream_unauthenticated_and_its_limits_small() {
+    let (mut s, _) = ready(cb());
+    feed(
+        &mut s,
+        &authenticate("PLAIN", PLAIN_IR, "<bind xmlns='urn:xmpp:bind:0'/>"),
+    );
+    credentials(&mut s, found());
+    let out = sent(&s.handle(Input::Bound(Err(StanzaCondition::ResourceConstraint))));
+    assert!(out.contains("<temporary-auth-failure"), "{out}");
+    // RFC 6120 §13.12: past the pre-authentication limit (16 KiB by default) again.
+    let big = format!("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>{}</initial-response></authenticate>", "A".repeat(20_000));
+    assert_stream_error(&feed(&mut s, &big), "policy-violation");
 }
