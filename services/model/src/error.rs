@@ -9,6 +9,10 @@ pub enum StorageError {
     /// A per-account limit (e.g. the offline message quota) is reached.
     #[error("quota exceeded")]
     QuotaExceeded,
+    /// The caller asked for something malformed (a cursor this backend never gave);
+    /// retrying the same request cannot help.
+    #[error("invalid request: {0}")]
+    Invalid(String),
     /// The backend could not answer (down, timed out, corrupt); retrying may help.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

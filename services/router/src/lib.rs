@@ -19,7 +19,9 @@
 //! | `disco`         | XEP-0030                                        |
 //! | `ping`          | XEP-0199                                        |
 //! | `version`       | XEP-0092                                        |
+//! | `admin`         | administrators' tasks (bans, rosters, announcements) |
 
+pub mod admin;
 mod blocking;
 mod carbons;
 mod component;

@@ -147,6 +147,37 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
     })
 }
 
+/// §2.3.3: a name and groups within the configured limits, groups distinct and not
+/// empty, and at most `max_roster_groups` of them.
+pub(crate) fn check_item(
+    name: Option<&str>,
+    groups: &[String],
+    limits: &RouterConfig,
+) -> Result<(), StanzaError> {
+    if name.is_some_and(|n| n.len() > limits.max_roster_name_bytes) {
+        return Err(error(
+            StanzaCondition::NotAcceptable,
+            "the name is too long",
+        ));
+    }
+    // Counted before the duplicate check, which is quadratic in the groups.
+    if groups.len() > limits.max_roster_groups {
+        return Err(error(StanzaCondition::NotAcceptable, "too many groups"));
+    }
+    for (at, g) in groups.iter().enumerate() {
+        if g.is_empty() || g.len() > limits.max_roster_group_bytes {
+            return Err(error(
+                StanzaCondition::NotAcceptable,
+                "a group name is empty or too long",
+            ));
+        }
+        if groups[..at].contains(g) {
+            return Err(error(StanzaCondition::BadRequest, "duplicate group"));
+        }
+    }
+    Ok(())
+}
+
 /// A validated roster set.
 struct Requested {
     jid: Jid,
@@ -175,33 +206,13 @@ fn parse_set(stanza: &Stanza, limits: &RouterConfig) -> Result<Requested, Stanza
         .attr("name")
         .filter(|n| !n.is_empty())
         .map(str::to_owned);
-    if name
-        .as_ref()
-        .is_some_and(|n| n.len() > limits.max_roster_name_bytes)
-    {
-        return Err(error(
-            StanzaCondition::NotAcceptable,
-            "the name is too long",
-        ));
-    }
-    let mut groups: Vec<String> = Vec::new();
-    for g in item.children().filter(|g| g.is("group", ns::ROSTER)) {
-        // Counted before the duplicate check, which is quadratic in the groups.
-        if groups.len() == limits.max_roster_groups {
-            return Err(error(StanzaCondition::NotAcceptable, "too many groups"));
-        }
-        let g = g.text();
-        if g.is_empty() || g.len() > limits.max_roster_group_bytes {
-            return Err(error(
-                StanzaCondition::NotAcceptable,
-                "a group name is empty or too long",
-            ));
-        }
-        if groups.contains(&g) {
-            return Err(error(StanzaCondition::BadRequest, "duplicate group"));
-        }
-        groups.push(g);
-    }
+    let groups: Vec<String> = item
+        .children()
+        .filter(|g| g.is("group", ns::ROSTER))
+        .take(limits.max_roster_groups + 1)
+        .map(Element::text)
+        .collect();
+    check_item(name.as_deref(), &groups, limits)?;
     Ok(Requested {
         jid,
         remove: item.attr("subscription") == Some("remove"),
@@ -222,7 +233,7 @@ pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
     }
     let rosters = &router.stores.rosters;
     if req.remove {
-        return remove(router, stanza, &account, &req.jid).await;
+        return remove(router, &stanza.from, &account, &req.jid).await;
     }
     let roster = rosters
         .roster(&account)
@@ -251,8 +262,9 @@ pub(crate) async fn set(router: &Router, stanza: &Stanza) -> Outcome {
     Ok(Answer::after(pushed))
 }
 
-/// §2.5.2: unsubscribe and unsubscribed as owed, then the row becomes a tombstone.
-async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) -> Outcome {
+/// §2.5.2: unsubscribe and unsubscribed as owed (from `from`, the user), then the row
+/// becomes a tombstone.
+pub(crate) async fn remove(router: &Router, from: &Jid, account: &Jid, contact: &Jid) -> Outcome {
     let row = router
         .stores
         .rosters
@@ -264,7 +276,7 @@ async fn remove(router: &Router, stanza: &Stanza, account: &Jid, contact: &Jid) 
     };
     let cancel = |kind: Kind| {
         let el = Element::new("presence", ns::CLIENT)
-            .with_attr("from", stanza.from.to_string())
+            .with_attr("from", from.to_string())
             .with_attr("to", contact.to_string())
             .with_attr("type", kind.as_str());
         Stanza::from_element(el).expect("well-formed presence")

@@ -80,9 +80,21 @@ impl Router {
         due
     }
 
-    /// Registers a bound resource; a previous session with the same full JID is closed
+    /// Registers a bound resource (not for a banned account: `not-allowed`, see
+    /// [`crate::admin`]); a previous session with the same full JID is closed
     /// with `conflict` (RFC 6120 §7.7.2.2: the new session wins) and goes unavailable.
     pub async fn bind(&self, record: SessionRecord) -> Result<(), StanzaCondition> {
+        match self.ban_of(&record.jid.bare()).await {
+            Ok(None) => {}
+            Ok(Some(ban)) => {
+                tracing::info!(jid = %record.jid, reason = ban.reason, "bind refused: the account is banned");
+                return Err(StanzaCondition::NotAllowed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ban lookup failed; bind refused");
+                return Err(StanzaCondition::InternalServerError);
+            }
+        }
         match self.registry.bind(record).await {
             Ok(Some(old)) => {
                 tracing::info!(jid = %old.jid, conn = old.conn, "session replaced by a new bind");

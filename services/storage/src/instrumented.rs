@@ -4,7 +4,7 @@
 
 use crate::traits::{
     AccountStore, BlockStore, DocumentQuota, DocumentStore, Lookup, OfflineQuota, OfflineStore,
-    RosterStore, SessionEdit, SessionRecord, SessionRegistry, Sessions,
+    OnlinePage, RosterStore, SessionEdit, SessionRecord, SessionRegistry, Sessions,
 };
 use crate::{Change, Roster, RosterEdit, RosterItem, RosterUpdate, StorageError};
 use async_trait::async_trait;
@@ -113,6 +113,9 @@ impl<B: OfflineStore> OfflineStore for Instrumented<B> {
     async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
         self.timed("offline_take", self.inner.take(account)).await
     }
+    async fn held(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
+        self.timed("offline_held", self.inner.held(account)).await
+    }
 }
 
 #[async_trait]
@@ -192,6 +195,18 @@ impl<B: SessionRegistry> SessionRegistry for Instrumented<B> {
     }
     async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {
         self.timed("edge_reap", self.inner.reap(edge)).await
+    }
+    async fn online(
+        &self,
+        domain: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<OnlinePage, StorageError> {
+        self.timed("online_page", self.inner.online(domain, cursor, limit))
+            .await
+    }
+    async fn online_count(&self) -> Result<u64, StorageError> {
+        self.timed("online_count", self.inner.online_count()).await
     }
     async fn reconcile(
         &self,

@@ -32,7 +32,7 @@ pub use registry_cache::CachedRegistry;
 pub use sqlite::SqliteStore;
 pub use traits::{
     AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, Lookup, OfflineQuota,
-    OfflineStore, RosterStore, SessionEdit, SessionRegistry, Sessions,
+    OfflineStore, Online, OnlinePage, RosterStore, SessionEdit, SessionRegistry, Sessions,
 };
 // The I/O-free values and contracts, defined in `switchyard-model` so the edge can use
 // them without a backend; re-exported here under the same names.

@@ -2,7 +2,8 @@
 
 use crate::traits::{
     fits, AccountStore, BlockStore, DocumentQuota, DocumentStore, Lookup, OfflineQuota,
-    OfflineStore, RosterStore, SessionEdit, SessionRecord, SessionRegistry, Sessions,
+    OfflineStore, Online, OnlinePage, RosterStore, SessionEdit, SessionRecord, SessionRegistry,
+    Sessions,
 };
 use crate::{Roster, RosterEdit, RosterItem, RosterUpdate, StorageError};
 use async_trait::async_trait;
@@ -153,6 +154,10 @@ impl OfflineStore for MemoryStore {
                 a.offline.drain(..).collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn held(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
+        self.read(account, |a| a.offline.iter().cloned().collect())
     }
 }
 
@@ -375,6 +380,43 @@ impl SessionRegistry for MemoryRegistry {
 
     async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {
         Ok(remove_where(&mut lock(&self.sessions), |r| r.edge == edge))
+    }
+
+    /// Pages in full-JID order; the cursor is the last full JID listed.
+    async fn online(
+        &self,
+        domain: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<OnlinePage, StorageError> {
+        let after = cursor.unwrap_or("");
+        let map = lock(&self.sessions);
+        let mut found: Vec<(String, &SessionRecord)> = map
+            .iter()
+            .filter(|(bare, _)| domain.is_none_or(|d| bare.domain() == d))
+            .flat_map(|(_, list)| list.iter())
+            .map(|r| (r.jid.to_string(), r))
+            .filter(|(jid, _)| jid.as_str() > after)
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = more
+            .then(|| found.last().map(|(jid, _)| jid.clone()))
+            .flatten();
+        let sessions = found
+            .into_iter()
+            .map(|(_, r)| Online {
+                jid: r.jid.clone(),
+                edge: r.edge.clone(),
+                conn: r.conn,
+            })
+            .collect();
+        Ok(OnlinePage { sessions, next })
+    }
+
+    async fn online_count(&self) -> Result<u64, StorageError> {
+        Ok(lock(&self.sessions).values().map(|l| l.len() as u64).sum())
     }
 
     async fn reconcile(

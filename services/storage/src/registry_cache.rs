@@ -18,7 +18,9 @@
 //! - Bounded: past `capacity` accounts one is evicted, and entries expire after `ttl`
 //!   ([`TtlCache`]).
 
-use crate::traits::{Change, Lookup, SessionEdit, SessionRecord, SessionRegistry, Sessions};
+use crate::traits::{
+    Change, Lookup, OnlinePage, SessionEdit, SessionRecord, SessionRegistry, Sessions,
+};
 use crate::ttl_cache::TtlCache;
 use crate::StorageError;
 use async_trait::async_trait;
@@ -262,6 +264,19 @@ impl SessionRegistry for CachedRegistry {
             self.shared.invalidate(&r.jid.bare());
         }
         Ok(reaped)
+    }
+
+    async fn online(
+        &self,
+        domain: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<OnlinePage, StorageError> {
+        self.inner.online(domain, cursor, limit).await
+    }
+
+    async fn online_count(&self) -> Result<u64, StorageError> {
+        self.inner.online_count().await
     }
 
     async fn reconcile(

@@ -86,6 +86,9 @@ pub trait OfflineStore: Send + Sync + std::fmt::Debug {
     }
     /// Removes and returns every held stanza, oldest first.
     async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError>;
+    /// Every held stanza, oldest first, left in place (an administrator's count, an
+    /// export). Bounded by the quota the pushes kept.
+    async fn held(&self, account: &Jid) -> Result<Vec<String>, StorageError>;
 }
 
 /// Block lists (XEP-0191). Entries are JIDs of any form (domain, bare or full).
@@ -233,6 +236,20 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     /// Identifies the registry's current contents: it changes when the registry lost its
     /// data (a Redis restarted empty), so live sessions must be registered again.
     async fn epoch(&self) -> Result<String, StorageError>;
+    /// One page of the sessions bound anywhere, in a stable order: about `limit` (a
+    /// backend that scans may give a few more) sessions of `domain` (every domain when `None`) from where `cursor` (the previous
+    /// page's [`OnlinePage::next`], `None` for the first page) left off. A page may hold
+    /// fewer than `limit` even when more follow; only `next == None` means the end. A
+    /// session bound or ended while pages are read may be missed or listed twice.
+    async fn online(
+        &self,
+        domain: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<OnlinePage, StorageError>;
+    /// How many sessions are bound anywhere (those of edges found dead and not yet reaped
+    /// included).
+    async fn online_count(&self) -> Result<u64, StorageError>;
     /// Drops anything cached about `bare` (a delivery found a session gone).
     fn forget(&self, _bare: &Jid) {}
     /// Accounts whose sessions other processes changed, for caches to drop; `None` when
@@ -240,6 +257,22 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
     fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
         None
     }
+}
+
+/// A bound session as the cluster-wide listing names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Online {
+    pub jid: Jid,
+    pub edge: String,
+    pub conn: u64,
+}
+
+/// One page of [`SessionRegistry::online`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnlinePage {
+    pub sessions: Vec<Online>,
+    /// Where the next page starts (opaque); `None` after the last page.
+    pub next: Option<String>,
 }
 
 /// A change another process made to the registry.

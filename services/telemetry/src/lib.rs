@@ -129,6 +129,7 @@ metrics! {
     EDGE_DUPLICATES_SUPPRESSED: IntCounter = counter("switchyard_edge_duplicate_deliveries_suppressed_total", "Deliveries recognised as made again after a router died, answered without writing them twice");
     EDGE_RESENDS: IntCounter = counter("switchyard_edge_link_resends_total", "Stanzas resent after a router link broke");
     EDGE_ROUTER_LINKS: IntGauge = gauge("switchyard_edge_router_links_up", "Router links up");
+    CLUSTER_SESSIONS: IntGauge = gauge("switchyard_cluster_sessions_online", "Sessions bound anywhere in the cluster, read from the session registry every 15 s by each router (all report the same count: aggregate with max)");
     ROUTER_STANZAS: IntCounterVec = counter_vec("switchyard_router_stanzas_routed_total", "Stanzas routed", &["kind"]);
     ROUTER_PUSH_NOTIFICATIONS: IntCounter = counter("switchyard_router_push_notifications_total", "XEP-0357 notifications sent to app servers");
     ROUTER_STANZA_ERRORS: IntCounterVec = counter_vec("switchyard_router_stanza_errors_total", "Stanzas answered with an error (RFC 6120 section 8.3), by condition", &["condition"]);

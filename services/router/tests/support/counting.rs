@@ -10,8 +10,8 @@ use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
 use switchyard_storage::{
     AccountStore, BlockStore, Change, DocumentQuota, DocumentStore, Lookup, MemoryStore,
-    OfflineQuota, OfflineStore, Roster, RosterEdit, RosterItem, RosterStore, RosterUpdate,
-    SessionEdit, SessionRecord, SessionRegistry, Sessions, StorageError,
+    OfflineQuota, OfflineStore, OnlinePage, Roster, RosterEdit, RosterItem, RosterStore,
+    RosterUpdate, SessionEdit, SessionRecord, SessionRegistry, Sessions, StorageError,
 };
 
 /// Wraps a store or registry, adding one to `calls` per call.
@@ -81,6 +81,10 @@ impl OfflineStore for Counted<MemoryStore> {
     async fn take(&self, a: &Jid) -> Result<Vec<String>, StorageError> {
         self.tick();
         self.inner.take(a).await
+    }
+    async fn held(&self, a: &Jid) -> Result<Vec<String>, StorageError> {
+        self.tick();
+        self.inner.held(a).await
     }
 }
 
@@ -161,6 +165,19 @@ impl SessionRegistry for Counted<dyn SessionRegistry> {
     async fn reap(&self, e: &str) -> Result<Vec<SessionRecord>, StorageError> {
         self.tick();
         self.inner.reap(e).await
+    }
+    async fn online(
+        &self,
+        d: Option<&str>,
+        c: Option<&str>,
+        n: usize,
+    ) -> Result<OnlinePage, StorageError> {
+        self.tick();
+        self.inner.online(d, c, n).await
+    }
+    async fn online_count(&self) -> Result<u64, StorageError> {
+        self.tick();
+        self.inner.online_count().await
     }
     async fn reconcile(
         &self,

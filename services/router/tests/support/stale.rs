@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use std::time::Duration;
 use switchyard_core::Jid;
 use switchyard_storage::{
-    Lookup, MemoryRegistry, SessionEdit, SessionRecord, SessionRegistry, Sessions, StorageError,
+    Lookup, MemoryRegistry, OnlinePage, SessionEdit, SessionRecord, SessionRegistry, Sessions,
+    StorageError,
 };
 
 #[derive(Debug, Default)]
@@ -72,6 +73,17 @@ impl SessionRegistry for StaleOnce {
     }
     async fn reap(&self, e: &str) -> Result<Vec<SessionRecord>, StorageError> {
         self.inner.reap(e).await
+    }
+    async fn online(
+        &self,
+        d: Option<&str>,
+        c: Option<&str>,
+        n: usize,
+    ) -> Result<OnlinePage, StorageError> {
+        self.inner.online(d, c, n).await
+    }
+    async fn online_count(&self) -> Result<u64, StorageError> {
+        self.inner.online_count().await
     }
     async fn reconcile(
         &self,

@@ -5,6 +5,7 @@
 
 use crate::{Presence, RosterItem, Subscription};
 mod failures;
+mod online;
 mod pending;
 mod quotas;
 
@@ -202,6 +203,19 @@ pub async fn offline<B: Backend>(store: &B) {
         ]
     );
     assert!(store.take(&owner).await.expect("again").is_empty());
+    // `held` reads without taking, oldest first.
+    store
+        .push(&owner, "<message id='a'/>", 3)
+        .await
+        .expect("push");
+    store
+        .push(&owner, "<message id='b'/>", 3)
+        .await
+        .expect("push");
+    let expected = vec!["<message id='a'/>", "<message id='b'/>"];
+    assert_eq!(store.held(&owner).await.expect("held"), expected);
+    assert_eq!(store.take(&owner).await.expect("take"), expected);
+    assert!(store.held(&owner).await.expect("held").is_empty());
     let ghost = jid("conformance-ghost@localhost");
     assert!(matches!(
         store.push(&ghost, "<message/>", 3).await,
@@ -377,6 +391,7 @@ pub async fn registry(reg: &dyn SessionRegistry) {
     );
     liveness(reg).await;
     reconciling(reg).await;
+    online::online(reg).await;
     pending::pending_and_flush_lock(reg).await;
     let epoch = reg.epoch().await.expect("epoch");
     assert_eq!(

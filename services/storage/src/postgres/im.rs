@@ -203,6 +203,19 @@ impl OfflineStore for PgStore {
         held.sort_by_key(|(id, _)| *id);
         Ok(held.into_iter().map(|(_, s)| s).collect())
     }
+
+    async fn held(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT stanza FROM offline WHERE account = $1 ORDER BY id",
+                &[&account.to_string()],
+            )
+            .await
+            .db()?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }
 
 #[async_trait]

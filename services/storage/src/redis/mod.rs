@@ -49,6 +49,7 @@
 mod changes;
 mod conn;
 mod failures;
+mod online;
 mod record;
 mod scripts;
 mod sweep;
@@ -57,7 +58,9 @@ mod test_cluster;
 #[cfg(test)]
 mod tests;
 
-use crate::traits::{Change, Lookup, SessionEdit, SessionRecord, SessionRegistry, Sessions};
+use crate::traits::{
+    Change, Lookup, OnlinePage, SessionEdit, SessionRecord, SessionRegistry, Sessions,
+};
 use crate::StorageError;
 use async_trait::async_trait;
 use conn::{Conn, Keyed};
@@ -461,6 +464,19 @@ impl SessionRegistry for RedisRegistry {
         let (servers, channel) = (self.servers.clone(), self.changes_channel());
         tokio::spawn(changes::follow(servers, channel, tx));
         Some(rx)
+    }
+
+    async fn online(
+        &self,
+        domain: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<OnlinePage, StorageError> {
+        self.online_page(domain, cursor, limit).await
+    }
+
+    async fn online_count(&self) -> Result<u64, StorageError> {
+        self.online_total().await
     }
 
     async fn reap(&self, edge: &str) -> Result<Vec<SessionRecord>, StorageError> {

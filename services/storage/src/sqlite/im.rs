@@ -221,6 +221,17 @@ impl OfflineStore for SqliteStore {
         })
         .await
     }
+    async fn held(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
+        let account = account.to_string();
+        self.with(move |db| {
+            let mut stmt = db
+                .prepare("SELECT stanza FROM offline WHERE account = ?1 ORDER BY id")
+                .db()?;
+            let rows = stmt.query_map([&account], |r| r.get(0)).db()?;
+            rows.collect::<Result<Vec<String>, _>>().db()
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -1,9 +1,12 @@
-//! `switchyard user add|remove|passwd|list|sessions|kick`: account management, either
-//! against the configured storage directly or, with `--admin-url`, through a running
-//! cluster's admin API. Passwords are read from `--password` or, safer, from standard
+//! `switchyard user …`: account management, either against the configured storage
+//! directly (add, remove, passwd, list) or, with `--admin-url`, through a running
+//! cluster's admin API (those and everything that needs the running cluster: sessions,
+//! kicks, bans, rosters, offline messages, messages; see [`remote`]). Passwords are read from `--password` or, safer, from standard
 //! input: at a terminal with a prompt, without echo, asked twice; otherwise one line.
 //! A password shorter than `auth.min_password_chars` is refused (here and by the admin
 //! API alike).
+
+mod remote;
 
 use crate::config::Config;
 use anyhow::Context;
@@ -32,10 +35,74 @@ pub enum Action {
     },
     /// List all accounts.
     List,
+    /// Whether an account exists, its ban, session and offline counts (needs
+    /// --admin-url).
+    Show { jid: String },
     /// List an account's sessions (needs --admin-url).
     Sessions { jid: String },
-    /// End one session's stream (a full JID; needs --admin-url).
+    /// End one session's stream (a full JID) or every session of an account (a bare
+    /// JID); needs --admin-url.
     Kick { jid: String },
+    /// Ban an account: its sessions end and it cannot log in until unbanned (needs
+    /// --admin-url).
+    Ban {
+        jid: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a ban (needs --admin-url).
+    Unban { jid: String },
+    /// Show an account's roster (needs --admin-url).
+    Roster { jid: String },
+    /// Add or change a roster item of an account, pushed to its clients (needs
+    /// --admin-url).
+    RosterAdd {
+        jid: String,
+        contact: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// A group (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Set the subscription state directly: none, to, from or both.
+        #[arg(long)]
+        subscription: Option<String>,
+    },
+    /// Remove a roster item of an account (subscriptions cancelled both ways; needs
+    /// --admin-url).
+    RosterRemove { jid: String, contact: String },
+    /// Count an account's offline messages, or delete them with --purge (needs
+    /// --admin-url).
+    Offline {
+        jid: String,
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Send a message from the server to a user (stored offline if the user is not
+    /// online; needs --admin-url).
+    Message {
+        jid: String,
+        #[arg(long)]
+        body: String,
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// List the sessions online in the whole cluster (needs --admin-url).
+    Online {
+        /// Only this served domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Send a headline to every session online (in one domain with --domain; needs
+    /// --admin-url).
+    Announce {
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long)]
+        body: String,
+        #[arg(long)]
+        subject: Option<String>,
+    },
 }
 
 /// Where account commands go.
@@ -58,7 +125,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn account(config: &Config, jid: &str) -> anyhow::Result<Jid> {
+pub(crate) fn account(config: &Config, jid: &str) -> anyhow::Result<Jid> {
     let jid = if jid.contains('@') {
         jid.to_owned()
     } else {
@@ -89,7 +156,11 @@ pub fn check_password(password: &str, min_chars: usize) -> Result<(), String> {
 }
 
 /// The password given, or read from standard input (see the module doc), checked.
-fn read_password(config: &Config, password: Option<String>, jid: &Jid) -> anyhow::Result<String> {
+pub(crate) fn read_password(
+    config: &Config,
+    password: Option<String>,
+    jid: &Jid,
+) -> anyhow::Result<String> {
     let password = match password {
         Some(p) => p,
         None if std::io::stdin().is_terminal() => {
@@ -145,81 +216,10 @@ fn credentials(
 pub async fn run(config: &Config, action: Action, target: Target) -> anyhow::Result<()> {
     match target {
         Target::Store => run_on_store(config, action).await,
-        Target::Admin { url, token } => run_remote(config, action, &url, &token).await,
-    }
-}
-
-/// Through the admin API; every answer but 2xx is an error carrying the server's reason.
-async fn run_remote(config: &Config, action: Action, url: &str, token: &str) -> anyhow::Result<()> {
-    use crate::admin_client::segment;
-    use serde_json::json;
-    let call = |method: &'static str, path: String, body: Option<serde_json::Value>| async move {
-        let (status, text) =
-            crate::admin_client::request(url, method, &path, token, body.as_ref()).await?;
-        anyhow::ensure!(
-            (200..300).contains(&status),
-            "admin API answered {status}: {text}"
-        );
-        Ok::<String, anyhow::Error>(text)
-    };
-    match action {
-        Action::Add { jid, password } => {
-            let jid = account(config, &jid)?;
-            let body = json!({ "jid": jid.to_string(), "password": read_password(config, password, &jid)? });
-            call("POST", "/api/v1/users".into(), Some(body)).await?;
-            println!("added {jid}");
-        }
-        Action::Remove { jid } => {
-            let jid = account(config, &jid)?;
-            call(
-                "DELETE",
-                format!("/api/v1/users/{}", segment(&jid.to_string())),
-                None,
-            )
-            .await?;
-            println!("removed {jid}");
-        }
-        Action::Passwd { jid, password } => {
-            let jid = account(config, &jid)?;
-            let body = json!({ "password": read_password(config, password, &jid)? });
-            call(
-                "PUT",
-                format!("/api/v1/users/{}/password", segment(&jid.to_string())),
-                Some(body),
-            )
-            .await?;
-            println!("password changed for {jid}");
-        }
-        Action::List => {
-            let text = call("GET", "/api/v1/users".into(), None).await?;
-            let jids: Vec<String> = serde_json::from_str(&text)?;
-            for jid in jids {
-                println!("{jid}");
-            }
-        }
-        Action::Sessions { jid } => {
-            let jid = account(config, &jid)?;
-            println!(
-                "{}",
-                call(
-                    "GET",
-                    format!("/api/v1/users/{}/sessions", segment(&jid.to_string())),
-                    None
-                )
-                .await?
-            );
-        }
-        Action::Kick { jid } => {
-            call(
-                "DELETE",
-                format!("/api/v1/sessions/{}", segment(&jid)),
-                None,
-            )
-            .await?;
-            println!("kicked {jid}");
+        Target::Admin { url, token } => {
+            remote::run(config, action, &remote::Api::new(&url, &token)).await
         }
     }
-    Ok(())
 }
 
 async fn run_on_store(config: &Config, action: Action) -> anyhow::Result<()> {
@@ -256,9 +256,7 @@ async fn run_on_store(config: &Config, action: Action) -> anyhow::Result<()> {
                 println!("{jid}");
             }
         }
-        Action::Sessions { .. } | Action::Kick { .. } => {
-            anyhow::bail!("sessions live in a running server: pass --admin-url and --admin-token")
-        }
+        _ => anyhow::bail!("this needs the running server: pass --admin-url and --admin-token"),
     }
     Ok(())
 }
