@@ -160,6 +160,52 @@ async fn admin_api_and_cli_manage_users_and_sessions() {
         Some("policy-violation")
     );
 
+    // The daily tasks through the CLI: the cluster-wide listing, a roster edit, a ban.
+    let mut dave = Client::login(&server, "dave", "SCRAM-SHA-256", "phone").await;
+    let online = String::from_utf8(cli(&["online", "--domain", "localhost"]).await.stdout).unwrap();
+    assert!(
+        online
+            .lines()
+            .any(|l| l.starts_with("dave@localhost/phone ")),
+        "{online}"
+    );
+    let added = cli(&[
+        "roster-add",
+        "dave",
+        "alice@localhost",
+        "--name",
+        "Alice",
+        "--group",
+        "Team",
+        "--subscription",
+        "both",
+    ])
+    .await;
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let roster = String::from_utf8(cli(&["roster", "dave"]).await.stdout).unwrap();
+    assert!(
+        roster.contains("\"alice@localhost\"") && roster.contains("\"Team\""),
+        "{roster}"
+    );
+    let offline = String::from_utf8(cli(&["offline", "dave"]).await.stdout).unwrap();
+    assert!(offline.contains("\"messages\": 0"), "{offline}");
+    let banned = cli(&["ban", "dave", "--reason", "testing"]).await;
+    assert!(
+        banned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&banned.stderr)
+    );
+    assert_eq!(
+        dave.stream_error().await.as_deref(),
+        Some("policy-violation")
+    );
+    let shown = String::from_utf8(cli(&["show", "dave"]).await.stdout).unwrap();
+    assert!(shown.contains("\"testing\""), "{shown}");
+    assert!(cli(&["unban", "dave"]).await.status.success());
     let mut dave = Client::login(&server, "dave", "SCRAM-SHA-256", "phone").await;
     let changed = cli(&["passwd", "dave", "--password", "new-pw"]).await;
     assert!(changed.status.success());

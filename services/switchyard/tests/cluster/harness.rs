@@ -27,6 +27,8 @@ pub struct Proc {
     pub websocket: Option<SocketAddr>,
     /// An edge's XEP-0114 component listener, when components are configured.
     pub component: Option<SocketAddr>,
+    /// The admin listener (metrics, health; the admin API on a router).
+    pub admin: Option<SocketAddr>,
 }
 
 impl Proc {
@@ -378,5 +380,6 @@ async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
         addr: listening[kind],
         websocket: listening.get("websocket").copied(),
         component: listening.get("component").copied(),
+        admin: listening.get("admin").copied(),
     }
 }

@@ -8,6 +8,7 @@ mod support;
 #[path = "../../../storage/src/redis/test_cluster.rs"]
 mod redis_cluster;
 
+mod admin;
 mod component;
 mod fast;
 mod harness;
