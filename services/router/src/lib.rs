@@ -55,3 +55,11 @@ mod version;
 pub use config::{BareDelivery, RouterConfig, ServerInfo, UnknownAccountMessages};
 pub use delivery::{per_connection, Batch, BatchResults, EdgeDelivery, Undeliverable};
 pub use router::Router;
+
+/// Where account data lives and how a roster row is written, for tools that move it
+/// (XEP-0227 import and export) without going through stanzas.
+pub mod data {
+    pub use crate::private::{key as private_key, FAMILY as PRIVATE_FAMILY};
+    pub use crate::roster::item_element as roster_item;
+    pub use crate::vcard::KEY as VCARD_KEY;
+}

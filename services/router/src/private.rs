@@ -24,7 +24,7 @@ use switchyard_core::{ns, Element, Stanza, StanzaCondition, StanzaError};
 use switchyard_storage::{DocumentQuota, StorageError};
 
 /// Every private XML key starts with this (the document store holds other kinds too).
-const FAMILY: &str = "private:";
+pub const FAMILY: &str = "private:";
 
 fn child(stanza: &Stanza) -> Result<&Element, StanzaError> {
     let query = stanza.payload().expect("dispatched with a payload");
@@ -41,7 +41,8 @@ fn child(stanza: &Stanza) -> Result<&Element, StanzaError> {
     Ok(child)
 }
 
-fn key(child: &Element) -> String {
+/// The account document holding one namespace's private XML: `private:` + namespace.
+pub fn key(child: &Element) -> String {
     format!("{FAMILY}{}", child.ns())
 }
 

@@ -32,7 +32,7 @@ fn error(condition: StanzaCondition, text: &str) -> StanzaError {
 }
 
 /// The `<item/>` clients see for a row (§2.1.2); unlisted rows are removals.
-pub(crate) fn item_element(item: &RosterItem) -> Element {
+pub fn item_element(item: &RosterItem) -> Element {
     let mut el = Element::new("item", ns::ROSTER).with_attr("jid", item.jid.to_string());
     if !item.listed {
         el.set_attr("subscription", "remove");

@@ -11,7 +11,8 @@ use crate::handler::{storage_failed, Answer, Outcome};
 use crate::router::Router;
 use switchyard_core::{ns, Element, Stanza, StanzaCondition, StanzaError};
 
-const KEY: &str = "vcard";
+/// The account document holding the vCard (serialized `<vCard xmlns='vcard-temp'/>`).
+pub const KEY: &str = "vcard";
 
 pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
     let account = stanza.effective_to().bare();

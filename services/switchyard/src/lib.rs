@@ -6,6 +6,7 @@ pub mod admin_client;
 pub mod config;
 mod inproc;
 mod link_tls;
+pub mod pie;
 pub mod serve;
 pub mod user;
 pub mod wiring;

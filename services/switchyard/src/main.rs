@@ -45,6 +45,24 @@ enum Command {
     },
     /// Apply pending PostgreSQL schema migrations.
     Migrate,
+    /// Write every account of the served domains (or of one) to FILE in XEP-0227 format:
+    /// SCRAM keys (never passwords), rosters, vCards, private XML, offline messages.
+    Export {
+        /// Where to write (mode 0600); `-` for standard output.
+        file: PathBuf,
+        /// Only this served domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Read accounts from an XEP-0227 file (an export of Switchyard, Prosody or ejabberd)
+    /// into the configured storage. Users of domains not served are skipped; existing
+    /// accounts too, unless --merge.
+    Import {
+        file: PathBuf,
+        /// Add the data of users whose account exists (their password stays).
+        #[arg(long)]
+        merge: bool,
+    },
     /// Ask the local process's admin listener whether it is live (`/healthz`; with
     /// `--ready`, `/readyz`): exit 0 if so, 1 if not. A container health check with no
     /// curl in the image.
@@ -106,6 +124,31 @@ fn main() -> std::process::ExitCode {
                 switchyard::user::run(&config, action, target).await
             }
             Command::Migrate => switchyard::user::migrate(&config).await,
+            Command::Export { file, domain } => {
+                let domains = match domain {
+                    Some(d) if config.domains.contains(&d) => vec![d],
+                    Some(d) => anyhow::bail!("{d} is not a served domain"),
+                    None => config.domains.clone(),
+                };
+                let stores = switchyard::wiring::open_stores(&config).await?;
+                let written = switchyard::pie::export_to(&stores, &domains, &file).await?;
+                eprintln!(
+                    "exported {} account(s); {} stored item(s) unreadable and left out",
+                    written.users, written.unreadable
+                );
+                Ok(())
+            }
+            Command::Import { file, merge } => {
+                let stores = switchyard::wiring::open_stores(&config).await?;
+                let options = switchyard::pie::ImportOptions {
+                    domains: config.domains.clone(),
+                    scram_iterations: config.auth.scram_iterations,
+                    merge,
+                };
+                let done = switchyard::pie::import(&stores, &file, &options).await?;
+                print!("{done}");
+                Ok(())
+            }
             Command::Health { ready } => switchyard::admin_client::health(&config, ready).await,
             Command::GenClusterCerts { dir, mut names } => {
                 if names.is_empty() {

@@ -25,6 +25,7 @@ async fn connect_from(server: &Server, source: &str) -> Client {
         framer: Framer::new(Limits::default()),
         exporter: None,
         jid: None,
+        domain: "localhost".into(),
     };
     c.open().await;
     c.starttls(server.cert_der()).await;

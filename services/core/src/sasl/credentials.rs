@@ -69,6 +69,14 @@ pub struct ScramSalt {
     pub iterations: u32,
 }
 
+impl ScramSalt {
+    /// Whether the account has keys for this hash: an account imported with SHA-1 keys
+    /// only has none for SHA-256 ([`ScramKeys::absent`], iteration count 0).
+    pub fn is_usable(&self) -> bool {
+        self.iterations > 0
+    }
+}
+
 /// An account's salts, one per hash: the answer of the credential lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountSalts {
@@ -123,6 +131,22 @@ impl ScramKeys {
             server_key: alg.hmac(&salted.salted, &[b"Server Key"]),
         };
         (keys, client_key)
+    }
+
+    /// No keys for this hash (an account imported from a server that kept only the
+    /// other one): iteration count 0, nothing else; no proof ever matches.
+    pub fn absent() -> Self {
+        Self {
+            salt: Vec::new(),
+            iterations: 0,
+            stored_key: Vec::new(),
+            server_key: Vec::new(),
+        }
+    }
+
+    /// Whether these are real keys (not [`ScramKeys::absent`]).
+    pub fn is_usable(&self) -> bool {
+        self.iterations > 0
     }
 
     /// The part of these keys a server-first message shows.

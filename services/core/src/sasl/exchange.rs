@@ -188,8 +188,13 @@ impl Exchange {
                 username,
                 password,
             } => {
-                // Hashed with the decoy salt when there is no account: the same work.
-                let alg = HashAlg::Sha256;
+                // SHA-256 keys unless the account has only SHA-1 ones (imported); hashed
+                // with the decoy salt when there is no account: the same work.
+                let alg = match salts {
+                    Some(s) if !s.sha256.is_usable() => HashAlg::Sha1,
+                    _ => HashAlg::Sha256,
+                };
+                let salts = salts.filter(|s| s.get(alg).is_usable());
                 let salt = match salts {
                     Some(s) => s.get(alg).clone(),
                     None => self.decoy.salt(alg, &username),
@@ -211,6 +216,9 @@ impl Exchange {
             }
             State::ScramPending(client) => {
                 let alg = self.mechanism.hash().expect("SCRAM mechanisms have a hash");
+                // An account without keys for this hash (imported with SHA-1 keys only)
+                // looks like no account: decoy salt, and the proof fails.
+                let salts = salts.filter(|s| s.get(alg).is_usable());
                 let salt = match salts {
                     Some(s) => s.get(alg).clone(),
                     None => self.decoy.salt(alg, &client.username),

@@ -92,6 +92,8 @@ impl ScramProof {
     pub fn check(&self, stored: Option<&StoredCredentials>) -> Option<Vec<u8>> {
         let alg = self.alg;
         let none = vec![0; alg.output_len()];
+        // Absent keys (an imported account's missing hash) count as no account.
+        let stored = stored.filter(|c| c.keys(alg).is_usable());
         let (stored_key, server_key) = match stored.map(|c| c.keys(alg)) {
             Some(keys) => (&keys.stored_key, &keys.server_key),
             None => (&none, &none),

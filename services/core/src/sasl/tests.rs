@@ -589,3 +589,53 @@ fn an_unasked_verification_is_malformed() {
         Step::Failure(Failure::MalformedRequest)
     );
 }
+
+/// An account imported with SHA-1 keys only (XEP-0227 from Prosody): SCRAM-SHA-1 and
+/// PLAIN (checked against the SHA-1 keys) succeed; SCRAM-SHA-256 fails as for an unknown
+/// account, after the same exchange (the decoy salt, not an early refusal).
+#[test]
+fn an_account_with_sha1_keys_only_logs_in_with_sha1_and_plain() {
+    let full = creds();
+    let stored = StoredCredentials {
+        sha1: full.sha1.clone(),
+        sha256: ScramKeys::absent(),
+    };
+    let mut sha1 = ScramClient::new(HashAlg::Sha1, "user", "pencil", None);
+    assert!(login_with(&mut sha1, &stored));
+
+    let mut sha256 = ScramClient::new(HashAlg::Sha256, "user", "pencil", None);
+    let (mut ex, _) = Exchange::start(
+        Mechanism::ScramSha256,
+        Some(sha256.client_first().as_bytes()),
+        ChannelBindings::default(),
+        decoy(),
+    );
+    let Step::Challenge(first) = ex.credentials(Some(&stored.salts())) else {
+        panic!("no challenge")
+    };
+    let first = std::str::from_utf8(&first).unwrap();
+    let decoy_salt = decoy_first(decoy(), Mechanism::ScramSha256, "user");
+    assert!(
+        first.ends_with(&format!(",s={decoy_salt}")),
+        "the decoy salt: {first}"
+    );
+    let fin = sha256.client_final(first).unwrap();
+    let step = ex.response(fin.as_bytes());
+    assert_eq!(
+        answer(&mut ex, step, Some(&stored)),
+        Step::Failure(Failure::NotAuthorized)
+    );
+
+    for (password, right) in [("pencil", true), ("wrong", false)] {
+        let message = format!("\0user\0{password}");
+        let (mut ex, _) = Exchange::start(
+            Mechanism::Plain,
+            Some(message.as_bytes()),
+            ChannelBindings::default(),
+            decoy(),
+        );
+        let step = ex.credentials(Some(&stored.salts()));
+        let step = answer(&mut ex, step, Some(&stored));
+        assert_eq!(matches!(step, Step::Success { .. }), right, "{password}");
+    }
+}

@@ -177,6 +177,14 @@ impl Element {
         &self.children
     }
 
+    /// The child elements, taken (text between them dropped).
+    pub fn into_children(self) -> impl Iterator<Item = Element> {
+        self.children.into_iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
     pub fn children(&self) -> impl Iterator<Item = &Element> {
         self.children.iter().filter_map(|n| match n {
             Node::Element(e) => Some(e),

@@ -22,6 +22,7 @@ async fn connect_from(cluster: &Cluster, edge: usize, source: &str) -> Client {
         framer: Framer::new(Limits::default()),
         exporter: None,
         jid: None,
+        domain: "localhost".into(),
     };
     c.open().await;
     c.starttls(cluster.cert_der.clone()).await;

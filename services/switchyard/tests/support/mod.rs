@@ -200,6 +200,8 @@ pub struct Client {
     pub framer: Framer,
     pub exporter: Option<Vec<u8>>,
     pub jid: Option<String>,
+    /// The stream's `to` (the served domain the account is in).
+    pub domain: String,
 }
 
 impl Client {
@@ -210,6 +212,7 @@ impl Client {
             framer: Framer::new(Limits::default()),
             exporter: None,
             jid: None,
+            domain: "localhost".into(),
         }
     }
 
@@ -221,12 +224,14 @@ impl Client {
             framer: self.framer,
             exporter: None,
             jid: self.jid.clone(),
+            domain: self.domain.clone(),
         };
         let writer = Client {
             io: Box::new(Half::Write(write)),
             framer: Framer::new(Limits::default()),
             exporter: None,
             jid: self.jid,
+            domain: self.domain,
         };
         (reader, writer)
     }
@@ -294,7 +299,8 @@ impl Client {
     /// Opens a stream and returns the features.
     pub async fn open(&mut self) -> Element {
         self.framer = Framer::new(Limits::default());
-        self.send(OPEN).await;
+        let open = OPEN.replacen("to='localhost'", &format!("to='{}'", self.domain), 1);
+        self.send(&open).await;
         assert!(matches!(self.frame().await, Some(Frame::Open(_))));
         self.element().await
     }
@@ -497,4 +503,16 @@ pub async fn assert_still_chatting(server: &Server) {
             .as_deref(),
         Some("still here")
     );
+}
+
+/// What the admin API counts in `jid`'s offline store (its JSON).
+pub async fn offline_of(server: &Server, jid: &str) -> String {
+    let admin = format!("http://{}", server.running.admin.expect("admin listener"));
+    let path = format!("/api/v1/users/{jid}/offline");
+    let (status, body) =
+        switchyard::admin_client::request(&admin, "GET", &path, "test-admin-token", None)
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
 }
