@@ -21,6 +21,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use switchyard_core::sasl::Mechanism;
 
 /// Prefix of every configuration variable.
 const ENV_PREFIX: &str = "SWITCHYARD_";
@@ -301,6 +302,11 @@ pub struct Auth {
     /// Shortest password accepted when an account is created or its password changed
     /// (CLI and admin API), in characters.
     pub min_password_chars: usize,
+    /// The SASL mechanisms offered (RFC 6120 §6.3.3), strongest first whatever the order
+    /// here; `-PLUS` ones only on TLS. Leaving out the SCRAM-SHA-256 pair is for accounts
+    /// imported with SHA-1 keys only (XEP-0227 from Prosody): clients that would pick
+    /// SCRAM-SHA-256 then pick SCRAM-SHA-1, until their passwords are set again.
+    pub mechanisms: Vec<String>,
     /// XEP-0484 FAST: clients that logged in with a password get a token for their next
     /// logins (one round trip, no PBKDF2), inside SASL2.
     pub fast: bool,
@@ -331,6 +337,7 @@ impl fmt::Debug for Auth {
             .field("failure_delay_max_ms", &self.failure_delay_max_ms)
             .field("failure_table_entries", &self.failure_table_entries)
             .field("min_password_chars", &self.min_password_chars)
+            .field("mechanisms", &self.mechanisms)
             .field("fast", &self.fast)
             .field("fast_token_secs", &self.fast_token_secs)
             .field("fast_rotate_secs", &self.fast_rotate_secs)
@@ -508,6 +515,7 @@ impl Default for Auth {
             failure_delay_max_ms: 30_000,
             failure_table_entries: 100_000,
             min_password_chars: 8,
+            mechanisms: Mechanism::ALL.iter().map(|m| m.name().to_owned()).collect(),
             fast: true,
             fast_token_secs: 14 * 86_400,
             fast_rotate_secs: 86_400,
@@ -732,6 +740,18 @@ impl Config {
             (1..=1024).contains(&a.min_password_chars),
             "auth.min_password_chars must be 1 to 1024"
         );
+        for name in &a.mechanisms {
+            anyhow::ensure!(
+                Mechanism::ALL.iter().any(|m| m.name() == name),
+                "auth.mechanisms: {name:?} is not one of {}",
+                Mechanism::ALL.map(Mechanism::name).join(", ")
+            );
+        }
+        let distinct: std::collections::HashSet<&String> = a.mechanisms.iter().collect();
+        anyhow::ensure!(
+            !a.mechanisms.is_empty() && distinct.len() == a.mechanisms.len(),
+            "auth.mechanisms must name at least one mechanism, each once"
+        );
         anyhow::ensure!(
             (60..=31_536_000).contains(&a.fast_token_secs),
             "auth.fast_token_secs must be 60 to 31536000 (a year)"
@@ -787,6 +807,14 @@ impl Config {
             c.secret = mask(&c.secret);
         }
         shown
+    }
+
+    /// `auth.mechanisms`, strongest first.
+    pub fn mechanisms(&self) -> Vec<Mechanism> {
+        Mechanism::ALL
+            .into_iter()
+            .filter(|m| self.auth.mechanisms.iter().any(|n| n == m.name()))
+            .collect()
     }
 
     pub fn core_limits(&self) -> switchyard_core::Limits {

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_cluster::{EdgeLinks, RemoteRouters, RouterService};
-use switchyard_core::sasl::{Decoy, Mechanism};
+use switchyard_core::sasl::Decoy;
 use switchyard_core::session::{Framing, SessionConfig};
 use switchyard_edge::{
     Connections, Drain, EdgeConfig, Listener, ListenerKind, MailboxLimits, RouterLink,
@@ -421,7 +421,7 @@ async fn start_edge(
         domains: config.domains.clone(),
         starttls: true,
         tls_required: config.tls.required,
-        mechanisms: Mechanism::ALL.to_vec(),
+        mechanisms: config.mechanisms(),
         decoy: Decoy::new(&decoy_secret, config.auth.scram_iterations),
         max_auth_attempts: config.auth.max_attempts_per_connection,
         limits: config.core_limits(),

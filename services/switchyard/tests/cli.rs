@@ -152,6 +152,18 @@ fn check_config_reports_bad_values_clearly() {
         ),
         ("[postgres]\nurl = 'not a url'\n".to_owned(), "postgres.url"),
         ("[redis]\nurls = ['http://x']\n".to_owned(), "redis.urls"),
+        (
+            "[auth]\nmechanisms = ['SCRAM-SHA-512']\n".to_owned(),
+            "auth.mechanisms: \"SCRAM-SHA-512\" is not one of",
+        ),
+        (
+            "[auth]\nmechanisms = []\n".to_owned(),
+            "auth.mechanisms must",
+        ),
+        (
+            "[auth]\nmechanisms = ['PLAIN', 'PLAIN']\n".to_owned(),
+            "each once",
+        ),
         (tls(&dir.path().join("missing.pem")), "cannot read"),
         (tls(&cert_path), "does not name served domain(s) localhost"),
     ] {
