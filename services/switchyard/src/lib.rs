@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod check_dns;
 pub mod config;
 mod inproc;
 mod link_tls;

@@ -72,6 +72,11 @@ enum Command {
     },
     /// Validate the configuration and print the effective values.
     CheckConfig,
+    /// Checks against the world outside the process.
+    Check {
+        #[command(subcommand)]
+        what: Check,
+    },
     /// Write a development CA and certificates for the edge-router link's mutual TLS into
     /// DIR: `ca.pem`, `ca-key.pem`, and `NAME.pem` + `NAME-key.pem` per NAME (the
     /// certificate's DNS name). Existing files are kept; missing leaves are signed by the
@@ -81,6 +86,22 @@ enum Command {
         /// Default: `switchyard-router` (the default cluster.tls_server_name) and
         /// `switchyard-edge`.
         names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Check {
+    /// Print the SRV and A/AAAA records clients and servers use to reach DOMAIN and
+    /// whether the client records lead to this server's listeners (exit 1 if not).
+    Dns {
+        domain: String,
+        /// Ask this DNS server (`IP:PORT`) instead of the system's resolvers.
+        #[arg(long)]
+        resolver: Option<std::net::SocketAddr>,
+        /// An address that counts as this server (a load balancer's public address;
+        /// repeat for several). Default: the addresses of this host's interfaces.
+        #[arg(long = "address")]
+        addresses: Vec<std::net::IpAddr>,
     },
 }
 
@@ -157,6 +178,19 @@ fn main() -> std::process::ExitCode {
                 for file in switchyard_rpc::tls::generate_cluster_certs(&dir, &names)? {
                     println!("wrote {}", file.display());
                 }
+                Ok(())
+            }
+            Command::Check {
+                what:
+                    Check::Dns {
+                        domain,
+                        resolver,
+                        addresses,
+                    },
+            } => {
+                let right =
+                    switchyard::check_dns::check_dns(&config, &domain, resolver, addresses).await?;
+                anyhow::ensure!(right, "the client records of {domain} do not lead here");
                 Ok(())
             }
             Command::CheckConfig => {
