@@ -33,6 +33,7 @@ COUNTERS_GAUGES = {
     "switchyard_edge_connections",
     "switchyard_edge_connection_limit",
     "switchyard_edge_sessions",
+    "switchyard_cluster_sessions_online",
     "switchyard_edge_logins_total",
     "switchyard_edge_stanzas_in_total",
     "switchyard_edge_stanzas_out_total",
