@@ -21,8 +21,8 @@ use futures_util::StreamExt;
 use switchyard_core::{ns, Element, Jid, Stanza, StanzaCondition, StanzaError, StreamCondition};
 use switchyard_storage::{OnlinePage, RosterItem, StorageError, Subscription};
 
-/// The account document that holds a ban.
-const BAN: &str = "ban";
+/// The account document that holds a ban (a [`Ban`] as JSON).
+pub const BAN_KEY: &str = "ban";
 
 /// Sessions an announcement is sent to at once.
 const ANNOUNCE_CONCURRENCY: usize = 64;
@@ -51,7 +51,7 @@ pub struct RosterEntry {
 impl Router {
     /// The account's ban, if it is banned.
     pub async fn ban_of(&self, account: &Jid) -> Result<Option<Ban>, StorageError> {
-        let Some(text) = self.stores.documents.get(account, BAN).await? else {
+        let Some(text) = self.stores.documents.get(account, BAN_KEY).await? else {
             return Ok(None);
         };
         serde_json::from_str(&text)
@@ -70,7 +70,10 @@ impl Router {
             since,
         };
         let text = serde_json::to_string(&ban).expect("plain data serializes");
-        self.stores.documents.put(account, BAN, Some(&text)).await?;
+        self.stores
+            .documents
+            .put(account, BAN_KEY, Some(&text))
+            .await?;
         self.fast_tokens().revoke(account, None).await?;
         let ended = self.kick_account(account).await?;
         tracing::info!(%account, reason, ended, "account banned");
@@ -82,7 +85,7 @@ impl Router {
         if self.ban_of(account).await?.is_none() {
             return Ok(false);
         }
-        self.stores.documents.put(account, BAN, None).await?;
+        self.stores.documents.put(account, BAN_KEY, None).await?;
         tracing::info!(%account, "account unbanned");
         Ok(true)
     }

@@ -59,7 +59,9 @@ pub use router::Router;
 /// Where account data lives and how a roster row is written, for tools that move it
 /// (XEP-0227 import and export) without going through stanzas.
 pub mod data {
-    pub use crate::private::{key as private_key, FAMILY as PRIVATE_FAMILY};
-    pub use crate::roster::item_element as roster_item;
+    pub use crate::admin::{Ban, BAN_KEY};
+    pub use crate::private::FAMILY as PRIVATE_FAMILY;
+    pub use crate::private::{key as private_key, storable as private_storable};
+    pub use crate::roster::{check_item as check_roster_item, item_element as roster_item};
     pub use crate::vcard::KEY as VCARD_KEY;
 }

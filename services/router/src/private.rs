@@ -26,16 +26,20 @@ use switchyard_storage::{DocumentQuota, StorageError};
 /// Every private XML key starts with this (the document store holds other kinds too).
 pub const FAMILY: &str = "private:";
 
+/// Whether `el` may be kept as private XML: not in a namespace the protocol itself uses
+/// (XEP-0049 §3: `jabber:*`, `http://jabber.org/*`, the vCard's).
+pub fn storable(el: &Element) -> bool {
+    let ns = el.ns();
+    !(ns.starts_with("jabber:") || ns.starts_with("http://jabber.org/") || ns == ns::VCARD)
+}
+
 fn child(stanza: &Stanza) -> Result<&Element, StanzaError> {
     let query = stanza.payload().expect("dispatched with a payload");
     let mut children = query.children();
     let (Some(child), None) = (children.next(), children.next()) else {
         return Err(StanzaError::new(StanzaCondition::NotAcceptable));
     };
-    let reserved = child.ns().starts_with("jabber:")
-        || child.ns().starts_with("http://jabber.org/")
-        || child.ns() == ns::VCARD;
-    if reserved || query.name() != "query" {
+    if !storable(child) || query.name() != "query" {
         return Err(StanzaError::new(StanzaCondition::NotAcceptable));
     }
     Ok(child)

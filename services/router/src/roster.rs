@@ -149,7 +149,7 @@ pub(crate) async fn get(router: &Router, stanza: &Stanza) -> Outcome {
 
 /// §2.3.3: a name and groups within the configured limits, groups distinct and not
 /// empty, and at most `max_roster_groups` of them.
-pub(crate) fn check_item(
+pub fn check_item(
     name: Option<&str>,
     groups: &[String],
     limits: &RouterConfig,

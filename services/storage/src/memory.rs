@@ -382,14 +382,19 @@ impl SessionRegistry for MemoryRegistry {
         Ok(remove_where(&mut lock(&self.sessions), |r| r.edge == edge))
     }
 
-    /// Pages in full-JID order; the cursor is the last full JID listed.
+    /// Pages in full-JID order; the cursor is `m:` and the last full JID listed.
     async fn online(
         &self,
         domain: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<OnlinePage, StorageError> {
-        let after = cursor.unwrap_or("");
+        let after = match cursor {
+            None => "",
+            Some(c) => c
+                .strip_prefix("m:")
+                .ok_or_else(|| StorageError::Invalid("not a session cursor".into()))?,
+        };
         let map = lock(&self.sessions);
         let mut found: Vec<(String, &SessionRecord)> = map
             .iter()
@@ -402,7 +407,7 @@ impl SessionRegistry for MemoryRegistry {
         let more = found.len() > limit;
         found.truncate(limit);
         let next = more
-            .then(|| found.last().map(|(jid, _)| jid.clone()))
+            .then(|| found.last().map(|(jid, _)| format!("m:{jid}")))
             .flatten();
         let sessions = found
             .into_iter()

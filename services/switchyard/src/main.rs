@@ -2,6 +2,7 @@
 //! `check-config` validates configuration without starting anything, `gen-cluster-certs`
 //! writes development certificates for the edge-router link.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use switchyard::config::{redact, Config};
@@ -147,9 +148,15 @@ fn main() -> std::process::ExitCode {
             Command::Migrate => switchyard::user::migrate(&config).await,
             Command::Export { file, domain } => {
                 let domains = match domain {
-                    Some(d) if config.domains.contains(&d) => vec![d],
-                    Some(d) => anyhow::bail!("{d} is not a served domain"),
                     None => config.domains.clone(),
+                    Some(d) => {
+                        let served = switchyard_core::Jid::parse(&d)
+                            .ok()
+                            .filter(|j| j.local().is_none() && j.is_bare())
+                            .map(|j| j.domain().to_owned())
+                            .filter(|j| config.domains.contains(j));
+                        vec![served.with_context(|| format!("{d} is not a served domain"))?]
+                    }
                 };
                 let stores = switchyard::wiring::open_stores(&config).await?;
                 let written = switchyard::pie::export_to(&stores, &domains, &file).await?;
@@ -162,7 +169,8 @@ fn main() -> std::process::ExitCode {
             Command::Import { file, merge } => {
                 let stores = switchyard::wiring::open_stores(&config).await?;
                 let options = switchyard::pie::ImportOptions {
-                    domains: config.domains.clone(),
+                    limits: switchyard::wiring::router_config(&config),
+                    max_vcard_bytes: config.limits.max_stanza_bytes,
                     scram_iterations: config.auth.scram_iterations,
                     merge,
                 };

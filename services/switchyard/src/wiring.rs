@@ -180,7 +180,9 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn SessionReg
     )))
 }
 
-fn router_config(config: &Config) -> RouterConfig {
+/// The router's settings from the configuration (also the limits an import holds
+/// accounts to).
+pub fn router_config(config: &Config) -> RouterConfig {
     let info = ServerInfo {
         name: "Switchyard",
         version: env!("CARGO_PKG_VERSION"),

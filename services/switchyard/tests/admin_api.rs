@@ -445,3 +445,75 @@ async fn openapi_document_matches_the_routes() {
         assert_eq!(status, 401, "{method} {concrete}: {text}");
     }
 }
+
+/// A banned account gets no FAST token from a SASL2 login without Bind 2, and a SASL2
+/// login with Bind 2 fails with `account-disabled` (RFC 6120 §6.5.1), not a retryable
+/// condition.
+#[tokio::test]
+async fn a_banned_account_gets_no_token_and_sasl2_says_account_disabled() {
+    use support::sasl2::{password_login, secured, token_of, FAST, UA};
+    let server = Server::start().await;
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/v1/users/carol@localhost/ban",
+        Some(json!({"reason": "x"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (mut c, _) = secured(server.c2s(), server.cert_der()).await;
+    let request = format!("<request-token xmlns='{FAST}' mechanism='HT-SHA-256-NONE'/>");
+    let success = password_login(&mut c, "carol", UA, &request).await;
+    assert_eq!(success.name(), "success", "{success:?}");
+    assert_eq!(token_of(&success), None, "no token for a banned account");
+    let tokens = json_of(
+        &server,
+        "GET",
+        "/api/v1/users/carol@localhost/fast-tokens",
+        None,
+    )
+    .await;
+    assert_eq!(tokens, json!([]));
+
+    let (mut c, _) = secured(server.c2s(), server.cert_der()).await;
+    let bind = "<bind xmlns='urn:xmpp:bind:0'><tag>t</tag></bind>";
+    let failure = password_login(&mut c, "carol", UA, bind).await;
+    assert_eq!(failure.name(), "failure", "{failure:?}");
+    let condition = failure.children().next().map(|c| c.name().to_owned());
+    assert_eq!(
+        condition.as_deref(),
+        Some("account-disabled"),
+        "{failure:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_cursors_paths_methods_and_unwritable_text_are_refused_with_a_reason() {
+    let server = Server::start().await;
+    for cursor in ["garbage", "0", "-1", "%00"] {
+        let (status, text) = call(
+            &server,
+            "GET",
+            &format!("/api/v1/sessions?cursor={cursor}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{cursor}: {text}");
+        assert!(text.contains("cursor"), "{text}");
+    }
+    let (status, text) = call(&server, "GET", "/api/v1/nowhere", None).await;
+    assert_eq!(status, 404);
+    assert!(text.contains("no such endpoint"), "{text}");
+    let (status, text) = call(&server, "PATCH", "/api/v1/users", None).await;
+    assert_eq!(status, 405);
+    assert!(!text.is_empty());
+    for body in [
+        json!({"name": "ctl\u{1}"}),
+        json!({"groups": ["nul\u{0}"]}),
+        json!({"groups": ["\u{FFFE}"]}),
+    ] {
+        let path = "/api/v1/users/alice@localhost/roster/bob@localhost";
+        let (status, text) = call(&server, "PUT", path, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {text}");
+    }
+}

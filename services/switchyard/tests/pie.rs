@@ -351,3 +351,118 @@ async fn broken_and_hostile_files_are_refused_clearly() {
         ["ok@localhost", "plain@localhost", "split@localhost"]
     );
 }
+
+/// What the first black-box review found: a file broken late changes nothing; a bad
+/// item leaves out that item, not the user; iteration counts, per-account limits and
+/// offline messages are held to what a login and a client may cost; bans travel; the
+/// export is never readable by others, whatever is at its path.
+#[tokio::test]
+async fn imports_are_all_or_nothing_per_file_and_hold_items_to_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let keys = |iterations: u32| {
+        format!("<scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'><iter-count>{iterations}</iter-count><salt>c2FsdA==</salt><server-key>AAAAAAAAAAAAAAAAAAAAAAAAAAA=</server-key><stored-key>AAAAAAAAAAAAAAAAAAAAAAAAAAA=</stored-key></scram-credentials>")
+    };
+    let k = keys(4096);
+    let env = |cmd: &mut tokio::process::Command| {
+        cmd.env("SWITCHYARD_IM__MAX_ROSTER_ITEMS", "2");
+    };
+    let run = |args: Vec<String>| {
+        let data = data.clone();
+        async move {
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+            cmd.args(&args)
+                .env("SWITCHYARD_DATA_DIR", &data)
+                .env("SWITCHYARD_DOMAINS", "[localhost]");
+            env(&mut cmd);
+            let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+                .await
+                .unwrap()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        }
+    };
+    let import = |file: String| run(vec!["import".into(), file]);
+
+    // Good users, then a broken one: nothing is written.
+    let partial = write("partial.xml", &format!("<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='first'>{k}</user><user name='second'>{k}<broken></user></host></server-data>"));
+    let (ok, out) = import(partial).await;
+    assert!(!ok && out.contains("nothing was imported"), "{out}");
+    // Text between users past the per-event bound: refused, memory bounded.
+    let padded = write("padded.xml", &format!("<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='first'>{k}</user>{}</host></server-data>", " ".repeat(2 * 1024 * 1024)));
+    let (ok, out) = import(padded).await;
+    assert!(!ok && out.contains("more than 1048576 bytes"), "{out}");
+    let (_, listed) = run(vec!["user".into(), "list".into()]).await;
+    assert!(listed.trim().is_empty(), "nothing written: {listed}");
+
+    let user = format!(
+        "<user name='rt'>{k}<query xmlns='jabber:iq:roster'><item jid='keep@localhost'/><item jid='rt@localhost'/><item jid='x@localhost/phone'/><item jid='two@localhost' subscription='remove'/><item jid='second@localhost' subscription='both'/><item jid='third@localhost'/></query>\
+         <query xmlns='jabber:iq:private'><a xmlns='urn:example:a'/><r xmlns='jabber:iq:roster'/></query>\
+         <offline-messages><message xmlns='jabber:client' from='a@localhost' type='chat'><body>kept</body></message><message xmlns='jabber:client' from='a@localhost' type='headline'><body>h</body></message><message xmlns='jabber:client' type='chat'><body>no from</body></message><message xmlns='jabber:client' from='a@localhost' to='other@localhost'><body>x</body></message><message from='a@localhost'><body>ns</body></message></offline-messages>\
+         <ban xmlns='urn:x-switchyard:ban:0' reason='moved while banned' since='1700000000'/></user>\
+         <user name='slow'>{}</user><user name='weak'>{}</user>",
+        keys(4_294_967_295),
+        keys(1)
+    );
+    let file = write(
+        "items.xml",
+        &format!(
+            "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>{user}</host></server-data>"
+        ),
+    );
+    let (ok, out) = import(file.clone()).await;
+    assert!(ok, "{out}");
+    for expected in [
+        "imported 2 account(s)",
+        "2 roster item(s)",
+        "1 private XML document(s), 1 offline message(s), 1 ban(s)",
+        "not imported: slow@localhost: scram-credentials iter-count 4294967295 is not 1 to 100000",
+        "left out: weak@localhost: SCRAM-SHA-1 keys of 1 iterations",
+        "left out: rt@localhost: roster item \"rt@localhost\" (not another account's bare JID)",
+        "left out: rt@localhost: roster item \"x@localhost/phone\"",
+        "left out: rt@localhost: roster item \"two@localhost\" (its subscription",
+        "left out: rt@localhost: roster item third@localhost (at most 2 items)",
+        "left out: rt@localhost: private XML in jabber:iq:roster",
+        "left out: rt@localhost: an offline {jabber:client}message",
+        "left out: rt@localhost: an offline {urn:xmpp:pie:0}message",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from {out}");
+    }
+    // Merged again: nothing doubles.
+    let (ok, out) = run(vec!["import".into(), "--merge".into(), file]).await;
+    assert!(ok && out.contains("0 offline message(s)"), "{out}");
+
+    // The ban went in, and comes out again; the export is 0600 whatever was there.
+    let old = dir.path().join("old.xml");
+    std::fs::write(&old, "public").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let target = dir.path().join("elsewhere.xml");
+    std::fs::write(&target, "not to be written through").unwrap();
+    let link = dir.path().join("link.xml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for path in [&old, &link] {
+        let (ok, out) = run(vec!["export".into(), path.to_str().unwrap().into()]).await;
+        assert!(ok, "{out}");
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        assert!(meta.is_file(), "a file, not the link");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains("<ban xmlns='urn:x-switchyard:ban:0' reason='moved while banned' since='1700000000'/>"), "{text}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "not to be written through"
+    );
+}

@@ -17,7 +17,7 @@ mod scram;
 
 pub use client::ScramClient;
 pub use credentials::{
-    AccountSalts, HashAlg, SaltedPassword, ScramKeys, ScramSalt, StoredCredentials,
+    AccountSalts, HashAlg, SaltedPassword, ScramKeys, ScramSalt, StoredCredentials, MIN_ITERATIONS,
 };
 pub use decoy::{Decoy, DECOY_SECRET_BYTES};
 pub use exchange::{Exchange, Step};
@@ -130,6 +130,8 @@ impl Mechanism {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Failure {
     Aborted,
+    /// §6.5.1: the account is disabled (an administrator's ban).
+    AccountDisabled,
     EncryptionRequired,
     IncorrectEncoding,
     InvalidAuthzid,
@@ -146,6 +148,7 @@ impl Failure {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Aborted => "aborted",
+            Self::AccountDisabled => "account-disabled",
             Self::EncryptionRequired => "encryption-required",
             Self::IncorrectEncoding => "incorrect-encoding",
             Self::InvalidAuthzid => "invalid-authzid",

@@ -302,11 +302,14 @@ impl Session {
         if let Err(condition) = result {
             self.user = None;
             self.sasl2 = None;
+            // A bind refused as not allowed is a disabled (banned) account (RFC 6120
+            // §6.5.1): retrying cannot help, unlike a server that could not bind.
+            let reason = match condition {
+                StanzaCondition::NotAllowed => Failure::AccountDisabled,
+                _ => Failure::TemporaryAuthFailure,
+            };
             let failure = Element::new("failure", ns::SASL2)
-                .with_child(Element::new(
-                    Failure::TemporaryAuthFailure.as_str(),
-                    ns::SASL,
-                ))
+                .with_child(Element::new(reason.as_str(), ns::SASL))
                 .with_child(
                     Element::new("text", ns::SASL2)
                         .with_text(format!("resource binding failed: {}", condition.as_str())),

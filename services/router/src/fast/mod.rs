@@ -123,6 +123,16 @@ impl FastTokens<'_> {
     /// is used.
     pub async fn issue(&self, request: &TokenRequest) -> Result<IssuedToken, StorageError> {
         let (account, mechanism) = (&request.account, request.mechanism);
+        // A banned account gets none (a SASL2 login without Bind 2 succeeds before the
+        // bind that would be refused).
+        if self
+            .documents
+            .get(account, crate::admin::BAN_KEY)
+            .await?
+            .is_some()
+        {
+            return Err(StorageError::Invalid("the account is banned".into()));
+        }
         let key = doc_key(&request.user_agent);
         let now = SystemTime::now();
         let expiry = now + self.policy.ttl;

@@ -74,11 +74,12 @@ pub async fn online(reg: &dyn SessionRegistry) {
     let after: BTreeSet<String> = all_pages(reg, Some(DOMAIN), 2).await.into_iter().collect();
     assert!(!after.contains(&records[0].jid.to_string()));
     assert_eq!(after.len(), 4);
-    // A cursor this backend never gave is refused or reads as a position, never fails
-    // as if the backend were down.
-    match reg.online(Some(DOMAIN), Some("not a cursor"), 2).await {
-        Ok(_) | Err(StorageError::Invalid(_)) => {}
-        Err(e) => panic!("a bad cursor gave {e}"),
+    // A cursor this backend never gave is refused as such, not read as the end.
+    for bad in ["not a cursor", "", "0", "x:edge-online-a"] {
+        match reg.online(Some(DOMAIN), Some(bad), 2).await {
+            Err(StorageError::Invalid(_)) => {}
+            other => panic!("the cursor {bad:?} gave {other:?}"),
+        }
     }
     for r in records.iter().skip(1).chain([&other]) {
         reg.unbind(&r.jid, r.conn).await.expect("cleanup");

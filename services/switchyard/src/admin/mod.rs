@@ -134,6 +134,13 @@ pub async fn serve(
         .route("/api/v1/messages", post(sessions::message))
         .route("/api/v1/announcements", post(sessions::announce))
         .route("/api/v1/stats", get(sessions::stats))
+        .fallback(|| async { not_found("no such endpoint (GET /api/v1/openapi.json lists them)") })
+        .method_not_allowed_fallback(|| async {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method".into(),
+            )
+        })
         .with_state(state);
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -268,6 +275,27 @@ fn timestamp(secs: u64) -> String {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The longest text (a message body, a roster name) taken (bytes).
+const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// Text an XML document can carry (XML 1.0 §2.2 `Char`), within the size bound.
+fn xml_text(what: &str, value: &str) -> Result<(), ApiError> {
+    let xml_char = |c: char| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+    };
+    if value.len() > MAX_TEXT_BYTES {
+        return Err(bad_request(format!(
+            "the {what} is longer than {MAX_TEXT_BYTES} bytes"
+        )));
+    }
+    if !value.chars().all(xml_char) {
+        return Err(bad_request(format!(
+            "the {what} holds a character XML cannot carry"
+        )));
+    }
+    Ok(())
 }
 
 /// A served domain named as a request gives it (`example.org`), as the registry and the

@@ -3,7 +3,7 @@
 //! account, a message from the server to one user, an announcement to everyone online
 //! (in one domain or all), and stats.
 
-use super::{bad_request, existing, not_found, served_domain, ApiResult, Authed};
+use super::{bad_request, existing, not_found, served_domain, xml_text, ApiResult, Authed};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -14,9 +14,6 @@ use switchyard_core::{ns, Element, Jid};
 /// Sessions per page of the listing when the request names no `limit`, and the most.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
-
-/// The longest message or announcement body and subject taken (bytes).
-const MAX_TEXT_BYTES: usize = 64 * 1024;
 
 pub(super) async fn of_user(Authed(api): Authed, Path(jid): Path<String>) -> ApiResult {
     let jid = existing(&api, &jid).await?;
@@ -86,24 +83,6 @@ pub(super) async fn kick(Authed(api): Authed, Path(jid): Path<String>) -> ApiRes
     }
 }
 
-/// Text an XML document can carry (XML 1.0 §2.2 `Char`), within the size bound.
-fn text(what: &str, value: &str) -> Result<(), super::ApiError> {
-    let xml_char = |c: char| {
-        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
-    };
-    if value.len() > MAX_TEXT_BYTES {
-        return Err(bad_request(format!(
-            "the {what} is longer than {MAX_TEXT_BYTES} bytes"
-        )));
-    }
-    if !value.chars().all(xml_char) {
-        return Err(bad_request(format!(
-            "the {what} holds a character XML cannot carry"
-        )));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize)]
 pub(super) struct Message {
     to: String,
@@ -123,14 +102,14 @@ pub(super) async fn message(Authed(api): Authed, Json(m): Json<Message>) -> ApiR
     if !matches!(kind, "normal" | "chat") {
         return Err(bad_request("type is normal or chat"));
     }
-    text("body", &m.body)?;
+    xml_text("body", &m.body)?;
     let mut el = Element::new("message", ns::CLIENT)
         .with_attr("type", kind)
         .with_attr("from", to.domain())
         .with_attr("to", to.to_string())
         .with_attr("id", switchyard_core::token::token(12));
     if let Some(subject) = &m.subject {
-        text("subject", subject)?;
+        xml_text("subject", subject)?;
         el.push_child(Element::new("subject", ns::CLIENT).with_text(subject.as_str()));
     }
     el.push_child(Element::new("body", ns::CLIENT).with_text(m.body.as_str()));
@@ -149,9 +128,9 @@ pub(super) struct Announcement {
 
 /// `POST /api/v1/announcements`: a headline to every session online (in `domain`).
 pub(super) async fn announce(Authed(api): Authed, Json(a): Json<Announcement>) -> ApiResult {
-    text("body", &a.body)?;
+    xml_text("body", &a.body)?;
     if let Some(subject) = &a.subject {
-        text("subject", subject)?;
+        xml_text("subject", subject)?;
     }
     let domain = a.domain.map(|d| served_domain(&api, &d)).transpose()?;
     let sent = api

@@ -2,7 +2,7 @@
 //! included), its offline messages (XEP-0160: count, purge) and its XEP-0484 FAST
 //! tokens (list, revoke).
 
-use super::{bad_request, existing, not_found, ApiResult, Authed};
+use super::{bad_request, existing, not_found, xml_text, ApiResult, Authed};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -52,6 +52,9 @@ pub(super) async fn roster_set(
     Json(body): Json<RosterBody>,
 ) -> ApiResult {
     let jid = existing(&api, &jid).await?;
+    for text in body.name.iter().chain(&body.groups) {
+        xml_text("roster name or group", text)?;
+    }
     let subscription = match body.subscription.as_deref() {
         None => None,
         Some(s) => Some(

@@ -1,7 +1,7 @@
 //! `switchyard export`: every account of the served domains (or of one), one `<user>`
 //! written at a time.
 
-use super::{PIE, PIE_SCRAM};
+use super::{PIE, PIE_BAN, PIE_SCRAM};
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -123,6 +123,23 @@ async fn user(
             }
         }
         user.push_child(offline);
+    }
+    if let Some(ban) = documents
+        .get(account, data::BAN_KEY)
+        .await
+        .with_context(context)?
+    {
+        match serde_json::from_str::<data::Ban>(&ban) {
+            Ok(ban) => user.push_child(
+                Element::new("ban", PIE_BAN)
+                    .with_attr("reason", ban.reason)
+                    .with_attr("since", ban.since.to_string()),
+            ),
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "unreadable ban left out of the export");
+                *unreadable += 1;
+            }
+        }
     }
     Ok(Some(user))
 }

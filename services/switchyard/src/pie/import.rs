@@ -1,25 +1,31 @@
 //! `switchyard import FILE`: each `<user>` of a served host becomes an account with its
-//! roster, vCard, private XML and offline messages, written straight to the stores.
+//! roster, vCard, private XML, offline messages and ban, written straight to the stores.
+//!
+//! The file is read twice. The first pass parses it whole and writes nothing, so a file
+//! that is broken anywhere changes nothing. The second pass writes, one user at a time:
+//! a user is checked whole before anything of it is written ([`super::user`]); items that
+//! break a rule or a limit (those a client's own requests are held to) are left out and
+//! named, and a user that cannot be imported at all is named with the reason.
 
 use super::reader::{Found, Walker};
-use super::{is_pie, PIE_SCRAM};
+use super::user::{parse, Parsed};
 use anyhow::{bail, Context};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use switchyard_core::sasl::{HashAlg, ScramKeys, StoredCredentials};
-use switchyard_core::{ns, Element, Jid};
+use switchyard_core::{Element, Jid};
 use switchyard_router::data;
-use switchyard_storage::{RosterItem, Stores, Subscription};
+use switchyard_router::RouterConfig;
+use switchyard_storage::{DocumentQuota, RosterItem, StorageError, Stores};
 
 /// Files opened through XInclude, one inside another, at most.
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// The served domains: users of other hosts are skipped.
-    pub domains: Vec<String>,
+    /// The served domains and the per-account limits (the router's own).
+    pub limits: RouterConfig,
+    /// The largest vCard kept (a client could not store a larger one).
+    pub max_vcard_bytes: usize,
     /// PBKDF2 iterations for keys derived from a plaintext `password` attribute.
     pub scram_iterations: u32,
     /// Add the data of users whose account exists already (their credentials stay).
@@ -35,8 +41,13 @@ pub struct Imported {
     pub vcards: usize,
     pub private: usize,
     pub offline: usize,
+    pub bans: usize,
+    /// Accounts created with SCRAM-SHA-1 keys only.
+    pub sha1_only: usize,
     /// Users not imported, with why (one line each).
     pub refused: Vec<String>,
+    /// Items of imported users left out, with why.
+    pub left_out: Vec<String>,
     /// What the format carried that Switchyard does not keep, by element.
     pub skipped: BTreeMap<String, usize>,
 }
@@ -45,16 +56,68 @@ impl std::fmt::Display for Imported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "imported {} account(s), merged into {} existing; {} roster item(s), {} vCard(s), {} private XML document(s), {} offline message(s)",
-            self.accounts, self.merged, self.roster_items, self.vcards, self.private, self.offline
+            "imported {} account(s), merged into {} existing; {} roster item(s), {} vCard(s), {} private XML document(s), {} offline message(s), {} ban(s)",
+            self.accounts, self.merged, self.roster_items, self.vcards, self.private, self.offline, self.bans
         )?;
         for why in &self.refused {
             writeln!(f, "not imported: {why}")?;
         }
+        for why in &self.left_out {
+            writeln!(f, "left out: {why}")?;
+        }
         for (what, n) in &self.skipped {
             writeln!(f, "skipped (not kept by Switchyard): {n} × {what}")?;
         }
+        if self.sha1_only > 0 {
+            writeln!(
+                f,
+                "note: {} account(s) have SCRAM-SHA-1 keys only: they log in with SCRAM-SHA-1 or PLAIN; leave SCRAM-SHA-256 out of auth.mechanisms until their passwords are set again",
+                self.sha1_only
+            )?;
+        }
         Ok(())
+    }
+}
+
+/// The users of a file and of the files it includes, in order.
+struct Users {
+    walkers: Vec<Walker>,
+    /// Elements the containers hold that the format does not define.
+    skipped: BTreeMap<String, usize>,
+}
+
+impl Users {
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            walkers: vec![Walker::open(path, None)?],
+            skipped: BTreeMap::new(),
+        })
+    }
+
+    /// The next user and its host; `None` after the last.
+    fn next(&mut self) -> anyhow::Result<Option<(String, Element)>> {
+        while let Some(walker) = self.walkers.last_mut() {
+            let Some(found) = walker.next()? else {
+                self.walkers.pop();
+                continue;
+            };
+            match found {
+                Found::User { host, user } => {
+                    return Ok(Some((host.context("a <user> outside any <host>")?, user)));
+                }
+                Found::Include { path, host } => {
+                    if self.walkers.len() >= MAX_INCLUDE_DEPTH {
+                        bail!(
+                            "XIncludes nested deeper than {MAX_INCLUDE_DEPTH} at {}",
+                            path.display()
+                        );
+                    }
+                    self.walkers.push(Walker::open(&path, host)?);
+                }
+                Found::Skipped(what) => *self.skipped.entry(what).or_default() += 1,
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -64,245 +127,166 @@ pub async fn import(
     path: &Path,
     options: &ImportOptions,
 ) -> anyhow::Result<Imported> {
+    // Pass 1: the whole file parses; nothing is written.
+    let mut users = Users::open(path)?;
+    while users.next().context("nothing was imported")?.is_some() {}
+    // Pass 2: write.
     let mut done = Imported::default();
-    let mut walkers = vec![Walker::open(path, None)?];
-    while let Some(walker) = walkers.last_mut() {
-        let Some(found) = walker.next()? else {
-            walkers.pop();
-            continue;
+    let mut users = Users::open(path)?;
+    let mut written: HashSet<Jid> = HashSet::new();
+    while let Some((host, user)) = users.next()? {
+        let parsed = match parse(&host, &user, options) {
+            Ok(p) => p,
+            Err(why) => {
+                let name = user.attr("name").unwrap_or("?");
+                done.refused.push(format!("{name}@{host}: {why}"));
+                continue;
+            }
         };
-        match found {
-            Found::User { host, user } => {
-                let Some(host) = host else {
-                    bail!("a <user> outside any <host>");
-                };
-                if let Err(why) = one_user(stores, &host, &user, options, &mut done).await {
-                    done.refused.push(format!(
-                        "{}@{host}: {why:#}",
-                        user.attr("name").unwrap_or("?")
-                    ));
-                }
-            }
-            Found::Include { path, host } => {
-                if walkers.len() >= MAX_INCLUDE_DEPTH {
-                    bail!(
-                        "XIncludes nested deeper than {MAX_INCLUDE_DEPTH} at {}",
-                        path.display()
-                    );
-                }
-                walkers.push(Walker::open(&path, host)?);
-            }
-            Found::Skipped(what) => *done.skipped.entry(what).or_default() += 1,
+        if !written.insert(parsed.account.clone()) {
+            let why = "appears more than once in the file; only its first copy was imported";
+            done.refused.push(format!("{}: {why}", parsed.account));
+            continue;
         }
+        let account = parsed.account.clone();
+        if let Err(e) = write(stores, parsed, options, &mut done).await {
+            bail!(
+                "writing {account} failed, after {} account(s) imported and {} merged: {e:#}",
+                done.accounts,
+                done.merged
+            );
+        }
+    }
+    for (what, n) in users.skipped {
+        *done.skipped.entry(what).or_default() += n;
     }
     Ok(done)
 }
 
-async fn one_user(
+/// Writes one checked user.
+async fn write(
     stores: &Stores,
-    host: &str,
-    user: &Element,
+    user: Parsed,
     options: &ImportOptions,
     done: &mut Imported,
 ) -> anyhow::Result<()> {
-    let name = user.attr("name").context("a <user> without a name")?;
-    let account = Jid::parse(&format!("{name}@{host}")).context("not a valid JID")?;
-    if !options.domains.iter().any(|d| d == account.domain()) {
-        bail!("{} is not a served domain", account.domain());
-    }
-    let account = account.bare();
-    match stores
-        .accounts
-        .create(&account, &credentials(user, options)?)
-        .await
-    {
-        Ok(()) => done.accounts += 1,
-        Err(switchyard_storage::StorageError::AlreadyExists) if options.merge => done.merged += 1,
-        Err(switchyard_storage::StorageError::AlreadyExists) => {
-            bail!("the account exists (import with --merge to add its data)")
+    let account = user.account;
+    let created = match &user.creds {
+        Some(creds) => match stores.accounts.create(&account, creds).await {
+            Ok(()) => true,
+            Err(StorageError::AlreadyExists) => false,
+            Err(e) => return Err(e.into()),
+        },
+        None => false,
+    };
+    let exists = created || stores.accounts.credentials(&account).await?.is_some();
+    match (created, exists, options.merge) {
+        (true, _, _) => done.accounts += 1,
+        (false, true, true) => done.merged += 1,
+        (false, true, false) => {
+            let why = "the account exists (import with --merge to add its data)";
+            done.refused.push(format!("{account}: {why}"));
+            return Ok(());
         }
-        Err(e) => return Err(e.into()),
-    }
-    for child in user.children() {
-        match (child.name(), child.ns()) {
-            ("scram-credentials", PIE_SCRAM) => {}
-            ("query", ns::ROSTER) => {
-                for item in child.children().filter(|i| i.is("item", ns::ROSTER)) {
-                    roster_item(stores, &account, item).await?;
-                    done.roster_items += 1;
-                }
-            }
-            ("presence", n) if n == ns::CLIENT || n.is_empty() || is_pie(n) => {
-                pending_request(stores, &account, child).await?;
-            }
-            ("vCard", ns::VCARD) => {
-                let xml = child.to_xml("");
-                stores
-                    .documents
-                    .put(&account, data::VCARD_KEY, Some(&xml))
-                    .await?;
-                done.vcards += 1;
-            }
-            ("query", ns::PRIVATE) => {
-                for stored in child.children() {
-                    let xml = stored.to_xml("");
-                    let key = data::private_key(stored);
-                    stores.documents.put(&account, &key, Some(&xml)).await?;
-                    done.private += 1;
-                }
-            }
-            ("offline-messages", n) if is_pie(n) => {
-                for message in child.children().filter(|m| m.is("message", ns::CLIENT)) {
-                    // Accepted by the server it comes from: kept whatever the quota.
-                    stores
-                        .offline
-                        .push(&account, &message.to_xml(""), usize::MAX)
-                        .await?;
-                    done.offline += 1;
-                }
-            }
-            (name, n) => {
-                let items = child.children().count().max(1);
-                *done.skipped.entry(format!("{{{n}}}{name}")).or_default() += items;
-            }
+        (false, false, _) => {
+            let why = user
+                .no_creds
+                .unwrap_or("no credentials (neither SCRAM keys nor a password)".into());
+            done.refused.push(format!("{account}: {why}"));
+            return Ok(());
         }
     }
-    Ok(())
-}
-
-/// The account's keys: SCRAM keys as given (a hash not given is absent), or derived
-/// from a plaintext `password` attribute.
-fn credentials(user: &Element, options: &ImportOptions) -> anyhow::Result<StoredCredentials> {
-    let mut sha1 = ScramKeys::absent();
-    let mut sha256 = ScramKeys::absent();
-    for scram in user
-        .children()
-        .filter(|c| c.is("scram-credentials", PIE_SCRAM))
-    {
-        let (alg, slot) = match scram.attr("mechanism") {
-            Some("SCRAM-SHA-1") => (HashAlg::Sha1, &mut sha1),
-            Some("SCRAM-SHA-256") => (HashAlg::Sha256, &mut sha256),
-            _ => continue, // a hash Switchyard does not use (SHA-512): its keys cannot help
-        };
-        *slot = scram_keys(scram, alg)?;
+    if created && user.sha1_only {
+        done.sha1_only += 1;
     }
-    if sha1.is_usable() || sha256.is_usable() {
-        return Ok(StoredCredentials { sha1, sha256 });
+    let mut note = |what: String| done.left_out.push(format!("{account}: {what}"));
+    user.notes.into_iter().for_each(&mut note);
+    for (what, n) in user.skipped {
+        *done.skipped.entry(what).or_default() += n;
     }
-    match user.attr("password") {
-        Some(password) => StoredCredentials::from_password(password, options.scram_iterations)
-            .map_err(|e| anyhow::anyhow!("the password: {e}")),
-        None => bail!("no credentials (neither SCRAM keys nor a password)"),
+    let limits = &options.limits;
+    let roster = stores.rosters.roster(&account).await?;
+    let mut listed: HashSet<Jid> = roster
+        .items
+        .iter()
+        .filter(|i| i.listed)
+        .map(|i| i.jid.clone())
+        .collect();
+    for row in user.roster {
+        if !listed.contains(&row.jid) && listed.len() >= limits.max_roster_items {
+            let max = limits.max_roster_items;
+            done.left_out.push(format!(
+                "{account}: roster item {} (at most {max} items)",
+                row.jid
+            ));
+            continue;
+        }
+        listed.insert(row.jid.clone());
+        let contact = row.jid.clone();
+        let edit = Box::new(move |old: Option<RosterItem>| {
+            let pending_in = old.and_then(|o| o.pending_in);
+            Some(RosterItem { pending_in, ..row })
+        });
+        stores.rosters.update(&account, &contact, edit).await?;
+        done.roster_items += 1;
     }
-}
-
-fn scram_keys(scram: &Element, alg: HashAlg) -> anyhow::Result<ScramKeys> {
-    let field = |name: &str| {
-        scram
-            .child(name, PIE_SCRAM)
-            .map(|f| f.text().trim().to_owned())
-            .with_context(|| format!("scram-credentials without {name}"))
-    };
-    let bytes = |name: &str| {
-        B64.decode(field(name)?)
-            .with_context(|| format!("scram-credentials {name} is not base64"))
-    };
-    let iterations: u32 = field("iter-count")?
-        .parse()
-        .context("scram-credentials iter-count is not a number")?;
-    let keys = ScramKeys {
-        salt: bytes("salt")?,
-        iterations,
-        stored_key: bytes("stored-key")?,
-        server_key: bytes("server-key")?,
-    };
-    let size = alg.output_len();
-    if iterations == 0
-        || keys.salt.is_empty()
-        || keys.stored_key.len() != size
-        || keys.server_key.len() != size
-    {
-        bail!("scram-credentials with a zero iteration count, an empty salt or keys of the wrong size");
+    for (contact, request) in user.pending {
+        let key = contact.clone();
+        let edit = Box::new(move |old: Option<RosterItem>| {
+            let mut row = old.unwrap_or_else(|| RosterItem::new(contact));
+            row.pending_in = Some(request);
+            Some(row)
+        });
+        stores.rosters.update(&account, &key, edit).await?;
     }
-    Ok(keys)
-}
-
-/// A roster row as listed (RFC 6121 §2.1.2 attributes; `remove` rows are not rows).
-async fn roster_item(stores: &Stores, account: &Jid, item: &Element) -> anyhow::Result<()> {
-    let contact = item
-        .attr("jid")
-        .and_then(|j| Jid::parse(j).ok())
-        .filter(|j| j.is_bare() && *j != *account)
-        .with_context(|| format!("a roster item with jid {:?}", item.attr("jid")))?;
-    let subscription = match item.attr("subscription") {
-        None => Subscription::None,
-        Some(s) => Subscription::parse(s).with_context(|| format!("roster subscription {s:?}"))?,
+    if let Some(vcard) = user.vcard {
+        stores
+            .documents
+            .put(&account, data::VCARD_KEY, Some(&vcard))
+            .await?;
+        done.vcards += 1;
+    }
+    let quota = DocumentQuota {
+        keys: limits.private_quota_namespaces,
+        bytes: limits.private_quota_bytes,
     };
-    let name = item
-        .attr("name")
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned);
-    let mut groups: Vec<String> = Vec::new();
-    for group in item
-        .children()
-        .filter(|g| g.is("group", ns::ROSTER))
-        .map(Element::text)
-    {
-        if !group.is_empty() && !groups.contains(&group) {
-            groups.push(group);
+    for (key, xml) in user.private {
+        match stores
+            .documents
+            .put_within(&account, data::PRIVATE_FAMILY, &key, &xml, quota)
+            .await
+        {
+            Ok(()) => done.private += 1,
+            Err(StorageError::QuotaExceeded) => done.left_out.push(format!(
+                "{account}: private XML {key} (private storage is full)"
+            )),
+            Err(e) => return Err(e.into()),
         }
     }
-    let ask = item.attr("ask") == Some("subscribe");
-    let approved = matches!(item.attr("approved"), Some("true" | "1"));
-    let edit = Box::new(move |row: Option<RosterItem>| {
-        let mut row = row.unwrap_or_else(|| RosterItem::new(contact));
-        row.name = name;
-        row.groups = groups;
-        row.subscription = subscription;
-        row.ask = ask;
-        row.approved = approved;
-        row.listed = true;
-        Some(row)
-    });
-    let contact = item
-        .attr("jid")
-        .and_then(|j| Jid::parse(j).ok())
-        .expect("checked above");
-    stores.rosters.update(account, &contact, edit).await?;
-    Ok(())
-}
-
-/// A pending inbound subscription request (`<presence type='subscribe' from='…'/>`):
-/// kept on the contact's row, redelivered at the next login (RFC 6121 §3.1.3).
-async fn pending_request(stores: &Stores, account: &Jid, presence: &Element) -> anyhow::Result<()> {
-    let from = presence
-        .attr("from")
-        .and_then(|j| Jid::parse(j).ok())
-        .map(|j| j.bare())
-        .filter(|j| j != account);
-    let (Some(from), Some("subscribe")) = (from, presence.attr("type")) else {
-        return Ok(()); // nothing Switchyard keeps
-    };
-    // Ours is kept as it was stored; another server's (Prosody's is in its own
-    // namespace, without `to`) is written as a client stanza to the account.
-    let request = match presence.ns() {
-        ns::CLIENT => presence.to_xml(""),
-        _ => Element::new("presence", ns::CLIENT)
-            .with_attr("from", from.to_string())
-            .with_attr("to", account.to_string())
-            .with_attr("type", "subscribe")
-            .to_xml(""),
-    };
-    let edit = Box::new(move |row: Option<RosterItem>| {
-        let mut row = row.unwrap_or_else(|| RosterItem::new(from.clone()));
-        row.pending_in = Some(request.clone());
-        Some(row)
-    });
-    let contact = presence
-        .attr("from")
-        .and_then(|j| Jid::parse(j).ok())
-        .expect("parsed above")
-        .bare();
-    stores.rosters.update(account, &contact, edit).await?;
+    let held = stores.offline.held(&account).await?;
+    let (mut count, mut bytes) = (held.len(), held.iter().map(String::len).sum::<usize>());
+    let held: HashSet<String> = held.into_iter().collect();
+    for message in user.offline {
+        if held.contains(&message) {
+            continue; // merged before: it is there already
+        }
+        if count >= limits.offline_quota || bytes + message.len() > limits.offline_quota_bytes {
+            done.left_out.push(format!(
+                "{account}: an offline message (the offline quota is full)"
+            ));
+            continue;
+        }
+        stores.offline.push(&account, &message, usize::MAX).await?;
+        (count, bytes) = (count + 1, bytes + message.len());
+        done.offline += 1;
+    }
+    if let Some(ban) = user.ban {
+        let text = serde_json::to_string(&ban).expect("plain data serializes");
+        stores
+            .documents
+            .put(&account, data::BAN_KEY, Some(&text))
+            .await?;
+        done.bans += 1;
+    }
     Ok(())
 }

@@ -24,12 +24,15 @@
 mod export;
 mod import;
 mod reader;
+mod user;
 
 pub use export::export;
 pub use import::{import, ImportOptions, Imported};
 
-/// Writes an export to `path` (created mode 0600: it holds every account's keys, XEP-0227
-/// §9) or to standard output for `-`.
+/// Writes an export to `path`, or to standard output for `-`. The file holds every
+/// account's keys (XEP-0227 §9): it is written as a new file of mode 0600 beside `path`
+/// and renamed over it, so an existing file's mode and a symbolic link at `path` give no
+/// one else a way to read it.
 pub async fn export_to(
     stores: &switchyard_storage::Stores,
     domains: &[String],
@@ -41,14 +44,25 @@ pub async fn export_to(
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         return export(stores, domains, &mut out).await;
     }
+    let name = path.file_name().context("the export file needs a name")?;
+    let mut temporary = name.to_os_string();
+    temporary.push(format!(".{}.partial", std::process::id()));
+    let temporary = path.with_file_name(temporary);
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    export(stores, domains, &mut std::io::BufWriter::new(file)).await
+        .open(&temporary)
+        .with_context(|| format!("cannot create {}", temporary.display()))?;
+    let written = export(stores, domains, &mut std::io::BufWriter::new(file)).await;
+    let renamed = written.is_ok().then(|| std::fs::rename(&temporary, path));
+    if !matches!(renamed, Some(Ok(()))) {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    if let Some(Err(e)) = renamed {
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    written
 }
 
 /// The format's namespace (v1.0 and later).
@@ -57,6 +71,9 @@ const PIE: &str = "urn:xmpp:pie:0";
 const PIE_OLD: &str = "http://www.xmpp.org/extensions/xep-0227.html#ns";
 /// SCRAM credentials (v1.1).
 const PIE_SCRAM: &str = "urn:xmpp:pie:0#scram";
+/// An account's ban: Switchyard's own extension (the format lets an exporter add
+/// elements in other namespaces; other servers skip it).
+const PIE_BAN: &str = "urn:x-switchyard:ban:0";
 /// XInclude, for files split per host or user.
 const XINCLUDE: &str = "http://www.w3.org/2001/XInclude";
 

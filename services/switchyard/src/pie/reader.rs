@@ -37,16 +37,28 @@ pub enum Found {
     Skipped(String),
 }
 
+/// The most bytes one event outside a `<user>` may take (a start tag, text or a comment
+/// between users): quick-xml reads an event whole, so this bounds its memory.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
 /// Keeps the bytes consumed while capturing, up to [`MAX_USER_BYTES`] (then it only
-/// notes that there were more).
+/// notes that there were more), and refuses to read more than `budget` bytes since the
+/// last [`Tee::mark`]: no event and no user can make the reader hold more.
 struct Tee<R> {
     inner: R,
     capture: Vec<u8>,
     on: bool,
     overflow: bool,
+    read: usize,
+    budget: usize,
 }
 
 impl<R> Tee<R> {
+    fn mark(&mut self, budget: usize) {
+        self.read = 0;
+        self.budget = budget;
+    }
+
     fn keep(&mut self, bytes: &[u8]) {
         if self.capture.len() + bytes.len() > MAX_USER_BYTES {
             self.overflow = true;
@@ -68,10 +80,17 @@ impl<R: Read> Read for Tee<R> {
 
 impl<R: BufRead> BufRead for Tee<R> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.read > self.budget {
+            return Err(std::io::Error::other(format!(
+                "more than {} bytes in one piece of the file (a <user> or what lies between)",
+                self.budget
+            )));
+        }
         self.inner.fill_buf()
     }
 
     fn consume(&mut self, n: usize) {
+        self.read += n;
         if self.on {
             // The buffer is still filled: this is the slice being consumed.
             if let Ok(buf) = self.inner.fill_buf() {
@@ -104,6 +123,8 @@ impl Walker {
             capture: Vec::new(),
             on: false,
             overflow: false,
+            read: 0,
+            budget: MAX_EVENT_BYTES,
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Self {
@@ -140,6 +161,7 @@ impl Walker {
     pub fn next(&mut self) -> anyhow::Result<Option<Found>> {
         loop {
             self.buf.clear();
+            self.reader.get_mut().mark(MAX_EVENT_BYTES);
             let event = self
                 .reader
                 .read_event_into(&mut self.buf)
@@ -208,26 +230,38 @@ impl Walker {
                 if attr("parse").is_some() || attr("xpointer").is_some() {
                     bail!("XInclude of {href}: only plain includes are supported");
                 }
-                self.skip(start, empty)?;
+                self.skip(empty)?;
                 Found::Include {
                     path: self.dir.join(href),
                     host: self.host(),
                 }
             }
             _ => {
-                self.skip(start, empty)?;
+                self.skip(empty)?;
                 Found::Skipped(format!("{{{ns}}}{local}"))
             }
         };
         Ok(Some(found))
     }
 
-    fn skip(&mut self, start: &BytesStart<'_>, empty: bool) -> anyhow::Result<()> {
-        if !empty {
-            let mut buf = Vec::new();
-            self.reader
-                .read_to_end_into(start.name(), &mut buf)
-                .context("not well-formed XML")?;
+    /// Skips the element just started, event by event (each within the event budget),
+    /// so one of any size costs no memory.
+    fn skip(&mut self, empty: bool) -> anyhow::Result<()> {
+        let mut depth = usize::from(!empty);
+        let mut buf = Vec::new();
+        while depth > 0 {
+            buf.clear();
+            self.reader.get_mut().mark(MAX_EVENT_BYTES);
+            match self
+                .reader
+                .read_event_into(&mut buf)
+                .context("not well-formed XML")?
+            {
+                Event::Start(_) => depth += 1,
+                Event::End(_) => depth -= 1,
+                Event::Eof => bail!("not well-formed XML: the file ends inside an element"),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -254,6 +288,7 @@ impl Walker {
             tee.capture.clear();
             tee.on = true;
             tee.overflow = false;
+            tee.mark(MAX_USER_BYTES + MAX_EVENT_BYTES);
             let mut buf = Vec::new();
             let read = self.reader.read_to_end_into(start.name(), &mut buf);
             let tee = self.reader.get_mut();
