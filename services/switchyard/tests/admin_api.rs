@@ -151,6 +151,23 @@ async fn kicks_by_account_and_by_full_jid_with_a_slash_in_the_resource() {
         two.stream_error().await.as_deref(),
         Some("policy-violation")
     );
+    // Sessions that outlived their account (removed without the API) can still be ended.
+    let mut ghost = Client::login(&server, "alice", "SCRAM-SHA-256", "ghost").await;
+    let alice = switchyard_core::Jid::parse("alice@localhost").unwrap();
+    let accounts = server.running.accounts.as_ref().unwrap();
+    assert!(accounts.remove(&alice).await.unwrap());
+    let ended = json_of(
+        &server,
+        "DELETE",
+        "/api/v1/users/alice@localhost/sessions",
+        None,
+    )
+    .await;
+    assert_eq!(ended["sessions_ended"], 1);
+    assert_eq!(
+        ghost.stream_error().await.as_deref(),
+        Some("policy-violation")
+    );
 }
 
 #[tokio::test]

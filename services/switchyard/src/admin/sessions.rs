@@ -3,7 +3,9 @@
 //! account, a message from the server to one user, an announcement to everyone online
 //! (in one domain or all), and stats.
 
-use super::{bad_request, existing, not_found, served_domain, xml_text, ApiResult, Authed};
+use super::{
+    account, bad_request, existing, not_found, served_domain, xml_text, ApiResult, Authed,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -15,8 +17,10 @@ use switchyard_core::{ns, Element, Jid};
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
+/// An account's sessions; its existence is not required, so sessions that outlived
+/// their account (removed without the admin API) can still be seen and ended.
 pub(super) async fn of_user(Authed(api): Authed, Path(jid): Path<String>) -> ApiResult {
-    let jid = existing(&api, &jid).await?;
+    let jid = account(&api, &jid)?;
     let sessions = api.router.sessions_of(&jid).await?;
     let view: Vec<serde_json::Value> = sessions
         .iter()
@@ -35,7 +39,7 @@ pub(super) async fn of_user(Authed(api): Authed, Path(jid): Path<String>) -> Api
 
 /// Ends every session of the account (it may log in again at once; a ban stops that).
 pub(super) async fn kick_user(Authed(api): Authed, Path(jid): Path<String>) -> ApiResult {
-    let jid = existing(&api, &jid).await?;
+    let jid = account(&api, &jid)?;
     let ended = api.router.kick_account(&jid).await?;
     tracing::info!(%jid, ended, "sessions of an account kicked by an administrator");
     Ok(Json(serde_json::json!({ "sessions_ended": ended })).into_response())

@@ -238,6 +238,7 @@ async fn run_on_store(config: &Config, action: Action) -> anyhow::Result<()> {
             let jid = account(config, &jid)?;
             anyhow::ensure!(store.remove(&jid).await?, "no such account: {jid}");
             println!("removed {jid}");
+            eprintln!("note: sessions a running server holds for {jid} go on until they end; remove with --admin-url to end them, or kick them: user kick {jid} --admin-url …");
         }
         Action::Passwd { jid, password } => {
             let jid = account(config, &jid)?;
