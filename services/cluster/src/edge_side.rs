@@ -55,6 +55,7 @@ struct LinkUp;
 impl Drop for LinkUp {
     fn drop(&mut self) {
         metrics::EDGE_ROUTER_LINKS.dec();
+        metrics::EDGE_IN_FLIGHT_LIMIT.sub(MAX_IN_FLIGHT as i64);
     }
 }
 
@@ -358,6 +359,7 @@ impl RemoteRouters {
             self.want_reconcile();
         }
         metrics::EDGE_ROUTER_LINKS.inc();
+        metrics::EDGE_IN_FLIGHT_LIMIT.add(MAX_IN_FLIGHT as i64);
         let _down = LinkUp;
         loop {
             let message = tokio::select! {

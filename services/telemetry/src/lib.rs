@@ -8,6 +8,7 @@
 //! Updating a metric is an atomic add on a pre-resolved series, so the hot path pays no
 //! lock and no allocation for it.
 
+mod process;
 pub mod trace;
 
 use prometheus::{
@@ -18,10 +19,9 @@ use std::sync::LazyLock;
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let registry = Registry::new();
-    let process = prometheus::process_collector::ProcessCollector::for_self();
     registry
-        .register(Box::new(process))
-        .expect("process collector");
+        .register(Box::new(process::ProcessMetrics::new()))
+        .expect("process metrics");
     let build = IntGaugeVec::new(
         Opts::new("switchyard_build_info", "Build of this binary (value 1)"),
         &["version"],
@@ -117,8 +117,8 @@ metrics! {
     EDGE_FAST_TOKENS_ISSUED: IntCounter = counter("switchyard_edge_fast_tokens_issued_total", "XEP-0484 FAST tokens issued to clients (on request or rotation)");
     EDGE_STANZAS_IN: IntCounterVec = counter_vec("switchyard_edge_stanzas_in_total", "Stanzas from clients", &["kind"]);
     EDGE_STANZAS_OUT: IntCounterVec = counter_vec("switchyard_edge_stanzas_out_total", "Stanzas written to clients", &["kind"]);
-    EDGE_BYTES_IN: IntCounter = counter("switchyard_edge_bytes_in_total", "Bytes read from clients");
-    EDGE_BYTES_OUT: IntCounter = counter("switchyard_edge_bytes_out_total", "Bytes written to clients");
+    EDGE_BYTES_IN: IntCounter = counter("switchyard_edge_received_bytes_total", "Bytes read from clients");
+    EDGE_BYTES_OUT: IntCounter = counter("switchyard_edge_sent_bytes_total", "Bytes written to clients");
     EDGE_TLS_FAILURES: IntCounter = counter("switchyard_edge_tls_handshake_failures_total", "Failed TLS handshakes");
     EDGE_STREAM_ERRORS: IntCounterVec = counter_vec("switchyard_edge_stream_errors_total", "Streams ended with an RFC 6120 stream error", &["condition"]);
     EDGE_SLOW_CONSUMERS: IntCounter = counter("switchyard_edge_slow_consumer_closes_total", "Connections closed because their mailbox had no room within the delivery patience");
@@ -126,6 +126,7 @@ metrics! {
     /// Edge receive → router acknowledgement (delivered to the recipient's edge or stored).
     EDGE_ROUTING_LATENCY: Histogram = histogram("switchyard_edge_routing_latency_seconds", "Edge receive to router acknowledgement");
     EDGE_IN_FLIGHT: IntGauge = gauge("switchyard_edge_link_in_flight", "Stanzas sent to routers and not yet acknowledged");
+    EDGE_IN_FLIGHT_LIMIT: IntGauge = gauge("switchyard_edge_link_in_flight_limit", "Stanzas the router links up may have unacknowledged in all (the per-link window times the links up): past it senders wait");
     EDGE_DUPLICATES_SUPPRESSED: IntCounter = counter("switchyard_edge_duplicate_deliveries_suppressed_total", "Deliveries recognised as made again after a router died, answered without writing them twice");
     EDGE_RESENDS: IntCounter = counter("switchyard_edge_link_resends_total", "Stanzas resent after a router link broke");
     EDGE_ROUTER_LINKS: IntGauge = gauge("switchyard_edge_router_links_up", "Router links up");
@@ -168,8 +169,29 @@ mod tests {
     fn names_follow_the_convention_and_render() {
         super::EDGE_BYTES_IN.inc_by(3);
         let text = super::render();
-        assert!(text.contains("switchyard_edge_bytes_in_total 3"), "{text}");
-        assert!(text.contains("process_cpu_seconds_total"));
+        assert!(
+            text.contains("switchyard_edge_received_bytes_total 3"),
+            "{text}"
+        );
+        // Fractional CPU seconds, and the other process metrics read from /proc.
+        let cpu = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+            .expect("process_cpu_seconds_total");
+        assert!(cpu.parse::<f64>().is_ok(), "{cpu}");
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+            "process_threads",
+        ] {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing"));
+            assert!(value.parse::<f64>().unwrap() > 0.0, "{name} {value}");
+        }
         for line in text.lines().filter(|l| l.starts_with("# TYPE switchyard_")) {
             let name = line.split_whitespace().nth(2).unwrap();
             let counter_ok = !line.ends_with("counter") || name.ends_with("_total");
