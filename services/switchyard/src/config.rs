@@ -165,7 +165,8 @@ pub struct Postgres {
     /// `postgres://user:password@host:port/db` or a libpq `host=… password=…` string;
     /// empty uses the embedded SQLite file. Shown redacted by `check-config`.
     pub url: String,
-    /// Schema (search_path); empty uses the server's default.
+    /// Schema (search_path); empty uses the server's default. A plain identifier
+    /// (lowercase letters, digits, `_`); `switchyard migrate` creates it if missing.
     pub schema: String,
     pub pool_size: usize,
     /// Apply pending migrations at start-up (otherwise run `switchyard migrate`).
@@ -572,6 +573,19 @@ impl Config {
         anyhow::ensure!(
             !pg.url.is_empty() || !pg.host.is_empty() || parts.iter().all(|p| p.is_empty()),
             "postgres.user, postgres.password and postgres.dbname need postgres.url or postgres.host"
+        );
+        let identifier = |s: &str| {
+            s.len() <= 63
+                && s.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        anyhow::ensure!(
+            pg.schema.is_empty() || identifier(&pg.schema),
+            "postgres.schema {:?} must be a plain identifier: lowercase letters, digits and _, not starting with a digit, at most 63 characters",
+            pg.schema
         );
         if !self.postgres.url.is_empty() {
             self.postgres

@@ -161,6 +161,10 @@ fn check_config_reports_bad_values_clearly() {
             "auth.mechanisms must",
         ),
         (
+            "[postgres]\nschema = 'x -c log_statement=all'\n".to_owned(),
+            "postgres.schema \"x -c log_statement=all\" must be a plain identifier",
+        ),
+        (
             "[auth]\nmechanisms = ['PLAIN', 'PLAIN']\n".to_owned(),
             "each once",
         ),

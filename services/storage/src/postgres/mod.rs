@@ -180,8 +180,46 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    /// Applies pending migrations; returns how many were applied.
+    /// Creates the configured schema (the first one of the connection's `search_path`)
+    /// when it does not exist; returns its name if it was created. A schema that cannot
+    /// be created is named in the error with PostgreSQL's reason.
+    pub async fn ensure_schema(&self) -> Result<Option<String>, StorageError> {
+        let client = self.pool.get().await.db()?;
+        let current: Option<String> = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .db()?
+            .get(0);
+        if current.is_some() {
+            return Ok(None);
+        }
+        let path: String = client.query_one("SHOW search_path", &[]).await.db()?.get(0);
+        let schema = path.split(',').next().unwrap_or("").trim().to_owned();
+        let plain = !schema.is_empty()
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(StorageError::Unavailable(format!(
+                "no schema of the search path {path:?} exists; create it, or name an existing one in postgres.schema"
+            )));
+        }
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .map_err(|e| {
+                StorageError::Unavailable(format!(
+                    "the schema {schema} does not exist and cannot be created ({e}); create it, or name an existing one in postgres.schema"
+                ))
+            })?;
+        tracing::info!(schema, "created the PostgreSQL schema");
+        Ok(Some(schema))
+    }
+
+    /// Applies pending migrations (creating the schema first when it does not exist);
+    /// returns how many were applied.
     pub async fn migrate(&self) -> Result<usize, StorageError> {
+        self.ensure_schema().await?;
         let mut client = self.pool.get().await.db()?;
         let tx = client.transaction().await.db()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

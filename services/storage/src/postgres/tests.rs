@@ -221,3 +221,30 @@ async fn separate_fields_replace_the_urls_parts() {
     }
     db.drop_schema().await;
 }
+
+/// A schema that does not exist yet is created by the migration, and one that cannot be
+/// (a name PostgreSQL would fold) is named in a clear error.
+#[tokio::test]
+async fn migrate_creates_a_missing_schema_and_names_one_it_cannot() {
+    let Some(db) = TestSchema::create().await else {
+        return;
+    };
+    let url = std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
+    let fresh = format!("{}_new", db.name);
+    let store = PgStore::connect(&PgTarget::url(&url), Some(&fresh), 2).expect("store");
+    assert_eq!(store.ensure_schema().await.unwrap(), Some(fresh.clone()));
+    assert_eq!(store.migrate().await.unwrap(), MIGRATIONS.len());
+    assert_eq!(store.ensure_schema().await.unwrap(), None, "there now");
+    let odd = PgStore::connect(&PgTarget::url(&url), Some("\"Mixed-Case\""), 2).expect("store");
+    let err = odd.migrate().await.unwrap_err().to_string();
+    assert!(
+        err.contains("create it, or name an existing one in postgres.schema"),
+        "{err}"
+    );
+    let client = db.admin.client().await.expect("admin");
+    client
+        .batch_execute(&format!("DROP SCHEMA {fresh} CASCADE"))
+        .await
+        .expect("drop");
+    db.drop_schema().await;
+}

@@ -114,12 +114,15 @@ pub enum Target {
     Admin { url: String, token: String },
 }
 
-/// `switchyard migrate`: applies pending PostgreSQL migrations (SQLite migrates itself
-/// when opened).
+/// `switchyard migrate`: creates the schema if it does not exist, then applies pending
+/// PostgreSQL migrations (SQLite migrates itself when opened).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let Some(pg) = crate::wiring::open_postgres(config)? else {
         anyhow::bail!("neither postgres.url nor postgres.host is set; the embedded SQLite store migrates itself");
     };
+    if let Some(schema) = pg.ensure_schema().await.context("postgres schema")? {
+        println!("created schema {schema}");
+    }
     let applied = pg.migrate().await.context("postgres migrations")?;
     println!("applied {applied} migration(s)");
     Ok(())
