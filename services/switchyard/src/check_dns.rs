@@ -9,6 +9,10 @@
 //!   something else or at nothing useful; they are shown, not judged.
 //! - A target of `.` means the service is decidedly not offered (RFC 2782).
 //!
+//! The whole check ends within [`DEADLINE`]; at most [`MAX_TARGETS`] targets of each
+//! record are looked up, each host once. A target that cannot be looked up is reported
+//! as such and the rest goes on.
+//!
 //! "Here" is any of `--address` (a load balancer's public addresses), or, without it, any
 //! address of this host's interfaces. A client record is right when some target resolves
 //! here and its port is the port the matching listener binds.
@@ -25,11 +29,24 @@ use std::net::{IpAddr, SocketAddr};
 /// The port clients use without an SRV record (RFC 6120 §3.2.2).
 const FALLBACK_PORT: u16 = 5222;
 
-/// One SRV target, resolved.
+/// The longest the whole check may take.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// SRV targets looked up per record (the rest are counted, not resolved).
+const MAX_TARGETS: usize = 16;
+
+/// One SRV target, resolved (or why not).
 struct Target {
     host: String,
     port: u16,
     addrs: Vec<IpAddr>,
+    failed: Option<String>,
+}
+
+/// The resolver and the hosts already looked up.
+struct Lookups {
+    resolver: TokioResolver,
+    seen: std::collections::HashMap<String, Result<Vec<IpAddr>, String>>,
 }
 
 pub async fn check_dns(
@@ -38,50 +55,66 @@ pub async fn check_dns(
     resolver: Option<SocketAddr>,
     addresses: Vec<IpAddr>,
 ) -> anyhow::Result<bool> {
-    let resolver = open(resolver)?;
+    let name = switchyard_core::Jid::parse(domain.trim_end_matches('.'))
+        .ok()
+        .filter(|j| j.local().is_none() && j.is_bare() && j.domain().parse::<IpAddr>().is_err())
+        .with_context(|| format!("{domain:?} is not a domain name"))?;
+    let mut lookups = Lookups {
+        resolver: open(resolver)?,
+        seen: std::collections::HashMap::new(),
+    };
+    let checked = check(config, name.domain(), &mut lookups, addresses);
+    tokio::time::timeout(DEADLINE, checked)
+        .await
+        .with_context(|| format!("the DNS check did not end within {} s", DEADLINE.as_secs()))?
+}
+
+async fn check(
+    config: &Config,
+    domain: &str,
+    lookups: &mut Lookups,
+    addresses: Vec<IpAddr>,
+) -> anyhow::Result<bool> {
     let here: BTreeSet<IpAddr> = match addresses.is_empty() {
         false => addresses.into_iter().collect(),
         true => local_addresses()?,
     };
     let shown: Vec<String> = here.iter().map(IpAddr::to_string).collect();
     println!("here: {}", shown.join(", "));
-    let domain = domain.trim_end_matches('.');
     let c2s = listen_port(&config.listen.c2s);
     let direct = listen_port(&config.listen.c2s_direct_tls);
     let mut right = true;
 
-    let starttls = srv(&resolver, &format!("_xmpp-client._tcp.{domain}.")).await?;
+    let starttls = lookups.srv(&format!("_xmpp-client._tcp.{domain}.")).await?;
     right &= match starttls {
         Some(targets) => judge("_xmpp-client._tcp", &targets, &here, c2s),
         None => {
-            let addrs = ips(&resolver, domain).await?;
+            let fallback = [lookups.target(domain, FALLBACK_PORT).await];
             println!(
                 "_xmpp-client._tcp.{domain}: no SRV; clients use {domain} port {FALLBACK_PORT}: {}",
-                list(&addrs)
+                list(&fallback[0])
             );
-            let fallback = [Target {
-                host: domain.to_owned(),
-                port: FALLBACK_PORT,
-                addrs,
-            }];
             judge("the fallback", &fallback, &here, c2s)
         }
     };
-    match srv(&resolver, &format!("_xmpps-client._tcp.{domain}.")).await? {
+    match lookups
+        .srv(&format!("_xmpps-client._tcp.{domain}."))
+        .await?
+    {
         Some(targets) => right &= judge("_xmpps-client._tcp", &targets, &here, direct),
         None => {
             println!("_xmpps-client._tcp.{domain}: no SRV (no direct TLS for clients, XEP-0368)")
         }
     }
     for service in ["_xmpp-server._tcp", "_xmpps-server._tcp"] {
-        match srv(&resolver, &format!("{service}.{domain}.")).await? {
+        match lookups.srv(&format!("{service}.{domain}.")).await? {
             Some(targets) => {
                 for t in &targets {
                     println!(
                         "{service}.{domain}: {} port {}: {}",
                         t.host,
                         t.port,
-                        list(&t.addrs)
+                        list(t)
                     );
                 }
             }
@@ -119,43 +152,64 @@ fn open(at: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
     builder.build().context("cannot start a DNS resolver")
 }
 
-/// The SRV targets (resolved), or `None` when there is no such record.
-async fn srv(resolver: &TokioResolver, name: &str) -> anyhow::Result<Option<Vec<Target>>> {
-    let lookup = match resolver.srv_lookup(name).await {
-        Ok(lookup) => lookup,
-        Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("looking up {name}")),
-    };
-    let mut records: Vec<_> = lookup
-        .answers()
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::SRV(srv) => Some(srv.clone()),
-            _ => None,
-        })
-        .collect();
-    records.sort_by_key(|s| (s.priority, std::cmp::Reverse(s.weight)));
-    let mut targets = Vec::new();
-    for record in records {
-        let host = record.target.to_string();
-        let addrs = match host.as_str() {
-            "." => Vec::new(),
-            _ => ips(resolver, &host).await?,
+impl Lookups {
+    /// The SRV targets (resolved, at most [`MAX_TARGETS`]), or `None` when there is no
+    /// such record; an SRV lookup that fails ends the check (nothing can be judged).
+    async fn srv(&mut self, name: &str) -> anyhow::Result<Option<Vec<Target>>> {
+        let lookup = match self.resolver.srv_lookup(name).await {
+            Ok(lookup) => lookup,
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Ok(None),
+            Err(e) => anyhow::bail!("looking up {name}: {e}"),
         };
-        targets.push(Target {
-            host,
-            port: record.port,
-            addrs,
-        });
+        let mut records: Vec<_> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(srv) => Some(srv.clone()),
+                _ => None,
+            })
+            .collect();
+        records.sort_by_key(|s| (s.priority, std::cmp::Reverse(s.weight)));
+        if records.len() > MAX_TARGETS {
+            let more = records.len() - MAX_TARGETS;
+            println!("{name}: {} targets; the first {MAX_TARGETS} by priority are looked up, {more} are not", records.len());
+            records.truncate(MAX_TARGETS);
+        }
+        let mut targets = Vec::new();
+        for record in records {
+            targets.push(self.target(&record.target.to_string(), record.port).await);
+        }
+        Ok(Some(targets))
     }
-    Ok(Some(targets))
-}
 
-async fn ips(resolver: &TokioResolver, host: &str) -> anyhow::Result<Vec<IpAddr>> {
-    match resolver.lookup_ip(host).await {
-        Ok(found) => Ok(found.iter().collect()),
-        Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
-        Err(e) => Err(e).with_context(|| format!("looking up {host}")),
+    /// `host`'s addresses (each host looked up once); `.` has none.
+    async fn target(&mut self, host: &str, port: u16) -> Target {
+        let found = match self.seen.get(host) {
+            Some(found) => found.clone(),
+            None if host == "." => Ok(Vec::new()),
+            None if host.trim_end_matches('.').parse::<IpAddr>().is_ok() => {
+                Err("an IP address, not a host name (RFC 2782)".to_owned())
+            }
+            None => {
+                let found = match self.resolver.lookup_ip(host).await {
+                    Ok(found) => Ok(found.iter().collect()),
+                    Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+                    Err(e) => Err(format!("lookup failed: {e}")),
+                };
+                self.seen.insert(host.to_owned(), found.clone());
+                found
+            }
+        };
+        let (addrs, failed) = match found {
+            Ok(addrs) => (addrs, None),
+            Err(why) => (Vec::new(), Some(why)),
+        };
+        Target {
+            host: host.to_owned(),
+            port,
+            addrs,
+            failed,
+        }
     }
 }
 
@@ -178,17 +232,19 @@ fn judge(what: &str, targets: &[Target], here: &BTreeSet<IpAddr>, port: Option<u
             "{what}: {} port {}: {} — {verdict}",
             t.host,
             t.port,
-            list(&t.addrs)
+            list(t)
         );
         any |= home && port_ok;
     }
     any
 }
 
-fn list(addrs: &[IpAddr]) -> String {
-    match addrs.is_empty() {
-        true => "no address".to_owned(),
-        false => addrs
+fn list(target: &Target) -> String {
+    match (&target.failed, target.addrs.is_empty()) {
+        (Some(why), _) => why.clone(),
+        (None, true) => "no address".to_owned(),
+        (None, false) => target
+            .addrs
             .iter()
             .map(IpAddr::to_string)
             .collect::<Vec<_>>()

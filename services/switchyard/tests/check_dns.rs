@@ -22,6 +22,10 @@ fn answers(name: &str, kind: RecordType, c2s: u16, direct: u16) -> Option<Vec<RD
         ("_xmpp-client._tcp.port.test.", RecordType::SRV) => vec![srv(c2s + 1, "xmpp.good.test.")],
         ("fallback.test.", RecordType::A) => vec![a([127, 0, 0, 1])],
         ("_xmpp-client._tcp.none.test.", RecordType::SRV) => vec![srv(0, ".")],
+        ("_xmpp-client._tcp.ip.test.", RecordType::SRV) => vec![srv(c2s, "127.0.0.1.")],
+        ("_xmpp-client._tcp.many.test.", RecordType::SRV) => {
+            (0..20).map(|_| srv(c2s, "xmpp.good.test.")).collect()
+        }
         // Names that exist with no record of the type asked: NODATA.
         ("xmpp.good.test." | "elsewhere.far.test." | "fallback.test.", _) => vec![],
         _ => return None,
@@ -136,6 +140,24 @@ async fn records_are_judged_against_the_listeners_and_this_hosts_addresses() {
         !ok && out.contains("the service is declared not offered"),
         "{out}"
     );
+
+    // An IP literal as a target, and more targets than are looked up.
+    let (ok, out) = check(resolver, &["ip.test", "--address", "127.0.0.1"]).await;
+    assert!(
+        !ok && out.contains("an IP address, not a host name (RFC 2782)"),
+        "{out}"
+    );
+    let (ok, out) = check(resolver, &["many.test", "--address", "127.0.0.1"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("20 targets; the first 16 by priority are looked up, 4 are not"),
+        "{out}"
+    );
+    // Names that are not domains are refused before any lookup.
+    for bad in ["bad domain", "user@good.test", "127.0.0.1", "a..b"] {
+        let (ok, out) = check(resolver, &[bad]).await;
+        assert!(!ok && out.contains("is not a domain name"), "{bad}: {out}");
+    }
 
     // A domain that does not exist at all.
     let (ok, out) = check(resolver, &["missing.test", "--address", "127.0.0.1"]).await;

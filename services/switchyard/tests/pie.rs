@@ -305,18 +305,29 @@ async fn broken_and_hostile_files_are_refused_clearly() {
         ("cut.xml", "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='u'>", "not well-formed"),
         ("loop.xml", "<server-data xmlns='urn:xmpp:pie:0' xmlns:xi='http://www.w3.org/2001/XInclude'><xi:include href='loop.xml'/></server-data>", "nested deeper"),
         ("nohost.xml", &format!("<server-data xmlns='urn:xmpp:pie:0'><user name='u'>{keys}</user></server-data>"), "outside any <host>"),
+        ("truncated.xml", &format!("<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='u'>{keys}</user>"), "ends before its root element"),
+        ("after.xml", &format!("<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='u'>{keys}</user></host></server-data><junk/>"), "after the root element"),
+        ("text-after.xml", "<server-data xmlns='urn:xmpp:pie:0'/>junk", "text after the root element"),
+        ("empty.xml", "", "no <server-data>, <host> or <user>"),
+        ("wrong-root.xml", "<server-data xmlns='urn:wrong'/>", "its root is {urn:wrong}server-data"),
+        ("fifo-like.xml", "/dev/null", "is not a regular file"),
     ];
     for (name, text, expected) in cases {
-        let file = write(name, text);
+        let file = match text {
+            "/dev/null" => text.to_owned(),
+            _ => write(name, text),
+        };
         let (ok, out, err) = cli(&data, "[localhost]", &["import", &file]).await;
         assert!(!ok, "{name}: {out}");
         assert!(err.contains(expected), "{name}: {err}");
     }
     // Users that cannot be imported are named, the rest goes in.
+    // A salt over 128 bytes: every login attempt for the account would be sent it.
+    let big_salt = "QUFB".repeat(44); // 132 bytes
     let mixed = format!(
         "<server-data xmlns='urn:xmpp:pie:0'><host jid='evil.example'><user name='x'>{keys}</user></host>\
          <host jid='localhost'><user name='nokeys'/><user name='bad'><scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'><iter-count>4096</iter-count><salt>c2FsdA==</salt><server-key>AAAA</server-key><stored-key>AAAA</stored-key></scram-credentials></user>\
-         <user name='plain' password='a-password'/><user name='ok'>{keys}</user></host></server-data>"
+         <user name='plain' password='a-password'/><user name='salty'><scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'><iter-count>4096</iter-count><salt>{big_salt}</salt><server-key>AAAAAAAAAAAAAAAAAAAAAAAAAAA=</server-key><stored-key>AAAAAAAAAAAAAAAAAAAAAAAAAAA=</stored-key></scram-credentials></user><user name='ok'>{keys}</user></host></server-data>"
     );
     let (ok, out, err) = cli(
         &data,
@@ -410,7 +421,7 @@ async fn imports_are_all_or_nothing_per_file_and_hold_items_to_the_limits() {
         "<user name='rt'>{k}<query xmlns='jabber:iq:roster'><item jid='keep@localhost'/><item jid='rt@localhost'/><item jid='x@localhost/phone'/><item jid='two@localhost' subscription='remove'/><item jid='second@localhost' subscription='both'/><item jid='third@localhost'/></query>\
          <query xmlns='jabber:iq:private'><a xmlns='urn:example:a'/><r xmlns='jabber:iq:roster'/></query>\
          <offline-messages><message xmlns='jabber:client' from='a@localhost' type='chat'><body>kept</body></message><message xmlns='jabber:client' from='a@localhost' type='headline'><body>h</body></message><message xmlns='jabber:client' type='chat'><body>no from</body></message><message xmlns='jabber:client' from='a@localhost' to='other@localhost'><body>x</body></message><message from='a@localhost'><body>ns</body></message></offline-messages>\
-         <ban xmlns='urn:x-switchyard:ban:0' reason='moved while banned' since='1700000000'/></user>\
+         <ban xmlns='urn:x-switchyard:ban:0' reason='moved while banned' since='1700000000'/><ban xmlns='urn:x-switchyard:ban:0' since='18446744073709551615'/></user>         <user name='banned2'>{k}<ban xmlns='urn:x-switchyard:ban:0' reason='r' since='18446744073709551615'/></user>\
          <user name='slow'>{}</user><user name='weak'>{}</user>",
         keys(4_294_967_295),
         keys(1)
@@ -424,18 +435,22 @@ async fn imports_are_all_or_nothing_per_file_and_hold_items_to_the_limits() {
     let (ok, out) = import(file.clone()).await;
     assert!(ok, "{out}");
     for expected in [
-        "imported 2 account(s)",
+        "imported 3 account(s)",
         "2 roster item(s)",
+        "left out: rt@localhost: a second ban",
+        "left out: banned2@localhost: the ban (since \"18446744073709551615\" is not seconds since 1970 up to year 9999)",
         "1 private XML document(s), 1 offline message(s), 1 ban(s)",
         "not imported: slow@localhost: scram-credentials iter-count 4294967295 is not 1 to 100000",
-        "left out: weak@localhost: SCRAM-SHA-1 keys of 1 iterations",
+        "note: weak@localhost: its SCRAM-SHA-1 keys have 1 iterations, below 4096: imported",
         "left out: rt@localhost: roster item \"rt@localhost\" (not another account's bare JID)",
         "left out: rt@localhost: roster item \"x@localhost/phone\"",
         "left out: rt@localhost: roster item \"two@localhost\" (its subscription",
         "left out: rt@localhost: roster item third@localhost (at most 2 items)",
         "left out: rt@localhost: private XML in jabber:iq:roster",
-        "left out: rt@localhost: an offline {jabber:client}message",
-        "left out: rt@localhost: an offline {urn:xmpp:pie:0}message",
+        "left out: rt@localhost: an offline message (id \"\"): only normal and chat messages are stored",
+        "left out: rt@localhost: an offline message (id \"\"): no valid from",
+        "left out: rt@localhost: an offline message (id \"\"): it is to another address",
+        "left out: rt@localhost: an offline message (id \"\"): it is a {urn:xmpp:pie:0}message, not a jabber:client message",
     ] {
         assert!(out.contains(expected), "{expected:?} missing from {out}");
     }

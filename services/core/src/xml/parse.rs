@@ -82,12 +82,14 @@ fn split_qname(qname: &str) -> Result<Option<(&str, &str)>, FramerError> {
     }
 }
 
-/// Namespaces in XML 1.0 §3: `xml` only for its own namespace, `xmlns` never, and no
-/// prefix bound to the empty name.
+/// Namespaces in XML 1.0 §3: `xml` only for its own namespace, `xmlns` never, no
+/// prefix bound to the empty name, and neither reserved namespace as the default one
+/// (`prefix` empty).
 fn check_declaration(prefix: &str, value: &str) -> Result<(), FramerError> {
     let ok = match prefix {
         "xmlns" => false,
         "xml" => value == ns::XML,
+        "" => value != ns::XML && value != ns::XMLNS,
         _ => !value.is_empty() && value != ns::XML && value != ns::XMLNS,
     };
     if !ok {
@@ -121,7 +123,10 @@ pub(crate) fn open(
             return Err(FramerError::PolicyViolation("attribute value too long"));
         }
         match key.strip_prefix("xmlns") {
-            Some("") => scope.bind("", Namespace::from(value)),
+            Some("") => {
+                check_declaration("", &value)?;
+                scope.bind("", Namespace::from(value));
+            }
             Some(rest) if rest.starts_with(':') => {
                 check_declaration(&rest[1..], &value)?;
                 scope.bind(&rest[1..], Namespace::from(value.as_str()));

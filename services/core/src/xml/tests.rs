@@ -222,6 +222,10 @@ fn namespaces_in_xml_constraints_are_checked() {
         "<a xmlns:p='' p:x='1'/>",
         "<a xmlns:xml='urn:other'/>",
         "<a xmlns:xmlns='urn:x'/>",
+        // Neither reserved namespace may be the default one (other parsers refuse it,
+        // so a forwarded stanza would end its recipient's stream).
+        "<a xmlns='http://www.w3.org/XML/1998/namespace'/>",
+        "<a><b xmlns='http://www.w3.org/2000/xmlns/'/></a>",
         "<a xmlns:p='urn:x' xmlns:q='urn:x' p:k='1' q:k='2'/>",
         "<a p:k='1'/>",
         "<p:a/>",

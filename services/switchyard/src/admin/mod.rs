@@ -270,7 +270,12 @@ impl axum::extract::FromRequestParts<Admin> for Authed {
 
 /// Seconds since the Unix epoch as an RFC 3339 time (XEP-0082).
 fn timestamp(secs: u64) -> String {
-    switchyard_core::time::datetime(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+    let at = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs));
+    // A time no system clock can hold (only a hand-made import could store one).
+    at.map_or_else(
+        || format!("{secs} s after 1970"),
+        switchyard_core::time::datetime,
+    )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

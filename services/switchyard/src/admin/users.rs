@@ -106,6 +106,7 @@ pub(super) async fn ban(
     Json(body): Json<BanRequest>,
 ) -> ApiResult {
     let jid = account(&api, &jid)?;
+    super::xml_text("reason", &body.reason)?;
     if body.reason.len() > MAX_REASON_BYTES {
         return Err(bad_request(format!(
             "the reason is longer than {MAX_REASON_BYTES} bytes"

@@ -8,7 +8,7 @@
 //! named, and a user that cannot be imported at all is named with the reason.
 
 use super::reader::{Found, Walker};
-use super::user::{parse, Parsed};
+use super::user::{parse, same_message_key, Parsed};
 use anyhow::{bail, Context};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -48,6 +48,8 @@ pub struct Imported {
     pub refused: Vec<String>,
     /// Items of imported users left out, with why.
     pub left_out: Vec<String>,
+    /// What was imported but wants the operator's attention.
+    pub warnings: Vec<String>,
     /// What the format carried that Switchyard does not keep, by element.
     pub skipped: BTreeMap<String, usize>,
 }
@@ -64,6 +66,9 @@ impl std::fmt::Display for Imported {
         }
         for why in &self.left_out {
             writeln!(f, "left out: {why}")?;
+        }
+        for what in &self.warnings {
+            writeln!(f, "note: {what}")?;
         }
         for (what, n) in &self.skipped {
             writeln!(f, "skipped (not kept by Switchyard): {n} × {what}")?;
@@ -199,8 +204,9 @@ async fn write(
     if created && user.sha1_only {
         done.sha1_only += 1;
     }
-    let mut note = |what: String| done.left_out.push(format!("{account}: {what}"));
-    user.notes.into_iter().for_each(&mut note);
+    let tag = |what: String| format!("{account}: {what}");
+    done.left_out.extend(user.notes.into_iter().map(tag));
+    done.warnings.extend(user.warnings.into_iter().map(tag));
     for (what, n) in user.skipped {
         *done.skipped.entry(what).or_default() += n;
     }
@@ -265,9 +271,9 @@ async fn write(
     }
     let held = stores.offline.held(&account).await?;
     let (mut count, mut bytes) = (held.len(), held.iter().map(String::len).sum::<usize>());
-    let held: HashSet<String> = held.into_iter().collect();
+    let held: HashSet<String> = held.iter().map(|m| same_message_key(m)).collect();
     for message in user.offline {
-        if held.contains(&message) {
+        if held.contains(&same_message_key(&message)) {
             continue; // merged before: it is there already
         }
         if count >= limits.offline_quota || bytes + message.len() > limits.offline_quota_bytes {

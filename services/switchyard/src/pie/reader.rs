@@ -112,12 +112,21 @@ pub struct Walker {
     /// Per open element: the host it is in.
     hosts: Vec<Option<String>>,
     inherited: Option<String>,
+    /// Whether the root element was seen, and whether it has ended.
+    rooted: bool,
+    ended: bool,
 }
 
 impl Walker {
     /// Starts on `path`; `host` is the host an including file was in.
     pub fn open(path: &Path, host: Option<String>) -> anyhow::Result<Self> {
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        anyhow::ensure!(
+            regular,
+            "{} is not a regular file: an import reads its files twice (checked, then written), so copy a pipe's content to a file first",
+            path.display()
+        );
         let tee = Tee {
             inner: BufReader::new(file),
             capture: Vec::new(),
@@ -134,6 +143,8 @@ impl Walker {
             scopes: Vec::new(),
             hosts: Vec::new(),
             inherited: host,
+            rooted: false,
+            ended: false,
         })
     }
 
@@ -172,20 +183,43 @@ impl Walker {
                 Event::End(_) => {
                     self.scopes.pop();
                     self.hosts.pop();
+                    self.ended = self.scopes.is_empty();
                     continue;
+                }
+                Event::Eof if !self.scopes.is_empty() => {
+                    bail!("not well-formed XML: the file ends before its root element does")
+                }
+                Event::Eof if !self.rooted => {
+                    bail!("not an XEP-0227 file: no <server-data>, <host> or <user> in it")
                 }
                 Event::Eof => return Ok(None),
                 Event::DocType(_) => bail!("a DTD is not accepted in an import file"),
+                Event::Text(t) if self.ended && !t.iter().all(u8::is_ascii_whitespace) => {
+                    bail!("not well-formed XML: text after the root element")
+                }
                 _ => continue,
             };
-            if let Some(found) = self.element(&start, empty)? {
+            if self.ended {
+                bail!("not well-formed XML: an element after the root element");
+            }
+            let root = !self.rooted;
+            self.rooted = true;
+            let found = self.element(&start, empty, root)?;
+            // A root that was whole in one event (a user, an empty element) has ended.
+            self.ended = self.scopes.is_empty();
+            if let Some(found) = found {
                 return Ok(Some(found));
             }
         }
     }
 
     /// A container's child: descend into containers, capture users, report the rest.
-    fn element(&mut self, start: &BytesStart<'_>, empty: bool) -> anyhow::Result<Option<Found>> {
+    fn element(
+        &mut self,
+        start: &BytesStart<'_>,
+        empty: bool,
+        root: bool,
+    ) -> anyhow::Result<Option<Found>> {
         let mut own = Vec::new();
         let mut attrs = Vec::new();
         for attr in start.attributes() {
@@ -209,6 +243,10 @@ impl Walker {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         };
+        let container = matches!(local.as_str(), "server-data" | "host" | "user");
+        if root && !(is_pie(&ns) && container) {
+            bail!("not an XEP-0227 file: its root is {{{ns}}}{local}");
+        }
         let found = match (is_pie(&ns), local.as_str()) {
             (true, "server-data") | (true, "host") => {
                 if !empty {

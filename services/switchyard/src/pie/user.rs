@@ -18,6 +18,10 @@ use switchyard_storage::{RosterItem, Subscription};
 /// login cost seconds of CPU.
 pub const MAX_ITERATIONS: u32 = 100_000;
 
+/// The longest SCRAM salt taken: every login attempt for the account, authenticated or
+/// not, is sent it (Switchyard's are 16 bytes, Prosody's 36).
+const MAX_SALT_BYTES: usize = 128;
+
 /// A user ready to be written.
 #[derive(Debug)]
 pub struct Parsed {
@@ -36,6 +40,8 @@ pub struct Parsed {
     pub ban: Option<Ban>,
     /// Items left out, with why.
     pub notes: Vec<String>,
+    /// Things imported that the operator should know about.
+    pub warnings: Vec<String>,
     /// Elements the format carried that Switchyard does not keep.
     pub skipped: BTreeMap<String, usize>,
 }
@@ -55,6 +61,7 @@ pub fn parse(host: &str, user: &Element, options: &ImportOptions) -> Result<Pars
         offline: Vec::new(),
         ban: None,
         notes: Vec::new(),
+        warnings: Vec::new(),
         skipped: BTreeMap::new(),
     };
     credentials(user, options, &mut parsed)?;
@@ -96,15 +103,11 @@ pub fn parse(host: &str, user: &Element, options: &ImportOptions) -> Result<Pars
             }
             ("query", ns::PRIVATE) => private(child, &mut parsed),
             ("offline-messages", n) if is_pie(n) => offline(child, &mut parsed),
-            ("ban", PIE_BAN) => {
-                parsed.ban = Some(Ban {
-                    reason: child.attr("reason").unwrap_or("").to_owned(),
-                    since: child
-                        .attr("since")
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0),
-                });
-            }
+            ("ban", PIE_BAN) => match ban(child) {
+                _ if parsed.ban.is_some() => parsed.notes.push("a second ban".into()),
+                Ok(b) => parsed.ban = Some(b),
+                Err(why) => parsed.notes.push(why),
+            },
             (name, n) => {
                 let items = child.children().count().max(1);
                 *parsed.skipped.entry(format!("{{{n}}}{name}")).or_default() += items;
@@ -112,6 +115,32 @@ pub fn parse(host: &str, user: &Element, options: &ImportOptions) -> Result<Pars
         }
     }
     Ok(parsed)
+}
+
+/// The longest ban reason kept (as the admin API).
+const MAX_REASON_BYTES: usize = 1024;
+
+/// The latest ban time taken: the end of year 9999 (RFC 3339 has four-digit years).
+const MAX_SINCE: u64 = 253_402_300_799;
+
+/// A ban as the admin API would have made it: a reason of at most 1024 bytes, a time
+/// since the Unix epoch an RFC 3339 date can show.
+fn ban(el: &Element) -> Result<Ban, String> {
+    let reason = el.attr("reason").unwrap_or("").to_owned();
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(format!(
+            "the ban (its reason is over {MAX_REASON_BYTES} bytes)"
+        ));
+    }
+    let since = el.attr("since").unwrap_or("");
+    let since = since
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s <= MAX_SINCE)
+        .ok_or_else(|| {
+            format!("the ban (since {since:?} is not seconds since 1970 up to year 9999)")
+        })?;
+    Ok(Ban { reason, since })
 }
 
 /// `name@host`, a bare JID of a served domain.
@@ -158,8 +187,8 @@ fn credentials(user: &Element, options: &ImportOptions, parsed: &mut Parsed) -> 
         }
         *slot = scram_keys(scram, alg)?;
         if slot.iterations < MIN_ITERATIONS {
-            parsed.notes.push(format!(
-                "{mechanism} keys of {} iterations (below {MIN_ITERATIONS}; set a new password)",
+            parsed.warnings.push(format!(
+                "its {mechanism} keys have {} iterations, below {MIN_ITERATIONS}: imported, but set a new password",
                 slot.iterations
             ));
         }
@@ -210,9 +239,10 @@ fn scram_keys(scram: &Element, alg: HashAlg) -> Result<ScramKeys, String> {
         server_key: bytes("server-key")?,
     };
     let size = alg.output_len();
-    if keys.salt.is_empty() || keys.stored_key.len() != size || keys.server_key.len() != size {
+    let salt_ok = (1..=MAX_SALT_BYTES).contains(&keys.salt.len());
+    if !salt_ok || keys.stored_key.len() != size || keys.server_key.len() != size {
         return Err(format!(
-            "scram-credentials with an empty salt or keys that are not {size} bytes"
+            "scram-credentials with a salt not of 1 to {MAX_SALT_BYTES} bytes or keys that are not {size} bytes"
         ));
     }
     Ok(keys)
@@ -309,27 +339,65 @@ fn private(query: &Element, parsed: &mut Parsed) {
 
 /// XEP-0160 messages, oldest first: `jabber:client` messages of a type that is stored
 /// (normal or chat; RFC 6121 §8.5.2 stores no headline, groupchat or error), from a
-/// valid JID, to this account.
+/// valid JID, to this account. One without an XEP-0203 delay gets one (stored now, by
+/// this domain), so clients do not show it as live.
 fn offline(list: &Element, parsed: &mut Parsed) {
     for message in list.children() {
-        let from_ok = message.attr("from").is_some_and(|f| Jid::parse(f).is_ok());
-        let to_ok = message
-            .attr("to")
-            .map(Jid::parse)
-            .is_none_or(|to| to.is_ok_and(|to| to.bare() == parsed.account));
-        let kind_ok = matches!(message.attr("type"), None | Some("normal" | "chat"));
-        if !message.is("message", ns::CLIENT) || !from_ok || !to_ok || !kind_ok {
-            parsed.notes.push(format!(
-                "an offline {{{}}}{} (not a normal or chat message from a JID to this account)",
+        let why = if !message.is("message", ns::CLIENT) {
+            Some(format!(
+                "it is a {{{}}}{}, not a jabber:client message",
                 message.ns(),
                 message.name()
-            ));
+            ))
+        } else if !matches!(message.attr("type"), None | Some("normal" | "chat")) {
+            Some("only normal and chat messages are stored".to_owned())
+        } else if message.attr("from").is_none_or(|f| Jid::parse(f).is_err()) {
+            Some("no valid from".to_owned())
+        } else if !message
+            .attr("to")
+            .map(Jid::parse)
+            .is_none_or(|to| to.is_ok_and(|to| to.bare() == parsed.account))
+        {
+            Some("it is to another address".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let id = message.attr("id").unwrap_or("");
+            parsed
+                .notes
+                .push(format!("an offline message (id {id:?}): {why}"));
             continue;
         }
         let mut message = message.clone();
         if message.attr("to").is_none() {
             message.set_attr("to", parsed.account.to_string());
         }
+        if message.child("delay", ns::DELAY).is_none() {
+            let stamp = switchyard_core::time::datetime(std::time::SystemTime::now());
+            message.push_child(
+                Element::new("delay", ns::DELAY)
+                    .with_attr("from", parsed.account.domain())
+                    .with_attr("stamp", stamp)
+                    .with_text("Offline Storage"),
+            );
+        }
         parsed.offline.push(message.to_xml(""));
     }
+}
+
+/// What makes two offline messages the same one for `--merge`: the message without its
+/// XEP-0203 delay (an import stamps one on a message that had none).
+pub fn same_message_key(xml: &str) -> String {
+    let Ok(message) = Element::parse(xml) else {
+        return xml.to_owned();
+    };
+    let mut key = Element::new(message.name(), message.ns());
+    for (name, value) in message.attrs() {
+        key.set_attr(name, value);
+    }
+    for child in message.children().filter(|c| !c.is("delay", ns::DELAY)) {
+        key.push_child(child.clone());
+    }
+    key.to_xml("")
 }
