@@ -29,6 +29,20 @@ async fn iq(c: &mut Client, id: &str, xml: &str) -> switchyard_core::Element {
     answer
 }
 
+/// One field of the account's vCard, as its own client reads it.
+async fn vcard_field(c: &mut Client, field: &str) -> Option<String> {
+    let answer = iq(
+        c,
+        "vc",
+        "<iq type='get' id='vc'><vCard xmlns='vcard-temp'/></iq>",
+    )
+    .await;
+    answer
+        .child("vCard", "vcard-temp")
+        .and_then(|v| v.child(field, "vcard-temp"))
+        .map(|n| n.text())
+}
+
 fn roster_items(answer: &switchyard_core::Element) -> Vec<(String, String, Option<String>)> {
     let query = answer.child("query", "jabber:iq:roster").expect("roster");
     query
@@ -66,7 +80,7 @@ async fn an_export_round_trips_and_imports_into_a_running_server() {
     }
     let mut stored = String::new();
     for _ in 0..50 {
-        stored = support::offline_of(&server, "bob@localhost").await;
+        stored = support::user_view(&server, "bob@localhost", "offline").await;
         if stored.contains("\"messages\":2") {
             break;
         }
@@ -164,16 +178,7 @@ async fn an_export_round_trips_and_imports_into_a_running_server() {
         roster_items(&roster),
         vec![("bob@localhost".to_owned(), "none".to_owned(), None)]
     );
-    let vcard = iq(
-        &mut alice,
-        "vg",
-        "<iq type='get' id='vg'><vCard xmlns='vcard-temp'/></iq>",
-    )
-    .await;
-    let nick = vcard
-        .child("vCard", "vcard-temp")
-        .and_then(|v| v.child("NICKNAME", "vcard-temp"))
-        .map(|n| n.text());
+    let nick = vcard_field(&mut alice, "NICKNAME").await;
     assert_eq!(nick.as_deref(), Some("a & b"));
     let mut bob = Client::login(&other, "bob", "SCRAM-SHA-256", "phone").await;
     bob.send("<presence/>").await;
@@ -266,16 +271,7 @@ async fn prosodys_export_imports_and_its_users_log_in_with_their_passwords() {
             ("romeo@pie.example".to_owned(), "both".to_owned(), None),
         ]
     );
-    let vcard = iq(
-        &mut juliet,
-        "v",
-        "<iq type='get' id='v'><vCard xmlns='vcard-temp'/></iq>",
-    )
-    .await;
-    let name = vcard
-        .child("vCard", "vcard-temp")
-        .and_then(|v| v.child("FN", "vcard-temp"))
-        .map(|n| n.text());
+    let name = vcard_field(&mut juliet, "FN").await;
     assert_eq!(name.as_deref(), Some("Juliet Capulet"));
     let private = iq(&mut juliet, "p", "<iq type='get' id='p'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query></iq>").await;
     let conference = private

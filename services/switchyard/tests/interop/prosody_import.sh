@@ -313,39 +313,9 @@ if [ -n "$AS_ROOT" ]; then chown -R prosody:prosody "$DATA"; fi
 
 # ---------------------------------------------------------------- 3. prosody
 CFG="$WORK/prosody.cfg.lua"
-cat > "$CFG" <<EOF
--- Private, loopback-only Prosody importing a Switchyard export.
-pidfile = "$RUN/prosody.pid"
-data_path = "$DATA"
-log = { debug = "$RUN/prosody.log" }
-certificates = "$WORK/certs"  -- empty: no TLS, plaintext c2s on loopback
-daemonize = false
-
-interfaces = { "127.0.0.1" }
-local_interfaces = { "127.0.0.1" }
-c2s_interfaces = { "127.0.0.1" }
-c2s_ports = { $PORT }
-c2s_direct_tls_ports = { }
-s2s_ports = { }
-s2s_direct_tls_ports = { }
-component_ports = { }
-http_ports = { }
-https_ports = { }
-
-modules_enabled = {
-    "disco"; "roster"; "saslauth"; "private"; "vcard"; "offline"; "ping";
-}
-modules_disabled = { "s2s"; "s2s_auth_certs" }
-
-authentication = "internal_hashed"
-storage = "internal"
-allow_registration = false
-c2s_require_encryption = false
-s2s_require_encryption = false
-allow_unencrypted_plain_auth = false
-
-VirtualHost "$VHOST"
-EOF
+# shellcheck source=/dev/null
+. "$(dirname "${BASH_SOURCE[0]}")/prosody_config.sh"
+write_prosody_config "$CFG" "importing a Switchyard export" "$RUN" "$DATA" "$WORK/certs" "$PORT" "$VHOST" '"offline";' ''
 chmod 644 "$CFG"
 
 log "starting prosody on 127.0.0.1:$PORT"

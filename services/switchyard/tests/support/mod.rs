@@ -466,16 +466,21 @@ impl Client {
     }
 }
 
-/// The sessions the admin API lists for `jid`.
-pub async fn sessions_of(server: &Server, jid: &str) -> String {
+/// `GET /api/v1/users/{jid}/{what}` on the admin API, which must answer 200: the body.
+pub async fn user_view(server: &Server, jid: &str, what: &str) -> String {
     let admin = format!("http://{}", server.running.admin.expect("admin listener"));
-    let path = format!("/api/v1/users/{jid}/sessions");
+    let path = format!("/api/v1/users/{jid}/{what}");
     let (status, body) =
         switchyard::admin_client::request(&admin, "GET", &path, "test-admin-token", None)
             .await
             .unwrap();
     assert_eq!(status, 200, "{body}");
     body
+}
+
+/// The sessions the admin API lists for `jid`.
+pub async fn sessions_of(server: &Server, jid: &str) -> String {
+    user_view(server, jid, "sessions").await
 }
 
 /// Whether `jid`'s session `resource` is gone within 2 s (polled every 100 ms).
@@ -503,16 +508,4 @@ pub async fn assert_still_chatting(server: &Server) {
             .as_deref(),
         Some("still here")
     );
-}
-
-/// What the admin API counts in `jid`'s offline store (its JSON).
-pub async fn offline_of(server: &Server, jid: &str) -> String {
-    let admin = format!("http://{}", server.running.admin.expect("admin listener"));
-    let path = format!("/api/v1/users/{jid}/offline");
-    let (status, body) =
-        switchyard::admin_client::request(&admin, "GET", &path, "test-admin-token", None)
-            .await
-            .unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
 }
