@@ -93,5 +93,31 @@ async fn a_routers_admin_api_sees_and_reaches_every_edge() {
         bob.stream_error().await.as_deref(),
         Some("policy-violation")
     );
+
+    // Every edge's gauges return to rest once its clients are gone; the in-flight limit
+    // is the window of the two router links each edge has up.
+    alice.send("</stream:stream>").await;
+    while alice.frame().await.is_some() {}
+    let resting = [
+        "switchyard_edge_sessions 0",
+        "switchyard_edge_connections{listener=\"starttls\"} 0",
+        "switchyard_edge_link_in_flight 0",
+        "switchyard_edge_mailbox_queued_bytes 0",
+        "switchyard_edge_link_in_flight_limit 8192",
+    ];
+    for edge in &cluster.edges {
+        let base = format!("http://{}", edge.admin.expect("edge admin listener"));
+        let mut text = String::new();
+        for _ in 0..40 {
+            text = request(&base, "GET", "/metrics", "", None).await.unwrap().1;
+            if resting.iter().all(|r| text.lines().any(|l| l == *r)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        for r in resting {
+            assert!(text.lines().any(|l| l == r), "{r} not in:\n{text}");
+        }
+    }
     cluster.clean_up().await;
 }

@@ -1,0 +1,66 @@
+//! Every gauge returns to its resting value once clients are gone (all-in-one here; the
+//! cluster test `cluster::admin` checks an edge process the same way). Alone in its test
+//! binary: the metrics are the process's, and another test's clients would move them.
+
+mod support;
+
+use support::{Client, Server};
+
+const GAUGES: [&str; 5] = [
+    "switchyard_edge_sessions",
+    "switchyard_edge_connections{listener=\"starttls\"}",
+    "switchyard_edge_mailbox_queued_bytes",
+    "switchyard_edge_sm_detached_sessions",
+    "switchyard_cluster_sessions_online",
+];
+
+fn value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+async fn metrics(server: &Server) -> String {
+    let base = format!("http://{}", server.running.admin.expect("admin listener"));
+    let (status, text) = switchyard::admin_client::request(&base, "GET", "/metrics", "", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    text
+}
+
+#[tokio::test]
+async fn gauges_return_to_rest_after_clients_log_in_and_out() {
+    let server = Server::start().await;
+    let mut clients = Vec::new();
+    for (user, resource) in [("alice", "a"), ("bob", "b"), ("carol", "c")] {
+        let mut c = Client::login(&server, user, "SCRAM-SHA-256", resource).await;
+        c.send("<presence/>").await;
+        clients.push(c);
+    }
+    let busy = metrics(&server).await;
+    assert_eq!(value(&busy, "switchyard_edge_sessions"), 3.0, "{busy}");
+    assert_eq!(
+        value(&busy, "switchyard_edge_connections{listener=\"starttls\"}"),
+        3.0
+    );
+    for mut c in clients {
+        c.send("</stream:stream>").await;
+        while c.frame().await.is_some() {}
+    }
+    // Unbinds and the registry count settle within a few seconds (the count is read
+    // every 15 s).
+    let mut rest = String::new();
+    for _ in 0..40 {
+        rest = metrics(&server).await;
+        if GAUGES.iter().all(|g| value(&rest, g) == 0.0) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let left: Vec<String> = GAUGES
+        .iter()
+        .map(|g| format!("{g} = {}", value(&rest, g)))
+        .collect();
+    panic!("gauges not at rest after 20 s: {left:?}");
+}
