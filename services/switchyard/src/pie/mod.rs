@@ -12,11 +12,13 @@
 //! - the roster (`jabber:iq:roster`), with pending inbound requests as `<presence
 //!   type='subscribe'/>` beside it (as Prosody writes them);
 //! - the vCard (`vcard-temp`) and private XML (`jabber:iq:private`, XEP-0049);
-//! - offline messages (`<offline-messages>`, oldest first, with their XEP-0203 delay).
+//! - offline messages (`<offline-messages>`, oldest first, with their XEP-0203 delay);
+//! - a ban, in Switchyard's own namespace (`urn:x-switchyard:ban:0`; others skip it).
 //!
 //! Both directions stream: the export writes one `<user>` at a time, the import reads
 //! one `<user>` at a time (at most [`reader::MAX_USER_BYTES`] each), so neither holds the
-//! file. The import follows XInclude `<include href='relative'/>` (§ Use of XInclude),
+//! file. The import checks the whole file before it writes anything (it reads it twice)
+//! and each user before any of it is written ([`user`]). It follows XInclude `<include href='relative'/>` (§ Use of XInclude),
 //! accepts the XEP's older namespace, skips what Switchyard does not keep (message
 //! archives, PEP) and says so, and leaves existing accounts alone unless asked to merge.
 //! Block lists are not part of the format and do not move.
