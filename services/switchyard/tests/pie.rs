@@ -29,6 +29,21 @@ async fn iq(c: &mut Client, id: &str, xml: &str) -> switchyard_core::Element {
     answer
 }
 
+/// A directory for a test's files, with an empty `data` directory in it.
+fn scratch() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    (dir, data)
+}
+
+/// Writes `text` to `name` in `dir`; the path.
+fn write_in(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// One field of the account's vCard, as its own client reads it.
 async fn vcard_field(c: &mut Client, field: &str) -> Option<String> {
     let answer = iq(
@@ -287,14 +302,8 @@ async fn prosodys_export_imports_and_its_users_log_in_with_their_passwords() {
 
 #[tokio::test]
 async fn broken_and_hostile_files_are_refused_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
+    let (dir, data) = scratch();
+    let write = |name: &str, text: &str| write_in(&dir, name, text);
     let keys = "<scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'><iter-count>4096</iter-count><salt>c2FsdA==</salt><server-key>AAAAAAAAAAAAAAAAAAAAAAAAAAA=</server-key><stored-key>AAAAAAAAAAAAAAAAAAAAAAAAAAA=</stored-key></scram-credentials>";
     let cases = [
         ("dtd.xml", "<!DOCTYPE x [<!ENTITY a 'b'>]><server-data xmlns='urn:xmpp:pie:0'/>", "DTD"),
@@ -365,14 +374,8 @@ async fn broken_and_hostile_files_are_refused_clearly() {
 /// export is never readable by others, whatever is at its path.
 #[tokio::test]
 async fn imports_are_all_or_nothing_per_file_and_hold_items_to_the_limits() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
+    let (dir, data) = scratch();
+    let write = |name: &str, text: &str| write_in(&dir, name, text);
     let keys = |iterations: u32| {
         format!("<scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'><iter-count>{iterations}</iter-count><salt>c2FsdA==</salt><server-key>AAAAAAAAAAAAAAAAAAAAAAAAAAA=</server-key><stored-key>AAAAAAAAAAAAAAAAAAAAAAAAAAA=</stored-key></scram-credentials>")
     };

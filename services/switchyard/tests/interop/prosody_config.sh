@@ -2,6 +2,20 @@
 # tests/fixtures/prosody-xep0227/regenerate.sh): the configuration of a private,
 # loopback-only Prosody without TLS, s2s or HTTP.
 #
+# port_in_use PYTHON PORT: whether 127.0.0.1:PORT is taken (TIME_WAIT leftovers aside).
+port_in_use() {
+    "$1" - "$2" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)
+sys.exit(1)
+PY
+}
+
 # write_prosody_config FILE PURPOSE RUN DATA CERTS PORT VHOST MODULES [EXTRA]
 #   MODULES: the modules_enabled entries after the common ones, e.g. '"mam";'
 #   EXTRA:   more global lines (e.g. 'default_archive_policy = true')

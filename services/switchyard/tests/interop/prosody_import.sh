@@ -104,17 +104,9 @@ PROSODY_VERSION="$(dpkg-query -W -f='${Version}' prosody 2>/dev/null || true)"
 [ -n "$PROSODY_VERSION" ] || PROSODY_VERSION="$(timeout 20 prosodyctl about 2>/dev/null | sed -n 's/^Prosody *//p' | head -n1 || true)"
 log "prosody ${PROSODY_VERSION:-unknown version}"
 
-if python3 - "$PORT" <<'EOF'
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(0)   # in use
-sys.exit(1)
-EOF
-then die "127.0.0.1:$PORT is already in use"; fi
+# shellcheck source=/dev/null
+. "$(dirname "${BASH_SOURCE[0]}")/prosody_config.sh"
+if port_in_use python3 "$PORT"; then die "127.0.0.1:$PORT is already in use"; fi
 
 # ---------------------------------------------------------------- workspace
 WORK="$(mktemp -d /tmp/prosody-import.XXXXXX)"
@@ -313,8 +305,6 @@ if [ -n "$AS_ROOT" ]; then chown -R prosody:prosody "$DATA"; fi
 
 # ---------------------------------------------------------------- 3. prosody
 CFG="$WORK/prosody.cfg.lua"
-# shellcheck source=/dev/null
-. "$(dirname "${BASH_SOURCE[0]}")/prosody_config.sh"
 write_prosody_config "$CFG" "importing a Switchyard export" "$RUN" "$DATA" "$WORK/certs" "$PORT" "$VHOST" '"offline";' ''
 chmod 644 "$CFG"
 
