@@ -1,6 +1,6 @@
 //! Accounts and their SCRAM keys in PostgreSQL.
 
-use super::PgStore;
+use super::{sql, PgStore};
 use crate::backend_error::DbResult;
 use crate::{AccountStore, StorageError};
 use async_trait::async_trait;
@@ -21,10 +21,10 @@ fn keys(row: &Row, at: usize) -> Result<ScramKeys, StorageError> {
 }
 
 impl PgStore {
-    /// Runs `sql` with the JID as `$1` and the keys as `$2..$9`; returns rows written.
+    /// Runs `statement` with the JID as `$1` and the keys as `$2..$9`; returns rows written.
     async fn write_credentials(
         &self,
-        sql: &str,
+        statement: &str,
         account: &Jid,
         c: &StoredCredentials,
     ) -> Result<u64, StorageError> {
@@ -41,7 +41,7 @@ impl PgStore {
             &c.sha256.stored_key,
             &c.sha256.server_key,
         ];
-        self.client().await?.execute(sql, &params).await.db()
+        sql::execute(&self.client().await?, statement, &params).await
     }
 }
 
@@ -74,17 +74,14 @@ impl AccountStore for PgStore {
     }
 
     async fn credentials(&self, account: &Jid) -> Result<Option<StoredCredentials>, StorageError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
-                 sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key
-                 FROM accounts WHERE jid = $1",
-                &[&account.to_string()],
-            )
-            .await
-            .db()?;
+        let row = sql::query_opt(
+            &self.client().await?,
+            "SELECT sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
+             sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key
+             FROM accounts WHERE jid = $1",
+            &[&account.to_string()],
+        )
+        .await?;
         row.map(|row| {
             Ok(StoredCredentials {
                 sha1: keys(&row, 0)?,
@@ -95,25 +92,17 @@ impl AccountStore for PgStore {
     }
 
     async fn remove(&self, account: &Jid) -> Result<bool, StorageError> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "DELETE FROM accounts WHERE jid = $1",
-                &[&account.to_string()],
-            )
-            .await
-            .db()?;
+        let n = sql::execute(
+            &self.client().await?,
+            "DELETE FROM accounts WHERE jid = $1",
+            &[&account.to_string()],
+        )
+        .await?;
         Ok(n > 0)
     }
 
     async fn list(&self) -> Result<Vec<Jid>, StorageError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT jid FROM accounts", &[])
-            .await
-            .db()?;
+        let rows = sql::query(&self.client().await?, "SELECT jid FROM accounts", &[]).await?;
         let mut jids = rows
             .iter()
             .map(|r| super::im::stored_jid(r.try_get(0).db()?))

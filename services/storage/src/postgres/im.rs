@@ -1,6 +1,6 @@
 //! Rosters, offline messages, block lists and documents in PostgreSQL.
 
-use super::PgStore;
+use super::{sql, PgStore};
 use crate::backend_error::DbResult;
 use crate::traits::{
     fits, BlockStore, DocumentQuota, DocumentStore, OfflineQuota, OfflineStore, RosterStore,
@@ -14,6 +14,8 @@ use tokio_postgres::Row;
 
 const ROW_COLUMNS: &str =
     "contact, name, groups, subscription, ask, approved, pending_in, listed, version";
+/// How many columns [`ROW_COLUMNS`] names.
+const ROW_COLUMN_COUNT: usize = 9;
 
 pub(super) fn stored_jid(s: &str) -> Result<Jid, StorageError> {
     Jid::parse(s).map_err(|e| StorageError::Unavailable(format!("stored JID {s:?}: {e}")))
@@ -40,10 +42,9 @@ async fn read_row(
     account: &str,
     contact: &str,
 ) -> Result<Option<RosterItem>, StorageError> {
-    let sql = format!("SELECT {ROW_COLUMNS} FROM roster WHERE account = $1 AND contact = $2");
-    db.query_opt(&sql, &[&account, &contact])
-        .await
-        .db()?
+    let statement = format!("SELECT {ROW_COLUMNS} FROM roster WHERE account = $1 AND contact = $2");
+    sql::query_opt(db, &statement, &[&account, &contact])
+        .await?
         .map(|r| roster_row(&r))
         .transpose()
 }
@@ -51,23 +52,26 @@ async fn read_row(
 #[async_trait]
 impl RosterStore for PgStore {
     async fn roster(&self, account: &Jid) -> Result<Roster, StorageError> {
-        let account = account.to_string();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.db()?;
-        let version: Option<i64> = tx
-            .query_opt(
-                "SELECT roster_version FROM accounts WHERE jid = $1",
-                &[&account],
-            )
-            .await
-            .db()?
-            .map(|r| r.get(0));
-        let sql = format!("SELECT {ROW_COLUMNS} FROM roster WHERE account = $1 ORDER BY contact");
-        let rows = tx.query(&sql, &[&account]).await.db()?;
-        tx.commit().await.db()?;
+        // One statement, so one snapshot and one round trip: the version with every
+        // item (an account without items is one row of NULL items; no account, no row).
+        let statement = format!(
+            "SELECT {ROW_COLUMNS}, a.roster_version FROM accounts a
+             LEFT JOIN roster r ON r.account = a.jid WHERE a.jid = $1 ORDER BY r.contact"
+        );
+        let rows = sql::query(&self.client().await?, &statement, &[&account.to_string()]).await?;
+        let version: i64 = match rows.first() {
+            Some(row) => row.try_get(ROW_COLUMN_COUNT).db()?,
+            None => 0,
+        };
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<_, Option<&str>>(0).db()?.is_some() {
+                items.push(roster_row(row)?);
+            }
+        }
         Ok(Roster {
-            version: version.unwrap_or(0) as u64,
-            items: rows.iter().map(roster_row).collect::<Result<_, _>>()?,
+            version: version as u64,
+            items,
         })
     }
 
@@ -85,16 +89,15 @@ impl RosterStore for PgStore {
         let (account_s, contact_s) = (account.to_string(), contact.to_string());
         let mut client = self.client().await?;
         let tx = client.transaction().await.db()?;
-        let version: i64 = tx
-            .query_opt(
-                "UPDATE accounts SET roster_version = roster_version + 1 WHERE jid = $1
-                 RETURNING roster_version",
-                &[&account_s],
-            )
-            .await
-            .db()?
-            .ok_or(StorageError::NotFound)?
-            .get(0);
+        let version: i64 = sql::query_opt(
+            &tx,
+            "UPDATE accounts SET roster_version = roster_version + 1 WHERE jid = $1
+             RETURNING roster_version",
+            &[&account_s],
+        )
+        .await?
+        .ok_or(StorageError::NotFound)?
+        .get(0);
         let before = read_row(&tx, &account_s, &contact_s).await?;
         let Some(mut row) = edit(before.clone()) else {
             tx.rollback().await.db()?;
@@ -105,7 +108,8 @@ impl RosterStore for PgStore {
         };
         row.jid = contact.clone();
         row.version = version as u64;
-        tx.execute(
+        sql::execute(
+            &tx,
             &format!(
                 "INSERT INTO roster (account, {ROW_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -126,8 +130,7 @@ impl RosterStore for PgStore {
                 &version,
             ],
         )
-        .await
-        .db()?;
+        .await?;
         tx.commit().await.db()?;
         Ok(RosterUpdate {
             before,
@@ -136,15 +139,19 @@ impl RosterStore for PgStore {
     }
 }
 
+/// Writes a document, replacing the one under the same key.
+const PUT_DOCUMENT: &str = "INSERT INTO documents (account, key, value) VALUES ($1, $2, $3)
+     ON CONFLICT (account, key) DO UPDATE SET value = $3";
+
 /// Locks the account's row for the rest of the transaction; [`StorageError::NotFound`]
 /// when there is no such account.
 async fn lock_account(db: &impl GenericClient, account: &str) -> Result<(), StorageError> {
-    db.query_opt(
+    sql::query_opt(
+        db,
         "SELECT 1 FROM accounts WHERE jid = $1 FOR UPDATE",
         &[&account],
     )
-    .await
-    .db()?
+    .await?
     .map(|_| ())
     .ok_or(StorageError::NotFound)
 }
@@ -167,53 +174,45 @@ impl OfflineStore for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.db()?;
         lock_account(&tx, &account).await?;
-        let row = tx
-            .query_one(
-                "SELECT COUNT(*), COALESCE(SUM(bytes), 0)::BIGINT FROM offline
-                 WHERE account = $1",
-                &[&account],
-            )
-            .await
-            .db()?;
+        let row = sql::query_one(
+            &tx,
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0)::BIGINT FROM offline WHERE account = $1",
+            &[&account],
+        )
+        .await?;
         if !fits(held(&row)?, stanza.len(), (quota.messages, quota.bytes)) {
             return Err(StorageError::QuotaExceeded);
         }
         let bytes = stanza.len() as i64;
-        tx.execute(
+        sql::execute(
+            &tx,
             "INSERT INTO offline (account, stanza, bytes) VALUES ($1, $2, $3)",
             &[&account, &stanza, &bytes],
         )
-        .await
-        .db()?;
+        .await?;
         tx.commit().await.db()?;
         Ok(())
     }
 
     async fn take(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "DELETE FROM offline WHERE account = $1 RETURNING id, stanza",
-                &[&account.to_string()],
-            )
-            .await
-            .db()?;
+        let rows = sql::query(
+            &self.client().await?,
+            "DELETE FROM offline WHERE account = $1 RETURNING id, stanza",
+            &[&account.to_string()],
+        )
+        .await?;
         let mut held: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         held.sort_by_key(|(id, _)| *id);
         Ok(held.into_iter().map(|(_, s)| s).collect())
     }
 
     async fn held(&self, account: &Jid) -> Result<Vec<String>, StorageError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT stanza FROM offline WHERE account = $1 ORDER BY id",
-                &[&account.to_string()],
-            )
-            .await
-            .db()?;
+        let rows = sql::query(
+            &self.client().await?,
+            "SELECT stanza FROM offline WHERE account = $1 ORDER BY id",
+            &[&account.to_string()],
+        )
+        .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
@@ -221,15 +220,12 @@ impl OfflineStore for PgStore {
 #[async_trait]
 impl BlockStore for PgStore {
     async fn blocked(&self, account: &Jid) -> Result<Vec<Jid>, StorageError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT jid FROM blocks WHERE account = $1",
-                &[&account.to_string()],
-            )
-            .await
-            .db()?;
+        let rows = sql::query(
+            &self.client().await?,
+            "SELECT jid FROM blocks WHERE account = $1",
+            &[&account.to_string()],
+        )
+        .await?;
         let mut jids = rows
             .iter()
             .map(|r| stored_jid(r.get(0)))
@@ -240,15 +236,13 @@ impl BlockStore for PgStore {
 
     async fn block(&self, account: &Jid, jids: &[Jid]) -> Result<(), StorageError> {
         let jids: Vec<String> = jids.iter().map(Jid::to_string).collect();
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO blocks (account, jid) SELECT $1, unnest($2::text[])
-                 ON CONFLICT DO NOTHING",
-                &[&account.to_string(), &jids],
-            )
-            .await
-            .db()?;
+        sql::execute(
+            &self.client().await?,
+            "INSERT INTO blocks (account, jid) SELECT $1, unnest($2::text[])
+             ON CONFLICT DO NOTHING",
+            &[&account.to_string(), &jids],
+        )
+        .await?;
         Ok(())
     }
 
@@ -256,20 +250,21 @@ impl BlockStore for PgStore {
         let account = account.to_string();
         let client = self.client().await?;
         if jids.is_empty() {
-            client
-                .execute("DELETE FROM blocks WHERE account = $1", &[&account])
-                .await
-                .db()?;
+            sql::execute(
+                &client,
+                "DELETE FROM blocks WHERE account = $1",
+                &[&account],
+            )
+            .await?;
             return Ok(());
         }
         let jids: Vec<String> = jids.iter().map(Jid::to_string).collect();
-        client
-            .execute(
-                "DELETE FROM blocks WHERE account = $1 AND jid = ANY($2)",
-                &[&account, &jids],
-            )
-            .await
-            .db()?;
+        sql::execute(
+            &client,
+            "DELETE FROM blocks WHERE account = $1 AND jid = ANY($2)",
+            &[&account, &jids],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -277,15 +272,12 @@ impl BlockStore for PgStore {
 #[async_trait]
 impl DocumentStore for PgStore {
     async fn get(&self, account: &Jid, key: &str) -> Result<Option<String>, StorageError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT value FROM documents WHERE account = $1 AND key = $2",
-                &[&account.to_string(), &key],
-            )
-            .await
-            .db()?;
+        let row = sql::query_opt(
+            &self.client().await?,
+            "SELECT value FROM documents WHERE account = $1 AND key = $2",
+            &[&account.to_string(), &key],
+        )
+        .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -294,16 +286,13 @@ impl DocumentStore for PgStore {
         account: &Jid,
         family: &str,
     ) -> Result<Vec<(String, String)>, StorageError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT key, value FROM documents
-                 WHERE account = $1 AND left(key, char_length($2::TEXT)) = $2::TEXT ORDER BY key",
-                &[&account.to_string(), &family],
-            )
-            .await
-            .db()?;
+        let rows = sql::query(
+            &self.client().await?,
+            "SELECT key, value FROM documents
+             WHERE account = $1 AND left(key, char_length($2::TEXT)) = $2::TEXT ORDER BY key",
+            &[&account.to_string(), &family],
+        )
+        .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -311,21 +300,15 @@ impl DocumentStore for PgStore {
         let account = account.to_string();
         let client = self.client().await?;
         match value {
-            Some(v) => client
-                .execute(
-                    "INSERT INTO documents (account, key, value) VALUES ($1, $2, $3)
-                         ON CONFLICT (account, key) DO UPDATE SET value = $3",
-                    &[&account, &key, &v],
-                )
-                .await
-                .db()?,
-            None => client
-                .execute(
+            Some(v) => sql::execute(&client, PUT_DOCUMENT, &[&account, &key, &v]).await?,
+            None => {
+                sql::execute(
+                    &client,
                     "DELETE FROM documents WHERE account = $1 AND key = $2",
                     &[&account, &key],
                 )
-                .await
-                .db()?,
+                .await?
+            }
         };
         Ok(())
     }
@@ -342,15 +325,14 @@ impl DocumentStore for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.db()?;
         lock_account(&tx, &account).await?;
-        let row = tx
-            .query_one(
-                "SELECT COUNT(*), COALESCE(SUM(octet_length(key) + octet_length(value)), 0)::BIGINT
-                 FROM documents
-                 WHERE account = $1 AND left(key, char_length($2::TEXT)) = $2::TEXT AND key <> $3",
-                &[&account, &family, &key],
-            )
-            .await
-            .db()?;
+        let row = sql::query_one(
+            &tx,
+            "SELECT COUNT(*), COALESCE(SUM(octet_length(key) + octet_length(value)), 0)::BIGINT
+             FROM documents
+             WHERE account = $1 AND left(key, char_length($2::TEXT)) = $2::TEXT AND key <> $3",
+            &[&account, &family, &key],
+        )
+        .await?;
         if !fits(
             held(&row)?,
             key.len() + value.len(),
@@ -358,13 +340,7 @@ impl DocumentStore for PgStore {
         ) {
             return Err(StorageError::QuotaExceeded);
         }
-        tx.execute(
-            "INSERT INTO documents (account, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (account, key) DO UPDATE SET value = $3",
-            &[&account, &key, &value],
-        )
-        .await
-        .db()?;
+        sql::execute(&tx, PUT_DOCUMENT, &[&account, &key, &value]).await?;
         tx.commit().await.db()?;
         Ok(())
     }

@@ -16,6 +16,7 @@
 
 mod accounts;
 mod im;
+mod sql;
 pub mod tls;
 
 use crate::backend_error::DbResult;
