@@ -106,13 +106,20 @@ impl Conn {
         // detached session holds no descriptor and only its own state.
         self.transport = Transport::Upgrading;
         tracing::info!(jid = %jid_of(&self.session), conn = self.id, max, "connection lost; session kept for resumption");
+        let mut push = self.session.jid().cloned().map(|jid| {
+            let link = self.ctx.link.clone();
+            Notifier::new(move |message| {
+                let (link, jid) = (link.clone(), jid.clone());
+                async move { link.notify_detached(&jid, message).await }
+            })
+        });
         let resumed = loop {
             tokio::select! {
                 command = mailbox.recv() => match command {
                     Some(Command::Deliver(delivery)) => {
                         let Delivery { stanza, written } = *delivery;
-                        if stanza.name() == "message" {
-                            self.notify_detached(&stanza);
+                        if let Some(push) = push.as_mut().filter(|_| stanza.name() == "message") {
+                            push.message(&stanza);
                         }
                         self.session.handle(Input::Deliver(stanza));
                         let _ = written.send(());
@@ -141,6 +148,11 @@ impl Conn {
                     Some(routing) => routing.as_mut().poll(cx),
                     None => Poll::Pending,
                 }), if self.routing.is_some() => self.next_routing(),
+                () = async {
+                    if let Some(push) = push.as_mut() {
+                        push.answered().await;
+                    }
+                }, if push.as_ref().is_some_and(Notifier::busy) => {}
                 () = &mut expiry => break None,
             }
         };
@@ -252,16 +264,6 @@ impl Conn {
             take(command);
         }
         (unacked, held)
-    }
-
-    /// XEP-0357: the account's devices hear of a message its detached session queued
-    /// (their app may resume the session); without waiting, the router rate-limits.
-    fn notify_detached(&self, message: &Routed) {
-        let Some(jid) = self.session.jid().cloned() else {
-            return;
-        };
-        let (link, message) = (self.ctx.link.clone(), message.clone());
-        tokio::spawn(async move { link.notify_detached(&jid, message).await });
     }
 
     /// Unbinds the ended session, handing back `unacked`. What reaches the mailbox
@@ -383,5 +385,115 @@ fn refuse(command: Command) {
         Command::Export(answer) => {
             let _ = answer.send(None);
         }
+    }
+}
+
+/// XEP-0357 for a detached session: the account's devices hear of the messages it queues
+/// (their app may wake and resume), through the link's `NotifyDetached`, which the
+/// router rate-limits per device. At most one request per session is in flight: the
+/// messages that arrive meanwhile make one more request, for the latest of them, once it
+/// is answered. So a flood to a sleeping phone costs the link one request per round trip,
+/// not one per message, and the device still hears of the last message.
+struct Notifier<F> {
+    send: F,
+    in_flight: Option<tokio::task::JoinHandle<()>>,
+    latest: Option<Routed>,
+}
+
+impl<F, Fut> Notifier<F>
+where
+    F: Fn(Routed) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    fn new(send: F) -> Self {
+        Self {
+            send,
+            in_flight: None,
+            latest: None,
+        }
+    }
+
+    fn message(&mut self, message: &Routed) {
+        if self.busy() {
+            metrics::EDGE_PUSH_COALESCED.inc();
+            self.latest = Some(message.clone());
+        } else {
+            self.start(message.clone());
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The request in flight is answered (or failed; the router logs why); the latest
+    /// message that waited, if any, goes next. Cancel-safe.
+    async fn answered(&mut self) {
+        if let Some(handle) = self.in_flight.as_mut() {
+            let _ = handle.await;
+        }
+        self.in_flight = None;
+        if let Some(message) = self.latest.take() {
+            self.start(message);
+        }
+    }
+
+    fn start(&mut self, message: Routed) {
+        metrics::EDGE_PUSH_REQUESTS.inc();
+        self.in_flight = Some(tokio::spawn((self.send)(message)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::Semaphore;
+
+    fn message(n: usize) -> Routed {
+        Routed::Wire(format!("<message id='m{n}'/>").into())
+    }
+
+    /// A burst while a request is in flight makes exactly one more request, for the
+    /// last message; a message after that starts one of its own.
+    #[tokio::test]
+    async fn xep0357_a_burst_to_a_detached_session_is_one_request_in_flight_and_one_for_the_latest()
+    {
+        let gate = Arc::new(Semaphore::new(0));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (g, s) = (gate.clone(), sent.clone());
+        let mut push = Notifier::new(move |m: Routed| {
+            let (gate, sent) = (g.clone(), s.clone());
+            async move {
+                sent.lock().unwrap().push(m);
+                gate.acquire().await.expect("open").forget();
+            }
+        });
+        let ids = |sent: &Mutex<Vec<Routed>>| sent.lock().unwrap().len();
+        push.message(&message(0));
+        for n in 1..=10_000 {
+            push.message(&message(n));
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(ids(&sent), 1, "one request while the first is in flight");
+        assert!(push.busy());
+        gate.add_permits(1);
+        push.answered().await;
+        tokio::task::yield_now().await;
+        assert_eq!(ids(&sent), 2, "the waiting burst is one more request");
+        assert_eq!(
+            sent.lock().unwrap()[1],
+            message(10_000),
+            "for the latest message"
+        );
+        gate.add_permits(1);
+        push.answered().await;
+        assert!(!push.busy(), "nothing waited behind the second");
+        push.message(&message(10_001));
+        tokio::task::yield_now().await;
+        assert_eq!(ids(&sent), 3, "a later message starts its own request");
+        gate.add_permits(1);
+        push.answered().await;
+        assert!(!push.busy());
     }
 }
