@@ -158,3 +158,21 @@ async fn xep0198_resuming_on_the_other_edge_ends_a_connection_that_still_looks_a
     assert!(failed.is("failed", SM), "{failed:?}");
     cluster.clean_up().await;
 }
+
+/// tokio-xmpp (a client we did not write, with its own stream management) on edge 0
+/// loses its connection, and the load balancer sends it to edge 1, where it resumes:
+/// what Bob (on edge 1) sent meanwhile arrives once, in order, and what it sent while
+/// cut off reaches Bob once (see `support::tokio_xmpp::resumes_after_a_cut`).
+#[tokio::test]
+async fn xep0198_tokio_xmpp_resumes_on_the_other_edge() {
+    let Some(cluster) = Cluster::start(&["alice", "bob"]).await else {
+        return;
+    };
+    let relay = support::tokio_xmpp::Relay::start(cluster.edges[0].addr).await;
+    let mut bob = online(&cluster, 1, "bob", "tx-sm").await;
+    let tls = support::tls_config(cluster.cert_der.clone());
+    let next = cluster.edges[1].addr;
+    support::tokio_xmpp::resumes_after_a_cut(&relay, tls, &mut bob, "bob@localhost/tx-sm", next)
+        .await;
+    cluster.clean_up().await;
+}

@@ -7,6 +7,7 @@ pub mod bosh;
 pub mod component;
 pub mod sasl2;
 pub mod sm;
+pub mod tokio_xmpp;
 pub mod ws;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
