@@ -24,7 +24,7 @@
 
 use crate::admission::Handshake;
 use crate::connections::{Command, Delivery};
-use crate::listener::EdgeCtx;
+use crate::listener::{EdgeCtx, Open};
 use crate::mailbox::Mailbox;
 use crate::resume::Resuming;
 use crate::throttle::Attempt;
@@ -85,6 +85,7 @@ pub(crate) async fn run(
     id: u64,
     ip: IpAddr,
     admitted: Handshake,
+    open: Open,
 ) {
     let (transport, tls) = if direct_tls {
         match Box::pin(handshake(&ctx, tcp)).await {
@@ -95,7 +96,7 @@ pub(crate) async fn run(
         (Transport::Plain(tcp), None)
     };
     let config = ctx.session.clone();
-    serve(ctx, config, transport, tls, id, ip, admitted).await;
+    serve(ctx, config, transport, tls, id, ip, admitted, Some(open)).await;
 }
 
 /// Serves a connection whose transport is set up, with this session policy, until its
@@ -108,6 +109,7 @@ pub(crate) async fn serve(
     id: u64,
     ip: IpAddr,
     admitted: Handshake,
+    open: Option<Open>,
 ) {
     let mailbox = ctx.connections.register(id, ctx.config.mailbox);
     let mut conn = Conn {
@@ -124,6 +126,7 @@ pub(crate) async fn serve(
         resuming: None,
         moved: false,
         handshake: Some(admitted),
+        open,
     };
     let mut resumed = Vec::new();
     loop {
@@ -205,6 +208,8 @@ struct Conn {
     moved: bool,
     /// Its place among connections in their handshake, until its session is up.
     handshake: Option<Handshake>,
+    /// Its count among open connections, while it has a socket (see [`Open`]).
+    open: Option<Open>,
 }
 
 impl Conn {

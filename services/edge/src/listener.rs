@@ -258,15 +258,42 @@ async fn serve_connection(
         tracing::warn!(%ip, "per-IP connection limit reached; refusing connection");
         return;
     };
-    let open = metrics::EDGE_CONNECTIONS.with_label_values(&[kind.label()]);
-    open.inc();
+    let open = Open::new(kind.label());
     match kind {
-        ListenerKind::StartTls => crate::driver::run(ctx, tcp, false, id, ip, handshake).await,
-        ListenerKind::DirectTls => crate::driver::run(ctx, tcp, true, id, ip, handshake).await,
-        ListenerKind::WebSocket { tls } => {
-            crate::websocket::run(ctx, tcp, tls, id, ip, handshake).await
+        ListenerKind::StartTls => {
+            crate::driver::run(ctx, tcp, false, id, ip, handshake, open).await;
         }
-        ListenerKind::Component => crate::component::run(ctx, tcp, id, ip, handshake).await,
+        ListenerKind::DirectTls => {
+            crate::driver::run(ctx, tcp, true, id, ip, handshake, open).await
+        }
+        ListenerKind::WebSocket { tls } => {
+            crate::websocket::run(ctx, tcp, tls, id, ip, handshake, open).await;
+        }
+        ListenerKind::Component => {
+            crate::component::run(ctx, tcp, id, ip, handshake).await;
+            drop(open);
+        }
     }
-    open.dec();
+}
+
+/// One open client connection in `switchyard_edge_connections` while it lives. It travels
+/// with the socket: a stream-managed session that detaches drops it with its dead socket,
+/// and a resuming connection's goes to the session that takes the socket over, so the
+/// gauge counts sockets, not sessions waiting to be resumed (those are
+/// `switchyard_edge_sm_detached_sessions`).
+#[derive(Debug)]
+pub(crate) struct Open(metrics::IntGauge);
+
+impl Open {
+    pub(crate) fn new(listener: &str) -> Self {
+        let gauge = metrics::EDGE_CONNECTIONS.with_label_values(&[listener]);
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

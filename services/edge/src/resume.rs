@@ -30,6 +30,8 @@ pub(crate) struct Resuming {
     pub h: Option<u32>,
     /// The new connection's address, which the session's connection now counts as.
     pub ip: IpAddr,
+    /// The new connection's count among open connections, which goes with its socket.
+    pub open: Option<crate::listener::Open>,
 }
 
 impl std::fmt::Debug for Resuming {

@@ -90,6 +90,7 @@ pub(crate) async fn run(
     id: u64,
     ip: IpAddr,
     admitted: Handshake,
+    open: crate::listener::Open,
 ) {
     let place: Place = Arc::new(Mutex::new(Some(admitted)));
     let conn = Conn {
@@ -112,7 +113,7 @@ pub(crate) async fn run(
     };
     let config = ctx.websocket_session.clone();
     let transport = Transport::WebSocket(Box::new(ws));
-    crate::driver::serve(ctx, config, transport, cb, id, ip, admitted).await;
+    crate::driver::serve(ctx, config, transport, cb, id, ip, admitted, Some(open)).await;
 }
 
 /// The connection's place among those in their handshake, until a session takes it (an

@@ -1,9 +1,12 @@
 //! Every gauge returns to its resting value once clients are gone (all-in-one here; the
-//! cluster test `cluster::admin` checks an edge process the same way). Alone in its test
+//! cluster test `cluster::admin` checks an edge process the same way), and open
+//! connections count sockets: not a stream-managed session waiting, detached, to be
+//! resumed. Alone in its test
 //! binary: the metrics are the process's, and another test's clients would move them.
 
 mod support;
 
+use support::sm::{Counted, SM};
 use support::{Client, Server};
 
 const GAUGES: [&str; 5] = [
@@ -29,9 +32,43 @@ async fn metrics(server: &Server) -> String {
     text
 }
 
+/// Polls the metrics until `gauge` reads `wanted` (bounded: 5 s).
+async fn settles(server: &Server, gauge: &str, wanted: f64) {
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = metrics(server).await;
+        if value(&text, gauge) == wanted {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{gauge} is {} not {wanted}:\n{text}", value(&text, gauge));
+}
+
 #[tokio::test]
 async fn gauges_return_to_rest_after_clients_log_in_and_out() {
     let server = Server::start().await;
+    let starttls = "switchyard_edge_connections{listener=\"starttls\"}";
+    let detached = "switchyard_edge_sm_detached_sessions";
+
+    // XEP-0198: a session whose connection broke waits with no socket, and is not an
+    // open connection until a new one resumes it.
+    let carol = Client::login(&server, "carol", "SCRAM-SHA-256", "sm").await;
+    let (carol, id) = Counted::enable(carol, true).await;
+    settles(&server, starttls, 1.0).await;
+    drop(carol);
+    settles(&server, detached, 1.0).await;
+    settles(&server, starttls, 0.0).await;
+    let id = id.expect("resumable");
+    let mut carol = Counted::resume(server.c2s(), server.cert_der(), "carol", &id, 0).await;
+    let resumed = carol.element().await;
+    assert!(resumed.is("resumed", SM), "{resumed:?}");
+    settles(&server, detached, 0.0).await;
+    settles(&server, starttls, 1.0).await;
+    carol.send("</stream:stream>").await;
+    while carol.frame().await.is_some() {}
+    settles(&server, starttls, 0.0).await;
+
     let mut clients = Vec::new();
     for (user, resource) in [("alice", "a"), ("bob", "b"), ("carol", "c")] {
         let mut c = Client::login(&server, user, "SCRAM-SHA-256", resource).await;

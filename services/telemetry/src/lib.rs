@@ -11,9 +11,12 @@
 mod process;
 pub mod trace;
 
+/// The gauge type the metrics below are, for code that holds one.
+pub use prometheus::IntGauge;
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -99,7 +102,7 @@ macro_rules! metrics {
 }
 
 metrics! {
-    EDGE_CONNECTIONS: IntGaugeVec = gauge_vec("switchyard_edge_connections", "Open client connections", &["listener"]);
+    EDGE_CONNECTIONS: IntGaugeVec = gauge_vec("switchyard_edge_connections", "Open client connections (sockets; a stream-managed session waiting to be resumed is not one: see switchyard_edge_sm_detached_sessions)", &["listener"]);
     EDGE_SESSIONS: IntGauge = gauge("switchyard_edge_sessions", "Bound sessions on this edge");
     EDGE_SM_DETACHED: IntGauge = gauge("switchyard_edge_sm_detached_sessions", "XEP-0198 sessions whose connection is gone, waiting to be resumed");
     EDGE_SM_RESUMPTIONS: IntCounterVec = counter_vec("switchyard_edge_sm_resumptions_total", "XEP-0198 resumption attempts by outcome (resumed, not_found, refused)", &["outcome"]);

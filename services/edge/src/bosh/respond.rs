@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::sasl::ChannelBindings;
 use switchyard_core::xml::{escape_attr, Element};
-use switchyard_telemetry as metrics;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -118,11 +117,9 @@ async fn create(conn: &Conn, el: &Element, rid: u64) -> Response<Full<Bytes>> {
     let transport = Transport::Bosh(Box::new(Pipe::new(bosh.clone(), rx)));
     let (ctx2, ip) = (ctx.clone(), conn.ip);
     tokio::spawn(async move {
-        let open = metrics::EDGE_CONNECTIONS.with_label_values(&["bosh"]);
-        open.inc();
+        let open = crate::listener::Open::new("bosh");
         let config = ctx2.websocket_session.clone();
-        crate::driver::serve(ctx2, config, transport, tls, id, ip, place).await;
-        open.dec();
+        crate::driver::serve(ctx2, config, transport, tls, id, ip, place, Some(open)).await;
     });
     tokio::spawn(watch(ctx.clone(), bosh.clone()));
     if !bosh.feed(vec![bosh.open(el.attr("xml:lang"))]).await {

@@ -65,10 +65,13 @@ impl Conn {
             mut session,
             h,
             ip,
+            open,
         } = *resuming;
         match self.session.resume(&mut session, h) {
             Ok(outputs) => {
                 self.transport = transport;
+                // The old socket's count, if it still had one, goes with it.
+                self.open = open;
                 self.ctx.connections.move_ip(self.ip, ip);
                 self.ip = ip;
                 let _ = answer.send(None);
@@ -88,6 +91,7 @@ impl Conn {
                     session,
                     h,
                     ip,
+                    open,
                 };
                 let _ = answer.send(Some((Box::new(back), refused)));
                 None
@@ -103,8 +107,10 @@ impl Conn {
         tokio::pin!(expiry);
         metrics::EDGE_SM_DETACHED.inc();
         // The dead connection's socket and TLS state go now, not when the wait ends: a
-        // detached session holds no descriptor and only its own state.
+        // detached session holds no descriptor and only its own state, and is no longer
+        // counted as an open connection.
         self.transport = Transport::Upgrading;
+        self.open = None;
         tracing::info!(jid = %jid_of(&self.session), conn = self.id, max, "connection lost; session kept for resumption");
         let mut push = self.session.jid().cloned().map(|jid| {
             let link = self.ctx.link.clone();
@@ -336,6 +342,7 @@ impl Conn {
             ),
             h,
             ip: self.ip,
+            open: self.open.take(),
         });
         let (answer, hear) = oneshot::channel();
         let (back, why) = match self.ctx.connections.hand_over(holder, resuming, answer) {
@@ -360,6 +367,7 @@ impl Conn {
         };
         self.transport = back.transport;
         self.session = back.session;
+        self.open = back.open;
         self.session.handle(Input::ResumeFailed(why))
     }
 }
