@@ -107,7 +107,7 @@ metrics! {
     EDGE_SM_DETACHED: IntGauge = gauge("switchyard_edge_sm_detached_sessions", "XEP-0198 sessions whose connection is gone, waiting to be resumed");
     EDGE_SM_RESUMPTIONS: IntCounterVec = counter_vec("switchyard_edge_sm_resumptions_total", "XEP-0198 resumption attempts by outcome (resumed, not_found, refused)", &["outcome"]);
     EDGE_SM_EXPIRED: IntCounter = counter("switchyard_edge_sm_expired_total", "XEP-0198 detached sessions that ended unresumed (timeout or queue bound)");
-    EDGE_PUSH_REQUESTS: IntCounter = counter("switchyard_edge_push_requests_total", "XEP-0357 notification requests a detached session sent to a router for a message it queued");
+    EDGE_PUSH_REQUESTS: IntCounter = counter("switchyard_edge_push_requests_total", "XEP-0357 notification requests detached sessions sent to a router (each message that found none in flight, and one follow-up per burst that waited)");
     EDGE_PUSH_COALESCED: IntCounter = counter("switchyard_edge_push_coalesced_total", "Messages a detached session queued while its notification request was in flight: one more request follows, for the latest");
     EDGE_SM_UNACKED_RETURNED: IntCounter = counter("switchyard_edge_sm_unacked_returned_total", "Stanzas a session ended with unacknowledged, handed back to the router");
     EDGE_WEBSOCKET_REFUSED: IntCounterVec = counter_vec("switchyard_edge_websocket_refused_total", "HTTP requests on the WebSocket listener answered without a session, by reason (origin, subprotocol, not_websocket, not_found, bad_host)", &["reason"]);

@@ -379,6 +379,9 @@ fn jid_of(session: &Session) -> String {
         .map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 
+/// How long a push notification request may take before the next one may start.
+const NOTIFY_PATIENCE: Duration = Duration::from_secs(10);
+
 /// How long deliveries that came during an unbind wait for it before they are refused.
 const UNBIND_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -397,11 +400,13 @@ fn refuse(command: Command) {
 }
 
 /// XEP-0357 for a detached session: the account's devices hear of the messages it queues
-/// (their app may wake and resume), through the link's `NotifyDetached`, which the
-/// router rate-limits per device. At most one request per session is in flight: the
-/// messages that arrive meanwhile make one more request, for the latest of them, once it
-/// is answered. So a flood to a sleeping phone costs the link one request per round trip,
-/// not one per message, and the device still hears of the last message.
+/// (their app may wake and resume), through the link's `NotifyDetached`. At most one
+/// request per session is in flight (each given [`NOTIFY_PATIENCE`]): the messages that
+/// arrive meanwhile make one more request, for the latest of them, once it is answered.
+/// So a flood to a sleeping phone costs the link one request per round trip, not one per
+/// message. The router still sends at most one notification per device per
+/// `push.min_interval_secs`, so a burst usually wakes the phone once, for its first
+/// message; the follow-up matters when that interval is short.
 struct Notifier<F> {
     send: F,
     in_flight: Option<tokio::task::JoinHandle<()>>,
@@ -448,7 +453,16 @@ where
 
     fn start(&mut self, message: Routed) {
         metrics::EDGE_PUSH_REQUESTS.inc();
-        self.in_flight = Some(tokio::spawn((self.send)(message)));
+        let request = (self.send)(message);
+        self.in_flight = Some(tokio::spawn(async move {
+            // A router that never answers must not silence the session's later messages.
+            if tokio::time::timeout(NOTIFY_PATIENCE, request)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a push notification request went unanswered");
+            }
+        }));
     }
 }
 

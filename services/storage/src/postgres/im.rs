@@ -54,9 +54,13 @@ impl RosterStore for PgStore {
     async fn roster(&self, account: &Jid) -> Result<Roster, StorageError> {
         // One statement, so one snapshot and one round trip: the version with every
         // item (an account without items is one row of NULL items; no account, no row).
+        // Every roster column named by its table: a column `accounts` gains later must
+        // not make one of them ambiguous.
+        let columns: Vec<String> = ROW_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
         let statement = format!(
-            "SELECT {ROW_COLUMNS}, a.roster_version FROM accounts a
-             LEFT JOIN roster r ON r.account = a.jid WHERE a.jid = $1 ORDER BY r.contact"
+            "SELECT {}, a.roster_version FROM accounts a
+             LEFT JOIN roster r ON r.account = a.jid WHERE a.jid = $1 ORDER BY r.contact",
+            columns.join(", ")
         );
         let rows = sql::query(&self.client().await?, &statement, &[&account.to_string()]).await?;
         let version: i64 = match rows.first() {

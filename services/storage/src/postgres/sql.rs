@@ -4,8 +4,14 @@
 //! it once per connection instead of on every call. The statements are this crate's
 //! fixed texts, so the cache stays a few dozen entries per connection.
 //!
-//! Statements name their columns (no `SELECT *`): a migration that adds a column while
-//! older routers run does not invalidate their cached statements.
+//! Statements name their columns (no `SELECT *`), qualified where tables are joined: a
+//! migration that adds a column while older routers run does not invalidate their cached
+//! statements. A migration that changes a column's type does: PostgreSQL then refuses a
+//! cached statement reading it ("cached plan must not change result type") on every
+//! connection that prepared it, so such a migration needs the routers restarted after it
+//! (a rolling restart), as the README says at `postgres.url`. The same holds behind a
+//! connection pooler in transaction mode that does not track prepared statements
+//! (PgBouncer before 1.21, or without `max_prepared_statements`): use session mode.
 
 use crate::backend_error::DbResult;
 use crate::StorageError;
