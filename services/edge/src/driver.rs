@@ -96,7 +96,19 @@ pub(crate) async fn run(
         (Transport::Plain(tcp), None)
     };
     let config = ctx.session.clone();
-    serve(ctx, config, transport, tls, id, ip, admitted, Some(open)).await;
+    let places = Places {
+        handshake: admitted,
+        open,
+    };
+    serve(ctx, config, transport, tls, id, ip, places).await;
+}
+
+/// What a connection holds in the edge's accounting: its place among connections in
+/// their handshake (until its session is up) and its count among open connections (while
+/// it has a socket, or for BOSH its HTTP session).
+pub(crate) struct Places {
+    pub(crate) handshake: Handshake,
+    pub(crate) open: Open,
 }
 
 /// Serves a connection whose transport is set up, with this session policy, until its
@@ -108,9 +120,9 @@ pub(crate) async fn serve(
     tls: Option<switchyard_core::sasl::ChannelBindings>,
     id: u64,
     ip: IpAddr,
-    admitted: Handshake,
-    open: Option<Open>,
+    places: Places,
 ) {
+    let Places { handshake, open } = places;
     let mailbox = ctx.connections.register(id, ctx.config.mailbox);
     let mut conn = Conn {
         session: Session::new(config, tls),
@@ -125,8 +137,8 @@ pub(crate) async fn serve(
         sm_id: None,
         resuming: None,
         moved: false,
-        handshake: Some(admitted),
-        open,
+        handshake: Some(handshake),
+        open: Some(open),
     };
     let mut resumed = Vec::new();
     loop {

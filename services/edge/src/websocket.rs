@@ -113,7 +113,11 @@ pub(crate) async fn run(
     };
     let config = ctx.websocket_session.clone();
     let transport = Transport::WebSocket(Box::new(ws));
-    crate::driver::serve(ctx, config, transport, cb, id, ip, admitted, Some(open)).await;
+    let places = crate::driver::Places {
+        handshake: admitted,
+        open,
+    };
+    crate::driver::serve(ctx, config, transport, cb, id, ip, places).await;
 }
 
 /// The connection's place among those in their handshake, until a session takes it (an

@@ -119,7 +119,11 @@ async fn create(conn: &Conn, el: &Element, rid: u64) -> Response<Full<Bytes>> {
     tokio::spawn(async move {
         let open = crate::listener::Open::new("bosh");
         let config = ctx2.websocket_session.clone();
-        crate::driver::serve(ctx2, config, transport, tls, id, ip, place, Some(open)).await;
+        let places = crate::driver::Places {
+            handshake: place,
+            open,
+        };
+        crate::driver::serve(ctx2, config, transport, tls, id, ip, places).await;
     });
     tokio::spawn(watch(ctx.clone(), bosh.clone()));
     if !bosh.feed(vec![bosh.open(el.attr("xml:lang"))]).await {
