@@ -219,10 +219,14 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
         let kind = listener.kind;
-        tracker.spawn(async move {
-            serve_connection(ctx, tcp, peer.ip(), kind, handshake).await;
-            drop(permit);
-        });
+        tracker.spawn(serve_connection(
+            ctx,
+            tcp,
+            peer.ip(),
+            kind,
+            handshake,
+            permit,
+        ));
     }
 }
 
@@ -234,6 +238,7 @@ async fn serve_connection(
     peer: IpAddr,
     kind: ListenerKind,
     handshake: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
     // Components connect from the cluster's own network, never through the balancer.
     let ip = if ctx.config.proxy_protocol && kind != ListenerKind::Component {
@@ -258,7 +263,7 @@ async fn serve_connection(
         tracing::warn!(%ip, "per-IP connection limit reached; refusing connection");
         return;
     };
-    let open = Open::new(kind.label());
+    let open = Open::new(kind.label(), Some(permit));
     match kind {
         ListenerKind::StartTls => {
             crate::driver::run(ctx, tcp, false, id, ip, handshake, open).await;
@@ -276,24 +281,34 @@ async fn serve_connection(
     }
 }
 
-/// One open client connection in `switchyard_edge_connections` while it lives. It travels
-/// with the socket: a stream-managed session that detaches drops it with its dead socket,
-/// and a resuming connection's goes to the session that takes the socket over, so the
-/// gauge counts sockets, not sessions waiting to be resumed (those are
-/// `switchyard_edge_sm_detached_sessions`).
+/// One open client connection: its count in `switchyard_edge_connections` and its place
+/// among `limits.max_connections`, while it lives. It travels with the socket: a
+/// stream-managed session that detaches drops it with its dead socket, and a resuming
+/// connection's goes to the session that takes the socket over. So the gauge and the
+/// limit count sockets (descriptors), not sessions waiting to be resumed (those are
+/// `switchyard_edge_sm_detached_sessions`, bounded per client address by
+/// `limits.max_connections_per_ip` and each by its queue bound).
 #[derive(Debug)]
-pub(crate) struct Open(metrics::IntGauge);
+pub(crate) struct Open {
+    gauge: metrics::IntGauge,
+    _place: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 impl Open {
-    pub(crate) fn new(listener: &str) -> Self {
+    /// `place` is the connection's permit under `limits.max_connections`; a BOSH session,
+    /// which lives over its HTTP connections' sockets, has none of its own.
+    pub(crate) fn new(listener: &str, place: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
         let gauge = metrics::EDGE_CONNECTIONS.with_label_values(&[listener]);
         gauge.inc();
-        Self(gauge)
+        Self {
+            gauge,
+            _place: place,
+        }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
     }
 }

@@ -47,26 +47,38 @@ async fn settles(server: &Server, gauge: &str, wanted: f64) {
 
 #[tokio::test]
 async fn gauges_return_to_rest_after_clients_log_in_and_out() {
-    let server = Server::start().await;
+    // Three connections at most: the limit counts sockets, as the gauge does.
+    let server = Server::start_with(|c| c.limits.max_connections = 3).await;
     let starttls = "switchyard_edge_connections{listener=\"starttls\"}";
     let detached = "switchyard_edge_sm_detached_sessions";
 
-    // XEP-0198: a session whose connection broke waits with no socket, and is not an
-    // open connection until a new one resumes it.
+    // XEP-0198: a session whose connection broke waits with no socket: it is neither an
+    // open connection nor one of the three places, until a new connection resumes it.
     let carol = Client::login(&server, "carol", "SCRAM-SHA-256", "sm").await;
     let (carol, id) = Counted::enable(carol, true).await;
     settles(&server, starttls, 1.0).await;
     drop(carol);
     settles(&server, detached, 1.0).await;
     settles(&server, starttls, 0.0).await;
+    let mut others = Vec::new();
+    for (user, resource) in [("alice", "one"), ("bob", "one"), ("alice", "two")] {
+        others.push(Client::login(&server, user, "SCRAM-SHA-256", resource).await);
+    }
+    settles(&server, starttls, 3.0).await;
+    let mut last = others.pop().expect("three");
+    last.send("</stream:stream>").await;
+    while last.frame().await.is_some() {}
+    settles(&server, starttls, 2.0).await;
     let id = id.expect("resumable");
     let mut carol = Counted::resume(server.c2s(), server.cert_der(), "carol", &id, 0).await;
     let resumed = carol.element().await;
     assert!(resumed.is("resumed", SM), "{resumed:?}");
     settles(&server, detached, 0.0).await;
-    settles(&server, starttls, 1.0).await;
-    carol.send("</stream:stream>").await;
-    while carol.frame().await.is_some() {}
+    settles(&server, starttls, 3.0).await;
+    for mut c in others.into_iter().chain([carol]) {
+        c.send("</stream:stream>").await;
+        while c.frame().await.is_some() {}
+    }
     settles(&server, starttls, 0.0).await;
 
     let mut clients = Vec::new();

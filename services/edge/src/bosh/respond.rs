@@ -117,7 +117,7 @@ async fn create(conn: &Conn, el: &Element, rid: u64) -> Response<Full<Bytes>> {
     let transport = Transport::Bosh(Box::new(Pipe::new(bosh.clone(), rx)));
     let (ctx2, ip) = (ctx.clone(), conn.ip);
     tokio::spawn(async move {
-        let open = crate::listener::Open::new("bosh");
+        let open = crate::listener::Open::new("bosh", None);
         let config = ctx2.websocket_session.clone();
         let places = crate::driver::Places {
             handshake: place,
