@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
 """Memory per detached vs attached idle session (XEP-0198), all-in-one Switchyard, direct TLS.
 
-Per round: fresh data dir, provision accounts, start server (self-signed dev cert generated on
-first start), read RSS/fds before; start `switchyard-loadtest idle --transport tls --sm`, wait for
-"N of M sessions up", wait SETTLE s, read RSS/fds (attached); kill -9 the generator, wait SETTLE s,
-read RSS/fds (detached); stop the server. Everything on loopback.
+    BIN_DIR=target/release python3 loadtest/sm/detached_bench.py [ROUNDS]
+
+BIN_DIR holds release builds of `switchyard` and `switchyard-loadtest` (default
+target/release); WORK (default /tmp/detached-bench) is scratch space. Per round: fresh data
+dir, provision accounts, start the server (self-signed dev cert generated on first start),
+read RSS/fds before; start `switchyard-loadtest idle --transport tls --sm`, wait for "N of M
+sessions up", wait SETTLE s, read RSS/fds (attached); kill -9 the generator, read RSS/fds
+at DETACHED_AT s after the kill (10 s and 30 s: detached10, detached30); stop the server.
+Admin /metrics gauges (connections{listener="direct_tls"}, sm_detached_sessions, sessions)
+are read at every reading. Everything on loopback. Default allocator settings:
+_RJEM_MALLOC_CONF is removed from the server's environment.
 """
 import json, os, re, signal, socket, statistics, subprocess, sys, threading, time, urllib.request, shutil
 
-SRV = "/tmp/bench-bin/switchyard"
-LT = "/tmp/bench-bin/switchyard-loadtest"
-WORK = "/tmp/detached-bench"
+BIN_DIR = os.environ.get("BIN_DIR", "target/release")
+SRV = os.path.join(BIN_DIR, "switchyard")
+LT = os.path.join(BIN_DIR, "switchyard-loadtest")
+WORK = os.environ.get("WORK", "/tmp/detached-bench")
 PORT = 26223
 ADMIN = 26400
 PW = "benchpass123"
 N = 2000
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 SETTLE = 10
+DETACHED_AT = (10, 30)  # seconds after kill -9 of the generator
 BASELINE = 5
 UP_LINE = re.compile(r"^(\d+) of (\d+) sessions up after ([\d.]+) s")
 
@@ -37,6 +46,18 @@ def threads(pid):
         for line in f:
             if line.startswith("Threads:"):
                 return int(line.split()[1])
+
+
+def bg_threads(pid):
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().startswith("jemalloc_bg"):
+                    n += 1
+        except OSError:
+            pass
+    return n
 
 
 def established(port):
@@ -60,26 +81,35 @@ def gauges():
             text = r.read().decode()
     except OSError as e:
         return {"error": repr(e)}
-    out = {"sessions": 0, "sm_detached": 0, "connections": 0}
+    out = {"sessions": None, "sm_detached": None, "connections_direct_tls": None,
+           "connections_all_listeners": 0, "raw": []}
     for line in text.splitlines():
+        if line.startswith(("switchyard_edge_sessions", "switchyard_edge_sm_detached_sessions",
+                            "switchyard_edge_connections")):
+            out["raw"].append(line)
         if line.startswith("switchyard_edge_sessions "):
             out["sessions"] = int(float(line.split()[-1]))
         elif line.startswith("switchyard_edge_sm_detached_sessions "):
             out["sm_detached"] = int(float(line.split()[-1]))
         elif line.startswith("switchyard_edge_connections{"):
-            out["connections"] += int(float(line.split()[-1]))
+            v = int(float(line.split()[-1]))
+            out["connections_all_listeners"] += v
+            if 'listener="direct_tls"' in line:
+                out["connections_direct_tls"] = v
     return out
 
 
 def snap(pid, label):
     s = {"state": label, "t": round(time.time(), 1), "rss_kib": rss(pid), "fds": fds(pid),
-         "threads": threads(pid), "established": established(PORT), "gauges": gauges()}
+         "threads": threads(pid), "jemalloc_bg_threads": bg_threads(pid), "established": established(PORT), "gauges": gauges()}
     print(f"  {label}: {s}", file=sys.stderr, flush=True)
     return s
 
 
 def server_env(data_dir):
     env = dict(os.environ)
+    env.pop("_RJEM_MALLOC_CONF", None)  # default allocator settings only
+    env.pop("MALLOC_CONF", None)
     env.update({
         "SWITCHYARD_DATA_DIR": data_dir,
         "SWITCHYARD_LISTEN__C2S": "",
@@ -182,16 +212,27 @@ def one_round(rnd):
         gen_err.close(); gen_out.close()
         rec["generator_stderr_tail"] = lines[-5:]
         dsamples = []
-        while time.monotonic() - t_kill < SETTLE:
-            time.sleep(1)
-            dsamples.append({"rss": rss(pid), "fds": fds(pid)})
+        detached = {}
+        for at in DETACHED_AT:
+            while True:
+                left = t_kill + at - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(1.0, left))
+                if time.monotonic() - t_kill < at - 0.05:
+                    dsamples.append({"t": round(time.monotonic() - t_kill, 1), "rss": rss(pid), "fds": fds(pid)})
+            d = snap(pid, f"detached{at}")
+            d["secs_after_kill"] = round(time.monotonic() - t_kill, 2)
+            detached[at] = d
         rec["detached_samples"] = dsamples
-        detached = snap(pid, "detached")
-        rec["before"], rec["attached"], rec["detached"] = before, attached, detached
+        rec["before"], rec["attached"] = before, attached
+        for at in DETACHED_AT:
+            rec[f"detached{at}"] = detached[at]
         held = info["up"]
         rec["sessions_up"] = held
         rec["kib_per_session_attached"] = round((attached["rss_kib"] - before["rss_kib"]) / N, 2)
-        rec["kib_per_session_detached"] = round((detached["rss_kib"] - before["rss_kib"]) / N, 2)
+        for at in DETACHED_AT:
+            rec[f"kib_per_session_detached{at}"] = round((detached[at]["rss_kib"] - before["rss_kib"]) / N, 2)
     finally:
         if gen is not None and gen.poll() is None:
             gen.kill(); gen.wait(10)
@@ -222,8 +263,9 @@ def main():
         except Exception as e:
             rec = {"round": rnd, "failure": repr(e)}
         records.append(rec)
-        print(f"round {rnd}: attached {rec.get('kib_per_session_attached')} KiB/s, detached "
-              f"{rec.get('kib_per_session_detached')} KiB/s, up {rec.get('up')}, failure {rec.get('failure')}",
+        print(f"round {rnd}: attached {rec.get('kib_per_session_attached')} KiB/s, detached@10 "
+              f"{rec.get('kib_per_session_detached10')}, detached@30 {rec.get('kib_per_session_detached30')} "
+              f"KiB/s, up {rec.get('up')}, failure {rec.get('failure')}",
               file=sys.stderr, flush=True)
         with open(os.path.join(WORK, "results.json"), "w") as f:
             json.dump({"started": started, "records": records}, f, indent=1)
@@ -231,7 +273,8 @@ def main():
     ok = [r for r in records if "failure" not in r]
     if ok:
         print("median attached", statistics.median(r["kib_per_session_attached"] for r in ok),
-              "detached", statistics.median(r["kib_per_session_detached"] for r in ok))
+              "detached@10", statistics.median(r["kib_per_session_detached10"] for r in ok),
+              "detached@30", statistics.median(r["kib_per_session_detached30"] for r in ok))
 
 
 if __name__ == "__main__":
