@@ -15,6 +15,10 @@ _RJEM_MALLOC_CONF is removed from the server's environment.
 """
 import json, os, re, signal, socket, statistics, subprocess, sys, threading, time, urllib.request, shutil
 
+# Shared with the web idle benchmark (loadtest/web/idle_common.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "web"))
+from idle_common import established, rss_kib  # noqa: E402
+
 BIN_DIR = os.environ.get("BIN_DIR", "target/release")
 SRV = os.path.join(BIN_DIR, "switchyard")
 LT = os.path.join(BIN_DIR, "switchyard-loadtest")
@@ -28,13 +32,6 @@ SETTLE = 10
 DETACHED_AT = (10, 30)  # seconds after kill -9 of the generator
 BASELINE = 5
 UP_LINE = re.compile(r"^(\d+) of (\d+) sessions up after ([\d.]+) s")
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
 
 
 def fds(pid):
@@ -55,21 +52,6 @@ def bg_threads(pid):
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 if f.read().startswith("jemalloc_bg"):
                     n += 1
-        except OSError:
-            pass
-    return n
-
-
-def established(port):
-    n = 0
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(path) as f:
-                next(f)
-                for line in f:
-                    p = line.split()
-                    if p[3] == "01" and int(p[1].split(":")[1], 16) == port:
-                        n += 1
         except OSError:
             pass
     return n
@@ -100,7 +82,7 @@ def gauges():
 
 
 def snap(pid, label):
-    s = {"state": label, "t": round(time.time(), 1), "rss_kib": rss(pid), "fds": fds(pid),
+    s = {"state": label, "t": round(time.time(), 1), "rss_kib": rss_kib(pid), "fds": fds(pid),
          "threads": threads(pid), "jemalloc_bg_threads": bg_threads(pid), "established": established(PORT), "gauges": gauges()}
     print(f"  {label}: {s}", file=sys.stderr, flush=True)
     return s
@@ -201,7 +183,7 @@ def one_round(rnd):
         t_up = time.monotonic()
         while time.monotonic() - t_up < SETTLE:
             time.sleep(1)
-            samples.append(rss(pid))
+            samples.append(rss_kib(pid))
         rec["attached_samples_kib"] = samples
         attached = snap(pid, "attached")
         rec["generator_alive_at_attached"] = gen.poll() is None
@@ -220,7 +202,7 @@ def one_round(rnd):
                     break
                 time.sleep(min(1.0, left))
                 if time.monotonic() - t_kill < at - 0.05:
-                    dsamples.append({"t": round(time.monotonic() - t_kill, 1), "rss": rss(pid), "fds": fds(pid)})
+                    dsamples.append({"t": round(time.monotonic() - t_kill, 1), "rss": rss_kib(pid), "fds": fds(pid)})
             d = snap(pid, f"detached{at}")
             d["secs_after_kill"] = round(time.monotonic() - t_kill, 2)
             detached[at] = d

@@ -83,6 +83,22 @@ def tls_context(cafile: str | None, insecure: bool) -> ssl.SSLContext:
     return ctx
 
 
+def established(port: int) -> int:
+    """Established TCP connections on the server side of `port` (from /proc/net/tcp)."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "01" and int(parts[1].split(":")[1], 16) == port:
+                        n += 1
+        except OSError:
+            pass
+    return n
+
+
 def rss_kib(pid: int | None) -> int | None:
     """VmRSS of a process in KiB (what `ps -o rss=` shows), None if unreadable."""
     if pid is None:

@@ -37,27 +37,11 @@ import time
 import urllib.request
 
 # Shared with the generators; the script's own folder is first on sys.path.
-from idle_common import raise_nofile, rss_kib
+from idle_common import established, raise_nofile, rss_kib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UP_LINE = re.compile(r"^(\d+) of (\d+) sessions up after ([\d.]+) s")
 KINDS = ("tls", "tls-sm", "starttls", "starttls-sm", "ws", "ws-sm", "bosh", "bosh-sm")
-
-
-def established(port: int) -> int:
-    """Established TCP connections on the server side of `port` (from /proc/net/tcp)."""
-    n = 0
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(path) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[3] == "01" and int(parts[1].split(":")[1], 16) == port:
-                        n += 1
-        except OSError:
-            pass
-    return n
 
 
 def server_gauges(admin_port: int) -> dict | None:

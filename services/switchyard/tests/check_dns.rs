@@ -2,6 +2,8 @@
 //! records that lead here, elsewhere, to the wrong port, and no SRV at all (the RFC 6120
 //! §3.2.2 fallback), each judged as the operator needs to hear it.
 
+mod support;
+
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -70,16 +72,7 @@ async fn check(resolver: std::net::SocketAddr, args: &[&str]) -> (bool, String) 
         .args(args)
         .env("SWITCHYARD_LISTEN__C2S", "[::]:15222")
         .env("SWITCHYARD_LISTEN__C2S_DIRECT_TLS", "[::]:15223");
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), cmd.output())
-        .await
-        .expect("the check finished in time")
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    support::run_cli(cmd, std::time::Duration::from_secs(30)).await
 }
 
 #[tokio::test]

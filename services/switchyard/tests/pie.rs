@@ -391,16 +391,7 @@ async fn imports_are_all_or_nothing_per_file_and_hold_items_to_the_limits() {
                 .env("SWITCHYARD_DATA_DIR", &data)
                 .env("SWITCHYARD_DOMAINS", "[localhost]");
             env(&mut cmd);
-            let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
-                .await
-                .unwrap()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (out.status.success(), text)
+            support::run_cli(cmd, std::time::Duration::from_secs(60)).await
         }
     };
     let import = |file: String| run(vec!["import".into(), file]);

@@ -16,6 +16,16 @@ sys.exit(1)
 PY
 }
 
+# stop_prosody PID [TENTHS]: ends the private Prosody if it still runs: TERM, up to TENTHS
+# tenths of a second (50) for it to write its data and exit, then KILL.
+stop_prosody() {
+    kill -0 "$1" 2>/dev/null || return 0
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 1 "${2:-50}"); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
 # write_prosody_config FILE PURPOSE RUN DATA CERTS PORT VHOST MODULES [EXTRA]
 #   MODULES: the modules_enabled entries after the common ones, e.g. '"mam";'
 #   EXTRA:   more global lines (e.g. 'default_archive_policy = true')

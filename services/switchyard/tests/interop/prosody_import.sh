@@ -114,12 +114,7 @@ PROSODY_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$PROSODY_PID" ] && kill -0 "$PROSODY_PID" 2>/dev/null; then
-        kill -TERM "$PROSODY_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$PROSODY_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PROSODY_PID" 2>/dev/null || true
-        wait "$PROSODY_PID" 2>/dev/null || true
-    fi
+    if [ -n "$PROSODY_PID" ]; then stop_prosody "$PROSODY_PID"; fi
     if [ "${KEEP_WORK:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"
 }

@@ -131,6 +131,21 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
+/// Runs a `switchyard` command to its end (bounded by `limit`): whether it succeeded, and
+/// what it printed, stdout then stderr.
+pub async fn run_cli(mut cmd: tokio::process::Command, limit: Duration) -> (bool, String) {
+    let out = tokio::time::timeout(limit, cmd.output())
+        .await
+        .expect("the command finished in time")
+        .expect("the command ran");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 pub fn tls_config(cert: Vec<u8>) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
