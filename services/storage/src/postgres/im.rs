@@ -17,6 +17,18 @@ const ROW_COLUMNS: &str =
 /// How many columns [`ROW_COLUMNS`] names.
 const ROW_COLUMN_COUNT: usize = 9;
 
+/// An account's roster version with every item, one row per item (an account without
+/// items is one row of NULL items; no account, no row). Every roster column is named by
+/// its table: a column `accounts` gains later must not make one of them ambiguous.
+static ROSTER_WITH_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns: Vec<String> = ROW_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
+    format!(
+        "SELECT {}, a.roster_version FROM accounts a
+         LEFT JOIN roster r ON r.account = a.jid WHERE a.jid = $1 ORDER BY r.contact",
+        columns.join(", ")
+    )
+});
+
 pub(super) fn stored_jid(s: &str) -> Result<Jid, StorageError> {
     Jid::parse(s).map_err(|e| StorageError::Unavailable(format!("stored JID {s:?}: {e}")))
 }
@@ -52,17 +64,13 @@ async fn read_row(
 #[async_trait]
 impl RosterStore for PgStore {
     async fn roster(&self, account: &Jid) -> Result<Roster, StorageError> {
-        // One statement, so one snapshot and one round trip: the version with every
-        // item (an account without items is one row of NULL items; no account, no row).
-        // Every roster column named by its table: a column `accounts` gains later must
-        // not make one of them ambiguous.
-        let columns: Vec<String> = ROW_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
-        let statement = format!(
-            "SELECT {}, a.roster_version FROM accounts a
-             LEFT JOIN roster r ON r.account = a.jid WHERE a.jid = $1 ORDER BY r.contact",
-            columns.join(", ")
-        );
-        let rows = sql::query(&self.client().await?, &statement, &[&account.to_string()]).await?;
+        // One statement, so one snapshot and one round trip.
+        let rows = sql::query(
+            &self.client().await?,
+            &ROSTER_WITH_VERSION,
+            &[&account.to_string()],
+        )
+        .await?;
         let version: i64 = match rows.first() {
             Some(row) => row.try_get(ROW_COLUMN_COUNT).db()?,
             None => 0,
