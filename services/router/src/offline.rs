@@ -158,8 +158,7 @@ impl Router {
     /// its flush, and the message stored before this read. A flush still running takes
     /// the message itself (the count changed under it).
     async fn catch_up(&self, account: &Jid) {
-        self.registry.forget(account);
-        let sessions = self.sessions(account).await;
+        let sessions = self.fresh_sessions(account).await;
         let available = sessions
             .iter()
             .filter(|s| s.priority().is_some_and(|p| p >= 0))

@@ -238,6 +238,15 @@ impl Router {
         })
     }
 
+    /// An account's sessions read from the registry itself, not from this router's cache:
+    /// for a decision that races another router's write (a presence recorded there
+    /// reaches this cache a little later). Either this read sees that write, or the other
+    /// router's read after its write sees what this router wrote before reading.
+    pub(crate) async fn fresh_sessions(&self, bare: &Jid) -> Sessions {
+        self.registry.forget(bare);
+        self.sessions(bare).await
+    }
+
     /// Sessions and offline-pending count of a local account, for routing a message; a
     /// registry failure is logged and reads as none.
     pub(crate) async fn lookup(&self, bare: &Jid) -> Lookup {

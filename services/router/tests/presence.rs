@@ -362,3 +362,49 @@ async fn rfc6120_7_7_2_2_rebind_replaces_and_the_old_resource_goes_unavailable()
     assert_eq!(of(&w.take(&r), "presence", Some("unavailable")).len(), 1);
     assert_ne!(again.conn, j.conn);
 }
+
+/// §3.1.3 across routers: Juliet's initial presence is recorded by another router, which
+/// read her roster before Romeo's request was stored there, while this router still
+/// caches her as bound but not available (the change notification is on its way). The
+/// request must still reach her: the router decides on a fresh read, not the cache.
+#[tokio::test]
+async fn rfc6121_3_1_3_a_request_racing_presence_on_another_router_is_delivered() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use switchyard_storage::{CachedRegistry, MemoryRegistry, Presence, SessionRegistry};
+    let shared = Arc::new(MemoryRegistry::default());
+    let cached = Arc::new(CachedRegistry::new(
+        shared.clone(),
+        100,
+        Duration::from_secs(60),
+    ));
+    let w = World::with_registry(cached, |_| {}).await;
+    w.accounts(&["romeo", "juliet"]).await;
+    let j = w.connect("juliet@localhost/balcony").await;
+    let r = w.login("romeo@localhost/orchard").await;
+    // This router caches Juliet's one session, not yet available.
+    w.send(
+        &r,
+        "<message to='juliet@localhost/balcony' type='chat'><body>hi</body></message>",
+    )
+    .await;
+    assert_eq!(of(&w.take(&j), "message", Some("chat")).len(), 1);
+    // The other router records her presence in the shared registry only.
+    let presence = Presence {
+        priority: 0,
+        stanza: "<presence xmlns='jabber:client' from='juliet@localhost/balcony'/>".into(),
+    };
+    let edit = Box::new(move |s: &mut switchyard_storage::SessionRecord| {
+        s.presence = Some(presence.clone())
+    });
+    shared.update(&j.jid, j.conn, edit).await.unwrap();
+
+    w.send(&r, "<presence type='subscribe' to='juliet@localhost'/>")
+        .await;
+    let got = w.take(&j);
+    assert_eq!(
+        of(&got, "presence", Some("subscribe")).len(),
+        1,
+        "delivered now: her presence already read the roster without it; got {got:?}"
+    );
+}

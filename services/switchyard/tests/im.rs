@@ -55,6 +55,14 @@ async fn subscription_presence_and_offline_delivery_over_tcp() {
         .await;
     alice.send("<message to='bob@localhost' type='chat' id='m1'><body>while you were out</body></message>")
         .await;
+    // One sender's stanzas are routed in order: once this ping is answered, both were
+    // stored before Bob logs in, whatever the machine's load. Without it a late message
+    // races Bob's initial presence, and its own flush may deliver it after the pending
+    // request (allowed, but not what this test checks).
+    alice
+        .send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    alice.until(is("iq", Some("result"))).await;
 
     let mut bob = Client::login(&server, "bob", "SCRAM-SHA-256", "phone").await;
     bob.send("<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>")

@@ -109,7 +109,10 @@ fn inbound_side<'a>(
             }
         };
         let (_, outcome) = inbound(update.before.as_ref(), from, kind, &request);
-        for s in router.sessions(to).await.iter() {
+        // Read afresh: a contact's initial presence handled by another router at this
+        // moment reads the roster after recording itself, so one of the two sees the
+        // other, and the request is delivered now or replayed by that presence (§3.1.3).
+        for s in router.fresh_sessions(to).await.iter() {
             let wanted = match outcome.deliver {
                 Deliver::Nobody => false,
                 Deliver::Available => s.presence.is_some(),
