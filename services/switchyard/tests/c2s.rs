@@ -309,7 +309,9 @@ async fn rfc7590_certificate_reloads_without_restart() {
 #[tokio::test]
 async fn handshake_and_idle_timeouts_end_the_stream() {
     let server = Server::start_with(|c| {
-        c.timeouts.handshake_secs = 1;
+        // Long enough for the idle client's whole login (TLS, SCRAM, bind) on a loaded
+        // machine: the handshake deadline covers it too.
+        c.timeouts.handshake_secs = 3;
         c.timeouts.idle_secs = 2;
     })
     .await;

@@ -165,6 +165,8 @@ async fn xep0386_carbons_enabled_inline_copy_what_another_resource_receives() {
     assert_eq!(success.name(), "success");
     alice.element().await; // stream features
     alice.send("<presence/>").await;
+    // Available before Bob writes: received carbons go to available resources only.
+    alice.until(|e| e.name() == "presence").await;
     let mut desk = Client::login(&server, "alice", "SCRAM-SHA-256", "desk").await;
     desk.send("<presence/>").await;
     let mut bob = Client::login(&server, "bob", "SCRAM-SHA-256", "b").await;

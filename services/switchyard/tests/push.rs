@@ -77,7 +77,8 @@ async fn barrier(bob: &mut Client, app: &mut Client) {
 
 #[tokio::test]
 async fn xep0357_a_message_for_an_account_with_no_session_notifies_its_device_once() {
-    let server = server(|_| {}).await;
+    // An interval no slow run outlasts: the second message must fall inside it.
+    let server = server(|c| c.push.min_interval_secs = 3600).await;
     let addr = server.running.component.unwrap();
     let (mut app, _) = component(addr, "push.localhost", SECRET).await;
     enable_and_leave(&server, "dev1").await;
@@ -143,6 +144,11 @@ async fn xep0357_7_an_app_server_error_disables_the_registration_and_disable_doe
     let (iq, _, _) = notification(&mut app).await;
     let id = iq.attr("id").unwrap();
     app.send(&format!("<iq from='push.localhost' to='alice@localhost' type='error' id='{id}'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")).await;
+    // The error is routed on the component's own lane: once its ping (same `from`) is
+    // answered, the registration is gone before Bob's next message is routed.
+    app.send("<iq from='push.localhost' to='localhost' type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    app.until(|e| e.attr("id") == Some("sync")).await;
     bob.send("<message to='alice@localhost' type='chat'><body>2</body></message>")
         .await;
     barrier(&mut bob, &mut app).await;
@@ -200,7 +206,10 @@ async fn xep0357_a_message_for_a_detached_session_wakes_the_device() {
     let (mut app, _) = component(server.running.component.unwrap(), "push.localhost", SECRET).await;
     let mut alice = Client::login(&server, "alice", "PLAIN", "phone").await;
     alice.send("<iq type='set' id='en'><enable xmlns='urn:xmpp:push:0' jid='push.localhost' node='ios'/></iq><enable xmlns='urn:xmpp:sm:3' resume='true'/><presence/>").await;
-    alice.until(|e| e.name() == "enabled").await;
+    // The edge answers <enable/> itself; the push IQ is routed: either may come first.
+    alice
+        .until_each(&[&|e| e.name() == "enabled", &|e| e.attr("id") == Some("en")])
+        .await;
     // The phone goes to sleep: its connection is gone, its session waits to be resumed.
     drop(alice);
     // Detached once the edge has read the end of the stream (bounded: 5 s).

@@ -54,14 +54,16 @@ pub async fn login_failures(store: &dyn LoginFailures) {
         .expect("clearing nothing is fine");
 
     // Each failure renews the window; a window after the last one, both counts are gone.
-    let short = Duration::from_millis(800);
+    // Seconds apart, so that a loaded machine's pauses cannot expire a window early;
+    // a late check can only see it gone later, which the last wait allows for.
+    let short = Duration::from_millis(2000);
     store.record(&bob, away, short).await.expect("record");
-    sleep(Duration::from_millis(500)).await;
+    sleep(Duration::from_millis(1000)).await;
     store.record(&bob, away, short).await.expect("record");
-    sleep(Duration::from_millis(500)).await;
+    sleep(Duration::from_millis(1000)).await;
     let counts = store.failures(&bob, away).await.expect("failures");
     assert_eq!((counts.account.failures, counts.network.failures), (2, 2));
-    sleep(Duration::from_millis(500)).await;
+    sleep(Duration::from_millis(1500)).await;
     let counts = store.failures(&bob, away).await.expect("failures");
     assert_eq!(counts.account, FailureCount::default());
     assert_eq!(counts.network, FailureCount::default());

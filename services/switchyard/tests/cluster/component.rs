@@ -58,7 +58,10 @@ async fn xep0357_a_detached_session_on_one_edge_notifies_an_app_server_on_the_ot
     let (mut app, _) = component(addr, "push.localhost", "a-component-secret").await;
     let mut alice = online(&cluster, 1, "alice", "phone").await;
     alice.send("<iq type='set' id='en'><enable xmlns='urn:xmpp:push:0' jid='push.localhost' node='ios'/></iq><enable xmlns='urn:xmpp:sm:3' resume='true'/>").await;
-    alice.until(|e| e.name() == "enabled").await;
+    // The edge answers <enable/> itself; the push IQ is routed: either may come first.
+    alice
+        .until_each(&[&|e| e.name() == "enabled", &|e| e.attr("id") == Some("en")])
+        .await;
     drop(alice);
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let mut bob = online(&cluster, 0, "bob", "desk").await;

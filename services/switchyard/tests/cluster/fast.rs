@@ -29,6 +29,8 @@ async fn a_token_from_one_edge_logs_in_on_the_other_and_inline_carbons_cross_edg
     assert!(authorized(&success).starts_with("alice@localhost/Phone."));
     phone.element().await; // stream features
     phone.send("<presence/>").await;
+    // Available before Bob writes: received carbons go to available resources only.
+    phone.until(|e| e.name() == "presence").await;
 
     let _desk = online(&cluster, 0, "alice", "desk").await;
     let mut bob = online(&cluster, 0, "bob", "b").await;

@@ -224,8 +224,15 @@ migrate_on_start = true
             let config = cluster.write_config(&format!("edge{i}"), &addrs);
             cluster.edges.push(spawn(&config, "edge", "c2s").await);
         }
-        // Let every edge link to every router before clients arrive.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Every edge linked to every router before clients arrive, as both sides count
+        // their links: a client that comes earlier may find no router, or a router that
+        // cannot reach the other edge yet.
+        for edge in &cluster.edges {
+            linked(edge, "switchyard_edge_router_links_up 2").await;
+        }
+        for router in &cluster.routers {
+            linked(router, "switchyard_router_edge_links 2").await;
+        }
         Some(cluster)
     }
 
@@ -382,4 +389,22 @@ async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
         component: listening.get("component").copied(),
         admin: listening.get("admin").copied(),
     }
+}
+
+/// Waits (30 s at most) until `process` reports `line` among its metrics.
+async fn linked(process: &Proc, line: &str) {
+    let base = format!("http://{}", process.admin.expect("an admin listener"));
+    let mut text = String::new();
+    for _ in 0..300 {
+        if let Ok((_, body)) =
+            switchyard::admin_client::request(&base, "GET", "/metrics", "", None).await
+        {
+            text = body;
+            if text.lines().any(|l| l == line) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{line} not reported within 30 s:\n{text}");
 }

@@ -312,6 +312,25 @@ impl Client {
         panic!("nothing wanted among {before:#?}");
     }
 
+    /// Reads elements until each of `wanted` was satisfied by one of them, in any order
+    /// (at most 50): for answers whose order nothing guarantees, which two `until` calls
+    /// would get wrong (the first skips the second's answer).
+    pub async fn until_each(&mut self, wanted: &[&dyn Fn(&Element) -> bool]) -> Vec<Element> {
+        let mut seen = vec![false; wanted.len()];
+        let mut read = Vec::new();
+        for _ in 0..50 {
+            let e = self.element().await;
+            for (w, s) in wanted.iter().zip(seen.iter_mut()) {
+                *s |= w(&e);
+            }
+            read.push(e);
+            if seen.iter().all(|s| *s) {
+                return read;
+            }
+        }
+        panic!("not everything wanted among {read:#?}");
+    }
+
     /// Opens a stream and returns the features.
     pub async fn open(&mut self) -> Element {
         self.framer = Framer::new(Limits::default());
@@ -499,9 +518,14 @@ pub async fn sessions_of(server: &Server, jid: &str) -> String {
     user_view(server, jid, "sessions").await
 }
 
-/// Whether `jid`'s session `resource` is gone within 2 s (polled every 100 ms).
-pub async fn session_gone_soon(server: &Server, jid: &str, resource: &str) -> bool {
-    for _ in 0..20 {
+/// Whether `jid`'s session `resource` is gone within `within` (polled every 100 ms).
+pub async fn session_gone_within(
+    server: &Server,
+    jid: &str,
+    resource: &str,
+    within: Duration,
+) -> bool {
+    for _ in 0..within.as_millis().div_ceil(100) {
         if !sessions_of(server, jid).await.contains(resource) {
             return true;
         }
