@@ -395,3 +395,63 @@ async fn clients_log_in_over_ipv6() {
     let got = bob.element().await;
     assert_eq!(got.attr("from"), Some("alice@localhost/v6"));
 }
+
+/// A PLAIN password is hashed (PBKDF2) off the async worker: with one worker thread and a
+/// hash that takes the better part of a second, another client's ping is answered while
+/// the hash runs, not after it. Without that, one login at a time can stall every
+/// connection of a worker for as long as its hash takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_plain_password_is_hashed_without_stalling_other_connections() {
+    use base64::Engine;
+    use std::time::{Duration, Instant};
+    let server = Server::start().await;
+    // Many iterations: a hash long enough to tell "during" from "after" with a wide margin.
+    let jid = switchyard_core::Jid::parse("slow@localhost").unwrap();
+    let creds = tokio::task::spawn_blocking(|| {
+        switchyard_core::sasl::StoredCredentials::from_password("secret", 1_000_000).unwrap()
+    })
+    .await
+    .unwrap();
+    let accounts = server.running.accounts.as_ref().unwrap();
+    accounts.create(&jid, &creds).await.unwrap();
+    let mut other = Client::login(&server, "bob", "SCRAM-SHA-256", "desk").await;
+
+    let mut slow = Client::connect(server.c2s()).await;
+    slow.open().await;
+    slow.starttls(server.cert_der()).await;
+    slow.open().await;
+    let msg = base64::engine::general_purpose::STANDARD.encode("\0slow\0secret");
+    let login = Instant::now();
+    slow.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{msg}</auth>"
+    ))
+    .await;
+    let finished = tokio::spawn(async move {
+        let reply = slow.element_within(Duration::from_secs(60)).await;
+        (reply.name().to_owned(), login.elapsed())
+    });
+    // Pings one after another while the login lasts: the slowest answer is the longest
+    // the other connection's worker was held.
+    let mut slowest = Duration::ZERO;
+    for n in 0..200 {
+        if finished.is_finished() {
+            break;
+        }
+        let asked = Instant::now();
+        let id = format!("p{n}");
+        other
+            .send(&format!(
+                "<iq type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            ))
+            .await;
+        other.until(|e| e.attr("id") == Some(id.as_str())).await;
+        slowest = slowest.max(asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (outcome, hashed) = finished.await.unwrap();
+    assert_eq!(outcome, "success");
+    assert!(
+        slowest * 2 < hashed,
+        "a ping took {slowest:?}, the PLAIN login {hashed:?}: answered only after the hash"
+    );
+}

@@ -169,6 +169,14 @@ impl Session {
         )
     }
 
+    /// Whether the credentials this session waits for will be hashed when they arrive: a
+    /// PLAIN password is derived with PBKDF2 (milliseconds of CPU at the usual iteration
+    /// counts), which a caller on an async runtime runs where it holds up no other
+    /// connection.
+    pub fn hashes_credentials(&self) -> bool {
+        matches!(&self.phase, Phase::AwaitCredentials(e) if e.mechanism() == Mechanism::Plain)
+    }
+
     /// Bytes received and not yet a complete frame (a stream header or stanza begun).
     pub fn buffered_input(&self) -> usize {
         self.framer.buffered()

@@ -58,7 +58,12 @@ impl Conn {
                 }
             },
         };
-        self.session.handle(Input::Credentials(lookup))
+        let input = Input::Credentials(lookup);
+        if self.session.hashes_credentials() {
+            cpu_bound(|| self.session.handle(input))
+        } else {
+            self.session.handle(input)
+        }
     }
 
     /// Puts an attempt for `account` before the login throttle, as every mechanism's
@@ -170,5 +175,17 @@ async fn wait_out(delay: std::time::Duration, shutdown: &CancellationToken) -> b
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
         () = shutdown.cancelled() => false,
+    }
+}
+
+/// Runs a step that takes milliseconds of CPU (a PLAIN password's PBKDF2) without holding
+/// up the other connections of this worker thread: on the multi-threaded runtime the
+/// worker hands its queued tasks to another thread meanwhile. On a current-thread runtime
+/// (tests) there is no other thread to hand them to, and the step runs in place.
+fn cpu_bound<R>(step: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(step),
+        _ => step(),
     }
 }
