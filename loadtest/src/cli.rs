@@ -90,6 +90,17 @@ impl Accounts {
     pub fn username(&self, index: usize) -> String {
         self.user_pattern.replace("{}", &index.to_string())
     }
+
+    /// Session `n`'s resource (it logs in as user `n % users`).
+    pub fn resource(n: usize) -> String {
+        format!("r{n}")
+    }
+
+    /// Session `n`'s full JID.
+    pub fn full_jid(&self, n: usize) -> String {
+        let user = self.username(n % self.users.max(1));
+        format!("{user}@{}/{}", self.domain, Self::resource(n))
+    }
 }
 
 /// Where and how each simulated client connects and logs in.
@@ -242,10 +253,22 @@ pub struct ResumeStormArgs {
     /// again) instead of resuming: the reference for the same storm.
     #[arg(long)]
     pub fresh: bool,
-    /// Seconds the sessions are held once all are back, reading whatever arrives after
-    /// `<resumed/>` (or the roster result), before they close.
+    /// Seconds the sessions are held once all are back (and every numbered message was
+    /// sent), reading whatever arrives after `<resumed/>` (or the roster result), before
+    /// they close.
     #[arg(long, default_value_t = 1)]
     pub hold_secs: u64,
+    /// Numbered messages to the sessions, sent from 1 s before the drop on, through the
+    /// storm, at `--message-rate`; each is counted where it is read, before the drop or
+    /// after: once, never (lost) or more (duplicated).
+    #[arg(long, default_value_t = 0)]
+    pub messages: usize,
+    /// Numbered messages per second, all senders together.
+    #[arg(long, default_value_t = 2000.0)]
+    pub message_rate: f64,
+    /// Sessions sending them (logged in beyond the `-n` held ones, never dropped).
+    #[arg(long, default_value_t = 10)]
+    pub senders: usize,
 }
 
 #[derive(Debug, Clone, Args)]

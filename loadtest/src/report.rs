@@ -107,6 +107,8 @@ pub struct ResumeFigures {
     pub server_cpu_seconds_drop: f64,
     /// Resumed streams whose `<resumed h/>` was not the number of stanzas the client sent.
     pub h_mismatches: u64,
+    /// The numbered messages sent through the storm (`--messages`), and their fate.
+    pub messages: Option<crate::client::Tally>,
     /// Stanzas read after `<resumed/>` (fresh: after the roster result) while held; the
     /// client acknowledged everything it had read, so after a resumption any is a resend.
     /// Fresh logins read one each at least: the echo of their own initial presence.
@@ -196,6 +198,13 @@ impl Report {
                 r.server_cpu_seconds, r.server_cpu_ms_per_success, r.server_cpu_seconds_drop,
                 r.h_mismatches, r.stanzas_after, r.sessions_with_stanzas_after, r.errors_after
             );
+            if let Some(m) = &r.messages {
+                let _ = writeln!(
+                    s,
+                    "  numbered messages: {} sent, {} read once, {} lost, {} duplicated",
+                    m.sent, m.once, m.lost, m.duplicated
+                );
+            }
         }
         for step in &self.steps {
             let _ = writeln!(s, "  {}", step.line());

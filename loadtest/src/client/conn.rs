@@ -4,6 +4,7 @@
 //! A session with stream management keeps its counters ([`SmClient`]) so that holding it
 //! answers the server's ack requests and a broken stream can be resumed.
 
+use super::ledger::Ledger;
 use super::login::{Action, Login, Params};
 use super::scram_cache::ScramCache;
 use super::sm::{Inbound, SmClient};
@@ -80,8 +81,11 @@ pub struct Session {
     pub framer: Framer,
     /// Stream management, when enabled (or resumed).
     pub sm: Option<SmClient>,
-    /// Stanzas [`Session::hold`] read (after login, or after `<resumed/>`).
+    /// Stanzas [`Session::hold`] read (after login, or after `<resumed/>`), numbered
+    /// messages aside.
     pub stanzas_held: u64,
+    /// Where the numbered messages this session reads are counted, if any are sent.
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 impl Connector {
@@ -122,7 +126,8 @@ impl Connector {
         }
     }
 
-    /// Logs session `n` in as user `n % users` with resource `r{n}`; the error is the
+    /// Logs session `n` in as user `n % users` with resource `r{n}` (see
+    /// [`crate::cli::Accounts::full_jid`]); the error is the
     /// failure kind.
     pub async fn login(&self, n: usize) -> Result<Session, String> {
         self.login_or_resume(n, None).await
@@ -158,7 +163,7 @@ impl Connector {
             salted: self.scram_cache.get(&cache_key),
             username,
             password: t.accounts.password.clone(),
-            resource: format!("r{n}"),
+            resource: crate::cli::Accounts::resource(n),
             mechanism: t.mechanism,
             starttls: t.transport == Transport::Starttls,
             sm: t.sm || resume.is_some(),
@@ -184,6 +189,7 @@ impl Connector {
             framer: Framer::new(Limits::default()),
             sm: None,
             stanzas_held: 0,
+            ledger: None,
         };
         let mut actions = vec![first];
         let mut buf = [0u8; READ_CHUNK_BYTES];
@@ -289,7 +295,8 @@ impl Session {
                     && matches!(el.name(), "message" | "presence" | "iq")
             }
         };
-        if counted {
+        let numbered = self.ledger.as_ref().is_some_and(|l| l.record(el));
+        if counted && !numbered {
             self.stanzas_held += 1;
         }
         None

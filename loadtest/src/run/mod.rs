@@ -7,6 +7,7 @@ pub mod churn;
 pub mod fanout;
 pub mod idle;
 pub mod resume;
+mod senders;
 pub mod storm;
 
 use crate::cli::{Output, Ramp, Target};

@@ -14,11 +14,17 @@
 //! the server's CPU seconds. The sessions are then held `--hold-secs` more: every stanza
 //! read after `<resumed/>` is counted, since the client had acknowledged all it had read,
 //! so any is a resend the server should not have made.
+//!
+//! With `--messages M`, senders of their own write M numbered messages to the sessions
+//! from 1 s before the drop on, through the storm (see `senders.rs`); every session
+//! counts those it reads, on the old stream and on the resumed one, and the report says
+//! how many arrived once, never or twice. Those are not counted as stanzas after.
 
 use super::idle::sleep_or_cancel;
+use super::senders::{self, Traffic};
 use super::{finish, spawn_ramp, Ctx, Live, RunClock, UpGuard, POLL_INTERVAL};
 use crate::cli::ResumeStormArgs;
-use crate::client::SmClient;
+use crate::client::{Ledger, SmClient};
 use crate::procstat::Sample;
 use crate::progress;
 use crate::report::{Report, ResumeFigures};
@@ -50,6 +56,8 @@ struct Storm {
     stanzas_after: AtomicU64,
     sessions_with_stanzas_after: AtomicU64,
     errors_after: Stats,
+    /// Where numbered messages are counted (`--messages`).
+    ledger: Option<Arc<Ledger>>,
 }
 
 pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Result<Report> {
@@ -59,16 +67,18 @@ pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Re
     let progress = progress::spawn(ctx.stats.clone(), args.output.quiet, &ctx.cancel);
     let clock = RunClock::start();
     let n = args.ramp.sessions;
+    let ledger = (args.messages > 0).then(|| Arc::new(Ledger::new(args.messages)));
 
     // Log in and hold; at `drop`, each session resets its connection and leaves its
     // stream management state in `states`.
     let states: Arc<Mutex<Vec<Option<SmClient>>>> = Arc::new(Mutex::new(vec![None; n]));
     let drop_all = ctx.cancel.child_token();
-    let (on_drop, kept) = (drop_all.clone(), states.clone());
+    let (on_drop, kept, counted) = (drop_all.clone(), states.clone(), ledger.clone());
     let set = spawn_ramp(ctx.clone(), args.ramp.clone(), move |ctx, i, live| {
-        let (on_drop, kept) = (on_drop.clone(), kept.clone());
+        let (on_drop, kept, counted) = (on_drop.clone(), kept.clone(), counted.clone());
         async move {
             let Live { mut session, _up } = live;
+            session.ledger = counted;
             if let Err(kind) = session.hold(on_drop.cancelled()).await {
                 return ctx.stats.error(&kind);
             }
@@ -89,6 +99,20 @@ pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Re
         .as_secs_f64();
     let up = ctx.stats.up.load(Relaxed);
     eprintln!("{up} of {n} sessions up after {login_seconds:.1} s");
+    let mut sending = match &ledger {
+        Some(ledger) => {
+            let a = &ctx.connector.target.accounts;
+            let targets = Arc::new((0..n).map(|i| a.full_jid(i)).collect());
+            let traffic = Traffic {
+                total: args.messages,
+                rate: args.message_rate,
+                senders: args.senders,
+            };
+            let target = &ctx.connector.target;
+            senders::spawn(target, n, targets, ledger.clone(), traffic, &ctx.cancel)?
+        }
+        None => JoinSet::new(),
+    };
     sleep_or_cancel(&ctx, SETTLE).await;
 
     let before_drop = sample(&ctx);
@@ -117,6 +141,7 @@ pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Re
         stanzas_after: AtomicU64::new(0),
         sessions_with_stanzas_after: AtomicU64::new(0),
         errors_after: Stats::default(),
+        ledger: ledger.clone(),
     });
     let progress = progress::spawn(storm.stats.clone(), args.output.quiet, &ctx.cancel);
     let at_storm = sample(&ctx);
@@ -139,6 +164,18 @@ pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Re
         "{succeeded} of {reconnects} back after {:.2} s",
         storm.epoch.elapsed().as_secs_f64()
     );
+    // Every numbered message written (bounded: their time at the rate, and a minute).
+    let sent_by = Instant::now()
+        + Duration::from_secs_f64(args.messages as f64 / args.message_rate.max(1.0))
+        + Duration::from_secs(60);
+    while let Ok(Some(done)) = tokio::time::timeout_at(sent_by, sending.join_next()).await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(kind)) => storm.errors_after.error(&format!("sender-{kind}")),
+            Err(_) => storm.errors_after.error("sender-panicked"),
+        }
+    }
+    sending.abort_all();
     sleep_or_cancel(&ctx, Duration::from_secs(args.hold_secs)).await;
     release.cancel();
     finish(set, Duration::from_secs(10)).await;
@@ -175,6 +212,7 @@ pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Re
         },
         server_cpu_seconds_drop: at_storm.cpu_seconds - before_drop.cpu_seconds,
         h_mismatches: storm.h_mismatches.load(Relaxed),
+        messages: ledger.map(|l| l.tally()),
         stanzas_after: storm.stanzas_after.load(Relaxed),
         sessions_with_stanzas_after: storm.sessions_with_stanzas_after.load(Relaxed),
         errors_after: storm.errors_after.errors(),
@@ -213,7 +251,10 @@ fn reconnect_all(
             };
             drop(permit);
             let mut session = match result {
-                Ok(session) => session,
+                Ok(mut session) => {
+                    session.ledger = storm.ledger.clone();
+                    session
+                }
                 Err(kind) => {
                     storm.stats.error(&kind);
                     storm.settled.fetch_add(1, Relaxed);
