@@ -72,6 +72,9 @@ pub struct Connector {
     pub target: Target,
     pub tls: Arc<rustls::ClientConfig>,
     pub scram_cache: ScramCache,
+    /// Where the sessions count numbered messages, from their first frame on (a login
+    /// reads what arrives before it is ready too), when a run sends them.
+    pub ledger: std::sync::OnceLock<Arc<Ledger>>,
 }
 
 /// A logged-in client: its stream and the framer holding any bytes read past the roster.
@@ -96,6 +99,7 @@ impl Connector {
             target,
             tls,
             scram_cache,
+            ledger: std::sync::OnceLock::new(),
         })
     }
 
@@ -189,7 +193,7 @@ impl Connector {
             framer: Framer::new(Limits::default()),
             sm: None,
             stanzas_held: 0,
-            ledger: None,
+            ledger: self.ledger.get().cloned(),
         };
         let mut actions = vec![first];
         let mut buf = [0u8; READ_CHUNK_BYTES];
@@ -211,6 +215,9 @@ impl Connector {
             }
             if actions.is_empty() {
                 let frame = next_frame(&mut s.stream, &mut s.framer, &mut buf).await?;
+                if let (Frame::Stanza(el, _), Some(ledger)) = (&frame, &s.ledger) {
+                    ledger.record(el);
+                }
                 actions = login.handle(frame)?;
             }
         }

@@ -56,8 +56,6 @@ struct Storm {
     stanzas_after: AtomicU64,
     sessions_with_stanzas_after: AtomicU64,
     errors_after: Stats,
-    /// Where numbered messages are counted (`--messages`).
-    ledger: Option<Arc<Ledger>>,
 }
 
 pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Result<Report> {
@@ -68,17 +66,19 @@ pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Re
     let clock = RunClock::start();
     let n = args.ramp.sessions;
     let ledger = (args.messages > 0).then(|| Arc::new(Ledger::new(args.messages)));
+    if let Some(ledger) = &ledger {
+        let _ = ctx.connector.ledger.set(ledger.clone());
+    }
 
     // Log in and hold; at `drop`, each session resets its connection and leaves its
     // stream management state in `states`.
     let states: Arc<Mutex<Vec<Option<SmClient>>>> = Arc::new(Mutex::new(vec![None; n]));
     let drop_all = ctx.cancel.child_token();
-    let (on_drop, kept, counted) = (drop_all.clone(), states.clone(), ledger.clone());
+    let (on_drop, kept) = (drop_all.clone(), states.clone());
     let set = spawn_ramp(ctx.clone(), args.ramp.clone(), move |ctx, i, live| {
-        let (on_drop, kept, counted) = (on_drop.clone(), kept.clone(), counted.clone());
+        let (on_drop, kept) = (on_drop.clone(), kept.clone());
         async move {
             let Live { mut session, _up } = live;
-            session.ledger = counted;
             if let Err(kind) = session.hold(on_drop.cancelled()).await {
                 return ctx.stats.error(&kind);
             }
@@ -141,7 +141,6 @@ pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Re
         stanzas_after: AtomicU64::new(0),
         sessions_with_stanzas_after: AtomicU64::new(0),
         errors_after: Stats::default(),
-        ledger: ledger.clone(),
     });
     let progress = progress::spawn(storm.stats.clone(), args.output.quiet, &ctx.cancel);
     let at_storm = sample(&ctx);
@@ -251,10 +250,7 @@ fn reconnect_all(
             };
             drop(permit);
             let mut session = match result {
-                Ok(mut session) => {
-                    session.ledger = storm.ledger.clone();
-                    session
-                }
+                Ok(session) => session,
                 Err(kind) => {
                     storm.stats.error(&kind);
                     storm.settled.fetch_add(1, Relaxed);

@@ -60,6 +60,7 @@ impl Conn {
         };
         let input = Input::Credentials(lookup);
         if self.session.hashes_credentials() {
+            let _turn = HASHING.acquire().await;
             cpu_bound(|| self.session.handle(input))
         } else {
             self.session.handle(input)
@@ -177,6 +178,15 @@ async fn wait_out(delay: std::time::Duration, shutdown: &CancellationToken) -> b
         () = shutdown.cancelled() => false,
     }
 }
+
+/// Passwords hashed at once: one per core. A PLAIN storm (up to
+/// `limits.max_concurrent_handshakes` logins) waits its turn here without holding a
+/// thread, instead of taking hundreds of threads from the runtime's blocking pool, which
+/// the embedded database's queries share.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::sync::Semaphore::new(cores)
+});
 
 /// Runs a step that takes milliseconds of CPU (a PLAIN password's PBKDF2) without holding
 /// up the other connections of this worker thread: on the multi-threaded runtime the
