@@ -44,7 +44,7 @@ for round in $(seq 1 "$ROUNDS"); do
   python3 - "$OUT/$name.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["resume"]
-m = r["messages"]
+m = r["messages"] or {"sent": 0, "once": 0, "lost": 0, "duplicated": 0}
 print(f'{sys.argv[1].rsplit("/", 1)[-1]}: {r["succeeded"]}/{r["reconnects"]} back in '
       f'{r["all_back_seconds"]:.2f} s ({r["per_second"]:.0f}/s), failures {r["failures"]}, '
       f'h mismatches {r["h_mismatches"]}, other stanzas after {r["stanzas_after"]}; '

@@ -4,7 +4,7 @@
 //! (duplicated), which is what "nothing lost, nothing twice" means for a storm.
 
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use switchyard_core::{ns, Element};
 
 /// What a numbered body starts with.
@@ -14,8 +14,9 @@ const MARK: &str = "ledger-";
 pub struct Ledger {
     /// Reads of each message, saturating at 255.
     reads: Vec<AtomicU8>,
-    /// Messages written by the senders.
-    sent: AtomicU64,
+    /// Whether each message was written to the server (a sender that failed or was
+    /// stopped leaves numbers unsent, which are then neither lost nor delivered).
+    sent: Vec<AtomicBool>,
 }
 
 /// The fate of every message sent.
@@ -35,7 +36,7 @@ impl Ledger {
     pub fn new(capacity: usize) -> Self {
         Self {
             reads: (0..capacity).map(|_| AtomicU8::new(0)).collect(),
-            sent: AtomicU64::new(0),
+            sent: (0..capacity).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
@@ -43,15 +44,23 @@ impl Ledger {
         self.reads.len()
     }
 
-    /// Message `n` to `to`, counted as sent.
+    /// Message `n` to `to` (see [`Ledger::written`]).
     pub fn message(&self, n: usize, to: &str) -> String {
-        self.sent.fetch_add(1, Relaxed);
         Element::new("message", ns::CLIENT)
             .with_attr("to", to)
             .with_attr("type", "chat")
             .with_attr("id", format!("l{n}"))
             .with_child(Element::new("body", ns::CLIENT).with_text(format!("{MARK}{n}")))
             .to_xml(ns::CLIENT)
+    }
+
+    /// Marks `numbers` as sent, once their write succeeded.
+    pub fn written(&self, numbers: &[usize]) {
+        for &n in numbers {
+            if let Some(sent) = self.sent.get(n) {
+                sent.store(true, Relaxed);
+            }
+        }
     }
 
     /// Counts `el` when it is one of the numbered messages; `false` for anything else.
@@ -73,12 +82,14 @@ impl Ledger {
     }
 
     pub fn tally(&self) -> Tally {
-        let sent = self.sent.load(Relaxed);
-        let mut t = Tally {
-            sent,
-            ..Tally::default()
-        };
-        for reads in self.reads.iter().take(sent as usize) {
+        let mut t = Tally::default();
+        let sent = self
+            .sent
+            .iter()
+            .zip(&self.reads)
+            .filter(|(s, _)| s.load(Relaxed));
+        for (_, reads) in sent {
+            t.sent += 1;
             match reads.load(Relaxed) {
                 0 => t.lost += 1,
                 1 => t.once += 1,
@@ -101,6 +112,7 @@ mod tests {
         let sent: Vec<Element> = (0..3)
             .map(|n| Element::parse(&received(ledger.message(n, "a@localhost/r0"))).unwrap())
             .collect();
+        ledger.written(&[0, 1, 2]); // number 3 was never written: not in the tally
         assert!(ledger.record(&sent[0]));
         assert!(ledger.record(&sent[2]));
         assert!(ledger.record(&sent[2]));

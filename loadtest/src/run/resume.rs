@@ -65,6 +65,14 @@ pub async fn run(args: ResumeStormArgs, cancel: CancellationToken) -> anyhow::Re
     let progress = progress::spawn(ctx.stats.clone(), args.output.quiet, &ctx.cancel);
     let clock = RunClock::start();
     let n = args.ramp.sessions;
+    let users = ctx.connector.target.accounts.users;
+    if args.messages > 0 && users < n + args.senders {
+        anyhow::bail!(
+            "--messages needs --users of at least {} (-n plus --senders), so that every \
+             session and every sender has an account of its own",
+            n + args.senders
+        );
+    }
     let ledger = (args.messages > 0).then(|| Arc::new(Ledger::new(args.messages)));
     if let Some(ledger) = &ledger {
         let _ = ctx.connector.ledger.set(ledger.clone());

@@ -59,12 +59,14 @@ pub fn spawn(
                     () = cancel.cancelled() => return Err("cancelled".into()),
                 }
                 let due = (started.elapsed().as_secs_f64() * per_sender) as usize;
-                let batch: String = mine[written..due.clamp(written, mine.len())]
+                let numbers = &mine[written..due.clamp(written, mine.len())];
+                let batch: String = numbers
                     .iter()
                     .map(|&n| ledger.message(n, &targets[n % targets.len()]))
                     .collect();
-                written = due.clamp(written, mine.len());
                 write(&mut session.stream, batch.as_bytes()).await?;
+                ledger.written(numbers);
+                written += numbers.len();
             }
             session.close().await;
             Ok(())

@@ -48,6 +48,13 @@ impl Session {
                     self.phase = Phase::AwaitCredentials(exchange);
                     self.out.push(Output::FetchCredentials { account });
                 }
+                // No account has this name, and the client can tell that as well as
+                // we can: PLAIN is refused without the decoy hash, which would let
+                // anyone spend a hash per attempt on a name the login throttle never
+                // sees. SCRAM goes on with the decoy salt (no hash here).
+                Err(_) if exchange.mechanism() == Mechanism::Plain => {
+                    self.on_step(exchange, Step::Failure(Failure::NotAuthorized));
+                }
                 Err(_) => {
                     let step = exchange.credentials(None);
                     self.on_step(exchange, step);

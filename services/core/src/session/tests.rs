@@ -669,3 +669,31 @@ fn rfc6121_appendix_e_the_legacy_session_request_after_bind_gets_a_result() {
     );
     assert!(matches!(&out[..], [Output::Route(_)]), "{out:?}");
 }
+
+/// PLAIN with a name that is no account's (not a valid localpart) is refused without a
+/// hash: with a decoy that would take minutes to hash, the answer still comes at once.
+#[test]
+fn plain_with_a_malformed_username_is_refused_without_hashing() {
+    let config = SessionConfig {
+        decoy: crate::sasl::Decoy::random(500_000_000),
+        ..SessionConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = Session::new(Arc::new(config), None);
+        feed(&mut s, OPEN);
+        feed(
+            &mut s,
+            "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        );
+        s.handle(Input::TlsEstablished(cb()));
+        feed(&mut s, OPEN);
+        // "\0bad@name\0secret": an '@' is not allowed in a localpart.
+        let out = feed(&mut s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGJhZEBuYW1lAHNlY3JldA==</auth>");
+        let _ = tx.send(sent(&out));
+    });
+    let xml = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("answered at once, not after hashing with the decoy");
+    assert!(xml.contains("<not-authorized/>"), "{xml}");
+}

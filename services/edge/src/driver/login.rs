@@ -58,8 +58,9 @@ impl Conn {
                 }
             },
         };
+        let found = matches!(lookup, Lookup::Found(_) | Lookup::NotFound);
         let input = Input::Credentials(lookup);
-        if self.session.hashes_credentials() {
+        if found && self.session.hashes_credentials() {
             let _turn = HASHING.acquire().await;
             cpu_bound(|| self.session.handle(input))
         } else {

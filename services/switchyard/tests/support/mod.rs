@@ -525,7 +525,8 @@ pub async fn session_gone_within(
     resource: &str,
     within: Duration,
 ) -> bool {
-    for _ in 0..within.as_millis().div_ceil(100) {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
         if !sessions_of(server, jid).await.contains(resource) {
             return true;
         }
