@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::tokio_xmpp::{resumes_after_a_cut, wait_chat, wait_online, Relay, TestConnector};
+use support::relay::Relay;
+use support::tokio_xmpp::{resumes_after_a_cut, wait_chat, wait_online, TestConnector};
 use tokio_xmpp::parsers::jid::Jid;
 use tokio_xmpp::parsers::message::{Lang, Message};
 use tokio_xmpp::xmlstream::Timeouts;

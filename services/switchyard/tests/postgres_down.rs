@@ -1,42 +1,15 @@
 //! PostgreSQL becomes unreachable under a running all-in-one server (DESIGN: failure
 //! semantics): logins fail with `temporary-auth-failure`, established sessions keep
 //! chatting, and a message that cannot be stored offline bounces an error to its sender.
-//! The database is reached through a proxy in this test, which the test cuts.
+//! The database is reached through a relay in this test, which the test cuts.
 
 mod support;
 
 use std::sync::Arc;
+use support::relay::Relay;
 use support::{Client, Server};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
 const PG: &str = "127.0.0.1:5432";
-
-/// Forwards connections to PostgreSQL until `cut` is cancelled, then drops them all and
-/// refuses new ones.
-async fn proxy(cut: CancellationToken) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut client, _) = tokio::select! {
-                accepted = listener.accept() => accepted.unwrap(),
-                () = cut.cancelled() => return,
-            };
-            let cut = cut.clone();
-            tokio::spawn(async move {
-                let Ok(mut server) = TcpStream::connect(PG).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                    () = cut.cancelled() => {}
-                }
-            });
-        }
-    });
-    addr
-}
 
 #[tokio::test]
 async fn logins_fail_temporarily_chat_continues_offline_bounces() {
@@ -56,8 +29,8 @@ async fn logins_fail_temporarily_chat_continues_offline_bounces() {
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .await
         .unwrap();
-    let cut = CancellationToken::new();
-    let via = proxy(cut.clone()).await;
+    let relay = Relay::start(PG.parse().unwrap()).await;
+    let via = relay.addr;
     let schema_name = schema.clone();
     let server = Server::start_with(move |c| {
         c.postgres.url = format!("postgres://postgres@{via}/test");
@@ -69,7 +42,8 @@ async fn logins_fail_temporarily_chat_continues_offline_bounces() {
     let mut alice = Client::login(&server, "alice", "SCRAM-SHA-256", "desk").await;
     let mut bob = Client::login(&server, "bob", "SCRAM-SHA-256", "phone").await;
 
-    cut.cancel();
+    // PostgreSQL becomes unreachable: every connection to it drops, new ones close at once.
+    relay.cut(None);
     // Established sessions keep chatting.
     alice
         .send("<message to='bob@localhost/phone' type='chat'><body>still here</body></message>")

@@ -106,18 +106,7 @@ async fn a_routers_admin_api_sees_and_reaches_every_edge() {
         "switchyard_edge_link_in_flight_limit 8192",
     ];
     for edge in &cluster.edges {
-        let base = format!("http://{}", edge.admin.expect("edge admin listener"));
-        let mut text = String::new();
-        for _ in 0..40 {
-            text = request(&base, "GET", "/metrics", "", None).await.unwrap().1;
-            if resting.iter().all(|r| text.lines().any(|l| l == *r)) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
-        for r in resting {
-            assert!(text.lines().any(|l| l == r), "{r} not in:\n{text}");
-        }
+        super::harness::metrics_show(edge, &resting).await;
     }
     cluster.clean_up().await;
 }

@@ -228,10 +228,10 @@ migrate_on_start = true
         // their links: a client that comes earlier may find no router, or a router that
         // cannot reach the other edge yet.
         for edge in &cluster.edges {
-            linked(edge, "switchyard_edge_router_links_up 2").await;
+            metrics_show(edge, &["switchyard_edge_router_links_up 2"]).await;
         }
         for router in &cluster.routers {
-            linked(router, "switchyard_router_edge_links 2").await;
+            metrics_show(router, &["switchyard_router_edge_links 2"]).await;
         }
         Some(cluster)
     }
@@ -391,8 +391,9 @@ async fn spawn(config: &Path, role: &str, kind: &str) -> Proc {
     }
 }
 
-/// Waits (30 s at most) until `process` reports `line` among its metrics.
-async fn linked(process: &Proc, line: &str) {
+/// Waits (30 s at most) until `process` reports every one of `lines` among its metrics;
+/// panics with what it reported last when it does not.
+pub async fn metrics_show(process: &Proc, lines: &[&str]) {
     let base = format!("http://{}", process.admin.expect("an admin listener"));
     let mut text = String::new();
     for _ in 0..300 {
@@ -400,11 +401,11 @@ async fn linked(process: &Proc, line: &str) {
             switchyard::admin_client::request(&base, "GET", "/metrics", "", None).await
         {
             text = body;
-            if text.lines().any(|l| l == line) {
+            if lines.iter().all(|line| text.lines().any(|l| l == *line)) {
                 return;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{line} not reported within 30 s:\n{text}");
+    panic!("{lines:?} not all reported within 30 s:\n{text}");
 }

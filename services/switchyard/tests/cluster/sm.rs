@@ -168,7 +168,7 @@ async fn xep0198_tokio_xmpp_resumes_on_the_other_edge() {
     let Some(cluster) = Cluster::start(&["alice", "bob"]).await else {
         return;
     };
-    let relay = support::tokio_xmpp::Relay::start(cluster.edges[0].addr).await;
+    let relay = support::relay::Relay::start(cluster.edges[0].addr).await;
     let mut bob = online(&cluster, 1, "bob", "tx-sm").await;
     let tls = support::tls_config(cluster.cert_der.clone());
     let next = cluster.edges[1].addr;

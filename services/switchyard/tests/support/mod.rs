@@ -5,6 +5,7 @@
 
 pub mod bosh;
 pub mod component;
+pub mod relay;
 pub mod sasl2;
 pub mod sm;
 pub mod tokio_xmpp;
@@ -301,15 +302,9 @@ impl Client {
     /// Reads elements until one satisfies `wanted` (at most 50), returning it and the
     /// ones read before it.
     pub async fn until(&mut self, wanted: impl Fn(&Element) -> bool) -> (Element, Vec<Element>) {
-        let mut before = Vec::new();
-        for _ in 0..50 {
-            let e = self.element().await;
-            if wanted(&e) {
-                return (e, before);
-            }
-            before.push(e);
-        }
-        panic!("nothing wanted among {before:#?}");
+        let mut read = self.until_each(&[&wanted]).await;
+        let found = read.pop().expect("the last one read is the one wanted");
+        (found, read)
     }
 
     /// Reads elements until each of `wanted` was satisfied by one of them, in any order

@@ -1,7 +1,8 @@
 //! tokio-xmpp (a client we did not write) against our servers: a connector with our own
-//! rustls config and a tap on what the client writes, a relay whose connections can be cut
-//! (a phone losing its network) and pointed elsewhere (the load balancer sending it to
-//! another edge), and the XEP-0198 resumption scenario, run all-in-one and in the cluster.
+//! rustls config and a tap on what the client writes, and the XEP-0198 resumption
+//! scenario through a [`super::relay::Relay`] that cuts its connection (a phone losing its
+//! network) and sends the next one elsewhere (the load balancer choosing another edge),
+//! run all-in-one and in the cluster.
 
 use std::borrow::Cow;
 use std::io;
@@ -17,7 +18,6 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 use tokio_rustls::{client::TlsStream, TlsConnector};
-use tokio_util::sync::CancellationToken;
 use tokio_xmpp::connect::ServerConnector;
 use tokio_xmpp::error::ProtocolError;
 use tokio_xmpp::parsers::jid::{FullJid, Jid};
@@ -174,49 +174,6 @@ pub async fn wait_chat(c: &mut Client, body: &str) -> Message {
     }
 }
 
-/// A TCP relay in front of a server whose connections can be cut at once (both sockets
-/// dropped, no stream close: a phone losing its network) while it keeps accepting, and
-/// whose later connections can go to another address (the load balancer's next choice).
-pub struct Relay {
-    pub addr: SocketAddr,
-    cut: Arc<Mutex<CancellationToken>>,
-    target: Arc<Mutex<SocketAddr>>,
-}
-
-impl Relay {
-    pub async fn start(target: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(Mutex::new(CancellationToken::new()));
-        let target = Arc::new(Mutex::new(target));
-        let (current, to) = (cut.clone(), target.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let cut = current.lock().unwrap().clone();
-                let to = *to.lock().unwrap();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(to).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        () = cut.cancelled() => {}
-                    }
-                });
-            }
-        });
-        Self { addr, cut, target }
-    }
-
-    /// Drops every connection relayed so far; later ones go to `next`.
-    pub fn cut(&self, next: SocketAddr) {
-        *self.target.lock().unwrap() = next;
-        let mut cut = self.cut.lock().unwrap();
-        cut.cancel();
-        *cut = CancellationToken::new();
-    }
-}
-
 fn body_of(e: &switchyard_core::Element) -> Option<String> {
     e.child("body", "jabber:client").map(|b| b.text())
 }
@@ -230,7 +187,7 @@ fn body_of(e: &switchyard_core::Element) -> Option<String> {
 /// again, and what Alice sent while cut off reaches Bob once. Returns what tokio-xmpp
 /// wrote, for the caller's checks.
 pub async fn resumes_after_a_cut(
-    relay: &Relay,
+    relay: &super::relay::Relay,
     tls: Arc<rustls::ClientConfig>,
     bob: &mut super::Client,
     bob_jid: &str,
@@ -257,7 +214,7 @@ pub async fn resumes_after_a_cut(
         bob.send(&to_alice("m1")).await;
         wait_chat(&mut alice, "m1").await;
 
-        relay.cut(next);
+        relay.cut(Some(next));
         bob.send(&format!("{}{}", to_alice("m2"), to_alice("m3")))
             .await;
         let bob_jid = Jid::new(bob_jid).unwrap();
