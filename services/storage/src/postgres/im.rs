@@ -14,8 +14,6 @@ use tokio_postgres::Row;
 
 const ROW_COLUMNS: &str =
     "contact, name, groups, subscription, ask, approved, pending_in, listed, version";
-/// How many columns [`ROW_COLUMNS`] names.
-const ROW_COLUMN_COUNT: usize = 9;
 
 /// An account's roster version with every item, one row per item (an account without
 /// items is one row of NULL items; no account, no row). Every roster column is named by
@@ -72,7 +70,7 @@ impl RosterStore for PgStore {
         )
         .await?;
         let version: i64 = match rows.first() {
-            Some(row) => row.try_get(ROW_COLUMN_COUNT).db()?,
+            Some(row) => row.try_get(row.len() - 1).db()?, // the version comes last
             None => 0,
         };
         let mut items = Vec::with_capacity(rows.len());
