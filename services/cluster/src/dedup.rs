@@ -58,18 +58,19 @@ impl Recent {
     }
 
     /// Writes a delivery once: `write` runs unless a delivery with the same origin was
-    /// written already, in which case it counts as written. `true` once written.
-    pub(crate) async fn once(
+    /// written already, in which case it counts as written (with nothing more known of
+    /// it). `Some` once written.
+    pub(crate) async fn once<T: Default>(
         &self,
         origin: Option<Origin>,
-        write: impl std::future::Future<Output = bool>,
-    ) -> bool {
+        write: impl std::future::Future<Output = Option<T>>,
+    ) -> Option<T> {
         if origin.is_some_and(|o| self.seen(&o)) {
             switchyard_telemetry::EDGE_DUPLICATES_SUPPRESSED.inc();
-            return true;
+            return Some(T::default());
         }
         let written = write.await;
-        if let Some(origin) = origin.filter(|_| written) {
+        if let Some(origin) = origin.filter(|_| written.is_some()) {
             self.written(origin);
         }
         written
@@ -116,29 +117,33 @@ mod tests {
     async fn a_delivery_made_again_is_written_once_and_answered_as_written() {
         let recent = Recent::default();
         let writes = std::sync::atomic::AtomicUsize::new(0);
-        let write = |ok: bool| {
+        // A write's answer: `Some(n)` when written (n: what the session numbered it).
+        let write = |answer: Option<u32>| {
             let writes = &writes;
             async move {
                 writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                ok
+                answer
             }
         };
         let origin = Origin::of("edge-a", 9, 0, 7);
-        assert!(
-            !recent.once(origin, write(false)).await,
+        assert_eq!(
+            recent.once(origin, write(None)).await,
+            None,
             "not written: not remembered"
         );
-        assert!(recent.once(origin, write(true)).await);
-        assert!(
-            recent.once(origin, write(true)).await,
-            "made again: answered as written"
+        assert_eq!(recent.once(origin, write(Some(5))).await, Some(5));
+        assert_eq!(
+            recent.once(origin, write(Some(6))).await,
+            Some(0),
+            "made again: answered as written, with nothing more known"
         );
         assert_eq!(
             writes.load(std::sync::atomic::Ordering::Relaxed),
             2,
             "but written once"
         );
-        assert!(recent.once(None, write(true)).await && recent.once(None, write(true)).await);
+        assert_eq!(recent.once(None, write(Some(1))).await, Some(1));
+        assert_eq!(recent.once(None, write(Some(2))).await, Some(2));
         assert_eq!(
             writes.load(std::sync::atomic::Ordering::Relaxed),
             4,

@@ -27,13 +27,13 @@ use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenRequest, TokenVe
 use switchyard_core::sasl::{AccountSalts, ScramProof};
 use switchyard_core::session::SmState;
 use switchyard_core::{Jid, Routed, Stanza, StanzaCondition};
-use switchyard_edge::{Connections, RouterLink};
+use switchyard_edge::{Connections, RouterLink, SmCount};
 use switchyard_rpc::convert;
 use switchyard_rpc::pb;
 use switchyard_rpc::pb::router_client::RouterClient;
 use switchyard_storage::{LoginFailureCounts, LoginFailures, SessionRecord, StorageError};
 use switchyard_telemetry as metrics;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
@@ -41,6 +41,7 @@ use tracing::Instrument;
 
 mod handover;
 mod held;
+mod orphans;
 
 pub const MAX_IN_FLIGHT: usize = 4096;
 const RESOLVE_EVERY: Duration = Duration::from_secs(5);
@@ -48,6 +49,9 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(5);
 const NO_ROUTER_PATIENCE: Duration = Duration::from_secs(30);
 /// How long a failed unbind is retried.
 const UNBIND_PATIENCE: Duration = Duration::from_secs(60);
+/// How often each link hears what changed among the resumable sessions (XEP-0198): the
+/// routers' copies of what a client has acknowledged live this long at most.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Counts a link as up while alive.
 struct LinkUp;
@@ -96,6 +100,9 @@ struct InFlight {
     /// The stanza's number on this edge, kept across resends (`Stanza.origin`).
     origin: u64,
     received: std::time::Instant,
+    /// From a resumable session (XEP-0198): its count, and who waits for the router's
+    /// acknowledgement.
+    sm: Option<(pb::SmCount, oneshot::Sender<()>)>,
 }
 
 #[derive(Debug)]
@@ -245,6 +252,7 @@ impl RemoteRouters {
             key,
             origin,
             received,
+            mut sm,
         } = stanza;
         let deadline = tokio::time::Instant::now() + NO_ROUTER_PATIENCE;
         loop {
@@ -253,12 +261,14 @@ impl RemoteRouters {
                     continue;
                 };
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                let count = sm.as_ref().map(|(count, _)| *count);
                 let entry = InFlight {
                     xml: xml.clone(),
                     traceparent: traceparent.clone(),
                     key: key.clone(),
                     origin,
                     received,
+                    sm: sm.take(),
                 };
                 lock(&router.in_flight).insert(seq, entry);
                 metrics::EDGE_IN_FLIGHT.inc();
@@ -270,6 +280,7 @@ impl RemoteRouters {
                             xml,
                             traceparent,
                             origin,
+                            sm: count,
                         }],
                     })),
                 };
@@ -361,10 +372,19 @@ impl RemoteRouters {
         metrics::EDGE_ROUTER_LINKS.inc();
         metrics::EDGE_IN_FLIGHT_LIMIT.add(MAX_IN_FLIGHT as i64);
         let _down = LinkUp;
+        // XEP-0198: what the router must hear of the resumable sessions, all of it now.
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        let mut seen = 0;
         loop {
             let message = tokio::select! {
                 m = inbound.message() => m?,
                 () = router.stop.cancelled() => return Ok(()),
+                _ = progress.tick() => {
+                    if !self.report_progress(&tx, &mut seen).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
             };
             let Some(message) = message else {
                 return Ok(());
@@ -377,6 +397,9 @@ impl RemoteRouters {
                         let waited = done.received.elapsed().as_secs_f64();
                         metrics::EDGE_ROUTING_LATENCY.observe(waited);
                         acked += 1;
+                        if let Some((_, routed)) = done.sm {
+                            let _ = routed.send(());
+                        }
                     }
                     router.room.add_permits(acked);
                     metrics::EDGE_IN_FLIGHT.sub(acked as i64);
@@ -435,27 +458,28 @@ impl RemoteRouters {
         // Once one is not written, the rest answer as it did.
         let mut failed: Option<bool> = None;
         for d in deliveries {
-            let (delivered, no_session) = match convert::routed(d.xml) {
-                _ if failed.is_some() => (false, failed == Some(true)),
+            let (written, no_session) = match convert::routed(d.xml) {
+                _ if failed.is_some() => (None, failed == Some(true)),
                 Ok(stanza) => {
                     let span = metrics::trace::deliver_span(&d.traceparent);
                     let origin = Origin::of(&d.origin_edge, d.origin_seq, d.origin_index, d.conn);
                     let write = self.connections.deliver(d.conn, stanza).instrument(span);
                     let written = self.recent.once(origin, write).await;
-                    (written, !written)
+                    (written, written.is_none())
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "a router sent an unreadable delivery");
-                    (false, false)
+                    (None, false)
                 }
             };
-            if !delivered {
+            if written.is_none() {
                 failed = Some(no_session);
             }
             results.push(pb::DeliveryResult {
                 id: d.id,
-                delivered,
+                delivered: written.is_some(),
                 no_session,
+                sm_seq: written.and_then(|w| w.sm_seq),
             });
         }
         results
@@ -651,8 +675,14 @@ impl RouterLink for RemoteRouters {
         }
     }
 
-    async fn take_session(&self, previd: &str, account: &Jid, conn: u64) -> Option<SmState> {
-        self.take_session_from(previd, account, conn).await
+    async fn take_session(
+        &self,
+        previd: &str,
+        account: &Jid,
+        conn: u64,
+        h: Option<u32>,
+    ) -> Option<SmState> {
+        self.take_session_from(previd, account, conn, h).await
     }
 
     /// Best effort, once: a lost notification costs a wake-up, and the next message
@@ -672,15 +702,29 @@ impl RouterLink for RemoteRouters {
         }
     }
 
-    async fn submit(&self, stanza: Stanza) {
+    async fn submit(&self, stanza: Stanza, sm: Option<SmCount>) {
+        let (routed, acknowledged) = oneshot::channel();
+        let sm = sm.map(|c| {
+            let count = pb::SmCount {
+                conn: c.conn,
+                handled: c.handled,
+            };
+            (count, routed)
+        });
+        let waits = sm.is_some();
         self.send(InFlight {
             xml: convert::stanza_bytes(stanza.element()),
             traceparent: metrics::trace::current_traceparent(),
             key: stanza.from.bare(),
             origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
             received: std::time::Instant::now(),
+            sm,
         })
         .await;
+        if waits {
+            // Given up (no router for too long) when the sender is dropped.
+            let _ = acknowledged.await;
+        }
     }
 }
 

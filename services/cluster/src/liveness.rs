@@ -7,6 +7,10 @@
 //! edge dies, its sessions leave the registry within about `ttl` plus one period, and
 //! contacts are told once.
 //!
+//! A dead edge's resumable sessions (XEP-0198) are the exception: their records stay
+//! while their clients may still resume them on another edge (see
+//! `router_side::kept`), and the edge's other sessions go without them.
+//!
 //! On the same beat each router checks that the registry still holds its data (see
 //! `switchyard_router`'s `rebuild` module): when Redis restarted empty, the router asks
 //! its edges to register their live sessions again, even if no message is waiting.
@@ -55,6 +59,9 @@ pub async fn keep_edges_alive(
             }
         };
         for edge in dead.iter().filter(|e| !heard.contains(e)) {
+            if crate::router_side::dead_edge(&links, &router, edge).await {
+                continue;
+            }
             match registry.reap(edge).await {
                 // Routers scan at once; the ones that find the sessions taken by
                 // another (each record is removed by exactly one) have nothing to say.

@@ -143,6 +143,13 @@ impl Router for Fake {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn take_copies(
+        &self,
+        _: Request<pb::TakeCopiesRequest>,
+    ) -> Result<Response<pb::TakeCopiesReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn notify_detached(
         &self,
         _: Request<pb::NotifyDetachedRequest>,
@@ -201,7 +208,7 @@ async fn unacknowledged_stanzas_are_resent_through_the_remaining_router() {
             .with_attr("from", format!("{sender}/r"))
             .with_attr("to", "sink@localhost")
             .with_attr("id", id.as_str());
-        edge.submit(Stanza::from_element(el).unwrap()).await;
+        edge.submit(Stanza::from_element(el).unwrap(), None).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

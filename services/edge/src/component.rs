@@ -14,7 +14,7 @@
 //! the internet.
 
 use crate::admission::Handshake;
-use crate::connections::Command;
+use crate::connections::{Command, Written};
 use crate::listener::EdgeCtx;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -83,7 +83,7 @@ struct Conn {
     /// The domain bound to this connection.
     bound: Option<Jid>,
     /// Deliveries handed to the component since the last write.
-    written: Vec<oneshot::Sender<()>>,
+    written: Vec<oneshot::Sender<Written>>,
 }
 
 impl Conn {
@@ -115,7 +115,7 @@ impl Conn {
                     let bound = self.bind(domain).await;
                     queue.extend(self.component.handle(Input::Bound(bound)));
                 }
-                Output::Route(stanza) => self.ctx.link.submit(stanza).await,
+                Output::Route(stanza) => self.ctx.link.submit(stanza, None).await,
                 Output::StreamError(condition) => {
                     metrics::EDGE_STREAM_ERRORS
                         .with_label_values(&[condition.as_str()])
@@ -162,7 +162,7 @@ impl Conn {
             }
         }
         for written in self.written.drain(..) {
-            let _ = written.send(());
+            let _ = written.send(Written::default());
         }
         true
     }

@@ -32,7 +32,14 @@ pub(crate) struct Delivery {
     pub stanza: Routed,
     /// Answered after the write that carried the stanza succeeded; dropped unanswered
     /// when it never will be (the connection ended first).
-    pub written: oneshot::Sender<()>,
+    pub written: oneshot::Sender<Written>,
+}
+
+/// A delivery the connection took: written, or (XEP-0198) queued in its session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The number a resumable session gave the stanza (its `h` once the client has it).
+    pub sm_seq: Option<u32>,
 }
 
 /// A bound session as the edge knows it: enough to register it again after the
@@ -58,6 +65,8 @@ pub struct Connections {
     budget: Arc<ProcessBudget>,
     /// Set by [`Connections::shut_down`]: a connection registering later ends at once.
     shutting_down: AtomicBool,
+    /// XEP-0198: what the routers must hear of the resumable sessions.
+    pub sm_progress: crate::progress::Progress,
     /// XEP-0198 sessions that can be resumed, by SM-ID.
     pub(crate) resumables: crate::resume::Resumables,
 }
@@ -229,24 +238,24 @@ impl Connections {
     }
 
     /// Hands a stanza to a connection and waits until it is written to the socket;
-    /// `false` when it was not (the connection is gone or ended first), and the caller
+    /// `None` when it was not (the connection is gone or ended first), and the caller
     /// routes it elsewhere. While the connection's mailbox is full the caller waits, and
     /// through it the sender: pushback, not a closed recipient. Only a connection that
     /// neither makes room nor writes within the mailbox's patience is closed as a slow
     /// consumer (what it still holds is dropped unwritten, so its producers reroute).
-    pub async fn deliver(&self, id: u64, stanza: Routed) -> bool {
+    pub async fn deliver(&self, id: u64, stanza: Routed) -> Option<Written> {
         self.deliver_all(id, vec![stanza]).await[0]
     }
 
     /// Hands stanzas to one connection in order, as [`Connections::deliver`] does one:
     /// all are queued (waiting for room as needed) before any is waited for, so they can
     /// go out in one write. Whether each was written; they are written in order, so the
-    /// `true`s are a prefix. The patience applies to each step: a connection that makes
+    /// written ones are a prefix. The patience applies to each step: a connection that makes
     /// progress is never closed, one that makes none for the patience is.
-    pub async fn deliver_all(&self, id: u64, stanzas: Vec<Routed>) -> Vec<bool> {
+    pub async fn deliver_all(&self, id: u64, stanzas: Vec<Routed>) -> Vec<Option<Written>> {
         let count = stanzas.len();
         let Some(mailbox) = self.mailbox(id) else {
-            return vec![false; count];
+            return vec![None; count];
         };
         let patience = mailbox.patience();
         let mut heard = Vec::with_capacity(count);
@@ -263,10 +272,10 @@ impl Connections {
                 }
             }
         }
-        let mut written = 0;
+        let mut written = Vec::with_capacity(count);
         for hear in heard {
             match tokio::time::timeout(patience, hear).await {
-                Ok(Ok(())) => written += 1,
+                Ok(Ok(taken)) => written.push(Some(taken)),
                 Ok(Err(_)) => break,
                 Err(_) => {
                     stuck = true;
@@ -283,7 +292,8 @@ impl Connections {
             mailbox.force(Command::Terminate(StreamCondition::PolicyViolation));
             mailbox.close();
         }
-        (0..count).map(|at| at < written).collect()
+        written.resize(count, None);
+        written
     }
 
     /// Connections with a live mailbox (for the shutdown log line).
@@ -316,7 +326,7 @@ mod tests {
     /// as written.
     async fn write_one(mailbox: &Mailbox) -> bool {
         match mailbox.recv().await {
-            Some(Command::Deliver(d)) => d.written.send(()).is_ok(),
+            Some(Command::Deliver(d)) => d.written.send(Written::default()).is_ok(),
             _ => false,
         }
     }
@@ -357,7 +367,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!sent.is_finished(), "queued, not yet written");
         assert!(write_one(&mailbox).await);
-        assert!(sent.await.unwrap(), "written");
+        assert!(sent.await.unwrap().is_some(), "written");
     }
 
     #[tokio::test]
@@ -371,8 +381,11 @@ mod tests {
         });
         tokio::task::yield_now().await;
         connections.release(id, IP);
-        assert!(!sent.await.unwrap(), "queued, never written: not delivered");
-        assert!(!connections.deliver(id, message()).await, "gone");
+        assert!(
+            sent.await.unwrap().is_none(),
+            "queued, never written: not delivered"
+        );
+        assert!(connections.deliver(id, message()).await.is_none(), "gone");
     }
 
     #[tokio::test(start_paused = true)]
@@ -381,7 +394,10 @@ mod tests {
         let id = connections.admit(IP, 10).unwrap();
         let mailbox = connections.register(id, limits(1));
         let started = tokio::time::Instant::now();
-        assert!(!connections.deliver(id, message()).await, "never written");
+        assert!(
+            connections.deliver(id, message()).await.is_none(),
+            "never written"
+        );
         assert!(
             started.elapsed() >= Duration::from_secs(60),
             "waited the patience"
@@ -393,7 +409,7 @@ mod tests {
         ));
         assert!(mailbox.recv().await.is_none(), "closed as a slow consumer");
         assert!(
-            !connections.deliver(id, message()).await,
+            connections.deliver(id, message()).await.is_none(),
             "refused from then on"
         );
     }

@@ -23,7 +23,8 @@
 //! per read; and deliveries already waiting in the mailbox are written with one flush.
 
 use crate::admission::Handshake;
-use crate::connections::{Command, Delivery};
+use crate::connections::{Command, Delivery, Written};
+use crate::link::SmCount;
 use crate::listener::{EdgeCtx, Open};
 use crate::mailbox::Mailbox;
 use crate::resume::Resuming;
@@ -135,6 +136,7 @@ pub(crate) async fn serve(
         backlog: VecDeque::new(),
         written: Vec::new(),
         sm_id: None,
+        reported_ack: None,
         resuming: None,
         moved: false,
         handshake: Some(handshake),
@@ -157,6 +159,7 @@ pub(crate) async fn serve(
     }
     if let Some(sm_id) = conn.sm_id.take() {
         conn.ctx.connections.resumables.remove(&sm_id);
+        conn.ctx.connections.sm_progress.ended(id);
     }
     conn.written.clear();
     // XEP-0198: what the session holds unacknowledged, then what is still queued for it
@@ -181,7 +184,7 @@ pub(crate) async fn serve(
     // Answered once stored: their senders' next stanzas are routed only now, so they
     // cannot reach offline storage ahead of these; what is queued after is refused.
     for written in held {
-        let _ = written.send(());
+        let _ = written.send(Written::default());
     }
     conn.ctx.connections.release(id, conn.ip);
 }
@@ -211,9 +214,11 @@ struct Conn {
     /// Empty whenever `routing` is `None`.
     backlog: VecDeque<Output>,
     /// Deliveries handed to the session since the last write, answered once it succeeds.
-    written: Vec<oneshot::Sender<()>>,
+    written: Vec<oneshot::Sender<Written>>,
     /// The XEP-0198 SM-ID under which this session is listed as resumable.
     sm_id: Option<String>,
+    /// The client's `h` the routers were last told of (see [`crate::progress`]).
+    reported_ack: Option<u32>,
     /// A connection resuming this session, taken from the mailbox, until taken over.
     resuming: Option<(Box<Resuming>, crate::resume::Answer)>,
     /// The session moved to another edge (XEP-0198): it ends here without an unbind.
@@ -280,6 +285,7 @@ impl Conn {
                         partial_since = partial.then(|| partial_since.unwrap_or(now));
                     }
                     self.list_resumable();
+                    self.report_ack();
                     outputs
                 },
                 command = mailbox.recv() => self.commands(command, mailbox),
@@ -349,14 +355,14 @@ impl Conn {
             routing.await;
         }
         for output in std::mem::take(&mut self.backlog) {
-            if let Output::Route(stanza) = output {
-                self.route(stanza).await;
+            if let Output::Route(stanza, count) = output {
+                self.route(stanza, count).await;
             }
         }
     }
 
-    /// Starts routing one stanza from the client.
-    fn route(&self, stanza: switchyard_core::Stanza) -> Routing {
+    /// Starts routing one stanza from the client; `count`: see [`Output::Route`].
+    fn route(&self, stanza: switchyard_core::Stanza, count: Option<u32>) -> Routing {
         metrics::EDGE_STANZAS_IN
             .with_label_values(&[stanza.kind.as_str()])
             .inc();
@@ -367,7 +373,11 @@ impl Conn {
         }
         let span = metrics::trace::stanza_span(stanza.kind.as_str());
         let link = self.ctx.link.clone();
-        Box::pin(async move { link.submit(stanza).instrument(span).await })
+        let sm = count.map(|handled| SmCount {
+            conn: self.id,
+            handled,
+        });
+        Box::pin(async move { link.submit(stanza, sm).instrument(span).await })
     }
 
     /// Handles a mailbox command and, for a delivery, the deliveries already queued behind
@@ -390,11 +400,12 @@ impl Conn {
                         .inc();
                     // The session is open here (the loop stops once it closes): it takes
                     // this stanza, even the one that puts it past its bound.
-                    outputs.extend(self.session.handle(Input::Deliver(stanza)));
+                    let (more, sm_seq) = self.session.deliver_numbered(stanza);
+                    outputs.extend(more);
                     if self.session.keeps_unacked() {
                         // XEP-0198: the session holds it until the client acknowledges
                         // it, and hands it back if the client never does.
-                        let _ = written.send(());
+                        let _ = written.send(Written { sm_seq });
                     } else {
                         self.written.push(written);
                     }
@@ -445,14 +456,14 @@ impl Conn {
                     pending.push(&xml);
                     continue;
                 }
-                Output::Route(stanza) => {
+                Output::Route(stanza, count) => {
                     if self.routing.is_some() {
                         // Behind the stanza being routed, in the order they came.
-                        self.backlog.push_back(Output::Route(stanza));
+                        self.backlog.push_back(Output::Route(stanza, count));
                         self.backlog.extend(queue.drain(..));
                         break;
                     }
-                    let mut routing = self.route(stanza);
+                    let mut routing = self.route(stanza, count);
                     // Most stanzas are routed without waiting: poll once before parking.
                     let done = poll_fn(|cx| Poll::Ready(routing.as_mut().poll(cx).is_ready()));
                     if !done.await {
@@ -545,7 +556,7 @@ impl Conn {
 
     fn answer_written(&mut self) {
         for written in self.written.drain(..) {
-            let _ = written.send(());
+            let _ = written.send(Written::default());
         }
     }
 }

@@ -31,15 +31,33 @@ pub trait RouterLink: LoginFailures + Send + Sync + std::fmt::Debug {
     /// The session ended; `unacked` is what it sent or queued that its client never
     /// acknowledged (XEP-0198), for the router to store or answer.
     async fn unbind(&self, jid: &Jid, conn: u64, unacked: Vec<Routed>);
-    async fn submit(&self, stanza: Stanza);
+    /// Routes a stanza from a session. With `sm` (a resumable session, XEP-0198) it
+    /// returns only once a router holds it, so the `h` the client is told never counts a
+    /// stanza that would die with this edge.
+    async fn submit(&self, stanza: Stanza, sm: Option<SmCount>);
     /// XEP-0357: a message reached session `jid` while it is detached (XEP-0198): its
     /// account's devices are notified, as for a message stored offline.
     async fn notify_detached(&self, jid: &Jid, message: Routed);
-    /// XEP-0198: moves resumable session `previd` of `account`, held by another edge, to
-    /// this edge's connection `conn` and returns its state; `None` when no other edge
-    /// holds it. One process is one edge: by default there is no other.
-    async fn take_session(&self, previd: &str, account: &Jid, conn: u64) -> Option<SmState> {
-        let _ = (previd, account, conn);
+    /// XEP-0198: moves resumable session `previd` of `account`, held by another edge
+    /// (alive, or dead and its session kept by the routers), to this edge's connection
+    /// `conn` and returns its state, against which the client's `h` is checked; `None`
+    /// when no other edge holds it. One process is one edge: by default there is no other.
+    async fn take_session(
+        &self,
+        previd: &str,
+        account: &Jid,
+        conn: u64,
+        h: Option<u32>,
+    ) -> Option<SmState> {
+        let _ = (previd, account, conn, h);
         None
     }
+}
+
+/// A stanza from a resumable session (XEP-0198): its connection, and the number of its
+/// client's stanzas handled with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmCount {
+    pub conn: u64,
+    pub handled: u32,
 }

@@ -124,6 +124,16 @@ impl Router {
         self.registry.bind(record).await.map(drop)
     }
 
+    /// A session that went on without a new initial presence gets what was stored for
+    /// it meanwhile, if it is available: one bound again after the registry lost its
+    /// data, or (XEP-0198) one whose edge died, resumed on another edge (a delivery to a
+    /// dead edge fails, and a message is stored then).
+    pub async fn catch_up_session(&self, record: &SessionRecord) {
+        if record.priority().is_some_and(|p| p >= 0) {
+            self.flush_offline(&Recipient::of(record)).await;
+        }
+    }
+
     /// Binds a session again after the registry lost its data, with the presence it had
     /// broadcast, if any: it is available again without a word to its contacts (they
     /// were never told it left), and gets what was stored for it meanwhile. A presence
@@ -135,9 +145,7 @@ impl Router {
     ) -> Result<(), StanzaCondition> {
         record.presence = crate::presence::restored(&record.jid, presence);
         self.bind(record.clone()).await?;
-        if record.priority().is_some_and(|p| p >= 0) {
-            self.flush_offline(&Recipient::of(&record)).await;
-        }
+        self.catch_up_session(&record).await;
         Ok(())
     }
 
@@ -242,7 +250,7 @@ impl Router {
     /// for a decision that races another router's write (a presence recorded there
     /// reaches this cache a little later). Either this read sees that write, or the other
     /// router's read after its write sees what this router wrote before reading.
-    pub(crate) async fn fresh_sessions(&self, bare: &Jid) -> Sessions {
+    pub async fn fresh_sessions(&self, bare: &Jid) -> Sessions {
         self.registry.forget(bare);
         self.sessions(bare).await
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use switchyard_core::sasl::fast::{IssuedToken, TokenCheck, TokenRequest, TokenVerdict};
 use switchyard_core::sasl::{AccountSalts, ScramProof, StoredCredentials};
 use switchyard_core::{Jid, Routed, Stanza, StanzaCondition, StreamCondition};
-use switchyard_edge::{Connections, RouterLink};
+use switchyard_edge::{Connections, RouterLink, SmCount};
 use switchyard_router::{per_connection, Batch, BatchResults, EdgeDelivery, Undeliverable};
 use switchyard_storage::{
     AccountStore, LoginFailureCounts, LoginFailures, SessionRecord, StorageError,
@@ -86,7 +86,9 @@ impl RouterLink for InProcessLink {
         self.queue.unbind(jid, conn, unacked.collect()).await;
     }
     /// Returns once the stanza is queued for routing (see [`queue`]).
-    async fn submit(&self, stanza: Stanza) {
+    /// One process: an edge that dies takes its routers with it, so a resumable
+    /// session's stanzas need not wait for their routing.
+    async fn submit(&self, stanza: Stanza, _: Option<SmCount>) {
         self.queue.submit(stanza).await;
     }
     async fn notify_detached(&self, jid: &Jid, message: Routed) {
@@ -113,8 +115,8 @@ impl EdgeDelivery for LocalEdge {
             return Err(Undeliverable::NoSession);
         }
         match self.connections.deliver(conn, stanza).await {
-            true => Ok(()),
-            false => Err(Undeliverable::NoSession),
+            Some(_) => Ok(()),
+            None => Err(Undeliverable::NoSession),
         }
     }
     /// Each connection's stanzas queued together and written in order; all connections
@@ -132,7 +134,7 @@ impl EdgeDelivery for LocalEdge {
                 at.into_iter().zip(written)
             });
         for (at, written) in join_all(sends).await.into_iter().flatten() {
-            if written {
+            if written.is_some() {
                 results[at] = Ok(());
             }
         }

@@ -153,6 +153,10 @@ metrics! {
     ROUTER_REGISTRY_REBUILDS: IntCounter = counter("switchyard_router_registry_rebuilds_total", "Times the session registry was found to have lost its data and edges were asked to register their sessions again");
     ROUTER_SESSIONS_RECONCILED: IntCounter = counter("switchyard_router_reconciled_sessions_total", "Registry sessions removed because their live edge said it no longer held them (unbinds that were lost)");
     ROUTER_REAPED: IntCounter = counter("switchyard_router_reaped_sessions_total", "Sessions removed with a dead edge");
+    ROUTER_SM_SESSIONS_KEPT: IntCounter = counter("switchyard_router_sm_sessions_kept_total", "Resumable sessions (XEP-0198) announced by edges, whose unacknowledged stanzas this router keeps copies of");
+    ROUTER_SM_COPY_BYTES: IntGauge = gauge("switchyard_router_sm_copy_bytes", "Bytes of stanzas kept for resumable sessions until their clients acknowledge them");
+    ROUTER_SM_COPIES_DROPPED: IntCounter = counter("switchyard_router_sm_copies_dropped_total", "Resumable sessions whose copies were dropped (a bound passed): not resumable if their edge dies");
+    ROUTER_SM_ORPHANS: IntCounterVec = counter_vec("switchyard_router_sm_orphans_total", "Resumable sessions of dead edges, by outcome (resumed: taken by another edge; expired: stored offline)", &["outcome"]);
     STORAGE_POOL: IntGaugeVec = gauge_vec("switchyard_storage_pool_connections", "PostgreSQL pool (by schema): connections in use, idle, the pool's maximum, and callers waiting for one", &["pool", "state"]);
     STORAGE_DURATION: HistogramVec = histogram_vec("switchyard_storage_call_duration_seconds", "Storage calls", &["backend", "op"]);
     STORAGE_ERRORS: IntCounterVec = counter_vec("switchyard_storage_errors_total", "Failed storage calls", &["backend", "op"]);

@@ -37,13 +37,15 @@ impl RemoteRouters {
         let _ = tx.send(message).await;
     }
 
-    /// Moves session `previd` of `account`, held by another edge, to connection `conn`
-    /// here: its state, or `None` when no edge holds it (or no router answered).
+    /// Moves session `previd` of `account`, held by another edge (or by the routers,
+    /// that edge being dead: see `orphans`), to connection `conn` here: its state, or
+    /// `None` when no edge holds it (or no router answered).
     pub(super) async fn take_session_from(
         &self,
         previd: &str,
         account: &Jid,
         conn: u64,
+        h: Option<u32>,
     ) -> Option<SmState> {
         let request = pb::TakeSessionRequest {
             previd: previd.to_owned(),
@@ -55,6 +57,13 @@ impl RemoteRouters {
                 c.take_session(r).await
             })
             .await;
+        let reply = match reply {
+            Ok(pb::TakeSessionReply {
+                orphan: Some(orphan),
+                ..
+            }) => return self.gather(orphan, conn, h).await,
+            other => other,
+        };
         match reply.map(|r| r.state.map(convert::sm_state)) {
             Ok(Some(Ok(state))) => Some(state),
             Ok(Some(Err(e))) => {

@@ -1,5 +1,6 @@
 //! The links edges hold to this router, by edge name, and delivery over them.
 
+use super::kept::Kept;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,13 +75,16 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One edge's open link to this router.
 #[derive(Debug)]
 pub(super) struct Link {
-    instance: u64,
+    pub(super) instance: u64,
     pub(super) edge: String,
     pub(super) tx: Outbound,
     /// Authorizes the edge's unary calls while the link is up.
     pub(super) token: String,
     next_delivery: AtomicU64,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Result<(), Undeliverable>>>>,
+    /// Deliveries waiting for the edge's answer: who waits, and the connection and
+    /// bytes (kept as a copy if the edge numbers it, see [`Kept`]).
+    pending: Mutex<HashMap<u64, Pending>>,
+    kept: Arc<Kept>,
     /// The id of the last Resync sent, and of the last one the edge answered done.
     resync_sent: AtomicU64,
     resync_done: tokio::sync::watch::Sender<u64>,
@@ -105,12 +109,13 @@ impl Link {
             for (conn, xml) in chunk {
                 let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
                 let (done, answer) = oneshot::channel();
-                pending.insert(id, done);
+                let bytes = xml.as_bytes().to_vec();
+                pending.insert(id, (done, conn, xml));
                 let (origin_edge, origin_seq, origin_index) = next_origin();
                 deliveries.push(pb::Delivery {
                     id,
                     conn,
-                    xml: xml.as_bytes().to_vec(),
+                    xml: bytes,
                     traceparent: traceparent.to_owned(),
                     origin_edge,
                     origin_seq,
@@ -171,12 +176,16 @@ impl Link {
         }
     }
 
-    /// Hands the edge's answers to the deliveries waiting for them; answers to
-    /// deliveries this link never made are ignored.
+    /// Hands the edge's answers to the deliveries waiting for them, keeping a copy of
+    /// each a resumable session numbered; answers to deliveries this link never made are
+    /// ignored.
     pub(super) fn answered(&self, results: Vec<pb::DeliveryResult>) {
         let mut pending = lock(&self.pending);
         for r in results {
-            if let Some(done) = pending.remove(&r.id) {
+            if let Some((done, conn, xml)) = pending.remove(&r.id) {
+                if let Some(seq) = r.sm_seq.filter(|_| r.delivered) {
+                    self.kept.copy((&self.edge, self.instance), conn, seq, xml);
+                }
                 let _ = done.send(match (r.delivered, r.no_session) {
                     (true, _) => Ok(()),
                     (false, true) => Err(Undeliverable::NoSession),
@@ -187,12 +196,31 @@ impl Link {
     }
 }
 
+/// A delivery waiting for the edge's answer.
+type Pending = (oneshot::Sender<Result<(), Undeliverable>>, u64, Arc<str>);
+
 /// The edges that currently hold a link to this router.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EdgeLinks {
     links: Mutex<HashMap<String, Arc<Link>>>,
     instances: AtomicU64,
+    /// What this router keeps of the edges' resumable sessions.
+    pub(super) kept: Arc<Kept>,
 }
+
+impl Default for EdgeLinks {
+    fn default() -> Self {
+        Self {
+            links: Mutex::new(HashMap::new()),
+            instances: AtomicU64::new(0),
+            kept: Arc::new(Kept::new(KEPT_BYTES)),
+        }
+    }
+}
+
+/// Bytes of copies kept for resumable sessions (see [`Kept`]): at 1 KiB a stanza, a
+/// quarter of a million stanzas not yet acknowledged.
+const KEPT_BYTES: usize = 256 * 1024 * 1024;
 
 impl EdgeLinks {
     /// The open link of `edge`.
@@ -223,8 +251,10 @@ impl EdgeLinks {
             resync_sent: AtomicU64::new(0),
             resync_done: tokio::sync::watch::Sender::new(0),
             handovers: super::handover::Pending::default(),
+            kept: self.kept.clone(),
         });
         links.insert(edge.to_owned(), link.clone());
+        self.kept.link(edge, None);
         switchyard_telemetry::ROUTER_EDGE_LINKS.inc();
         Some(link)
     }
@@ -252,6 +282,7 @@ impl EdgeLinks {
         {
             links.remove(&link.edge);
             switchyard_telemetry::ROUTER_EDGE_LINKS.dec();
+            self.kept.link(&link.edge, Some(std::time::Instant::now()));
         }
         lock(&link.pending).clear();
     }
@@ -392,6 +423,7 @@ mod tests {
                     id: d.id,
                     delivered: true,
                     no_session: false,
+                    sm_seq: None,
                 });
             }
             link.answered(answers);

@@ -18,16 +18,23 @@
 //!   decoder refuses messages past [`MAX_MESSAGE_BYTES`].
 
 mod handover;
+mod kept;
 mod links;
+mod orphans;
 mod service;
 
+pub(crate) use kept::{after, later};
 pub use links::EdgeLinks;
+pub(crate) use orphans::dead_edge;
 pub use service::RouterService;
 
 /// The largest gRPC message a router or edge accepts: a stanza is at most
 /// `limits.max_stanza_bytes` (256 KiB by default) from a client, and a delivery the
 /// router built (a roster result, say) stays well under this.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest SM-ID accepted (this server's are 24 characters).
+const MAX_SM_ID: usize = 128;
 
 /// The metadata key carrying a link's token on unary calls.
 pub(crate) const LINK_TOKEN: &str = "x-switchyard-link";

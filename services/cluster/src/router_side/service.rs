@@ -44,8 +44,6 @@ static RECONCILING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1
 const OUTBOUND_QUEUE: usize = 4096;
 /// Longest edge name accepted in a Hello.
 const MAX_EDGE_ID: usize = 128;
-/// Longest SM-ID accepted (this server's are 24 characters).
-const MAX_SM_ID: usize = 128;
 
 /// The `Router` gRPC service of one router process.
 #[derive(Debug, Clone)]
@@ -132,9 +130,9 @@ fn ack(seq: u64) -> pb::RouterMessage {
     }
 }
 
-/// A stanza queued for a worker: its link sequence number and origin, trace context and
-/// content.
-type Queued = (u64, u64, String, Stanza);
+/// A stanza queued for a worker: its link sequence number and origin, trace context,
+/// content and, from a resumable session, its XEP-0198 count.
+type Queued = (u64, u64, String, Stanza, Option<pb::SmCount>);
 
 /// Routes one worker's share of a link's stanzas in order and acknowledges each. A
 /// stanza whose `from` is not a session of the link's edge is not routed: an edge acts
@@ -145,11 +143,15 @@ async fn work(
     in_flight: Arc<AtomicUsize>,
     mut queue: mpsc::Receiver<Queued>,
 ) {
-    while let Some((seq, origin, traceparent, stanza)) = queue.recv().await {
+    while let Some((seq, origin, traceparent, stanza, sm)) = queue.recv().await {
         if service.bound_by(&link.edge, &stanza.from).await {
             let span = switchyard_telemetry::trace::route_span(&traceparent);
             let routing = service.router.route(stanza).instrument(span);
             Origin::new(link.edge.clone(), origin).scope(routing).await;
+            if let Some(sm) = sm {
+                let on = (link.edge.as_str(), link.instance);
+                service.links.kept.handled(on, sm.conn, sm.handled);
+            }
         } else {
             tracing::warn!(edge = link.edge, from = %stanza.from, "a stanza from a session this edge did not bind, refused");
             switchyard_telemetry::ROUTER_REFUSED_FROM_EDGES.inc();
@@ -194,7 +196,7 @@ async fn serve_link(
                     };
                     // Never waits: the window keeps every queue below its capacity.
                     if workers[worker_of(&stanza)]
-                        .try_send((s.seq, s.origin, s.traceparent, stanza))
+                        .try_send((s.seq, s.origin, s.traceparent, stanza, s.sm))
                         .is_err()
                     {
                         break 'read;
@@ -204,6 +206,9 @@ async fn serve_link(
             Some(pb::edge_message::Body::Results(results)) => link.answered(results.results),
             Some(pb::edge_message::Body::Resynced(done)) => link.resynced(done.id),
             Some(pb::edge_message::Body::HandedOver(answer)) => link.handed_over(answer),
+            Some(pb::edge_message::Body::Progress(p)) => {
+                super::orphans::progress(&service, (edge, link.instance), p);
+            }
             Some(pb::edge_message::Body::Hello(_)) | None => {}
         }
     }
@@ -477,7 +482,7 @@ impl router_server::Router for RouterService {
         let account = convert::jid(&r.account)?;
         let named =
             account.is_bare() && account.local().is_some() && self.router.is_local(&account);
-        if !named || r.previd.is_empty() || r.previd.len() > MAX_SM_ID {
+        if !named || r.previd.is_empty() || r.previd.len() > super::MAX_SM_ID {
             return Err(Status::invalid_argument(
                 "take_session takes an SM-ID and a bare JID of a served domain",
             ));
@@ -491,7 +496,22 @@ impl router_server::Router for RouterService {
             &account,
         )
         .await;
-        Ok(Response::new(pb::TakeSessionReply { state }))
+        let orphan = match state {
+            Some(_) => None,
+            None => super::orphans::take_orphan(self, &edge, r.conn, &r.previd, &account).await,
+        };
+        Ok(Response::new(pb::TakeSessionReply { state, orphan }))
+    }
+
+    /// XEP-0198 after an edge died: this router's share of a session moved to the
+    /// caller (see `orphans`).
+    async fn take_copies(
+        &self,
+        request: Request<pb::TakeCopiesRequest>,
+    ) -> Result<Response<pb::TakeCopiesReply>, Status> {
+        let edge = self.caller(&request)?;
+        let reply = super::orphans::take_copies(self, &edge, request.into_inner()).await?;
+        Ok(Response::new(reply))
     }
 
     /// A FAST token checked here, where the tokens are; inputs checked as untrusted (see

@@ -137,6 +137,7 @@ async fn send_stanza(edge: &Edge, seq: u64, xml: &str) {
             xml: xml.as_bytes().to_vec(),
             traceparent: String::new(),
             origin: seq,
+            sm: None,
         }],
     });
     edge.tx
@@ -670,6 +671,7 @@ async fn an_unchanged_stanza_is_forwarded_as_the_bytes_that_came_in() {
                 id: delivery.id,
                 delivered: true,
                 no_session: false,
+                sm_seq: None,
             }],
         };
         let body = pb::edge_message::Body::Results(answer);

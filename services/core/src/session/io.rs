@@ -90,7 +90,9 @@ pub enum Output {
         jid: Jid,
         carbons: bool,
     },
-    Route(Stanza),
+    /// A stanza from the client for the router; for a resumable session (XEP-0198), with
+    /// the number of the client's stanzas handled, this one included.
+    Route(Stanza, Option<u32>),
     /// Find the session with this SM-ID, if it is `account`'s, and have it take over this
     /// connection ([`Session::resume`]); else report `ResumeFailed` (XEP-0198 §5).
     Resume {

@@ -351,6 +351,37 @@ impl Session {
         std::mem::take(&mut self.out)
     }
 
+    /// Delivers `stanza` (as [`Input::Deliver`](super::Input::Deliver)) and, for a
+    /// resumable session that sent or queued it now, the number it gave it (its `h` once
+    /// the client has it): a copy kept elsewhere under that number can stand in for the
+    /// session's own (see the README's cross-edge resumption). `None` for a stanza held
+    /// back (XEP-0352) or a session that is not resumable.
+    pub fn deliver_numbered(&mut self, stanza: Routed) -> (Vec<Output>, Option<u32>) {
+        let presence = stanza.name() == "presence";
+        let before = self.resumable_sm().map(|sm| sm.sent);
+        let outputs = self.handle(super::Input::Deliver(stanza));
+        let after = self.sm.as_ref().map(|sm| sm.sent);
+        // Sent with others only when it flushed held presence first, and then it went
+        // last; a presence among a flush of many may not be last.
+        let seq = match (before, after) {
+            (Some(b), Some(a)) if a.wrapping_sub(b) == 1 => Some(a),
+            (Some(b), Some(a)) if a != b && !presence => Some(a),
+            _ => None,
+        };
+        (outputs, seq)
+    }
+
+    /// For a resumable session, the client's last `h` and the number of its stanzas
+    /// handled.
+    pub fn sm_counts(&self) -> Option<(u32, u32)> {
+        self.resumable_sm().map(|sm| (sm.acked, sm.handled))
+    }
+
+    /// The stream-management state, when the stream is resumable.
+    pub(super) fn resumable_sm(&self) -> Option<&Sm> {
+        self.sm.as_deref().filter(|sm| sm.id.is_some())
+    }
+
     /// Whether stream management is on: delivered stanzas stay in the session until the
     /// client acknowledges them.
     pub fn keeps_unacked(&self) -> bool {

@@ -152,7 +152,10 @@ fn xep0198_4_the_client_stanzas_handled_are_counted() {
          <r xmlns='urn:xmpp:sm:3'/>",
     );
     // Two routed, one answered with an error: three handled, nonzas not counted.
-    let routed = out.iter().filter(|o| matches!(o, Output::Route(_))).count();
+    let routed = out
+        .iter()
+        .filter(|o| matches!(o, Output::Route(..)))
+        .count();
     assert_eq!(routed, 2);
     let xml = sent(&out);
     assert!(xml.contains("type='error'"), "{xml}");
@@ -272,7 +275,7 @@ fn xep0198_5_resumption_resends_what_the_client_did_not_handle_in_order() {
     let more = s.handle(Input::Bytes(
         b"<message to='romeo@localhost'><body>y</body></message>",
     ));
-    assert!(matches!(more.first(), Some(Output::Route(_))));
+    assert!(matches!(more.first(), Some(Output::Route(..))));
 }
 
 #[test]

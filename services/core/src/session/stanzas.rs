@@ -64,7 +64,8 @@ impl Session {
             let result = stanza.result(None);
             return self.send_stanza(crate::routed::Routed::Tree(std::sync::Arc::new(result)));
         }
-        self.out.push(Output::Route(stanza));
+        let count = self.resumable_sm().map(|sm| sm.handled);
+        self.out.push(Output::Route(stanza, count));
     }
 
     /// An IQ set of `urn:ietf:params:xml:ns:xmpp-session` to the server (or to no one).

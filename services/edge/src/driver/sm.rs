@@ -10,7 +10,7 @@
 //! queue passes the bound, when it is replaced or kicked, or at shutdown.
 
 use super::{Conn, Transport};
-use crate::connections::{Command, Delivery};
+use crate::connections::{Command, Delivery, Written};
 use crate::mailbox::Mailbox;
 use crate::resume::{Answer, Resuming};
 use std::future::poll_fn;
@@ -34,7 +34,33 @@ impl Conn {
             .connections
             .resumables
             .insert(resumable.id.clone(), jid.bare(), self.id);
+        let counts = self.session.sm_counts().unwrap_or_default();
+        self.ctx.connections.sm_progress.enabled(
+            self.id,
+            &resumable.id,
+            jid,
+            resumable.max_secs,
+            counts,
+        );
+        self.reported_ack = Some(counts.0);
         self.sm_id = Some(resumable.id);
+    }
+
+    /// Tells the routers (see [`crate::progress`]) when the client acknowledged more, so
+    /// that they drop their copies of what it has.
+    pub(super) fn report_ack(&mut self) {
+        if self.sm_id.is_none() {
+            return;
+        }
+        if let Some((acked, handled)) = self.session.sm_counts() {
+            if self.reported_ack != Some(acked) {
+                self.reported_ack = Some(acked);
+                self.ctx
+                    .connections
+                    .sm_progress
+                    .acked(self.id, acked, handled);
+            }
+        }
     }
 
     /// The idle timeout: a resumable session detaches quietly (its client may come back
@@ -127,8 +153,8 @@ impl Conn {
                         if let Some(push) = push.as_mut().filter(|_| stanza.name() == "message") {
                             push.message(&stanza);
                         }
-                        self.session.handle(Input::Deliver(stanza));
-                        let _ = written.send(());
+                        let (_, sm_seq) = self.session.deliver_numbered(stanza);
+                        let _ = written.send(Written { sm_seq });
                         if self.session.is_closed() {
                             tracing::info!(conn = self.id, "a detached session's queue passed its bound; ending it");
                             break None;
@@ -194,7 +220,8 @@ impl Conn {
         h: Option<u32>,
         account: &Jid,
     ) -> Vec<Output> {
-        let Some(state) = self.ctx.link.take_session(previd, account, self.id).await else {
+        let taken = self.ctx.link.take_session(previd, account, self.id, h);
+        let Some(state) = taken.await else {
             metrics::EDGE_SM_RESUMPTIONS
                 .with_label_values(&["not_found"])
                 .inc();
@@ -237,7 +264,7 @@ impl Conn {
     pub(super) async fn hand_back(
         &mut self,
         mailbox: &Mailbox,
-    ) -> (Vec<Routed>, Vec<oneshot::Sender<()>>) {
+    ) -> (Vec<Routed>, Vec<oneshot::Sender<Written>>) {
         let mut unacked = self.session.take_unacked();
         let mut held = Vec::new();
         // The session's own stanzas coming back are refused at once (see `unbind`).
@@ -316,8 +343,8 @@ impl Conn {
     fn next_routing(&mut self) {
         self.routing = None;
         while let Some(output) = self.backlog.pop_front() {
-            if let Output::Route(stanza) = output {
-                self.routing = Some(self.route(stanza));
+            if let Output::Route(stanza, count) = output {
+                self.routing = Some(self.route(stanza, count));
                 return;
             }
         }

@@ -18,7 +18,12 @@ fn message(body: &str) -> Element {
 }
 
 /// A delivery and the receiver that hears when it is written.
-fn delivery(body: &str) -> (Box<Delivery>, oneshot::Receiver<()>) {
+fn delivery(
+    body: &str,
+) -> (
+    Box<Delivery>,
+    oneshot::Receiver<crate::connections::Written>,
+) {
     let (written, heard) = oneshot::channel();
     let stanza = message(body).into();
     (Box::new(Delivery { stanza, written }), heard)

@@ -18,6 +18,7 @@ mod outage;
 mod races;
 mod rogue_edge;
 mod sm;
+mod sm_dead_edge;
 mod traces;
 mod websocket;
 

@@ -8,13 +8,16 @@ use super::{body, online};
 use std::time::Duration;
 use switchyard_core::xml::Element;
 
-fn chat(e: &Element) -> bool {
+pub(super) fn chat(e: &Element) -> bool {
     e.name() == "message" && e.attr("type") == Some("chat")
 }
 
 /// Bob on edge 0 with resumable stream management, subscribed to by Alice (on edge 0);
 /// his SM-ID.
-async fn bob_on_edge_0(cluster: &Cluster, alice: &mut support::Client) -> (Counted, String) {
+pub(super) async fn bob_on_edge_0(
+    cluster: &Cluster,
+    alice: &mut support::Client,
+) -> (Counted, String) {
     let bob = support::Client::login_at(
         cluster.edges[0].addr,
         cluster.cert_der.clone(),
@@ -44,7 +47,7 @@ async fn bob_on_edge_0(cluster: &Cluster, alice: &mut support::Client) -> (Count
 
 use super::support;
 
-async fn send(alice: &mut support::Client, n: usize) {
+pub(super) async fn send(alice: &mut support::Client, n: usize) {
     alice
         .send(&format!(
             "<message to='bob@localhost/phone' type='chat' id='m{n}'><body>m{n}</body></message>"
@@ -74,21 +77,8 @@ async fn xep0198_a_session_resumes_on_the_other_edge_and_loses_nothing() {
     }
 
     // The balancer sends Bob's phone to the other edge.
-    let client = Counted::resume(
-        cluster.edges[1].addr,
-        cluster.cert_der.clone(),
-        "bob",
-        &id,
-        h,
-    )
-    .await;
-    let mut bob = Counted {
-        client,
-        h,
-        answer_requests: true,
-    };
-    let resumed = bob.client.element().await;
-    assert!(resumed.is("resumed", SM), "{resumed:?}");
+    let at = (cluster.edges[1].addr, cluster.cert_der.clone());
+    let (mut bob, _) = Counted::resumed_within(at, "bob", &id, h, support::TIMEOUT).await;
     for n in 4..=6 {
         let (m, skipped) = bob.until(chat).await;
         assert_eq!(
@@ -127,20 +117,8 @@ async fn xep0198_resuming_on_the_other_edge_ends_a_connection_that_still_looks_a
     tokio::time::sleep(Duration::from_millis(300)).await;
     let acked = old.h;
 
-    let client = Counted::resume(
-        cluster.edges[1].addr,
-        cluster.cert_der.clone(),
-        "bob",
-        &id,
-        acked,
-    )
-    .await;
-    let mut new = Counted {
-        client,
-        h: acked,
-        answer_requests: true,
-    };
-    assert!(new.client.element().await.is("resumed", SM));
+    let at = (cluster.edges[1].addr, cluster.cert_der.clone());
+    let (mut new, _) = Counted::resumed_within(at, "bob", &id, acked, support::TIMEOUT).await;
     let (m, _) = new.until(chat).await;
     assert_eq!(body(&m).as_deref(), Some("m2"), "resent on the new stream");
     // The old stream is over (XEP-0198 §5), whatever it still had buffered.

@@ -253,12 +253,17 @@ impl Client {
         (reader, writer)
     }
 
+    /// Writes and flushes: over TLS, bytes the socket could not take at once would
+    /// otherwise wait in the TLS layer for the next write.
     pub async fn send(&mut self, xml: &str) {
         self.io.write_all(xml.as_bytes()).await.expect("write");
+        self.io.flush().await.expect("flush");
     }
 
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
-        let _ = self.io.write_all(bytes).await;
+        if self.io.write_all(bytes).await.is_ok() {
+            let _ = self.io.flush().await;
+        }
     }
 
     /// The next frame from the server, `None` at end of stream.

@@ -75,4 +75,24 @@ impl Counted {
             .await;
         c
     }
+
+    /// [`Counted::resume`], checking that `<resumed/>` comes within `within`; the
+    /// counted client (from `h` on, answering ack requests) and the `<resumed/>`.
+    pub async fn resumed_within(
+        (addr, cert): (SocketAddr, Vec<u8>),
+        user: &str,
+        id: &str,
+        h: u32,
+        within: std::time::Duration,
+    ) -> (Self, Element) {
+        let mut client = Self::resume(addr, cert, user, id, h).await;
+        let resumed = client.element_within(within).await;
+        assert!(resumed.is("resumed", SM), "{resumed:?}");
+        let counted = Self {
+            client,
+            h,
+            answer_requests: true,
+        };
+        (counted, resumed)
+    }
 }

@@ -1,0 +1,190 @@
+//! XEP-0198 after the edge holding a session was killed (-9): the client comes back on
+//! the other edge and resumes. What the dead edge had written to the client and not had
+//! acknowledged comes again from the routers' copies, what was sent to the session
+//! meanwhile follows, and what the client had sent that no router had is what the
+//! `<resumed/>` count tells it to send again: every message arrives once, in order, and
+//! contacts see no presence change.
+
+use super::harness::{Cluster, REDIS};
+use super::sm::{bob_on_edge_0, chat, send};
+use super::support::sm::Counted;
+use super::support::Client;
+use super::{body, online};
+use std::time::Duration;
+
+/// Longer than the routers need to hear of a new resumable session (a second).
+const HEARD: Duration = Duration::from_millis(1500);
+/// What a resumption after an edge's death may wait: the registry declares the edge
+/// dead within its TTL (3 s here) plus a beat.
+const DECLARED_DEAD: Duration = Duration::from_secs(15);
+
+/// The bodies of the next `count` chat messages.
+async fn bodies(bob: &mut Counted, count: usize) -> Vec<String> {
+    let mut got = Vec::with_capacity(count);
+    while got.len() < count {
+        let (m, _) = bob.until(chat).await;
+        got.push(body(&m).unwrap_or_default());
+    }
+    got
+}
+
+fn numbered(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
+    range.map(|n| format!("m{n}")).collect()
+}
+
+/// Alice asks for a pong: what she got before it (no unavailable presence of Bob's, say).
+async fn before_pong(alice: &mut Client) -> Vec<switchyard_core::xml::Element> {
+    alice
+        .send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    alice.until(|e| e.attr("id") == Some("sync")).await.1
+}
+
+#[tokio::test]
+async fn xep0198_a_session_resumes_on_another_edge_after_its_edge_is_killed_mid_flow() {
+    let Some(mut cluster) = Cluster::start(&["alice", "bob"]).await else {
+        return;
+    };
+    let mut alice = online(&cluster, 1, "alice", "desk").await;
+    let (mut bob, id) = bob_on_edge_0(&cluster, &mut alice).await;
+    tokio::time::sleep(HEARD).await;
+    const TOTAL: usize = 300;
+    // A steady flow from Alice, on the edge that stays, before, during and after.
+    let flow = tokio::spawn(async move {
+        for n in 1..=TOTAL {
+            send(&mut alice, n).await;
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        alice
+    });
+    let mut got = bodies(&mut bob, 60).await;
+    cluster.edges[0].kill_9().await;
+    // What Bob's client read is what it counts; anything the dead edge wrote after that
+    // is lost in the broken connection.
+    let h = bob.h;
+    drop(bob);
+    let at = (cluster.edges[1].addr, cluster.cert_der.clone());
+    let (mut bob, _) = Counted::resumed_within(at, "bob", &id, h, DECLARED_DEAD).await;
+    got.extend(bodies(&mut bob, TOTAL - got.len()).await);
+    let mut alice = flow.await.expect("the flow");
+    assert_eq!(got, numbered(1..=TOTAL), "every message once, in order");
+    let seen = before_pong(&mut alice).await;
+    assert!(
+        !seen.iter().any(|e| e.attr("type") == Some("unavailable")),
+        "contacts see no presence change: {seen:?}"
+    );
+    // The session goes on: Bob's stanzas are his on the edge he came back to.
+    bob.client
+        .send("<message to='alice@localhost/desk' type='chat'><body>back</body></message>")
+        .await;
+    let (back, _) = alice.until(|e| body(e).as_deref() == Some("back")).await;
+    assert_eq!(back.attr("from"), Some("bob@localhost/phone"));
+    cluster.clean_up().await;
+}
+
+/// The sender's edge dies under a burst: `<resumed h/>` counts exactly the stanzas some
+/// router routed (a resumable session's stanza is answered only once a router has it),
+/// and the client sends the rest again.
+#[tokio::test]
+async fn xep0198_a_sender_whose_edge_is_killed_mid_burst_sends_again_only_what_was_lost() {
+    let Some(mut cluster) = Cluster::start(&["alice", "bob"]).await else {
+        return;
+    };
+    let mut bob = Counted {
+        client: online(&cluster, 1, "bob", "phone").await,
+        h: 0,
+        answer_requests: true,
+    };
+    let alice = Client::login_at(
+        cluster.edges[0].addr,
+        cluster.cert_der.clone(),
+        "alice",
+        "SCRAM-SHA-256",
+        "desk",
+    )
+    .await;
+    let (alice, id) = Counted::enable(alice, true).await;
+    let (mut alice, id) = (alice.client, id.expect("resumable"));
+    tokio::time::sleep(HEARD).await;
+    let message = |n: usize| {
+        format!(
+            "<message to='bob@localhost/phone' type='chat' id='m{n}'><body>m{n}</body></message>"
+        )
+    };
+    // A burst, and the edge killed under it; the client goes on writing for a while,
+    // not knowing yet (those writes fail or vanish).
+    const BURST: usize = 80;
+    const BLIND: usize = 20;
+    const TOTAL: usize = 150;
+    for n in 1..=BURST {
+        alice.send_bytes(message(n).as_bytes()).await;
+    }
+    // The edge routes a resumable session's stanzas one router round trip apart: once
+    // Bob has a few, the rest are still on their way.
+    const SEEN: usize = 10;
+    let mut got = bodies(&mut bob, SEEN).await;
+    cluster.edges[0].kill_9().await;
+    for n in BURST + 1..=BURST + BLIND {
+        alice.send_bytes(message(n).as_bytes()).await;
+    }
+    drop(alice);
+    // Alice never heard an acknowledgement: every message she sent is unacknowledged.
+    let at = (cluster.edges[1].addr, cluster.cert_der.clone());
+    let (alice, resumed) = Counted::resumed_within(at, "alice", &id, 0, DECLARED_DEAD).await;
+    let mut alice = alice.client;
+    let handled: usize = resumed.attr("h").expect("h").parse().expect("a count");
+    assert!(
+        (SEEN..=BURST).contains(&handled),
+        "at least what Bob got, never more than reached the edge: {handled}"
+    );
+    println!("{handled} of {BURST} routed before the edge died");
+    for n in handled + 1..=TOTAL {
+        alice.send(&message(n)).await;
+    }
+    got.extend(bodies(&mut bob, TOTAL - SEEN).await);
+    assert_eq!(got, numbered(1..=TOTAL), "every message once, in order");
+    // Nothing more: no copy of one sent twice follows.
+    alice
+        .send("<message to='bob@localhost/phone' type='chat' id='end'><body>end</body></message>")
+        .await;
+    assert_eq!(bodies(&mut bob, 1).await, ["end"]);
+    cluster.clean_up().await;
+}
+
+/// Nobody resumes in time: what the dead edge's session had not had acknowledged is
+/// stored offline (never dropped), its contacts then see it go, and it arrives at the
+/// next login.
+#[tokio::test]
+async fn xep0198_an_orphaned_session_not_resumed_in_time_goes_offline_with_its_copies() {
+    let quick = "[stream_management]\nresume_max_secs = 4\n";
+    let Some(mut cluster) = Cluster::start_with(&["alice", "bob"], REDIS, quick).await else {
+        return;
+    };
+    let mut alice = online(&cluster, 1, "alice", "desk").await;
+    let (mut bob, _) = bob_on_edge_0(&cluster, &mut alice).await;
+    // Bob's client asks for `max` and reads without acknowledging anything.
+    bob.answer_requests = false;
+    tokio::time::sleep(HEARD).await;
+    for n in 1..=5 {
+        send(&mut alice, n).await;
+    }
+    assert_eq!(bodies(&mut bob, 5).await, numbered(1..=5));
+    tokio::time::sleep(HEARD).await;
+    cluster.edges[0].kill_9().await;
+    drop(bob);
+    // Its `max` (4 s) from the kill, then the grace every router gets to store its copies
+    // (10 s), then a beat: no word to Alice before.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (gone, _) = alice
+        .until(|e| e.name() == "presence" && e.attr("type") == Some("unavailable"))
+        .await;
+    assert_eq!(gone.attr("from"), Some("bob@localhost/phone"));
+    let mut bob = online(&cluster, 1, "bob", "phone").await;
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let (m, _) = bob.until(|e| e.name() == "message").await;
+        got.push(body(&m).unwrap_or_default());
+    }
+    assert_eq!(got, numbered(1..=5), "stored, in order, once");
+    cluster.clean_up().await;
+}
