@@ -378,7 +378,12 @@ impl RemoteRouters {
         loop {
             let message = tokio::select! {
                 m = inbound.message() => m?,
-                () = router.stop.cancelled() => return Ok(()),
+                () = router.stop.cancelled() => {
+                    // The sessions that ended at shutdown: the router must not keep
+                    // their copies for a resumption that will not come.
+                    self.report_progress(&tx, &mut seen).await;
+                    return Ok(());
+                }
                 _ = progress.tick() => {
                     if !self.report_progress(&tx, &mut seen).await {
                         return Ok(());

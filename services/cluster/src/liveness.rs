@@ -9,18 +9,27 @@
 //!
 //! A dead edge's resumable sessions (XEP-0198) are the exception: their records stay
 //! while their clients may still resume them on another edge (see
-//! `router_side::kept`), and the edge's other sessions go without them.
+//! `router_side::kept`), and the edge's other sessions go without them. A router that
+//! never linked with the dead edge cannot tell them apart and waits
+//! [`UNKNOWN_EDGE_PATIENCE`] before reaping what the others left.
 //!
 //! On the same beat each router checks that the registry still holds its data (see
 //! `switchyard_router`'s `rebuild` module): when Redis restarted empty, the router asks
 //! its edges to register their live sessions again, even if no message is waiting.
 
-use crate::router_side::EdgeLinks;
+use crate::router_side::{DeadEdge, EdgeLinks};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use switchyard_router::Router;
 use switchyard_storage::SessionRegistry;
 use tokio_util::sync::CancellationToken;
+
+/// How long a router that never linked with a dead edge waits before reaping it itself:
+/// the routers that did know it keep its resumable sessions (`router_side::kept`), and
+/// reap the rest at once; this one reaps only what they left (all of them gone, say).
+const UNKNOWN_EDGE_PATIENCE: Duration = Duration::from_secs(600);
 
 /// Runs until `shutdown`: heartbeats every `ttl / 3`, reaping on the same beat.
 pub async fn keep_edges_alive(
@@ -31,6 +40,8 @@ pub async fn keep_edges_alive(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(ttl / 3);
+    // Dead edges this router never linked with, since when it has seen them dead.
+    let mut unknown: HashMap<String, Instant> = HashMap::new();
     // The check can wait for the edges for longer than a beat; heartbeats must not.
     let mut check: Option<tokio::task::JoinHandle<bool>> = None;
     loop {
@@ -46,6 +57,7 @@ pub async fn keep_edges_alive(
             check = Some(tokio::spawn(async move { router.registry_settled().await }));
         }
         let heard = links.edges();
+        links.sweep_kept();
         for edge in &heard {
             if let Err(e) = registry.heartbeat(edge, ttl).await {
                 tracing::warn!(error = %e, edge, "edge heartbeat failed");
@@ -58,9 +70,17 @@ pub async fn keep_edges_alive(
                 continue;
             }
         };
+        unknown.retain(|edge, _| dead.contains(edge));
         for edge in dead.iter().filter(|e| !heard.contains(e)) {
-            if crate::router_side::dead_edge(&links, &router, edge).await {
-                continue;
+            match crate::router_side::dead_edge(&links, &router, edge).await {
+                DeadEdge::Kept => continue,
+                DeadEdge::Reap => {}
+                DeadEdge::Unknown => {
+                    let since = *unknown.entry(edge.clone()).or_insert_with(Instant::now);
+                    if since.elapsed() < UNKNOWN_EDGE_PATIENCE {
+                        continue;
+                    }
+                }
             }
             match registry.reap(edge).await {
                 // Routers scan at once; the ones that find the sessions taken by

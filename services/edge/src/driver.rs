@@ -136,7 +136,7 @@ pub(crate) async fn serve(
         backlog: VecDeque::new(),
         written: Vec::new(),
         sm_id: None,
-        reported_ack: None,
+        reported: None,
         resuming: None,
         moved: false,
         handshake: Some(handshake),
@@ -217,8 +217,8 @@ struct Conn {
     written: Vec<oneshot::Sender<Written>>,
     /// The XEP-0198 SM-ID under which this session is listed as resumable.
     sm_id: Option<String>,
-    /// The client's `h` the routers were last told of (see [`crate::progress`]).
-    reported_ack: Option<u32>,
+    /// The counts the routers were last told of (see [`crate::progress`]).
+    reported: Option<(u32, u32)>,
     /// A connection resuming this session, taken from the mailbox, until taken over.
     resuming: Option<(Box<Resuming>, crate::resume::Answer)>,
     /// The session moved to another edge (XEP-0198): it ends here without an unbind.
@@ -285,7 +285,7 @@ impl Conn {
                         partial_since = partial.then(|| partial_since.unwrap_or(now));
                     }
                     self.list_resumable();
-                    self.report_ack();
+                    self.report_counts();
                     outputs
                 },
                 command = mailbox.recv() => self.commands(command, mailbox),

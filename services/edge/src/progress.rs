@@ -87,7 +87,8 @@ impl Progress {
         table.sessions.insert(conn, (version, reported));
     }
 
-    /// Session `conn`'s client acknowledged up to `acked`; `handled` of its stanzas are.
+    /// Session `conn`'s counts moved: its client acknowledged up to `acked`, `handled` of
+    /// its stanzas are.
     pub fn acked(&self, conn: u64, acked: u32, handled: u32) {
         let mut table = self.lock();
         table.version += 1;

@@ -73,4 +73,9 @@ pub trait EdgeDelivery: Send + Sync + std::fmt::Debug {
     /// Asks every edge to bind its live sessions again (the registry lost its data) and
     /// returns once all have, or after a bound. In one process nothing is ever lost.
     async fn reregister(&self) {}
+    /// Whether `edge` can be delivered to now (its link is up). In one process, always.
+    fn reachable(&self, edge: &str) -> bool {
+        let _ = edge;
+        true
+    }
 }

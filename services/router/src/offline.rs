@@ -171,6 +171,13 @@ impl Router {
     /// Delivers held messages to an available resource, in order, as the one flusher of
     /// the account (see the module doc); returns at once if another flusher runs.
     pub(crate) async fn flush_offline(&self, to: &Recipient) {
+        // A session whose edge is out of reach (dead, say, and its session kept for a
+        // resumption elsewhere, XEP-0198) would fail the whole flush, and what it took
+        // would go back behind what was stored meanwhile. It stays put, in order, for
+        // the session's next flush.
+        if !self.edges.reachable(&to.edge) {
+            return;
+        }
         let account = to.jid.bare();
         let holder = switchyard_core::token::token(16);
         match self

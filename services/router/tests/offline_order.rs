@@ -143,3 +143,36 @@ async fn xep0160_a_message_to_the_full_jid_before_initial_presence_comes_after_t
     w.send(&j, "<presence/>").await;
     assert_eq!(bodies(&w.take(&j)), ["0", "1", "2", "live"]);
 }
+
+/// A session whose edge is out of reach (dead, its session kept for a resumption
+/// elsewhere) is not flushed to: a flush would fail whole, and what it took would go back
+/// behind what was stored meanwhile. The messages wait in order, and reach the session
+/// once its edge can be reached (after the resumption, on another edge).
+#[tokio::test]
+async fn xep0160_messages_for_a_session_out_of_reach_wait_in_order_for_it() {
+    let w = World::new().await;
+    w.accounts(&["romeo", "juliet"]).await;
+    let r = w.login("romeo@localhost/orchard").await;
+    let j = w.login("juliet@localhost/balcony").await;
+    w.edge.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    for i in 0..3 {
+        w.send(&r, &chat(&i.to_string())).await;
+    }
+    let attempts = w
+        .edge
+        .held_attempts
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(attempts, 0, "no flush to a session out of reach");
+    let juliet = jid("juliet@localhost");
+    assert_eq!(w.registry.pending(&juliet).await.unwrap(), 3, "all stored");
+    w.edge
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    w.send(&r, &chat("3")).await;
+    assert_eq!(
+        bodies(&w.take(&j)),
+        numbers(0..4),
+        "in order, behind the held"
+    );
+    assert_drained(&w).await;
+}

@@ -818,8 +818,18 @@ mod tests {
         });
     }
 
+    /// In a jail like the tests that set `SWITCHYARD_` variables: the environment is the
+    /// process's, and a variable another test set meanwhile would be read here.
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
     fn bad_values_get_clear_errors() {
+        figment::Jail::expect_with(|_| {
+            bad_values();
+            Ok(())
+        });
+    }
+
+    fn bad_values() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         for (body, needle) in [

@@ -46,6 +46,7 @@ impl RemoteRouters {
                     sessions: chunk,
                     ended: std::mem::take(&mut ended),
                     complete: report.full && last,
+                    full: report.full,
                 })),
             };
             if tx.send(message).await.is_err() {

@@ -17,23 +17,41 @@
 //!   copies offline, and the records go [`GRACE`] later (every router has stored its
 //!   share by then), with the unavailable presence.
 //!
+//! - Sessions are known from their first report on (about a second after `<enable/>`);
+//!   copies and counts for a session the router does not know are not kept, so an
+//!   entry never outlives its session's end unannounced. A full report (after a link
+//!   opens, or when a link fell behind) makes the router forget the edge's sessions it
+//!   did not name. An SM-ID announced again under another connection (the session moved
+//!   to another edge) belongs to the newest; the older entry stays under its own key
+//!   until its end is heard or its edge's death runs its course.
+//!
 //! Bounds: a session keeps at most [`MAX_COPIES`] copies, and the router at most
-//! `max_bytes` of them all; a session that would pass either loses its copies and is
-//! no longer resumable after its edge's death (counted), never the other sessions.
+//! `max_bytes` of them all; the session whose copy would pass either loses its copies and
+//! is no longer resumable after its edge's death (counted; it is the session that got
+//! the stanza, not necessarily the one holding the most). At most [`MAX_SESSIONS`]
+//! entries, and a session waits at most [`MAX_WAIT_SECS`] whatever its edge says.
+//! The dead-edge half (finding, taking, expiring) is in [`lifecycle`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::Jid;
 use switchyard_telemetry as metrics;
 
+mod lifecycle;
+
 /// Copies one session may keep: far above any edge's `max_unacked`.
 pub(super) const MAX_COPIES: usize = 16_384;
 /// Sessions kept, all edges together: an edge announcing more is not believed.
 pub(super) const MAX_SESSIONS: usize = 4_000_000;
+/// The longest `max` believed: an edge's `stream_management.resume_max_secs` is far less.
+pub(super) const MAX_WAIT_SECS: u32 = 86_400;
 /// How long an expired entry's record stays after the entry stored its copies, so that
 /// every router stores its share while the record still says the session was resumable.
 pub(super) const GRACE: Duration = Duration::from_secs(10);
+/// How long after the longest wait an entry of a lost link is forgotten when its edge is
+/// never declared dead (it ended its sessions and went away: no record is left).
+pub(super) const FORGOTTEN_AFTER: Duration = Duration::from_secs(300);
 
 /// A session's entry key: its edge and that edge's connection id.
 type Key = (String, u64);
@@ -49,7 +67,7 @@ pub(super) struct Announced {
     pub handled: u32,
 }
 
-/// A resumable session whose edge's link is lost, found by its SM-ID.
+/// A resumable session found by its SM-ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Orphan {
     pub edge: String,
@@ -65,14 +83,14 @@ pub(super) struct Orphan {
 pub(super) struct Slice {
     /// Not acknowledged when last heard, by number, in order.
     pub copies: Vec<(u32, Arc<str>)>,
-    /// The client's stanzas routed here (highest count), or announced.
-    pub handled: Option<u32>,
+    /// The client's stanzas handled, the highest count heard.
+    pub handled: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Entry {
-    known: Option<Announced>,
-    handled: Option<u32>,
+    known: Announced,
+    handled: u32,
     copies: VecDeque<(u32, Arc<str>)>,
     bytes: usize,
     /// Copies were dropped (a bound): not resumable after the edge's death.
@@ -81,15 +99,30 @@ struct Entry {
     lost_at: Option<Instant>,
     /// The registry declared the edge dead (no router heard from it in its TTL).
     dead: bool,
-    /// The link (its instance number) on which the edge last spoke of it.
-    heard_on: u64,
     /// When its copies were stored offline (no resumption in time).
     expired_at: Option<Instant>,
+    /// The edge's full report that last named it.
+    heard_in: u64,
 }
 
 impl Entry {
-    /// Drops what `acked` covers (32-bit numbers, wrapping).
-    fn trim(&mut self, acked: u32) {
+    fn new(known: Announced, heard_in: u64) -> Self {
+        Self {
+            handled: known.handled,
+            known,
+            copies: VecDeque::new(),
+            bytes: 0,
+            spoiled: false,
+            lost_at: None,
+            dead: false,
+            expired_at: None,
+            heard_in,
+        }
+    }
+
+    /// Drops what `acked` covers (32-bit numbers, wrapping); the bytes freed.
+    fn trim(&mut self, acked: u32) -> usize {
+        let before = self.bytes;
         while let Some((seq, xml)) = self.copies.front() {
             if after(*seq, acked) {
                 break;
@@ -97,10 +130,7 @@ impl Entry {
             self.bytes -= xml.len();
             self.copies.pop_front();
         }
-    }
-
-    fn resumable(&self) -> bool {
-        self.known.is_some() && !self.spoiled
+        before - self.bytes
     }
 }
 
@@ -118,40 +148,50 @@ pub(crate) fn later(a: u32, b: u32) -> u32 {
     }
 }
 
+/// An edge's full reports: how many began, and whether one is under way.
+#[derive(Debug, Default)]
+struct Reports {
+    full: u64,
+    in_full: bool,
+}
+
 #[derive(Debug, Default)]
 struct Table {
     entries: HashMap<Key, Entry>,
     by_id: HashMap<String, Key>,
     bytes: usize,
+    reports: HashMap<String, Reports>,
+    /// Edges this router held a link with: it knows their resumable sessions.
+    linked: HashSet<String>,
 }
 
 impl Table {
-    /// Whether `key` has an entry or one more fits.
-    fn has_room(&self, key: &Key) -> bool {
-        self.entries.len() < MAX_SESSIONS || self.entries.contains_key(key)
-    }
-
     fn remove(&mut self, key: &Key) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         self.bytes -= entry.bytes;
-        if let Some(known) = &entry.known {
-            if self.by_id.get(&known.id) == Some(key) {
-                self.by_id.remove(&known.id);
-            }
+        if self.by_id.get(&entry.known.id) == Some(key) {
+            self.by_id.remove(&entry.known.id);
         }
         Some(entry)
     }
 
     fn spoil(&mut self, key: &Key) {
         if let Some(entry) = self.entries.get_mut(key) {
-            self.bytes -= entry.bytes;
-            entry.bytes = 0;
+            self.bytes -= std::mem::take(&mut entry.bytes);
             entry.copies.clear();
             if !entry.spoiled {
                 entry.spoiled = true;
                 metrics::ROUTER_SM_COPIES_DROPPED.inc();
             }
         }
+    }
+
+    fn edge_keys(&self, edge: &str, keep: impl Fn(&Entry) -> bool) -> Vec<Key> {
+        self.entries
+            .iter()
+            .filter(|((e, _), entry)| e == edge && keep(entry))
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 }
 
@@ -174,77 +214,83 @@ impl Kept {
         super::links::lock(&self.table)
     }
 
-    /// An edge's `SmProgress` on link `instance`: sessions announced or acknowledged,
-    /// sessions ended; `complete` ends a full report (the edge's other sessions go).
+    /// An edge's `SmProgress`: sessions announced or acknowledged, sessions ended. `full`
+    /// marks the messages of a full report, `complete` its last (the edge's sessions it
+    /// did not name go).
     pub(super) fn progress(
         &self,
-        (edge, instance): (&str, u64),
+        edge: &str,
         sessions: Vec<Announced>,
         ended: &[u64],
-        complete: bool,
+        (full, complete): (bool, bool),
     ) {
         let mut table = self.lock();
+        let reports = table.reports.entry(edge.to_owned()).or_default();
+        if full && !reports.in_full {
+            reports.full += 1;
+            reports.in_full = true;
+        }
+        let report = reports.full;
+        for mut s in sessions {
+            s.max_secs = s.max_secs.min(MAX_WAIT_SECS);
+            let key = (edge.to_owned(), s.conn);
+            // Another session under a connection id seen before (an edge restarted under
+            // the same name counts from 1 again): nothing of the old one carries over.
+            let other = table
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.known.id != s.id || e.known.jid != s.jid);
+            if other {
+                table.remove(&key);
+            }
+            let room = table.entries.len() < MAX_SESSIONS;
+            if room || table.entries.contains_key(&key) {
+                table.by_id.insert(s.id.clone(), key.clone());
+            }
+            match table.entries.get_mut(&key) {
+                Some(entry) => {
+                    let freed = entry.trim(s.acked);
+                    entry.handled = later(entry.handled, s.handled);
+                    entry.known = s;
+                    entry.heard_in = report;
+                    table.bytes -= freed;
+                }
+                None if room => {
+                    metrics::ROUTER_SM_SESSIONS_KEPT.inc();
+                    table.entries.insert(key, Entry::new(s, report));
+                }
+                None => {}
+            }
+        }
+        // After the sessions: an end in the same report wins.
         for conn in ended {
             table.remove(&(edge.to_owned(), *conn));
         }
-        for s in sessions {
-            let key = (edge.to_owned(), s.conn);
-            if !table.has_room(&key) {
-                continue;
-            }
-            let entry = table.entries.entry(key.clone()).or_default();
-            entry.heard_on = instance;
-            let before = entry.bytes;
-            entry.trim(s.acked);
-            entry.handled = Some(entry.handled.map_or(s.handled, |h| later(h, s.handled)));
-            let (freed, id) = (before - entry.bytes, s.id.clone());
-            if entry.known.is_none() {
-                metrics::ROUTER_SM_SESSIONS_KEPT.inc();
-            }
-            entry.known = Some(s);
-            table.bytes -= freed;
-            if let Some(old) = table.by_id.insert(id, key.clone()) {
-                if old != key {
-                    // Another session claimed the same SM-ID: neither can be trusted.
-                    table.spoil(&old);
-                    table.spoil(&key);
-                }
-            }
-        }
         if complete {
-            let unheard: Vec<Key> = table
-                .entries
-                .iter()
-                .filter(|((e, _), entry)| e == edge && entry.heard_on != instance)
-                .map(|(key, _)| key.clone())
-                .collect();
-            for key in unheard {
+            for key in table.edge_keys(edge, |e| e.heard_in != report) {
                 table.remove(&key);
+            }
+            if let Some(reports) = table.reports.get_mut(edge) {
+                reports.in_full = false;
             }
         }
         metrics::ROUTER_SM_COPY_BYTES.set(table.bytes as i64);
     }
 
-    /// The session on `edge`'s connection `conn` took `xml` as number `seq` (answered
-    /// on link `instance`).
-    pub(super) fn copy(&self, (edge, instance): (&str, u64), conn: u64, seq: u32, xml: Arc<str>) {
+    /// The session on `edge`'s connection `conn` took `xml` as number `seq`.
+    pub(super) fn copy(&self, edge: &str, conn: u64, seq: u32, xml: Arc<str>) {
         let mut table = self.lock();
         let key = (edge.to_owned(), conn);
         let over_router = table.bytes + xml.len() > self.max_bytes;
-        if !table.has_room(&key) {
+        let Some(entry) = table.entries.get_mut(&key) else {
             return;
-        }
-        let entry = table.entries.entry(key.clone()).or_default();
-        entry.heard_on = instance;
-        if entry.spoiled || entry.lost_at.is_some() {
-            return;
-        }
-        let stale = entry.known.as_ref().is_some_and(|k| !after(seq, k.acked))
+        };
+        let stale = !after(seq, entry.known.acked)
             || entry
                 .copies
                 .back()
                 .is_some_and(|(last, _)| !after(seq, *last));
-        if stale {
+        if entry.spoiled || entry.lost_at.is_some() || stale {
             return;
         }
         if over_router || entry.copies.len() >= MAX_COPIES {
@@ -257,21 +303,21 @@ impl Kept {
         table.bytes += bytes;
     }
 
-    /// A stanza from the session on `edge`'s connection `conn` (sent on link
-    /// `instance`) was routed: its client's stanzas handled so far.
-    pub(super) fn handled(&self, (edge, instance): (&str, u64), conn: u64, count: u32) {
+    /// A stanza from the session on `edge`'s connection `conn` was routed: its client's
+    /// stanzas handled so far.
+    pub(super) fn handled(&self, edge: &str, conn: u64, count: u32) {
         let mut table = self.lock();
-        let key = (edge.to_owned(), conn);
-        if table.has_room(&key) {
-            let entry = table.entries.entry(key).or_default();
-            entry.heard_on = instance;
-            entry.handled = Some(entry.handled.map_or(count, |h| later(h, count)));
+        if let Some(entry) = table.entries.get_mut(&(edge.to_owned(), conn)) {
+            entry.handled = later(entry.handled, count);
         }
     }
 
     /// `edge`'s link is lost (`Some`, when) or up again (`None`).
     pub(super) fn link(&self, edge: &str, lost_at: Option<Instant>) {
         let mut table = self.lock();
+        if lost_at.is_none() {
+            table.linked.insert(edge.to_owned());
+        }
         for ((e, _), entry) in &mut table.entries {
             if e == edge && entry.expired_at.is_none() {
                 entry.lost_at = lost_at;
@@ -280,103 +326,17 @@ impl Kept {
         }
     }
 
-    /// The resumable session `previd` of `account`, if its edge's link is lost and its
-    /// time is not up; with whether the registry declared the edge dead yet (until then
-    /// it may only be cut off from this router).
-    pub(super) fn orphan(
-        &self,
-        previd: &str,
-        account: &Jid,
-        now: Instant,
-    ) -> Option<(Orphan, bool)> {
-        let table = self.lock();
-        let key = table.by_id.get(previd)?;
-        let entry = table.entries.get(key)?;
-        let known = entry.known.as_ref()?;
-        let lost_at = entry.lost_at?;
-        let in_time = now < lost_at + Duration::from_secs(known.max_secs.into());
-        let fit = in_time && entry.resumable() && entry.expired_at.is_none();
-        let orphan = Orphan {
-            edge: key.0.clone(),
-            conn: key.1,
-            jid: known.jid.clone(),
-            id: known.id.clone(),
-            max_secs: known.max_secs,
-            acked: known.acked,
-        };
-        (fit && known.jid.bare() == *account).then_some((orphan, entry.dead))
+    /// Whether this router held a link with `edge` (so knows its resumable sessions).
+    pub(super) fn knew(&self, edge: &str) -> bool {
+        self.lock().linked.contains(edge)
     }
 
     /// The full JID of the session on `edge`'s connection `conn`, if announced.
     pub(super) fn jid_of(&self, edge: &str, conn: u64) -> Option<Jid> {
         let table = self.lock();
         let entry = table.entries.get(&(edge.to_owned(), conn))?;
-        entry.known.as_ref().map(|k| k.jid.clone())
+        Some(entry.known.jid.clone())
     }
-
-    /// Takes this router's share of `edge`'s session on `conn` (its client resumed on
-    /// another edge); `None` when there is none (or its copies were stored already).
-    pub(super) fn take(&self, edge: &str, conn: u64) -> Option<Slice> {
-        let mut table = self.lock();
-        let key = (edge.to_owned(), conn);
-        let entry = table.entries.get(&key)?;
-        if !entry.dead || entry.expired_at.is_some() || !entry.resumable() {
-            return None;
-        }
-        let entry = table.remove(&key)?;
-        metrics::ROUTER_SM_COPY_BYTES.set(table.bytes as i64);
-        Some(Slice {
-            copies: entry.copies.into(),
-            handled: entry.handled,
-        })
-    }
-
-    /// The liveness beat for dead `edge`: the sessions whose records stay (resumable,
-    /// in time or within [`GRACE`] of expiring), and those whose time just ran out, each
-    /// with its copies to store offline. Entries past their grace, and the ones that
-    /// could not be resumed, are forgotten.
-    pub(super) fn dead_edge(&self, edge: &str, now: Instant) -> Beat {
-        let mut table = self.lock();
-        let mut beat = Beat::default();
-        let mut forget = Vec::new();
-        let mut freed = 0;
-        for (key, entry) in table.entries.iter_mut().filter(|((e, _), _)| e == edge) {
-            let lost_at = *entry.lost_at.get_or_insert(now);
-            entry.dead = true;
-            let Some(known) = entry.known.as_ref().filter(|_| !entry.spoiled) else {
-                forget.push(key.clone());
-                continue;
-            };
-            let jid = known.jid.clone();
-            match entry.expired_at {
-                Some(at) if now >= at + GRACE => forget.push(key.clone()),
-                Some(_) => beat.keep.push((jid, key.1)),
-                None if now >= lost_at + Duration::from_secs(known.max_secs.into()) => {
-                    entry.expired_at = Some(now);
-                    freed += std::mem::take(&mut entry.bytes);
-                    let copies = entry.copies.drain(..).map(|(_, xml)| xml).collect();
-                    beat.keep.push((jid.clone(), key.1));
-                    beat.expired.push((jid, key.1, copies));
-                }
-                None => beat.keep.push((jid, key.1)),
-            }
-        }
-        table.bytes -= freed;
-        for key in forget {
-            table.remove(&key);
-        }
-        metrics::ROUTER_SM_COPY_BYTES.set(table.bytes as i64);
-        beat
-    }
-}
-
-/// What the liveness beat does with a dead edge's sessions (see [`Kept::dead_edge`]).
-#[derive(Debug, Default)]
-pub(super) struct Beat {
-    /// Records to keep.
-    pub keep: Vec<(Jid, u64)>,
-    /// Sessions whose time ran out, with their copies, to store offline.
-    pub expired: Vec<(Jid, u64, Vec<Arc<str>>)>,
 }
 
 #[cfg(test)]

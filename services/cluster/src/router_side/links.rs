@@ -75,7 +75,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One edge's open link to this router.
 #[derive(Debug)]
 pub(super) struct Link {
-    pub(super) instance: u64,
+    instance: u64,
     pub(super) edge: String,
     pub(super) tx: Outbound,
     /// Authorizes the edge's unary calls while the link is up.
@@ -184,7 +184,7 @@ impl Link {
         for r in results {
             if let Some((done, conn, xml)) = pending.remove(&r.id) {
                 if let Some(seq) = r.sm_seq.filter(|_| r.delivered) {
-                    self.kept.copy((&self.edge, self.instance), conn, seq, xml);
+                    self.kept.copy(&self.edge, conn, seq, xml);
                 }
                 let _ = done.send(match (r.delivered, r.no_session) {
                     (true, _) => Ok(()),
@@ -226,6 +226,12 @@ impl EdgeLinks {
     /// The open link of `edge`.
     pub(super) fn get(&self, edge: &str) -> Option<Arc<Link>> {
         lock(&self.links).get(edge).cloned()
+    }
+
+    /// Forgets what is kept of sessions whose edge went away long ago (see
+    /// `kept::FORGOTTEN_AFTER`); on the liveness beat.
+    pub fn sweep_kept(&self) {
+        self.kept.sweep(std::time::Instant::now());
     }
 
     /// Edges with a link up now (kept alive in the registry by this router).
@@ -339,6 +345,10 @@ impl EdgeDelivery for EdgeLinks {
             results.extend(link.send_chunk(edge, chunk, &traceparent).await);
         }
         results
+    }
+
+    fn reachable(&self, edge: &str) -> bool {
+        self.get(edge).is_some()
     }
 
     async fn terminate(&self, edge: &str, conn: u64, condition: StreamCondition) {

@@ -25,7 +25,7 @@ mod service;
 
 pub(crate) use kept::{after, later};
 pub use links::EdgeLinks;
-pub(crate) use orphans::dead_edge;
+pub(crate) use orphans::{dead_edge, DeadEdge};
 pub use service::RouterService;
 
 /// The largest gRPC message a router or edge accepts: a stanza is at most

@@ -3,11 +3,12 @@
 //!
 //! 1. an edge's `SmProgress` is checked and kept;
 //! 2. `TakeSession` finds no live edge holding the SM-ID and looks among the sessions
-//!    of edges whose link is lost. Until the registry declares that edge dead (no router
-//!    heard from it within its TTL) the edge may only be cut off from this router, so the
-//!    call waits for that, up to [`ORPHAN_PATIENCE`]. Then the registry record moves to
-//!    the calling edge's connection (no presence is sent) and what was stored offline for
-//!    the session meanwhile is flushed to it (it lands behind the resends);
+//!    it keeps. Until the registry declares that session's edge dead (no router heard
+//!    from it within its TTL) the edge may be alive (the session ending there, or the
+//!    edge only cut off from this router), so the call waits, up to the TTL and
+//!    [`ORPHAN_PATIENCE`], and gives up as soon as the entry goes. Then the registry
+//!    record moves to the calling edge's connection (no presence is sent) and what was
+//!    stored offline for the session meanwhile is flushed to it (behind the resends);
 //! 3. the calling edge asks every router for its share (`TakeCopies`): only for the
 //!    session the registry now places on that edge's connection.
 //!
@@ -24,15 +25,17 @@ use switchyard_router::Router;
 use switchyard_rpc::{convert, pb};
 use tonic::Status;
 
-/// How long `TakeSession` waits for the registry to declare a lost edge dead, beyond the
-/// edge TTL itself (a liveness beat is a third of it).
-const ORPHAN_PATIENCE: Duration = Duration::from_secs(3);
+/// How long `TakeSession` waits for the registry to declare an edge dead, beyond the
+/// edge TTL itself: a link to a host that vanished without a reset is found dead by the
+/// router's HTTP/2 keepalive (5 s apart, 5 s to answer: 10 s), and until then this router
+/// keeps the edge alive; then a liveness beat (a third of the TTL) and some slack.
+const ORPHAN_PATIENCE: Duration = Duration::from_secs(15);
 /// How often it looks meanwhile.
 const ORPHAN_POLL: Duration = Duration::from_millis(200);
 
 /// Keeps an edge's `SmProgress`; sessions that are not full JIDs of served domains with
 /// a plausible SM-ID are ignored.
-pub(super) fn progress(service: &RouterService, on: (&str, u64), progress: pb::SmProgress) {
+pub(super) fn progress(service: &RouterService, edge: &str, progress: pb::SmProgress) {
     let announced = progress
         .sessions
         .into_iter()
@@ -50,7 +53,8 @@ pub(super) fn progress(service: &RouterService, on: (&str, u64), progress: pb::S
             })
         })
         .collect();
-    kept(service).progress(on, announced, &progress.ended, progress.complete);
+    let full = (progress.full, progress.complete);
+    kept(service).progress(edge, announced, &progress.ended, full);
 }
 
 fn kept(service: &RouterService) -> &Kept {
@@ -66,6 +70,8 @@ pub(super) async fn take_orphan(
     previd: &str,
     account: &Jid,
 ) -> Option<pb::Orphan> {
+    // The edge may be alive (its session ending, its link to this router cut) or dead
+    // and not yet declared so: wait for the one or the other.
     let deadline = Instant::now() + service.edge_ttl + ORPHAN_PATIENCE;
     let orphan = loop {
         match kept(service).orphan(previd, account, Instant::now())? {
@@ -138,28 +144,42 @@ pub(super) async fn take_copies(
                 xml: xml.as_bytes().to_vec(),
             })
             .collect(),
-        handled: slice.handled,
+        handled: Some(slice.handled),
     })
+}
+
+/// What the liveness beat does with a dead edge (see [`dead_edge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadEdge {
+    /// Some of its sessions may still be resumed: their records stay, the others went.
+    Kept,
+    /// This router knew the edge and keeps nothing of it: reap it whole.
+    Reap,
+    /// This router never held a link with it (it started after the edge died): it cannot
+    /// tell resumable sessions from others, and leaves them to the routers that can.
+    Unknown,
 }
 
 /// The liveness beat for a dead edge: its resumable sessions' records stay while they
 /// may be resumed (see [`Kept::dead_edge`]), its other sessions go with their
 /// unavailable presence, and the sessions whose time ran out have their copies stored
-/// offline. `false` when this router keeps none of its sessions (the edge is reaped
-/// whole).
-pub(crate) async fn dead_edge(links: &EdgeLinks, router: &Router, edge: &str) -> bool {
+/// offline.
+pub(crate) async fn dead_edge(links: &EdgeLinks, router: &Router, edge: &str) -> DeadEdge {
     let beat = links.kept.dead_edge(edge, Instant::now());
     if beat.keep.is_empty() {
-        return false;
+        if !links.kept.knew(edge) {
+            return DeadEdge::Unknown;
+        }
+        links.kept.forget_edge(edge);
+        return DeadEdge::Reap;
     }
     for (jid, conn, copies) in beat.expired {
-        // A session that ended while this router was not told (its link was down) was
-        // unbound with its unacknowledged stanzas: its record is gone, and so are these.
+        // Stored while a record of the session is left anywhere: here (nobody resumed),
+        // or where a resumption that could not take this share moved it (it gets these
+        // from offline storage). None left: the session ended and its edge handed them
+        // back itself (its end did not reach this router before the edge died).
         let sessions = router.fresh_sessions(&jid.bare()).await;
-        if !sessions
-            .iter()
-            .any(|r| r.jid == jid && r.edge == edge && r.conn == conn)
-        {
+        if !sessions.iter().any(|r| r.jid == jid) {
             continue;
         }
         let unacked: Vec<_> = copies
@@ -175,5 +195,5 @@ pub(crate) async fn dead_edge(links: &EdgeLinks, router: &Router, edge: &str) ->
     if let Err(e) = router.reconcile(edge, &beat.keep).await {
         tracing::warn!(error = %e, edge, "a dead edge's other sessions could not be removed");
     }
-    true
+    DeadEdge::Kept
 }

@@ -149,8 +149,7 @@ async fn work(
             let routing = service.router.route(stanza).instrument(span);
             Origin::new(link.edge.clone(), origin).scope(routing).await;
             if let Some(sm) = sm {
-                let on = (link.edge.as_str(), link.instance);
-                service.links.kept.handled(on, sm.conn, sm.handled);
+                service.links.kept.handled(&link.edge, sm.conn, sm.handled);
             }
         } else {
             tracing::warn!(edge = link.edge, from = %stanza.from, "a stanza from a session this edge did not bind, refused");
@@ -207,7 +206,7 @@ async fn serve_link(
             Some(pb::edge_message::Body::Resynced(done)) => link.resynced(done.id),
             Some(pb::edge_message::Body::HandedOver(answer)) => link.handed_over(answer),
             Some(pb::edge_message::Body::Progress(p)) => {
-                super::orphans::progress(&service, (edge, link.instance), p);
+                super::orphans::progress(&service, edge, p);
             }
             Some(pb::edge_message::Body::Hello(_)) | None => {}
         }

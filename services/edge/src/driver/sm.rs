@@ -42,24 +42,22 @@ impl Conn {
             resumable.max_secs,
             counts,
         );
-        self.reported_ack = Some(counts.0);
+        self.reported = Some(counts);
         self.sm_id = Some(resumable.id);
     }
 
-    /// Tells the routers (see [`crate::progress`]) when the client acknowledged more, so
-    /// that they drop their copies of what it has.
-    pub(super) fn report_ack(&mut self) {
+    /// Tells the routers (see [`crate::progress`]) when the client acknowledged more (so
+    /// that they drop their copies of what it has) or sent more (a resumption after this
+    /// edge's death must not tell it a lower `h` than it was last told).
+    pub(super) fn report_counts(&mut self) {
         if self.sm_id.is_none() {
             return;
         }
-        if let Some((acked, handled)) = self.session.sm_counts() {
-            if self.reported_ack != Some(acked) {
-                self.reported_ack = Some(acked);
-                self.ctx
-                    .connections
-                    .sm_progress
-                    .acked(self.id, acked, handled);
-            }
+        let counts = self.session.sm_counts();
+        if let Some((acked, handled)) = counts.filter(|_| counts != self.reported) {
+            self.reported = counts;
+            let progress = &self.ctx.connections.sm_progress;
+            progress.acked(self.id, acked, handled);
         }
     }
 

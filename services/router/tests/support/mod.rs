@@ -10,7 +10,7 @@ pub mod stale;
 use async_trait::async_trait;
 use counting::Counted;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::{ns, Element, Jid, Routed, Stanza, StreamCondition};
@@ -28,6 +28,10 @@ pub struct Edge {
     pub gate: gate::Gate,
     /// Times the router asked for every session to be bound again.
     pub reregistered: AtomicUsize,
+    /// The edge is out of reach: every delivery fails as unreachable.
+    pub down: AtomicBool,
+    /// Deliveries of stored messages (with a `<delay/>`) the router attempted.
+    pub held_attempts: AtomicUsize,
 }
 
 #[async_trait]
@@ -37,7 +41,11 @@ impl EdgeDelivery for Edge {
             .to_element()
             .expect("a router delivers whole stanzas");
         if stanza.child("delay", ns::DELAY).is_some() {
+            self.held_attempts.fetch_add(1, Ordering::SeqCst);
             self.gate.pass(conn).await;
+        }
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Undeliverable::Unreachable);
         }
         if !self.connected.lock().unwrap().contains(&conn) {
             return Err(Undeliverable::NoSession);
@@ -57,6 +65,10 @@ impl EdgeDelivery for Edge {
 
     async fn reregister(&self) {
         self.reregistered.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn reachable(&self, _: &str) -> bool {
+        !self.down.load(Ordering::SeqCst)
     }
 }
 

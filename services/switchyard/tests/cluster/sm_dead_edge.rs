@@ -40,22 +40,63 @@ async fn before_pong(alice: &mut Client) -> Vec<switchyard_core::xml::Element> {
     alice.until(|e| e.attr("id") == Some("sync")).await.1
 }
 
+/// A user whose stanzas go through the other router than `alice`'s (routers are chosen
+/// by the sender's bare JID), so that both routers deliver to Bob and hold copies.
+fn on_the_other_router(cluster: &Cluster) -> &'static str {
+    let addrs: Vec<String> = cluster.routers.iter().map(|r| r.addr.to_string()).collect();
+    let router = |user: &str| {
+        let key = switchyard_core::Jid::parse(&format!("{user}@localhost")).unwrap();
+        switchyard_cluster::preferred_router(&key, &addrs).cloned()
+    };
+    let alices = router("alice");
+    SENDERS
+        .into_iter()
+        .find(|user| router(user) != alices)
+        .expect("one of four users hashes to the other router")
+}
+
+const SENDERS: [&str; 4] = ["carol", "dave", "erin", "frank"];
+
+async fn say(client: &mut Client, who: &str, n: usize) {
+    client
+        .send(&format!(
+            "<message to='bob@localhost/phone' type='chat' id='{who}{n}'><body>{who}{n}</body></message>"
+        ))
+        .await;
+}
+
+/// The messages of `who` among `got`, in the order they came.
+fn from(got: &[String], who: &str) -> Vec<String> {
+    got.iter().filter(|b| b.starts_with(who)).cloned().collect()
+}
+
+fn numbered_as(who: &str, count: usize) -> Vec<String> {
+    (1..=count).map(|n| format!("{who}{n}")).collect()
+}
+
 #[tokio::test]
 async fn xep0198_a_session_resumes_on_another_edge_after_its_edge_is_killed_mid_flow() {
-    let Some(mut cluster) = Cluster::start(&["alice", "bob"]).await else {
+    let users = [
+        "alice", "bob", SENDERS[0], SENDERS[1], SENDERS[2], SENDERS[3],
+    ];
+    let Some(mut cluster) = Cluster::start(&users).await else {
         return;
     };
+    let other = on_the_other_router(&cluster);
     let mut alice = online(&cluster, 1, "alice", "desk").await;
+    let mut them = online(&cluster, 1, other, "desk").await;
     let (mut bob, id) = bob_on_edge_0(&cluster, &mut alice).await;
     tokio::time::sleep(HEARD).await;
-    const TOTAL: usize = 300;
-    // A steady flow from Alice, on the edge that stays, before, during and after.
+    const EACH: usize = 150;
+    // Steady flows from two senders through both routers, on the edge that stays:
+    // before, during and after.
     let flow = tokio::spawn(async move {
-        for n in 1..=TOTAL {
-            send(&mut alice, n).await;
-            tokio::time::sleep(Duration::from_millis(15)).await;
+        for n in 1..=EACH {
+            say(&mut alice, "a", n).await;
+            say(&mut them, "o", n).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        alice
+        (alice, them)
     });
     let mut got = bodies(&mut bob, 60).await;
     cluster.edges[0].kill_9().await;
@@ -65,20 +106,32 @@ async fn xep0198_a_session_resumes_on_another_edge_after_its_edge_is_killed_mid_
     drop(bob);
     let at = (cluster.edges[1].addr, cluster.cert_der.clone());
     let (mut bob, _) = Counted::resumed_within(at, "bob", &id, h, DECLARED_DEAD).await;
-    got.extend(bodies(&mut bob, TOTAL - got.len()).await);
-    let mut alice = flow.await.expect("the flow");
-    assert_eq!(got, numbered(1..=TOTAL), "every message once, in order");
+    got.extend(bodies(&mut bob, 2 * EACH - got.len()).await);
+    let (mut alice, _them) = flow.await.expect("the flow");
+    assert_eq!(
+        from(&got, "a"),
+        numbered_as("a", EACH),
+        "Alice's: once, in order"
+    );
+    assert_eq!(
+        from(&got, "o"),
+        numbered_as("o", EACH),
+        "the other's: once, in order"
+    );
     let seen = before_pong(&mut alice).await;
     assert!(
         !seen.iter().any(|e| e.attr("type") == Some("unavailable")),
         "contacts see no presence change: {seen:?}"
     );
-    // The session goes on: Bob's stanzas are his on the edge he came back to.
+    // The session goes on: Bob's stanzas are his on the edge he came back to, and
+    // nothing more was on its way to him.
     bob.client
         .send("<message to='alice@localhost/desk' type='chat'><body>back</body></message>")
         .await;
     let (back, _) = alice.until(|e| body(e).as_deref() == Some("back")).await;
     assert_eq!(back.attr("from"), Some("bob@localhost/phone"));
+    say(&mut alice, "end", 0).await;
+    assert_eq!(bodies(&mut bob, 1).await, ["end0"]);
     cluster.clean_up().await;
 }
 
@@ -172,19 +225,31 @@ async fn xep0198_an_orphaned_session_not_resumed_in_time_goes_offline_with_its_c
     tokio::time::sleep(HEARD).await;
     cluster.edges[0].kill_9().await;
     drop(bob);
-    // Its `max` (4 s) from the kill, then the grace every router gets to store its copies
-    // (10 s), then a beat: no word to Alice before.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // The edge is declared dead within its TTL (3 s) and a beat; Bob's session stays,
+    // for its `max` (4 s from the kill) and then the grace every router gets to store
+    // its copies (10 s): no word to Alice meanwhile.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let quiet = before_pong(&mut alice).await;
+    assert!(
+        !quiet.iter().any(|e| e.attr("type") == Some("unavailable")),
+        "Bob's session stays while it may be resumed: {quiet:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let (gone, _) = alice
         .until(|e| e.name() == "presence" && e.attr("type") == Some("unavailable"))
         .await;
     assert_eq!(gone.attr("from"), Some("bob@localhost/phone"));
     let mut bob = online(&cluster, 1, "bob", "phone").await;
+    send(&mut alice, 6).await;
     let mut got = Vec::new();
-    while got.len() < 5 {
+    while got.len() < 6 {
         let (m, _) = bob.until(|e| e.name() == "message").await;
         got.push(body(&m).unwrap_or_default());
     }
-    assert_eq!(got, numbered(1..=5), "stored, in order, once");
+    assert_eq!(
+        got,
+        numbered(1..=6),
+        "stored, in order, once; then the live one"
+    );
     cluster.clean_up().await;
 }
