@@ -163,6 +163,8 @@ struct Table {
     reports: HashMap<String, Reports>,
     /// Edges this router held a link with: it knows their resumable sessions.
     linked: HashSet<String>,
+    /// Edges whose link is lost, since when: the sweep looks only at these.
+    lost: HashMap<String, Instant>,
 }
 
 impl Table {
@@ -315,8 +317,14 @@ impl Kept {
     /// `edge`'s link is lost (`Some`, when) or up again (`None`).
     pub(super) fn link(&self, edge: &str, lost_at: Option<Instant>) {
         let mut table = self.lock();
-        if lost_at.is_none() {
-            table.linked.insert(edge.to_owned());
+        match lost_at {
+            None => {
+                table.linked.insert(edge.to_owned());
+                table.lost.remove(edge);
+            }
+            Some(at) => {
+                table.lost.insert(edge.to_owned(), at);
+            }
         }
         for ((e, _), entry) in &mut table.entries {
             if e == edge && entry.expired_at.is_none() {

@@ -108,24 +108,41 @@ impl Kept {
         let mut table = self.lock();
         table.linked.remove(edge);
         table.reports.remove(edge);
+        table.lost.remove(edge);
     }
 
     /// Forgets the entries of links lost longer ago than they could be of use (see
-    /// [`FORGOTTEN_AFTER`]).
+    /// [`FORGOTTEN_AFTER`]). Looks only at edges lost that long ago: on most beats, at
+    /// nothing.
     pub(in crate::router_side) fn sweep(&self, now: Instant) {
         let mut table = self.lock();
+        let due: Vec<String> = table
+            .lost
+            .iter()
+            .filter(|(_, at)| now >= **at + GRACE + FORGOTTEN_AFTER)
+            .map(|(edge, _)| edge.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
         let stale: Vec<Key> = table
             .entries
             .iter()
-            .filter(|(_, e)| {
+            .filter(|((edge, _), e)| {
                 let max = Duration::from_secs(e.known.max_secs.into());
-                e.lost_at
-                    .is_some_and(|at| now >= at + max + GRACE + FORGOTTEN_AFTER)
+                due.contains(edge)
+                    && e.lost_at
+                        .is_some_and(|at| now >= at + max + GRACE + FORGOTTEN_AFTER)
             })
             .map(|(key, _)| key.clone())
             .collect();
         for key in stale {
             table.remove(&key);
+        }
+        for edge in due {
+            if !table.entries.keys().any(|(e, _)| *e == edge) {
+                table.lost.remove(&edge);
+            }
         }
         metrics::ROUTER_SM_COPY_BYTES.set(table.bytes as i64);
     }
