@@ -6,6 +6,8 @@
 #   bash loadtest/bench-cluster.sh                       # 10k idle, 5k storms, chat 10 s steps
 #   BENCH_STEP_SECS=5 bash loadtest/bench-cluster.sh     # shorter chat steps
 #   BENCH_IDLE_RUNS="starttls:2000" BENCH_STORM_N=2000 bash loadtest/bench-cluster.sh
+#   # idle sessions with resumable stream management (the routers keep an entry each):
+#   BENCH_IDLE_RUNS="starttls:5000 starttls:5000:PLAIN:sm" BENCH_SKIP_STORMS=1 BENCH_SKIP_CHAT=1 bash loadtest/bench-cluster.sh
 #   # chat at fixed rates on a fresh cluster only (no idle run, no storms, no --saturate):
 #   BENCH_IDLE_RUNS= BENCH_SKIP_STORMS=1 BENCH_CHAT_RATES=8543 bash loadtest/bench-cluster.sh
 #   # storms only (each process's /metrics is saved after them, for where login time goes):
@@ -151,16 +153,24 @@ psql_ "CREATE SCHEMA $SCHEMA"
 log "accounts ($ACCOUNTS) in PostgreSQL"
 "$LT" provision --postgres "$PG_URL" --schema "$SCHEMA" --users "$ACCOUNTS" --password "$PASSWORD"
 
-for run in $IDLE_RUNS; do   # transport:sessions[:mechanism]
-  IFS=: read -r transport n mech <<<"$run"
-  name="idle-$transport-$n${mech:+-$mech}"
+for run in $IDLE_RUNS; do   # transport:sessions[:mechanism[:sm]]
+  IFS=: read -r transport n mech sm <<<"$run"
+  name="idle-$transport-$n${mech:+-$mech}${sm:+-$sm}"
   start_cluster
   r0=$(rss "$ROUTER")
-  lt "$name" idle --transport "$transport" --mechanism "${mech:-$MECH}" -n "$n" \
+  lt "$name" idle --transport "$transport" --mechanism "${mech:-$MECH}" -n "$n" ${sm:+--sm} \
     --users "$ACCOUNTS" --arrival-rate 1000 --concurrency 100 --duration-secs 5 --login-timeout-secs 120 &
   GEN=$!
-  # Router RSS while the sessions are held (the generator holds them 5 s after the ramp).
-  r1=$r0; while kill -0 $GEN 2>/dev/null; do r1=$(rss "$ROUTER"); sleep 1; done
+  # Router RSS while the sessions are held (the generator holds them 5 s after the ramp),
+  # and each process's metrics at the last look (what the router keeps per session).
+  r1=$r0; while kill -0 $GEN 2>/dev/null; do
+    r1=$(rss "$ROUTER")
+    for role in router edge; do
+      curl -sf "http://127.0.0.1:${ADMIN_PORT[$role]}/metrics" > "$OUT/metrics-$name-$role.txt.new" \
+        && mv "$OUT/metrics-$name-$role.txt.new" "$OUT/metrics-$name-$role.txt"
+    done
+    sleep 1
+  done
   wait $GEN
   echo "{\"router_rss_kib_before\": $r0, \"router_rss_kib_last\": $r1}" > "$OUT/router-$name.json"
   stop_cluster
