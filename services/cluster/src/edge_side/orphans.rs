@@ -14,7 +14,7 @@ use crate::router_side::LINK_TOKEN;
 use futures_util::future::join_all;
 use switchyard_core::session::SmState;
 use switchyard_core::Jid;
-use switchyard_edge::Reported;
+use switchyard_edge::{Report, Reported};
 use switchyard_rpc::{convert, pb};
 use tokio::sync::mpsc;
 
@@ -34,26 +34,12 @@ impl RemoteRouters {
             *seen = version;
             return true;
         }
-        let mut sessions: Vec<pb::SmSession> =
-            report.sessions.into_iter().map(session_pb).collect();
-        let mut ended = report.ended;
-        loop {
-            let rest = sessions.split_off(sessions.len().min(CHUNK));
-            let chunk = std::mem::replace(&mut sessions, rest);
-            let last = sessions.is_empty();
+        for progress in messages(report) {
             let message = pb::EdgeMessage {
-                body: Some(pb::edge_message::Body::Progress(pb::SmProgress {
-                    sessions: chunk,
-                    ended: std::mem::take(&mut ended),
-                    complete: report.full && last,
-                    full: report.full,
-                })),
+                body: Some(pb::edge_message::Body::Progress(progress)),
             };
             if tx.send(message).await.is_err() {
                 return false;
-            }
-            if last {
-                break;
             }
         }
         *seen = version;
@@ -100,6 +86,30 @@ impl RemoteRouters {
                 tracing::warn!(error = %e, jid = orphan.jid, "a dead edge's session could not be rebuilt");
                 None
             }
+        }
+    }
+}
+
+/// A report as link messages of at most [`CHUNK`] sessions; the ends go in the first,
+/// and the last of a full report says it is complete (an empty full report is one
+/// message, to say there is nothing).
+fn messages(report: Report) -> Vec<pb::SmProgress> {
+    let full = report.full;
+    let mut sessions: Vec<pb::SmSession> = report.sessions.into_iter().map(session_pb).collect();
+    let mut ended = report.ended;
+    let mut out = Vec::new();
+    loop {
+        let rest = sessions.split_off(sessions.len().min(CHUNK));
+        let chunk = std::mem::replace(&mut sessions, rest);
+        let last = sessions.is_empty();
+        out.push(pb::SmProgress {
+            sessions: chunk,
+            ended: std::mem::take(&mut ended),
+            complete: full && last,
+            full,
+        });
+        if last {
+            return out;
         }
     }
 }
@@ -178,6 +188,77 @@ mod tests {
             seq,
             xml: format!("<message xmlns='jabber:client' id='m{seq}'/>").into_bytes(),
         }
+    }
+
+    fn reported(count: usize) -> Vec<Reported> {
+        (0..count as u64)
+            .map(|conn| Reported {
+                conn,
+                id: format!("sm-{conn}"),
+                jid: "bob@example.com/phone".into(),
+                max_secs: 300,
+                acked: 0,
+                handled: 0,
+            })
+            .collect()
+    }
+
+    /// (sessions, ends, complete) of each message.
+    fn shape(messages: &[pb::SmProgress]) -> Vec<(usize, usize, bool)> {
+        messages
+            .iter()
+            .map(|m| (m.sessions.len(), m.ended.len(), m.complete))
+            .collect()
+    }
+
+    /// The edges of the chunking: exactly [`CHUNK`] sessions are one message, one more
+    /// starts a second, which carries the completion; nothing is lost or repeated.
+    #[test]
+    fn a_report_of_exactly_a_chunk_is_one_message_and_one_more_is_two() {
+        for (count, want) in [
+            (CHUNK, vec![(CHUNK, 2, true)]),
+            (CHUNK + 1, vec![(CHUNK, 2, false), (1, 0, true)]),
+            (
+                2 * CHUNK + 1,
+                vec![(CHUNK, 2, false), (CHUNK, 0, false), (1, 0, true)],
+            ),
+        ] {
+            let report = Report {
+                sessions: reported(count),
+                ended: vec![7, 8],
+                full: true,
+            };
+            let messages = messages(report);
+            assert_eq!(shape(&messages), want, "{count} sessions");
+            assert!(messages.iter().all(|m| m.full));
+            let mut conns: Vec<u64> = messages
+                .iter()
+                .flat_map(|m| m.sessions.iter().map(|s| s.conn))
+                .collect();
+            conns.dedup();
+            assert_eq!(
+                conns,
+                (0..count as u64).collect::<Vec<_>>(),
+                "each once, in order"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_full_report_is_one_message_and_changes_are_never_complete() {
+        let empty = Report {
+            full: true,
+            ..Report::default()
+        };
+        assert_eq!(shape(&messages(empty)), [(0, 0, true)]);
+        let changes = Report {
+            sessions: reported(CHUNK + 1),
+            ended: vec![1],
+            full: false,
+        };
+        let messages = messages(changes);
+        assert_eq!(shape(&messages), [(CHUNK, 1, false), (1, 0, false)]);
+        assert!(messages.iter().all(|m| !m.full));
     }
 
     fn ids(state: &SmState) -> Vec<String> {

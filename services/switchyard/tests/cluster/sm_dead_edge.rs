@@ -70,6 +70,19 @@ fn from(got: &[String], who: &str) -> Vec<String> {
     got.iter().filter(|b| b.starts_with(who)).cloned().collect()
 }
 
+/// The first arrival of each message, in order, and the ones that came again.
+fn once(got: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    for body in got {
+        match seen.insert(body.clone()) {
+            true => first.push(body.clone()),
+            false => again.push(body.clone()),
+        }
+    }
+    (first, again)
+}
+
 fn numbered_as(who: &str, count: usize) -> Vec<String> {
     (1..=count).map(|n| format!("{who}{n}")).collect()
 }
@@ -106,18 +119,26 @@ async fn xep0198_a_session_resumes_on_another_edge_after_its_edge_is_killed_mid_
     drop(bob);
     let at = (cluster.edges[1].addr, cluster.cert_der.clone());
     let (mut bob, _) = Counted::resumed_within(at, "bob", &id, h, DECLARED_DEAD).await;
-    got.extend(bodies(&mut bob, 2 * EACH - got.len()).await);
+    // Until both flows are complete (bounded: a duplicate is a read more).
+    while [("a", EACH), ("o", EACH)]
+        .iter()
+        .any(|(who, each)| once(&from(&got, who)).0.len() < *each)
+    {
+        assert!(got.len() < 2 * EACH + 10, "far too many: {got:?}");
+        got.extend(bodies(&mut bob, 1).await);
+    }
     let (mut alice, _them) = flow.await.expect("the flow");
-    assert_eq!(
-        from(&got, "a"),
-        numbered_as("a", EACH),
-        "Alice's: once, in order"
-    );
-    assert_eq!(
-        from(&got, "o"),
-        numbered_as("o", EACH),
-        "the other's: once, in order"
-    );
+    for who in ["a", "o"] {
+        let (kept, twice) = once(&from(&got, who));
+        assert_eq!(kept, numbered_as(who, EACH), "{who}: none lost, in order");
+        // The one window left (README): a delivery the dead edge took whose answer the
+        // router never read (a reset discards it) is stored offline and comes again.
+        assert!(
+            twice.len() <= 1,
+            "{who}: more than the kill's window twice: {twice:?}"
+        );
+        println!("{who}: delivered twice {twice:?}");
+    }
     let seen = before_pong(&mut alice).await;
     assert!(
         !seen.iter().any(|e| e.attr("type") == Some("unavailable")),
