@@ -4,8 +4,8 @@
 //! The routers keep a copy of every stanza they delivered to such a session until the
 //! client acknowledges it, so these reports are what frees the copies.
 //!
-//! Sessions write here on `<enable/>`, on each `<a/>` that moves the count and at their
-//! end: a lock and a map entry each, no I/O. Each router link reads what changed since it
+//! Sessions write here on `<enable/>`, whenever their counts move (an `<a/>` from the
+//! client, or a stanza it sent) and at their end: a lock and a map entry each, no I/O. Each router link reads what changed since it
 //! last read, about once a second ([`Progress::since`]): a link that opens reads
 //! everything (a full report: the router forgets what it does not name). Ends are
 //! remembered for [`ENDED_KEPT`] of them; a link that fell further behind reads
