@@ -10,6 +10,8 @@
 #   BENCH_IDLE_RUNS="starttls:5000 starttls:5000:PLAIN:sm" BENCH_SKIP_STORMS=1 BENCH_SKIP_CHAT=1 bash loadtest/bench-cluster.sh
 #   # chat at fixed rates on a fresh cluster only (no idle run, no storms, no --saturate):
 #   BENCH_IDLE_RUNS= BENCH_SKIP_STORMS=1 BENCH_CHAT_RATES=8543 bash loadtest/bench-cluster.sh
+#   # the same with resumable stream management on every chat session:
+#   BENCH_IDLE_RUNS= BENCH_SKIP_STORMS=1 BENCH_CHAT_RATES=8543 BENCH_CHAT_SM=1 bash loadtest/bench-cluster.sh
 #   # storms only (each process's /metrics is saved after them, for where login time goes):
 #   BENCH_IDLE_RUNS= BENCH_SKIP_CHAT=1 bash loadtest/bench-cluster.sh
 #
@@ -187,6 +189,8 @@ if [[ -z ${BENCH_SKIP_STORMS:-} ]]; then
   done
 fi
 if [[ -n ${BENCH_CHAT_RATES:-} ]]; then RATES=(--rate "$BENCH_CHAT_RATES"); else RATES=(--rate 1000 --saturate); fi
+# BENCH_CHAT_SM=1: chat users enable resumable stream management (XEP-0198).
+[[ -n ${BENCH_CHAT_SM:-} ]] && RATES+=(--sm)
 [[ -n ${BENCH_SKIP_CHAT:-} ]] || lt chat chat --other-pid "$ROUTER" --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
   --arrival-rate 500 "${RATES[@]}" --step-factor 1.5 --refine 2 --body-bytes "$BODY" \
   --duration-secs "$STEP_SECS" --drain-secs 3 --login-timeout-secs 120

@@ -132,7 +132,7 @@ pub struct Target {
     pub login_timeout_secs: u64,
     /// Enable XEP-0198 stream management with resumption after binding (`<enable/>` goes
     /// with the roster get); held sessions answer the server's `<r/>` with their `h`.
-    /// Scenarios that hold sessions: idle, login-storm, churn (resume-storm always).
+    /// Scenarios that hold sessions: idle, login-storm, churn, chat (resume-storm always).
     #[arg(long)]
     pub sm: bool,
 }

@@ -426,6 +426,12 @@ impl RemoteRouters {
                 Some(pb::router_message::Body::Handover(h)) => {
                     tokio::spawn(self.clone().handover(h, tx.clone()));
                 }
+                Some(pb::router_message::Body::Confirmed(confirmed)) => {
+                    for run in confirmed.copies.chunk_by(|a, b| a.conn == b.conn) {
+                        self.connections
+                            .confirm(run[0].conn, run.iter().map(|c| c.sm_seq));
+                    }
+                }
                 Some(pb::router_message::Body::Welcome(_)) | None => {}
             }
         }
@@ -468,7 +474,8 @@ impl RemoteRouters {
                 Ok(stanza) => {
                     let span = metrics::trace::deliver_span(&d.traceparent);
                     let origin = Origin::of(&d.origin_edge, d.origin_seq, d.origin_index, d.conn);
-                    let write = self.connections.deliver(d.conn, stanza).instrument(span);
+                    let write = self.connections.deliver(d.conn, stanza, d.confirms);
+                    let write = write.instrument(span);
                     let written = self.recent.once(origin, write).await;
                     (written, written.is_none())
                 }

@@ -97,7 +97,7 @@ impl Conn {
                 self.component.handle(Input::Terminate(condition))
             }
             // Stream management is a client's: nothing to resume or move here.
-            Some(Command::Resume(..) | Command::Export(_)) => Vec::new(),
+            Some(Command::Resume(..) | Command::Export(_) | Command::Confirmed(_)) => Vec::new(),
             None => self
                 .component
                 .handle(Input::Terminate(StreamCondition::PolicyViolation)),

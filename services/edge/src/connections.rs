@@ -24,6 +24,9 @@ pub(crate) enum Command {
     Resume(Box<Resuming>, crate::resume::Answer),
     /// XEP-0198: the session moves to another edge; its state, and it ends here.
     Export(oneshot::Sender<Option<SmState>>),
+    /// XEP-0198: a router read the answers to deliveries that wait for it, the stanzas
+    /// the session numbered these (see [`Delivery::confirmed`]).
+    Confirmed(Box<[u32]>),
 }
 
 /// A stanza for the client, and who hears once it is written.
@@ -33,6 +36,11 @@ pub(crate) struct Delivery {
     /// Answered after the write that carried the stanza succeeded; dropped unanswered
     /// when it never will be (the connection ended first).
     pub written: oneshot::Sender<Written>,
+    /// The deliverer will confirm it read the answer ([`Command::Confirmed`]): a
+    /// resumable session writes the stanza only then, so that no client reads a stanza
+    /// whose number died with this process unread (a cluster router; see the README's
+    /// cross-edge resumption).
+    pub confirmed: bool,
 }
 
 /// A delivery the connection took: written, or (XEP-0198) queued in its session.
@@ -189,6 +197,16 @@ impl Connections {
         }
     }
 
+    /// XEP-0198: a router read the answers that numbered these stanzas of connection
+    /// `id` (see [`Delivery::confirmed`]); one command past the mailbox's bounds, as the
+    /// stanzas they release are already in the session. Ignored once the connection is
+    /// gone.
+    pub fn confirm(&self, id: u64, seqs: impl IntoIterator<Item = u32>) {
+        if let Some(mailbox) = self.mailbox(id) {
+            mailbox.force(Command::Confirmed(seqs.into_iter().collect()));
+        }
+    }
+
     /// Hands a resuming connection to connection `id`, past the mailbox's bounds; back
     /// when that connection is gone.
     pub(crate) fn hand_over(
@@ -243,8 +261,9 @@ impl Connections {
     /// through it the sender: pushback, not a closed recipient. Only a connection that
     /// neither makes room nor writes within the mailbox's patience is closed as a slow
     /// consumer (what it still holds is dropped unwritten, so its producers reroute).
-    pub async fn deliver(&self, id: u64, stanza: Routed) -> Option<Written> {
-        self.deliver_all(id, vec![stanza]).await[0]
+    /// `confirmed`: see [`Delivery::confirmed`].
+    pub async fn deliver(&self, id: u64, stanza: Routed, confirmed: bool) -> Option<Written> {
+        self.deliver_all(id, vec![stanza], confirmed).await[0]
     }
 
     /// Hands stanzas to one connection in order, as [`Connections::deliver`] does one:
@@ -252,7 +271,12 @@ impl Connections {
     /// go out in one write. Whether each was written; they are written in order, so the
     /// written ones are a prefix. The patience applies to each step: a connection that makes
     /// progress is never closed, one that makes none for the patience is.
-    pub async fn deliver_all(&self, id: u64, stanzas: Vec<Routed>) -> Vec<Option<Written>> {
+    pub async fn deliver_all(
+        &self,
+        id: u64,
+        stanzas: Vec<Routed>,
+        confirmed: bool,
+    ) -> Vec<Option<Written>> {
         let count = stanzas.len();
         let Some(mailbox) = self.mailbox(id) else {
             return vec![None; count];
@@ -262,7 +286,11 @@ impl Connections {
         let mut stuck = false;
         for stanza in stanzas {
             let (written, hear) = oneshot::channel();
-            let delivery = Box::new(Delivery { stanza, written });
+            let delivery = Box::new(Delivery {
+                stanza,
+                written,
+                confirmed,
+            });
             match tokio::time::timeout(patience, mailbox.deliver(delivery)).await {
                 Ok(Ok(())) => heard.push(hear),
                 Ok(Err(_closed)) => break,
@@ -362,7 +390,7 @@ mod tests {
         let mailbox = connections.register(id, limits(4));
         let sent = tokio::spawn({
             let connections = connections.clone();
-            async move { connections.deliver(id, message()).await }
+            async move { connections.deliver(id, message(), false).await }
         });
         tokio::task::yield_now().await;
         assert!(!sent.is_finished(), "queued, not yet written");
@@ -377,7 +405,7 @@ mod tests {
         let _mailbox = connections.register(id, limits(4));
         let sent = tokio::spawn({
             let connections = connections.clone();
-            async move { connections.deliver(id, message()).await }
+            async move { connections.deliver(id, message(), false).await }
         });
         tokio::task::yield_now().await;
         connections.release(id, IP);
@@ -385,7 +413,10 @@ mod tests {
             sent.await.unwrap().is_none(),
             "queued, never written: not delivered"
         );
-        assert!(connections.deliver(id, message()).await.is_none(), "gone");
+        assert!(
+            connections.deliver(id, message(), false).await.is_none(),
+            "gone"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -395,7 +426,7 @@ mod tests {
         let mailbox = connections.register(id, limits(1));
         let started = tokio::time::Instant::now();
         assert!(
-            connections.deliver(id, message()).await.is_none(),
+            connections.deliver(id, message(), false).await.is_none(),
             "never written"
         );
         assert!(
@@ -409,7 +440,7 @@ mod tests {
         ));
         assert!(mailbox.recv().await.is_none(), "closed as a slow consumer");
         assert!(
-            connections.deliver(id, message()).await.is_none(),
+            connections.deliver(id, message(), false).await.is_none(),
             "refused from then on"
         );
     }

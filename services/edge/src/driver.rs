@@ -141,6 +141,7 @@ pub(crate) async fn serve(
         moved: false,
         handshake: Some(handshake),
         open: Some(open),
+        gate: None,
     };
     let mut resumed = Vec::new();
     loop {
@@ -189,6 +190,7 @@ pub(crate) async fn serve(
     conn.ctx.connections.release(id, conn.ip);
 }
 
+mod gate;
 mod login;
 mod sm;
 mod transport;
@@ -227,6 +229,8 @@ struct Conn {
     handshake: Option<Handshake>,
     /// Its count among open connections, while it has a socket (see [`Open`]).
     open: Option<Open>,
+    /// XEP-0198: writes waiting for a router's confirmation, while any do.
+    gate: Option<Box<gate::Gate>>,
 }
 
 impl Conn {
@@ -260,9 +264,10 @@ impl Conn {
                 idle_deadline
             };
             let keepalive = keepalive_at.filter(|_| self.session.is_established());
+            let gate = self.gate.as_ref().and_then(|gate| gate.deadline());
             // Other deadlines only move later, so the timer fires at or before them; a
-            // partial frame or a keepalive can bring the wake-up forward.
-            let wake = [trickle_deadline, keepalive, ack_at]
+            // partial frame, a keepalive or a write waiting can bring the wake-up forward.
+            let wake = [trickle_deadline, keepalive, ack_at, gate]
                 .into_iter()
                 .flatten()
                 .fold(deadline, Instant::min);
@@ -320,6 +325,7 @@ impl Conn {
             if let Some((resuming, answer)) = self.resuming.take() {
                 if let Some(resumed) = self.take_over(resuming, answer) {
                     // What the old stream had yet to write is in the resent queue.
+                    self.gate = None;
                     outputs.retain(|o| !matches!(o, Output::Send(_)));
                     outputs.extend(resumed);
                     let now = Instant::now();
@@ -327,6 +333,7 @@ impl Conn {
                     keepalive_at = cfg.keepalive_after.map(|after| now + after);
                 }
             }
+            let outputs = self.gated(outputs);
             if outputs.is_empty() {
                 continue; // a partial stanza, a keepalive or an early timer: nothing to do
             }
@@ -394,13 +401,21 @@ impl Conn {
         while let Some(command) = next.take() {
             match command {
                 Command::Deliver(delivery) => {
-                    let Delivery { stanza, written } = *delivery;
+                    let Delivery {
+                        stanza,
+                        written,
+                        confirmed,
+                    } = *delivery;
                     metrics::EDGE_STANZAS_OUT
                         .with_label_values(&[stanza.name()])
                         .inc();
                     // The session is open here (the loop stops once it closes): it takes
                     // this stanza, even the one that puts it past its bound.
                     let (more, sm_seq) = self.session.deliver_numbered(stanza);
+                    if let Some(seq) = sm_seq.filter(|_| confirmed) {
+                        let gate = self.gate.get_or_insert_default();
+                        gate.mark(outputs.len(), seq);
+                    }
                     outputs.extend(more);
                     if self.session.keeps_unacked() {
                         // XEP-0198: the session holds it until the client acknowledges
@@ -418,10 +433,16 @@ impl Conn {
                     self.resuming = Some((resuming, answer));
                     break;
                 }
+                Command::Confirmed(seqs) => {
+                    if let Some(gate) = self.gate.as_mut() {
+                        seqs.iter().for_each(|&seq| gate.confirm(seq));
+                    }
+                }
                 Command::Export(answer) => {
                     if self.export(answer) {
                         // What was not written yet went with the state: the old stream
                         // gets none of it (a client still reading it would see it twice).
+                        self.gate = None;
                         outputs.retain(|o| !matches!(o, Output::Send(_)));
                         outputs.push(Output::Close);
                         break;
@@ -442,6 +463,19 @@ impl Conn {
             // Taken with nothing to write (presence held while the client is inactive,
             // XEP-0352): done as far as the router is concerned.
             self.answer_written();
+        }
+        outputs
+    }
+
+    /// What of `outputs` may be carried out now: all of them, unless writes wait for a
+    /// router's confirmation (see [`gate`]).
+    fn gated(&mut self, outputs: Vec<Output>) -> Vec<Output> {
+        let Some(gate) = self.gate.as_mut() else {
+            return outputs;
+        };
+        let outputs = gate.pass(outputs, Instant::now(), self.session.is_detached());
+        if gate.is_empty() {
+            self.gate = None;
         }
         outputs
     }

@@ -114,7 +114,7 @@ impl EdgeDelivery for LocalEdge {
         if edge != self.edge_id {
             return Err(Undeliverable::NoSession);
         }
-        match self.connections.deliver(conn, stanza).await {
+        match self.connections.deliver(conn, stanza, false).await {
             Some(_) => Ok(()),
             None => Err(Undeliverable::NoSession),
         }
@@ -130,7 +130,7 @@ impl EdgeDelivery for LocalEdge {
             .into_iter()
             .map(|(conn, items)| async move {
                 let (at, stanzas): (Vec<usize>, Vec<Routed>) = items.into_iter().unzip();
-                let written = self.connections.deliver_all(conn, stanzas).await;
+                let written = self.connections.deliver_all(conn, stanzas, false).await;
                 at.into_iter().zip(written)
             });
         for (at, written) in join_all(sends).await.into_iter().flatten() {

@@ -106,6 +106,7 @@ metrics! {
     EDGE_SESSIONS: IntGauge = gauge("switchyard_edge_sessions", "Bound sessions on this edge");
     EDGE_SM_DETACHED: IntGauge = gauge("switchyard_edge_sm_detached_sessions", "XEP-0198 sessions whose connection is gone, waiting to be resumed");
     EDGE_SM_RESUMPTIONS: IntCounterVec = counter_vec("switchyard_edge_sm_resumptions_total", "XEP-0198 resumption attempts by outcome (resumed, not_found, refused)", &["outcome"]);
+    EDGE_SM_UNCONFIRMED: IntCounter = counter("switchyard_edge_sm_unconfirmed_writes_total", "XEP-0198 stanzas a resumable session wrote without the confirmation that their router read its answer (none came within the patience: a lost or slow router link); only these could reach a client twice if this edge is killed");
     EDGE_SM_EXPIRED: IntCounter = counter("switchyard_edge_sm_expired_total", "XEP-0198 detached sessions that ended unresumed (timeout or queue bound)");
     EDGE_PUSH_REQUESTS: IntCounter = counter("switchyard_edge_push_requests_total", "XEP-0357 notification requests detached sessions sent to a router (each message that found none in flight, and one follow-up per burst that waited)");
     EDGE_PUSH_COALESCED: IntCounter = counter("switchyard_edge_push_coalesced_total", "Messages a detached session queued while its notification request was in flight: one more request follows, for the latest");

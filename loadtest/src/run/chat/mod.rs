@@ -31,10 +31,6 @@ const QUIESCE_LIMIT: Duration = Duration::from_secs(60);
 pub async fn run(args: ChatArgs, cancel: CancellationToken) -> anyhow::Result<Report> {
     let users = args.target.accounts.users;
     anyhow::ensure!(users >= 2, "chat needs at least 2 users");
-    anyhow::ensure!(
-        !args.target.sm,
-        "--sm is not supported by chat (its receiver cannot answer ack requests)"
-    );
     let ctx = Ctx::new(args.target.clone(), &args.output, cancel)?;
     let progress = progress::spawn(ctx.stats.clone(), args.output.quiet, &ctx.cancel);
     let clock = RunClock::start();

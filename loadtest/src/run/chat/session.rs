@@ -6,7 +6,11 @@
 //! `{step}.{scheduled send time in µs}.` padded with `x` to the body size; the time is the
 //! tick's scheduled instant, not when the write happened, so a generator that falls
 //! behind shows up as latency instead of hiding it (no coordinated omission).
+//!
+//! With `--sm` the receiver counts what it reads (XEP-0198 `h`) and the sender writes the
+//! `<a/>` each `<r/>` from the server asks for, between its messages.
 
+use crate::client::sm::{Inbound, SmClient};
 use crate::client::{next_frame, stream_end, write};
 use crate::run::{Ctx, Live};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -14,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::{ns, Frame};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// What the conductor tells every sender.
@@ -59,8 +63,10 @@ pub async fn run(
     let Live { session, _up } = live;
     let (reader, writer) = tokio::io::split(session.stream);
     let mut framer = session.framer;
-    let receive = receive(&ctx, &shared, reader, &mut framer);
-    let send = send(&ctx, &shared, commands, writer, i, &to);
+    // One answer waiting is enough: a later `<r/>` is answered with the later count.
+    let (acks, asked) = mpsc::channel(1);
+    let receive = receive(&ctx, &shared, reader, &mut framer, session.sm, acks);
+    let send = send(&ctx, &shared, commands, writer, i, &to, asked);
     tokio::select! {
         result = receive => if let Err(kind) = result {
             ctx.stats.error(&kind);
@@ -74,6 +80,8 @@ async fn receive<R: AsyncRead + Unpin>(
     shared: &Shared,
     mut reader: R,
     framer: &mut switchyard_core::Framer,
+    mut sm: Option<SmClient>,
+    acks: mpsc::Sender<String>,
 ) -> Result<(), String> {
     let mut buf = [0u8; 4096];
     loop {
@@ -81,6 +89,11 @@ async fn receive<R: AsyncRead + Unpin>(
         let Frame::Stanza(el, _) = frame else {
             continue;
         };
+        if let Some(Inbound::Request(ack)) = sm.as_mut().map(|sm| sm.on_element(&el)) {
+            // Full: an answer is already waiting; the server asks again.
+            let _ = acks.try_send(ack);
+            continue;
+        }
         if !el.is("message", ns::CLIENT) {
             continue;
         }
@@ -116,6 +129,7 @@ async fn send<W: AsyncWrite + Unpin>(
     mut writer: W,
     i: usize,
     to: &str,
+    mut asked: mpsc::Receiver<String>,
 ) {
     let head = format!("<message type='chat' to='{to}'><body>");
     let tail = "</body></message>";
@@ -132,6 +146,9 @@ async fn send<W: AsyncWrite + Unpin>(
                 tokio::select! {
                     changed = commands.changed() => if changed.is_err() { return },
                     () = ctx.cancel.cancelled() => return,
+                    Some(ack) = asked.recv() => if let Err(kind) = write(&mut writer, ack.as_bytes()).await {
+                        return ctx.stats.error(&kind);
+                    },
                 }
                 continue;
             }
@@ -153,6 +170,9 @@ async fn send<W: AsyncWrite + Unpin>(
                     break;
                 }
                 () = ctx.cancel.cancelled() => return,
+                Some(ack) = asked.recv() => if let Err(kind) = write(&mut writer, ack.as_bytes()).await {
+                    return ctx.stats.error(&kind);
+                },
                 at = tick.tick() => {
                     ctx.stats.offered.fetch_add(1, Relaxed);
                     let stamp = at.saturating_duration_since(shared.epoch).as_micros();

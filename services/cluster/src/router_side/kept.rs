@@ -279,7 +279,10 @@ impl Kept {
         metrics::ROUTER_SM_COPY_BYTES.set(table.bytes as i64);
     }
 
-    /// The session on `edge`'s connection `conn` took `xml` as number `seq`.
+    /// The session on `edge`'s connection `conn` took `xml` as number `seq`. Answers
+    /// can come out of order (the edge answers each batch of deliveries as its own chain
+    /// completes), so a copy goes in its place by number; one already acknowledged, or
+    /// already kept, is not kept.
     pub(super) fn copy(&self, edge: &str, conn: u64, seq: u32, xml: Arc<str>) {
         let mut table = self.lock();
         let key = (edge.to_owned(), conn);
@@ -287,12 +290,16 @@ impl Kept {
         let Some(entry) = table.entries.get_mut(&key) else {
             return;
         };
-        let stale = !after(seq, entry.known.acked)
-            || entry
-                .copies
-                .back()
-                .is_some_and(|(last, _)| !after(seq, *last));
-        if entry.spoiled || entry.lost_at.is_some() || stale {
+        if entry.spoiled || entry.lost_at.is_some() || !after(seq, entry.known.acked) {
+            return;
+        }
+        // Searched from the back: in order, it goes last.
+        let at = entry
+            .copies
+            .iter()
+            .rposition(|(kept, _)| after(seq, *kept))
+            .map_or(0, |before| before + 1);
+        if entry.copies.get(at).is_some_and(|(kept, _)| *kept == seq) {
             return;
         }
         if over_router || entry.copies.len() >= MAX_COPIES {
@@ -301,7 +308,7 @@ impl Kept {
         }
         let bytes = xml.len();
         entry.bytes += bytes;
-        entry.copies.push_back((seq, xml));
+        entry.copies.insert(at, (seq, xml));
         table.bytes += bytes;
     }
 

@@ -43,7 +43,7 @@ fn keys(kept: &Kept) -> Vec<u64> {
 }
 
 /// The client's acknowledgements free the copies they cover, and only those; a number
-/// already covered, or out of order, is not kept.
+/// already covered, or already kept, is not kept again.
 #[test]
 fn acknowledgements_trim_the_copies_they_cover() {
     let kept = Kept::new(1 << 20);
@@ -52,6 +52,7 @@ fn acknowledgements_trim_the_copies_they_cover() {
         kept.copy(EDGE, 7, seq, xml(seq));
     }
     kept.copy(EDGE, 7, 3, xml(3));
+    assert_eq!(kept.lock().bytes, 5 * xml(1).len(), "3 is kept once");
     kept.progress(EDGE, vec![announced(7, 3)], &[], CHANGES);
     kept.copy(EDGE, 7, 2, xml(2));
     kill(&kept, Instant::now());
@@ -59,6 +60,22 @@ fn acknowledgements_trim_the_copies_they_cover() {
     assert_eq!(seqs(&slice), [4, 5]);
     assert!(kept.take(EDGE, 7).is_none(), "taken once");
     assert_eq!(kept.lock().bytes, 0);
+}
+
+/// Answers read out of order (two batches to one connection, answered as each chain
+/// completes) keep every copy, in the session's order, across the wrap too.
+#[test]
+fn copies_answered_out_of_order_are_kept_in_order() {
+    let kept = Kept::new(1 << 20);
+    let first = u32::MAX - 2;
+    kept.progress(EDGE, vec![announced(7, first - 1)], &[], CHANGES);
+    for step in [1, 0, 4, 2, 3, 4] {
+        let seq = first.wrapping_add(step);
+        kept.copy(EDGE, 7, seq, xml(seq));
+    }
+    kill(&kept, Instant::now());
+    let slice = kept.take(EDGE, 7).expect("resumable");
+    assert_eq!(seqs(&slice), [u32::MAX - 2, u32::MAX - 1, u32::MAX, 0, 1]);
 }
 
 /// Numbers wrap at 2^32: an acknowledgement just past the wrap still trims in order.

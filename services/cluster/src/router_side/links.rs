@@ -120,6 +120,7 @@ impl Link {
                     origin_edge,
                     origin_seq,
                     origin_index,
+                    confirms: true,
                 });
                 answers.push((id, answer));
             }
@@ -178,13 +179,16 @@ impl Link {
 
     /// Hands the edge's answers to the deliveries waiting for them, keeping a copy of
     /// each a resumable session numbered; answers to deliveries this link never made are
-    /// ignored.
-    pub(super) fn answered(&self, results: Vec<pb::DeliveryResult>) {
+    /// ignored. What it returns tells the edge which numbered answers were read (each a
+    /// stanza its session holds unwritten until then), or `None` when there are none.
+    pub(super) fn answered(&self, results: Vec<pb::DeliveryResult>) -> Option<pb::RouterMessage> {
+        let mut copies = Vec::new();
         let mut pending = lock(&self.pending);
         for r in results {
             if let Some((done, conn, xml)) = pending.remove(&r.id) {
-                if let Some(seq) = r.sm_seq.filter(|_| r.delivered) {
-                    self.kept.copy(&self.edge, conn, seq, xml);
+                if let Some(sm_seq) = r.sm_seq.filter(|_| r.delivered) {
+                    self.kept.copy(&self.edge, conn, sm_seq, xml);
+                    copies.push(pb::ConfirmedCopy { conn, sm_seq });
                 }
                 let _ = done.send(match (r.delivered, r.no_session) {
                     (true, _) => Ok(()),
@@ -193,6 +197,14 @@ impl Link {
                 });
             }
         }
+        if copies.is_empty() {
+            return None;
+        }
+        Some(pb::RouterMessage {
+            body: Some(pb::router_message::Body::Confirmed(pb::Confirmed {
+                copies,
+            })),
+        })
     }
 }
 
@@ -402,6 +414,21 @@ mod tests {
             .into()
     }
 
+    /// The next message the link sends its edge, which must be deliveries.
+    async fn next_deliveries(
+        rx: &mut mpsc::Receiver<Result<pb::RouterMessage, Status>>,
+    ) -> pb::DeliveryBatch {
+        let message = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the next message in time")
+            .expect("link open")
+            .expect("not an error");
+        let Some(pb::router_message::Body::Deliveries(batch)) = message.body else {
+            panic!("expected deliveries");
+        };
+        batch
+    }
+
     /// Sends `batch` to a link whose edge answers every delivery as written; the number
     /// of deliveries in each link message, the ids of the stanzas in the order the edge
     /// got them, and the results.
@@ -416,14 +443,7 @@ mod tests {
         });
         let (mut sizes, mut ids) = (Vec::new(), Vec::new());
         while sizes.iter().sum::<usize>() < count {
-            let message = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .expect("the next message in time")
-                .expect("link open")
-                .expect("not an error");
-            let Some(pb::router_message::Body::Deliveries(batch)) = message.body else {
-                panic!("expected deliveries");
-            };
+            let batch = next_deliveries(&mut rx).await;
             sizes.push(batch.deliveries.len());
             let mut answers = Vec::new();
             for d in batch.deliveries {
@@ -436,9 +456,55 @@ mod tests {
                     sm_seq: None,
                 });
             }
-            link.answered(answers);
+            assert!(
+                link.answered(answers).is_none(),
+                "nothing numbered to confirm"
+            );
         }
         (sizes, ids, send.await.unwrap())
+    }
+
+    /// XEP-0198: every delivery asks for confirmation, and the edge hears exactly which
+    /// numbered answers were read: not an unnumbered one, not a number on a delivery that
+    /// failed, not an answer to a delivery this link never made.
+    #[tokio::test]
+    async fn numbered_answers_read_are_confirmed_and_nothing_else() {
+        let links = Arc::new(EdgeLinks::default());
+        let (tx, mut rx) = mpsc::channel(4);
+        let link = links.open("edge-a", tx).expect("link");
+        let batch = (0..3).map(|i| (40 + i as u64, message(i, 8))).collect();
+        let send = tokio::spawn({
+            let links = links.clone();
+            async move { links.deliver_batch("edge-a", batch).await }
+        });
+        let batch = next_deliveries(&mut rx).await;
+        assert!(batch.deliveries.iter().all(|d| d.confirms));
+        let ids: Vec<u64> = batch.deliveries.iter().map(|d| d.id).collect();
+        let answer = |id, delivered, sm_seq| pb::DeliveryResult {
+            id,
+            delivered,
+            no_session: false,
+            sm_seq,
+        };
+        let confirmed = link.answered(vec![
+            answer(ids[0], true, Some(7)),
+            answer(ids[1], true, None),
+            answer(ids[2], false, Some(9)),
+            answer(ids[2] + 1_000, true, Some(5)),
+        ]);
+        let Some(pb::router_message::Body::Confirmed(confirmed)) = confirmed.and_then(|m| m.body)
+        else {
+            panic!("expected a confirmation");
+        };
+        assert_eq!(
+            confirmed.copies,
+            vec![pb::ConfirmedCopy {
+                conn: 40,
+                sm_seq: 7
+            }]
+        );
+        let results = send.await.unwrap();
+        assert!(results[0].is_ok() && results[1].is_ok() && results[2].is_err());
     }
 
     /// The edges of the split: exactly the count is one message, one more starts a second,

@@ -202,7 +202,20 @@ async fn serve_link(
                     }
                 }
             }
-            Some(pb::edge_message::Body::Results(results)) => link.answered(results.results),
+            Some(pb::edge_message::Body::Results(results)) => {
+                if let Some(confirmed) = link.answered(results.results) {
+                    // Never awaited here: this loop must go on reading the edge whatever
+                    // the state of the queue to it (the edge's own reader can be waiting
+                    // on its queue to this router). When the queue is full the message
+                    // waits in a task of its own: bounded by the answers read.
+                    if let Err(mpsc::error::TrySendError::Full(confirmed)) =
+                        link.tx.try_send(Ok(confirmed))
+                    {
+                        let tx = link.tx.clone();
+                        tokio::spawn(async move { tx.send(confirmed).await });
+                    }
+                }
+            }
             Some(pb::edge_message::Body::Resynced(done)) => link.resynced(done.id),
             Some(pb::edge_message::Body::HandedOver(answer)) => link.handed_over(answer),
             Some(pb::edge_message::Body::Progress(p)) => {

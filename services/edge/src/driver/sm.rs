@@ -135,6 +135,9 @@ impl Conn {
         // counted as an open connection.
         self.transport = Transport::Upgrading;
         self.open = None;
+        // What waited for a confirmation was never written: it is in the queue a
+        // resumption resends.
+        self.gate = None;
         tracing::info!(jid = %jid_of(&self.session), conn = self.id, max, "connection lost; session kept for resumption");
         let mut push = self.session.jid().cloned().map(|jid| {
             let link = self.ctx.link.clone();
@@ -147,7 +150,7 @@ impl Conn {
             tokio::select! {
                 command = mailbox.recv() => match command {
                     Some(Command::Deliver(delivery)) => {
-                        let Delivery { stanza, written } = *delivery;
+                        let Delivery { stanza, written, .. } = *delivery;
                         if let Some(push) = push.as_mut().filter(|_| stanza.name() == "message") {
                             push.message(&stanza);
                         }
@@ -172,6 +175,9 @@ impl Conn {
                             break None;
                         }
                     }
+                    // Nothing is written while detached: what it would release is in the
+                    // queue a resumption resends.
+                    Some(Command::Confirmed(_)) => {}
                     None => break None,
                 },
                 () = poll_fn(|cx| match self.routing.as_mut() {
@@ -269,7 +275,9 @@ impl Conn {
         let own = self.session.jid().map(Jid::to_string);
         let mut take = |command: Command| match command {
             Command::Deliver(delivery) if delivery.stanza.from_attr() != own.as_deref() => {
-                let Delivery { stanza, written } = *delivery;
+                let Delivery {
+                    stanza, written, ..
+                } = *delivery;
                 unacked.push(stanza);
                 held.push(written);
             }
@@ -414,7 +422,7 @@ const UNBIND_PATIENCE: Duration = Duration::from_secs(5);
 /// resumption or a move finds nothing.
 fn refuse(command: Command) {
     match command {
-        Command::Deliver(_) | Command::Terminate(_) => {}
+        Command::Deliver(_) | Command::Terminate(_) | Command::Confirmed(_) => {}
         Command::Resume(resuming, answer) => {
             let _ = answer.send(Some((resuming, ResumeRefused::NotFound)));
         }

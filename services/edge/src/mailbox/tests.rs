@@ -26,7 +26,14 @@ fn delivery(
 ) {
     let (written, heard) = oneshot::channel();
     let stanza = message(body).into();
-    (Box::new(Delivery { stanza, written }), heard)
+    (
+        Box::new(Delivery {
+            stanza,
+            written,
+            confirmed: false,
+        }),
+        heard,
+    )
 }
 
 fn body_of(command: Option<Command>) -> String {
