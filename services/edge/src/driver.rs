@@ -212,8 +212,9 @@ struct Conn {
     /// The client's stanza being routed, while its routing waits; reading stops
     /// meanwhile, writing deliveries does not.
     routing: Option<Routing>,
-    /// Outputs that came after the stanza being routed, carried out when it is done.
-    /// Empty whenever `routing` is `None`.
+    /// Outputs that came after the stanza being routed, carried out when it is done
+    /// (writes among them go at once: see [`Conn::park`]). Empty whenever `routing` is
+    /// `None`.
     backlog: VecDeque<Output>,
     /// Deliveries handed to the session since the last write, answered once it succeeds.
     written: Vec<oneshot::Sender<Written>>,
@@ -494,7 +495,7 @@ impl Conn {
                     if self.routing.is_some() {
                         // Behind the stanza being routed, in the order they came.
                         self.backlog.push_back(Output::Route(stanza, count));
-                        self.backlog.extend(queue.drain(..));
+                        self.park(&mut queue, &mut pending);
                         break;
                     }
                     let mut routing = self.route(stanza, count);
@@ -502,7 +503,7 @@ impl Conn {
                     let done = poll_fn(|cx| Poll::Ready(routing.as_mut().poll(cx).is_ready()));
                     if !done.await {
                         self.routing = Some(routing);
-                        self.backlog.extend(queue.drain(..));
+                        self.park(&mut queue, &mut pending);
                         break;
                     }
                     continue;
@@ -559,6 +560,26 @@ impl Conn {
             queue.extend(next);
         }
         self.flush(&mut pending).await
+    }
+
+    /// Parks `rest` behind the stanza being routed. Its writes go now, up to the first
+    /// output that is neither a write nor a stanza to route: the session numbered them
+    /// (XEP-0198 `h`) before anything delivered from now on, and a delivery written while
+    /// they waited would reach the client ahead of them, so its count and a resumption's
+    /// resends would name other stanzas. Stanzas to route wait in their order, and so
+    /// does everything from that first other output on (a stream's end, say).
+    fn park(&mut self, rest: &mut VecDeque<Output>, pending: &mut Pending) {
+        let mut writing = true;
+        for output in rest.drain(..) {
+            match output {
+                Output::Send(xml) if writing => pending.push(&xml),
+                Output::Route(..) => self.backlog.push_back(output),
+                other => {
+                    writing = false;
+                    self.backlog.push_back(other);
+                }
+            }
+        }
     }
 
     /// Writes what is pending; once it is written, the deliveries it carried are

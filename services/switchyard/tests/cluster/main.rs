@@ -19,6 +19,7 @@ mod races;
 mod rogue_edge;
 mod sm;
 mod sm_dead_edge;
+mod sm_order;
 mod traces;
 mod websocket;
 
