@@ -238,6 +238,7 @@ impl Conn {
     /// Serves the connection until its transport is finished; `first` are outputs to
     /// carry out before anything else (a resumed session's `<resumed/>` and resends).
     async fn serve(&mut self, mailbox: &Mailbox, first: Vec<Output>) {
+        let first = self.gated(first);
         if !first.is_empty() && !Box::pin(self.execute(first)).await {
             return;
         }
@@ -325,8 +326,11 @@ impl Conn {
             };
             if let Some((resuming, answer)) = self.resuming.take() {
                 if let Some(resumed) = self.take_over(resuming, answer) {
-                    // What the old stream had yet to write is in the resent queue.
-                    self.gate = None;
+                    // What the old stream had yet to write is in the resent queue; the
+                    // resends wait for what is still unconfirmed.
+                    if let Some(gate) = self.gate.as_mut() {
+                        gate.detach();
+                    }
                     outputs.retain(|o| !matches!(o, Output::Send(_)));
                     outputs.extend(resumed);
                     let now = Instant::now();
@@ -434,11 +438,7 @@ impl Conn {
                     self.resuming = Some((resuming, answer));
                     break;
                 }
-                Command::Confirmed(seqs) => {
-                    if let Some(gate) = self.gate.as_mut() {
-                        seqs.iter().for_each(|&seq| gate.confirm(seq));
-                    }
-                }
+                Command::Confirmed(seqs) => self.confirmed(&seqs),
                 Command::Export(answer) => {
                     if self.export(answer) {
                         // What was not written yet went with the state: the old stream
@@ -466,6 +466,16 @@ impl Conn {
             self.answer_written();
         }
         outputs
+    }
+
+    /// A router read the answers for these numbers (see [`gate`]).
+    fn confirmed(&mut self, seqs: &[u32]) {
+        if let Some(gate) = self.gate.as_mut() {
+            seqs.iter().for_each(|&seq| gate.confirm(seq));
+            if gate.is_empty() {
+                self.gate = None;
+            }
+        }
     }
 
     /// What of `outputs` may be carried out now: all of them, unless writes wait for a

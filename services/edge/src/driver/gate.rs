@@ -20,6 +20,11 @@
 //! routers will read the answers. A close that detaches it (the connection lost, or idle
 //! past its timeout) writes none of it: it is all in the queue a resumption resends.
 //!
+//! A session that loses its stream keeps the numbers still waiting (not the writes: they
+//! are in the queue a resumption resends), and numbers those it is delivered while
+//! detached; a resumption's first words (`<resumed/>` and the resends) wait until all
+//! of them are confirmed, so what it resends has a copy too.
+//!
 //! Cost: one link message per batch of answers a router reads, and a stanza's write waits
 //! one round trip over the link. An idle session holds nothing here (the gate exists only
 //! while something waits).
@@ -70,10 +75,14 @@ impl Gate {
     pub(super) fn confirm(&mut self, seq: u32) {
         let first = match self.queue.front() {
             Some(Held::Wait(first, _)) => *first,
-            _ => match self.marks.first() {
-                Some((_, first)) => *first,
-                None => return,
-            },
+            _ => {
+                // Nothing queued (a detached session, or marks not passed yet): a mark
+                // confirmed no longer needs to wait at all.
+                if let Some(at) = self.marks.iter().position(|(_, s)| *s == seq) {
+                    self.marks.remove(at);
+                }
+                return;
+            }
         };
         if seq.wrapping_sub(first) <= self.last.wrapping_sub(first) {
             self.confirmed.insert(seq);
@@ -144,6 +153,24 @@ impl Gate {
             Some(Held::Wait(_, since)) => Some(*since + PATIENCE),
             _ => None,
         }
+    }
+
+    /// The session lost its stream: what waited is dropped unwritten (the queue a
+    /// resumption resends holds it), and the numbers still unconfirmed are marked to
+    /// hold back whatever the next stream is sent first, until each is confirmed.
+    pub(super) fn detach(&mut self) {
+        let mut waiting: Vec<(usize, u32)> = self
+            .queue
+            .drain(..)
+            .filter_map(|held| match held {
+                Held::Wait(seq, _) => Some((0, seq)),
+                Held::Out(_) => None,
+            })
+            .filter(|(_, seq)| !self.confirmed.contains(seq))
+            .collect();
+        waiting.extend(self.marks.drain(..).map(|(_, seq)| (0, seq)));
+        self.marks = waiting;
+        self.confirmed = HashSet::new();
     }
 
     /// Nothing waits and nothing is marked: the gate can go.

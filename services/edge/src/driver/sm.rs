@@ -136,8 +136,10 @@ impl Conn {
         self.transport = Transport::Upgrading;
         self.open = None;
         // What waited for a confirmation was never written: it is in the queue a
-        // resumption resends.
-        self.gate = None;
+        // resumption resends, which waits for those confirmations.
+        if let Some(gate) = self.gate.as_mut() {
+            gate.detach();
+        }
         tracing::info!(jid = %jid_of(&self.session), conn = self.id, max, "connection lost; session kept for resumption");
         let mut push = self.session.jid().cloned().map(|jid| {
             let link = self.ctx.link.clone();
@@ -150,11 +152,14 @@ impl Conn {
             tokio::select! {
                 command = mailbox.recv() => match command {
                     Some(Command::Deliver(delivery)) => {
-                        let Delivery { stanza, written, .. } = *delivery;
+                        let Delivery { stanza, written, confirmed } = *delivery;
                         if let Some(push) = push.as_mut().filter(|_| stanza.name() == "message") {
                             push.message(&stanza);
                         }
                         let (_, sm_seq) = self.session.deliver_numbered(stanza);
+                        if let Some(seq) = sm_seq.filter(|_| confirmed) {
+                            self.gate.get_or_insert_default().mark(0, seq);
+                        }
                         let _ = written.send(Written { sm_seq });
                         if self.session.is_closed() {
                             tracing::info!(conn = self.id, "a detached session's queue passed its bound; ending it");
@@ -175,9 +180,7 @@ impl Conn {
                             break None;
                         }
                     }
-                    // Nothing is written while detached: what it would release is in the
-                    // queue a resumption resends.
-                    Some(Command::Confirmed(_)) => {}
+                    Some(Command::Confirmed(seqs)) => self.confirmed(&seqs),
                     None => break None,
                 },
                 () = poll_fn(|cx| match self.routing.as_mut() {

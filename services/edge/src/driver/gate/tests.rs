@@ -152,3 +152,60 @@ fn numbers_wrap_and_numbers_not_waiting_are_ignored() {
     gate.confirm(4);
     assert!(gate.confirmed.is_empty(), "nothing waits: nothing is taken");
 }
+
+/// A stream lost while stanzas wait: the writes go (the resend queue holds them), the
+/// numbers stay; what is delivered while detached is numbered too; the resumed stream's
+/// first words wait until every one of them is confirmed.
+#[test]
+fn a_resumption_waits_for_what_was_unconfirmed_when_the_stream_was_lost() {
+    let now = Instant::now();
+    let mut gate = Gate::default();
+    gate.mark(0, 1);
+    gate.mark(1, 2);
+    gate.mark(2, 3);
+    assert!(gate
+        .pass(vec![send("m1"), send("m2"), send("m3")], now, false)
+        .is_empty());
+    gate.confirm(2);
+    gate.detach();
+    assert_eq!(gate.marks, [(0, 1), (0, 3)], "2 was confirmed");
+    gate.mark(0, 4); // delivered while detached
+    gate.confirm(3);
+    gate.confirm(77); // never marked: nothing
+    assert_eq!(gate.marks, [(0, 1), (0, 4)]);
+    let resumed = vec![
+        send("resumed"),
+        send("m1"),
+        send("m2"),
+        send("m3"),
+        send("m4"),
+    ];
+    assert!(
+        gate.pass(resumed, now, false).is_empty(),
+        "1 and 4 still unconfirmed"
+    );
+    gate.confirm(4);
+    assert!(gate.pass(Vec::new(), now, false).is_empty());
+    gate.confirm(1);
+    let out = gate.pass(Vec::new(), now, false);
+    assert_eq!(sends(&out), ["resumed", "m1", "m2", "m3", "m4"]);
+    assert!(gate.is_empty());
+}
+
+/// Everything confirmed while detached leaves nothing to wait for: the gate is empty.
+#[test]
+fn confirmations_while_detached_empty_the_gate() {
+    let now = Instant::now();
+    let mut gate = Gate::default();
+    gate.mark(0, 8);
+    assert!(gate.pass(vec![send("m8")], now, false).is_empty());
+    gate.detach();
+    gate.mark(0, 9);
+    gate.confirm(9);
+    gate.confirm(8);
+    assert!(gate.is_empty());
+    assert_eq!(
+        sends(&gate.pass(vec![send("resumed")], now, false)),
+        ["resumed"]
+    );
+}
