@@ -29,7 +29,8 @@
 //! `max_bytes` of them all; the session whose copy would pass either loses its copies and
 //! is no longer resumable after its edge's death (counted; it is the session that got
 //! the stanza, not necessarily the one holding the most). At most [`MAX_SESSIONS`]
-//! entries, and a session waits at most [`MAX_WAIT_SECS`] whatever its edge says.
+//! entries, [`MAX_SESSIONS_PER_EDGE`] of one edge, and a session waits at most
+//! [`MAX_WAIT_SECS`] whatever its edge says.
 //! The dead-edge half (finding, taking, expiring) is in [`lifecycle`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -44,6 +45,10 @@ mod lifecycle;
 pub(super) const MAX_COPIES: usize = 16_384;
 /// Sessions kept, all edges together: an edge announcing more is not believed.
 pub(super) const MAX_SESSIONS: usize = 4_000_000;
+/// Sessions kept for one edge: a quarter of all, so one edge that lies (or a bug in one)
+/// cannot take the room every other edge's sessions need. An edge holds far fewer (at
+/// about 10 KiB each, a million sessions is 10 GiB).
+pub(super) const MAX_SESSIONS_PER_EDGE: usize = MAX_SESSIONS / 4;
 /// The longest `max` believed: an edge's `stream_management.resume_max_secs` is far less.
 pub(super) const MAX_WAIT_SECS: u32 = 86_400;
 /// How long an expired entry's record stays after the entry stored its copies, so that
@@ -165,11 +170,30 @@ struct Table {
     linked: HashSet<String>,
     /// Edges whose link is lost, since when: the sweep looks only at these.
     lost: HashMap<String, Instant>,
+    /// Entries by edge (see [`MAX_SESSIONS_PER_EDGE`]).
+    per_edge: HashMap<String, usize>,
 }
 
 impl Table {
+    /// Whether another entry of `edge` fits, at most `per_edge` of it.
+    fn room_for(&self, edge: &str, per_edge: usize) -> bool {
+        self.entries.len() < MAX_SESSIONS
+            && self.per_edge.get(edge).copied().unwrap_or(0) < per_edge
+    }
+
+    fn insert(&mut self, key: Key, entry: Entry) {
+        *self.per_edge.entry(key.0.clone()).or_default() += 1;
+        self.entries.insert(key, entry);
+    }
+
     fn remove(&mut self, key: &Key) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
+        if let Some(count) = self.per_edge.get_mut(&key.0) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_edge.remove(&key.0);
+            }
+        }
         self.bytes -= entry.bytes;
         if self.by_id.get(&entry.known.id) == Some(key) {
             self.by_id.remove(&entry.known.id);
@@ -202,13 +226,20 @@ impl Table {
 pub(super) struct Kept {
     table: Mutex<Table>,
     max_bytes: usize,
+    /// [`MAX_SESSIONS_PER_EDGE`], lower in tests.
+    max_per_edge: usize,
 }
 
 impl Kept {
     pub(super) fn new(max_bytes: usize) -> Self {
+        Self::with_edge_cap(max_bytes, MAX_SESSIONS_PER_EDGE)
+    }
+
+    pub(super) fn with_edge_cap(max_bytes: usize, max_per_edge: usize) -> Self {
         Self {
             table: Mutex::new(Table::default()),
             max_bytes,
+            max_per_edge,
         }
     }
 
@@ -245,7 +276,7 @@ impl Kept {
             if other {
                 table.remove(&key);
             }
-            let room = table.entries.len() < MAX_SESSIONS;
+            let room = table.room_for(edge, self.max_per_edge);
             if room || table.entries.contains_key(&key) {
                 table.by_id.insert(s.id.clone(), key.clone());
             }
@@ -259,7 +290,7 @@ impl Kept {
                 }
                 None if room => {
                     metrics::ROUTER_SM_SESSIONS_KEPT.inc();
-                    table.entries.insert(key, Entry::new(s, report));
+                    table.insert(key, Entry::new(s, report));
                 }
                 None => {}
             }

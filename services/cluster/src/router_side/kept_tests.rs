@@ -310,3 +310,21 @@ fn entries_of_a_link_lost_for_good_are_swept() {
     assert!(kept.lock().entries.is_empty());
     assert_eq!(kept.lock().bytes, 0);
 }
+
+/// One edge's sessions take at most its share: exactly the cap fits, one more is not
+/// kept, another edge's still is, and an end frees room.
+#[test]
+fn an_edge_keeps_at_most_its_share_of_sessions() {
+    const CAP: usize = 3;
+    let kept = Kept::with_edge_cap(1 << 20, CAP);
+    let many: Vec<Announced> = (1..=CAP as u64 + 1)
+        .map(|conn| announced(conn, 0))
+        .collect();
+    kept.progress(EDGE, many, &[], CHANGES);
+    assert_eq!(keys(&kept), [1, 2, 3], "exactly the cap, and no more");
+    kept.progress("edge-c", vec![announced(9, 0)], &[], CHANGES);
+    assert_eq!(keys(&kept), [1, 2, 3, 9], "another edge's is kept");
+    kept.progress(EDGE, Vec::new(), &[2], CHANGES);
+    kept.progress(EDGE, vec![announced(4, 0)], &[], CHANGES);
+    assert_eq!(keys(&kept), [1, 3, 4, 9], "an end makes room");
+}
