@@ -36,7 +36,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use switchyard_core::session::{Input, Output, Session, SessionConfig};
+use switchyard_core::session::{self, Input, Output, Session, SessionConfig};
 use switchyard_core::{StanzaKind, StreamCondition};
 use switchyard_telemetry as metrics;
 use tokio::net::TcpStream;
@@ -295,7 +295,12 @@ impl Conn {
                     self.report_counts();
                     outputs
                 },
-                command = mailbox.recv() => self.commands(command, mailbox),
+                // A session that closed behind a stanza still being routed takes nothing
+                // more: what reaches it waits for its end (`hand_back`), where it is
+                // routed back, instead of being answered as delivered and dropped.
+                command = mailbox.recv(), if !(self.session.is_closed() && self.routing.is_some()) => {
+                    self.commands(command, mailbox)
+                }
                 () = poll_fn(|cx| match self.routing.as_mut() {
                     Some(routing) => routing.as_mut().poll(cx),
                     None => Poll::Pending,
@@ -577,12 +582,14 @@ impl Conn {
     /// (XEP-0198 `h`) before anything delivered from now on, and a delivery written while
     /// they waited would reach the client ahead of them, so its count and a resumption's
     /// resends would name other stanzas. Stanzas to route wait in their order, and so
-    /// does everything from that first other output on (a stream's end, say).
+    /// does everything from that first other output on (a stream's end, say), and an
+    /// `<a/>`: it counts the stanzas being routed, which must not die with this edge once
+    /// the client stops holding them.
     fn park(&mut self, rest: &mut VecDeque<Output>, pending: &mut Pending) {
         let mut writing = true;
         for output in rest.drain(..) {
             match output {
-                Output::Send(xml) if writing => pending.push(&xml),
+                Output::Send(xml) if writing && !session::is_ack(&xml) => pending.push(&xml),
                 Output::Route(..) => self.backlog.push_back(output),
                 other => {
                     writing = false;

@@ -24,7 +24,7 @@ mod stanzas;
 pub use framing::{Framing, Refused};
 pub use io::{Input, Lookup, Output, Verification};
 pub use resume::SmState;
-pub use sm::{Resumable, ResumeRefused, SmPolicy};
+pub use sm::{is_ack, Resumable, ResumeRefused, SmPolicy};
 
 use crate::error::{StanzaCondition, StreamCondition};
 use crate::jid::Jid;

@@ -81,6 +81,13 @@ impl Sm {
     }
 }
 
+/// Whether `xml`, written by a session, is its XEP-0198 `<a h/>`, the one element it
+/// writes named `a`. It counts the client's stanzas handled, so a driver must not write
+/// it before those stanzas are routed (a client drops from its queue what it counts).
+pub fn is_ack(xml: &str) -> bool {
+    xml.starts_with("<a ")
+}
+
 /// A resumable stream's identity, for the driver's table of resumable sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resumable {
@@ -217,6 +224,7 @@ impl Session {
         self.send_el(&failed_element(condition, h));
     }
 
+    /// XEP-0198 `<a/>`, which counts the client's stanzas handled: see [`is_ack`].
     fn send_ack(&mut self) {
         let h = self.sm.as_ref().map_or(0, |sm| sm.handled);
         self.send_el(&Sm::sm_element("a").with_attr("h", h.to_string()));

@@ -160,6 +160,24 @@ fn xep0198_4_the_client_stanzas_handled_are_counted() {
     let xml = sent(&out);
     assert!(xml.contains("type='error'"), "{xml}");
     assert!(xml.ends_with(&format!("<a {SM} h='3'/>")), "{xml}");
+    // A driver tells the `<a/>` from every other write the session made (it must not
+    // overtake the routing it counts), and from nothing else.
+    let writes: Vec<&String> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send(xml) => Some(xml),
+            _ => None,
+        })
+        .collect();
+    let acks: Vec<bool> = writes.iter().map(|w| super::is_ack(w)).collect();
+    assert_eq!(acks.iter().filter(|a| **a).count(), 1, "{writes:?}");
+    assert_eq!(acks.last(), Some(&true), "{writes:?}");
+    for other in [
+        "<r xmlns='urn:xmpp:sm:3'/>",
+        "<enabled xmlns='urn:xmpp:sm:3'/>",
+    ] {
+        assert!(!super::is_ack(other));
+    }
 }
 
 #[test]

@@ -109,7 +109,10 @@ impl Gate {
                     self.queue.push_back(Held::Out(output))
                 }
                 Output::Close if detached => {
-                    self.queue.clear();
+                    for (_, seq) in marks.by_ref() {
+                        self.queue.push_back(Held::Wait(seq, now));
+                    }
+                    self.detach();
                     out.push(output);
                 }
                 Output::Close => {
@@ -159,18 +162,19 @@ impl Gate {
     /// resumption resends holds it), and the numbers still unconfirmed are marked to
     /// hold back whatever the next stream is sent first, until each is confirmed.
     pub(super) fn detach(&mut self) {
-        let mut waiting: Vec<(usize, u32)> = self
-            .queue
-            .drain(..)
-            .filter_map(|held| match held {
-                Held::Wait(seq, _) => Some((0, seq)),
-                Held::Out(_) => None,
-            })
-            .filter(|(_, seq)| !self.confirmed.contains(seq))
+        let waits = self.queue.drain(..).filter_map(|held| match held {
+            Held::Wait(seq, _) => Some(seq),
+            Held::Out(_) => None,
+        });
+        let marked = std::mem::take(&mut self.marks)
+            .into_iter()
+            .map(|(_, seq)| seq);
+        let confirmed = std::mem::take(&mut self.confirmed);
+        self.marks = waits
+            .chain(marked)
+            .filter(|seq| !confirmed.contains(seq))
+            .map(|seq| (0, seq))
             .collect();
-        waiting.extend(self.marks.drain(..).map(|(_, seq)| (0, seq)));
-        self.marks = waiting;
-        self.confirmed = HashSet::new();
     }
 
     /// Nothing waits and nothing is marked: the gate can go.

@@ -113,20 +113,46 @@ fn a_close_writes_what_waits_before_it() {
     assert!(gate.is_empty());
 }
 
-/// A close that detaches the session writes nothing that waits: it is all in the queue
-/// a resumption resends.
+/// A close that detaches the session writes nothing that waits (it is all in the queue
+/// a resumption resends) and keeps the numbers, for the resumption to wait on.
 #[test]
 fn a_close_that_detaches_writes_nothing_that_waits() {
     let now = Instant::now();
     let mut gate = Gate::default();
     gate.mark(1, 3);
-    let out = gate.pass(
-        vec![send("a"), send("m3"), send("r"), Output::Close],
-        now,
-        true,
-    );
-    assert_eq!(sends(&out), ["a", "close"]);
-    assert!(gate.is_empty() && gate.deadline().is_none());
+    let lost = vec![send("a"), send("m3"), send("r"), Output::Close];
+    assert_eq!(sends(&gate.pass(lost, now, true)), ["a", "close"]);
+    assert!(gate.deadline().is_none(), "nothing queued");
+    assert_eq!(gate.marks, [(0, 3)], "kept for the resumption");
+    gate.confirm(3);
+    assert!(gate.is_empty());
+}
+
+/// Behind a stanza already waiting, the same: the numbers of both are kept, the writes go.
+#[test]
+fn a_close_that_detaches_keeps_every_number_waiting() {
+    let now = Instant::now();
+    let mut gate = Gate::default();
+    gate.mark(0, 2);
+    assert!(gate.pass(vec![send("m2")], now, false).is_empty());
+    gate.mark(1, 3);
+    let lost = vec![send("a"), send("m3"), Output::Close];
+    assert_eq!(sends(&gate.pass(lost, now, true)), ["close"]);
+    assert_eq!(gate.marks, [(0, 2), (0, 3)]);
+}
+
+/// A number confirmed before the stream was lost, though still marked, does not make
+/// the resumption wait.
+#[test]
+fn a_mark_confirmed_before_the_stream_was_lost_is_not_waited_for() {
+    let now = Instant::now();
+    let mut gate = Gate::default();
+    gate.mark(0, 4);
+    assert!(gate.pass(vec![send("m4")], now, false).is_empty());
+    gate.mark(0, 5);
+    gate.confirm(5);
+    gate.detach();
+    assert_eq!(gate.marks, [(0, 4)]);
 }
 
 /// Numbers wrap at 2^32; numbers outside those waiting (made up, or long written) are
