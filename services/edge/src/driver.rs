@@ -292,7 +292,6 @@ impl Conn {
                         partial_since = partial.then(|| partial_since.unwrap_or(now));
                     }
                     self.list_resumable();
-                    self.report_counts();
                     outputs
                 },
                 // A session that closed behind a stanza still being routed takes nothing
@@ -345,6 +344,7 @@ impl Conn {
             }
             let outputs = self.gated(outputs);
             if outputs.is_empty() {
+                self.report_counts();
                 continue; // a partial stanza, a keepalive or an early timer: nothing to do
             }
             // Boxed: its state (outputs, write and link futures) is over a kilobyte and
@@ -361,6 +361,7 @@ impl Conn {
             if ack_at.is_none() && self.session.owes_ack() {
                 ack_at = Some(Instant::now() + ACK_WHEN_QUIET);
             }
+            self.report_counts();
         }
     }
 

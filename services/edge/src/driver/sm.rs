@@ -48,9 +48,12 @@ impl Conn {
 
     /// Tells the routers (see [`crate::progress`]) when the client acknowledged more (so
     /// that they drop their copies of what it has) or sent more (a resumption after this
-    /// edge's death must not tell it a lower `h` than it was last told).
+    /// edge's death must not tell it a lower `h` than it was last told). Only once no
+    /// stanza of the client's is still being routed: the count includes them, and a
+    /// resumption after this edge's death must not count one that died with it (the
+    /// client would never send it again). Called after each event is carried out.
     pub(super) fn report_counts(&mut self) {
-        if self.sm_id.is_none() {
+        if self.sm_id.is_none() || self.routing.is_some() {
             return;
         }
         let counts = self.session.sm_counts();
