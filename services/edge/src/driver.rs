@@ -582,16 +582,16 @@ impl Conn {
     /// output that is neither a write nor a stanza to route: the session numbered them
     /// (XEP-0198 `h`) before anything delivered from now on, and a delivery written while
     /// they waited would reach the client ahead of them, so its count and a resumption's
-    /// resends would name other stanzas. Stanzas to route wait in their order, and so
-    /// does everything from that first other output on (a stream's end, say), and an
-    /// `<a/>`: it counts the stanzas being routed, which must not die with this edge once
-    /// the client stops holding them.
+    /// resends would name other stanzas. Stanzas to route wait in their order, an `<a/>`
+    /// waits (it counts the stanzas being routed, which must not die with this edge once
+    /// the client stops holding them; it is not numbered, so the writes after it still
+    /// go), and so does everything from that first other output on (a stream's end, say).
     fn park(&mut self, rest: &mut VecDeque<Output>, pending: &mut Pending) {
         let mut writing = true;
         for output in rest.drain(..) {
             match output {
                 Output::Send(xml) if writing && !session::is_ack(&xml) => pending.push(&xml),
-                Output::Route(..) => self.backlog.push_back(output),
+                Output::Route(..) | Output::Send(_) if writing => self.backlog.push_back(output),
                 other => {
                     writing = false;
                     self.backlog.push_back(other);

@@ -35,11 +35,14 @@ async fn xep0198_stanzas_reach_the_client_in_the_order_they_were_numbered() {
         alice
     });
     // Each pair: a message the routers take (its edge waits for their acknowledgement)
-    // and one the session answers itself at once (a malformed address).
+    // and one the session answers itself at once (a malformed address), with an ack
+    // request between them (the `<a/>` waits for the routing it counts; the error after
+    // it does not).
     for i in 1..=PAIRS {
         bob.client
             .send(&format!(
                 "<message to='alice@localhost/desk' type='chat' id='b{i}'><body>b</body></message>\
+                 <r xmlns='urn:xmpp:sm:3'/>\
                  <message to='x@@' type='chat' id='e{i}'><body>e</body></message>"
             ))
             .await;
