@@ -8,8 +8,8 @@
 //! it: the router then counts the delivery as failed and stores the stanza offline. Had
 //! the client read it, the resumed session would get it twice. So such a stanza waits
 //! here, unwritten, until the router confirms (`Confirmed` on the link): whatever the
-//! moment of the kill, a stanza the client read has a copy under its number, and one
-//! without a copy was never written.
+//! moment of the kill, the router read the number of every stanza the client read (and
+//! kept a copy, within its bounds), and a stanza it stored offline was never written.
 //!
 //! What waits: the stanza's own output and everything written after it (writes stay in
 //! order; the client counts stanzas in the order it reads them). Routing the client's
@@ -43,8 +43,9 @@ pub(super) const PATIENCE: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub(super) struct Gate {
     queue: VecDeque<Held>,
-    /// Numbers confirmed while one queued ahead of them still waits; only numbers that
-    /// are waiting are taken, so this never holds more than the queue.
+    /// Numbers confirmed while one queued ahead of them still waits; only numbers within
+    /// the span of those waiting are taken, so this never outgrows that span (bounded by
+    /// the session's unacknowledged queue).
     confirmed: HashSet<u32>,
     /// Where, in the outputs [`Gate::pass`] gets next, each stanza that is to wait
     /// begins, with its number.
