@@ -29,7 +29,7 @@ use crate::listener::{EdgeCtx, Open};
 use crate::mailbox::Mailbox;
 use crate::resume::Resuming;
 use crate::throttle::Attempt;
-use crate::tls::TlsSnapshot;
+use crate::tls::{TlsSnapshot, TlsStream};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::net::IpAddr;
@@ -42,7 +42,6 @@ use switchyard_telemetry as metrics;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 /// Deliveries handled before one write, when more are already waiting in the mailbox.
@@ -56,17 +55,11 @@ const ACK_WHEN_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 pub(crate) async fn handshake(
     ctx: &EdgeCtx,
     tcp: TcpStream,
-) -> Option<(
-    Box<TlsStream<TcpStream>>,
-    switchyard_core::sasl::ChannelBindings,
-)> {
+) -> Option<(Box<TlsStream>, switchyard_core::sasl::ChannelBindings)> {
     let snapshot: Arc<TlsSnapshot> = ctx.tls.snapshot();
     let limit = ctx.config.tls_handshake_timeout;
-    match timeout(limit, snapshot.acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => {
-            let cb = snapshot.bindings(stream.get_ref().1);
-            Some((Box::new(stream), cb))
-        }
+    match timeout(limit, snapshot.accept(tcp)).await {
+        Ok(Ok((stream, cb))) => Some((Box::new(stream), cb)),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
             metrics::EDGE_TLS_FAILURES.inc();

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 use switchyard_core::sasl::ChannelBindings;
-use tokio_rustls::TlsAcceptor;
+
+mod exporter;
+mod stream;
+pub(crate) use stream::{Established, TlsStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -80,10 +83,10 @@ pub fn check(cert: &Path, key: &Path, domains: &[String]) -> Result<(), TlsError
     }
 }
 
-/// An acceptor and the RFC 5929 end-point hash of its certificate.
+/// A server configuration and the RFC 5929 end-point hash of its certificate.
 #[derive(Clone)]
 pub struct TlsSnapshot {
-    pub acceptor: TlsAcceptor,
+    pub config: Arc<ServerConfig>,
     pub end_point: Vec<u8>,
     /// The certificate's notAfter, as a Unix time.
     pub not_after: Option<i64>,
@@ -96,19 +99,17 @@ impl std::fmt::Debug for TlsSnapshot {
 }
 
 impl TlsSnapshot {
-    /// Channel bindings of an established server connection.
-    pub fn bindings(&self, conn: &rustls::ServerConnection) -> ChannelBindings {
-        let tls13 = conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
-        let exporter = tls13
-            .then(|| {
-                conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
-                    .ok()
-            })
-            .flatten();
-        ChannelBindings {
+    /// Runs the handshake on `tcp` and returns the stream with its channel bindings.
+    pub(crate) async fn accept(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> std::io::Result<(TlsStream, ChannelBindings)> {
+        let Established { stream, exporter } = TlsStream::accept(tcp, self.config.clone()).await?;
+        let bindings = ChannelBindings {
             tls_exporter: exporter,
             tls_server_end_point: Some(self.end_point.clone()),
-        }
+        };
+        Ok((stream, bindings))
     }
 }
 
@@ -147,12 +148,13 @@ fn load(cert: &Path, key: &Path) -> Result<TlsSnapshot, TlsError> {
     let end_point = end_point_hash(&chain[0]);
     let not_after = not_after(&chain[0]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_single_cert(chain, key_der)?;
+    config.key_log = Arc::new(exporter::ExporterLog);
     Ok(TlsSnapshot {
-        acceptor: TlsAcceptor::from(Arc::new(config)),
+        config: Arc::new(config),
         end_point,
         not_after,
     })

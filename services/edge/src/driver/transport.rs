@@ -2,16 +2,17 @@
 //! per message, RFC 7395) or a BOSH session's pipe (XEP-0206). The driver reads through
 //! [`Transport::poll_read_with`] and writes [`Pending`] elements, whatever the transport.
 
+use crate::tls::TlsStream;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 pub(crate) enum Transport {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    /// rustls' unbuffered API, driven in `crate::tls`: no buffer while idle.
+    Tls(Box<TlsStream>),
     /// RFC 7395: one element per message (see `crate::websocket`).
     WebSocket(Box<WebSocket>),
     /// XEP-0206: messages from BOSH requests, elements for their responses.
@@ -38,7 +39,7 @@ impl Transport {
         let mut buf = ReadBuf::uninit(&mut scratch);
         let polled = match self {
             Self::Plain(s) => Pin::new(s).poll_read(cx, &mut buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut buf),
+            Self::Tls(s) => return s.poll_read_with(cx, f),
             Self::WebSocket(ws) => return poll_message(ws, cx, f),
             Self::Bosh(pipe) => return pipe.poll_read_with(cx, f),
             Self::Upgrading => Poll::Ready(Ok(())),
