@@ -77,6 +77,12 @@ pub(crate) fn binding(tls: &UnbufferedServerConnection, secret: &[u8]) -> Option
     };
     expand(secret, LABEL, &mut derived)?;
     expand(&derived, b"exporter", &mut out)?;
-    derived.fill(0);
+    wipe(&mut derived);
     Some(out)
+}
+
+/// Overwrites a secret before its memory is freed.
+pub(crate) fn wipe(secret: &mut [u8]) {
+    secret.fill(0);
+    std::hint::black_box(secret);
 }

@@ -8,10 +8,16 @@
 //!
 //! What this module drives by hand, as rustls' unbuffered API asks:
 //! - the handshake (RFC 8446 §4, RFC 5246 §7.3): records in, handshake records out;
-//! - records rustls sends after it (a `key_update` answering the client's, RFC 8446
-//!   §4.6.3; an alert after a bad record): kept as bytes and written before any later
-//!   application data, so the order on the wire is rustls' order;
+//! - records rustls sends after it (an alert after a bad record, RFC 8446 §6.2; a
+//!   refused renegotiation): kept as bytes and written before any later application
+//!   data, so the order on the wire is rustls' order. The `key_update` answering a
+//!   client's (RFC 8446 §4.6.3) rustls puts ahead of our next application data itself;
 //! - `close_notify` at the end (RFC 8446 §6.1).
+//!
+//! rustls' one rule for the caller: the bytes it has seen and not yet discarded stay at
+//! the front of the buffer given to its next call. Every call here gets the kept
+//! ciphertext (`incoming`), or a fresh read whose undiscarded rest then becomes it.
+//! After an error nothing more is read or written, but the alert rustls queued.
 //!
 //! The `tls-exporter` channel binding (RFC 9266) comes from the exporter secret rustls
 //! gives a `KeyLog`, since the unbuffered API has no keying-material exporter; see
@@ -19,7 +25,7 @@
 
 use super::exporter;
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::unbuffered::{ConnectionState, UnbufferedStatus};
 use rustls::ServerConfig;
 use std::future::poll_fn;
 use std::io::{self, ErrorKind};
@@ -27,7 +33,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Ciphertext taken from the socket per read, on the stack during a poll.
@@ -40,6 +46,16 @@ const MAX_PLAINTEXT: usize = 1 << 14;
 /// a whole one still fits, so rustls never holds plaintext between polls.
 const PLAIN_CHUNK: usize = 2 * MAX_PLAINTEXT;
 
+/// Ciphertext held during the handshake at most: rustls refuses handshake messages over
+/// 64 KiB, and the records carrying one come on top.
+const MAX_HANDSHAKE_BUFFER: usize = 80 * 1024;
+
+/// Ciphertext held after the handshake at most: two of the largest records (RFC 8446
+/// §5.2) and one read. A client has nothing longer to send then; bytes of a handshake
+/// message still arriving are held until it is whole, so without a bound a client could
+/// make a connection hold megabytes, one byte per record.
+const MAX_HELD: usize = 2 * (MAX_PLAINTEXT + 256 + 5) + READ_CHUNK;
+
 /// Bytes of a TLS record beyond its plaintext, generously (header, content type, tag,
 /// TLS 1.2 explicit nonce or CBC padding).
 const RECORD_OVERHEAD: usize = 64;
@@ -51,8 +67,8 @@ pub(crate) struct TlsStream {
     /// left for the next poll. Empty, without an allocation, whenever a read ends on a
     /// record boundary.
     incoming: Vec<u8>,
-    /// TLS records rustls produced while reading (a `key_update`, an alert), written
-    /// before anything else.
+    /// TLS records not yet written: sealed application data, or what rustls produced
+    /// while reading. Freed once written.
     outgoing: Vec<u8>,
     /// Plaintext a reader had no room for, or that came with the handshake while a
     /// write went first; read before anything else.
@@ -61,6 +77,8 @@ pub(crate) struct TlsStream {
     ended: bool,
     /// Our `close_notify` is queued.
     closing: bool,
+    /// rustls reported an error: only its alert goes out after it.
+    failed: bool,
 }
 
 /// What an established stream gives the session: the stream, and for TLS 1.3 the
@@ -89,6 +107,7 @@ impl TlsStream {
             plain_left: Vec::new(),
             ended: false,
             closing: false,
+            failed: false,
         };
         let mut exporter_secret = None;
         loop {
@@ -96,53 +115,60 @@ impl TlsStream {
                 exporter::capture(|| stream.tls.process_tls_records(&mut stream.incoming));
             exporter_secret = exporter_secret.or(secret);
             let UnbufferedStatus { discard, state } = status;
-            let mut need_bytes = false;
-            let mut transmit = false;
-            let done = match state {
-                Err(e) => {
-                    stream.incoming.drain(..discard);
-                    // The alert rustls queued for the error, if it can still go.
-                    let _ = stream.flush_records().await;
-                    return Err(tls_error(e));
-                }
+            let step = match state {
+                Err(e) => Err(tls_error(e)),
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    encode_into(&mut stream.outgoing, |out| encode.encode(out))?;
-                    false
+                    encode_into(&mut stream.outgoing, |out| encode.encode(out)).map(|()| Step::Go)
                 }
                 Ok(ConnectionState::TransmitTlsData(sent)) => {
                     // Written below, before the next call; rustls only needs to know it will be.
                     sent.done();
-                    transmit = true;
-                    false
+                    Ok(Step::Send)
                 }
-                Ok(ConnectionState::BlockedHandshake) => {
-                    need_bytes = true;
-                    false
-                }
+                Ok(ConnectionState::BlockedHandshake) => Ok(Step::Read),
                 // Established: application data may already be waiting (the client's
                 // stream header, sent right behind its Finished); the first read takes it.
-                Ok(ConnectionState::WriteTraffic(_) | ConnectionState::ReadTraffic(_)) => true,
-                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
-                    return Err(ErrorKind::UnexpectedEof.into());
+                Ok(ConnectionState::WriteTraffic(_) | ConnectionState::ReadTraffic(_)) => {
+                    Ok(Step::Done)
                 }
-                Ok(_) => return Err(tls_error("early data is not accepted")),
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    Err(ErrorKind::UnexpectedEof.into())
+                }
+                Ok(_) => Err(tls_error("early data is not accepted")),
             };
             stream.incoming.drain(..discard);
-            if transmit {
-                poll_fn(|cx| stream.poll_send(cx)).await?;
-            }
-            if done {
-                break;
-            }
-            if need_bytes {
-                stream.incoming.reserve(READ_CHUNK);
-                if stream.tcp.read_buf(&mut stream.incoming).await? == 0 {
-                    return Err(ErrorKind::UnexpectedEof.into());
+            let step = match step {
+                Ok(step) => step,
+                Err(e) => {
+                    stream.fail();
+                    // The alert, if the socket still takes it.
+                    let _ = poll_fn(|cx| stream.poll_send(cx)).await;
+                    return Err(e);
                 }
+            };
+            match step {
+                Step::Go => {}
+                Step::Send => poll_fn(|cx| stream.poll_send(cx)).await?,
+                Step::Read => {
+                    if stream.incoming.len() > MAX_HANDSHAKE_BUFFER {
+                        return Err(tls_error("a handshake larger than allowed"));
+                    }
+                    let mut chunk = [0u8; READ_CHUNK];
+                    let n = stream.tcp.read(&mut chunk).await?;
+                    if n == 0 {
+                        return Err(ErrorKind::UnexpectedEof.into());
+                    }
+                    stream.incoming.extend_from_slice(&chunk[..n]);
+                }
+                Step::Done => break,
             }
         }
         stream.incoming.shrink_to_fit();
-        let exporter = exporter_secret.and_then(|secret| exporter::binding(&stream.tls, &secret));
+        let exporter = exporter_secret.and_then(|mut secret| {
+            let binding = exporter::binding(&stream.tls, &secret);
+            exporter::wipe(&mut secret);
+            binding
+        });
         Ok(Established { stream, exporter })
     }
 
@@ -157,191 +183,136 @@ impl TlsStream {
             let left = std::mem::take(&mut self.plain_left);
             return Poll::Ready(f(Ok(&left)));
         }
-        let mut plain = [0u8; PLAIN_CHUNK];
-        let mut filled = 0;
-        // First what is left from an earlier poll, then the socket, until plaintext comes.
-        if let Err(e) = self.decrypt_kept(&mut plain, &mut filled) {
-            return Poll::Ready(f(Err(e)));
+        if self.failed {
+            return Poll::Ready(f(Err(tls_error("the TLS stream failed"))));
         }
-        while filled == 0 && !self.ended {
+        let mut space = [MaybeUninit::<u8>::uninit(); PLAIN_CHUNK];
+        let mut plain = ReadBuf::uninit(&mut space);
+        // First what is kept from an earlier poll, then the socket, until plaintext comes.
+        let mut result = self.decrypt_kept(&mut plain);
+        while result.is_ok() && plain.filled().is_empty() && !self.ended {
             let mut scratch = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
             let mut buf = ReadBuf::uninit(&mut scratch);
             match Pin::new(&mut self.tcp).poll_read(cx, &mut buf) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.try_write_outgoing();
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(f(Err(e))),
                 Poll::Ready(Ok(())) => {}
             }
-            let result = if buf.filled().is_empty() {
+            result = if buf.filled().is_empty() {
+                // The end of the socket without close_notify: a truncation (RFC 8446 §6.1).
                 self.ended = true;
-                match self.incoming.is_empty() {
-                    true => Ok(()),
-                    false => Err(ErrorKind::UnexpectedEof.into()),
-                }
+                Err(ErrorKind::UnexpectedEof.into())
             } else if self.incoming.is_empty() {
-                // The usual case: records decrypted where they were read, and only the
-                // start of one still arriving kept.
+                // The usual case: records decrypted where they were read, and only what
+                // rustls did not discard (the start of a record still arriving) kept.
                 let bytes = buf.filled_mut();
-                self.decrypt(bytes, &mut plain, &mut filled).map(|used| {
-                    self.incoming.extend_from_slice(&bytes[used..]);
-                })
+                let (used, result) = self.decrypt(bytes, &mut plain);
+                self.incoming.extend_from_slice(&bytes[used..]);
+                result
             } else {
                 self.incoming.extend_from_slice(buf.filled());
-                self.decrypt_kept(&mut plain, &mut filled)
+                self.decrypt_kept(&mut plain)
             };
-            if let Err(e) = result {
-                return Poll::Ready(f(Err(e)));
+            if result.is_ok() && self.incoming.len() > MAX_HELD {
+                result = Err(tls_error("more ciphertext held than a client needs"));
             }
         }
-        // Records rustls wants sent (a key update's answer) go now if the socket takes
-        // them; the rest go before the next write.
+        if result.is_err() && !self.ended {
+            self.fail();
+        }
+        // Records rustls wants sent (an alert) go now if the socket takes them; the rest
+        // go before the next write.
         self.try_write_outgoing();
-        Poll::Ready(f(Ok(&plain[..filled])))
+        Poll::Ready(f(result.map(|()| plain.filled())))
     }
 
     /// Decrypts from the kept ciphertext, keeping what is left (its allocation freed
     /// when nothing is).
-    fn decrypt_kept(
-        &mut self,
-        plain: &mut [u8; PLAIN_CHUNK],
-        filled: &mut usize,
-    ) -> io::Result<()> {
+    fn decrypt_kept(&mut self, plain: &mut ReadBuf<'_>) -> io::Result<()> {
         // Even with nothing kept, rustls may hold a record read with the handshake.
         let mut kept = std::mem::take(&mut self.incoming);
-        let result = self.decrypt(&mut kept, plain, filled);
-        if let Ok(used) = result {
-            kept.drain(..used);
-        }
-        if !kept.is_empty() {
-            self.incoming = kept;
-        }
-        result.map(drop)
-    }
-
-    /// Decrypts the whole records at the front of `bytes` into `plain` while a whole
-    /// record still fits; how many bytes it used.
-    fn decrypt(
-        &mut self,
-        bytes: &mut [u8],
-        plain: &mut [u8; PLAIN_CHUNK],
-        filled: &mut usize,
-    ) -> io::Result<usize> {
-        let mut used = 0;
-        while *filled + MAX_PLAINTEXT <= PLAIN_CHUNK {
-            let UnbufferedStatus { discard, state } =
-                self.tls.process_tls_records(&mut bytes[used..]);
-            used += discard;
-            match state.map_err(tls_error)? {
-                // One record's plaintext (rustls stops after each), which fits.
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        used += record.discard;
-                        let end = *filled + record.payload.len();
-                        let Some(room) = plain.get_mut(*filled..end) else {
-                            return Err(tls_error("a record larger than TLS allows"));
-                        };
-                        room.copy_from_slice(record.payload);
-                        *filled = end;
-                    }
-                }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    encode_into(&mut self.outgoing, |out| encode.encode(out))?;
-                }
-                ConnectionState::TransmitTlsData(sent) => sent.done(),
-                ConnectionState::PeerClosed | ConnectionState::Closed => {
-                    self.ended = true;
-                    break;
-                }
-                // Nothing whole is left to read.
-                ConnectionState::WriteTraffic(_) | ConnectionState::BlockedHandshake => break,
-                _ => return Err(tls_error("unexpected early data")),
-            }
-        }
-        Ok(used)
-    }
-
-    /// Appends the records of `plain` to what is to be sent.
-    fn seal(&mut self, plain: &[u8]) -> io::Result<()> {
-        let mut out = std::mem::take(&mut self.outgoing);
-        let result = self.seal_into(&mut out, plain);
-        self.outgoing = out;
+        let (used, result) = self.decrypt(&mut kept, plain);
+        kept.drain(..used);
+        self.keep(kept);
         result
     }
 
-    fn seal_into(&mut self, out: &mut Vec<u8>, plain: &[u8]) -> io::Result<()> {
-        loop {
-            let UnbufferedStatus { state, .. } = self.tls.process_tls_records(&mut []);
-            match state.map_err(tls_error)? {
-                ConnectionState::WriteTraffic(mut traffic) => {
-                    let start = out.len();
-                    let records = plain.len().div_ceil(MAX_PLAINTEXT).max(1);
-                    let mut room = plain.len() + records * RECORD_OVERHEAD;
-                    loop {
-                        out.resize(start + room, 0);
-                        match traffic.encrypt(plain, &mut out[start..]) {
-                            Ok(n) => {
-                                out.truncate(start + n);
-                                return Ok(());
+    fn keep(&mut self, bytes: Vec<u8>) {
+        self.incoming = if bytes.is_empty() { Vec::new() } else { bytes };
+    }
+
+    /// Decrypts the whole records at the front of `bytes` into `plain` while a whole
+    /// record still fits: how many bytes rustls discarded, and whether it went well.
+    fn decrypt(&mut self, bytes: &mut [u8], plain: &mut ReadBuf<'_>) -> (usize, io::Result<()>) {
+        let mut used = 0;
+        while plain.remaining() >= MAX_PLAINTEXT {
+            let UnbufferedStatus { discard, state } =
+                self.tls.process_tls_records(&mut bytes[used..]);
+            let mut step = Ok(true);
+            match state {
+                Err(e) => step = Err(tls_error(e)),
+                // One record's plaintext (rustls stops after each), which fits.
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    while let Some(record) = traffic.next_record() {
+                        match record {
+                            Ok(record) if record.payload.len() <= plain.remaining() => {
+                                used += record.discard;
+                                plain.put_slice(record.payload);
                             }
-                            Err(EncryptError::InsufficientSize(e)) => room = e.required_size,
-                            Err(e) => {
-                                out.truncate(start);
-                                return Err(tls_error(e.to_string()));
-                            }
+                            Ok(_) => step = Err(tls_error("a record larger than TLS allows")),
+                            Err(e) => step = Err(tls_error(e)),
+                        }
+                        if step.is_err() {
+                            break;
                         }
                     }
                 }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    encode_into(out, |o| encode.encode(o))?;
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    step = encode_into(&mut self.outgoing, |out| encode.encode(out)).map(|()| true);
                 }
-                ConnectionState::TransmitTlsData(sent) => sent.done(),
-                // Plaintext that came with the handshake, not read yet: kept for the
-                // next read, so that writing can go on.
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        self.plain_left
-                            .extend_from_slice(record.map_err(tls_error)?.payload);
-                    }
+                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    self.ended = true;
+                    step = Ok(false);
                 }
-                ConnectionState::PeerClosed => self.ended = true,
-                _ => return Err(ErrorKind::NotConnected.into()),
+                // Nothing whole is left to read.
+                Ok(ConnectionState::WriteTraffic(_) | ConnectionState::BlockedHandshake) => {
+                    step = Ok(false);
+                }
+                Ok(_) => step = Err(tls_error("unexpected early data")),
+            }
+            used += discard;
+            match step {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return (used, Err(e)),
             }
         }
+        (used, Ok(()))
     }
 
-    /// Writes what is to be sent, and frees its buffer once it is.
-    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.outgoing.is_empty() {
-            match ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.outgoing)) {
-                Ok(0) => return Poll::Ready(Err(ErrorKind::WriteZero.into())),
-                Ok(n) => drop(self.outgoing.drain(..n)),
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+    /// After an error: nothing more is read or written, but the alert rustls queued.
+    /// One call takes it: a queued record comes out before anything is read again, and
+    /// a second call would process the failed bytes again.
+    fn fail(&mut self) {
+        self.failed = true;
+        let UnbufferedStatus { discard, state } = self.tls.process_tls_records(&mut self.incoming);
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
+            let _ = encode_into(&mut self.outgoing, |out| encode.encode(out));
         }
-        self.outgoing = Vec::new();
-        Poll::Ready(Ok(()))
+        self.incoming.drain(..discard);
     }
+}
 
-    /// Encodes what rustls has queued (an alert after an error) and writes it.
-    async fn flush_records(&mut self) -> io::Result<()> {
-        while let Ok(ConnectionState::EncodeTlsData(mut encode)) =
-            self.tls.process_tls_records(&mut []).state
-        {
-            encode_into(&mut self.outgoing, |out| encode.encode(out))?;
-        }
-        poll_fn(|cx| self.poll_send(cx)).await
-    }
-
-    fn try_write_outgoing(&mut self) {
-        if self.outgoing.is_empty() {
-            return;
-        }
-        match self.tcp.try_write(&self.outgoing) {
-            Ok(n) if n == self.outgoing.len() => self.outgoing = Vec::new(),
-            Ok(n) => drop(self.outgoing.drain(..n)),
-            Err(_) => {}
-        }
-    }
+/// The steps of the handshake loop.
+enum Step {
+    Go,
+    Send,
+    Read,
+    Done,
 }
 
 /// For hyper (WebSocket and BOSH over TLS): the same stream as a byte pipe.
@@ -367,64 +338,8 @@ impl AsyncRead for TlsStream {
     }
 }
 
-impl AsyncWrite for TlsStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        // What was sealed before goes first, so that what is held stays bounded.
-        ready!(this.poll_send(cx))?;
-        this.seal(buf)?;
-        let _ = this.poll_send(cx)?;
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_send(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.closing {
-            this.closing = true;
-            if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
-                this.tls.process_tls_records(&mut []).state
-            {
-                let mut alert = [0u8; RECORD_OVERHEAD];
-                if let Ok(n) = traffic.queue_close_notify(&mut alert) {
-                    this.outgoing.extend_from_slice(&alert[..n]);
-                }
-            }
-        }
-        ready!(this.poll_send(cx))?;
-        Pin::new(&mut this.tcp).poll_shutdown(cx)
-    }
-}
-
-/// Appends one encoded record to `out`, growing it to the size rustls asks for.
-fn encode_into(
-    out: &mut Vec<u8>,
-    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
-) -> io::Result<()> {
-    let start = out.len();
-    let mut room = 512;
-    loop {
-        out.resize(start + room, 0);
-        match encode(&mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(());
-            }
-            Err(EncodeError::InsufficientSize(e)) => room = e.required_size,
-            Err(e) => {
-                out.truncate(start);
-                return Err(tls_error(e.to_string()));
-            }
-        }
-    }
-}
+mod write;
+use write::encode_into;
 
 #[cfg(test)]
 mod tests;

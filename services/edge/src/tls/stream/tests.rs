@@ -263,6 +263,9 @@ async fn a_record_trickled_in_is_kept_until_whole_and_then_freed() {
         "no plaintext from part of a record"
     );
     assert_eq!(stream.incoming, head, "the part kept");
+    // A write meanwhile leaves the part where it is.
+    write(&mut stream, b"<r/>").await.unwrap();
+    assert_eq!(stream.incoming, head, "the part still kept");
     for byte in tail {
         tcp.write_all(std::slice::from_ref(byte)).await.unwrap();
     }
@@ -273,9 +276,9 @@ async fn a_record_trickled_in_is_kept_until_whole_and_then_freed() {
     assert_idle(&stream);
 }
 
-/// Bytes that are not TLS: an error, never a panic, at the handshake and after it.
-#[tokio::test]
-async fn bytes_that_are_not_tls_are_an_error() {
+/// Sends `bytes` to a fresh listener's handshake; what `accept` made of them, and what
+/// the client was sent back.
+async fn handshake_with(bytes: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
     let (cert, key) = certificate();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -284,14 +287,45 @@ async fn bytes_that_are_not_tls_are_an_error() {
         let (tcp, _) = listener.accept().await.unwrap();
         TlsStream::accept(tcp, config).await.map(drop)
     });
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"<?xml version='1.0'?><stream:stream>")
-        .await
-        .unwrap();
-    let refused = timeout(WAIT, server).await.unwrap().unwrap();
-    assert!(refused.is_err(), "plaintext XMPP is not a ClientHello");
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut rx, mut tx) = tcp.into_split();
+    // The server may stop reading before all is written: what it does not read is moot.
+    let writer = tokio::spawn(async move { tx.write_all(&bytes).await });
+    let outcome = timeout(WAIT, server).await.expect("accept ends").unwrap();
+    writer.abort();
+    let mut answer = Vec::new();
+    let _ = timeout(WAIT, rx.read_to_end(&mut answer)).await;
+    (outcome, answer)
+}
 
-    // An application-data record with a wrong tag after a good handshake.
+/// Bytes that are not TLS, or a handshake no client needs: an error, never a panic, and
+/// the alert rustls chose when it chose one (RFC 8446 §6.2).
+#[tokio::test]
+async fn a_handshake_that_is_not_tls_or_too_large_is_refused() {
+    let (outcome, answer) = handshake_with(b"<?xml version='1.0'?><stream:stream>".to_vec()).await;
+    assert!(outcome.is_err(), "plaintext XMPP is not a ClientHello");
+    assert_eq!(answer.first(), Some(&0x15), "an alert record: {answer:x?}");
+
+    // A ClientHello that says it is 64 KiB long (rustls allows less).
+    let (outcome, _) =
+        handshake_with(vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00]).await;
+    assert!(outcome.is_err(), "an oversized ClientHello");
+
+    // One that is allowed in length, sent one byte per record: six bytes held per byte
+    // of it, until the handshake's bound ends it (well before it could be whole).
+    let mut trickle = vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0xea, 0x60];
+    for _ in 0..20_000 {
+        trickle.extend_from_slice(&[0x16, 0x03, 0x01, 0x00, 0x01, 0x03]);
+    }
+    let (outcome, _) = handshake_with(trickle).await;
+    let error = outcome.unwrap_err().to_string();
+    assert!(error.contains("larger than allowed"), "{error}");
+}
+
+/// Bytes that are not TLS after the handshake: an error, never a panic, and nothing
+/// read or written after it.
+#[tokio::test]
+async fn a_record_that_does_not_decrypt_ends_the_stream() {
     let (Established { mut stream, .. }, client) = connect(tls13()).await;
     let (mut tcp, _) = client.into_inner();
     let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x20];
@@ -301,4 +335,72 @@ async fn bytes_that_are_not_tls_are_an_error() {
         read(&mut stream).await.is_err(),
         "a record that does not decrypt"
     );
+    assert!(read(&mut stream).await.is_err(), "and nothing after it");
+    assert!(write(&mut stream, b"<late/>").await.is_err());
+    let mut answer = Vec::new();
+    let _ = timeout(Duration::from_millis(500), tcp.read_to_end(&mut answer)).await;
+    // The session tickets sent after the handshake, then one alert record (two bytes,
+    // the content type and the tag: 19), and nothing after it.
+    let alert = answer
+        .len()
+        .checked_sub(24)
+        .map(|start| &answer[start..start + 5]);
+    assert_eq!(
+        alert,
+        Some(&[0x17, 0x03, 0x03, 0x00, 0x13][..]),
+        "{answer:x?}"
+    );
+}
+
+/// The client's first data in the flight of its Finished: the server may write first
+/// (the data is kept, not lost) and reads it next; small reads through `AsyncRead` get
+/// all of it in order.
+#[tokio::test]
+async fn data_sent_with_the_clients_finished_waits_for_the_first_read() {
+    let (cert, key) = certificate();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = server_config(&cert, &key);
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        TlsStream::accept(tcp, config).await
+    });
+    let client_config = client_config(&cert, tls13());
+    let client = tokio::task::spawn_blocking(move || {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = rustls::ClientConnection::new(client_config, name).unwrap();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        // Queued before the handshake: rustls sends it right behind the Finished.
+        tls.writer()
+            .write_all(b"<stream:stream to='example.org'>")
+            .unwrap();
+        while tls.is_handshaking() || tls.wants_write() {
+            tls.complete_io(&mut tcp).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 8 {
+            tls.complete_io(&mut tcp).unwrap();
+            let mut chunk = [0u8; 64];
+            if let Ok(n) = std::io::Read::read(&mut tls.reader(), &mut chunk) {
+                got.extend_from_slice(&chunk[..n]);
+            }
+        }
+        got
+    });
+    let Established { mut stream, .. } = timeout(WAIT, server).await.unwrap().unwrap().unwrap();
+    write(&mut stream, b"<hello/>").await.unwrap();
+    assert_eq!(timeout(WAIT, client).await.unwrap().unwrap(), b"<hello/>");
+    let mut got = Vec::new();
+    let header = b"<stream:stream to='example.org'>";
+    while got.len() < header.len() {
+        let mut small = [0u8; 5];
+        let n = timeout(WAIT, stream.read(&mut small))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "ended after {got:?}");
+        got.extend_from_slice(&small[..n]);
+    }
+    assert_eq!(got, header);
 }
