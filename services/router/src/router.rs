@@ -117,11 +117,17 @@ impl Router {
         }
     }
 
-    /// XEP-0198: a resumed session moves to another connection (another edge's): the
-    /// record is replaced with `record`, which keeps everything but the connection, and
-    /// nobody is told (the session goes on).
-    pub async fn move_session(&self, record: SessionRecord) -> Result<(), StorageError> {
-        self.registry.bind(record).await.map(drop)
+    /// XEP-0198: a resumed session moves to connection `conn` of `edge`, everything but
+    /// the connection kept, and nobody is told (the session goes on). Only from where
+    /// `old` says it is: of two resumptions racing for it, the second gets `None`.
+    pub async fn move_session(
+        &self,
+        old: &SessionRecord,
+        edge: &str,
+        conn: u64,
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        let from = (old.edge.as_str(), old.conn);
+        self.registry.relocate(&old.jid, from, (edge, conn)).await
     }
 
     /// A session that went on without a new initial presence gets what was stored for

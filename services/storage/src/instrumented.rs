@@ -182,6 +182,15 @@ impl<B: SessionRegistry> SessionRegistry for Instrumented<B> {
         self.timed("session_update", self.inner.update(jid, conn, edit))
             .await
     }
+    async fn relocate(
+        &self,
+        jid: &Jid,
+        from: (&str, u64),
+        to: (&str, u64),
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        self.timed("session_relocate", self.inner.relocate(jid, from, to))
+            .await
+    }
     async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         self.timed("session_lookup", self.inner.sessions(bare))
             .await

@@ -300,6 +300,27 @@ impl SessionRegistry for MemoryRegistry {
         Ok(Some(record.clone()))
     }
 
+    async fn relocate(
+        &self,
+        jid: &Jid,
+        from: (&str, u64),
+        to: (&str, u64),
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        let mut map = lock(&self.sessions);
+        let Some(list) = map.get_mut(&jid.bare()) else {
+            return Ok(None);
+        };
+        let Some(at) = list
+            .iter()
+            .position(|r| r.jid == *jid && (r.edge.as_str(), r.conn) == from)
+        else {
+            return Ok(None);
+        };
+        let record = &mut Arc::make_mut(list)[at];
+        (record.edge, record.conn) = (to.0.to_owned(), to.1);
+        Ok(Some(record.clone()))
+    }
+
     async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         Ok(lock(&self.sessions).get(bare).cloned().unwrap_or_default())
     }

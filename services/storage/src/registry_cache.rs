@@ -198,6 +198,18 @@ impl SessionRegistry for CachedRegistry {
         updated
     }
 
+    async fn relocate(
+        &self,
+        jid: &Jid,
+        from: (&str, u64),
+        to: (&str, u64),
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        self.shared.invalidate(&jid.bare());
+        let moved = self.inner.relocate(jid, from, to).await;
+        self.shared.invalidate(&jid.bare());
+        moved
+    }
+
     async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         Ok(self.lookup(bare).await?.sessions)
     }

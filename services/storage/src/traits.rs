@@ -182,6 +182,16 @@ pub trait SessionRegistry: Send + Sync + std::fmt::Debug {
         conn: u64,
         edit: SessionEdit,
     ) -> Result<Option<SessionRecord>, StorageError>;
+    /// XEP-0198: moves the session of `jid` from connection `from.1` of edge `from.0` to
+    /// connection `to.1` of edge `to.0`, everything else kept, if it is still where
+    /// `from` says, as one compare-and-swap: of two resumptions racing for a session,
+    /// one moves it and the other finds it gone. Returns the moved record.
+    async fn relocate(
+        &self,
+        jid: &Jid,
+        from: (&str, u64),
+        to: (&str, u64),
+    ) -> Result<Option<SessionRecord>, StorageError>;
     /// All sessions of a bare JID.
     async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError>;
     /// Marks an edge alive for `ttl`. Routers call it while the edge's link to them is up,

@@ -110,10 +110,9 @@ pub(super) async fn take_session(
         }
     }
     let (link, old) = found?;
-    let mut moved = old.clone();
-    moved.edge = edge.to_owned();
-    moved.conn = conn;
-    router.move_session(moved).await.ok()?;
+    // Moved only from where it was found: a resumption racing this one for the session
+    // (the client trying again through another edge) has it, or neither does.
+    router.move_session(&old, edge, conn).await.ok()??;
     let state = link
         .handover(previd, account, true)
         .await

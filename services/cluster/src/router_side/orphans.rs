@@ -87,13 +87,17 @@ pub(super) async fn take_orphan(
     let old = sessions
         .iter()
         .find(|r| r.edge == orphan.edge && r.conn == orphan.conn && r.jid == orphan.jid)?;
-    let mut moved = old.clone();
-    moved.edge = edge.to_owned();
-    moved.conn = conn;
-    if let Err(e) = service.router.move_session(moved.clone()).await {
-        tracing::warn!(error = %e, jid = %orphan.jid, "an orphaned session could not move");
-        return None;
-    }
+    let moved = match service.router.move_session(old, edge, conn).await {
+        Ok(Some(moved)) => moved,
+        Ok(None) => {
+            tracing::info!(jid = %orphan.jid, to = edge, "another resumption moved the session first");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jid = %orphan.jid, "an orphaned session could not move");
+            return None;
+        }
+    };
     tracing::info!(jid = %orphan.jid, from = orphan.edge, to = edge, "a session of a dead edge is resumed");
     switchyard_telemetry::ROUTER_SM_ORPHANS
         .with_label_values(&["resumed"])

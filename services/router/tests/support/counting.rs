@@ -150,6 +150,15 @@ impl SessionRegistry for Counted<dyn SessionRegistry> {
         self.tick();
         self.inner.update(j, c, e).await
     }
+    async fn relocate(
+        &self,
+        j: &Jid,
+        from: (&str, u64),
+        to: (&str, u64),
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        self.tick();
+        self.inner.relocate(j, from, to).await
+    }
     async fn sessions(&self, b: &Jid) -> Result<Sessions, StorageError> {
         self.tick();
         self.inner.sessions(b).await

@@ -37,6 +37,14 @@ impl SessionRegistry for StaleOnce {
     ) -> Result<Option<SessionRecord>, StorageError> {
         self.inner.update(j, c, e).await
     }
+    async fn relocate(
+        &self,
+        j: &Jid,
+        from: (&str, u64),
+        to: (&str, u64),
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        self.inner.relocate(j, from, to).await
+    }
     async fn sessions(&self, bare: &Jid) -> Result<Sessions, StorageError> {
         Ok(self.lookup(bare).await?.sessions)
     }

@@ -8,6 +8,7 @@ mod failures;
 mod online;
 mod pending;
 mod quotas;
+mod relocate;
 
 pub use failures::login_failures;
 pub use quotas::{bounded_documents, offline_bytes, quotas_under_concurrency};
@@ -392,6 +393,7 @@ pub async fn registry(reg: &dyn SessionRegistry) {
     );
     liveness(reg).await;
     reconciling(reg).await;
+    relocate::relocating(reg).await;
     online::online(reg).await;
     pending::pending_and_flush_lock(reg).await;
     let epoch = reg.epoch().await.expect("epoch");

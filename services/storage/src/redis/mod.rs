@@ -38,6 +38,9 @@
 //!   a reap raced with its return.
 //! - lookup (HGETALL and GET in one pipeline), the pending count and the flush lock:
 //!   the account's slot only.
+//! - relocate (a resumed session moving to another edge): add the entry to the new edge's
+//!   index, then swap the record (comparing all of it), then remove the old entry; a
+//!   swap that loses leaves its entry (it may be the winner's).
 //! - update, sessions, epoch: one slot each (epoch's SET NX and GET are one pipeline);
 //!   dead_edges reads `edges`, then the liveness keys with one MGET (split per slot by
 //!   the cluster client).
@@ -336,6 +339,48 @@ impl SessionRegistry for RedisRegistry {
             let args = [resource(jid), &json, &encode(&record), &channel, &bare_text];
             let swapped: i64 = self.script(&self.swap_script, &key, &args).await?;
             if swapped == 1 {
+                return Ok(Some(record));
+            }
+        }
+        Err(unavailable("session record kept changing"))
+    }
+
+    async fn relocate(
+        &self,
+        jid: &Jid,
+        from: (&str, u64),
+        to: (&str, u64),
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        let bare = jid.bare();
+        let key = self.session_key(&bare);
+        let (channel, bare_text) = (self.changes_channel(), bare.to_string());
+        // The swap fails when the record changed at all: an edit of its presence is
+        // tried again, a move elsewhere is final.
+        for _ in 0..3 {
+            let mut get = redis::cmd("HGET");
+            get.arg(&key).arg(resource(jid));
+            let Some(json) = self.run::<Option<String>>(&get).await? else {
+                return Ok(None);
+            };
+            let mut record = decode(jid.clone(), &json)?;
+            if (record.edge.as_str(), record.conn) != from {
+                return Ok(None);
+            }
+            if from == to {
+                return Ok(Some(record));
+            }
+            (record.edge, record.conn) = (to.0.to_owned(), to.1);
+            // Indexed under its new edge first, as `bind` does, so that no reaping of that
+            // edge can miss it. A swap that loses leaves the entry: it may be the winner's
+            // (the same move asked of two routers), and a stale one removes nobody.
+            self.index(to.0, jid, to.1).await?;
+            let args = [resource(jid), &json, &encode(&record), &channel, &bare_text];
+            let swapped: i64 = self.script(&self.swap_script, &key, &args).await?;
+            if swapped == 1 {
+                // Moved: a failure to drop the old entry leaves a stale one, not an error.
+                if let Err(e) = self.unindex(from.0, jid, from.1).await {
+                    tracing::warn!(error = %e, edge = from.0, "a moved session's old index entry stays");
+                }
                 return Ok(Some(record));
             }
         }

@@ -51,6 +51,28 @@ async fn assert_clean(reg: &RedisRegistry) {
     );
 }
 
+/// A relocated session is indexed under its new edge only, also when the same move was
+/// asked twice at once (a retried `TakeSession`): the loser leaves the winner's entry.
+async fn relocation_moves_the_index_entry(reg: &RedisRegistry) {
+    let jid = Jid::parse("moving@localhost/r").unwrap();
+    reg.bind(SessionRecord::bound(jid.clone(), "edge-r1", 3))
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        reg.relocate(&jid, ("edge-r1", 3), ("edge-r2", 4)),
+        reg.relocate(&jid, ("edge-r1", 3), ("edge-r2", 4)),
+    );
+    let moved: Vec<_> = [a, b].into_iter().filter_map(Result::unwrap).collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(reg.index_entries("edge-r1").await.unwrap().is_empty());
+    assert_eq!(
+        reg.index_entries("edge-r2").await.unwrap(),
+        vec![member(&jid, 4)]
+    );
+    assert_eq!(reg.unbind(&jid, 4).await.unwrap(), Some(moved[0].clone()));
+    assert!(reg.index_entries("edge-r2").await.unwrap().is_empty());
+}
+
 /// An index entry left behind (a crash between a bind's steps) names a session that has
 /// since moved to another edge with the same connection id: neither reaping nor
 /// reconciling the first edge removes it, and the entry itself goes.
@@ -142,6 +164,7 @@ async fn conforms_on_a_real_redis() {
     let Some(reg) = registry().await else { return };
     crate::conformance::registry(&reg).await;
     stale_entries_remove_nobody(&reg).await;
+    relocation_moves_the_index_entry(&reg).await;
     assert_clean(&reg).await;
     reg.delete_all_keys().await.unwrap();
     assert!(reg.all_keys().await.unwrap().is_empty());
