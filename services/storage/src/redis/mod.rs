@@ -320,25 +320,18 @@ impl SessionRegistry for RedisRegistry {
         conn: u64,
         edit: SessionEdit,
     ) -> Result<Option<SessionRecord>, StorageError> {
-        let bare = jid.bare();
-        let key = self.session_key(&bare);
-        let (channel, bare_text) = (self.changes_channel(), bare.to_string());
+        let key = self.session_key(&jid.bare());
         // Only the session's own stanzas edit its record, one at a time, so the swap
         // practically always succeeds; a bounded retry covers a racing rebind.
         for _ in 0..3 {
-            let mut get = redis::cmd("HGET");
-            get.arg(&key).arg(resource(jid));
-            let Some(json) = self.run::<Option<String>>(&get).await? else {
+            let Some((json, mut record)) = self.stored(&key, jid).await? else {
                 return Ok(None);
             };
-            let mut record = decode(jid.clone(), &json)?;
             if record.conn != conn {
                 return Ok(None);
             }
             edit(&mut record);
-            let args = [resource(jid), &json, &encode(&record), &channel, &bare_text];
-            let swapped: i64 = self.script(&self.swap_script, &key, &args).await?;
-            if swapped == 1 {
+            if self.swap(&key, jid, &json, &record).await? {
                 return Ok(Some(record));
             }
         }
@@ -351,18 +344,13 @@ impl SessionRegistry for RedisRegistry {
         from: (&str, u64),
         to: (&str, u64),
     ) -> Result<Option<SessionRecord>, StorageError> {
-        let bare = jid.bare();
-        let key = self.session_key(&bare);
-        let (channel, bare_text) = (self.changes_channel(), bare.to_string());
+        let key = self.session_key(&jid.bare());
         // The swap fails when the record changed at all: an edit of its presence is
         // tried again, a move elsewhere is final.
         for _ in 0..3 {
-            let mut get = redis::cmd("HGET");
-            get.arg(&key).arg(resource(jid));
-            let Some(json) = self.run::<Option<String>>(&get).await? else {
+            let Some((json, mut record)) = self.stored(&key, jid).await? else {
                 return Ok(None);
             };
-            let mut record = decode(jid.clone(), &json)?;
             if (record.edge.as_str(), record.conn) != from {
                 return Ok(None);
             }
@@ -374,9 +362,7 @@ impl SessionRegistry for RedisRegistry {
             // edge can miss it. A swap that loses leaves the entry: it may be the winner's
             // (the same move asked of two routers), and a stale one removes nobody.
             self.index(to.0, jid, to.1).await?;
-            let args = [resource(jid), &json, &encode(&record), &channel, &bare_text];
-            let swapped: i64 = self.script(&self.swap_script, &key, &args).await?;
-            if swapped == 1 {
+            if self.swap(&key, jid, &json, &record).await? {
                 // Moved: a failure to drop the old entry leaves a stale one, not an error.
                 if let Err(e) = self.unindex(from.0, jid, from.1).await {
                     tracing::warn!(error = %e, edge = from.0, "a moved session's old index entry stays");

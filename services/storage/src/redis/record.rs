@@ -1,6 +1,8 @@
 //! The stored form of a session record: JSON in the account's hash, under the resource.
-//! The full JID is the key and field, so it is not repeated inside.
+//! The full JID is the key and field, so it is not repeated inside. A record changes in
+//! place by compare-and-swap on that text ([`RedisRegistry::swap`]).
 
+use super::{resource, RedisRegistry};
 use crate::traits::SessionRecord;
 use crate::{Presence, StorageError};
 use serde::{Deserialize, Serialize};
@@ -69,4 +71,35 @@ pub(super) fn member(jid: &Jid, conn: u64) -> String {
 pub(super) fn parse_member(entry: &str) -> Option<(Jid, u64)> {
     let (jid, conn) = entry.split_once('\n')?;
     Some((Jid::parse(jid).ok()?, conn.parse().ok()?))
+}
+
+impl RedisRegistry {
+    /// The stored record of `jid` under `key`, with its exact text (what a swap compares).
+    pub(super) async fn stored(
+        &self,
+        key: &str,
+        jid: &Jid,
+    ) -> Result<Option<(String, SessionRecord)>, StorageError> {
+        let mut get = redis::cmd("HGET");
+        get.arg(key).arg(resource(jid));
+        let Some(json) = self.run::<Option<String>>(&get).await? else {
+            return Ok(None);
+        };
+        let record = decode(jid.clone(), &json)?;
+        Ok(Some((json, record)))
+    }
+
+    /// Writes `record` in place of `json`, announcing it, if nothing changed it meanwhile.
+    pub(super) async fn swap(
+        &self,
+        key: &str,
+        jid: &Jid,
+        json: &str,
+        record: &SessionRecord,
+    ) -> Result<bool, StorageError> {
+        let (channel, bare_text) = (self.changes_channel(), jid.bare().to_string());
+        let args = [resource(jid), json, &encode(record), &channel, &bare_text];
+        let swapped: i64 = self.script(&self.swap_script, key, &args).await?;
+        Ok(swapped == 1)
+    }
 }

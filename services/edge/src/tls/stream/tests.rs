@@ -61,8 +61,13 @@ fn client_config(cert: &CertificateDer<'static>, suite: SupportedCipherSuite) ->
     Arc::new(config)
 }
 
-/// Our stream and a buffered rustls client on either end of a loopback connection.
-async fn connect(suite: SupportedCipherSuite) -> (Established, ClientStream<TcpStream>) {
+/// A loopback listener whose first connection our stream accepts; its address, the
+/// handshake's outcome, and the certificate a client is to trust.
+async fn listen() -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<Established>>,
+    CertificateDer<'static>,
+) {
     let (cert, key) = certificate();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -71,6 +76,12 @@ async fn connect(suite: SupportedCipherSuite) -> (Established, ClientStream<TcpS
         let (tcp, _) = listener.accept().await.unwrap();
         TlsStream::accept(tcp, config).await
     });
+    (addr, server, cert)
+}
+
+/// Our stream and a buffered rustls client on either end of a loopback connection.
+async fn connect(suite: SupportedCipherSuite) -> (Established, ClientStream<TcpStream>) {
+    let (addr, server, cert) = listen().await;
     let connector = tokio_rustls::TlsConnector::from(client_config(&cert, suite));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
@@ -274,24 +285,46 @@ async fn a_record_trickled_in_is_kept_until_whole_and_then_freed() {
         b"<message>trickled</message>"
     );
     assert_idle(&stream);
+    let mut ack = [0u8; 4];
+    timeout(WAIT, tls_read_exact(&mut tcp, &mut tls, &mut ack))
+        .await
+        .unwrap();
+    assert_eq!(&ack, b"<r/>", "the write made meanwhile");
+
+    // The socket ending inside a record is a truncation, not an end.
+    tcp.write_all(head).await.unwrap();
+    drop(tcp);
+    assert!(read(&mut stream).await.is_err(), "a record cut short");
+}
+
+/// Reads plaintext through a buffered rustls client over a raw socket.
+async fn tls_read_exact(tcp: &mut TcpStream, tls: &mut rustls::ClientConnection, out: &mut [u8]) {
+    let mut got = 0;
+    while got < out.len() {
+        let mut buf = [0u8; 4096];
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the socket ended");
+        tls.read_tls(&mut &buf[..n]).unwrap();
+        tls.process_new_packets().unwrap();
+        if let Ok(n) = std::io::Read::read(&mut tls.reader(), &mut out[got..]) {
+            got += n;
+        }
+    }
 }
 
 /// Sends `bytes` to a fresh listener's handshake; what `accept` made of them, and what
 /// the client was sent back.
 async fn handshake_with(bytes: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
-    let (cert, key) = certificate();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = server_config(&cert, &key);
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        TlsStream::accept(tcp, config).await.map(drop)
-    });
+    let (addr, server, _) = listen().await;
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut rx, mut tx) = tcp.into_split();
     // The server may stop reading before all is written: what it does not read is moot.
     let writer = tokio::spawn(async move { tx.write_all(&bytes).await });
-    let outcome = timeout(WAIT, server).await.expect("accept ends").unwrap();
+    let outcome = timeout(WAIT, server)
+        .await
+        .expect("accept ends")
+        .unwrap()
+        .map(drop);
     writer.abort();
     let mut answer = Vec::new();
     let _ = timeout(WAIT, rx.read_to_end(&mut answer)).await;
@@ -357,14 +390,7 @@ async fn a_record_that_does_not_decrypt_ends_the_stream() {
 /// all of it in order.
 #[tokio::test]
 async fn data_sent_with_the_clients_finished_waits_for_the_first_read() {
-    let (cert, key) = certificate();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = server_config(&cert, &key);
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        TlsStream::accept(tcp, config).await
-    });
+    let (addr, server, cert) = listen().await;
     let client_config = client_config(&cert, tls13());
     let client = tokio::task::spawn_blocking(move || {
         let name = ServerName::try_from("localhost").unwrap();
