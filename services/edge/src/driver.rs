@@ -374,9 +374,7 @@ impl Conn {
 
     /// Starts routing one stanza from the client; `count`: see [`Output::Route`].
     fn route(&self, stanza: switchyard_core::Stanza, count: Option<u32>) -> Routing {
-        metrics::EDGE_STANZAS_IN
-            .with_label_values(&[stanza.kind.as_str()])
-            .inc();
+        metrics::EDGE_STANZAS_IN_BY_KIND.inc(stanza.kind.as_str());
         if stanza.kind == StanzaKind::Presence && stanza.to.is_none() {
             let available = stanza.type_attr().is_none();
             let presence = available.then(|| stanza.element().to_xml(""));
@@ -410,9 +408,7 @@ impl Conn {
                         written,
                         confirmed,
                     } = *delivery;
-                    metrics::EDGE_STANZAS_OUT
-                        .with_label_values(&[stanza.name()])
-                        .inc();
+                    metrics::EDGE_STANZAS_OUT_BY_KIND.inc(stanza.name());
                     // The session is open here (the loop stops once it closes): it takes
                     // this stanza, even the one that puts it past its bound.
                     let (more, sm_seq) = self.session.deliver_numbered(stanza);

@@ -197,9 +197,7 @@ impl Router {
     /// table's handler decides, the executor acts; returns once every effect is done.
     pub async fn route(&self, stanza: Stanza) {
         let _timer = metrics::ROUTER_ROUTE_DURATION.start_timer();
-        metrics::ROUTER_STANZAS
-            .with_label_values(&[stanza.kind.as_str()])
-            .inc();
+        metrics::ROUTER_STANZAS_BY_KIND.inc(stanza.kind.as_str());
         let target = self.target(&stanza);
         let effects = crate::table::decide(self, &stanza, target).await;
         self.apply(effects).await;

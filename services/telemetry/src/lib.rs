@@ -11,12 +11,12 @@
 mod process;
 pub mod trace;
 
-/// The gauge type the metrics below are, for code that holds one.
-pub use prometheus::IntGauge;
+/// The gauge and histogram types the metrics below are, for code that holds one.
+pub use prometheus::{Histogram, IntGauge};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -73,6 +73,44 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     register(HistogramVec::new(opts, labels).expect("valid metric"))
 }
 
+/// The stanza kinds every per-kind counter has a series for from the start.
+const KINDS: [&str; 3] = ["message", "presence", "iq"];
+
+/// A counter by stanza kind with the series of [`KINDS`] resolved once: counting one is
+/// an atomic add, where a label lookup would hash, lock and clone for each stanza.
+#[derive(Debug)]
+pub struct PerKind {
+    vec: &'static LazyLock<IntCounterVec>,
+    kinds: [IntCounter; 3],
+}
+
+impl PerKind {
+    fn of(vec: &'static LazyLock<IntCounterVec>) -> Self {
+        Self {
+            vec,
+            kinds: KINDS.map(|kind| vec.with_label_values(&[kind])),
+        }
+    }
+
+    /// Counts one stanza of `kind` (another name takes the lookup).
+    pub fn inc(&self, kind: &str) {
+        match KINDS.iter().position(|k| *k == kind) {
+            Some(at) => self.kinds[at].inc(),
+            None => self.vec.with_label_values(&[kind]).inc(),
+        }
+    }
+}
+
+/// Stanzas from clients by kind (`switchyard_edge_stanzas_in_total`).
+pub static EDGE_STANZAS_IN_BY_KIND: LazyLock<PerKind> =
+    LazyLock::new(|| PerKind::of(&EDGE_STANZAS_IN));
+/// Stanzas written to clients by kind (`switchyard_edge_stanzas_out_total`).
+pub static EDGE_STANZAS_OUT_BY_KIND: LazyLock<PerKind> =
+    LazyLock::new(|| PerKind::of(&EDGE_STANZAS_OUT));
+/// Stanzas routed by kind (`switchyard_router_stanzas_routed_total`).
+pub static ROUTER_STANZAS_BY_KIND: LazyLock<PerKind> =
+    LazyLock::new(|| PerKind::of(&ROUTER_STANZAS));
+
 macro_rules! metrics {
     ($($(#[$doc:meta])* $name:ident: $ty:ty = $init:expr;)*) => {
         $($(#[$doc])* pub static $name: LazyLock<$ty> = LazyLock::new(|| $init);)*
@@ -83,10 +121,8 @@ macro_rules! metrics {
             for listener in ["starttls", "direct_tls", "websocket", "bosh", "component"] {
                 EDGE_CONNECTIONS.with_label_values(&[listener]);
             }
-            for kind in ["message", "presence", "iq"] {
-                EDGE_STANZAS_IN.with_label_values(&[kind]);
-                EDGE_STANZAS_OUT.with_label_values(&[kind]);
-                ROUTER_STANZAS.with_label_values(&[kind]);
+            for per_kind in [&EDGE_STANZAS_IN_BY_KIND, &EDGE_STANZAS_OUT_BY_KIND, &ROUTER_STANZAS_BY_KIND] {
+                LazyLock::force(per_kind);
             }
         }
 
