@@ -82,26 +82,14 @@ impl TlsStream {
     /// Appends the records of `plain` to what is to be sent.
     fn seal(&mut self, plain: &[u8]) -> io::Result<()> {
         self.with_write_traffic(|traffic, out| {
-            let start = out.len();
             let records = plain.len().div_ceil(MAX_PLAINTEXT).max(1);
-            let mut room = plain.len() + records * RECORD_OVERHEAD;
-            // A second turn has the size rustls asked for.
-            for _ in 0..2 {
-                out.resize(start + room, 0);
-                match traffic.encrypt(plain, &mut out[start..]) {
-                    Ok(n) => {
-                        out.truncate(start + n);
-                        return Ok(());
-                    }
-                    Err(EncryptError::InsufficientSize(e)) => room = e.required_size,
-                    Err(e) => {
-                        out.truncate(start);
-                        return Err(tls_error(e.to_string()));
-                    }
-                }
-            }
-            out.truncate(start);
-            Err(tls_error("rustls asked for more room than it used"))
+            let room = plain.len() + records * RECORD_OVERHEAD;
+            append(out, room, |buf| {
+                traffic.encrypt(plain, buf).map_err(|e| match e {
+                    EncryptError::InsufficientSize(e) => Short::Needs(e.required_size),
+                    e => Short::Failed(e.to_string()),
+                })
+            })
         })
     }
 
@@ -168,25 +156,45 @@ impl AsyncWrite for TlsStream {
     }
 }
 
-/// Appends one encoded record to `out`, growing it to the size rustls asks for.
+/// Appends one encoded record to `out`.
 pub(super) fn encode_into(
     out: &mut Vec<u8>,
     mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
 ) -> io::Result<()> {
+    append(out, 512, |buf| {
+        encode(buf).map_err(|e| match e {
+            EncodeError::InsufficientSize(e) => Short::Needs(e.required_size),
+            e => Short::Failed(e.to_string()),
+        })
+    })
+}
+
+/// Why rustls wrote nothing into the room it was given.
+enum Short {
+    /// It needs this much room.
+    Needs(usize),
+    Failed(String),
+}
+
+/// Appends what `fill` writes to `out`, given `room` bytes first and, if rustls asks for
+/// more, the size it asked for.
+fn append(
+    out: &mut Vec<u8>,
+    mut room: usize,
+    mut fill: impl FnMut(&mut [u8]) -> Result<usize, Short>,
+) -> io::Result<()> {
     let start = out.len();
-    let mut room = 512;
-    // A second turn has the size rustls asked for.
     for _ in 0..2 {
         out.resize(start + room, 0);
-        match encode(&mut out[start..]) {
+        match fill(&mut out[start..]) {
             Ok(n) => {
                 out.truncate(start + n);
                 return Ok(());
             }
-            Err(EncodeError::InsufficientSize(e)) => room = e.required_size,
-            Err(e) => {
+            Err(Short::Needs(required)) => room = required,
+            Err(Short::Failed(e)) => {
                 out.truncate(start);
-                return Err(tls_error(e.to_string()));
+                return Err(tls_error(e));
             }
         }
     }
