@@ -3,9 +3,9 @@
 //! wrapper that implements every trait by delegating to the backend it wraps.
 //!
 //! Each thread resolves an operation's duration series once and keeps it, found again
-//! by where the backend's and the operation's names (string constants) are: a
-//! call then costs two clock reads and the histogram's atomic adds, where a label
-//! lookup would hash both names, take the vector's lock and clone the series each time.
+//! by where the backend's and the operation's names (string constants) are: a call then
+//! hashes two addresses, where a label lookup would hash both names, take the vector's
+//! lock and clone the series each time.
 
 use crate::traits::{
     AccountStore, BlockStore, DocumentQuota, DocumentStore, Lookup, OfflineQuota, OfflineStore,
@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchyard_core::sasl::StoredCredentials;
 use switchyard_core::Jid;
 use switchyard_telemetry as metrics;
@@ -36,6 +36,30 @@ fn address(name: &'static str) -> Address {
     (name.as_ptr() as usize, name.len())
 }
 
+/// Records a call's duration when dropped: when the call returned, and also when it was
+/// cancelled (a timeout around a hung backend), so slow calls are never left out.
+struct Timed {
+    backend: &'static str,
+    op: &'static str,
+    started: Instant,
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        // Not during the thread's own teardown, when its series are gone.
+        let _ = DURATIONS.try_with(|series| {
+            series
+                .borrow_mut()
+                .entry((address(self.backend), address(self.op)))
+                .or_insert_with(|| {
+                    metrics::STORAGE_DURATION.with_label_values(&[self.backend, self.op])
+                })
+                .observe(seconds)
+        });
+    }
+}
+
 #[derive(Debug)]
 pub struct Instrumented<B> {
     inner: B,
@@ -53,15 +77,13 @@ impl<B> Instrumented<B> {
         op: &'static str,
         call: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        let started = std::time::Instant::now();
+        let timed = Timed {
+            backend: self.backend,
+            op,
+            started: Instant::now(),
+        };
         let result = call.await;
-        let seconds = started.elapsed().as_secs_f64();
-        DURATIONS.with_borrow_mut(|series| {
-            series
-                .entry((address(self.backend), address(op)))
-                .or_insert_with(|| metrics::STORAGE_DURATION.with_label_values(&[self.backend, op]))
-                .observe(seconds)
-        });
+        drop(timed);
         if let Err(StorageError::Unavailable(_)) = &result {
             metrics::STORAGE_ERRORS
                 .with_label_values(&[self.backend, op])
@@ -286,5 +308,29 @@ impl<B: SessionRegistry> SessionRegistry for Instrumented<B> {
     }
     fn changes(&self) -> Option<mpsc::Receiver<Change>> {
         self.inner.changes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(op: &str) -> metrics::Histogram {
+        metrics::STORAGE_DURATION.with_label_values(&["instrumented-test", op])
+    }
+
+    /// A call that returns and one cancelled midway (a timeout around a hung backend) are
+    /// both timed, the cancelled one with the time it was waited for.
+    #[tokio::test]
+    async fn returned_and_cancelled_calls_are_timed() {
+        let storage = Instrumented::new((), "instrumented-test");
+        let returned = storage.timed("returns", async { Ok::<_, StorageError>(()) });
+        assert!(returned.await.is_ok());
+        let hung = storage.timed("hangs", std::future::pending::<Result<(), StorageError>>());
+        let waited = Duration::from_millis(20);
+        assert!(tokio::time::timeout(waited, hung).await.is_err());
+        assert_eq!(series("returns").get_sample_count(), 1);
+        assert_eq!(series("hangs").get_sample_count(), 1);
+        assert!(series("hangs").get_sample_sum() >= waited.as_secs_f64());
     }
 }

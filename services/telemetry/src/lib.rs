@@ -76,7 +76,7 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 /// The stanza kinds every per-kind counter has a series for from the start.
 const KINDS: [&str; 3] = ["message", "presence", "iq"];
 
-/// A counter by stanza kind with the series of [`KINDS`] resolved once: counting one is
+/// A counter by stanza kind with the series of message, presence and IQ resolved once: counting one is
 /// an atomic add, where a label lookup would hash, lock and clone for each stanza.
 #[derive(Debug)]
 pub struct PerKind {
