@@ -76,8 +76,9 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 /// The stanza kinds every per-kind counter has a series for from the start.
 const KINDS: [&str; 3] = ["message", "presence", "iq"];
 
-/// A counter by stanza kind with the series of message, presence and IQ resolved once: counting one is
-/// an atomic add, where a label lookup would hash, lock and clone for each stanza.
+/// A counter by stanza kind with the series of message, presence and IQ resolved once:
+/// counting one is an atomic add, where a label lookup would hash, lock and clone for each
+/// stanza.
 #[derive(Debug)]
 pub struct PerKind {
     vec: &'static LazyLock<IntCounterVec>,
@@ -121,9 +122,9 @@ macro_rules! metrics {
             for listener in ["starttls", "direct_tls", "websocket", "bosh", "component"] {
                 EDGE_CONNECTIONS.with_label_values(&[listener]);
             }
-            for per_kind in [&EDGE_STANZAS_IN_BY_KIND, &EDGE_STANZAS_OUT_BY_KIND, &ROUTER_STANZAS_BY_KIND] {
-                LazyLock::force(per_kind);
-            }
+            LazyLock::force(&EDGE_STANZAS_IN_BY_KIND);
+            LazyLock::force(&EDGE_STANZAS_OUT_BY_KIND);
+            LazyLock::force(&ROUTER_STANZAS_BY_KIND);
         }
 
         /// The name of every `switchyard_*` metric this binary exports.
