@@ -76,28 +76,28 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 /// The stanza kinds every per-kind counter has a series for from the start.
 const KINDS: [&str; 3] = ["message", "presence", "iq"];
 
-/// A counter by stanza kind with the series of message, presence and IQ resolved once:
-/// counting one is an atomic add, where a label lookup would hash, lock and clone for each
-/// stanza.
+/// A counter by stanza kind with its series resolved once: counting one is an atomic add,
+/// where a label lookup would hash, lock and clone for each stanza. Any name but message,
+/// presence and IQ counts as `other`, so what a peer sends cannot add series.
 #[derive(Debug)]
 pub struct PerKind {
-    vec: &'static LazyLock<IntCounterVec>,
     kinds: [IntCounter; 3],
+    other: IntCounter,
 }
 
 impl PerKind {
-    fn of(vec: &'static LazyLock<IntCounterVec>) -> Self {
+    fn of(vec: &IntCounterVec) -> Self {
         Self {
-            vec,
             kinds: KINDS.map(|kind| vec.with_label_values(&[kind])),
+            other: vec.with_label_values(&["other"]),
         }
     }
 
-    /// Counts one stanza of `kind` (another name takes the lookup).
+    /// Counts one stanza of `kind`.
     pub fn inc(&self, kind: &str) {
         match KINDS.iter().position(|k| *k == kind) {
             Some(at) => self.kinds[at].inc(),
-            None => self.vec.with_label_values(&[kind]).inc(),
+            None => self.other.inc(),
         }
     }
 }
@@ -244,5 +244,26 @@ mod tests {
             let counter_ok = !line.ends_with("counter") || name.ends_with("_total");
             assert!(counter_ok, "counters end in _total: {line}");
         }
+    }
+
+    /// The three kinds have their own series; every other name shares one.
+    #[test]
+    fn names_other_than_the_kinds_share_one_series() {
+        let vec = super::IntCounterVec::new(super::Opts::new("per_kind_test", "test"), &["kind"])
+            .unwrap();
+        let per_kind = super::PerKind::of(&vec);
+        for kind in ["message", "presence", "iq", "iq", "x1", "x2"] {
+            per_kind.inc(kind);
+        }
+        let count = |kind: &str| vec.with_label_values(&[kind]).get();
+        assert_eq!(
+            [count("message"), count("presence"), count("iq")],
+            [1, 1, 2]
+        );
+        assert_eq!(count("other"), 2);
+        let series = prometheus::core::Collector::collect(&vec)[0]
+            .get_metric()
+            .len();
+        assert_eq!(series, 4, "no series named after x1 or x2");
     }
 }
