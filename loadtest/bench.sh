@@ -9,6 +9,9 @@
 #   BENCH_REPEAT=3 bash loadtest/bench.sh   # storms and chat 3 times per server: medians
 #   BENCH_PIN=1 bash loadtest/bench.sh      # server on CPU 0, generator on CPU 1 (taskset):
 #                                           # each server's own ceiling on one core
+#   # chat at a fixed rate only, every server side by side (no idle runs, no storms):
+#   BENCH_SERVERS="switchyard ejabberd" BENCH_IDLE_RUNS= BENCH_SKIP_STORMS=1 \
+#     BENCH_CHAT_RATES=10000 BENCH_REPEAT=3 bash loadtest/bench.sh --quick
 #
 # Per server: accounts (Switchyard: `provision` into SQLite; the others: XEP-0077 in-band
 # registration), then each measurement on a freshly started process: idle sessions (RSS
@@ -97,6 +100,10 @@ lt() {
     --password "$PASSWORD" --sources "$SOURCES" --json "$@" > "$OUT/$CURRENT-$name.json"
 }
 
+# BENCH_CHAT_RATES: chat at these fixed rates (as the generator's --rate takes them)
+# instead of stepping up to saturation.
+if [[ -n ${BENCH_CHAT_RATES:-} ]]; then RATES=(--rate "$BENCH_CHAT_RATES"); else RATES=(--rate 1000 --saturate); fi
+
 for CURRENT in $SERVERS; do
   log "$CURRENT: accounts"
   accounts_"$CURRENT"
@@ -117,13 +124,14 @@ for CURRENT in $SERVERS; do
     sfx=""; [[ $REPEAT -gt 1 ]] && sfx=".r$rep"   # summarize.py reports medians over .rN
     start_"$CURRENT"
     storms="PLAIN SCRAM-SHA-1"; [[ $rep == 1 ]] && storms="PLAIN SCRAM-SHA-1-uncached SCRAM-SHA-1"
+    [[ -n ${BENCH_SKIP_STORMS:-} ]] && storms=""
     for storm in $storms; do
       lt "storm-$storm$sfx" login-storm --transport "$TRANSPORT" --mechanism "${storm%-uncached}" \
         -n "$STORM_N" --users "$ACCOUNTS" --arrival-rate 0 --concurrency 100 --login-timeout-secs 120 \
         --scram-cache "$CACHE"
     done
     lt "chat$sfx" chat --transport "$TRANSPORT" --mechanism "$MECH" --users "$CHAT_USERS" \
-      --arrival-rate 500 --rate 1000 --saturate --step-factor 1.5 --refine "$REFINE" --body-bytes "$BODY" \
+      --arrival-rate 500 "${RATES[@]}" --step-factor 1.5 --refine "$REFINE" --body-bytes "$BODY" \
       --duration-secs "$STEP_SECS" --drain-secs 3 --login-timeout-secs 120
     stop_server
   done

@@ -68,6 +68,13 @@ def figures(reports: dict) -> dict:
                 rows["server CPU s per 100k msgs (half saturation)"] = (half["server_cpu_seconds_per_100k"], "s", False)
                 rows["generator CPU s per 100k msgs (half saturation)"] = (
                     half["generator_cpu_seconds"] * 100_000 / max(half["delivered"], 1), "s", False)
+            if not sat and not half:  # fixed rates (BENCH_CHAT_RATES): each step as it ran
+                for step in r.get("steps", []):
+                    at = f"chat at a fixed {step['offered_rate']:,.0f} msgs/s"
+                    rows[f"{at}: p50"] = (step["latency"]["p50_ms"], "ms", False)
+                    rows[f"{at}: p99"] = (step["latency"]["p99_ms"], "ms", False)
+                    rows[f"{at}: lost"] = (step["lost"], "", False)
+                    rows[f"{at}: server CPU s per 100k msgs"] = (step["server_cpu_seconds_per_100k"], "s", False)
     for name, r in sorted(reports.items()):
         if r.get("errors"):
             rows[f"{name}: errors"] = (sum(r["errors"].values()), "", False)
