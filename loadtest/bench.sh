@@ -100,7 +100,7 @@ lt() {
     --password "$PASSWORD" --sources "$SOURCES" --json "$@" > "$OUT/$CURRENT-$name.json"
 }
 
-# BENCH_CHAT_RATES: chat at these fixed rates (as the generator's --rate takes them)
+# BENCH_CHAT_RATES: chat at these fixed rates, comma-separated (the generator's --rate)
 # instead of stepping up to saturation.
 if [[ -n ${BENCH_CHAT_RATES:-} ]]; then RATES=(--rate "$BENCH_CHAT_RATES"); else RATES=(--rate 1000 --saturate); fi
 

@@ -74,6 +74,8 @@ def figures(reports: dict) -> dict:
                     rows[f"{at}: p50"] = (step["latency"]["p50_ms"], "ms", False)
                     rows[f"{at}: p99"] = (step["latency"]["p99_ms"], "ms", False)
                     rows[f"{at}: lost"] = (step["lost"], "", False)
+                    rows[f"{at}: good step (within --max-p99-ms and --min-delivery) 1, else 0"] = (
+                        int(step["good"]), "", True)
                     rows[f"{at}: server CPU s per 100k msgs"] = (step["server_cpu_seconds_per_100k"], "s", False)
     for name, r in sorted(reports.items()):
         if r.get("errors"):

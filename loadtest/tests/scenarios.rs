@@ -1,7 +1,8 @@
 //! The generator against a real Switchyard started in this process on 127.0.0.1:0: a
 //! short chat where every message must arrive, a login storm, idle and churn, over
 //! plaintext, STARTTLS and direct TLS, a resume storm (XEP-0198) and its fresh-login
-//! reference, plus bulk provisioning into a data directory.
+//! reference, a saturation run with no good step, plus bulk provisioning into a data
+//! directory.
 
 use clap::Parser;
 use switchyard::config::Config;
@@ -95,6 +96,25 @@ async fn chat_delivers_every_message_over_each_transport() {
         assert!(step.latency.p99_ms < 1000.0);
         assert!(step.server_cpu_seconds >= 0.0);
     }
+}
+
+/// `--saturate` whose first step fails (no p99 is within -1 ms): with no good step there
+/// is no saturation and no half-rate step; the failed step is reported as a step, not as
+/// the half-rate one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturation_with_no_good_step_has_no_half_rate_step() {
+    let server = server().await;
+    let args = "chat --transport plain --mechanism PLAIN --rate 300 --saturate --max-p99-ms=-1 \
+                --duration-secs 1 --drain-secs 1";
+    let report = run(&server, false, args).await;
+    assert_eq!(report.steps.len(), 1, "{:?}", report.steps);
+    assert!(!report.steps[0].good);
+    assert!(report.saturation.is_none());
+    assert!(
+        report.half_saturation.is_none(),
+        "{:?}",
+        report.half_saturation
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,9 +60,9 @@ pub async fn run(args: ChatArgs, cancel: CancellationToken) -> anyhow::Result<Re
         commands: &commands,
         args: &args,
     };
-    let mut report_steps = Vec::new();
+    let (mut report_steps, mut half) = (Vec::new(), None);
     if up as usize == users {
-        report_steps = conductor.steps().await;
+        (report_steps, half) = conductor.steps().await;
     } else {
         ctx.stats.error("chat-not-started:users-missing");
     }
@@ -71,7 +71,7 @@ pub async fn run(args: ChatArgs, cancel: CancellationToken) -> anyhow::Result<Re
     progress.cancel();
     let mut report = ctx.report("chat", users, login_seconds, &clock);
     if args.saturate {
-        report.half_saturation = report_steps.pop();
+        report.half_saturation = half;
         report.saturation = best_good(&report_steps);
     }
     report.steps = report_steps;
@@ -107,8 +107,9 @@ struct Conductor<'a> {
 }
 
 impl Conductor<'_> {
-    /// Runs the configured steps; with `--saturate` the last one is the half-rate step.
-    async fn steps(&self) -> Vec<Step> {
+    /// Runs the configured steps; with `--saturate`, also the half-rate step, returned
+    /// apart, when a step was good (none runs when the first step failed or on cancel).
+    async fn steps(&self) -> (Vec<Step>, Option<Step>) {
         let mut rates = self.args.rate.clone();
         let mut steps: Vec<Step> = Vec::new();
         let mut next = 0;
@@ -125,16 +126,16 @@ impl Conductor<'_> {
                 }
             }
         }
+        let mut half = None;
         if self.args.saturate {
             self.refine(&mut steps).await;
             let good = best_good(&steps).map(|s| s.offered_rate);
             if let Some(rate) = good.filter(|_| !self.ctx.cancel.is_cancelled()) {
                 self.quiesce().await;
-                let half = self.step(steps.len() as u32 + 1, rate / 2.0).await;
-                steps.push(half);
+                half = Some(self.step(steps.len() as u32 + 1, rate / 2.0).await);
             }
         }
-        steps
+        (steps, half)
     }
 
     /// Bisects between the best good rate and the lowest failing one (`--refine` steps).
