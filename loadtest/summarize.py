@@ -68,9 +68,9 @@ def figures(reports: dict) -> dict:
                 rows["server CPU s per 100k msgs (half saturation)"] = (half["server_cpu_seconds_per_100k"], "s", False)
                 rows["generator CPU s per 100k msgs (half saturation)"] = (
                     half["generator_cpu_seconds"] * 100_000 / max(half["delivered"], 1), "s", False)
-            if not sat and not half:  # fixed rates (BENCH_CHAT_RATES): each step as it ran
+            if not sat and not half:  # fixed rates, or no good step: each step as it ran
                 for step in r.get("steps", []):
-                    at = f"chat at a fixed {step['offered_rate']:,.0f} msgs/s"
+                    at = f"chat at {step['offered_rate']:,.0f} msgs/s"
                     rows[f"{at}: p50"] = (step["latency"]["p50_ms"], "ms", False)
                     rows[f"{at}: p99"] = (step["latency"]["p99_ms"], "ms", False)
                     rows[f"{at}: lost"] = (step["lost"], "", False)
