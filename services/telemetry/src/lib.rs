@@ -100,6 +100,11 @@ impl PerKind {
             None => self.other.inc(),
         }
     }
+
+    /// Stanzas counted, of every kind.
+    pub fn total(&self) -> u64 {
+        self.kinds.iter().map(IntCounter::get).sum::<u64>() + self.other.get()
+    }
 }
 
 /// Stanzas from clients by kind (`switchyard_edge_stanzas_in_total`).
@@ -261,6 +266,7 @@ mod tests {
             [1, 1, 2]
         );
         assert_eq!(count("other"), 2);
+        assert_eq!(per_kind.total(), 6);
         let series = prometheus::core::Collector::collect(&vec)[0]
             .get_metric()
             .len();

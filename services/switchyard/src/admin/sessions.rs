@@ -145,14 +145,7 @@ pub(super) async fn announce(Authed(api): Authed, Json(a): Json<Announcement>) -
 }
 
 pub(super) async fn stats(State(admin): State<super::Admin>, Authed(api): Authed) -> ApiResult {
-    let routed: u64 = ["message", "presence", "iq"]
-        .iter()
-        .map(|k| {
-            switchyard_telemetry::ROUTER_STANZAS
-                .with_label_values(&[k])
-                .get()
-        })
-        .sum();
+    let routed = switchyard_telemetry::ROUTER_STANZAS_BY_KIND.total();
     Ok(Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "sessions_online": api.router.online_count().await?,
