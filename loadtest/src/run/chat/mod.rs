@@ -60,12 +60,12 @@ pub async fn run(args: ChatArgs, cancel: CancellationToken) -> anyhow::Result<Re
         commands: &commands,
         args: &args,
     };
-    let (mut report_steps, mut half) = (Vec::new(), None);
-    if up as usize == users {
-        (report_steps, half) = conductor.steps().await;
+    let (report_steps, half) = if up as usize == users {
+        conductor.steps().await
     } else {
         ctx.stats.error("chat-not-started:users-missing");
-    }
+        (Vec::new(), None)
+    };
     let _ = commands.send(Command::Close);
     finish(set, Duration::from_secs(10)).await;
     progress.cancel();
